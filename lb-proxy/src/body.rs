@@ -1,0 +1,208 @@
+//! Body types of the request path.
+//!
+//! - [`UpstreamBody`]: what is sent to a backend — nothing, a buffered body that can be replayed
+//!   on a retry, or the client's body streamed through a byte limit.
+//! - [`ClientBody`]: what is sent back to the client — a short error text, or the backend's body
+//!   streamed through, carrying the request's in-flight slot and metrics until the last byte (or
+//!   the client going away) so that counters can never leak.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::backend::InFlight;
+
+/// Errors a body can yield while streaming.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The client sent more than `server.max_request_body_bytes`.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The configured limit.
+        limit: u64,
+    },
+    /// The peer's stream failed (reset, malformed chunk, ...).
+    #[error(transparent)]
+    Hyper(#[from] hyper::Error),
+}
+
+/// The request body sent to a backend.
+#[derive(Debug)]
+pub enum UpstreamBody {
+    /// No body.
+    Empty,
+    /// A body read in full (and so replayable); `None` once sent.
+    Buffered(Option<Bytes>),
+    /// The client's body streamed through a limit.
+    Streaming(LimitedBody),
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            UpstreamBody::Empty => Poll::Ready(None),
+            UpstreamBody::Buffered(bytes) => Poll::Ready(bytes.take().map(|data| Ok(Frame::data(data)))),
+            UpstreamBody::Streaming(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Empty => true,
+            UpstreamBody::Buffered(bytes) => bytes.is_none(),
+            UpstreamBody::Streaming(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Empty => SizeHint::with_exact(0),
+            UpstreamBody::Buffered(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |data| data.len() as u64))
+            }
+            UpstreamBody::Streaming(body) => body.size_hint(),
+        }
+    }
+}
+
+/// The client's request body, counted and cut off past `limit` bytes.
+#[derive(Debug)]
+pub struct LimitedBody {
+    inner: Incoming,
+    seen: u64,
+    limit: u64,
+    /// Set when the limit was crossed, so the request path can answer 413 rather than 502.
+    exceeded: Arc<AtomicBool>,
+}
+
+impl LimitedBody {
+    /// Wraps `inner`; `exceeded` is raised if more than `limit` bytes arrive.
+    pub fn new(inner: Incoming, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
+        Self { inner, seen: 0, limit, exceeded }
+    }
+}
+
+impl Body for LimitedBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        match frame {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    self.seen += data.len() as u64;
+                    if self.seen > self.limit {
+                        self.exceeded.store(true, Ordering::Relaxed);
+                        return Poll::Ready(Some(Err(BodyError::TooLarge { limit: self.limit })));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(error)) => Poll::Ready(Some(Err(error.into()))),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// What the request path records when a response has been fully sent (or abandoned).
+#[derive(Debug)]
+pub struct Completion {
+    /// The backend's in-flight slot, given back on drop.
+    pub in_flight: InFlight,
+    /// When the request arrived.
+    pub started: Instant,
+    /// Response body bytes sent so far.
+    pub sent: u64,
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        let metrics = &self.in_flight.backend().metrics;
+        metrics.duration.observe(self.started.elapsed().as_secs_f64());
+        metrics.response_size.observe(self.sent as f64);
+    }
+}
+
+/// The response body sent to the client.
+#[derive(Debug)]
+pub enum ClientBody {
+    /// A short, fixed text (errors, refusals).
+    Fixed(Option<Bytes>),
+    /// A backend's body, streamed through.
+    Proxied {
+        /// The backend's response body.
+        inner: Incoming,
+        /// Recorded when this body is dropped.
+        completion: Completion,
+    },
+}
+
+impl ClientBody {
+    /// A fixed body.
+    pub fn fixed(text: &'static str) -> Self {
+        ClientBody::Fixed(Some(Bytes::from_static(text.as_bytes())))
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ClientBody::Fixed(bytes) => Poll::Ready(bytes.take().map(|data| Ok(Frame::data(data)))),
+            ClientBody::Proxied { inner, completion } => {
+                let frame = ready!(Pin::new(inner).poll_frame(cx));
+                if let Some(Ok(frame)) = &frame
+                    && let Some(data) = frame.data_ref()
+                {
+                    completion.sent += data.len() as u64;
+                }
+                Poll::Ready(frame)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Fixed(bytes) => bytes.is_none(),
+            ClientBody::Proxied { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Fixed(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |data| data.len() as u64))
+            }
+            ClientBody::Proxied { inner, .. } => inner.size_hint(),
+        }
+    }
+}

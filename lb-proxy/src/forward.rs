@@ -1,0 +1,356 @@
+//! The request path: snapshot → pick → guard → forward → record → retry or answer.
+//!
+//! Outcomes of an attempt are classified once ([`classify`]) into lb-core's
+//! [`FailureKind`](lb_core::retry::FailureKind); lb-core decides whether to retry and how long to
+//! wait; [`failure_response`] maps what is left to the client's status in one place.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use lb_core::balance::{Balancer, PickContext};
+use lb_core::breaker::Admission;
+use lb_core::retry::{AttemptFailure, FailureKind, GiveUpReason, RetryDecision, is_idempotent};
+
+use crate::backend::{Backend, EligibleView};
+use crate::body::{ClientBody, Completion, LimitedBody, UpstreamBody};
+use crate::headers::{add_forwarded, strip_hop_by_hop};
+use crate::metrics::{MethodLabel, RequestLabels, RetryLabels};
+use crate::runtime::{Runtime, Shared};
+
+/// Bodies up to this size with a known length are read before the first attempt so that a
+/// retry can send them again; larger or chunked bodies stream through and are never retried.
+pub const REPLAY_BUFFER_BYTES: u64 = 64 * 1024;
+
+/// What a connection knows about its client, computed once per connection.
+#[derive(Debug)]
+pub struct ClientInfo {
+    /// The peer's socket address.
+    pub peer: SocketAddr,
+    /// The peer's IP, ready to append to `X-Forwarded-For`.
+    pub forwarded_for: HeaderValue,
+}
+
+impl ClientInfo {
+    /// Describes the client at `peer`.
+    pub fn new(peer: SocketAddr) -> Self {
+        let forwarded_for = HeaderValue::try_from(peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self { peer, forwarded_for }
+    }
+}
+
+/// Proxies one client request to a backend and returns the response to send.
+pub async fn handle(shared: &Shared, client: &ClientInfo, request: Request<Incoming>) -> Response<ClientBody> {
+    let started = Instant::now();
+    let runtime = shared.runtime.load_full();
+    let method = MethodLabel::of(request.method());
+    let (mut parts, body) = request.into_parts();
+    let limit = runtime.config.server.max_request_body_bytes;
+    let declared_length = content_length(&parts.headers);
+    if declared_length.is_some_and(|length| length > limit) {
+        return refuse(shared, method, StatusCode::PAYLOAD_TOO_LARGE, "413 payload too large\n");
+    }
+
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let (mut upstream_body, replayable) = if body.is_end_stream() {
+        (Some(UpstreamBody::Empty), true)
+    } else if declared_length.is_some_and(|length| length <= REPLAY_BUFFER_BYTES) {
+        let read = tokio::time::timeout(
+            runtime.config.server.request_timeout,
+            LimitedBody::new(body, limit, exceeded.clone()).collect(),
+        )
+        .await;
+        match read {
+            Ok(Ok(collected)) => (Some(UpstreamBody::Buffered(Some(collected.to_bytes()))), true),
+            Ok(Err(_)) if exceeded.load(Ordering::Relaxed) => {
+                return refuse(shared, method, StatusCode::PAYLOAD_TOO_LARGE, "413 payload too large\n");
+            }
+            Ok(Err(_)) => return refuse(shared, method, StatusCode::BAD_REQUEST, "400 bad request body\n"),
+            Err(_) => return refuse(shared, method, StatusCode::REQUEST_TIMEOUT, "408 request body timeout\n"),
+        }
+    } else {
+        (Some(UpstreamBody::Streaming(LimitedBody::new(body, limit, exceeded.clone()))), false)
+    };
+    let request_bytes = declared_length.unwrap_or(0);
+
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        parts.headers.insert(header::HOST, host);
+    }
+    strip_hop_by_hop(&mut parts.headers);
+    add_forwarded(&mut parts.headers, &client.forwarded_for, "http");
+    let path_and_query = parts.uri.path_and_query().cloned();
+    let idempotent = is_idempotent(parts.method.as_str());
+    let deadline = tokio::time::Instant::from_std(started + runtime.config.server.request_timeout);
+    let max_attempts = runtime.retry.max_attempts();
+
+    runtime.budget.deposit(started);
+    let mut tried: Vec<usize> = Vec::new();
+    let mut refusals = 0usize;
+    let mut attempt: u32 = 1;
+    let mut last_failure: Option<(Arc<Backend>, FailureKind)> = None;
+    loop {
+        let now = Instant::now();
+        let Some(backend) = pick(&runtime, client, &tried, now) else {
+            return match last_failure {
+                Some((backend, kind)) => failure_response(shared, &backend, method, kind, started),
+                None => no_backend(shared, method),
+            };
+        };
+        // Eligibility was judged a moment ago; a racing request may have taken the last slot or
+        // the last probe. Such refusals are bounded so a saturated fleet answers 503 at once.
+        let Some(slot) = backend.try_reserve() else {
+            refusals += 1;
+            if refusals > runtime.backends.len() {
+                return no_backend(shared, method);
+            }
+            tried.push(backend.index);
+            continue;
+        };
+        let admission = backend.admit(now);
+        if admission == Admission::Rejected {
+            refusals += 1;
+            if refusals > runtime.backends.len() {
+                return no_backend(shared, method);
+            }
+            tried.push(backend.index);
+            continue;
+        }
+
+        let may_retry = replayable && attempt < max_attempts;
+        let body = match upstream_body.as_ref() {
+            Some(UpstreamBody::Buffered(Some(bytes))) if may_retry => UpstreamBody::Buffered(Some(bytes.clone())),
+            Some(UpstreamBody::Empty) => UpstreamBody::Empty,
+            _ => upstream_body.take().unwrap_or(UpstreamBody::Empty),
+        };
+        let headers = if may_retry { parts.headers.clone() } else { std::mem::take(&mut parts.headers) };
+        let mut upstream = Request::new(body);
+        *upstream.method_mut() = parts.method.clone();
+        *upstream.uri_mut() = upstream_uri(&backend, path_and_query.as_ref());
+        *upstream.version_mut() = Version::HTTP_11;
+        *upstream.headers_mut() = headers;
+
+        let result = tokio::time::timeout_at(deadline, shared.client.request(upstream)).await;
+        let now = Instant::now();
+        let kind = match result {
+            Ok(Ok(response)) => {
+                let status = response.status();
+                let kind = FailureKind::Status(status.as_u16());
+                let retry_wanted = status.is_server_error()
+                    && runtime.retry.retry_on().iter().any(|condition| kind.matches(condition));
+                backend.record(admission, !status.is_server_error(), now);
+                if !retry_wanted || !may_retry {
+                    return proxied(response, slot, method, started, request_bytes);
+                }
+                match decide(shared, &runtime, &backend, attempt, kind, idempotent, replayable, now) {
+                    Some(backoff) => {
+                        drop(response);
+                        drop(slot);
+                        if !wait_backoff(backoff, deadline).await {
+                            return failure_response(shared, &backend, method, FailureKind::ResponseTimeout, started);
+                        }
+                        tried.push(backend.index);
+                        attempt += 1;
+                        last_failure = Some((backend, kind));
+                        continue;
+                    }
+                    None => return proxied(response, slot, method, started, request_bytes),
+                }
+            }
+            Ok(Err(error)) => {
+                if exceeded.load(Ordering::Relaxed) {
+                    backend.release(admission);
+                    return refuse(shared, method, StatusCode::PAYLOAD_TOO_LARGE, "413 payload too large\n");
+                }
+                let kind = classify(&error);
+                tracing::debug!(backend = %backend.name(), %error, kind = kind.label(), "attempt failed");
+                kind
+            }
+            Err(_elapsed) => FailureKind::ResponseTimeout,
+        };
+        backend.record(admission, false, now);
+        drop(slot);
+        let retry = if may_retry {
+            decide(shared, &runtime, &backend, attempt, kind, idempotent, replayable, now)
+        } else {
+            None
+        };
+        match retry {
+            Some(backoff) if wait_backoff(backoff, deadline).await => {
+                tried.push(backend.index);
+                attempt += 1;
+                last_failure = Some((backend, kind));
+            }
+            Some(_) => return failure_response(shared, &backend, method, FailureKind::ResponseTimeout, started),
+            None => return failure_response(shared, &backend, method, kind, started),
+        }
+    }
+}
+
+/// Picks an eligible backend, preferring one not yet tried for this request.
+fn pick(runtime: &Runtime, client: &ClientInfo, tried: &[usize], now: Instant) -> Option<Arc<Backend>> {
+    let view = EligibleView { backends: &runtime.backends, now };
+    let mut rng = rand::rng();
+    let context = PickContext { client: Some(client.peer.ip()), exclude: tried };
+    let index = runtime.selector.pick(&view, &context, &mut rng).or_else(|| {
+        if tried.is_empty() {
+            None
+        } else {
+            let again = PickContext { client: Some(client.peer.ip()), exclude: &[] };
+            runtime.selector.pick(&view, &again, &mut rng)
+        }
+    })?;
+    runtime.backends.get(index).cloned()
+}
+
+/// Asks lb-core whether to retry; counts the retry or the budget refusal.
+#[allow(clippy::too_many_arguments)]
+fn decide(
+    shared: &Shared,
+    runtime: &Runtime,
+    backend: &Backend,
+    attempt: u32,
+    kind: FailureKind,
+    idempotent: bool,
+    replayable: bool,
+    now: Instant,
+) -> Option<Duration> {
+    let failure = AttemptFailure { attempt, kind, idempotent, body_replayable: replayable };
+    match runtime.retry.decide(&failure, &runtime.budget, now, &mut rand::rng()) {
+        RetryDecision::Retry { backoff } => {
+            shared
+                .metrics
+                .retries
+                .get_or_create(&RetryLabels { backend: backend.metrics.name.clone(), reason: kind.label() })
+                .inc();
+            Some(backoff)
+        }
+        RetryDecision::GiveUp(GiveUpReason::BudgetExhausted) => {
+            shared.metrics.retry_budget_exhausted.inc();
+            None
+        }
+        RetryDecision::GiveUp(_) => None,
+    }
+}
+
+/// Sleeps the backoff unless it would pass the request's deadline.
+async fn wait_backoff(backoff: Duration, deadline: tokio::time::Instant) -> bool {
+    let wake = tokio::time::Instant::now() + backoff;
+    if wake >= deadline {
+        return false;
+    }
+    tokio::time::sleep_until(wake).await;
+    true
+}
+
+/// Classifies a client error once: connect refused, connect timeout, or a failure after the
+/// request may have been sent (reset, closed, malformed response).
+pub fn classify(error: &hyper_util::client::legacy::Error) -> FailureKind {
+    if error.is_connect() {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+        while let Some(cause) = source {
+            if let Some(io) = cause.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::TimedOut
+            {
+                return FailureKind::ConnectTimeout;
+            }
+            source = cause.source();
+        }
+        FailureKind::ConnectRefused
+    } else {
+        FailureKind::ResetBeforeResponse
+    }
+}
+
+fn upstream_uri(backend: &Backend, path_and_query: Option<&http::uri::PathAndQuery>) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    parts.authority = Some(backend.authority.clone());
+    parts.path_and_query = Some(path_and_query.cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")));
+    Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse().ok())
+}
+
+fn proxied(
+    response: Response<Incoming>,
+    slot: crate::backend::InFlight,
+    method: MethodLabel,
+    started: Instant,
+    request_bytes: u64,
+) -> Response<ClientBody> {
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let metrics = &slot.backend().metrics;
+    metrics.count_request(method, parts.status.as_u16());
+    metrics.request_size.observe(request_bytes as f64);
+    let completion = Completion { in_flight: slot, started, sent: 0 };
+    Response::from_parts(parts, ClientBody::Proxied { inner: body, completion })
+}
+
+/// The one place a failed exchange becomes the client's status.
+fn failure_response(
+    _shared: &Shared,
+    backend: &Backend,
+    method: MethodLabel,
+    kind: FailureKind,
+    started: Instant,
+) -> Response<ClientBody> {
+    let (status, text) = match kind {
+        FailureKind::ResponseTimeout => (StatusCode::GATEWAY_TIMEOUT, "504 gateway timeout: the backend did not answer in time\n"),
+        FailureKind::ConnectTimeout | FailureKind::ConnectRefused => {
+            (StatusCode::BAD_GATEWAY, "502 bad gateway: could not connect to a backend\n")
+        }
+        FailureKind::ResetBeforeResponse => {
+            (StatusCode::BAD_GATEWAY, "502 bad gateway: the backend closed the connection without a valid response\n")
+        }
+        FailureKind::Status(_) => (StatusCode::BAD_GATEWAY, "502 bad gateway\n"),
+    };
+    backend.metrics.count_request(method, status.as_u16());
+    backend.metrics.duration.observe(started.elapsed().as_secs_f64());
+    plain(status, text)
+}
+
+fn no_backend(shared: &Shared, method: MethodLabel) -> Response<ClientBody> {
+    shared.metrics.no_backend.inc();
+    refuse(shared, method, StatusCode::SERVICE_UNAVAILABLE, "503 service unavailable: no backend available\n")
+}
+
+/// An answer given without a backend; counted under `backend="none"`.
+fn refuse(shared: &Shared, method: MethodLabel, status: StatusCode, text: &'static str) -> Response<ClientBody> {
+    shared
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels { method, status: status.as_u16(), backend: none_label() })
+        .inc();
+    plain(status, text)
+}
+
+fn none_label() -> Arc<String> {
+    static NONE: std::sync::OnceLock<Arc<String>> = std::sync::OnceLock::new();
+    NONE.get_or_init(|| Arc::new("none".to_owned())).clone()
+}
+
+/// A short plain-text response.
+pub fn plain(status: StatusCode, text: &'static str) -> Response<ClientBody> {
+    let mut response = Response::new(ClientBody::fixed(text));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}

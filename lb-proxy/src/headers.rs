@@ -1,0 +1,141 @@
+//! Header rewriting between client and backend: hop-by-hop removal (RFC 9110 §7.6.1) and the
+//! `X-Forwarded-*` family.
+//!
+//! Hop-by-hop headers are removed *before* the balancer adds its own, so a client cannot name
+//! `X-Forwarded-For` in `Connection` to make the balancer drop it.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// The standard hop-by-hop headers (RFC 9110 §7.6.1, RFC 9112), besides any `Proxy-*` header.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    HeaderName::from_static("proxy-connection"),
+];
+
+/// `X-Forwarded-For`.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Removes every header named in `Connection`, then the standard hop-by-hop set and `Proxy-*`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Names listed in Connection are connection-specific (RFC 9110 §7.6.1). Removing them may
+    // mutate the map we iterate, so collect first; the list is almost always empty or tiny.
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if headers.keys().any(is_proxy_header) {
+        let proxy: Vec<HeaderName> = headers.keys().filter(|name| is_proxy_header(name)).cloned().collect();
+        for name in proxy {
+            headers.remove(name);
+        }
+    }
+}
+
+fn is_proxy_header(name: &HeaderName) -> bool {
+    name.as_str().starts_with("proxy-")
+}
+
+/// Adds the balancer's forwarding headers: appends the client to `X-Forwarded-For`, sets
+/// `X-Forwarded-Proto` and `X-Forwarded-Host` (from `Host`, when there is one).
+pub fn add_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, proto: &'static str) {
+    match headers.get(&X_FORWARDED_FOR) {
+        Some(existing) => {
+            let mut joined = Vec::with_capacity(existing.len() + 2 + client_ip.len());
+            joined.extend_from_slice(existing.as_bytes());
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(client_ip.as_bytes());
+            // Both parts are valid header bytes, so the join is too; fall back to ours alone.
+            let value = HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client_ip.clone());
+            headers.insert(X_FORWARDED_FOR.clone(), value);
+        }
+        None => {
+            headers.insert(X_FORWARDED_FOR.clone(), client_ip.clone());
+        }
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    if let Some(host) = headers.get(header::HOST).cloned() {
+        headers.insert(X_FORWARDED_HOST.clone(), host);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn strips_standard_and_connection_named_headers() {
+        let mut headers = map(&[
+            ("connection", "keep-alive, X-Secret , x-other"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("trailer", "x-sum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic x"),
+            ("proxy-connection", "keep-alive"),
+            ("x-secret", "1"),
+            ("x-other", "2"),
+            ("host", "example.test"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut headers);
+        let left: Vec<&str> = headers.keys().map(|name| name.as_str()).collect();
+        assert_eq!(left, ["host", "accept"]);
+    }
+
+    #[test]
+    fn client_cannot_drop_forwarded_for_through_connection() {
+        let mut headers = map(&[("connection", "x-forwarded-for"), ("x-forwarded-for", "10.0.0.9")]);
+        strip_hop_by_hop(&mut headers);
+        add_forwarded(&mut headers, &HeaderValue::from_static("127.0.0.1"), "http");
+        assert_eq!(headers[&X_FORWARDED_FOR], "127.0.0.1");
+    }
+
+    #[test]
+    fn appends_to_existing_forwarded_for_and_sets_proto_and_host() {
+        let mut headers = map(&[("x-forwarded-for", "203.0.113.7"), ("host", "shop.test:8080")]);
+        add_forwarded(&mut headers, &HeaderValue::from_static("127.0.0.1"), "http");
+        assert_eq!(headers[&X_FORWARDED_FOR], "203.0.113.7, 127.0.0.1");
+        assert_eq!(headers[&X_FORWARDED_PROTO], "http");
+        assert_eq!(headers[&X_FORWARDED_HOST], "shop.test:8080");
+    }
+
+    #[test]
+    fn no_host_means_no_forwarded_host() {
+        let mut headers = HeaderMap::new();
+        add_forwarded(&mut headers, &HeaderValue::from_static("::1"), "http");
+        assert!(!headers.contains_key(&X_FORWARDED_HOST));
+        assert_eq!(headers[&X_FORWARDED_FOR], "::1");
+    }
+}

@@ -1,0 +1,89 @@
+//! What passes through: methods, paths, headers (hop-by-hop removed, X-Forwarded-* set), and
+//! large bodies both ways, intact.
+
+mod support;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use support::*;
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325u64, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x100000001b3))
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_stripped_and_forwarded_headers_set() {
+    let backends = backends(1).await;
+    let daemon = balancer(&backends, "").await;
+    let request = Request::get(format!("http://{}/echo?x=1&y=two", daemon.listen_addr))
+        .header("host", "shop.example:8080")
+        .header("connection", "keep-alive, x-drop-me")
+        .header("x-drop-me", "secret")
+        .header("keep-alive", "timeout=5")
+        .header("te", "trailers")
+        .header("proxy-authorization", "Basic Zm9v")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-custom", "kept")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let answer = send(&client(), request).await;
+    assert_eq!(answer.status, 200);
+    let echo = answer.text().to_ascii_lowercase();
+    assert!(echo.contains("get /echo?x=1&y=two"), "{echo}");
+    assert!(echo.contains("host: shop.example:8080"), "Host is kept: {echo}");
+    assert!(echo.contains("x-custom: kept"), "{echo}");
+    assert!(echo.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1"), "{echo}");
+    assert!(echo.contains("x-forwarded-proto: http"), "{echo}");
+    assert!(echo.contains("x-forwarded-host: shop.example:8080"), "{echo}");
+    for gone in ["x-drop-me", "keep-alive:", "\nte:", "proxy-authorization", "trailers"] {
+        assert!(!echo.contains(gone), "{gone} should be stripped: {echo}");
+    }
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn large_upload_and_download_stream_intact() {
+    let backends = backends(1).await;
+    let daemon = balancer(&backends, "server:\n  max_request_body_bytes: 67108864\n").await;
+    let client = client();
+
+    let upload: Vec<u8> = (0..24 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let expected = fnv1a(&upload);
+    let request = Request::post(format!("http://{}/echo/body", daemon.listen_addr))
+        .body(Full::new(Bytes::from(upload)))
+        .unwrap();
+    let answer = send(&client, request).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body.len(), 24 * 1024 * 1024);
+    assert_eq!(fnv1a(&answer.body), expected, "upload echoed back intact");
+
+    let direct = get(&client, backends[0].addr(), "/bytes/33554432").await;
+    let proxied = get(&client, daemon.listen_addr, "/bytes/33554432").await;
+    assert_eq!(proxied.status, 200);
+    assert_eq!(proxied.body.len(), 33554432);
+    assert_eq!(fnv1a(&proxied.body), fnv1a(&direct.body), "download intact");
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn methods_and_statuses_pass_through() {
+    let backends = backends(1).await;
+    let daemon = balancer(&backends, "retry:\n  max_attempts: 1\n").await;
+    let client = client();
+    for method in ["PUT", "DELETE", "PATCH", "OPTIONS"] {
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("http://{}/echo", daemon.listen_addr))
+            .body(Full::new(Bytes::from_static(b"payload")))
+            .unwrap();
+        let answer = send(&client, request).await;
+        assert_eq!(answer.status, 200);
+        assert!(answer.text().starts_with(method), "{}", answer.text());
+    }
+    for status in [201u16, 404, 418, 503] {
+        let answer = get(&client, daemon.listen_addr, &format!("/status/{status}")).await;
+        assert_eq!(answer.status.as_u16(), status);
+    }
+    daemon.shutdown().await;
+}

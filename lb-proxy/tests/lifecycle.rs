@@ -1,0 +1,182 @@
+//! The `lb` binary: config errors, port in use, graceful shutdown on SIGTERM, and the metrics
+//! exposition checked by `promtool`.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+fn lb() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lb"))
+}
+
+fn write_config(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::File::create(&path).unwrap().write_all(text.as_bytes()).unwrap();
+    path
+}
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lb-test-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Starts the binary and reads the "listening on ADDR metrics on ADDR" line.
+fn spawn(config: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
+    let mut child = lb()
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words.first(), Some(&"listening"), "unexpected first line: {line}");
+    (child, words[2].parse().unwrap(), words[5].parse().unwrap())
+}
+
+#[test]
+fn invalid_config_exits_2_with_located_errors() {
+    let dir = temp_dir("invalid");
+    let path = write_config(
+        &dir,
+        "bad.yaml",
+        "load_balancer:\n  algorithm: least_conections\nbackends:\n  - address: 127.0.0.1:1\n    weight: 0\n",
+    );
+    let output = lb().arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad.yaml:2:"), "{stderr}");
+    assert!(stderr.contains("least_connections"), "hint expected: {stderr}");
+    assert!(stderr.contains("backends[0].weight"), "{stderr}");
+    let output = lb().arg(dir.join("missing.yaml")).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read"));
+}
+
+#[test]
+fn check_flag_validates_and_exits_0() {
+    let dir = temp_dir("check");
+    let path = write_config(&dir, "ok.yaml", "backends:\n  - address: 127.0.0.1:8001\n");
+    let output = lb().arg(&path).arg("--check").output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ok"));
+}
+
+#[test]
+fn port_in_use_is_one_clear_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = temp_dir("inuse");
+    let path = write_config(
+        &dir,
+        "inuse.yaml",
+        &format!("server:\n  listen: {addr}\nmetrics:\n  listen: 127.0.0.1:0\nbackends:\n  - address: 127.0.0.1:8001\n"),
+    );
+    let output = lb().arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&addr.to_string()), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
+    let fleet = backends(1).await;
+    let dir = temp_dir("sigterm");
+    let yaml = config_yaml(&specs(&fleet), "server:\n  shutdown_grace: 10s\n");
+    let path = write_config(&dir, "lb.yaml", &yaml);
+    let (mut child, listen, _metrics) = spawn(&path);
+    let client = client();
+    let slow = {
+        let client = client.clone();
+        tokio::spawn(async move { get(&client, listen, "/delay/800").await })
+    };
+    // Wait until the slow request is at the backend before signalling.
+    let arrived = eventually(Duration::from_secs(5), || async { fleet[0].stats().in_flight() == 1 }).await;
+    assert!(arrived, "slow request never reached the backend");
+    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    // New connections are refused once the listener is closed.
+    let refused = eventually(Duration::from_secs(5), || async {
+        tokio::net::TcpStream::connect(listen).await.is_err()
+    })
+    .await;
+    assert!(refused, "the listener still accepts after SIGTERM");
+    let answer = slow.await.unwrap();
+    assert_eq!(answer.status, 200, "the in-flight request was cut: {}", answer.text());
+    let exited = eventually(Duration::from_secs(10), || {
+        let done = child.try_wait().unwrap().is_some();
+        async move { done }
+    })
+    .await;
+    assert!(exited, "lb did not exit after draining");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[tokio::test]
+async fn metrics_pass_promtool_and_match_traffic() {
+    let fleet = backends(2).await;
+    let daemon = balancer(&fleet, "").await;
+    let client = client();
+    for _ in 0..10 {
+        assert_eq!(get(&client, daemon.listen_addr, "/").await.status, 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(get(&client, daemon.listen_addr, "/status/404").await.status, 404);
+    }
+    let metrics = scrape(&daemon).await;
+    assert_eq!(metric_sum(&metrics, "lb_requests_total", &["status=\"200\"", "method=\"GET\""]), 10.0, "{metrics}");
+    assert_eq!(metric_sum(&metrics, "lb_requests_total", &["status=\"404\""]), 3.0, "{metrics}");
+    assert_eq!(metric_sum(&metrics, "lb_request_duration_seconds_count", &[]), 13.0, "{metrics}");
+    assert_eq!(metric_sum(&metrics, "lb_backend_health_status", &[]), 2.0);
+    assert_eq!(metric_sum(&metrics, "lb_circuit_breaker_state", &[]), 0.0);
+    assert_eq!(metric_sum(&metrics, "lb_active_connections", &[]), 0.0);
+    for name in [
+        "lb_request_size_bytes_count",
+        "lb_response_size_bytes_count",
+        "lb_client_connections",
+        "lb_client_connections_accepted_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
+    for name in ["lb_retries_total", "lb_health_checks_total", "lb_circuit_breaker_transitions_total"] {
+        assert!(metrics.contains(&format!("# TYPE {name} counter")), "{name} not declared:\n{metrics}");
+    }
+
+    let mut promtool = match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(error) if std::env::var_os("LB_REQUIRE_PROMTOOL").is_some() => {
+            panic!("promtool is required here (Debian package `prometheus`): {error}")
+        }
+        Err(_) => {
+            eprintln!("promtool not found: skipping `promtool check metrics` (install the Debian package `prometheus`)");
+            daemon.shutdown().await;
+            return;
+        }
+    };
+    promtool.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    daemon.shutdown().await;
+}

@@ -1,0 +1,107 @@
+//! Limits from the configuration: per-backend max_connections, request body size, slow headers.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[tokio::test]
+async fn max_connections_is_enforced_under_concurrent_load() {
+    let fleet = backends(1).await;
+    let mut specs = specs(&fleet);
+    specs[0].2 = 1;
+    let yaml = config_yaml(&specs, "retry:\n  max_attempts: 1\n")
+        .replace("    weight: 1\n", "    weight: 1\n    max_connections: 2\n");
+    let daemon = lb_proxy::Daemon::start(parse(&yaml)).await.expect("balancer starts");
+    let client = client();
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let client = client.clone();
+        let addr = daemon.listen_addr;
+        tasks.push(tokio::spawn(async move { get(&client, addr, "/delay/300").await.status.as_u16() }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    let ok = statuses.iter().filter(|&&status| status == 200).count();
+    let refused = statuses.iter().filter(|&&status| status == 503).count();
+    assert_eq!(ok + refused, 10, "{statuses:?}");
+    assert!(ok >= 2, "{statuses:?}");
+    assert!(refused >= 1, "excess requests are refused at once, not queued: {statuses:?}");
+    assert!(fleet[0].stats().max_in_flight() <= 2, "backend saw {} in flight", fleet[0].stats().max_in_flight());
+    let metrics = scrape(&daemon).await;
+    assert_eq!(metric_sum(&metrics, "lb_active_connections", &["backend=\"b0\""]), 0.0, "slots leaked");
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, "server:\n  max_request_body_bytes: 1000\n").await;
+    let client = client();
+    let declared = Request::post(format!("http://{}/echo", daemon.listen_addr))
+        .body(Full::new(Bytes::from(vec![b'x'; 1001])))
+        .unwrap();
+    assert_eq!(send(&client, declared).await.status, 413);
+    let fits = Request::post(format!("http://{}/echo", daemon.listen_addr))
+        .body(Full::new(Bytes::from(vec![b'x'; 1000])))
+        .unwrap();
+    assert_eq!(send(&client, fits).await.status, 200);
+
+    // A chunked body has no declared length: it is cut off when it crosses the limit.
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    let mut raw = b"POST /count HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..3 {
+        raw.extend_from_slice(b"200\r\n");
+        raw.extend_from_slice(&[b'y'; 0x200]);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    stream.write_all(&raw).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_headers_are_cut_off_by_header_read_timeout() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, "server:\n  header_read_timeout: 200ms\n").await;
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nhost: slow\r\nx-a: 1\r\n").await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut buffer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buffer)).await;
+    assert!(read.is_ok(), "the connection was not closed");
+    assert!(started.elapsed() >= Duration::from_millis(150), "closed too early: {:?}", started.elapsed());
+    let text = String::from_utf8_lossy(&buffer);
+    assert!(!text.contains("200 OK"), "a slow request must not be served: {text}");
+
+    // The balancer still serves a normal client.
+    let answer = get(&client(), daemon.listen_addr, "/").await;
+    assert_eq!(answer.status, 200);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_backend_eligible_is_503() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, "retry:\n  max_attempts: 1\n").await;
+    let addr = fleet[0].addr();
+    fleet.into_iter().next().unwrap().shutdown().await;
+    let client = client();
+    // The first request meets a refused connection (502); the breaker is not yet open.
+    let answer = get(&client, daemon.listen_addr, "/").await;
+    assert_eq!(answer.status, 502, "{}", answer.text());
+    let _ = addr;
+    daemon.shutdown().await;
+}
