@@ -37,6 +37,12 @@ pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> 
         );
         return Err(ConfigErrors(w.errors));
     }
+    if !matches!(root.node, Node::Map(_)) {
+        let problem = Problem::new(format!("expected a mapping of sections, found {}", root.node.kind()))
+            .hint("start with `backends:`");
+        w.report(root.pos, "", problem);
+        return Err(ConfigErrors(w.errors));
+    }
     let top = w.section(Some(root), "", &SECTIONS);
     let (server, server_listen) = server(&mut w, &top);
     let upstream = upstream(&mut w, &top);
