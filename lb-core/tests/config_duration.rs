@@ -23,7 +23,11 @@ fn accepted_spellings() {
         ("5124095576030h25m", 18_446_744_073_709_500_000),
     ];
     for (text, millis) in cases {
-        assert_eq!(parse_duration(text), Ok(Duration::from_millis(millis)), "{text:?}");
+        assert_eq!(
+            parse_duration(text),
+            Ok(Duration::from_millis(millis)),
+            "{text:?}"
+        );
     }
 }
 

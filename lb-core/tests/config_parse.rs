@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use lb_core::balance::Algorithm;
 use lb_core::config::{
-    BackendConfig, Config, ConfigErrors, Format, HealthCheckConfig, MetricsConfig, RetryConfig, ServerConfig,
-    UpstreamConfig, parse, parse_bytes,
+    BackendConfig, Config, ConfigErrors, Format, HealthCheckConfig, MetricsConfig, RetryConfig,
+    ServerConfig, UpstreamConfig, parse, parse_bytes,
 };
 use lb_core::health::StatusRange;
 use lb_core::retry::RetryCondition;
@@ -42,8 +42,14 @@ fn minimal_config_gets_every_default() {
     assert_eq!(config.backends[0].weight, 1);
     assert_eq!(config.backends[0].max_connections, 1000);
     assert_eq!(config.server.listen, addr("0.0.0.0:8080"));
-    assert_eq!(config.health_check.expected_status, StatusRange { min: 200, max: 399 });
-    assert_eq!(config.circuit_breaker.max_open_duration, Duration::from_secs(300));
+    assert_eq!(
+        config.health_check.expected_status,
+        StatusRange { min: 200, max: 399 }
+    );
+    assert_eq!(
+        config.circuit_breaker.max_open_duration,
+        Duration::from_secs(300)
+    );
     assert_eq!(config.retry.retry_on.len(), 5);
 }
 
@@ -51,8 +57,14 @@ fn minimal_config_gets_every_default() {
 fn reference_config_states_exactly_the_defaults() {
     let config = ok(REFERENCE, Format::Yaml);
     let mut want = Config::with_backends(vec![
-        BackendConfig { name: "api-1".into(), ..BackendConfig::new(addr("127.0.0.1:8001")) },
-        BackendConfig { name: "api-2".into(), ..BackendConfig::new(addr("127.0.0.1:8002")) },
+        BackendConfig {
+            name: "api-1".into(),
+            ..BackendConfig::new(addr("127.0.0.1:8001"))
+        },
+        BackendConfig {
+            name: "api-2".into(),
+            ..BackendConfig::new(addr("127.0.0.1:8002"))
+        },
     ]);
     want.load_balancer.algorithm = Algorithm::RoundRobin;
     assert_eq!(config, want);
@@ -133,7 +145,12 @@ metrics:
     assert_eq!(config.load_balancer.algorithm, Algorithm::P2c);
     assert_eq!(
         config.backends,
-        [BackendConfig { name: "a".into(), address: addr("[::1]:9001"), weight: 3, max_connections: 7 }]
+        [BackendConfig {
+            name: "a".into(),
+            address: addr("[::1]:9001"),
+            weight: 3,
+            max_connections: 7
+        }]
     );
     assert_eq!(
         config.health_check,
@@ -156,14 +173,22 @@ metrics:
             base_delay: Duration::ZERO,
             max_delay: Duration::ZERO,
             // Repeats are dropped, order kept.
-            retry_on: vec![RetryCondition::Reset, RetryCondition::Status(429), RetryCondition::Timeout],
+            retry_on: vec![
+                RetryCondition::Reset,
+                RetryCondition::Status(429),
+                RetryCondition::Timeout
+            ],
             budget_ratio: 1.0,
             budget_min_per_sec: 0,
         }
     );
     assert_eq!(
         config.metrics,
-        MetricsConfig { enabled: false, listen: addr("127.0.0.1:8000"), path: "/m".into() }
+        MetricsConfig {
+            enabled: false,
+            listen: addr("127.0.0.1:8000"),
+            path: "/m".into()
+        }
     );
 }
 
@@ -193,7 +218,10 @@ metrics:
         Format::Yaml,
     );
     assert_eq!(json, yaml);
-    assert_eq!(json.backends.iter().map(|b| b.weight).collect::<Vec<_>>(), [5, 3, 1]);
+    assert_eq!(
+        json.backends.iter().map(|b| b.weight).collect::<Vec<_>>(),
+        [5, 3, 1]
+    );
 }
 
 #[test]
@@ -216,7 +244,11 @@ fn serialized_config_parses_back_equal() {
 
 #[test]
 fn yaml_syntax_errors_have_a_position() {
-    let error = only_error(parse("backends:\n  - address: [1, 2\nserver: {}\n", Format::Yaml, "bad.yaml"));
+    let error = only_error(parse(
+        "backends:\n  - address: [1, 2\nserver: {}\n",
+        Format::Yaml,
+        "bad.yaml",
+    ));
     assert_eq!(error.file, "bad.yaml");
     assert!(error.line.is_some() && error.column.is_some(), "{error}");
     assert!(error.message.starts_with("invalid YAML"), "{error}");
@@ -238,7 +270,11 @@ fn json_syntax_errors_have_serde_json_positions() {
         let error = only_error(parse(source, Format::Json, "bad.json"));
         assert!(error.message.starts_with("invalid JSON"), "{error}");
         assert!(!error.message.contains(" at line "), "{error}");
-        assert_eq!((error.line, error.column), (Some(line), Some(column)), "{source:?}: {error}");
+        assert_eq!(
+            (error.line, error.column),
+            (Some(line), Some(column)),
+            "{source:?}: {error}"
+        );
     }
 }
 
@@ -247,10 +283,18 @@ fn document_level_problems_are_one_clear_error() {
     let cases: [(&[u8], &str, &str); 7] = [
         (b"", "lb.yaml", "the file is empty"),
         (b"  \n\n", "lb.json", "the file is empty"),
-        (b"# just a comment\n", "lb.yaml", "the configuration is empty"),
+        (
+            b"# just a comment\n",
+            "lb.yaml",
+            "the configuration is empty",
+        ),
         (b"\x89PNG\r\n\x1a\n\xff\xfe", "lb.yaml", "not UTF-8 text"),
         (b"backends:\0\0", "lb.yaml", "NUL bytes"),
-        (b"backends: []", "lb.toml", "unknown file extension \".toml\""),
+        (
+            b"backends: []",
+            "lb.toml",
+            "unknown file extension \".toml\"",
+        ),
         (b"backends: []", "lb", "no extension"),
     ];
     for (bytes, path, message) in cases {
@@ -260,7 +304,14 @@ fn document_level_problems_are_one_clear_error() {
         assert_eq!(error.line, None);
     }
     let error = only_error(parse("[1, 2]", Format::Yaml, "lb.yaml"));
-    assert_eq!((error.line, error.column, error.message.as_str()), (Some(1), Some(1), "expected a mapping of sections, found a list"));
+    assert_eq!(
+        (error.line, error.column, error.message.as_str()),
+        (
+            Some(1),
+            Some(1),
+            "expected a mapping of sections, found a list"
+        )
+    );
 }
 
 #[test]
@@ -288,7 +339,9 @@ fn parse_bytes_picks_the_format_by_extension() {
 fn anchors_and_a_byte_order_mark_are_accepted() {
     let source = "\u{feff}defaults: &d {weight: 2}\n";
     // `defaults` is not a field: anchors are fine, unknown sections are not.
-    let errors = parse(source, Format::Yaml, "lb.yaml").expect_err("two problems").0;
+    let errors = parse(source, Format::Yaml, "lb.yaml")
+        .expect_err("two problems")
+        .0;
     let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
     assert_eq!(fields, ["defaults", "backends"]);
     let source = "backends:\n  - &a {address: 127.0.0.1:1, weight: 2}\n  - {address: 127.0.0.1:2, weight: 2}\n";

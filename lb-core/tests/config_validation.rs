@@ -13,7 +13,11 @@ fn errors(source: &str, format: Format) -> Vec<ConfigError> {
 }
 
 /// (case, source, expected errors as (line, column, field, message fragment, hint fragment)).
-type Case = (&'static str, String, Vec<(u32, u32, &'static str, &'static str, &'static str)>);
+type Case = (
+    &'static str,
+    String,
+    Vec<(u32, u32, &'static str, &'static str, &'static str)>,
+);
 
 fn with_backends(section: &str) -> String {
     format!("{section}{BACKENDS}")
@@ -263,18 +267,24 @@ fn every_rule_reports_its_position_and_field() {
         let got = errors(&source, Format::Yaml);
         let summary: Vec<_> = got.iter().map(|e| e.to_string()).collect();
         if got.len() != expected.len() {
-            failures.push(format!("{name}: expected {} errors, got {summary:#?}", expected.len()));
+            failures.push(format!(
+                "{name}: expected {} errors, got {summary:#?}",
+                expected.len()
+            ));
             continue;
         }
         for (error, (line, column, field, message, hint)) in got.iter().zip(&expected) {
-            let hint_ok = hint.is_empty() || error.hint.as_deref().is_some_and(|h| h.contains(hint));
+            let hint_ok =
+                hint.is_empty() || error.hint.as_deref().is_some_and(|h| h.contains(hint));
             if error.line != Some(*line)
                 || error.column != Some(*column)
                 || error.field != *field
                 || !error.message.contains(message)
                 || !hint_ok
             {
-                failures.push(format!("{name}: expected {line}:{column} {field}: {message} ({hint}), got {error}"));
+                failures.push(format!(
+                    "{name}: expected {line}:{column} {field}: {message} ({hint}), got {error}"
+                ));
             }
             assert_eq!(error.file, "lb.yaml");
         }
@@ -314,10 +324,16 @@ fn json_errors_point_into_the_json_text() {
   ]
 }"#;
     let got = errors(source, Format::Json);
-    let positions: Vec<_> = got.iter().map(|e| (e.line, e.column, e.field.as_str())).collect();
+    let positions: Vec<_> = got
+        .iter()
+        .map(|e| (e.line, e.column, e.field.as_str()))
+        .collect();
     assert_eq!(
         positions,
-        [(Some(2), Some(40), "server.workrs"), (Some(4), Some(42), "backends[0].weight")]
+        [
+            (Some(2), Some(40), "server.workrs"),
+            (Some(4), Some(42), "backends[0].weight")
+        ]
     );
     assert_eq!(got[0].hint.as_deref(), Some("did you mean \"workers\"?"));
 }

@@ -63,6 +63,22 @@ impl Format {
 /// # Errors
 ///
 /// Every problem found, ordered by position: one syntax error, or all validation errors.
+///
+/// # Example
+///
+/// ```
+/// use lb_core::config::{parse, Format};
+///
+/// let config = parse("backends:\n  - address: 127.0.0.1:8001\n", Format::Yaml, "lb.yaml").unwrap();
+/// assert_eq!(config.backends[0].weight, 1);
+///
+/// let errors = parse("backends:\n  - address: 127.0.0.1:8001\n    wieght: 2\n", Format::Yaml, "lb.yaml")
+///     .unwrap_err();
+/// assert_eq!(
+///     errors.to_string(),
+///     "lb.yaml:3:5: backends[0].wieght: unknown field \"wieght\" (hint: did you mean \"weight\"?)"
+/// );
+/// ```
 pub fn parse(source: &str, format: Format, origin: &str) -> Result<Config, ConfigErrors> {
     let source = source.strip_prefix('\u{feff}').unwrap_or(source);
     if source.trim().is_empty() {

@@ -38,8 +38,11 @@ pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> 
         return Err(ConfigErrors(w.errors));
     }
     if !matches!(root.node, Node::Map(_)) {
-        let problem = Problem::new(format!("expected a mapping of sections, found {}", root.node.kind()))
-            .hint("start with `backends:`");
+        let problem = Problem::new(format!(
+            "expected a mapping of sections, found {}",
+            root.node.kind()
+        ))
+        .hint("start with `backends:`");
         w.report(root.pos, "", problem);
         return Err(ConfigErrors(w.errors));
     }
