@@ -66,6 +66,16 @@ fn cases() -> Vec<Case> {
             vec![(2, 12, "server.workers", "expected a whole number, found a string", "")],
         ),
         (
+            "wrong type: fraction for integer",
+            with_backends("server:\n  max_client_connections: 2.5\n"),
+            vec![(2, 27, "server.max_client_connections", "expected a whole number, found 2.5", "")],
+        ),
+        (
+            "wrong type: nothing for address",
+            with_backends("server:\n  listen:\n"),
+            vec![(2, 9, "server.listen", "expected an ip:port address, found nothing", "")],
+        ),
+        (
             "wrong type: number for bool",
             with_backends("metrics:\n  enabled: 1\n"),
             vec![(2, 12, "metrics.enabled", "expected true or false, found a number", "")],
@@ -348,4 +358,38 @@ fn disabled_metrics_may_share_the_port_and_port_zero_never_clashes() {
         let source = with_backends(section);
         assert!(parse(&source, Format::Yaml, "lb.yaml").is_ok(), "{source}");
     }
+}
+
+#[test]
+fn documented_error_example_is_what_we_print() {
+    let doc = include_str!("../../docs/configuration.md");
+    let errors_section = &doc[doc.find("## Errors").expect("errors section")..];
+    let block = |fence: &str| {
+        let start = errors_section.find(fence).expect("fenced block") + fence.len();
+        let end = errors_section[start..].find("```").expect("closing fence") + start;
+        errors_section[start..end].to_owned()
+    };
+    let source = block("```yaml\n");
+    let printed = block("```text\n");
+    let errors =
+        parse(&source, Format::Yaml, "lb.yaml").expect_err("the example is wrong on purpose");
+    assert_eq!(errors.to_string(), printed.trim_end());
+}
+
+#[test]
+fn duplicate_keys_in_json_are_reported() {
+    let source = "{\"backends\": [{\"address\": \"127.0.0.1:1\"}],\n \"backends\": []}";
+    let got = errors(source, Format::Json);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (got[0].line, got[0].column, got[0].field.as_str()),
+        (Some(2), Some(2), "backends")
+    );
+    assert!(
+        got[0]
+            .message
+            .contains("duplicate field, first set on line 1"),
+        "{}",
+        got[0]
+    );
 }

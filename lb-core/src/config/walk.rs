@@ -192,6 +192,7 @@ pub(crate) fn int<T: TryFrom<i128>>(min: i128) -> impl FnOnce(&Node) -> Result<T
     move |node| match node {
         Node::Int(i) if *i < min => Err(Problem::new(format!("must be at least {min}, found {i}"))),
         Node::Int(i) => T::try_from(*i).map_err(|_| Problem::new(format!("{i} is too large"))),
+        Node::Float(f) => Err(Problem::new(format!("expected a whole number, found {f}"))),
         other => Err(Problem::expected("a whole number", other)),
     }
 }
