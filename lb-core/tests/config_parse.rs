@@ -347,3 +347,26 @@ fn anchors_and_a_byte_order_mark_are_accepted() {
     let source = "backends:\n  - &a {address: 127.0.0.1:1, weight: 2}\n  - {address: 127.0.0.1:2, weight: 2}\n";
     assert_eq!(ok(source, Format::Yaml).backends[0].weight, 2);
 }
+
+mod never_panics {
+    use lb_core::config::{Format, parse};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Arbitrary text, and mangled copies of a real config, give Ok or errors, never a panic.
+        #[test]
+        fn on_any_text(text in "\\PC{0,64}", cut in 0usize..2000, junk in "[ :\\-\\[\\]{}\"',a-z0-9\n]{0,8}") {
+            let _ = parse(&text, Format::Yaml, "fuzz.yaml");
+            let _ = parse(&text, Format::Json, "fuzz.json");
+            let reference = super::REFERENCE;
+            let mut at = cut.min(reference.len());
+            while !reference.is_char_boundary(at) {
+                at -= 1;
+            }
+            let mangled = format!("{}{junk}{}", &reference[..at], &reference[at..]);
+            let _ = parse(&mangled, Format::Yaml, "fuzz.yaml");
+        }
+    }
+}
