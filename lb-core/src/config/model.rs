@@ -1,0 +1,286 @@
+//! Stage three: the validated configuration, every default applied.
+//!
+//! Values of these types have passed validation when they come from [`super::parse`]; built
+//! by hand (tests, the demo) they are trusted as given. They serialize back to the file
+//! format, durations as `"10s"` and status ranges as `"200-399"`, so `lb-cli show` can print
+//! the effective configuration and the output parses again to an equal value.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+use super::duration;
+use crate::balance::Algorithm;
+use crate::health::StatusRange;
+use crate::retry::RetryCondition;
+
+/// The whole balancer configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    /// The client-facing listener and its limits.
+    pub server: ServerConfig,
+    /// The pooled HTTP client used to reach backends.
+    pub upstream: UpstreamConfig,
+    /// How a backend is picked for each request.
+    pub load_balancer: LoadBalancerConfig,
+    /// The backends, in file order; never empty after validation.
+    pub backends: Vec<BackendConfig>,
+    /// Active health checking.
+    pub health_check: HealthCheckConfig,
+    /// The per-backend circuit breaker.
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// Retries of failed requests on another backend.
+    pub retry: RetryConfig,
+    /// The Prometheus metrics endpoint.
+    pub metrics: MetricsConfig,
+}
+
+impl Config {
+    /// A configuration with the given backends and every section at its default.
+    pub fn with_backends(backends: Vec<BackendConfig>) -> Self {
+        Self {
+            server: ServerConfig::default(),
+            upstream: UpstreamConfig::default(),
+            load_balancer: LoadBalancerConfig::default(),
+            backends,
+            health_check: HealthCheckConfig::default(),
+            circuit_breaker: CircuitBreakerConfig::default(),
+            retry: RetryConfig::default(),
+            metrics: MetricsConfig::default(),
+        }
+    }
+}
+
+/// `server`: the listener clients connect to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerConfig {
+    /// Address to accept clients on.
+    pub listen: SocketAddr,
+    /// Tokio worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Client connections held at once; more wait in the accept queue.
+    pub max_client_connections: usize,
+    /// Time a client has to send the request head.
+    #[serde(serialize_with = "duration::serialize")]
+    pub header_read_timeout: Duration,
+    /// Time for a whole request, retries included, before answering 504.
+    #[serde(serialize_with = "duration::serialize")]
+    pub request_timeout: Duration,
+    /// An idle keep-alive client connection is closed after this long.
+    #[serde(serialize_with = "duration::serialize")]
+    pub idle_timeout: Duration,
+    /// Larger request bodies are refused with 413.
+    pub max_request_body_bytes: u64,
+    /// On shutdown, in-flight requests get this long to finish.
+    #[serde(serialize_with = "duration::serialize")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8080)),
+            workers: 0,
+            max_client_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_request_body_bytes: 10 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `upstream`: the connection pool towards backends.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UpstreamConfig {
+    /// Time allowed to open a TCP connection to a backend.
+    #[serde(serialize_with = "duration::serialize")]
+    pub connect_timeout: Duration,
+    /// Idle pooled connections are closed after this long; 0 closes them at once.
+    #[serde(serialize_with = "duration::serialize")]
+    pub pool_idle_timeout: Duration,
+    /// Idle connections kept per backend; 0 disables pooling.
+    pub pool_max_idle_per_backend: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(2),
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_backend: 256,
+        }
+    }
+}
+
+/// `load_balancer`: the selection algorithm.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct LoadBalancerConfig {
+    /// Which algorithm picks the backend.
+    pub algorithm: Algorithm,
+}
+
+/// One entry of `backends`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackendConfig {
+    /// Unique name used in logs, metrics and the CLI; defaults to the address.
+    pub name: String,
+    /// Where the backend listens.
+    pub address: SocketAddr,
+    /// Relative share of traffic for the weighted algorithms; at least 1.
+    pub weight: u32,
+    /// In-flight requests allowed to this backend at once; at least 1.
+    pub max_connections: u32,
+}
+
+impl BackendConfig {
+    /// A backend named after its address, with weight 1 and the default connection limit.
+    pub fn new(address: SocketAddr) -> Self {
+        Self {
+            name: address.to_string(),
+            address,
+            weight: 1,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// Default of [`BackendConfig::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1000;
+
+/// `health_check`: active probes of each backend.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthCheckConfig {
+    /// Whether probes run at all; when off every backend counts as healthy.
+    pub enabled: bool,
+    /// Path requested with GET; starts with `/`.
+    pub path: String,
+    /// Time between two probes of one backend.
+    #[serde(serialize_with = "duration::serialize")]
+    pub interval: Duration,
+    /// A probe without an answer after this long fails; shorter than `interval`.
+    #[serde(serialize_with = "duration::serialize")]
+    pub timeout: Duration,
+    /// Statuses that count as healthy.
+    #[serde(serialize_with = "serialize_status_range")]
+    pub expected_status: StatusRange,
+    /// Consecutive failed probes that mark a healthy backend down.
+    pub unhealthy_threshold: u32,
+    /// Consecutive good probes that bring an unhealthy backend back.
+    pub healthy_threshold: u32,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: "/health".into(),
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(1),
+            expected_status: StatusRange::default(),
+            unhealthy_threshold: 3,
+            healthy_threshold: 2,
+        }
+    }
+}
+
+/// `circuit_breaker`: stop sending to a backend that keeps failing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CircuitBreakerConfig {
+    /// Whether the breaker is used at all.
+    pub enabled: bool,
+    /// Consecutive failures that open the circuit.
+    pub failure_threshold: u32,
+    /// How long the circuit stays open after the first trip.
+    #[serde(serialize_with = "duration::serialize")]
+    pub open_duration: Duration,
+    /// Cap of the open duration, which doubles on each trip from half-open.
+    #[serde(serialize_with = "duration::serialize")]
+    pub max_open_duration: Duration,
+    /// Trial requests let through at once while half-open.
+    pub half_open_max_requests: u32,
+    /// Successful trial requests that close the circuit again.
+    pub success_threshold: u32,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            failure_threshold: 5,
+            open_duration: Duration::from_secs(30),
+            max_open_duration: Duration::from_secs(300),
+            half_open_max_requests: 1,
+            success_threshold: 2,
+        }
+    }
+}
+
+/// `retry`: how failed requests are retried, bounded by a budget.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetryConfig {
+    /// Attempts in all, the first included; 1 disables retries.
+    pub max_attempts: u32,
+    /// Backoff before the first retry; it doubles with jitter for each further one.
+    #[serde(serialize_with = "duration::serialize")]
+    pub base_delay: Duration,
+    /// Cap of the backoff.
+    #[serde(serialize_with = "duration::serialize")]
+    pub max_delay: Duration,
+    /// Failures worth retrying.
+    pub retry_on: Vec<RetryCondition>,
+    /// Retries may add at most this fraction to the request load (0.0 to 1.0).
+    pub budget_ratio: f64,
+    /// Retries per second always allowed, whatever the ratio says.
+    pub budget_min_per_sec: u32,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(2),
+            retry_on: vec![
+                RetryCondition::ConnectError,
+                RetryCondition::Timeout,
+                RetryCondition::Status(502),
+                RetryCondition::Status(503),
+                RetryCondition::Status(504),
+            ],
+            budget_ratio: 0.2,
+            budget_min_per_sec: 10,
+        }
+    }
+}
+
+/// `metrics`: the Prometheus endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricsConfig {
+    /// Whether the endpoint is served.
+    pub enabled: bool,
+    /// Its own listener, apart from client traffic.
+    pub listen: SocketAddr,
+    /// Path of the text exposition; starts with `/`.
+    pub path: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9090)),
+            path: "/metrics".into(),
+        }
+    }
+}
+
+/// Writes a status range as `"200-399"`, or `"200"` for a single code.
+fn serialize_status_range<S: Serializer>(
+    range: &StatusRange,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(range)
+}

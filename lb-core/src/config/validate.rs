@@ -1,0 +1,531 @@
+//! Stage two: walk the positioned tree, apply defaults, check every rule, collect every problem.
+
+use std::net::SocketAddr;
+
+use super::duration::format_duration;
+use super::error::{ConfigErrors, closest};
+use super::model::{
+    BackendConfig, CircuitBreakerConfig, Config, DEFAULT_MAX_CONNECTIONS, HealthCheckConfig,
+    LoadBalancerConfig, MetricsConfig, RetryConfig, ServerConfig, UpstreamConfig,
+};
+use super::node::{Node, Pos, Spanned};
+use super::walk::{
+    Got, Problem, Section, Walker, address, boolean, duration, int, ratio, retry_condition,
+    status_range, text, url_path,
+};
+use crate::balance::Algorithm;
+
+const SECTIONS: [&str; 8] = [
+    "server",
+    "upstream",
+    "load_balancer",
+    "backends",
+    "health_check",
+    "circuit_breaker",
+    "retry",
+    "metrics",
+];
+
+/// Builds the validated configuration from the tree, or every problem found in it.
+pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> {
+    let mut w = Walker::new(file);
+    if matches!(root.node, Node::Null) {
+        w.report(
+            None,
+            "",
+            Problem::new("the configuration is empty").hint("it needs at least a `backends` list"),
+        );
+        return Err(ConfigErrors(w.errors));
+    }
+    if !matches!(root.node, Node::Map(_)) {
+        let problem = Problem::new(format!(
+            "expected a mapping of sections, found {}",
+            root.node.kind()
+        ))
+        .hint("start with `backends:`");
+        w.report(root.pos, "", problem);
+        return Err(ConfigErrors(w.errors));
+    }
+    let top = w.section(Some(root), "", &SECTIONS);
+    let (server, server_listen) = server(&mut w, &top);
+    let upstream = upstream(&mut w, &top);
+    let load_balancer = load_balancer(&mut w, &top);
+    let backends = backends(&mut w, &top);
+    let health_check = health_check(&mut w, &top);
+    let circuit_breaker = circuit_breaker(&mut w, &top);
+    let retry = retry(&mut w, &top);
+    let metrics = metrics(&mut w, &top, &server_listen);
+    if w.errors.is_empty() {
+        return Ok(Config {
+            server,
+            upstream,
+            load_balancer,
+            backends,
+            health_check,
+            circuit_breaker,
+            retry,
+            metrics,
+        });
+    }
+    let mut errors = ConfigErrors(w.errors);
+    errors.sort();
+    Err(errors)
+}
+
+fn server(w: &mut Walker<'_>, top: &Section<'_>) -> (ServerConfig, Got<SocketAddr>) {
+    const FIELDS: [&str; 8] = [
+        "listen",
+        "workers",
+        "max_client_connections",
+        "header_read_timeout",
+        "request_timeout",
+        "idle_timeout",
+        "max_request_body_bytes",
+        "shutdown_grace",
+    ];
+    let d = ServerConfig::default();
+    let s = w.section(top.get("server"), "server", &FIELDS);
+    let listen = w.get(&s, "listen", d.listen, address);
+    let config = ServerConfig {
+        listen: listen.value,
+        workers: w.get(&s, "workers", d.workers, int(0)).value,
+        max_client_connections: w
+            .get(
+                &s,
+                "max_client_connections",
+                d.max_client_connections,
+                int(1),
+            )
+            .value,
+        header_read_timeout: w
+            .get(
+                &s,
+                "header_read_timeout",
+                d.header_read_timeout,
+                duration(true),
+            )
+            .value,
+        request_timeout: w
+            .get(&s, "request_timeout", d.request_timeout, duration(true))
+            .value,
+        idle_timeout: w
+            .get(&s, "idle_timeout", d.idle_timeout, duration(true))
+            .value,
+        max_request_body_bytes: w
+            .get(
+                &s,
+                "max_request_body_bytes",
+                d.max_request_body_bytes,
+                int(0),
+            )
+            .value,
+        shutdown_grace: w
+            .get(&s, "shutdown_grace", d.shutdown_grace, duration(false))
+            .value,
+    };
+    (config, listen)
+}
+
+fn upstream(w: &mut Walker<'_>, top: &Section<'_>) -> UpstreamConfig {
+    const FIELDS: [&str; 3] = [
+        "connect_timeout",
+        "pool_idle_timeout",
+        "pool_max_idle_per_backend",
+    ];
+    let d = UpstreamConfig::default();
+    let s = w.section(top.get("upstream"), "upstream", &FIELDS);
+    UpstreamConfig {
+        connect_timeout: w
+            .get(&s, "connect_timeout", d.connect_timeout, duration(true))
+            .value,
+        pool_idle_timeout: w
+            .get(
+                &s,
+                "pool_idle_timeout",
+                d.pool_idle_timeout,
+                duration(false),
+            )
+            .value,
+        pool_max_idle_per_backend: w
+            .get(
+                &s,
+                "pool_max_idle_per_backend",
+                d.pool_max_idle_per_backend,
+                int(0),
+            )
+            .value,
+    }
+}
+
+fn load_balancer(w: &mut Walker<'_>, top: &Section<'_>) -> LoadBalancerConfig {
+    let s = w.section(top.get("load_balancer"), "load_balancer", &["algorithm"]);
+    let algorithm = w.get(&s, "algorithm", Algorithm::default(), |node| {
+        let Node::Str(name) = node else {
+            return Err(Problem::new(format!(
+                "expected an algorithm name, found {}",
+                node.kind()
+            )));
+        };
+        let names = Algorithm::ALL.map(Algorithm::as_str);
+        if let Some(found) = Algorithm::ALL.into_iter().find(|a| a.as_str() == name) {
+            return Ok(found);
+        }
+        let problem = Problem::new(format!("unknown algorithm \"{name}\""));
+        Err(match closest(name, &names) {
+            Some(near) => problem.hint(format!("did you mean \"{near}\"?")),
+            None => problem.hint(format!("expected one of: {}", names.join(", "))),
+        })
+    });
+    LoadBalancerConfig {
+        algorithm: algorithm.value,
+    }
+}
+
+fn backends(w: &mut Walker<'_>, top: &Section<'_>) -> Vec<BackendConfig> {
+    const FIELDS: [&str; 4] = ["name", "address", "weight", "max_connections"];
+    let items = match top.get("backends") {
+        None => {
+            let problem = Problem::new("missing required field")
+                .hint("list at least one backend with its address");
+            w.report(top.pos, "backends", problem);
+            return Vec::new();
+        }
+        Some(Spanned {
+            node: Node::Seq(items),
+            pos,
+        }) => {
+            if items.is_empty() {
+                w.report(
+                    *pos,
+                    "backends",
+                    Problem::new("must list at least one backend"),
+                );
+            }
+            items
+        }
+        Some(other) => {
+            let problem = Problem::new(format!(
+                "expected a list of backends, found {}",
+                other.node.kind()
+            ));
+            w.report(other.pos, "backends", problem);
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    // Where each accepted backend's name and address were written, for duplicate messages.
+    let mut seen: Vec<(String, Pos, SocketAddr, Pos, String)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("backends[{i}]");
+        if !matches!(item.node, Node::Map(_)) {
+            w.report(
+                item.pos,
+                &path,
+                Problem::new(format!(
+                    "expected a backend mapping, found {}",
+                    item.node.kind()
+                )),
+            );
+            continue;
+        }
+        let s = w.section(Some(item), &path, &FIELDS);
+        let Some(_) = s.get("address") else {
+            w.report(
+                item.pos,
+                &s.field("address"),
+                Problem::new("missing required field").hint("like 127.0.0.1:8001"),
+            );
+            continue;
+        };
+        let address = w.get(&s, "address", SocketAddr::from(([0, 0, 0, 0], 0)), address);
+        let name = w.get(&s, "name", address.value.to_string(), text);
+        let weight = w.get(&s, "weight", 1, int(1)).value;
+        let max_connections = w
+            .get(&s, "max_connections", DEFAULT_MAX_CONNECTIONS, int(1))
+            .value;
+        if !address.ok || !name.ok {
+            continue;
+        }
+        let address_dup = seen.iter().find(|(_, _, a, _, _)| *a == address.value);
+        if let Some((_, _, _, first_pos, first_path)) = address_dup {
+            let message = format!(
+                "duplicate address {}, already used by {first_path}{}",
+                address.value,
+                on_line(*first_pos)
+            );
+            w.report(address.pos, &s.field("address"), Problem::new(message));
+        } else if let Some((_, first_pos, _, _, first_path)) =
+            seen.iter().find(|(n, ..)| *n == name.value)
+        {
+            let message = format!(
+                "duplicate name \"{}\", already used by {first_path}{}",
+                name.value,
+                on_line(*first_pos)
+            );
+            let (field, pos) = if name.pos.is_some() {
+                ("name", name.pos)
+            } else {
+                ("address", address.pos)
+            };
+            w.report(
+                pos,
+                &s.field(field),
+                Problem::new(message).hint("give each backend its own name"),
+            );
+        }
+        let name_pos = name.pos.or(address.pos);
+        seen.push((
+            name.value.clone(),
+            name_pos,
+            address.value,
+            address.pos,
+            path,
+        ));
+        out.push(BackendConfig {
+            name: name.value,
+            address: address.value,
+            weight,
+            max_connections,
+        });
+    }
+    out
+}
+
+fn on_line(pos: Pos) -> String {
+    pos.map(|(line, _)| format!(" on line {line}"))
+        .unwrap_or_default()
+}
+
+fn health_check(w: &mut Walker<'_>, top: &Section<'_>) -> HealthCheckConfig {
+    const FIELDS: [&str; 7] = [
+        "enabled",
+        "path",
+        "interval",
+        "timeout",
+        "expected_status",
+        "unhealthy_threshold",
+        "healthy_threshold",
+    ];
+    let d = HealthCheckConfig::default();
+    let s = w.section(top.get("health_check"), "health_check", &FIELDS);
+    let interval = w.get(&s, "interval", d.interval, duration(true));
+    let timeout = w.get(&s, "timeout", d.timeout, duration(true));
+    if interval.ok && timeout.ok && timeout.value >= interval.value {
+        let message = format!(
+            "must be shorter than interval ({}), found {}",
+            format_duration(interval.value),
+            format_duration(timeout.value)
+        );
+        let (field, pos) = if timeout.pos.is_some() {
+            ("timeout", timeout.pos)
+        } else {
+            ("interval", interval.pos)
+        };
+        w.report(pos, &s.field(field), Problem::new(message));
+    }
+    HealthCheckConfig {
+        enabled: w.get(&s, "enabled", d.enabled, boolean).value,
+        path: w.get(&s, "path", d.path, url_path).value,
+        interval: interval.value,
+        timeout: timeout.value,
+        expected_status: w
+            .get(&s, "expected_status", d.expected_status, status_range)
+            .value,
+        unhealthy_threshold: w
+            .get(&s, "unhealthy_threshold", d.unhealthy_threshold, int(1))
+            .value,
+        healthy_threshold: w
+            .get(&s, "healthy_threshold", d.healthy_threshold, int(1))
+            .value,
+    }
+}
+
+fn circuit_breaker(w: &mut Walker<'_>, top: &Section<'_>) -> CircuitBreakerConfig {
+    const FIELDS: [&str; 6] = [
+        "enabled",
+        "failure_threshold",
+        "open_duration",
+        "max_open_duration",
+        "half_open_max_requests",
+        "success_threshold",
+    ];
+    let d = CircuitBreakerConfig::default();
+    let s = w.section(top.get("circuit_breaker"), "circuit_breaker", &FIELDS);
+    let open = w.get(&s, "open_duration", d.open_duration, duration(true));
+    let max_open = w.get(&s, "max_open_duration", d.max_open_duration, duration(true));
+    if open.ok && max_open.ok && max_open.value < open.value {
+        let message = format!(
+            "must be at least open_duration ({}), found {}",
+            format_duration(open.value),
+            format_duration(max_open.value)
+        );
+        let (field, pos) = if max_open.pos.is_some() {
+            ("max_open_duration", max_open.pos)
+        } else {
+            ("open_duration", open.pos)
+        };
+        w.report(pos, &s.field(field), Problem::new(message));
+    }
+    CircuitBreakerConfig {
+        enabled: w.get(&s, "enabled", d.enabled, boolean).value,
+        failure_threshold: w
+            .get(&s, "failure_threshold", d.failure_threshold, int(1))
+            .value,
+        open_duration: open.value,
+        max_open_duration: max_open.value,
+        half_open_max_requests: w
+            .get(
+                &s,
+                "half_open_max_requests",
+                d.half_open_max_requests,
+                int(1),
+            )
+            .value,
+        success_threshold: w
+            .get(&s, "success_threshold", d.success_threshold, int(1))
+            .value,
+    }
+}
+
+fn retry(w: &mut Walker<'_>, top: &Section<'_>) -> RetryConfig {
+    const FIELDS: [&str; 6] = [
+        "max_attempts",
+        "base_delay",
+        "max_delay",
+        "retry_on",
+        "budget_ratio",
+        "budget_min_per_sec",
+    ];
+    let d = RetryConfig::default();
+    let s = w.section(top.get("retry"), "retry", &FIELDS);
+    let base = w.get(&s, "base_delay", d.base_delay, duration(false));
+    let max = w.get(&s, "max_delay", d.max_delay, duration(false));
+    if base.ok && max.ok && base.value > max.value {
+        let message = format!(
+            "must not exceed max_delay ({}), found {}",
+            format_duration(max.value),
+            format_duration(base.value)
+        );
+        let (field, pos) = if base.pos.is_some() {
+            ("base_delay", base.pos)
+        } else {
+            ("max_delay", max.pos)
+        };
+        w.report(pos, &s.field(field), Problem::new(message));
+    }
+    let retry_on = match s.get("retry_on") {
+        None => d.retry_on,
+        Some(Spanned {
+            node: Node::Seq(items),
+            ..
+        }) => {
+            let mut conditions = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                match retry_condition(&item.node) {
+                    Ok(condition) if !conditions.contains(&condition) => conditions.push(condition),
+                    Ok(_) => {}
+                    Err(problem) => w.report(item.pos, &format!("retry.retry_on[{i}]"), problem),
+                }
+            }
+            conditions
+        }
+        Some(other) => {
+            let problem = Problem::new(format!(
+                "expected a list of retry conditions, found {}",
+                other.node.kind()
+            ))
+            .hint("like [connect_error, timeout, 503]");
+            w.report(other.pos, "retry.retry_on", problem);
+            d.retry_on
+        }
+    };
+    RetryConfig {
+        max_attempts: w.get(&s, "max_attempts", d.max_attempts, int(1)).value,
+        base_delay: base.value,
+        max_delay: max.value,
+        retry_on,
+        budget_ratio: w.get(&s, "budget_ratio", d.budget_ratio, ratio).value,
+        budget_min_per_sec: w
+            .get(&s, "budget_min_per_sec", d.budget_min_per_sec, int(0))
+            .value,
+    }
+}
+
+fn metrics(
+    w: &mut Walker<'_>,
+    top: &Section<'_>,
+    server_listen: &Got<SocketAddr>,
+) -> MetricsConfig {
+    let d = MetricsConfig::default();
+    let s = w.section(
+        top.get("metrics"),
+        "metrics",
+        &["enabled", "listen", "path"],
+    );
+    let enabled = w.get(&s, "enabled", d.enabled, boolean).value;
+    let listen = w.get(&s, "listen", d.listen, address);
+    if enabled && listen.ok && server_listen.ok && clash(listen.value, server_listen.value) {
+        let (field, pos, other, other_pos) = if listen.pos.is_some() {
+            (
+                "metrics.listen",
+                listen.pos,
+                "server.listen",
+                server_listen.pos,
+            )
+        } else {
+            (
+                "server.listen",
+                server_listen.pos,
+                "metrics.listen",
+                listen.pos,
+            )
+        };
+        let message = format!(
+            "{} clashes with {other}{}",
+            listen.value,
+            on_line(other_pos)
+        );
+        w.report(
+            pos,
+            field,
+            Problem::new(message).hint("give metrics its own port"),
+        );
+    }
+    MetricsConfig {
+        enabled,
+        listen: listen.value,
+        path: w.get(&s, "path", d.path, url_path).value,
+    }
+}
+
+/// Whether two listeners would fight over one socket: same port (0 picks a free one, so never)
+/// and the same IP, or either bound to all interfaces.
+pub(crate) fn clash(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clash;
+
+    #[test]
+    fn listener_clashes() {
+        let cases = [
+            ("127.0.0.1:80", "127.0.0.1:80", true),
+            ("0.0.0.0:80", "127.0.0.1:80", true),
+            ("127.0.0.1:80", "[::]:80", true),
+            ("127.0.0.1:80", "127.0.0.2:80", false),
+            ("127.0.0.1:80", "127.0.0.1:81", false),
+            ("0.0.0.0:0", "0.0.0.0:0", false),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(
+                clash(a.parse().unwrap(), b.parse().unwrap()),
+                want,
+                "{a} vs {b}"
+            );
+        }
+    }
+}
