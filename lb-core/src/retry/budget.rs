@@ -1,22 +1,5 @@
 //! The retry budget: retries limited to a fraction of requests, plus a floor per second.
-//!
-//! Two lock-free buckets, each a single atomic updated with compare-and-swap loops, so every
-//! worker thread shares one budget without a lock on the request path:
-//!
-//! - the **bank**: every original request deposits `ratio` of a token, every retry may take one.
-//!   It holds at most [`RetryBudget::cap`] tokens, `max(10, 100 × ratio)`: what about a hundred
-//!   requests earn, and never less than ten retries. Without a cap a long quiet period (or a
-//!   long healthy one) would bank an unbounded burst of retries to unleash at the first outage.
-//! - the **floor**: `min_per_sec` retries per second regardless of traffic, so a service with
-//!   few requests can still retry. It is a token bucket of capacity `min_per_sec` refilled
-//!   continuously, kept as a single "theoretical arrival time" (the generic cell rate algorithm
-//!   of ATM networks, ITU-T I.371), which needs one atomic instead of a count and a timestamp.
-//!   It starts full.
-//!
-//! A retry takes from the floor first, since unused floor tokens are lost after a second while
-//! banked tokens keep. Hence over any run from construction to a time `T` seconds later, with
-//! `D` deposits, successful withdrawals never exceed
-//! `ratio × D + min_per_sec × ceil(T) + min_per_sec` (the last term being the initial floor).
+//! The design and its bound are documented on [`RetryBudget`], where rustdoc shows them.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
@@ -39,7 +22,25 @@ pub enum InvalidRetryBudget {
     RatioOutOfRange(f64),
 }
 
-/// The retry budget shared by all workers; see the module docs of [`crate::retry`].
+/// The retry budget shared by all workers (why budgets: see [`crate::retry`]).
+///
+/// Two lock-free buckets, each a single atomic updated with compare-and-swap loops, so every
+/// worker thread shares one budget without a lock on the request path:
+///
+/// - the **bank**: every original request deposits `ratio` of a token, every retry may take one.
+///   It holds at most [`RetryBudget::cap`] tokens, `max(10, 100 × ratio)`: what a hundred requests
+///   earn, and never less than ten retries. Without a cap a long quiet period (or a
+///   long healthy one) would bank an unbounded burst of retries to unleash at the first outage.
+/// - the **floor**: `min_per_sec` retries per second regardless of traffic, so a service with
+///   few requests can still retry. It is a token bucket of capacity `min_per_sec` refilled
+///   continuously, kept as a single "theoretical arrival time" (the generic cell rate algorithm
+///   of ATM networks, ITU-T I.371), which needs one atomic instead of a count and a timestamp.
+///   It starts full.
+///
+/// A retry takes from the floor first, since unused floor tokens are lost after a second while
+/// banked tokens keep. Hence over any run from construction to a time `T` seconds later, with
+/// `D` deposits, successful withdrawals never exceed
+/// `ratio × D + min_per_sec × ceil(T) + min_per_sec` (the last term being the initial floor).
 ///
 /// Every method takes `&self`: share it in an `Arc`.
 #[derive(Debug)]
