@@ -273,7 +273,7 @@ mod tests {
     #[test]
     fn threads_hammering_respect_the_invariant() {
         const THREADS: u64 = 4;
-        const OPS: u64 = 20_000;
+        const OPS: u64 = 100_000;
         const RATIO: f64 = 0.1;
         const MIN_PER_SEC: u32 = 5;
         let t0 = t0();
@@ -284,9 +284,9 @@ mod tests {
                 std::thread::spawn(move || {
                     let (mut deposits, mut withdrawals) = (0u64, 0u64);
                     for op in 0..OPS {
-                        // Simulated time: 100 µs per op, the same schedule on every thread, so
+                        // Simulated time: 20 µs per op, the same schedule on every thread, so
                         // the run spans 2 s of budget time and threads race on the same instants.
-                        let now = t0 + Duration::from_micros(op * 100);
+                        let now = t0 + Duration::from_micros(op * 20);
                         if (op + thread) % 3 == 0 {
                             budget.deposit(now);
                             deposits += 1;
@@ -304,7 +304,7 @@ mod tests {
             deposits += d;
             withdrawals += w;
         }
-        let seconds = (OPS * 100).div_ceil(1_000_000); // the simulated span, rounded up
+        let seconds = (OPS * 20).div_ceil(1_000_000); // the simulated span, rounded up
         let bound = RATIO * deposits as f64 + f64::from(MIN_PER_SEC) * (seconds + 1) as f64;
         assert!(withdrawals as f64 <= bound, "{withdrawals} > {bound}");
         // Demand far exceeds supply, so nearly the whole budget is used.
