@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use test_backend::{BackendOptions, RunningBackend, bind_and_spawn};
+use test_backend::{BackendOptions, RunningBackend, spawn};
+use tokio::net::TcpListener;
 
 /// A configurable HTTP backend for demos, tests and benchmarks of the `lb` balancer.
 #[derive(Parser, Debug)]
@@ -79,6 +80,15 @@ async fn run(args: Args) -> ExitCode {
     let mut backends: Vec<RunningBackend> = Vec::with_capacity(args.ports.len());
     for &port in &args.ports {
         let addr = SocketAddr::new(args.host, port);
+        let listener = match TcpListener::bind(addr).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                eprintln!("test-backend: cannot listen on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        // Named after the bound port, so `0` gives the port actually chosen.
+        let port = listener.local_addr().map_or(port, |a| a.port());
         let name = match (&args.name, args.ports.len()) {
             (Some(name), 1) => name.clone(),
             (Some(name), _) => format!("{name}-{port}"),
@@ -94,20 +104,13 @@ async fn run(args: Args) -> ExitCode {
             fail_rate: args.fail_rate,
             latency: args.latency.map(Duration::from_millis),
         };
-        match bind_and_spawn(addr, options).await {
-            Ok(backend) => {
-                println!(
-                    "test-backend {} listening on http://{}",
-                    backend.name(),
-                    backend.addr()
-                );
-                backends.push(backend);
-            }
-            Err(e) => {
-                eprintln!("test-backend: cannot listen on {addr}: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
+        let backend = spawn(listener, options).await;
+        println!(
+            "test-backend {} listening on http://{}",
+            backend.name(),
+            backend.addr()
+        );
+        backends.push(backend);
     }
 
     wait_for_stop_signal().await;
