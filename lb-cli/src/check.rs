@@ -262,7 +262,7 @@ mod tests {
         // Written: its own position.
         let text = format!("{MINIMAL}retry:\n  max_attempts: 5\n");
         let w = &check_bytes(text.as_bytes(), Path::new("lb.yaml")).warnings[0];
-        assert_eq!((w.line, w.column), (Some(5), Some(3)));
+        assert_eq!((w.line, w.column), (Some(5), Some(17)));
         // The section is written but not the field: the section's key.
         let text = format!("{MINIMAL}retry:\n  base_delay: 10ms\n");
         let w = &check_bytes(text.as_bytes(), Path::new("lb.yaml")).warnings[0];
@@ -271,7 +271,7 @@ mod tests {
         let text = format!("{MINIMAL}retry:\n  max_attempts: 2\nserver:\n  request_timeout: 2m\n");
         let w = &check_bytes(text.as_bytes(), Path::new("lb.yaml")).warnings[0];
         assert_eq!(w.field, "server.idle_timeout");
-        assert_eq!((w.line, w.column), (Some(7), Some(3)));
+        assert_eq!((w.line, w.column), (Some(7), Some(20)));
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use super::node::{self, Node, Pos, Spanned};
+use super::node::{self, Node, Pos};
 use super::{Config, Format, format_duration};
 use crate::balance::Algorithm;
 
@@ -222,7 +222,8 @@ fn metrics(config: &Config, out: &mut Vec<ConfigWarning>) {
 }
 
 /// The line and column where `field` (a path like `server.listen` or `backends[1].weight`)
-/// is written in `source`: the key of a mapping entry or the start of a list item.
+/// is written in `source`: the value of a scalar entry, the key of a section or list, the
+/// start of a list item.
 ///
 /// `None` when the source does not parse, the field is not written (it holds its default),
 /// or the path is malformed.
@@ -236,7 +237,12 @@ pub fn locate(source: &str, format: Format, field: &str) -> Option<(u32, u32)> {
             (Step::Key(key), Node::Map(entries)) => entries
                 .iter()
                 .find(|(k, _)| matches!(&k.node, Node::Str(s) if s == key))
-                .map(|(k, v)| (k.pos, v))?,
+                // A scalar is pointed at where its value is written, as validation errors
+                // are; a section or list at its key.
+                .map(|(k, v)| match v.node {
+                    Node::Map(_) | Node::Seq(_) => (k.pos, v),
+                    _ => (v.pos.or(k.pos), v),
+                })?,
             (Step::Index(index), Node::Seq(items)) => {
                 items.get(index).map(|item| (item.pos, item))?
             }
@@ -341,11 +347,12 @@ mod tests {
     #[test]
     fn locate_finds_keys_and_items() {
         let text = "server:\n  listen: 0.0.0.0:80\nbackends:\n  - address: 127.0.0.1:8001\n  - address: 127.0.0.1:8002\n    weight: 4\n";
-        assert_eq!(locate(text, Format::Yaml, "server.listen"), Some((2, 3)));
+        assert_eq!(locate(text, Format::Yaml, "server.listen"), Some((2, 11)));
+        assert_eq!(locate(text, Format::Yaml, "server"), Some((1, 1)));
         assert_eq!(locate(text, Format::Yaml, "backends[1]"), Some((5, 5)));
         assert_eq!(
             locate(text, Format::Yaml, "backends[1].weight"),
-            Some((6, 5))
+            Some((6, 13))
         );
         assert_eq!(locate(text, Format::Yaml, "backends[0].weight"), None);
         assert_eq!(locate(text, Format::Yaml, "backends[9]"), None);
@@ -353,6 +360,6 @@ mod tests {
         assert_eq!(locate(text, Format::Yaml, "backends[x]"), None);
         assert_eq!(locate("{", Format::Json, "server"), None);
         let json = "{\n  \"metrics\": {\"listen\": \"0.0.0.0:9\"}\n}\n";
-        assert_eq!(locate(json, Format::Json, "metrics.listen"), Some((2, 15)));
+        assert_eq!(locate(json, Format::Json, "metrics.listen"), Some((2, 25)));
     }
 }
