@@ -80,7 +80,7 @@ impl FileReport {
 
     /// Whether the check passes: valid, and without warnings when `strict`.
     pub fn passes(&self, strict: bool) -> bool {
-        self.valid() && !(strict && !self.warnings.is_empty())
+        self.valid() && (!strict || self.warnings.is_empty())
     }
 
     /// The one-line summary of a valid configuration.
