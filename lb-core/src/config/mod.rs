@@ -25,6 +25,7 @@ mod model;
 mod node;
 mod validate;
 mod walk;
+mod warnings;
 
 use std::path::Path;
 
@@ -34,6 +35,7 @@ pub use model::{
     BackendConfig, CircuitBreakerConfig, Config, DEFAULT_MAX_CONNECTIONS, HealthCheckConfig,
     LoadBalancerConfig, MetricsConfig, RetryConfig, ServerConfig, UpstreamConfig,
 };
+pub use warnings::{ConfigWarning, locate, warnings};
 
 /// The syntax of a configuration file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,0 +1,164 @@
+//! The command line: clap definitions and [`run`], which maps each command to an exit code.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::check::{self, FileReport};
+use crate::init::{self, InitError};
+use crate::render;
+use crate::show::{self, ShowFormat};
+
+/// Exit status: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: a file is invalid, a check failed, or the command could not do its work.
+pub const EXIT_FAILED: u8 = 1;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success: every file is valid (and, with --strict, has no warnings)
+  1  a file is invalid, unreadable, or fails --strict; or the command failed
+  2  usage error (unknown option, missing argument)";
+
+/// Check, print and create configuration files for the `lb` load balancer.
+#[derive(Debug, Parser)]
+#[command(name = "lb-cli", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate configuration files: every error with line:col and a caret, plus warnings.
+    #[command(after_help = EXIT_CODES)]
+    Check {
+        /// Files to check (.yaml, .yml or .json).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Fail (exit 1) on warnings too.
+        #[arg(long)]
+        strict: bool,
+        /// Output format; json prints one document for all files.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+    },
+    /// Print the effective configuration with every default filled in.
+    #[command(after_help = EXIT_CODES)]
+    Show {
+        /// The configuration file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ShowFormat::Yaml)]
+        format: ShowFormat,
+    },
+    /// Write a commented starter configuration.
+    #[command(after_help = EXIT_CODES)]
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "lb.yaml", value_name = "PATH")]
+        path: PathBuf,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Output of `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    /// Compiler-style diagnostics.
+    Text,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// Runs `cli`, writing results to `out` and failures of the command itself to `err`;
+/// returns the exit code. Write errors (a closed pipe) are ignored: the exit code still
+/// tells the verdict.
+pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    match cli.command {
+        Command::Check {
+            files,
+            strict,
+            format,
+        } => run_check(&files, strict, format, out),
+        Command::Show { file, format } => run_show(&file, format, out, err),
+        Command::Init { path, force } => run_init(&path, force, out, err),
+    }
+}
+
+fn run_check(files: &[PathBuf], strict: bool, format: CheckFormat, out: &mut dyn Write) -> u8 {
+    let reports: Vec<FileReport> = files.iter().map(|f| check::check_path(f)).collect();
+    let _ = match format {
+        CheckFormat::Text => reports
+            .iter()
+            .try_for_each(|r| out.write_all(render::text(r, strict).as_bytes())),
+        CheckFormat::Json => writeln!(out, "{:#}", render::json(&reports, strict)),
+    };
+    if reports.iter().all(|r| r.passes(strict)) {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
+}
+
+fn run_show(file: &Path, format: ShowFormat, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let report = check::check_path(file);
+    let Some(config) = &report.config else {
+        let _ = err.write_all(render::text(&report, false).as_bytes());
+        return EXIT_FAILED;
+    };
+    match show::render(config, format) {
+        Ok(text) => {
+            let _ = out.write_all(text.as_bytes());
+            EXIT_OK
+        }
+        Err(error) => {
+            let _ = writeln!(err, "{}: error: cannot serialize: {error}", file.display());
+            EXIT_FAILED
+        }
+    }
+}
+
+fn run_init(path: &Path, force: bool, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    match init::init(path, force) {
+        Ok(()) => {
+            let _ = writeln!(
+                out,
+                "wrote {}; edit its backends, then run `lb-cli check {}`",
+                path.display(),
+                path.display()
+            );
+            EXIT_OK
+        }
+        Err(error @ (InitError::Exists(_) | InitError::Write(..))) => {
+            let _ = writeln!(err, "error: {error}");
+            EXIT_FAILED
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_documents_exit_codes() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(
+            help.contains("Exit codes:") && help.contains("2  usage error"),
+            "{help}"
+        );
+    }
+}

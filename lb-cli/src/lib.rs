@@ -1,0 +1,27 @@
+//! `lb-cli`: the operator's tool for `lb` configuration files.
+//!
+//! It checks files as precisely as a compiler (every error with line, column, field, the
+//! source line and a caret; warnings for settings that are valid but likely wrong), prints
+//! the effective configuration with every default filled in, and writes a commented starter
+//! file. It does not talk to a running daemon (`status` is not built yet).
+//!
+//! The checking itself is `lb_core::config`'s pipeline; this crate reads files, turns the
+//! results into reports and renders them, so everything but the file reads is unit-tested
+//! on strings.
+//!
+//! # Layout
+//! - [`cli`]: the clap command line and [`run`], which maps a command to an exit code.
+//! - [`check`]: a [`check::FileReport`] per file: errors, warnings, a one-line summary.
+//! - [`render`]: reports as compiler-style text or as one JSON document.
+//! - [`show`]: the effective configuration as YAML or JSON.
+//! - [`init`]: the commented starter configuration.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod check;
+pub mod cli;
+pub mod init;
+pub mod render;
+pub mod show;
+
+pub use cli::{Cli, run};

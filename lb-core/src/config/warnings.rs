@@ -1,0 +1,365 @@
+//! Settings that are valid but likely wrong, found in a validated [`Config`].
+//!
+//! Validation refuses what cannot work; these checks flag what works badly: a probe timeout
+//! eating most of the interval, weights the algorithm ignores, a metrics endpoint open to the
+//! network. They are pure functions of the [`Config`], so the daemon could log them at start
+//! and `lb-cli check` prints them (failing only with `--strict`), in the spirit of a
+//! compiler's warnings next to its errors.
+//!
+//! A validated `Config` has no positions any more; [`locate`] finds a field's line and
+//! column by reading the source again into the positioned tree of stage one.
+
+use std::fmt;
+
+use super::node::{self, Node, Pos};
+use super::{Config, Format, format_duration};
+use crate::balance::Algorithm;
+
+/// One setting that is valid but probably not what was meant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// The field path to point at, like `health_check.timeout` or `backends[1].weight`.
+    pub field: String,
+    /// Other fields involved, in the order worth pointing at when `field` is not in the file
+    /// (it may hold its default).
+    pub related: Vec<String>,
+    /// What is likely wrong, in one plain sentence.
+    pub message: String,
+    /// How to fix it, when we can guess.
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, " (hint: {hint})")?;
+        }
+        Ok(())
+    }
+}
+
+/// A single backend carrying more than this share of the total weight starves the others.
+const DOMINANT_WEIGHT_SHARE: f64 = 0.9;
+
+/// Every warning for `config`, in the order of the sections in the reference file.
+///
+/// # Example
+///
+/// ```
+/// use lb_core::config::{parse, warnings, Format};
+///
+/// let text = "backends:\n  - address: 127.0.0.1:8001\nmetrics:\n  listen: 0.0.0.0:9090\n";
+/// let config = parse(text, Format::Yaml, "lb.yaml").unwrap();
+/// let found: Vec<String> = warnings(&config).iter().map(|w| w.field.clone()).collect();
+/// assert_eq!(found, ["retry.max_attempts", "metrics.listen"]);
+/// ```
+pub fn warnings(config: &Config) -> Vec<ConfigWarning> {
+    let mut out = Vec::new();
+    server(config, &mut out);
+    weights(config, &mut out);
+    failure_detection(config, &mut out);
+    retry(config, &mut out);
+    metrics(config, &mut out);
+    out
+}
+
+fn warning(field: &str, related: &[&str], message: String, hint: &str) -> ConfigWarning {
+    ConfigWarning {
+        field: field.to_owned(),
+        related: related.iter().map(|r| (*r).to_owned()).collect(),
+        message,
+        hint: Some(hint.to_owned()),
+    }
+}
+
+fn server(config: &Config, out: &mut Vec<ConfigWarning>) {
+    let s = &config.server;
+    if s.idle_timeout < s.request_timeout {
+        out.push(warning(
+            "server.idle_timeout",
+            &["server.request_timeout"],
+            format!(
+                "is shorter than request_timeout ({} < {}): keep-alive connections are closed \
+                 sooner than a request is allowed to take",
+                format_duration(s.idle_timeout),
+                format_duration(s.request_timeout)
+            ),
+            "make idle_timeout at least as long as request_timeout",
+        ));
+    }
+}
+
+/// Whether the algorithm reads `weight`: `Some(true)` for the weighted ones, `Some(false)`
+/// for those documented as ignoring it, `None` where the weight's role is the
+/// implementation's business (consistent hashing, power of two choices).
+fn uses_weights(algorithm: Algorithm) -> Option<bool> {
+    match algorithm {
+        Algorithm::WeightedRoundRobin | Algorithm::WeightedRandom | Algorithm::LeastConnections => {
+            Some(true)
+        }
+        Algorithm::RoundRobin | Algorithm::Random => Some(false),
+        Algorithm::IpHash | Algorithm::P2c => None,
+    }
+}
+
+fn weights(config: &Config, out: &mut Vec<ConfigWarning>) {
+    let backends = &config.backends;
+    if backends.len() < 2 {
+        return;
+    }
+    let algorithm = config.load_balancer.algorithm;
+    let first = backends[0].weight;
+    let unequal = backends.iter().position(|b| b.weight != first);
+    match (uses_weights(algorithm), unequal) {
+        (Some(true), None) => out.push(warning(
+            "load_balancer.algorithm",
+            &[],
+            format!(
+                "{} is weighted but every backend has weight {first}, so the weights have no effect",
+                algorithm.as_str()
+            ),
+            "give backends different weights, or use the unweighted variant",
+        )),
+        (Some(true), Some(_)) => {
+            let total: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
+            let heaviest = backends
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, b)| b.weight)
+                .map(|(i, b)| (i, b.weight));
+            if let Some((index, weight)) = heaviest {
+                let share = f64::from(weight) / total as f64;
+                if share > DOMINANT_WEIGHT_SHARE {
+                    out.push(warning(
+                        &format!("backends[{index}].weight"),
+                        &["load_balancer.algorithm"],
+                        format!(
+                            "backend \"{}\" carries {:.0}% of the total weight ({weight} of \
+                             {total}); the others get almost no traffic",
+                            backends[index].name,
+                            share * 100.0
+                        ),
+                        "balance the weights, or remove the backends meant to stay idle",
+                    ));
+                }
+            }
+        }
+        (Some(false), Some(differs)) => {
+            // Point at a weight someone wrote: the first that is not the default of 1.
+            let index = backends.iter().position(|b| b.weight != 1).unwrap_or(differs);
+            out.push(warning(
+            &format!("backends[{index}].weight"),
+            &["load_balancer.algorithm"],
+            format!(
+                "backends have different weights but {} ignores them",
+                algorithm.as_str()
+            ),
+            "use weighted_round_robin or weighted_random, or drop the weights",
+        ));
+        }
+        _ => {}
+    }
+}
+
+fn failure_detection(config: &Config, out: &mut Vec<ConfigWarning>) {
+    let health = &config.health_check;
+    if health.enabled && health.timeout * 2 > health.interval {
+        out.push(warning(
+            "health_check.timeout",
+            &["health_check.interval"],
+            format!(
+                "is more than half of interval ({} of {}): a slow backend is probed almost \
+                 continuously",
+                format_duration(health.timeout),
+                format_duration(health.interval)
+            ),
+            "keep timeout at most half of interval",
+        ));
+    }
+    if !health.enabled && !config.circuit_breaker.enabled {
+        out.push(warning(
+            "health_check.enabled",
+            &["circuit_breaker.enabled"],
+            "health checks and the circuit breaker are both disabled: a failing backend keeps \
+             receiving traffic"
+                .to_owned(),
+            "enable at least one of them",
+        ));
+    }
+}
+
+fn retry(config: &Config, out: &mut Vec<ConfigWarning>) {
+    let attempts = config.retry.max_attempts;
+    let backends = config.backends.len();
+    if attempts > 1 && usize::try_from(attempts).is_ok_and(|a| a > backends) {
+        out.push(warning(
+            "retry.max_attempts",
+            &[],
+            format!(
+                "{attempts} attempts for {backends} backend{}: retries go to a backend not yet \
+                 tried, so the last attempts repeat one that already failed",
+                if backends == 1 { "" } else { "s" }
+            ),
+            "keep max_attempts at most the number of backends",
+        ));
+    }
+}
+
+fn metrics(config: &Config, out: &mut Vec<ConfigWarning>) {
+    let metrics = &config.metrics;
+    if metrics.enabled && metrics.listen.ip().is_unspecified() {
+        out.push(warning(
+            "metrics.listen",
+            &[],
+            format!(
+                "{} is open to the network: anyone who can reach the host can read the metrics",
+                metrics.listen
+            ),
+            "listen on 127.0.0.1 or a private address",
+        ));
+    }
+}
+
+/// The line and column where `field` (a path like `server.listen` or `backends[1].weight`)
+/// is written in `source`: the value of a scalar entry, the key of a section or list, the
+/// start of a list item.
+///
+/// `None` when the source does not parse, the field is not written (it holds its default),
+/// or the path is malformed.
+pub fn locate(source: &str, format: Format, field: &str) -> Option<(u32, u32)> {
+    let source = source.strip_prefix('\u{feff}').unwrap_or(source);
+    let root = node::load(source, format, "").ok()?;
+    let mut current = &root;
+    let mut pos: Pos = None;
+    for step in steps(field)? {
+        let (found_pos, found) = match (step, &current.node) {
+            (Step::Key(key), Node::Map(entries)) => entries
+                .iter()
+                .find(|(k, _)| matches!(&k.node, Node::Str(s) if s == key))
+                // A scalar is pointed at where its value is written, as validation errors
+                // are; a section or list at its key.
+                .map(|(k, v)| match v.node {
+                    Node::Map(_) | Node::Seq(_) => (k.pos, v),
+                    _ => (v.pos.or(k.pos), v),
+                })?,
+            (Step::Index(index), Node::Seq(items)) => {
+                items.get(index).map(|item| (item.pos, item))?
+            }
+            _ => return None,
+        };
+        pos = found_pos;
+        current = found;
+    }
+    pos
+}
+
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Splits `a.b[2].c` into its steps; `None` for an empty or malformed path.
+fn steps(field: &str) -> Option<Vec<Step<'_>>> {
+    let mut out = Vec::new();
+    for part in field.split('.') {
+        let (key, mut rest) = part.split_at(part.find('[').unwrap_or(part.len()));
+        if key.is_empty() {
+            return None;
+        }
+        out.push(Step::Key(key));
+        while let Some(inner) = rest.strip_prefix('[') {
+            let end = inner.find(']')?;
+            out.push(Step::Index(inner[..end].parse().ok()?));
+            rest = &inner[end + 1..];
+        }
+        if !rest.is_empty() {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    fn fields(text: &str) -> Vec<String> {
+        let config = parse(text, Format::Yaml, "lb.yaml").expect("valid fixture");
+        warnings(&config).into_iter().map(|w| w.field).collect()
+    }
+
+    const TWO: &str = "backends:\n  - address: 127.0.0.1:8001\n  - address: 127.0.0.1:8002\n";
+
+    #[test]
+    fn each_rule_fires_on_its_case_only() {
+        let cases: [(&str, &[&str]); 9] = [
+            ("retry:\n  max_attempts: 2\n", &[]),
+            ("retry:\n  max_attempts: 3\n", &["retry.max_attempts"]),
+            (
+                "retry:\n  max_attempts: 2\nhealth_check:\n  interval: 2s\n  timeout: 1500ms\n",
+                &["health_check.timeout"],
+            ),
+            (
+                "retry:\n  max_attempts: 2\nserver:\n  request_timeout: 90s\n",
+                &["server.idle_timeout"],
+            ),
+            (
+                "retry:\n  max_attempts: 2\nmetrics:\n  listen: \"[::]:9090\"\n",
+                &["metrics.listen"],
+            ),
+            (
+                "retry:\n  max_attempts: 2\nmetrics:\n  enabled: false\n  listen: 0.0.0.0:9090\n",
+                &[],
+            ),
+            (
+                "retry:\n  max_attempts: 2\nhealth_check:\n  enabled: false\n\
+                 circuit_breaker:\n  enabled: false\n",
+                &["health_check.enabled"],
+            ),
+            (
+                "retry:\n  max_attempts: 2\nload_balancer:\n  algorithm: weighted_random\n",
+                &["load_balancer.algorithm"],
+            ),
+            (
+                "retry:\n  max_attempts: 1\nhealth_check:\n  enabled: false\n",
+                &[],
+            ),
+        ];
+        for (extra, want) in cases {
+            assert_eq!(fields(&format!("{TWO}{extra}")), want, "for {extra}");
+        }
+    }
+
+    #[test]
+    fn weights_against_algorithm() {
+        let weighted = "load_balancer:\n  algorithm: weighted_round_robin\nretry:\n  max_attempts: 2\nbackends:\n  - address: 127.0.0.1:8001\n    weight: 20\n  - address: 127.0.0.1:8002\n";
+        assert_eq!(fields(weighted), ["backends[0].weight"]);
+        let balanced = weighted.replace("weight: 20", "weight: 3");
+        assert!(fields(&balanced).is_empty());
+        let ignored = balanced.replace("weighted_round_robin", "round_robin");
+        assert_eq!(fields(&ignored), ["backends[0].weight"]);
+        // Hashing and p2c are not judged either way.
+        assert!(fields(&weighted.replace("weighted_round_robin", "p2c")).is_empty());
+    }
+
+    #[test]
+    fn locate_finds_keys_and_items() {
+        let text = "server:\n  listen: 0.0.0.0:80\nbackends:\n  - address: 127.0.0.1:8001\n  - address: 127.0.0.1:8002\n    weight: 4\n";
+        assert_eq!(locate(text, Format::Yaml, "server.listen"), Some((2, 11)));
+        assert_eq!(locate(text, Format::Yaml, "server"), Some((1, 1)));
+        assert_eq!(locate(text, Format::Yaml, "backends[1]"), Some((5, 5)));
+        assert_eq!(
+            locate(text, Format::Yaml, "backends[1].weight"),
+            Some((6, 13))
+        );
+        assert_eq!(locate(text, Format::Yaml, "backends[0].weight"), None);
+        assert_eq!(locate(text, Format::Yaml, "backends[9]"), None);
+        assert_eq!(locate(text, Format::Yaml, "server..listen"), None);
+        assert_eq!(locate(text, Format::Yaml, "backends[x]"), None);
+        assert_eq!(locate("{", Format::Json, "server"), None);
+        let json = "{\n  \"metrics\": {\"listen\": \"0.0.0.0:9\"}\n}\n";
+        assert_eq!(locate(json, Format::Json, "metrics.listen"), Some((2, 25)));
+    }
+}
