@@ -25,7 +25,9 @@ const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// FNV-1a, 64-bit, over `bytes`.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(FNV_OFFSET, |h, &b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME))
+    bytes.iter().fold(FNV_OFFSET, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(FNV_PRIME)
+    })
 }
 
 /// SplitMix64's output function: a bijection on `u64` with full avalanche.
@@ -71,8 +73,14 @@ mod tests {
     #[test]
     fn ipv4_mapped_ipv6_hashes_as_ipv4() {
         let v4 = Ipv4Addr::new(192, 0, 2, 7);
-        assert_eq!(client_point(IpAddr::V4(v4)), client_point(IpAddr::V6(v4.to_ipv6_mapped())));
-        assert_ne!(client_point(IpAddr::V4(v4)), client_point(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+        assert_eq!(
+            client_point(IpAddr::V4(v4)),
+            client_point(IpAddr::V6(v4.to_ipv6_mapped()))
+        );
+        assert_ne!(
+            client_point(IpAddr::V4(v4)),
+            client_point(IpAddr::V6(Ipv6Addr::LOCALHOST))
+        );
     }
 
     #[test]
@@ -80,7 +88,10 @@ mod tests {
         // Part of the contract (affinity survives upgrades): never change these. They were
         // checked against an independent Python implementation of the definitions above.
         assert_eq!(vnode_point("b0", 0), PINNED_VNODE);
-        assert_eq!(client_point(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))), PINNED_CLIENT);
+        assert_eq!(
+            client_point(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))),
+            PINNED_CLIENT
+        );
     }
 
     const PINNED_VNODE: u64 = 0x69db_70e3_ca6a_b2a8;

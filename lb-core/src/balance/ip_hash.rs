@@ -35,9 +35,9 @@
 //! nodes); with no candidate at all it gives up after one O(n) check.
 
 use super::cursor::Cursor;
+use super::effective_weight;
 use super::hash::{client_point, vnode_point};
 use super::{Algorithm, BackendSpec, BackendView, Balancer, Candidates, PickContext};
-use super::effective_weight;
 
 /// Virtual nodes per unit of weight: with 100, a backend's share of the ring has a relative
 /// standard deviation of about 1/√100 = 10 %.
@@ -64,8 +64,10 @@ pub struct IpHash {
 impl IpHash {
     /// Build the ring for `backends` (weight 0 counts as 1).
     pub fn new(backends: &[BackendSpec<'_>]) -> IpHash {
-        let weights: Vec<u64> =
-            backends.iter().map(|b| u64::from(effective_weight(b.weight))).collect();
+        let weights: Vec<u64> = backends
+            .iter()
+            .map(|b| u64::from(effective_weight(b.weight)))
+            .collect();
         let total: u64 = weights.iter().sum();
         let nodes = |w: u64| -> u32 {
             let n = if total.saturating_mul(VNODES_PER_WEIGHT) <= MAX_RING {
@@ -83,12 +85,17 @@ impl IpHash {
         // Ties (two nodes at one position) are broken by name, not by list order, so the
         // mapping does not depend on how the backends are listed.
         ring.sort_unstable_by(|&(pa, a), &(pb, b)| {
-            pa.cmp(&pb).then_with(|| backends[a].id.cmp(backends[b].id)).then(a.cmp(&b))
+            pa.cmp(&pb)
+                .then_with(|| backends[a].id.cmp(backends[b].id))
+                .then(a.cmp(&b))
         });
         IpHash {
             len: backends.len(),
             points: ring.iter().map(|&(p, _)| p).collect(),
-            owners: ring.iter().map(|&(_, i)| u32::try_from(i).unwrap_or(u32::MAX)).collect(),
+            owners: ring
+                .iter()
+                .map(|&(_, i)| u32::try_from(i).unwrap_or(u32::MAX))
+                .collect(),
             fallback: Cursor::default(),
         }
     }
@@ -112,7 +119,9 @@ impl Balancer for IpHash {
     ) -> Option<usize> {
         let candidates = Candidates::new(view, ctx, self.len);
         let Some(client) = ctx.client else {
-            return self.fallback.walk(candidates.bound(), |slot| slot, &candidates);
+            return self
+                .fallback
+                .walk(candidates.bound(), |slot| slot, &candidates);
         };
         let len = self.points.len();
         if len == 0 || candidates.bound() == 0 {
@@ -151,7 +160,10 @@ mod tests {
     }
 
     fn pick_for(ring: &IpHash, view: &TestView, i: u32) -> Option<usize> {
-        let ctx = PickContext { client: Some(client(i)), exclude: &[] };
+        let ctx = PickContext {
+            client: Some(client(i)),
+            exclude: &[],
+        };
         ring.pick(view, &ctx, &mut rng())
     }
 
@@ -174,7 +186,10 @@ mod tests {
             c[pick_for(&ring, &view, i).unwrap()] += 1;
         }
         // Shares 1/4, 1/4, 1/2, each within the ring's ~10 % relative spread (×3).
-        assert!(c[0].abs_diff(5_000) < 1_500 && c[2].abs_diff(10_000) < 3_000, "{c:?}");
+        assert!(
+            c[0].abs_diff(5_000) < 1_500 && c[2].abs_diff(10_000) < 3_000,
+            "{c:?}"
+        );
     }
 
     #[test]
@@ -201,7 +216,10 @@ mod tests {
         let ring = IpHash::new(&specs(&[1, 1, 1]));
         let view = TestView::all_up(3);
         let first = pick_for(&ring, &view, 42).unwrap();
-        let ctx = PickContext { client: Some(client(42)), exclude: &[first] };
+        let ctx = PickContext {
+            client: Some(client(42)),
+            exclude: &[first],
+        };
         let second = ring.pick(&view, &ctx, &mut rng()).unwrap();
         assert_ne!(first, second);
     }

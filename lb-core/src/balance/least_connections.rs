@@ -22,7 +22,12 @@ pub struct LeastConnections {
 impl LeastConnections {
     /// A least-connections selector over `backends`.
     pub fn new(backends: &[BackendSpec<'_>]) -> LeastConnections {
-        LeastConnections { weights: backends.iter().map(|b| effective_weight(b.weight)).collect() }
+        LeastConnections {
+            weights: backends
+                .iter()
+                .map(|b| effective_weight(b.weight))
+                .collect(),
+        }
     }
 }
 
@@ -46,7 +51,9 @@ impl Balancer for LeastConnections {
             }
             let load = candidates.in_flight(i);
             match best {
-                Some((b, b_load)) if !less_loaded(load, self.weights[i], b_load, self.weights[b]) => {
+                Some((b, b_load))
+                    if !less_loaded(load, self.weights[i], b_load, self.weights[b]) =>
+                {
                     if !less_loaded(b_load, self.weights[b], load, self.weights[i]) {
                         ties += 1;
                     }
@@ -108,7 +115,12 @@ mod tests {
         let mut load = vec![7; 10];
         load[0] = 1;
         load[1] = 1;
-        let c = counts(&lc, &TestView::with_load(load), &PickContext::default(), 10_000);
+        let c = counts(
+            &lc,
+            &TestView::with_load(load),
+            &PickContext::default(),
+            10_000,
+        );
         assert_eq!(c[0] + c[1], 10_000);
         // Binomial(10 000, 1/2): sd = 50, so ±300 is six sd.
         assert!(c[0].abs_diff(5_000) < 300, "{c:?}");
@@ -119,9 +131,15 @@ mod tests {
         let lc = LeastConnections::new(&specs(&[1, 1, 1]));
         let mut view = TestView::with_load(vec![0, 1, 2]);
         view.eligible[0] = false;
-        let ctx = PickContext { client: None, exclude: &[1] };
+        let ctx = PickContext {
+            client: None,
+            exclude: &[1],
+        };
         assert_eq!(lc.pick(&view, &ctx, &mut rng()), Some(2));
-        let ctx = PickContext { client: None, exclude: &[1, 2] };
+        let ctx = PickContext {
+            client: None,
+            exclude: &[1, 2],
+        };
         assert_eq!(lc.pick(&view, &ctx, &mut rng()), None);
     }
 }

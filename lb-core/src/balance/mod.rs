@@ -277,7 +277,11 @@ pub(crate) struct Candidates<'v, 'c> {
 
 impl<'v, 'c> Candidates<'v, 'c> {
     pub(crate) fn new(view: &'v dyn BackendView, ctx: &'c PickContext<'c>, specs: usize) -> Self {
-        Candidates { view, ctx, bound: view.len().min(specs) }
+        Candidates {
+            view,
+            ctx,
+            bound: view.len().min(specs),
+        }
     }
 
     /// The number of indices that may be candidates.
@@ -298,11 +302,6 @@ impl<'v, 'c> Candidates<'v, 'c> {
         (0..self.bound).any(|i| self.contains(i))
     }
 
-    /// How many candidates there are (O(n)).
-    pub(crate) fn count(&self) -> usize {
-        (0..self.bound).filter(|&i| self.contains(i)).count()
-    }
-
     /// The `k`-th candidate in index order, if there are more than `k`.
     pub(crate) fn nth(&self, k: usize) -> Option<usize> {
         (0..self.bound).filter(|&i| self.contains(i)).nth(k)
@@ -316,6 +315,11 @@ pub(crate) fn effective_weight(weight: u32) -> u32 {
 
 /// Whether `a` is strictly less loaded than `b`, load being in-flight requests per unit of
 /// weight; cross-multiplied in `u128` so no product can overflow.
-pub(crate) fn less_loaded(in_flight_a: u64, weight_a: u32, in_flight_b: u64, weight_b: u32) -> bool {
+pub(crate) fn less_loaded(
+    in_flight_a: u64,
+    weight_a: u32,
+    in_flight_b: u64,
+    weight_b: u32,
+) -> bool {
     u128::from(in_flight_a) * u128::from(weight_b) < u128::from(in_flight_b) * u128::from(weight_a)
 }

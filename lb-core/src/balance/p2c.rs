@@ -23,7 +23,12 @@ pub struct P2c {
 impl P2c {
     /// A p2c selector over `backends`.
     pub fn new(backends: &[BackendSpec<'_>]) -> P2c {
-        P2c { weights: backends.iter().map(|b| effective_weight(b.weight)).collect() }
+        P2c {
+            weights: backends
+                .iter()
+                .map(|b| effective_weight(b.weight))
+                .collect(),
+        }
     }
 }
 
@@ -44,7 +49,11 @@ impl Balancer for P2c {
             return Some(a);
         };
         let (load_a, load_b) = (candidates.in_flight(a), candidates.in_flight(b));
-        if less_loaded(load_b, self.weights[b], load_a, self.weights[a]) { Some(b) } else { Some(a) }
+        if less_loaded(load_b, self.weights[b], load_a, self.weights[a]) {
+            Some(b)
+        } else {
+            Some(a)
+        }
     }
 }
 
@@ -57,7 +66,12 @@ mod tests {
     fn two_backends_always_compare_both() {
         // With exactly two candidates the samples are both of them: the lighter always wins.
         let p2c = P2c::new(&specs(&[1, 1]));
-        let c = counts(&p2c, &TestView::with_load(vec![4, 3]), &PickContext::default(), 1000);
+        let c = counts(
+            &p2c,
+            &TestView::with_load(vec![4, 3]),
+            &PickContext::default(),
+            1000,
+        );
         assert_eq!(c, vec![0, 1000]);
     }
 
@@ -75,7 +89,12 @@ mod tests {
     #[test]
     fn load_is_relative_to_weight() {
         let p2c = P2c::new(&specs(&[10, 1]));
-        let c = counts(&p2c, &TestView::with_load(vec![9, 1]), &PickContext::default(), 100);
+        let c = counts(
+            &p2c,
+            &TestView::with_load(vec![9, 1]),
+            &PickContext::default(),
+            100,
+        );
         assert_eq!(c, vec![100, 0]);
     }
 
@@ -83,8 +102,14 @@ mod tests {
     fn single_candidate_and_none() {
         let p2c = P2c::new(&specs(&[1, 1, 1]));
         let view = TestView::with_eligible(vec![false, true, false]);
-        assert_eq!(p2c.pick(&view, &PickContext::default(), &mut rng()), Some(1));
-        let ctx = PickContext { client: None, exclude: &[1] };
+        assert_eq!(
+            p2c.pick(&view, &PickContext::default(), &mut rng()),
+            Some(1)
+        );
+        let ctx = PickContext {
+            client: None,
+            exclude: &[1],
+        };
         assert_eq!(p2c.pick(&view, &ctx, &mut rng()), None);
     }
 }

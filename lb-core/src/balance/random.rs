@@ -8,8 +8,8 @@
 
 use rand::RngExt;
 
-use super::{Algorithm, BackendSpec, BackendView, Balancer, Candidates, PickContext};
 use super::effective_weight;
+use super::{Algorithm, BackendSpec, BackendView, Balancer, Candidates, PickContext};
 
 /// Draws over the whole set before falling back to a scan over the candidates.
 pub const TRIES: usize = 8;
@@ -60,12 +60,16 @@ pub(crate) fn uniform_candidate(
         }
     }
     let skip = |i: usize| Some(i) == not;
-    let count = (0..n).filter(|&i| !skip(i) && candidates.contains(i)).count();
+    let count = (0..n)
+        .filter(|&i| !skip(i) && candidates.contains(i))
+        .count();
     if count == 0 {
         return None;
     }
     let k = rng.random_range(0..count);
-    (0..n).filter(|&i| !skip(i) && candidates.contains(i)).nth(k)
+    (0..n)
+        .filter(|&i| !skip(i) && candidates.contains(i))
+        .nth(k)
 }
 
 /// Weight-proportional random choice among the candidates.
@@ -80,7 +84,10 @@ pub struct WeightedRandom {
 impl WeightedRandom {
     /// A weighted random selector over `backends` (weight 0 counts as 1).
     pub fn new(backends: &[BackendSpec<'_>]) -> WeightedRandom {
-        let weights: Vec<u32> = backends.iter().map(|b| effective_weight(b.weight)).collect();
+        let weights: Vec<u32> = backends
+            .iter()
+            .map(|b| effective_weight(b.weight))
+            .collect();
         let cumulative = weights
             .iter()
             .scan(0u64, |sum, &w| {
@@ -88,7 +95,10 @@ impl WeightedRandom {
                 Some(*sum)
             })
             .collect();
-        WeightedRandom { weights, cumulative }
+        WeightedRandom {
+            weights,
+            cumulative,
+        }
     }
 }
 
@@ -115,7 +125,10 @@ impl Balancer for WeightedRandom {
         }
         let weight = |i: usize| u64::from(self.weights[i]);
         let bound = candidates.bound();
-        let total: u64 = (0..bound).filter(|&i| candidates.contains(i)).map(weight).sum();
+        let total: u64 = (0..bound)
+            .filter(|&i| candidates.contains(i))
+            .map(weight)
+            .sum();
         if total == 0 {
             return None;
         }
@@ -157,7 +170,10 @@ mod tests {
         let view = TestView::with_eligible(eligible);
         assert_eq!(counts(&random, &view, &PickContext::default(), 50)[777], 50);
         let weighted = WeightedRandom::new(&specs(&[1; 1000]));
-        assert_eq!(counts(&weighted, &view, &PickContext::default(), 50)[777], 50);
+        assert_eq!(
+            counts(&weighted, &view, &PickContext::default(), 50)[777],
+            50
+        );
     }
 
     #[test]
@@ -174,7 +190,10 @@ mod tests {
     fn weighted_renormalises_over_candidates() {
         // Backend 2 (weight 7) excluded: 1 and 2 split 1:2.
         let wr = WeightedRandom::new(&specs(&[1, 2, 7]));
-        let ctx = PickContext { client: None, exclude: &[2] };
+        let ctx = PickContext {
+            client: None,
+            exclude: &[2],
+        };
         let c = counts(&wr, &TestView::all_up(3), &ctx, 30_000);
         assert_eq!(c[2], 0);
         assert!(c[0].abs_diff(10_000) < 500, "{c:?}");
@@ -185,7 +204,10 @@ mod tests {
         let view = TestView::with_eligible(vec![false; 3]);
         let ctx = PickContext::default();
         assert_eq!(Random::new(3).pick(&view, &ctx, &mut rng()), None);
-        assert_eq!(WeightedRandom::new(&specs(&[1, 1, 1])).pick(&view, &ctx, &mut rng()), None);
+        assert_eq!(
+            WeightedRandom::new(&specs(&[1, 1, 1])).pick(&view, &ctx, &mut rng()),
+            None
+        );
         assert_eq!(WeightedRandom::new(&[]).pick(&view, &ctx, &mut rng()), None);
     }
 }

@@ -19,7 +19,10 @@ pub struct RoundRobin {
 impl RoundRobin {
     /// A round robin over `len` backends, starting at index 0.
     pub fn new(len: usize) -> RoundRobin {
-        RoundRobin { len, cursor: Cursor::default() }
+        RoundRobin {
+            len,
+            cursor: Cursor::default(),
+        }
     }
 }
 
@@ -37,7 +40,8 @@ impl Balancer for RoundRobin {
         let candidates = Candidates::new(view, ctx, self.len);
         // Slots past the view's length are never candidates, so walking only the bound
         // keeps the rotation exact when the view is shorter than the spec list.
-        self.cursor.walk(candidates.bound(), |slot| slot, &candidates)
+        self.cursor
+            .walk(candidates.bound(), |slot| slot, &candidates)
     }
 }
 
@@ -51,8 +55,9 @@ mod tests {
         let rr = RoundRobin::new(3);
         let view = TestView::all_up(3);
         let mut rng = rng();
-        let picks: Vec<_> =
-            (0..6).map(|_| rr.pick(&view, &PickContext::default(), &mut rng)).collect();
+        let picks: Vec<_> = (0..6)
+            .map(|_| rr.pick(&view, &PickContext::default(), &mut rng))
+            .collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2].map(Some));
     }
 
@@ -68,7 +73,10 @@ mod tests {
     fn excluded_backends_are_skipped() {
         let rr = RoundRobin::new(3);
         let view = TestView::all_up(3);
-        let ctx = PickContext { client: None, exclude: &[0, 2] };
+        let ctx = PickContext {
+            client: None,
+            exclude: &[0, 2],
+        };
         let c = counts(&rr, &view, &ctx, 10);
         assert_eq!(c, vec![0, 10, 0]);
     }
@@ -78,7 +86,10 @@ mod tests {
         let rr = RoundRobin::new(3);
         let view = TestView::with_eligible(vec![false; 3]);
         assert_eq!(rr.pick(&view, &PickContext::default(), &mut rng()), None);
-        assert_eq!(RoundRobin::new(0).pick(&view, &PickContext::default(), &mut rng()), None);
+        assert_eq!(
+            RoundRobin::new(0).pick(&view, &PickContext::default(), &mut rng()),
+            None
+        );
     }
 
     #[test]

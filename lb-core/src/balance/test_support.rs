@@ -13,16 +13,25 @@ pub(crate) struct TestView {
 
 impl TestView {
     pub(crate) fn all_up(n: usize) -> TestView {
-        TestView { eligible: vec![true; n], in_flight: vec![0; n] }
+        TestView {
+            eligible: vec![true; n],
+            in_flight: vec![0; n],
+        }
     }
 
     pub(crate) fn with_eligible(eligible: Vec<bool>) -> TestView {
         let n = eligible.len();
-        TestView { eligible, in_flight: vec![0; n] }
+        TestView {
+            eligible,
+            in_flight: vec![0; n],
+        }
     }
 
     pub(crate) fn with_load(in_flight: Vec<u64>) -> TestView {
-        TestView { eligible: vec![true; in_flight.len()], in_flight }
+        TestView {
+            eligible: vec![true; in_flight.len()],
+            in_flight,
+        }
     }
 }
 
@@ -47,7 +56,10 @@ pub(crate) fn specs(weights: &[u32]) -> Vec<BackendSpec<'static>> {
     weights
         .iter()
         .enumerate()
-        .map(|(i, &weight)| BackendSpec { id: Box::leak(format!("b{i}").into_boxed_str()), weight })
+        .map(|(i, &weight)| BackendSpec {
+            id: Box::leak(format!("b{i}").into_boxed_str()),
+            weight,
+        })
         .collect()
 }
 
@@ -61,7 +73,9 @@ pub(crate) fn counts(
     let mut rng = rng();
     let mut counts = vec![0; view.len()];
     for _ in 0..picks {
-        let i = balancer.pick(view, ctx, &mut rng).expect("a candidate exists");
+        let i = balancer
+            .pick(view, ctx, &mut rng)
+            .expect("a candidate exists");
         counts[i] += 1;
     }
     counts

@@ -15,8 +15,8 @@
 //! Building costs O(length × backends), once per backend set.
 
 use super::cursor::Cursor;
-use super::{Algorithm, BackendSpec, BackendView, Balancer, Candidates, PickContext};
 use super::effective_weight;
+use super::{Algorithm, BackendSpec, BackendView, Balancer, Candidates, PickContext};
 
 /// The longest schedule kept before weights are scaled down (unless there are more backends
 /// than this, in which case every backend has one slot).
@@ -63,7 +63,8 @@ impl Balancer for WeightedRoundRobin {
     ) -> Option<usize> {
         let candidates = Candidates::new(view, ctx, self.len);
         let schedule = &self.schedule;
-        self.cursor.walk(schedule.len(), |slot| schedule[slot], &candidates)
+        self.cursor
+            .walk(schedule.len(), |slot| schedule[slot], &candidates)
     }
 }
 
@@ -77,7 +78,10 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 /// The per-cycle slot count of each backend: weights over their gcd, scaled down to fit
 /// [`MAX_SCHEDULE`] when needed.
 fn schedule_weights(backends: &[BackendSpec<'_>]) -> Vec<u64> {
-    let weights: Vec<u64> = backends.iter().map(|b| u64::from(effective_weight(b.weight))).collect();
+    let weights: Vec<u64> = backends
+        .iter()
+        .map(|b| u64::from(effective_weight(b.weight)))
+        .collect();
     let g = weights.iter().copied().fold(0, gcd).max(1);
     let mut weights: Vec<u64> = weights.iter().map(|w| w / g).collect();
     let total: u64 = weights.iter().sum();
@@ -122,7 +126,10 @@ mod tests {
     use crate::balance::test_support::{TestView, counts, rng, specs};
 
     fn names(schedule: &[usize]) -> String {
-        schedule.iter().map(|&i| char::from(b'a' + u8::try_from(i).unwrap())).collect()
+        schedule
+            .iter()
+            .map(|&i| char::from(b'a' + u8::try_from(i).unwrap()))
+            .collect()
     }
 
     #[test]
@@ -146,7 +153,10 @@ mod tests {
 
     #[test]
     fn weights_are_reduced_by_their_gcd_and_zero_counts_as_one() {
-        assert_eq!(WeightedRoundRobin::new(&specs(&[10, 20])).schedule(), [1, 0, 1]);
+        assert_eq!(
+            WeightedRoundRobin::new(&specs(&[10, 20])).schedule(),
+            [1, 0, 1]
+        );
         assert_eq!(WeightedRoundRobin::new(&specs(&[0, 1])).schedule(), [0, 1]);
     }
 
@@ -155,8 +165,9 @@ mod tests {
         let wrr = WeightedRoundRobin::new(&specs(&[u32::MAX, 1, u32::MAX / 2]));
         let len = wrr.schedule().len() as u64;
         assert!(len <= MAX_SCHEDULE + 3, "{len}");
-        let c: Vec<usize> =
-            (0..3).map(|b| wrr.schedule().iter().filter(|&&i| i == b).count()).collect();
+        let c: Vec<usize> = (0..3)
+            .map(|b| wrr.schedule().iter().filter(|&&i| i == b).count())
+            .collect();
         assert_eq!(c[1], 1, "every backend keeps a slot");
         assert!(c[0].abs_diff(2 * c[2]) <= 2, "{c:?}");
     }
@@ -166,7 +177,10 @@ mod tests {
         // b is down: a and c keep their 5:1 ratio rather than a taking b's slot as well.
         let wrr = WeightedRoundRobin::new(&specs(&[5, 1, 1]));
         let view = TestView::with_eligible(vec![true, false, true]);
-        assert_eq!(counts(&wrr, &view, &PickContext::default(), 600), vec![500, 0, 100]);
+        assert_eq!(
+            counts(&wrr, &view, &PickContext::default(), 600),
+            vec![500, 0, 100]
+        );
     }
 
     #[test]
