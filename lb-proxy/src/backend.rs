@@ -53,10 +53,7 @@ impl Backend {
         breaker: Option<CircuitBreaker>,
         metrics: &Metrics,
     ) -> Self {
-        let backend_metrics = BackendMetrics::new(metrics, &config.name);
-        backend_metrics.health.set(1);
-        backend_metrics.breaker_state.set(0);
-        metrics.weight.get_or_create(&crate::metrics::BackendLabels { backend: backend_metrics.name.clone() }).set(i64::from(config.weight));
+        let backend_metrics = BackendMetrics::new(metrics, &config.name, config.weight);
         let authority = http::uri::Authority::try_from(config.address.to_string().as_str())
             .expect("a socket address is a valid authority");
         Self {
@@ -127,8 +124,17 @@ impl Backend {
             if current >= self.max_connections {
                 return None;
             }
-            match gauge.compare_exchange_weak(current, current + 1, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return Some(InFlight { backend: self.clone() }),
+            match gauge.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Some(InFlight {
+                        backend: self.clone(),
+                    });
+                }
                 Err(actual) => current = actual,
             }
         }
@@ -139,7 +145,9 @@ impl Backend {
         if self.breaker_closed.load(Ordering::Relaxed) {
             return Admission::Allowed;
         }
-        let Some(breaker) = &self.breaker else { return Admission::Allowed };
+        let Some(breaker) = &self.breaker else {
+            return Admission::Allowed;
+        };
         let (admission, transition) = lock(breaker).try_acquire(now);
         if let Some(transition) = transition {
             self.on_transition(&transition);
@@ -162,7 +170,8 @@ impl Backend {
             breaker.record_failure(admission, now)
         };
         let closed_now = breaker.state(now) == BreakerState::Closed;
-        self.breaker_dirty.store(closed_now && !success, Ordering::Relaxed);
+        self.breaker_dirty
+            .store(closed_now && !success, Ordering::Relaxed);
         drop(breaker);
         if let Some(transition) = transition {
             self.on_transition(&transition);
@@ -177,13 +186,17 @@ impl Backend {
     }
 
     fn on_transition(&self, transition: &Transition) {
-        self.breaker_closed.store(transition.to == BreakerState::Closed, Ordering::Relaxed);
+        self.breaker_closed
+            .store(transition.to == BreakerState::Closed, Ordering::Relaxed);
         if transition.to == BreakerState::Closed {
             self.breaker_dirty.store(false, Ordering::Relaxed);
         }
         self.metrics.breaker_state.set(transition.to.gauge());
         self.transitions
-            .get_or_create(&BreakerTransitionLabels { backend: self.metrics.name.clone(), to: transition.to.as_str() })
+            .get_or_create(&BreakerTransitionLabels {
+                backend: self.metrics.name.clone(),
+                to: transition.to.as_str(),
+            })
             .inc();
         match transition.open_for {
             Some(open_for) => tracing::warn!(
@@ -201,7 +214,9 @@ impl Backend {
 /// A lock that survives a panic elsewhere: breaker state stays usable rather than poisoning the
 /// backend forever.
 fn lock(breaker: &Mutex<CircuitBreaker>) -> std::sync::MutexGuard<'_, CircuitBreaker> {
-    breaker.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    breaker
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// An in-flight slot on a backend; dropping it gives the slot back, on every path.
@@ -237,7 +252,9 @@ impl BackendView for EligibleView<'_> {
     }
 
     fn is_eligible(&self, index: usize) -> bool {
-        self.backends.get(index).is_some_and(|backend| backend.is_eligible(self.now))
+        self.backends
+            .get(index)
+            .is_some_and(|backend| backend.is_eligible(self.now))
     }
 
     fn in_flight(&self, index: usize) -> u64 {

@@ -53,7 +53,9 @@ impl Body for UpstreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             UpstreamBody::Empty => Poll::Ready(None),
-            UpstreamBody::Buffered(bytes) => Poll::Ready(bytes.take().map(|data| Ok(Frame::data(data)))),
+            UpstreamBody::Buffered(bytes) => {
+                Poll::Ready(bytes.take().map(|data| Ok(Frame::data(data))))
+            }
             UpstreamBody::Streaming(body) => Pin::new(body).poll_frame(cx),
         }
     }
@@ -90,7 +92,12 @@ pub struct LimitedBody {
 impl LimitedBody {
     /// Wraps `inner`; `exceeded` is raised if more than `limit` bytes arrive.
     pub fn new(inner: Incoming, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
-        Self { inner, seen: 0, limit, exceeded }
+        Self {
+            inner,
+            seen: 0,
+            limit,
+            exceeded,
+        }
     }
 }
 
@@ -142,7 +149,9 @@ pub struct Completion {
 impl Drop for Completion {
     fn drop(&mut self) {
         let metrics = &self.in_flight.backend().metrics;
-        metrics.duration.observe(self.started.elapsed().as_secs_f64());
+        metrics
+            .duration
+            .observe(self.started.elapsed().as_secs_f64());
         metrics.response_size.observe(self.sent as f64);
     }
 }

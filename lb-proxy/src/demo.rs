@@ -14,8 +14,16 @@ pub const TOGGLE_EVERY: std::time::Duration = std::time::Duration::from_secs(15)
 pub async fn start_backends() -> std::io::Result<Vec<RunningBackend>> {
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
     let mut backends = Vec::with_capacity(3);
-    for (name, toggle) in [("demo-1", None), ("demo-2", None), ("demo-3", Some(TOGGLE_EVERY))] {
-        let options = BackendOptions { name: name.to_owned(), toggle_health: toggle, ..BackendOptions::default() };
+    for (name, toggle) in [
+        ("demo-1", None),
+        ("demo-2", None),
+        ("demo-3", Some(TOGGLE_EVERY)),
+    ] {
+        let options = BackendOptions {
+            name: name.to_owned(),
+            toggle_health: toggle,
+            ..BackendOptions::default()
+        };
         backends.push(test_backend::bind_and_spawn(loopback, options).await?);
     }
     Ok(backends)
@@ -33,17 +41,29 @@ pub fn config(backends: &[RunningBackend]) -> Result<Config, ConfigErrors> {
          backends:\n",
     );
     for backend in backends {
-        yaml.push_str(&format!("  - name: {}\n    address: {}\n", backend.name(), backend.addr()));
+        yaml.push_str(&format!(
+            "  - name: {}\n    address: {}\n",
+            backend.name(),
+            backend.addr()
+        ));
     }
     lb_core::config::parse(&yaml, Format::Yaml, "<demo>")
 }
 
 /// What to try, printed once the demo is up.
-pub fn banner(listen: SocketAddr, metrics: Option<SocketAddr>, backends: &[RunningBackend]) -> String {
+pub fn banner(
+    listen: SocketAddr,
+    metrics: Option<SocketAddr>,
+    backends: &[RunningBackend],
+) -> String {
     let mut text = String::new();
     text.push_str("\nlb demo is running.\n\n  backends:\n");
     for backend in backends {
-        text.push_str(&format!("    {} on http://{}\n", backend.name(), backend.addr()));
+        text.push_str(&format!(
+            "    {} on http://{}\n",
+            backend.name(),
+            backend.addr()
+        ));
     }
     text.push_str(&format!(
         "    ({} flips its /health every {}s: watch it leave and rejoin the rotation)\n\n",
@@ -51,12 +71,20 @@ pub fn banner(listen: SocketAddr, metrics: Option<SocketAddr>, backends: &[Runni
         TOGGLE_EVERY.as_secs()
     ));
     text.push_str("  try:\n");
-    text.push_str(&format!("    for i in $(seq 6); do curl -s http://{listen}/; done\n"));
+    text.push_str(&format!(
+        "    for i in $(seq 6); do curl -s http://{listen}/; done\n"
+    ));
     text.push_str(&format!("    curl -s http://{listen}/echo\n"));
-    text.push_str(&format!("    curl -s -o /dev/null -w '%{{http_code}}\\n' http://{listen}/status/503\n"));
+    text.push_str(&format!(
+        "    curl -s -o /dev/null -w '%{{http_code}}\\n' http://{listen}/status/503\n"
+    ));
     if let Some(metrics) = metrics {
-        text.push_str(&format!("    curl -s http://{metrics}/metrics | grep ^lb_\n"));
-        text.push_str(&format!("    cargo run --release -p lb-tui -- --metrics http://{metrics}/metrics\n"));
+        text.push_str(&format!(
+            "    curl -s http://{metrics}/metrics | grep ^lb_\n"
+        ));
+        text.push_str(&format!(
+            "    cargo run --release -p lb-tui -- --metrics http://{metrics}/metrics\n"
+        ));
     }
     text.push_str("\n  Ctrl-C stops the demo.\n");
     text

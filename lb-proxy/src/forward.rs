@@ -42,12 +42,19 @@ impl ClientInfo {
     pub fn new(peer: SocketAddr) -> Self {
         let forwarded_for = HeaderValue::try_from(peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self { peer, forwarded_for }
+        Self {
+            peer,
+            forwarded_for,
+        }
     }
 }
 
 /// Proxies one client request to a backend and returns the response to send.
-pub async fn handle(shared: &Shared, client: &ClientInfo, request: Request<Incoming>) -> Response<ClientBody> {
+pub async fn handle(
+    shared: &Shared,
+    client: &ClientInfo,
+    request: Request<Incoming>,
+) -> Response<ClientBody> {
     let started = Instant::now();
     let runtime = shared.runtime.load_full();
     let method = MethodLabel::of(request.method());
@@ -55,7 +62,12 @@ pub async fn handle(shared: &Shared, client: &ClientInfo, request: Request<Incom
     let limit = runtime.config.server.max_request_body_bytes;
     let declared_length = content_length(&parts.headers);
     if declared_length.is_some_and(|length| length > limit) {
-        return refuse(shared, method, StatusCode::PAYLOAD_TOO_LARGE, "413 payload too large\n");
+        return refuse(
+            shared,
+            method,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "413 payload too large\n",
+        );
     }
 
     let exceeded = Arc::new(AtomicBool::new(false));
@@ -68,15 +80,44 @@ pub async fn handle(shared: &Shared, client: &ClientInfo, request: Request<Incom
         )
         .await;
         match read {
-            Ok(Ok(collected)) => (Some(UpstreamBody::Buffered(Some(collected.to_bytes()))), true),
+            Ok(Ok(collected)) => (
+                Some(UpstreamBody::Buffered(Some(collected.to_bytes()))),
+                true,
+            ),
             Ok(Err(_)) if exceeded.load(Ordering::Relaxed) => {
-                return refuse(shared, method, StatusCode::PAYLOAD_TOO_LARGE, "413 payload too large\n");
+                return refuse(
+                    shared,
+                    method,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "413 payload too large\n",
+                );
             }
-            Ok(Err(_)) => return refuse(shared, method, StatusCode::BAD_REQUEST, "400 bad request body\n"),
-            Err(_) => return refuse(shared, method, StatusCode::REQUEST_TIMEOUT, "408 request body timeout\n"),
+            Ok(Err(_)) => {
+                return refuse(
+                    shared,
+                    method,
+                    StatusCode::BAD_REQUEST,
+                    "400 bad request body\n",
+                );
+            }
+            Err(_) => {
+                return refuse(
+                    shared,
+                    method,
+                    StatusCode::REQUEST_TIMEOUT,
+                    "408 request body timeout\n",
+                );
+            }
         }
     } else {
-        (Some(UpstreamBody::Streaming(LimitedBody::new(body, limit, exceeded.clone()))), false)
+        (
+            Some(UpstreamBody::Streaming(LimitedBody::new(
+                body,
+                limit,
+                exceeded.clone(),
+            ))),
+            false,
+        )
     };
     let request_bytes = declared_length.unwrap_or(0);
 
@@ -128,11 +169,17 @@ pub async fn handle(shared: &Shared, client: &ClientInfo, request: Request<Incom
 
         let may_retry = replayable && attempt < max_attempts;
         let body = match upstream_body.as_ref() {
-            Some(UpstreamBody::Buffered(Some(bytes))) if may_retry => UpstreamBody::Buffered(Some(bytes.clone())),
+            Some(UpstreamBody::Buffered(Some(bytes))) if may_retry => {
+                UpstreamBody::Buffered(Some(bytes.clone()))
+            }
             Some(UpstreamBody::Empty) => UpstreamBody::Empty,
             _ => upstream_body.take().unwrap_or(UpstreamBody::Empty),
         };
-        let headers = if may_retry { parts.headers.clone() } else { std::mem::take(&mut parts.headers) };
+        let headers = if may_retry {
+            parts.headers.clone()
+        } else {
+            std::mem::take(&mut parts.headers)
+        };
         let mut upstream = Request::new(body);
         *upstream.method_mut() = parts.method.clone();
         *upstream.uri_mut() = upstream_uri(&backend, path_and_query.as_ref());
@@ -146,17 +193,29 @@ pub async fn handle(shared: &Shared, client: &ClientInfo, request: Request<Incom
                 let status = response.status();
                 let kind = FailureKind::Status(status.as_u16());
                 let retry_wanted = status.is_server_error()
-                    && runtime.retry.retry_on().iter().any(|condition| kind.matches(condition));
+                    && runtime
+                        .retry
+                        .retry_on()
+                        .iter()
+                        .any(|condition| kind.matches(condition));
                 backend.record(admission, !status.is_server_error(), now);
                 if !retry_wanted || !may_retry {
                     return proxied(response, slot, method, started, request_bytes);
                 }
-                match decide(shared, &runtime, &backend, attempt, kind, idempotent, replayable, now) {
+                match decide(
+                    shared, &runtime, &backend, attempt, kind, idempotent, replayable, now,
+                ) {
                     Some(backoff) => {
                         drop(response);
                         drop(slot);
                         if !wait_backoff(backoff, deadline).await {
-                            return failure_response(shared, &backend, method, FailureKind::ResponseTimeout, started);
+                            return failure_response(
+                                shared,
+                                &backend,
+                                method,
+                                FailureKind::ResponseTimeout,
+                                started,
+                            );
                         }
                         tried.push(backend.index);
                         attempt += 1;
@@ -169,7 +228,12 @@ pub async fn handle(shared: &Shared, client: &ClientInfo, request: Request<Incom
             Ok(Err(error)) => {
                 if exceeded.load(Ordering::Relaxed) {
                     backend.release(admission);
-                    return refuse(shared, method, StatusCode::PAYLOAD_TOO_LARGE, "413 payload too large\n");
+                    return refuse(
+                        shared,
+                        method,
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "413 payload too large\n",
+                    );
                 }
                 let kind = classify(&error);
                 tracing::debug!(backend = %backend.name(), %error, kind = kind.label(), "attempt failed");
@@ -180,7 +244,9 @@ pub async fn handle(shared: &Shared, client: &ClientInfo, request: Request<Incom
         backend.record(admission, false, now);
         drop(slot);
         let retry = if may_retry {
-            decide(shared, &runtime, &backend, attempt, kind, idempotent, replayable, now)
+            decide(
+                shared, &runtime, &backend, attempt, kind, idempotent, replayable, now,
+            )
         } else {
             None
         };
@@ -190,25 +256,50 @@ pub async fn handle(shared: &Shared, client: &ClientInfo, request: Request<Incom
                 attempt += 1;
                 last_failure = Some((backend, kind));
             }
-            Some(_) => return failure_response(shared, &backend, method, FailureKind::ResponseTimeout, started),
+            Some(_) => {
+                return failure_response(
+                    shared,
+                    &backend,
+                    method,
+                    FailureKind::ResponseTimeout,
+                    started,
+                );
+            }
             None => return failure_response(shared, &backend, method, kind, started),
         }
     }
 }
 
 /// Picks an eligible backend, preferring one not yet tried for this request.
-fn pick(runtime: &Runtime, client: &ClientInfo, tried: &[usize], now: Instant) -> Option<Arc<Backend>> {
-    let view = EligibleView { backends: &runtime.backends, now };
+fn pick(
+    runtime: &Runtime,
+    client: &ClientInfo,
+    tried: &[usize],
+    now: Instant,
+) -> Option<Arc<Backend>> {
+    let view = EligibleView {
+        backends: &runtime.backends,
+        now,
+    };
     let mut rng = rand::rng();
-    let context = PickContext { client: Some(client.peer.ip()), exclude: tried };
-    let index = runtime.selector.pick(&view, &context, &mut rng).or_else(|| {
-        if tried.is_empty() {
-            None
-        } else {
-            let again = PickContext { client: Some(client.peer.ip()), exclude: &[] };
-            runtime.selector.pick(&view, &again, &mut rng)
-        }
-    })?;
+    let context = PickContext {
+        client: Some(client.peer.ip()),
+        exclude: tried,
+    };
+    let index = runtime
+        .selector
+        .pick(&view, &context, &mut rng)
+        .or_else(|| {
+            if tried.is_empty() {
+                None
+            } else {
+                let again = PickContext {
+                    client: Some(client.peer.ip()),
+                    exclude: &[],
+                };
+                runtime.selector.pick(&view, &again, &mut rng)
+            }
+        })?;
     runtime.backends.get(index).cloned()
 }
 
@@ -224,13 +315,24 @@ fn decide(
     replayable: bool,
     now: Instant,
 ) -> Option<Duration> {
-    let failure = AttemptFailure { attempt, kind, idempotent, body_replayable: replayable };
-    match runtime.retry.decide(&failure, &runtime.budget, now, &mut rand::rng()) {
+    let failure = AttemptFailure {
+        attempt,
+        kind,
+        idempotent,
+        body_replayable: replayable,
+    };
+    match runtime
+        .retry
+        .decide(&failure, &runtime.budget, now, &mut rand::rng())
+    {
         RetryDecision::Retry { backoff } => {
             shared
                 .metrics
                 .retries
-                .get_or_create(&RetryLabels { backend: backend.metrics.name.clone(), reason: kind.label() })
+                .get_or_create(&RetryLabels {
+                    backend: backend.metrics.name.clone(),
+                    reason: kind.label(),
+                })
                 .inc();
             Some(backoff)
         }
@@ -256,7 +358,8 @@ async fn wait_backoff(backoff: Duration, deadline: tokio::time::Instant) -> bool
 /// request may have been sent (reset, closed, malformed response).
 pub fn classify(error: &hyper_util::client::legacy::Error) -> FailureKind {
     if error.is_connect() {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+        let mut source: Option<&(dyn std::error::Error + 'static)> =
+            std::error::Error::source(error);
         while let Some(cause) = source {
             if let Some(io) = cause.downcast_ref::<std::io::Error>()
                 && io.kind() == std::io::ErrorKind::TimedOut
@@ -275,7 +378,11 @@ fn upstream_uri(backend: &Backend, path_and_query: Option<&http::uri::PathAndQue
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(http::uri::Scheme::HTTP);
     parts.authority = Some(backend.authority.clone());
-    parts.path_and_query = Some(path_and_query.cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")));
+    parts.path_and_query = Some(
+        path_and_query
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
     Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
 }
 
@@ -298,8 +405,18 @@ fn proxied(
     let metrics = &slot.backend().metrics;
     metrics.count_request(method, parts.status.as_u16());
     metrics.request_size.observe(request_bytes as f64);
-    let completion = Completion { in_flight: slot, started, sent: 0 };
-    Response::from_parts(parts, ClientBody::Proxied { inner: body, completion })
+    let completion = Completion {
+        in_flight: slot,
+        started,
+        sent: 0,
+    };
+    Response::from_parts(
+        parts,
+        ClientBody::Proxied {
+            inner: body,
+            completion,
+        },
+    )
 }
 
 /// The one place a failed exchange becomes the client's status.
@@ -311,31 +428,53 @@ fn failure_response(
     started: Instant,
 ) -> Response<ClientBody> {
     let (status, text) = match kind {
-        FailureKind::ResponseTimeout => (StatusCode::GATEWAY_TIMEOUT, "504 gateway timeout: the backend did not answer in time\n"),
-        FailureKind::ConnectTimeout | FailureKind::ConnectRefused => {
-            (StatusCode::BAD_GATEWAY, "502 bad gateway: could not connect to a backend\n")
-        }
-        FailureKind::ResetBeforeResponse => {
-            (StatusCode::BAD_GATEWAY, "502 bad gateway: the backend closed the connection without a valid response\n")
-        }
+        FailureKind::ResponseTimeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "504 gateway timeout: the backend did not answer in time\n",
+        ),
+        FailureKind::ConnectTimeout | FailureKind::ConnectRefused => (
+            StatusCode::BAD_GATEWAY,
+            "502 bad gateway: could not connect to a backend\n",
+        ),
+        FailureKind::ResetBeforeResponse => (
+            StatusCode::BAD_GATEWAY,
+            "502 bad gateway: the backend closed the connection without a valid response\n",
+        ),
         FailureKind::Status(_) => (StatusCode::BAD_GATEWAY, "502 bad gateway\n"),
     };
     backend.metrics.count_request(method, status.as_u16());
-    backend.metrics.duration.observe(started.elapsed().as_secs_f64());
+    backend
+        .metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
     plain(status, text)
 }
 
 fn no_backend(shared: &Shared, method: MethodLabel) -> Response<ClientBody> {
     shared.metrics.no_backend.inc();
-    refuse(shared, method, StatusCode::SERVICE_UNAVAILABLE, "503 service unavailable: no backend available\n")
+    refuse(
+        shared,
+        method,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "503 service unavailable: no backend available\n",
+    )
 }
 
 /// An answer given without a backend; counted under `backend="none"`.
-fn refuse(shared: &Shared, method: MethodLabel, status: StatusCode, text: &'static str) -> Response<ClientBody> {
+fn refuse(
+    shared: &Shared,
+    method: MethodLabel,
+    status: StatusCode,
+    text: &'static str,
+) -> Response<ClientBody> {
     shared
         .metrics
         .requests
-        .get_or_create(&RequestLabels { method, status: status.as_u16(), backend: none_label() })
+        .get_or_create(&RequestLabels {
+            method,
+            status: status.as_u16(),
+            backend: none_label(),
+        })
         .inc();
     plain(status, text)
 }
@@ -349,8 +488,9 @@ fn none_label() -> Arc<String> {
 pub fn plain(status: StatusCode, text: &'static str) -> Response<ClientBody> {
     let mut response = Response::new(ClientBody::fixed(text));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }

@@ -44,7 +44,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     if headers.keys().any(is_proxy_header) {
-        let proxy: Vec<HeaderName> = headers.keys().filter(|name| is_proxy_header(name)).cloned().collect();
+        let proxy: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| is_proxy_header(name))
+            .cloned()
+            .collect();
         for name in proxy {
             headers.remove(name);
         }
@@ -116,7 +120,10 @@ mod tests {
 
     #[test]
     fn client_cannot_drop_forwarded_for_through_connection() {
-        let mut headers = map(&[("connection", "x-forwarded-for"), ("x-forwarded-for", "10.0.0.9")]);
+        let mut headers = map(&[
+            ("connection", "x-forwarded-for"),
+            ("x-forwarded-for", "10.0.0.9"),
+        ]);
         strip_hop_by_hop(&mut headers);
         add_forwarded(&mut headers, &HeaderValue::from_static("127.0.0.1"), "http");
         assert_eq!(headers[&X_FORWARDED_FOR], "127.0.0.1");
@@ -124,7 +131,10 @@ mod tests {
 
     #[test]
     fn appends_to_existing_forwarded_for_and_sets_proto_and_host() {
-        let mut headers = map(&[("x-forwarded-for", "203.0.113.7"), ("host", "shop.test:8080")]);
+        let mut headers = map(&[
+            ("x-forwarded-for", "203.0.113.7"),
+            ("host", "shop.test:8080"),
+        ]);
         add_forwarded(&mut headers, &HeaderValue::from_static("127.0.0.1"), "http");
         assert_eq!(headers[&X_FORWARDED_FOR], "203.0.113.7, 127.0.0.1");
         assert_eq!(headers[&X_FORWARDED_PROTO], "http");

@@ -23,7 +23,11 @@ use crate::runtime::Runtime;
 type ProbeClient = Client<HttpConnector, Empty<Bytes>>;
 
 /// Starts one checker task per backend of `runtime`; they stop when `stopped` turns true.
-pub fn spawn_checkers(runtime: &Runtime, metrics: &Arc<Metrics>, stopped: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+pub fn spawn_checkers(
+    runtime: &Runtime,
+    metrics: &Arc<Metrics>,
+    stopped: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
     let config = runtime.config.health_check.clone();
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
@@ -76,21 +80,32 @@ async fn check_loop(
             return;
         }
     };
-    let labels_ok = HealthCheckLabels { backend: backend.metrics.name.clone(), result: "success" };
-    let labels_fail = HealthCheckLabels { backend: backend.metrics.name.clone(), result: "failure" };
+    let labels_ok = HealthCheckLabels {
+        backend: backend.metrics.name.clone(),
+        result: "success",
+    };
+    let labels_fail = HealthCheckLabels {
+        backend: backend.metrics.name.clone(),
+        result: "failure",
+    };
     let success = metrics.health_checks.get_or_create_owned(&labels_ok);
     let failure = metrics.health_checks.get_or_create_owned(&labels_fail);
 
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, config.interval);
+    let mut ticker =
+        tokio::time::interval_at(tokio::time::Instant::now() + offset, config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = stopped.wait_for(|stop| *stop) => return,
+            _ = crate::server::stop_requested(&mut stopped) => return,
         }
         let outcome = probe(&client, &uri, &backend, config.timeout).await;
         let healthy = probe_verdict(&outcome, &config.expected_status);
-        if healthy { success.inc() } else { failure.inc() };
+        if healthy {
+            success.inc()
+        } else {
+            failure.inc()
+        };
         if let Some(transition) = tracker.record(healthy) {
             backend.set_health(transition.to);
             match transition.to {
@@ -106,12 +121,19 @@ async fn check_loop(
     }
 }
 
-async fn probe(client: &ProbeClient, uri: &http::Uri, backend: &Backend, timeout: Duration) -> ProbeOutcome {
+async fn probe(
+    client: &ProbeClient,
+    uri: &http::Uri,
+    backend: &Backend,
+    timeout: Duration,
+) -> ProbeOutcome {
     let request = Request::get(uri.clone())
         .header(header::HOST, backend.authority.as_str())
         .header(header::USER_AGENT, "lb-health-check")
         .body(Empty::new());
-    let Ok(request) = request else { return ProbeOutcome::Other };
+    let Ok(request) = request else {
+        return ProbeOutcome::Other;
+    };
     let exchange = async {
         let response = client.request(request).await?;
         let status = response.status().as_u16();

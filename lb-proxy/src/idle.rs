@@ -24,7 +24,12 @@ pub struct IdleTimeoutIo<T> {
 impl<T> IdleTimeoutIo<T> {
     /// Wraps `inner`; it fails with `TimedOut` after `timeout` without any byte moving.
     pub fn new(inner: T, timeout: Duration) -> Self {
-        Self { inner, timeout, timer: Box::pin(tokio::time::sleep(timeout)), active: false }
+        Self {
+            inner,
+            timeout,
+            timer: Box::pin(tokio::time::sleep(timeout)),
+            active: false,
+        }
     }
 
     fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
@@ -33,7 +38,10 @@ impl<T> IdleTimeoutIo<T> {
                 return Ok(());
             }
             if !self.active {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "connection idle timeout"));
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection idle timeout",
+                ));
             }
             self.active = false;
             let deadline = Instant::now() + self.timeout;
@@ -43,7 +51,11 @@ impl<T> IdleTimeoutIo<T> {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for IdleTimeoutIo<T> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
@@ -62,7 +74,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleTimeoutIo<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeoutIo<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_write(cx, data) {
             Poll::Ready(result) => {

@@ -64,8 +64,10 @@ fn main() -> ExitCode {
 }
 
 fn load(path: &std::path::Path) -> Result<Config, String> {
-    let bytes = std::fs::read(path).map_err(|error| format!("lb: cannot read {}: {error}", path.display()))?;
-    lb_core::config::parse_bytes(&bytes, path).map_err(|errors| errors.to_string().trim_end().to_owned())
+    let bytes = std::fs::read(path)
+        .map_err(|error| format!("lb: cannot read {}: {error}", path.display()))?;
+    lb_core::config::parse_bytes(&bytes, path)
+        .map_err(|errors| errors.to_string().trim_end().to_owned())
 }
 
 fn init_logging(filter: Option<&str>) {
@@ -74,13 +76,18 @@ fn init_logging(filter: Option<&str>) {
         None => tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }
 
 fn run(config: Option<Config>, args: &Args) -> ExitCode {
     let workers = config.as_ref().map_or(0, |config| config.server.workers);
     let runtime = if workers == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
         let mut builder = tokio::runtime::Builder::new_multi_thread();
         if workers > 1 {
@@ -126,7 +133,11 @@ async fn serve(config: Option<Config>, args: &Args) -> ExitCode {
         config.metrics.listen = listen;
     }
     let algorithm = config.load_balancer.algorithm.as_str();
-    let backends: Vec<String> = config.backends.iter().map(|backend| format!("{}={}", backend.name, backend.address)).collect();
+    let backends: Vec<String> = config
+        .backends
+        .iter()
+        .map(|backend| format!("{}={}", backend.name, backend.address))
+        .collect();
     let daemon = match Daemon::start(config).await {
         Ok(daemon) => daemon,
         Err(error) => {
@@ -147,7 +158,10 @@ async fn serve(config: Option<Config>, args: &Args) -> ExitCode {
         None => println!("listening on {}", daemon.listen_addr),
     }
     if !demo_backends.is_empty() {
-        println!("{}", lb_proxy::demo::banner(daemon.listen_addr, daemon.metrics_addr, &demo_backends));
+        println!(
+            "{}",
+            lb_proxy::demo::banner(daemon.listen_addr, daemon.metrics_addr, &demo_backends)
+        );
     }
     let stopper = daemon.stopper();
     tokio::spawn(async move {
@@ -165,7 +179,10 @@ async fn serve(config: Option<Config>, args: &Args) -> ExitCode {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

@@ -25,7 +25,8 @@ use tokio::sync::watch;
 
 /// Latency buckets in seconds: 0.5 ms to 30 s, dense where a healthy fleet answers.
 const DURATION_BUCKETS: [f64; 16] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0,
+    30.0,
 ];
 /// Size buckets in bytes: 64 B to 64 MiB, ×4 each step.
 const SIZE_BUCKETS: [f64; 11] = [
@@ -171,9 +172,12 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        let duration = HistogramFamily::new_with_constructor(duration_histogram as fn() -> Histogram);
-        let request_size = HistogramFamily::new_with_constructor(size_histogram as fn() -> Histogram);
-        let response_size = HistogramFamily::new_with_constructor(size_histogram as fn() -> Histogram);
+        let duration =
+            HistogramFamily::new_with_constructor(duration_histogram as fn() -> Histogram);
+        let request_size =
+            HistogramFamily::new_with_constructor(size_histogram as fn() -> Histogram);
+        let response_size =
+            HistogramFamily::new_with_constructor(size_histogram as fn() -> Histogram);
         let health = Family::<BackendLabels, Gauge>::default();
         let breaker_state = Family::<BackendLabels, Gauge>::default();
         let active = Family::<BackendLabels, Gauge>::default();
@@ -186,29 +190,61 @@ impl Metrics {
         let no_backend = Counter::default();
         let weight = Family::<BackendLabels, Gauge>::default();
 
-        registry.register("lb_requests", "Requests answered, by method, status sent and backend", requests.clone());
+        registry.register(
+            "lb_requests",
+            "Requests answered, by method, status sent and backend",
+            requests.clone(),
+        );
         registry.register(
             "lb_request_duration_seconds",
             "Time from request arrival to the end of the response, by backend",
             duration.clone(),
         );
-        registry.register("lb_request_size_bytes", "Request body bytes sent to the backend", request_size.clone());
-        registry.register("lb_response_size_bytes", "Response body bytes sent to the client", response_size.clone());
-        registry.register("lb_backend_health_status", "1 if the backend passes its health checks, else 0", health.clone());
+        registry.register(
+            "lb_request_size_bytes",
+            "Request body bytes sent to the backend",
+            request_size.clone(),
+        );
+        registry.register(
+            "lb_response_size_bytes",
+            "Response body bytes sent to the client",
+            response_size.clone(),
+        );
+        registry.register(
+            "lb_backend_health_status",
+            "1 if the backend passes its health checks, else 0",
+            health.clone(),
+        );
         registry.register(
             "lb_circuit_breaker_state",
             "Circuit breaker state: 0 closed, 1 open, 2 half-open",
             breaker_state.clone(),
         );
-        registry.register("lb_active_connections", "Requests in flight to the backend", active.clone());
-        registry.register("lb_retries", "Retries, by backend whose attempt failed and reason", retries.clone());
-        registry.register("lb_health_checks", "Active health checks, by result", health_checks.clone());
+        registry.register(
+            "lb_active_connections",
+            "Requests in flight to the backend",
+            active.clone(),
+        );
+        registry.register(
+            "lb_retries",
+            "Retries, by backend whose attempt failed and reason",
+            retries.clone(),
+        );
+        registry.register(
+            "lb_health_checks",
+            "Active health checks, by result",
+            health_checks.clone(),
+        );
         registry.register(
             "lb_circuit_breaker_transitions",
             "Circuit breaker transitions, by state entered",
             breaker_transitions.clone(),
         );
-        registry.register("lb_client_connections", "Client connections open", client_connections.clone());
+        registry.register(
+            "lb_client_connections",
+            "Client connections open",
+            client_connections.clone(),
+        );
         registry.register(
             "lb_client_connections_accepted",
             "Client connections accepted",
@@ -219,8 +255,16 @@ impl Metrics {
             "Retries refused because the retry budget was empty",
             retry_budget_exhausted.clone(),
         );
-        registry.register("lb_no_backend", "Requests answered 503 because no backend was eligible", no_backend.clone());
-        registry.register("lb_backend_weight", "Configured backend weight", weight.clone());
+        registry.register(
+            "lb_no_backend",
+            "Requests answered 503 because no backend was eligible",
+            no_backend.clone(),
+        );
+        registry.register(
+            "lb_backend_weight",
+            "Configured backend weight",
+            weight.clone(),
+        );
         Self {
             registry,
             requests,
@@ -286,10 +330,36 @@ pub struct BackendMetrics {
 }
 
 impl BackendMetrics {
-    /// Resolves every handle of backend `name` in `metrics`.
-    pub fn new(metrics: &Metrics, name: &str) -> Self {
+    /// Resolves every handle of backend `name` in `metrics`, and creates its event counters at
+    /// zero so that dashboards and `increase()` see a series before the first event.
+    pub fn new(metrics: &Metrics, name: &str, weight: u32) -> Self {
         let name = Arc::new(name.to_owned());
-        let labels = BackendLabels { backend: name.clone() };
+        let labels = BackendLabels {
+            backend: name.clone(),
+        };
+        metrics.weight.get_or_create(&labels).set(i64::from(weight));
+        for reason in lb_core::retry::FailureKind::LABELS {
+            metrics.retries.get_or_create(&RetryLabels {
+                backend: name.clone(),
+                reason,
+            });
+        }
+        for result in ["success", "failure"] {
+            metrics.health_checks.get_or_create(&HealthCheckLabels {
+                backend: name.clone(),
+                result,
+            });
+        }
+        for to in ["closed", "open", "half_open"] {
+            metrics
+                .breaker_transitions
+                .get_or_create(&BreakerTransitionLabels {
+                    backend: name.clone(),
+                    to,
+                });
+        }
+        let health = metrics.health.get_or_create_owned(&labels);
+        health.set(1);
         let requests = (0..MethodLabel::COUNT * STATUS_SLOTS)
             .map(|_| std::sync::OnceLock::new())
             .collect::<Vec<_>>()
@@ -298,7 +368,7 @@ impl BackendMetrics {
             duration: metrics.duration.get_or_create_owned(&labels),
             request_size: metrics.request_size.get_or_create_owned(&labels),
             response_size: metrics.response_size.get_or_create_owned(&labels),
-            health: metrics.health.get_or_create_owned(&labels),
+            health,
             breaker_state: metrics.breaker_state.get_or_create_owned(&labels),
             active: metrics.active.get_or_create_owned(&labels),
             requests,
@@ -312,15 +382,22 @@ impl BackendMetrics {
     pub fn count_request(&self, method: MethodLabel, status: u16) {
         let Some(slot) = COMMON_STATUSES.iter().position(|&common| common == status) else {
             self.family
-                .get_or_create(&RequestLabels { method, status, backend: self.name.clone() })
+                .get_or_create(&RequestLabels {
+                    method,
+                    status,
+                    backend: self.name.clone(),
+                })
                 .inc();
             return;
         };
         let index = method as usize * STATUS_SLOTS + slot;
         self.requests[index]
             .get_or_init(|| {
-                self.family
-                    .get_or_create_owned(&RequestLabels { method, status, backend: self.name.clone() })
+                self.family.get_or_create_owned(&RequestLabels {
+                    method,
+                    status,
+                    backend: self.name.clone(),
+                })
             })
             .inc();
     }
@@ -344,7 +421,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = crate::server::stop_requested(&mut shutdown) => return,
         };
         let metrics = metrics.clone();
         let path = path.clone();
@@ -367,7 +444,10 @@ fn answer(request: &Request<Incoming>, path: &str, metrics: &Metrics) -> Respons
         response
     };
     if request.uri().path() != path {
-        return plain(StatusCode::NOT_FOUND, "not found: metrics are served elsewhere on this port\n");
+        return plain(
+            StatusCode::NOT_FOUND,
+            "not found: metrics are served elsewhere on this port\n",
+        );
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");

@@ -49,7 +49,11 @@ pub struct Runtime {
 
 impl Runtime {
     /// Builds a snapshot: backends with fresh breakers and metric handles.
-    pub fn build(config: Arc<Config>, metrics: &Metrics, now: Instant) -> Result<Self, RuntimeError> {
+    pub fn build(
+        config: Arc<Config>,
+        metrics: &Metrics,
+        now: Instant,
+    ) -> Result<Self, RuntimeError> {
         let breaker_config = &config.circuit_breaker;
         let policy = if breaker_config.enabled {
             Some(
@@ -77,7 +81,10 @@ impl Runtime {
         let specs: Vec<BackendSpec<'_>> = config
             .backends
             .iter()
-            .map(|backend| BackendSpec { id: &backend.name, weight: backend.weight })
+            .map(|backend| BackendSpec {
+                id: &backend.name,
+                weight: backend.weight,
+            })
             .collect();
         let selector = Selector::new(config.load_balancer.algorithm, &specs);
         let retry_config = &config.retry;
@@ -88,9 +95,19 @@ impl Runtime {
             retry_config.retry_on.clone(),
         )
         .map_err(|error| RuntimeError::Retry(error.to_string()))?;
-        let budget = RetryBudget::try_new(retry_config.budget_ratio, retry_config.budget_min_per_sec, now)
-            .map_err(|error| RuntimeError::Retry(error.to_string()))?;
-        Ok(Self { config, backends, selector, retry, budget })
+        let budget = RetryBudget::try_new(
+            retry_config.budget_ratio,
+            retry_config.budget_min_per_sec,
+            now,
+        )
+        .map_err(|error| RuntimeError::Retry(error.to_string()))?;
+        Ok(Self {
+            config,
+            backends,
+            selector,
+            retry,
+            budget,
+        })
     }
 }
 
@@ -107,10 +124,18 @@ pub struct Shared {
 
 impl Shared {
     /// Builds the shared state for `config`.
-    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>, now: Instant) -> Result<Self, RuntimeError> {
+    pub fn new(
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        now: Instant,
+    ) -> Result<Self, RuntimeError> {
         let runtime = Runtime::build(config.clone(), &metrics, now)?;
         let client = upstream_client(&config);
-        Ok(Self { runtime: ArcSwap::from_pointee(runtime), metrics, client })
+        Ok(Self {
+            runtime: ArcSwap::from_pointee(runtime),
+            metrics,
+            client,
+        })
     }
 }
 

@@ -63,18 +63,30 @@ impl Daemon {
         let config = Arc::new(config);
         let listener = TcpListener::bind(config.server.listen)
             .await
-            .map_err(|source| StartError::Bind { what: "proxy", addr: config.server.listen, source })?;
+            .map_err(|source| StartError::Bind {
+                what: "proxy",
+                addr: config.server.listen,
+                source,
+            })?;
         let metrics_listener = if config.metrics.enabled {
             Some(
                 TcpListener::bind(config.metrics.listen)
                     .await
-                    .map_err(|source| StartError::Bind { what: "metrics", addr: config.metrics.listen, source })?,
+                    .map_err(|source| StartError::Bind {
+                        what: "metrics",
+                        addr: config.metrics.listen,
+                        source,
+                    })?,
             )
         } else {
             None
         };
         let metrics = Arc::new(Metrics::new());
-        let shared = Arc::new(Shared::new(config.clone(), metrics.clone(), Instant::now())?);
+        let shared = Arc::new(Shared::new(
+            config.clone(),
+            metrics.clone(),
+            Instant::now(),
+        )?);
         let (stop, stopped) = watch::channel(false);
         let listen_addr = listener.local_addr().map_err(|source| StartError::Bind {
             what: "proxy",
@@ -94,10 +106,21 @@ impl Daemon {
         }
         if config.health_check.enabled {
             let runtime = shared.runtime.load_full();
-            side_tasks.extend(crate::health::spawn_checkers(&runtime, &metrics, stopped.clone()));
+            side_tasks.extend(crate::health::spawn_checkers(
+                &runtime,
+                &metrics,
+                stopped.clone(),
+            ));
         }
         let proxy_task = tokio::spawn(accept_loop(listener, shared.clone(), stopped));
-        Ok(Daemon { listen_addr, metrics_addr, shared, stop, proxy_task, side_tasks })
+        Ok(Daemon {
+            listen_addr,
+            metrics_addr,
+            shared,
+            stop,
+            proxy_task,
+            side_tasks,
+        })
     }
 
     /// Stops accepting, waits for in-flight requests up to `server.shutdown_grace`, and stops
@@ -119,12 +142,22 @@ impl Daemon {
     /// Waits until shutdown was asked for and the proxy has drained.
     pub async fn wait(self) {
         let mut stopped = self.stop.subscribe();
-        let _ = stopped.wait_for(|stop| *stop).await;
+        stop_requested(&mut stopped).await;
         self.shutdown().await;
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+/// Resolves once shutdown was asked for (or the daemon is gone).
+pub async fn stop_requested(stopped: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns must not live across an await of the caller.
+    let _ = stopped.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let config = shared.runtime.load().config.clone();
     let server = &config.server;
     let limit = Arc::new(Semaphore::new(server.max_client_connections));
@@ -135,7 +168,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stopped: wa
         .timer(TokioTimer::new())
         .header_read_timeout(server.header_read_timeout)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new()).keep_alive_interval(None);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(None);
     let builder = Arc::new(builder);
     let idle_timeout = server.idle_timeout;
 
@@ -147,7 +183,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stopped: wa
                 Ok(permit) => permit,
                 Err(_) => break,
             },
-            _ = stopped.wait_for(|stop| *stop) => break,
+            _ = crate::server::stop_requested(&mut stopped) => break,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -159,7 +195,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stopped: wa
                     continue;
                 }
             },
-            _ = stopped.wait_for(|stop| *stop) => break,
+            _ = crate::server::stop_requested(&mut stopped) => break,
         };
         let _ = stream.set_nodelay(true);
         shared.metrics.client_connections.inc();
@@ -184,8 +220,15 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stopped: wa
     }
     drop(listener);
     let grace = config.server.shutdown_grace;
-    tracing::info!(in_flight_connections = graceful.count(), grace_ms = grace.as_millis() as u64, "draining");
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    tracing::info!(
+        in_flight_connections = graceful.count(),
+        grace_ms = grace.as_millis() as u64,
+        "draining"
+    );
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("shutdown grace expired with connections still open");
     }
 }

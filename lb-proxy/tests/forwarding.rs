@@ -9,7 +9,9 @@ use http_body_util::Full;
 use support::*;
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf29ce484222325u64, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x100000001b3))
+    bytes.iter().fold(0xcbf29ce484222325u64, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x100000001b3)
+    })
 }
 
 #[tokio::test]
@@ -31,12 +33,27 @@ async fn hop_by_hop_headers_are_stripped_and_forwarded_headers_set() {
     assert_eq!(answer.status, 200);
     let echo = answer.text().to_ascii_lowercase();
     assert!(echo.contains("get /echo?x=1&y=two"), "{echo}");
-    assert!(echo.contains("host: shop.example:8080"), "Host is kept: {echo}");
+    assert!(
+        echo.contains("host: shop.example:8080"),
+        "Host is kept: {echo}"
+    );
     assert!(echo.contains("x-custom: kept"), "{echo}");
-    assert!(echo.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1"), "{echo}");
+    assert!(
+        echo.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1"),
+        "{echo}"
+    );
     assert!(echo.contains("x-forwarded-proto: http"), "{echo}");
-    assert!(echo.contains("x-forwarded-host: shop.example:8080"), "{echo}");
-    for gone in ["x-drop-me", "keep-alive:", "\nte:", "proxy-authorization", "trailers"] {
+    assert!(
+        echo.contains("x-forwarded-host: shop.example:8080"),
+        "{echo}"
+    );
+    for gone in [
+        "x-drop-me",
+        "keep-alive:",
+        "\nte:",
+        "proxy-authorization",
+        "trailers",
+    ] {
         assert!(!echo.contains(gone), "{gone} should be stripped: {echo}");
     }
     daemon.shutdown().await;
@@ -48,7 +65,9 @@ async fn large_upload_and_download_stream_intact() {
     let daemon = balancer(&backends, "server:\n  max_request_body_bytes: 67108864\n").await;
     let client = client();
 
-    let upload: Vec<u8> = (0..24 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let upload: Vec<u8> = (0..24 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let expected = fnv1a(&upload);
     let request = Request::post(format!("http://{}/echo/body", daemon.listen_addr))
         .body(Full::new(Bytes::from(upload)))

@@ -16,7 +16,10 @@ fn lb() -> Command {
 
 fn write_config(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
-    std::fs::File::create(&path).unwrap().write_all(text.as_bytes()).unwrap();
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     path
 }
 
@@ -39,7 +42,11 @@ fn spawn(config: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
     let words: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(words.first(), Some(&"listening"), "unexpected first line: {line}");
+    assert_eq!(
+        words.first(),
+        Some(&"listening"),
+        "unexpected first line: {line}"
+    );
     (child, words[2].parse().unwrap(), words[5].parse().unwrap())
 }
 
@@ -55,7 +62,10 @@ fn invalid_config_exits_2_with_located_errors() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("bad.yaml:2:"), "{stderr}");
-    assert!(stderr.contains("least_connections"), "hint expected: {stderr}");
+    assert!(
+        stderr.contains("least_connections"),
+        "hint expected: {stderr}"
+    );
     assert!(stderr.contains("backends[0].weight"), "{stderr}");
     let output = lb().arg(dir.join("missing.yaml")).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
@@ -67,7 +77,12 @@ fn check_flag_validates_and_exits_0() {
     let dir = temp_dir("check");
     let path = write_config(&dir, "ok.yaml", "backends:\n  - address: 127.0.0.1:8001\n");
     let output = lb().arg(&path).arg("--check").output().unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(String::from_utf8_lossy(&output.stdout).contains("ok"));
 }
 
@@ -79,7 +94,9 @@ fn port_in_use_is_one_clear_line() {
     let path = write_config(
         &dir,
         "inuse.yaml",
-        &format!("server:\n  listen: {addr}\nmetrics:\n  listen: 127.0.0.1:0\nbackends:\n  - address: 127.0.0.1:8001\n"),
+        &format!(
+            "server:\n  listen: {addr}\nmetrics:\n  listen: 127.0.0.1:0\nbackends:\n  - address: 127.0.0.1:8001\n"
+        ),
     );
     let output = lb().arg(&path).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
@@ -102,9 +119,16 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
         tokio::spawn(async move { get(&client, listen, "/delay/800").await })
     };
     // Wait until the slow request is at the backend before signalling.
-    let arrived = eventually(Duration::from_secs(5), || async { fleet[0].stats().in_flight() == 1 }).await;
+    let arrived = eventually(Duration::from_secs(5), || async {
+        fleet[0].stats().snapshot().in_flight == 1
+    })
+    .await;
     assert!(arrived, "slow request never reached the backend");
-    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(status.success());
     // New connections are refused once the listener is closed.
     let refused = eventually(Duration::from_secs(5), || async {
@@ -113,7 +137,12 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
     .await;
     assert!(refused, "the listener still accepts after SIGTERM");
     let answer = slow.await.unwrap();
-    assert_eq!(answer.status, 200, "the in-flight request was cut: {}", answer.text());
+    assert_eq!(
+        answer.status,
+        200,
+        "the in-flight request was cut: {}",
+        answer.text()
+    );
     let exited = eventually(Duration::from_secs(10), || {
         let done = child.try_wait().unwrap().is_some();
         async move { done }
@@ -132,12 +161,31 @@ async fn metrics_pass_promtool_and_match_traffic() {
         assert_eq!(get(&client, daemon.listen_addr, "/").await.status, 200);
     }
     for _ in 0..3 {
-        assert_eq!(get(&client, daemon.listen_addr, "/status/404").await.status, 404);
+        assert_eq!(
+            get(&client, daemon.listen_addr, "/status/404").await.status,
+            404
+        );
     }
     let metrics = scrape(&daemon).await;
-    assert_eq!(metric_sum(&metrics, "lb_requests_total", &["status=\"200\"", "method=\"GET\""]), 10.0, "{metrics}");
-    assert_eq!(metric_sum(&metrics, "lb_requests_total", &["status=\"404\""]), 3.0, "{metrics}");
-    assert_eq!(metric_sum(&metrics, "lb_request_duration_seconds_count", &[]), 13.0, "{metrics}");
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "lb_requests_total",
+            &["status=\"200\"", "method=\"GET\""]
+        ),
+        10.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_sum(&metrics, "lb_requests_total", &["status=\"404\""]),
+        3.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_sum(&metrics, "lb_request_duration_seconds_count", &[]),
+        13.0,
+        "{metrics}"
+    );
     assert_eq!(metric_sum(&metrics, "lb_backend_health_status", &[]), 2.0);
     assert_eq!(metric_sum(&metrics, "lb_circuit_breaker_state", &[]), 0.0);
     assert_eq!(metric_sum(&metrics, "lb_active_connections", &[]), 0.0);
@@ -149,8 +197,15 @@ async fn metrics_pass_promtool_and_match_traffic() {
     ] {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }
-    for name in ["lb_retries_total", "lb_health_checks_total", "lb_circuit_breaker_transitions_total"] {
-        assert!(metrics.contains(&format!("# TYPE {name} counter")), "{name} not declared:\n{metrics}");
+    for name in [
+        "lb_retries_total",
+        "lb_health_checks_total",
+        "lb_circuit_breaker_transitions_total",
+    ] {
+        assert!(
+            metrics.contains(&format!("# TYPE {name} counter")),
+            "{name} not declared:\n{metrics}"
+        );
     }
 
     let mut promtool = match Command::new("promtool")
@@ -165,12 +220,19 @@ async fn metrics_pass_promtool_and_match_traffic() {
             panic!("promtool is required here (Debian package `prometheus`): {error}")
         }
         Err(_) => {
-            eprintln!("promtool not found: skipping `promtool check metrics` (install the Debian package `prometheus`)");
+            eprintln!(
+                "promtool not found: skipping `promtool check metrics` (install the Debian package `prometheus`)"
+            );
             daemon.shutdown().await;
             return;
         }
     };
-    promtool.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
     let output = promtool.wait_with_output().unwrap();
     assert!(
         output.status.success(),

@@ -18,13 +18,17 @@ async fn max_connections_is_enforced_under_concurrent_load() {
     specs[0].2 = 1;
     let yaml = config_yaml(&specs, "retry:\n  max_attempts: 1\n")
         .replace("    weight: 1\n", "    weight: 1\n    max_connections: 2\n");
-    let daemon = lb_proxy::Daemon::start(parse(&yaml)).await.expect("balancer starts");
+    let daemon = lb_proxy::Daemon::start(parse(&yaml))
+        .await
+        .expect("balancer starts");
     let client = client();
     let mut tasks = Vec::new();
     for _ in 0..10 {
         let client = client.clone();
         let addr = daemon.listen_addr;
-        tasks.push(tokio::spawn(async move { get(&client, addr, "/delay/300").await.status.as_u16() }));
+        tasks.push(tokio::spawn(async move {
+            get(&client, addr, "/delay/300").await.status.as_u16()
+        }));
     }
     let mut statuses = Vec::new();
     for task in tasks {
@@ -34,10 +38,21 @@ async fn max_connections_is_enforced_under_concurrent_load() {
     let refused = statuses.iter().filter(|&&status| status == 503).count();
     assert_eq!(ok + refused, 10, "{statuses:?}");
     assert!(ok >= 2, "{statuses:?}");
-    assert!(refused >= 1, "excess requests are refused at once, not queued: {statuses:?}");
-    assert!(fleet[0].stats().max_in_flight() <= 2, "backend saw {} in flight", fleet[0].stats().max_in_flight());
+    assert!(
+        refused >= 1,
+        "excess requests are refused at once, not queued: {statuses:?}"
+    );
+    assert!(
+        fleet[0].stats().snapshot().max_in_flight <= 2,
+        "backend saw {} in flight",
+        fleet[0].stats().snapshot().max_in_flight
+    );
     let metrics = scrape(&daemon).await;
-    assert_eq!(metric_sum(&metrics, "lb_active_connections", &["backend=\"b0\""]), 0.0, "slots leaked");
+    assert_eq!(
+        metric_sum(&metrics, "lb_active_connections", &["backend=\"b0\""]),
+        0.0,
+        "slots leaked"
+    );
     daemon.shutdown().await;
 }
 
@@ -77,14 +92,24 @@ async fn slow_headers_are_cut_off_by_header_read_timeout() {
     let fleet = backends(1).await;
     let daemon = balancer(&fleet, "server:\n  header_read_timeout: 200ms\n").await;
     let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
-    stream.write_all(b"GET / HTTP/1.1\r\nhost: slow\r\nx-a: 1\r\n").await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: slow\r\nx-a: 1\r\n")
+        .await
+        .unwrap();
     let started = tokio::time::Instant::now();
     let mut buffer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buffer)).await;
     assert!(read.is_ok(), "the connection was not closed");
-    assert!(started.elapsed() >= Duration::from_millis(150), "closed too early: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "closed too early: {:?}",
+        started.elapsed()
+    );
     let text = String::from_utf8_lossy(&buffer);
-    assert!(!text.contains("200 OK"), "a slow request must not be served: {text}");
+    assert!(
+        !text.contains("200 OK"),
+        "a slow request must not be served: {text}"
+    );
 
     // The balancer still serves a normal client.
     let answer = get(&client(), daemon.listen_addr, "/").await;

@@ -36,8 +36,16 @@ async fn killed_backend_leaves_rotation_without_client_errors_and_returns() {
     .await;
     assert!(down, "b1 was never marked down");
     // interval × unhealthy_threshold + one interval, plus scheduling slack on a busy machine.
-    assert!(killed_at.elapsed() < Duration::from_millis(300 + 700), "took {:?}", killed_at.elapsed());
-    assert_eq!(errors.load(Ordering::Relaxed), 0, "clients saw errors while b1 was going down");
+    assert!(
+        killed_at.elapsed() < Duration::from_millis(300 + 700),
+        "took {:?}",
+        killed_at.elapsed()
+    );
+    assert_eq!(
+        errors.load(Ordering::Relaxed),
+        0,
+        "clients saw errors while b1 was going down"
+    );
 
     // Out of rotation: every request lands on b0 or b2.
     for _ in 0..20 {
@@ -47,8 +55,13 @@ async fn killed_backend_leaves_rotation_without_client_errors_and_returns() {
     }
 
     // Restarted on the same port, it comes back.
-    let options = BackendOptions { name: "b1".into(), ..BackendOptions::default() };
-    let revived = test_backend::bind_and_spawn(victim_addr, options).await.expect("rebind the same port");
+    let options = BackendOptions {
+        name: "b1".into(),
+        ..BackendOptions::default()
+    };
+    let revived = test_backend::bind_and_spawn(victim_addr, options)
+        .await
+        .expect("rebind the same port");
     let back = eventually(Duration::from_secs(5), || async {
         let answer = get(&client, daemon.listen_addr, "/").await;
         answer.backend() == "b1"
@@ -93,7 +106,11 @@ async fn failing_backend_trips_its_breaker_which_half_opens_and_closes() {
     for to in ["open", "half_open", "closed"] {
         let label = format!("to=\"{to}\"");
         assert!(
-            metric_sum(&metrics, "lb_circuit_breaker_transitions_total", &["backend=\"b0\"", &label]) >= 1.0,
+            metric_sum(
+                &metrics,
+                "lb_circuit_breaker_transitions_total",
+                &["backend=\"b0\"", &label]
+            ) >= 1.0,
             "no transition to {to}:\n{metrics}"
         );
     }
@@ -107,21 +124,42 @@ async fn post_is_not_retried_but_get_is() {
                  circuit_breaker:\n  enabled: false\n";
     let daemon = balancer(&fleet, extra).await;
     let client = client();
-    let before: u64 = fleet.iter().map(|backend| backend.stats().requests()).sum();
+    let before: u64 = fleet
+        .iter()
+        .map(|backend| backend.stats().snapshot().requests)
+        .sum();
     let post = Request::post(format!("http://{}/status/503", daemon.listen_addr))
         .body(Full::new(Bytes::from_static(b"order=1")))
         .unwrap();
     let answer = send(&client, post).await;
     assert_eq!(answer.status, 503);
-    let after_post: u64 = fleet.iter().map(|backend| backend.stats().requests()).sum();
-    assert_eq!(after_post - before, 1, "a POST reached backends more than once");
+    let after_post: u64 = fleet
+        .iter()
+        .map(|backend| backend.stats().snapshot().requests)
+        .sum();
+    assert_eq!(
+        after_post - before,
+        1,
+        "a POST reached backends more than once"
+    );
 
     let answer = get(&client, daemon.listen_addr, "/status/503").await;
     assert_eq!(answer.status, 503);
-    let after_get: u64 = fleet.iter().map(|backend| backend.stats().requests()).sum();
-    assert_eq!(after_get - after_post, 3, "a GET gets max_attempts attempts");
+    let after_get: u64 = fleet
+        .iter()
+        .map(|backend| backend.stats().snapshot().requests)
+        .sum();
+    assert_eq!(
+        after_get - after_post,
+        3,
+        "a GET gets max_attempts attempts"
+    );
     let metrics = scrape(&daemon).await;
-    assert_eq!(metric_sum(&metrics, "lb_retries_total", &[]), 2.0, "{metrics}");
+    assert_eq!(
+        metric_sum(&metrics, "lb_retries_total", &[]),
+        2.0,
+        "{metrics}"
+    );
     daemon.shutdown().await;
 }
 
@@ -139,12 +177,18 @@ async fn retry_budget_holds_under_a_failing_fleet() {
         assert_eq!(answer.status, 503);
     }
     let seconds = started.elapsed().as_secs() + 1;
-    let attempts: u64 = fleet.iter().map(|backend| backend.stats().requests()).sum();
+    let attempts: u64 = fleet
+        .iter()
+        .map(|backend| backend.stats().snapshot().requests)
+        .sum();
     let retries = attempts - requests;
     // Without a budget this fleet would see 1,200 attempts. The budget allows 10% of requests,
     // a floor of one per second, and the bucket's initial allowance (at most 10 tokens).
     let allowed = requests / 10 + seconds + 10;
-    assert!(retries <= allowed, "{retries} retries for {requests} requests (allowed {allowed})");
+    assert!(
+        retries <= allowed,
+        "{retries} retries for {requests} requests (allowed {allowed})"
+    );
     assert!(retries > 0, "the budget allowed no retry at all");
     let metrics = scrape(&daemon).await;
     assert!(metric_sum(&metrics, "lb_retry_budget_exhausted_total", &[]) > 0.0);

@@ -12,8 +12,13 @@ async fn spread(algorithm: &str, weights: &[u32], requests: usize) -> HashMap<St
     for (spec, weight) in specs.iter_mut().zip(weights) {
         spec.2 = *weight;
     }
-    let yaml = config_yaml(&specs, &format!("load_balancer:\n  algorithm: {algorithm}\n"));
-    let daemon = lb_proxy::Daemon::start(parse(&yaml)).await.expect("balancer starts");
+    let yaml = config_yaml(
+        &specs,
+        &format!("load_balancer:\n  algorithm: {algorithm}\n"),
+    );
+    let daemon = lb_proxy::Daemon::start(parse(&yaml))
+        .await
+        .expect("balancer starts");
     let client = client();
     let mut answers = Vec::with_capacity(requests);
     for _ in 0..requests {
@@ -72,5 +77,9 @@ async fn p2c_reaches_every_backend() {
 #[tokio::test]
 async fn ip_hash_keeps_one_client_on_one_backend() {
     let counts = spread("ip_hash", &[1, 1, 1], 60).await;
-    assert_eq!(counts.len(), 1, "one client address, one backend: {counts:?}");
+    assert_eq!(
+        counts.len(),
+        1,
+        "one client address, one backend: {counts:?}"
+    );
 }

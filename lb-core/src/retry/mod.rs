@@ -133,6 +133,15 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Every value [`label`](Self::label) can return, for metrics created ahead of events.
+    pub const LABELS: [&'static str; 5] = [
+        "connect_refused",
+        "connect_timeout",
+        "reset",
+        "timeout",
+        "status",
+    ];
+
     /// The stable metric label: `connect_refused`, `connect_timeout`, `reset`, `timeout` or
     /// `status` (the code itself goes in its own label, if anywhere, to bound cardinality).
     pub fn label(&self) -> &'static str {
@@ -188,5 +197,23 @@ mod tests {
             let matched: Vec<_> = all.iter().copied().filter(|c| kind.matches(c)).collect();
             assert_eq!(matched, matching, "{kind:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::FailureKind;
+
+    #[test]
+    fn labels_lists_every_label() {
+        let kinds = [
+            FailureKind::ConnectRefused,
+            FailureKind::ConnectTimeout,
+            FailureKind::ResetBeforeResponse,
+            FailureKind::ResponseTimeout,
+            FailureKind::Status(503),
+        ];
+        let labels: Vec<&str> = kinds.iter().map(FailureKind::label).collect();
+        assert_eq!(labels, FailureKind::LABELS);
     }
 }

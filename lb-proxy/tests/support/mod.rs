@@ -28,36 +28,58 @@ pub async fn backends(count: usize) -> Vec<RunningBackend> {
 
 /// Starts one test backend named `name` on a free loopback port.
 pub async fn backend(name: &str) -> RunningBackend {
-    let options = BackendOptions { name: name.to_owned(), ..BackendOptions::default() };
-    test_backend::bind_and_spawn(([127, 0, 0, 1], 0).into(), options).await.expect("backend starts")
+    let options = BackendOptions {
+        name: name.to_owned(),
+        ..BackendOptions::default()
+    };
+    test_backend::bind_and_spawn(([127, 0, 0, 1], 0).into(), options)
+        .await
+        .expect("backend starts")
 }
 
 /// A YAML configuration over `backends` with `extra` sections appended; the proxy and metrics
 /// listen on port 0; health checks are off unless `extra` turns them on.
 pub fn config_yaml(backends: &[(String, SocketAddr, u32)], extra: &str) -> String {
-    let mut yaml = String::from("server:\n  listen: 127.0.0.1:0\nmetrics:\n  listen: 127.0.0.1:0\n");
+    // Sections of `extra` that the harness also sets get the harness's lines merged in.
+    let mut extra = extra.to_owned();
+    let mut yaml = String::new();
+    for section in ["server:\n", "metrics:\n"] {
+        let line = "  listen: 127.0.0.1:0\n";
+        if extra.starts_with(section) || extra.contains(&format!("\n{section}")) {
+            extra = extra.replacen(section, &format!("{section}{line}"), 1);
+        } else {
+            yaml.push_str(section);
+            yaml.push_str(line);
+        }
+    }
     if !extra.contains("health_check:") {
         yaml.push_str("health_check:\n  enabled: false\n");
     }
-    yaml.push_str(extra);
+    yaml.push_str(&extra);
     if !yaml.ends_with('\n') {
         yaml.push('\n');
     }
     yaml.push_str("backends:\n");
     for (name, addr, weight) in backends {
-        yaml.push_str(&format!("  - name: {name}\n    address: {addr}\n    weight: {weight}\n"));
+        yaml.push_str(&format!(
+            "  - name: {name}\n    address: {addr}\n    weight: {weight}\n"
+        ));
     }
     yaml
 }
 
 /// Parses a test configuration, panicking with the errors if it is invalid.
 pub fn parse(yaml: &str) -> Config {
-    lb_core::config::parse(yaml, Format::Yaml, "test.yaml").unwrap_or_else(|errors| panic!("{errors}\n---\n{yaml}"))
+    lb_core::config::parse(yaml, Format::Yaml, "test.yaml")
+        .unwrap_or_else(|errors| panic!("{errors}\n---\n{yaml}"))
 }
 
 /// The (name, address, weight=1) triples of running backends.
 pub fn specs(backends: &[RunningBackend]) -> Vec<(String, SocketAddr, u32)> {
-    backends.iter().map(|backend| (backend.name().to_owned(), backend.addr(), 1)).collect()
+    backends
+        .iter()
+        .map(|backend| (backend.name().to_owned(), backend.addr(), 1))
+        .collect()
 }
 
 /// Starts a balancer over `backends` with `extra` configuration.
@@ -85,7 +107,11 @@ pub struct Answer {
 impl Answer {
     /// The `x-backend` header test backends set, or "" when absent.
     pub fn backend(&self) -> String {
-        self.headers.get("x-backend").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+        self.headers
+            .get("x-backend")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
     }
 
     /// The body as text.
@@ -95,23 +121,41 @@ impl Answer {
 }
 
 /// Sends `request` and reads the whole answer.
-pub async fn send(client: &Client<HttpConnector, Full<Bytes>>, request: Request<Full<Bytes>>) -> Answer {
+pub async fn send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    request: Request<Full<Bytes>>,
+) -> Answer {
     let response: Response<_> = client.request(request).await.expect("request completes");
     let (parts, body) = response.into_parts();
     let body = body.collect().await.expect("body completes").to_bytes();
-    Answer { status: parts.status, headers: parts.headers, body }
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
 }
 
 /// `GET http://{addr}{path}`.
-pub async fn get(client: &Client<HttpConnector, Full<Bytes>>, addr: SocketAddr, path: &str) -> Answer {
-    let request = Request::get(format!("http://{addr}{path}")).body(Full::new(Bytes::new())).unwrap();
+pub async fn get(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    addr: SocketAddr,
+    path: &str,
+) -> Answer {
+    let request = Request::get(format!("http://{addr}{path}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     send(client, request).await
 }
 
 /// Scrapes the daemon's metrics text.
 pub async fn scrape(daemon: &Daemon) -> String {
     let client = client();
-    let answer = get(&client, daemon.metrics_addr.expect("metrics enabled"), "/metrics").await;
+    let answer = get(
+        &client,
+        daemon.metrics_addr.expect("metrics enabled"),
+        "/metrics",
+    )
+    .await;
     assert_eq!(answer.status, StatusCode::OK);
     answer.text()
 }
