@@ -67,11 +67,9 @@ impl<'de> Deserialize<'de> for RetryCondition {
                     .ok_or_else(|| E::custom(format!("{v} is not an HTTP status code (100-599)")))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                self.visit_u64(
-                    u64::try_from(v).map_err(|_| {
-                        E::custom(format!("{v} is not an HTTP status code (100-599)"))
-                    })?,
-                )
+                self.visit_u64(u64::try_from(v).map_err(|_| {
+                    E::custom(format!("{v} is not an HTTP status code (100-599)"))
+                })?)
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 RetryCondition::parse(v).ok_or_else(|| {
