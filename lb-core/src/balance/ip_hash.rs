@@ -57,6 +57,12 @@ pub struct IpHash {
     points: Vec<u64>,
     /// `owners[k]` is the backend index of the node at `points[k]`.
     owners: Vec<u32>,
+    /// `buckets[t]` is the first node whose position's top `64 - shift` bits are `>= t`, so
+    /// the binary search runs over a handful of nodes instead of the whole ring (one or two
+    /// cache misses rather than ~20 at 1000 backends).
+    buckets: Vec<u32>,
+    /// `64 −` the number of bits indexing `buckets`.
+    shift: u32,
     /// Rotation for requests without a client address.
     fallback: Cursor,
 }
@@ -89,15 +95,42 @@ impl IpHash {
                 .then_with(|| backends[a].id.cmp(backends[b].id))
                 .then(a.cmp(&b))
         });
+        let points: Vec<u64> = ring.iter().map(|&(p, _)| p).collect();
+        // About one bucket per node, at most 2^16 of them (256 KiB).
+        let bits = points.len().max(2).ilog2().clamp(1, 16);
+        let shift = 64 - bits;
+        let mut buckets = Vec::with_capacity((1 << bits) + 1);
+        let mut next = 0usize;
+        for top in 0..=(1u64 << bits) {
+            while next < points.len() && points[next] >> shift < top {
+                next += 1;
+            }
+            // `next <= MAX_RING + n`, far below `u32::MAX`.
+            buckets.push(u32::try_from(next).unwrap_or(u32::MAX));
+        }
         IpHash {
             len: backends.len(),
-            points: ring.iter().map(|&(p, _)| p).collect(),
+            points,
             owners: ring
                 .iter()
                 .map(|&(_, i)| u32::try_from(i).unwrap_or(u32::MAX))
                 .collect(),
+            buckets,
+            shift,
             fallback: Cursor::default(),
         }
+    }
+
+    /// The index of the first node at or after `key` (`points.len()` if none).
+    fn first_at_or_after(&self, key: u64) -> usize {
+        let top = (key >> self.shift) as usize;
+        let lo = self.buckets.get(top).map_or(0, |&b| b as usize);
+        let hi = self
+            .buckets
+            .get(top + 1)
+            .map_or(self.points.len(), |&b| b as usize);
+        let within = self.points.get(lo..hi).unwrap_or_default();
+        lo + within.partition_point(|&p| p < key)
     }
 
     /// Number of virtual nodes on the ring.
@@ -128,7 +161,7 @@ impl Balancer for IpHash {
             return None;
         }
         let key = client_point(client);
-        let mut slot = self.points.partition_point(|&p| p < key);
+        let mut slot = self.first_at_or_after(key);
         if slot == len {
             slot = 0;
         }
@@ -165,6 +198,24 @@ mod tests {
             exclude: &[],
         };
         ring.pick(view, &ctx, &mut rng())
+    }
+
+    #[test]
+    fn the_bucket_index_agrees_with_a_plain_binary_search() {
+        for n in [1, 2, 3, 50] {
+            let ring = IpHash::new(&specs(&vec![1; n]));
+            let mut keys: Vec<u64> = (0..2000).map(crate::balance::hash::mix64).collect();
+            keys.extend([0, 1, u64::MAX, u64::MAX - 1]);
+            keys.extend(
+                ring.points
+                    .iter()
+                    .flat_map(|&p| [p, p.wrapping_add(1), p.wrapping_sub(1)]),
+            );
+            for key in keys {
+                let want = ring.points.partition_point(|&p| p < key);
+                assert_eq!(ring.first_at_or_after(key), want, "n = {n}, key = {key:#x}");
+            }
+        }
     }
 
     #[test]

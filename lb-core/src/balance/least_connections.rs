@@ -7,10 +7,12 @@
 //! right after a long run of busier ones would win far more often than its tied neighbour.)
 //! If the loads move between the two scans, the first scan's minimum is returned.
 
+use std::cmp::Ordering;
+
 use rand::RngExt;
 
 use super::{Algorithm, BackendSpec, BackendView, Balancer, Candidates, PickContext};
-use super::{effective_weight, less_loaded};
+use super::{compare_load, effective_weight};
 
 /// Fewest in-flight requests relative to weight, ties broken at random.
 #[derive(Debug)]
@@ -43,41 +45,39 @@ impl Balancer for LeastConnections {
         rng: &mut dyn rand::Rng,
     ) -> Option<usize> {
         let candidates = Candidates::new(view, ctx, self.weights.len());
-        let mut best: Option<(usize, u64)> = None;
+        let weights = &self.weights[..candidates.bound()];
+        // (index, in-flight, weight) of the first minimum seen, and how many share it.
+        let mut best: Option<(usize, u64, u32)> = None;
         let mut ties = 0usize;
-        for i in 0..candidates.bound() {
+        for (i, &w) in weights.iter().enumerate() {
             if !candidates.contains(i) {
                 continue;
             }
             let load = candidates.in_flight(i);
-            match best {
-                Some((b, b_load))
-                    if !less_loaded(load, self.weights[i], b_load, self.weights[b]) =>
-                {
-                    if !less_loaded(b_load, self.weights[b], load, self.weights[i]) {
-                        ties += 1;
-                    }
-                }
-                _ => {
-                    best = Some((i, load));
+            let order = best.map(|(_, b_load, b_w)| compare_load(load, w, b_load, b_w));
+            match order {
+                Some(Ordering::Greater) => {}
+                Some(Ordering::Equal) => ties += 1,
+                Some(Ordering::Less) | None => {
+                    best = Some((i, load, w));
                     ties = 1;
                 }
             }
         }
-        let (b, b_load) = best?;
+        let (b, b_load, b_w) = best?;
         if ties == 1 {
             return Some(b);
         }
         let wanted = rng.random_range(0..ties);
-        let tied = (0..candidates.bound())
-            .filter(|&i| {
-                candidates.contains(i) && {
-                    let load = candidates.in_flight(i);
-                    !less_loaded(load, self.weights[i], b_load, self.weights[b])
-                        && !less_loaded(b_load, self.weights[b], load, self.weights[i])
-                }
+        let tied = weights
+            .iter()
+            .enumerate()
+            .filter(|&(i, &w)| {
+                candidates.contains(i)
+                    && compare_load(candidates.in_flight(i), w, b_load, b_w) == Ordering::Equal
             })
-            .nth(wanted);
+            .nth(wanted)
+            .map(|(i, _)| i);
         Some(tied.unwrap_or(b))
     }
 }

@@ -313,13 +313,15 @@ pub(crate) fn effective_weight(weight: u32) -> u32 {
     weight.max(1)
 }
 
-/// Whether `a` is strictly less loaded than `b`, load being in-flight requests per unit of
-/// weight; cross-multiplied in `u128` so no product can overflow.
-pub(crate) fn less_loaded(
+/// Compare the loads of `a` and `b`, load being in-flight requests per unit of weight;
+/// cross-multiplied in `u128` so no product can overflow and no division rounds.
+pub(crate) fn compare_load(
     in_flight_a: u64,
     weight_a: u32,
     in_flight_b: u64,
     weight_b: u32,
-) -> bool {
-    u128::from(in_flight_a) * u128::from(weight_b) < u128::from(in_flight_b) * u128::from(weight_a)
+) -> std::cmp::Ordering {
+    let a = u128::from(in_flight_a) * u128::from(weight_b);
+    let b = u128::from(in_flight_b) * u128::from(weight_a);
+    a.cmp(&b)
 }

@@ -11,7 +11,7 @@
 
 use super::random::uniform_candidate;
 use super::{Algorithm, BackendSpec, BackendView, Balancer, Candidates, PickContext};
-use super::{effective_weight, less_loaded};
+use super::{compare_load, effective_weight};
 
 /// Power of two random choices by in-flight requests per unit of weight.
 #[derive(Debug)]
@@ -49,7 +49,7 @@ impl Balancer for P2c {
             return Some(a);
         };
         let (load_a, load_b) = (candidates.in_flight(a), candidates.in_flight(b));
-        if less_loaded(load_b, self.weights[b], load_a, self.weights[a]) {
+        if compare_load(load_b, self.weights[b], load_a, self.weights[a]).is_lt() {
             Some(b)
         } else {
             Some(a)

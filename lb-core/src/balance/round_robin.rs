@@ -62,6 +62,24 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_picks_stay_exact_when_all_are_up() {
+        // With every backend a candidate each pick is one `fetch_add`: tickets are distinct,
+        // so four threads together still rotate exactly.
+        let rr = RoundRobin::new(3);
+        let view = TestView::all_up(3);
+        let per_thread: Vec<Vec<usize>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| counts(&rr, &view, &PickContext::default(), 3_000)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let total: Vec<usize> = (0..3)
+            .map(|i| per_thread.iter().map(|c| c[i]).sum())
+            .collect();
+        assert_eq!(total, vec![4_000; 3]);
+    }
+
+    #[test]
     fn a_dead_backend_gives_its_neighbour_no_extra_share() {
         let rr = RoundRobin::new(3);
         let view = TestView::with_eligible(vec![true, false, true]);
