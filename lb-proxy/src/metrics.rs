@@ -339,19 +339,19 @@ impl BackendMetrics {
         };
         metrics.weight.get_or_create(&labels).set(i64::from(weight));
         for reason in lb_core::retry::FailureKind::LABELS {
-            metrics.retries.get_or_create(&RetryLabels {
+            let _ = metrics.retries.get_or_create(&RetryLabels {
                 backend: name.clone(),
                 reason,
             });
         }
         for result in ["success", "failure"] {
-            metrics.health_checks.get_or_create(&HealthCheckLabels {
+            let _ = metrics.health_checks.get_or_create(&HealthCheckLabels {
                 backend: name.clone(),
                 result,
             });
         }
         for to in ["closed", "open", "half_open"] {
-            metrics
+            let _ = metrics
                 .breaker_transitions
                 .get_or_create(&BreakerTransitionLabels {
                     backend: name.clone(),

@@ -74,7 +74,7 @@ impl Runtime {
             .iter()
             .enumerate()
             .map(|(index, backend)| {
-                let breaker = policy.clone().map(CircuitBreaker::new);
+                let breaker = policy.map(CircuitBreaker::new);
                 Arc::new(Backend::new(index, backend, breaker, metrics))
             })
             .collect();
