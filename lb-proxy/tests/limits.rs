@@ -118,15 +118,83 @@ async fn slow_headers_are_cut_off_by_header_read_timeout() {
 }
 
 #[tokio::test]
-async fn no_backend_eligible_is_503() {
+async fn refused_backend_is_502_when_no_retry_is_left() {
     let fleet = backends(1).await;
     let daemon = balancer(&fleet, "retry:\n  max_attempts: 1\n").await;
-    let addr = fleet[0].addr();
     fleet.into_iter().next().unwrap().shutdown().await;
-    let client = client();
-    // The first request meets a refused connection (502); the breaker is not yet open.
-    let answer = get(&client, daemon.listen_addr, "/").await;
+    let answer = get(&client(), daemon.listen_addr, "/").await;
     assert_eq!(answer.status, 502, "{}", answer.text());
-    let _ = addr;
+    assert!(
+        answer.text().contains("could not connect"),
+        "{}",
+        answer.text()
+    );
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_eligible_backend_is_503() {
+    let fleet = backends(2).await;
+    let extra = "health_check:\n  interval: 50ms\n  timeout: 40ms\n  unhealthy_threshold: 1\n  healthy_threshold: 1\n";
+    let daemon = balancer(&fleet, extra).await;
+    for backend in &fleet {
+        backend.set_healthy(false);
+    }
+    let all_down = eventually(Duration::from_secs(5), || async {
+        let metrics = scrape(&daemon).await;
+        metric_sum(&metrics, "lb_backend_health_status", &[]) == 0.0
+    })
+    .await;
+    assert!(all_down, "health checks never took both backends out");
+    let answer = get(&client(), daemon.listen_addr, "/").await;
+    assert_eq!(answer.status, 503);
+    assert!(answer.text().contains("no backend"), "{}", answer.text());
+    let metrics = scrape(&daemon).await;
+    assert!(metric_sum(&metrics, "lb_no_backend_total", &[]) >= 1.0);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_backend_is_504_within_the_request_timeout() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, "server:\n  request_timeout: 300ms\n").await;
+    let started = tokio::time::Instant::now();
+    let answer = get(&client(), daemon.listen_addr, "/delay/5000").await;
+    assert_eq!(answer.status, 504, "{}", answer.text());
+    assert!(
+        started.elapsed() < Duration::from_millis(2000),
+        "took {:?}",
+        started.elapsed()
+    );
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_that_disconnects_mid_request_leaks_no_slot() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, "").await;
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    stream
+        .write_all(b"GET /delay/3000 HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let at_backend = eventually(Duration::from_secs(5), || async {
+        fleet[0].stats().snapshot().in_flight == 1
+    })
+    .await;
+    assert!(at_backend);
+    let metrics = scrape(&daemon).await;
+    assert_eq!(metric_sum(&metrics, "lb_active_connections", &[]), 1.0);
+    drop(stream);
+    let released = eventually(Duration::from_secs(2), || async {
+        let metrics = scrape(&daemon).await;
+        metric_sum(&metrics, "lb_active_connections", &[]) == 0.0
+            && metric_sum(&metrics, "lb_client_connections", &[]) <= 1.0
+    })
+    .await;
+    assert!(
+        released,
+        "in-flight slot not returned after the client went away"
+    );
     daemon.shutdown().await;
 }
