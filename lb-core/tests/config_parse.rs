@@ -65,6 +65,10 @@ fn reference_config_states_exactly_the_defaults() {
             name: "api-2".into(),
             ..BackendConfig::new(addr("127.0.0.1:8002"))
         },
+        BackendConfig {
+            name: "api-3".into(),
+            ..BackendConfig::new(addr("127.0.0.1:8003"))
+        },
     ]);
     want.load_balancer.algorithm = Algorithm::RoundRobin;
     assert_eq!(config, want);
