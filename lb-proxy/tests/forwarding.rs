@@ -106,3 +106,32 @@ async fn methods_and_statuses_pass_through() {
     }
     daemon.shutdown().await;
 }
+
+#[tokio::test]
+async fn h2c_clients_are_served() {
+    let backends = backends(2).await;
+    let daemon = balancer(&backends, "").await;
+    let h2: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..4 {
+        let answer = get(&h2, daemon.listen_addr, "/echo").await;
+        assert_eq!(answer.status, 200);
+        // The backend is reached over HTTP/1.1 with a Host taken from the h2 authority.
+        let echo = answer.text().to_ascii_lowercase();
+        assert!(echo.starts_with("get /echo http/1.1"), "{echo}");
+        assert!(
+            echo.contains(&format!("host: {}", daemon.listen_addr)),
+            "{echo}"
+        );
+        seen.insert(answer.backend());
+    }
+    assert_eq!(
+        seen.len(),
+        2,
+        "requests on one h2 connection are still balanced"
+    );
+    daemon.shutdown().await;
+}
