@@ -1,0 +1,349 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of `lb`, HAProxy and nginx on one machine.
+
+Each proxy runs ONE worker pinned to core 0; the shared backend (nginx answering a fixed 200 on
+three ports) and the load generator (wrk) share core 1. Rounds are interleaved (lb, haproxy,
+nginx, lb, ...) and medians reported. CPU per request is the proxy process's utime+stime from
+/proc/PID/stat divided by the requests it served. Loopback only; every run is bounded in time.
+
+Usage: bench/run.py [--rounds N] [--duration SECS] [--quick] [--out docs/performance.md]
+"""
+import argparse
+import asyncio
+import datetime
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LB = os.path.join(ROOT, "target", "release", "lb")
+BACKEND_PORTS = [18101, 18102, 18103]
+PROXY_PORT = {"lb": 18180, "haproxy": 18181, "nginx": 18182}
+LB_METRICS_PORT = 18190
+PROXY_CORE, LOAD_CORE = "0", "1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+HAPROXY_MAXCONN = 9990
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=True, check=True, text=True, capture_output=True, **kw).stdout
+
+
+def ensure_tools():
+    missing = [tool for tool in ("wrk", "haproxy", "nginx") if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}")]
+    if missing:
+        print(f"installing {' '.join(missing)} (Debian packages)", flush=True)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run("apt-get update -qq", shell=True, check=True, env=env)
+        subprocess.run(f"apt-get install -y -qq --no-install-recommends {' '.join(missing)}", shell=True, check=True, env=env)
+    if not os.path.exists(LB):
+        print("building lb (cargo build --release -p lb-proxy)", flush=True)
+        subprocess.run("cargo build --release -p lb-proxy", shell=True, check=True, cwd=ROOT)
+
+
+def wait_port(port, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on port {port}")
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def backend_config(tmp):
+    servers = "\n".join(
+        f"  server {{ listen 127.0.0.1:{p} reuseport backlog=4096; access_log off; keepalive_requests 1000000;"
+        f" location / {{ return 200 'ok'; }} }}" for p in BACKEND_PORTS)
+    return write(os.path.join(tmp, "backend.conf"), f"""
+daemon off; master_process off; worker_processes 1; error_log {tmp}/backend-error.log crit; pid {tmp}/backend.pid;
+events {{ worker_connections 20000; }}
+http {{ access_log off; keepalive_timeout 65; {servers} }}
+""")
+
+
+def lb_config(tmp):
+    backends = "\n".join(f"  - address: 127.0.0.1:{p}" for p in BACKEND_PORTS)
+    return write(os.path.join(tmp, "lb.yaml"), f"""
+server:
+  listen: 127.0.0.1:{PROXY_PORT['lb']}
+  workers: 1
+  max_client_connections: 20000
+metrics:
+  listen: 127.0.0.1:{LB_METRICS_PORT}
+load_balancer:
+  algorithm: round_robin
+upstream:
+  pool_max_idle_per_backend: 256
+backends:
+{backends}
+""")
+
+
+def haproxy_config(tmp):
+    servers = "\n".join(f"  server b{i} 127.0.0.1:{p}" for i, p in enumerate(BACKEND_PORTS))
+    return write(os.path.join(tmp, "haproxy.cfg"), f"""
+global
+  nbthread 1
+  # HAProxy needs two descriptors per connection and this machine's hard limit is 20,000.
+  maxconn {HAPROXY_MAXCONN}
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 60s
+  timeout server 30s
+  option http-keep-alive
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:{PROXY_PORT['haproxy']}
+  default_backend be
+backend be
+  balance roundrobin
+{servers}
+""")
+
+
+def nginx_config(tmp):
+    servers = "\n".join(f"    server 127.0.0.1:{p};" for p in BACKEND_PORTS)
+    return write(os.path.join(tmp, "nginx.conf"), f"""
+daemon off; master_process off; worker_processes 1; error_log {tmp}/nginx-error.log crit; pid {tmp}/nginx.pid;
+events {{ worker_connections 20000; }}
+http {{
+  access_log off;
+  upstream be {{
+{servers}
+    keepalive 256;
+  }}
+  server {{
+    listen 127.0.0.1:{PROXY_PORT['nginx']} backlog=4096;
+    keepalive_requests 1000000;
+    location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+  }}
+}}
+""")
+
+
+def start_proxy(name, tmp):
+    if name == "lb":
+        cmd = [LB, lb_config(tmp)]
+        env = dict(os.environ, RUST_LOG="warn")
+    elif name == "haproxy":
+        cmd = ["haproxy", "-db", "-f", haproxy_config(tmp)]
+        env = None
+    else:
+        cmd = ["nginx", "-c", nginx_config(tmp)]
+        env = None
+    proc = subprocess.Popen(["taskset", "-c", PROXY_CORE] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    wait_port(PROXY_PORT[name])
+    return proc
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def rss_kib(pid, field="VmRSS"):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def parse_wrk(out):
+    def dur(text):
+        match = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+        if not match:
+            return float("nan")  # wrk prints garbage when a run had no latency samples
+        value, unit = match.groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = dur(re.search(r"50%\s+(\S+)", out).group(1))
+    p99 = dur(re.search(r"99%\s+(\S+)", out).group(1))
+    if p50 != p50 or p99 != p99:
+        print(f"warning: unparsable latency in wrk output:\n{out}", file=sys.stderr)
+    errors = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    return requests, rps, p50, p99, errors
+
+
+RATE_LUA = """
+-- a fixed rate per connection: each connection waits `delay_ms` before each request
+local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "4")
+function delay() return delay_ms end
+"""
+
+
+def run_wrk(name, scenario, duration, tmp):
+    url = f"http://127.0.0.1:{PROXY_PORT[name]}/" if name != "direct" else f"http://127.0.0.1:{BACKEND_PORTS[0]}/"
+    args = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", "--latency", "-d", f"{duration}s"]
+    env = None
+    if scenario == "keepalive":
+        args += ["-c64"]
+    elif scenario == "close":
+        args += ["-c32", "-H", "Connection: close"]
+    else:  # fixed rate: 32 connections x 250 req/s = 8,000 req/s
+        lua = write(os.path.join(tmp, "rate.lua"), RATE_LUA)
+        args += ["-c32", "-s", lua]
+        env = dict(os.environ, WRK_DELAY_MS="4")
+    out = subprocess.run(args + [url], check=True, text=True, capture_output=True, env=env).stdout
+    return parse_wrk(out)
+
+
+async def hold_idle(port, count):
+    conns = []
+    for _ in range(count):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        conns.append(writer)
+    # one request on each so the proxy has parsed a request and holds a keep-alive connection
+    for writer in conns:
+        writer.write(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+    await asyncio.sleep(0.5)
+    return conns
+
+
+def idle_rss(name, proc, count):
+    if name == "haproxy":
+        count = min(count, HAPROXY_MAXCONN - 10)
+    before = rss_kib(proc.pid)
+    loop = asyncio.new_event_loop()
+    conns = loop.run_until_complete(hold_idle(PROXY_PORT[name], count))
+    time.sleep(1.0)
+    after = rss_kib(proc.pid)
+    for writer in conns:
+        writer.close()
+    loop.close()
+    return (after - before) * 1024 / count
+
+
+def bench_direct(duration, tmp):
+    return run_wrk("direct", "keepalive", duration, tmp)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--idle", type=int, default=10000, help="idle connections for the RSS test")
+    parser.add_argument("--quick", action="store_true", help="1 round of 2 s, 1000 idle connections: proves the script works")
+    parser.add_argument("--out", default=os.path.join(ROOT, "docs", "performance-run.md"))
+    parser.add_argument("--proxies", default="lb,haproxy,nginx")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.duration, args.idle = 1, 2, 1000
+    # Raise the soft descriptor limit as far as the hard one allows (children inherit it).
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    ensure_tools()
+    proxies = args.proxies.split(",")
+    scenarios = ["keepalive", "close", "rate"]
+    tmp = tempfile.mkdtemp(prefix="lb-bench-")
+    backend = subprocess.Popen(["taskset", "-c", LOAD_CORE, "nginx", "-c", backend_config(tmp)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = {(p, s): [] for p in proxies for s in scenarios}
+    idle = {p: [] for p in proxies}
+    direct = []
+    try:
+        for port in BACKEND_PORTS:
+            wait_port(port)
+        for round_index in range(args.rounds):
+            direct.append(bench_direct(args.duration, tmp))
+            for name in proxies:
+                proc = start_proxy(name, tmp)
+                try:
+                    run_wrk(name, "keepalive", 1, tmp)  # warm the upstream pool
+                    for scenario in scenarios:
+                        t0 = cpu_ticks(proc.pid)
+                        requests, rps, p50, p99, errors = run_wrk(name, scenario, args.duration, tmp)
+                        cpu_us = (cpu_ticks(proc.pid) - t0) / CLK_TCK * 1e6 / max(requests, 1)
+                        results[(name, scenario)].append(dict(rps=rps, p50=p50, p99=p99, errors=errors, cpu=cpu_us, rss=rss_kib(proc.pid, "VmHWM")))
+                        print(f"round {round_index + 1} {name:8} {scenario:9} {rps:9.0f} req/s p50 {p50:6.2f} ms p99 {p99:6.2f} ms cpu {cpu_us:5.1f} us/req errors {errors}", flush=True)
+                    idle[name].append(idle_rss(name, proc, args.idle))
+                    print(f"round {round_index + 1} {name:8} idle      {idle[name][-1]:9.0f} bytes/connection", flush=True)
+                finally:
+                    proc.send_signal(signal.SIGTERM)
+                    try:
+                        proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+    finally:
+        backend.send_signal(signal.SIGTERM)
+        backend.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
+    report(args, proxies, scenarios, results, idle, direct)
+
+
+def med(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def report(args, proxies, scenarios, results, idle, direct):
+    cpu_model = sh("lscpu | sed -n 's/^Model name: *//p'").strip()
+    versions = {
+        "lb": sh(f"{LB} --version").strip(),
+        "haproxy": sh("haproxy -v | head -1").strip(),
+        "nginx": subprocess.run("nginx -v", shell=True, text=True, capture_output=True).stderr.strip(),
+        "wrk": subprocess.run("wrk --version", shell=True, text=True, capture_output=True).stdout.splitlines()[0].strip(),
+    }
+    lines = [
+        f"# Benchmark run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Command: `bench/run.py --rounds {args.rounds} --duration {args.duration} --idle {args.idle}`; CPU: {cpu_model}, {os.cpu_count()} cores.",
+        "Versions: " + "; ".join(f"{k}: {v}" for k, v in versions.items()) + ".",
+        f"Direct to the backend (keep-alive, -c64): median {med([d[1] for d in direct]):.0f} req/s.",
+        "",
+        "| proxy | scenario | req/s | p50 ms | p99 ms | errors | CPU µs/req | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for scenario in scenarios:
+        for name in proxies:
+            rows = results[(name, scenario)]
+            lines.append(
+                f"| {name} | {scenario} | {med([r['rps'] for r in rows]):.0f} | {med([r['p50'] for r in rows]):.2f} | "
+                f"{med([r['p99'] for r in rows]):.2f} | {sum(r['errors'] for r in rows)} | {med([r['cpu'] for r in rows]):.1f} | "
+                f"{med([r['rss'] for r in rows]) / 1024:.1f} |")
+    lines += ["", f"Idle keep-alive connections ({args.idle}): resident bytes per connection", "",
+              "| proxy | bytes/connection |", "|---|---:|"]
+    for name in proxies:
+        lines.append(f"| {name} | {med(idle[name]):.0f} |")
+    if "lb" in proxies:
+        lines += ["", "Ratios of lb to the better peer (lower CPU is better, higher req/s is better):", ""]
+        for scenario in scenarios:
+            peers = [p for p in proxies if p != "lb"]
+            if not peers:
+                break
+            lb_cpu = med([r["cpu"] for r in results[("lb", scenario)]])
+            lb_rps = med([r["rps"] for r in results[("lb", scenario)]])
+            best_cpu = min(med([r["cpu"] for r in results[(p, scenario)]]) for p in peers)
+            best_rps = max(med([r["rps"] for r in results[(p, scenario)]]) for p in peers)
+            lines.append(f"- {scenario}: CPU {lb_cpu / best_cpu:.2f}× the better peer, req/s {lb_rps / best_rps:.2f}×")
+    text = "\n".join(lines) + "\n"
+    with open(args.out, "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
