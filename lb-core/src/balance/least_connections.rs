@@ -12,7 +12,7 @@ use std::cmp::Ordering;
 use rand::RngExt;
 
 use super::{Algorithm, BackendSpec, BackendView, Balancer, Candidates, PickContext};
-use super::{compare_load, effective_weight};
+use super::{compare_load, effective_weights};
 
 /// Fewest in-flight requests relative to weight, ties broken at random.
 #[derive(Debug)]
@@ -25,10 +25,7 @@ impl LeastConnections {
     /// A least-connections selector over `backends`.
     pub fn new(backends: &[BackendSpec<'_>]) -> LeastConnections {
         LeastConnections {
-            weights: backends
-                .iter()
-                .map(|b| effective_weight(b.weight))
-                .collect(),
+            weights: effective_weights(backends),
         }
     }
 }

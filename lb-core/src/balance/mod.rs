@@ -313,6 +313,14 @@ pub(crate) fn effective_weight(weight: u32) -> u32 {
     weight.max(1)
 }
 
+/// The effective weight of every backend, in index order.
+pub(crate) fn effective_weights(backends: &[BackendSpec<'_>]) -> Vec<u32> {
+    backends
+        .iter()
+        .map(|b| effective_weight(b.weight))
+        .collect()
+}
+
 /// Compare the loads of `a` and `b`, load being in-flight requests per unit of weight;
 /// cross-multiplied in `u128` so no product can overflow and no division rounds.
 pub(crate) fn compare_load(

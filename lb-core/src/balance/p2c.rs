@@ -11,7 +11,7 @@
 
 use super::random::uniform_candidate;
 use super::{Algorithm, BackendSpec, BackendView, Balancer, Candidates, PickContext};
-use super::{compare_load, effective_weight};
+use super::{compare_load, effective_weights};
 
 /// Power of two random choices by in-flight requests per unit of weight.
 #[derive(Debug)]
@@ -24,10 +24,7 @@ impl P2c {
     /// A p2c selector over `backends`.
     pub fn new(backends: &[BackendSpec<'_>]) -> P2c {
         P2c {
-            weights: backends
-                .iter()
-                .map(|b| effective_weight(b.weight))
-                .collect(),
+            weights: effective_weights(backends),
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use rand::RngExt;
 
-use super::effective_weight;
+use super::effective_weights;
 use super::{Algorithm, BackendSpec, BackendView, Balancer, Candidates, PickContext};
 
 /// Draws over the whole set before falling back to a scan over the candidates.
@@ -84,10 +84,7 @@ pub struct WeightedRandom {
 impl WeightedRandom {
     /// A weighted random selector over `backends` (weight 0 counts as 1).
     pub fn new(backends: &[BackendSpec<'_>]) -> WeightedRandom {
-        let weights: Vec<u32> = backends
-            .iter()
-            .map(|b| effective_weight(b.weight))
-            .collect();
+        let weights = effective_weights(backends);
         let cumulative = weights
             .iter()
             .scan(0u64, |sum, &w| {
