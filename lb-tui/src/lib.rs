@@ -15,8 +15,8 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
-// pub mod app;
+pub mod app;
 pub mod model;
 pub mod parse;
 pub mod scrape;
-// pub mod ui;
+pub mod ui;

@@ -204,7 +204,10 @@ mod tests {
         assert_eq!(url.host_port, "127.0.0.1:9090");
         assert_eq!(url.path, "/metrics");
         let url = parse_url("http://localhost").unwrap();
-        assert_eq!((url.host_port.as_str(), url.path.as_str()), ("localhost:80", "/"));
+        assert_eq!(
+            (url.host_port.as_str(), url.path.as_str()),
+            ("localhost:80", "/")
+        );
         let url = parse_url("http://[::1]:9/m").unwrap();
         assert_eq!(url.host_port, "[::1]:9");
         for bad in ["https://x/", "127.0.0.1:9090", "http:///m", "http://u@h/"] {
@@ -220,7 +223,10 @@ mod tests {
             b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
         )
         .unwrap();
-        assert_eq!((chunked.status, chunked.body.as_slice()), (404, &b"abcde"[..]));
+        assert_eq!(
+            (chunked.status, chunked.body.as_slice()),
+            (404, &b"abcde"[..])
+        );
         let to_close = parse_response(b"HTTP/1.0 200 OK\r\n\r\nall").unwrap();
         assert_eq!(to_close.body, b"all");
         assert!(parse_response(b"SSH-2.0-OpenSSH\r\n\r\n").is_none());

@@ -39,9 +39,9 @@ pub enum Breaker {
 impl Breaker {
     fn from_gauge(value: Option<f64>) -> Self {
         match value {
-            Some(v) if v == 0.0 => Self::Closed,
-            Some(v) if v == 1.0 => Self::Open,
-            Some(v) if v == 2.0 => Self::HalfOpen,
+            Some(0.0) => Self::Closed,
+            Some(1.0) => Self::Open,
+            Some(2.0) => Self::HalfOpen,
             _ => Self::Unknown,
         }
     }
@@ -251,7 +251,8 @@ fn bucket_delta(previous: Option<&[(f64, f64)]>, current: &[(f64, f64)]) -> Vec<
 /// Prometheus's `histogram_quantile` does. `None` when the histogram is empty.
 pub fn quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
     let total = buckets.last()?.1;
-    if !(total > 0.0) {
+    // Also rejects NaN.
+    if total.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
         return None;
     }
     let rank = q.clamp(0.0, 1.0) * total;
