@@ -3,7 +3,7 @@
 //! Scraping happens on its own thread so that a daemon that hangs never freezes the keys; each
 //! result arrives over a channel stamped with the `Instant` it was received, and [`App`] (the
 //! part with no terminal, tested directly) turns it into model updates or a "disconnected"
-//! state. The terminal is restored on every exit: normally by [`TerminalGuard`]'s `Drop`, and on
+//! state. The terminal is restored on every exit: normally by `TerminalGuard`'s `Drop`, and on
 //! a panic by the hook `ratatui::init` installs before raw mode is entered.
 
 use std::sync::mpsc::{self, Receiver, Sender};
