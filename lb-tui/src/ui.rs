@@ -142,10 +142,7 @@ fn draw_header(frame: &mut Frame, area: Rect, screen: &Screen) {
                     format_latency(t.p99)
                 )),
                 Span::styled(format!("{}/{}", t.healthy, t.backends), health_style),
-                Span::raw(format!(
-                    "  conns {}  in-flight {}",
-                    t.client_connections, t.in_flight
-                )),
+                Span::raw(format!("  conns {}", t.client_connections)),
             ])
         }
     };
@@ -212,8 +209,11 @@ fn draw_table(frame: &mut Frame, area: Rect, screen: &Screen) {
         "BACKEND", "HEALTH", "BREAKER", "INFL", "REQ/S", "ERR%", "P50", "P99", "WEIGHT", "SHARE",
     ])
     .style(BOLD);
+    // The name column is as wide as the longest name (within reason); slack goes to the right.
+    let longest = view.backends.iter().map(|b| b.name.chars().count()).max();
+    let name_width = u16::try_from(longest.unwrap_or(0).clamp(7, 24)).unwrap_or(24);
     let widths = [
-        Constraint::Min(8),
+        Constraint::Length(name_width),
         Constraint::Length(6),
         Constraint::Length(9),
         Constraint::Length(4),
@@ -227,7 +227,8 @@ fn draw_table(frame: &mut Frame, area: Rect, screen: &Screen) {
     let table = Table::new(view.backends.iter().map(backend_row), widths)
         .header(header)
         .block(block)
-        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+        .highlight_symbol("▶ ");
     let mut state = TableState::default().with_selected(
         (!view.backends.is_empty()).then(|| screen.selected.min(view.backends.len() - 1)),
     );

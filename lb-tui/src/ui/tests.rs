@@ -47,6 +47,16 @@ fn render(screen: &Screen, width: u16, height: u16) -> Vec<String> {
         .collect()
 }
 
+/// The table row of backend `name` (selected or not).
+fn row<'a>(lines: &'a [String], name: &str) -> &'a str {
+    let plain = format!("│  {name} ");
+    let selected = format!("│▶ {name} ");
+    lines
+        .iter()
+        .find(|l| l.contains(&plain) || l.contains(&selected))
+        .unwrap_or_else(|| panic!("no row for {name} in\n{}", lines.join("\n")))
+}
+
 fn line_with<'a>(lines: &'a [String], needle: &str) -> &'a str {
     lines
         .iter()
@@ -64,9 +74,13 @@ fn header_and_rows_at_80x24() {
     assert!(totals.contains("13.0 req/s"), "{all}");
     assert!(totals.contains("err 11.5%"), "{all}");
     assert!(totals.contains("healthy 3/3"), "{all}");
+    assert!(
+        totals.contains("conns 0 "),
+        "totals cut at 80 columns: {all}"
+    );
     assert!(line_with(&lines, "connected").contains("last scrape 0s ago"));
     for name in ["demo-1", "demo-2", "demo-3"] {
-        let row = line_with(&lines, &format!("│{name}"));
+        let row = row(&lines, name);
         assert!(row.contains("● up") && row.contains("closed"), "{all}");
         assert!(
             row.trim_end().ends_with('│'),
@@ -74,7 +88,7 @@ fn header_and_rows_at_80x24() {
         );
     }
     // demo-2: 18 requests in 4 s, 2 errors (11.1%), 18 of 52 = 35% of traffic, weight 1.
-    let demo2 = line_with(&lines, "│demo-2");
+    let demo2 = row(&lines, "demo-2");
     for cell in ["4.5", "11.1", "1", "35%"] {
         assert!(demo2.contains(cell), "{cell} missing: {demo2}");
     }
@@ -86,8 +100,8 @@ fn header_and_rows_at_80x24() {
 fn a_down_backend_and_the_totals_say_so() {
     let model = model(&[DEMO3_DOWN]);
     let lines = render(&screen(&model, &Connection::Connected), 80, 24);
-    assert!(line_with(&lines, "│demo-3").contains("✗ down"));
-    assert!(line_with(&lines, "│demo-1").contains("● up"));
+    assert!(row(&lines, "demo-3").contains("✗ down"));
+    assert!(row(&lines, "demo-1").contains("● up"));
     assert!(line_with(&lines, "healthy").contains("healthy 2/3"));
     // One scrape: no rate yet.
     assert!(
@@ -107,7 +121,7 @@ fn disconnected_banner_keeps_the_last_data() {
     let lines = render(&screen(&model, &connection), 80, 24);
     assert!(line_with(&lines, "lb ").contains("disconnected, retrying in 1s"));
     assert!(line_with(&lines, "backends").contains("(stale)"));
-    line_with(&lines, "│demo-1");
+    row(&lines, "demo-1");
 }
 
 #[test]
@@ -127,8 +141,8 @@ fn large_terminal_shows_sparklines_for_total_and_selection() {
     assert!(line_with(&lines, "total req/s").contains("total req/s 13.0"));
     line_with(&lines, "total err% 11.5%");
     line_with(&lines, "demo-2 req/s 4.5");
-    // The selected row is drawn reversed; its text is still there.
-    line_with(&lines, "│demo-2");
+    // The selected row is marked.
+    assert!(row(&lines, "demo-2").contains("▶ demo-2"));
     // The rate sparkline has bars.
     assert!(
         lines.iter().any(|l| l.contains('█')),
