@@ -193,7 +193,8 @@ fn backend_row(b: &BackendView) -> Row<'static> {
 }
 
 fn draw_table(frame: &mut Frame, area: Rect, screen: &Screen) {
-    let stale = matches!(screen.connection, Connection::Disconnected { .. });
+    let stale = matches!(screen.connection, Connection::Disconnected { .. })
+        && screen.model.view().is_some();
     let title = if stale {
         " backends (stale) "
     } else {
