@@ -107,6 +107,7 @@ fn draw_header(frame: &mut Frame, area: Rect, screen: &Screen) {
         Span::raw(screen.url),
         Span::raw("  "),
     ];
+    let mut detail = None;
     match screen.connection {
         Connection::Connecting => status.push(Span::styled("connecting…", YELLOW)),
         Connection::Connected => status.push(Span::styled("● connected", GREEN)),
@@ -115,7 +116,7 @@ fn draw_header(frame: &mut Frame, area: Rect, screen: &Screen) {
                 format!("disconnected, retrying in {}", format_duration(*retry_in)),
                 RED.add_modifier(Modifier::BOLD),
             ));
-            status.push(Span::styled(format!(" ({error})"), DIM));
+            detail = Some(Span::styled(format!("  {error}"), DIM));
         }
     }
     if let Some(age) = screen.last_scrape_age {
@@ -127,6 +128,8 @@ fn draw_header(frame: &mut Frame, area: Rect, screen: &Screen) {
             YELLOW.add_modifier(Modifier::BOLD),
         ));
     }
+    // The error goes last: on a narrow terminal it is the part worth cutting.
+    status.extend(detail);
     let totals = match screen.model.view() {
         None => Line::from(Span::styled("no data yet", DIM)),
         Some(view) => {
