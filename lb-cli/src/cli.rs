@@ -66,6 +66,13 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Print a running daemon's backends (health, breaker, in-flight, requests, errors, weight).
+    #[command(after_help = EXIT_CODES)]
+    Status {
+        /// The daemon's metrics URL.
+        #[arg(long, value_name = "URL", default_value = lb_tui::scrape::DEFAULT_URL)]
+        metrics: String,
+    },
 }
 
 /// Output of `check`.
@@ -89,6 +96,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         } => run_check(&files, strict, format, out),
         Command::Show { file, format } => run_show(&file, format, out, err),
         Command::Init { path, force } => run_init(&path, force, out, err),
+        Command::Status { metrics } => crate::status::run(&metrics, out, err),
     }
 }
 

@@ -3,7 +3,7 @@
 //! It checks files as precisely as a compiler (every error with line, column, field, the
 //! source line and a caret; warnings for settings that are valid but likely wrong), prints
 //! the effective configuration with every default filled in, and writes a commented starter
-//! file. It does not talk to a running daemon (`status` is not built yet).
+//! file; `status` prints a running daemon's backends from its metrics endpoint.
 //!
 //! The checking itself is `lb_core::config`'s pipeline; this crate reads files, turns the
 //! results into reports and renders them, so everything but the file reads is unit-tested
@@ -15,6 +15,7 @@
 //! - [`render`]: reports as compiler-style text or as one JSON document.
 //! - [`show`]: the effective configuration as YAML or JSON.
 //! - [`init`]: the commented starter configuration.
+//! - [`status`]: a one-shot table of a running daemon's backends (via `lb-tui`'s model).
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -23,5 +24,6 @@ pub mod cli;
 pub mod init;
 pub mod render;
 pub mod show;
+pub mod status;
 
 pub use cli::{Cli, run};

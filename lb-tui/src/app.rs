@@ -1,0 +1,312 @@
+//! The running dashboard: a scraper thread, the key loop, and the terminal's lifetime.
+//!
+//! Scraping happens on its own thread so that a daemon that hangs never freezes the keys; each
+//! result arrives over a channel stamped with the `Instant` it was received, and [`App`] (the
+//! part with no terminal, tested directly) turns it into model updates or a "disconnected"
+//! state. The terminal is restored on every exit: normally by `TerminalGuard`'s `Drop`, and on
+//! a panic by the hook `ratatui::init` installs before raw mode is entered.
+
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use crate::model::Model;
+use crate::parse::parse;
+use crate::scrape::fetch_metrics;
+use crate::ui::{self, Connection, Screen};
+
+/// How often the screen is redrawn (and keys are polled) when nothing happens.
+const TICK: Duration = Duration::from_millis(200);
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// The metrics URL, e.g. `http://127.0.0.1:9090/metrics`.
+    pub url: String,
+    /// Time between scrapes.
+    pub interval: Duration,
+}
+
+/// Parses `500ms`, `1s`, `2.5s` or a bare number of seconds.
+///
+/// # Errors
+/// A message for anything else, or an interval under 100 ms or over an hour.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1e-3)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1.0)
+    } else {
+        (text, 1.0)
+    };
+    let seconds = number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .map(|n| n * scale)
+        .filter(|s| (0.1..=3600.0).contains(s))
+        .ok_or_else(|| {
+            format!("`{text}` is not an interval between 100ms and 3600s (like 1s or 500ms)")
+        })?;
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// What a key asks of the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep running.
+    Continue,
+    /// Leave.
+    Quit,
+}
+
+/// The dashboard's state outside the terminal: model, link state and key state.
+#[derive(Debug)]
+pub struct App {
+    url: String,
+    interval: Duration,
+    /// The pure state fed by scrapes.
+    model: Model,
+    connection: Connection,
+    /// When the last good scrape arrived.
+    last_ok: Option<Instant>,
+    selected: usize,
+    paused: bool,
+    help: bool,
+}
+
+impl App {
+    /// A dashboard for `options`, before any scrape.
+    pub fn new(options: &Options) -> Self {
+        Self {
+            url: options.url.clone(),
+            interval: options.interval,
+            model: Model::new(),
+            connection: Connection::Connecting,
+            last_ok: None,
+            selected: 0,
+            paused: false,
+            help: false,
+        }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The link's state.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// Takes a scrape's outcome (the body or why it failed) received at `at`. Text that does
+    /// not parse counts as a failure. While paused the link state still updates but the model
+    /// does not; the first scrape after a resume covers the whole pause.
+    pub fn on_scrape(&mut self, body: Result<String, String>, at: Instant) {
+        match body.and_then(|text| parse(&text).map_err(|e| format!("not metrics text: {e}"))) {
+            Ok(samples) => {
+                self.connection = Connection::Connected;
+                if !self.paused {
+                    self.model.ingest(samples, at);
+                    self.last_ok = Some(at);
+                }
+            }
+            Err(error) => {
+                self.connection = Connection::Disconnected {
+                    error,
+                    retry_in: self.interval,
+                };
+            }
+        }
+    }
+
+    /// Handles one key press.
+    pub fn on_key(&mut self, key: KeyEvent) -> Flow {
+        let ctrl_c =
+            key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl_c || matches!(key.code, KeyCode::Char('q') | KeyCode::Esc) {
+            return Flow::Quit;
+        }
+        if self.help {
+            self.help = false;
+            return Flow::Continue;
+        }
+        let rows = self.model.view().map_or(0, |v| v.backends.len());
+        match key.code {
+            KeyCode::Up | KeyCode::Char('k') => self.selected = self.selected.saturating_sub(1),
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.selected = (self.selected + 1).min(rows.saturating_sub(1));
+            }
+            KeyCode::Char('p') => self.paused = !self.paused,
+            KeyCode::Char('?') => self.help = true,
+            _ => {}
+        }
+        Flow::Continue
+    }
+
+    /// What to draw at `now`.
+    pub fn screen(&self, now: Instant) -> Screen<'_> {
+        Screen {
+            url: &self.url,
+            model: &self.model,
+            connection: &self.connection,
+            last_scrape_age: self.last_ok.map(|at| now.saturating_duration_since(at)),
+            selected: self.selected,
+            paused: self.paused,
+            help: self.help,
+        }
+    }
+}
+
+/// A scrape's outcome and when it arrived.
+type ScrapeResult = (Result<String, String>, Instant);
+
+/// Scrapes `url` every `interval` until the receiver is gone.
+fn spawn_scraper(url: String, interval: Duration, results: Sender<ScrapeResult>) {
+    let timeout = interval.clamp(Duration::from_millis(500), Duration::from_secs(5));
+    thread::spawn(move || {
+        loop {
+            let started = Instant::now();
+            let body = fetch_metrics(&url, timeout).map_err(|e| e.to_string());
+            if results.send((body, Instant::now())).is_err() {
+                return;
+            }
+            thread::sleep(interval.saturating_sub(started.elapsed()));
+        }
+    });
+}
+
+/// Restores the terminal when dropped, whichever way `run` leaves.
+struct TerminalGuard;
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+/// Runs the dashboard until `q`, Esc or Ctrl-C.
+///
+/// # Errors
+/// A terminal error (not a TTY, a failed write). Scrape failures are not errors: they are shown.
+pub fn run(options: &Options) -> std::io::Result<()> {
+    let (sender, results): (Sender<ScrapeResult>, Receiver<ScrapeResult>) = mpsc::channel();
+    spawn_scraper(options.url.clone(), options.interval, sender);
+    let mut app = App::new(options);
+    // Installs the panic hook that restores the terminal, then enters raw mode.
+    let mut terminal = ratatui::try_init()?;
+    let _guard = TerminalGuard;
+    loop {
+        while let Ok((body, at)) = results.try_recv() {
+            app.on_scrape(body, at);
+        }
+        terminal.draw(|frame| ui::draw(frame, &app.screen(Instant::now())))?;
+        if !event::poll(TICK)? {
+            continue;
+        }
+        // A resize needs nothing more: the next draw fits the new size.
+        if let Event::Key(key) = event::read()?
+            && key.kind == KeyEventKind::Press
+            && app.on_key(key) == Flow::Quit
+        {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCRAPE1: &str = include_str!("../tests/fixtures/scrape1.txt");
+    const SCRAPE2: &str = include_str!("../tests/fixtures/scrape2.txt");
+
+    fn app() -> App {
+        App::new(&Options {
+            url: "http://127.0.0.1:9/metrics".into(),
+            interval: Duration::from_secs(1),
+        })
+    }
+
+    fn key(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    #[test]
+    fn intervals() {
+        assert_eq!(parse_interval("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_interval("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_interval("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_interval("2.5s"), Ok(Duration::from_millis(2500)));
+        for bad in ["", "0s", "5ms", "fast", "-1s", "NaN"] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn disconnects_on_errors_and_garbage_then_recovers() {
+        let start = Instant::now();
+        let mut app = app();
+        app.on_scrape(Ok(SCRAPE1.into()), start);
+        assert_eq!(app.connection(), &Connection::Connected);
+        app.on_scrape(
+            Err("connection refused".into()),
+            start + Duration::from_secs(1),
+        );
+        assert!(matches!(
+            app.connection(),
+            Connection::Disconnected { retry_in, .. } if *retry_in == Duration::from_secs(1)
+        ));
+        app.on_scrape(
+            Ok("<html>502 Bad Gateway</html>".into()),
+            start + Duration::from_secs(2),
+        );
+        let Connection::Disconnected { error, .. } = app.connection() else {
+            panic!("garbage accepted");
+        };
+        assert!(error.contains("not metrics text"), "{error}");
+        // The last good data is kept, and the daemon coming back is picked up.
+        assert!(app.model().view().is_some());
+        app.on_scrape(Ok(SCRAPE2.into()), start + Duration::from_secs(4));
+        assert_eq!(app.connection(), &Connection::Connected);
+        assert_eq!(
+            app.model().view().unwrap().window,
+            Some(Duration::from_secs(4))
+        );
+        let screen = app.screen(start + Duration::from_secs(6));
+        assert_eq!(screen.last_scrape_age, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn keys() {
+        let start = Instant::now();
+        let mut app = app();
+        app.on_scrape(Ok(SCRAPE1.into()), start);
+        assert_eq!(app.on_key(key(KeyCode::Up)), Flow::Continue);
+        assert_eq!(app.selected, 0);
+        for _ in 0..5 {
+            app.on_key(key(KeyCode::Down));
+        }
+        assert_eq!(app.selected, 2, "selection stops at the last of three rows");
+        app.on_key(key(KeyCode::Char('?')));
+        assert!(app.help);
+        app.on_key(key(KeyCode::Char('p')));
+        assert!(
+            !app.help && !app.paused,
+            "a key closes help and does nothing else"
+        );
+        app.on_key(key(KeyCode::Char('p')));
+        assert!(app.paused);
+        // Paused: the model does not move.
+        app.on_scrape(Ok(SCRAPE2.into()), start + Duration::from_secs(1));
+        assert_eq!(app.model().view().unwrap().window, None);
+        assert_eq!(app.on_key(key(KeyCode::Char('q'))), Flow::Quit);
+        assert_eq!(app.on_key(key(KeyCode::Esc)), Flow::Quit);
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(app.on_key(ctrl_c), Flow::Quit);
+    }
+}
