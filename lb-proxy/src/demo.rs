@@ -70,6 +70,11 @@ pub fn banner(
         backends.last().map_or("demo-3", |backend| backend.name()),
         TOGGLE_EVERY.as_secs()
     ));
+    text.push_str(&format!(
+        "  The demo sends itself one request every {}ms and prints where they went every {}s.\n\n",
+        TRAFFIC_EVERY.as_millis(),
+        REPORT_EVERY.as_secs()
+    ));
     text.push_str("  try:\n");
     text.push_str(&format!(
         "    for i in $(seq 6); do curl -s http://{listen}/; done\n"
@@ -88,4 +93,116 @@ pub fn banner(
     }
     text.push_str("\n  Ctrl-C stops the demo.\n");
     text
+}
+
+/// How often the demo's own client sends a request.
+pub const TRAFFIC_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+/// How often the demo prints where its requests went.
+pub const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Sends the demo's own light traffic (`GET /` every [`TRAFFIC_EVERY`]) through the balancer and
+/// prints, every [`REPORT_EVERY`], which backend answered how many: the rotation, and a backend
+/// leaving and rejoining it, are visible without a second terminal.
+pub fn drive_traffic(listen: SocketAddr) -> tokio::task::JoinHandle<()> {
+    use http_body_util::Empty;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    tokio::spawn(async move {
+        let client: Client<_, Empty<bytes::Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let uri: http::Uri = match format!("http://{listen}/").parse() {
+            Ok(uri) => uri,
+            Err(_) => return,
+        };
+        let mut tally = Tally::default();
+        let mut tick = tokio::time::interval(TRAFFIC_EVERY);
+        let mut report = tokio::time::interval(REPORT_EVERY);
+        report.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    match client.get(uri.clone()).await {
+                        Ok(response) => {
+                            let backend = response
+                                .headers()
+                                .get("x-backend")
+                                .and_then(|value| value.to_str().ok())
+                                .unwrap_or("?")
+                                .to_owned();
+                            tally.record(&backend, response.status().as_u16());
+                        }
+                        Err(_) => tally.record("?", 0),
+                    }
+                }
+                _ = report.tick() => {
+                    println!("{}", tally.line(REPORT_EVERY));
+                    tally = Tally::default();
+                }
+            }
+        }
+    })
+}
+
+/// Where the demo's own requests went during one report window.
+#[derive(Debug, Default)]
+struct Tally {
+    by_backend: std::collections::BTreeMap<String, u32>,
+    failed: u32,
+    total: u32,
+}
+
+impl Tally {
+    fn record(&mut self, backend: &str, status: u16) {
+        self.total += 1;
+        if status == 200 {
+            *self.by_backend.entry(backend.to_owned()).or_insert(0) += 1;
+        } else {
+            self.failed += 1;
+        }
+    }
+
+    fn line(&self, window: std::time::Duration) -> String {
+        let spread: Vec<String> = self
+            .by_backend
+            .iter()
+            .map(|(backend, count)| format!("{backend} {count}"))
+            .collect();
+        let mut line = format!(
+            "[demo traffic] last {}s: {} requests -> {}",
+            window.as_secs(),
+            self.total,
+            if spread.is_empty() {
+                "none answered".to_owned()
+            } else {
+                spread.join(", ")
+            }
+        );
+        if self.failed > 0 {
+            line.push_str(&format!(" ({} not 200)", self.failed));
+        }
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tally_line_names_each_backend_and_failures() {
+        let mut tally = Tally::default();
+        for backend in ["demo-2", "demo-1", "demo-2"] {
+            tally.record(backend, 200);
+        }
+        tally.record("demo-3", 503);
+        assert_eq!(
+            tally.line(REPORT_EVERY),
+            "[demo traffic] last 5s: 4 requests -> demo-1 1, demo-2 2 (1 not 200)"
+        );
+        assert_eq!(
+            Tally::default().line(REPORT_EVERY),
+            "[demo traffic] last 5s: 0 requests -> none answered"
+        );
+    }
 }

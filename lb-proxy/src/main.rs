@@ -166,10 +166,15 @@ async fn serve(config: Option<Config>, args: &Args) -> ExitCode {
             lb_proxy::demo::banner(daemon.listen_addr, daemon.metrics_addr, &demo_backends)
         );
     }
+    let demo_traffic =
+        (!demo_backends.is_empty()).then(|| lb_proxy::demo::drive_traffic(daemon.listen_addr));
     let stopper = daemon.stopper();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutdown signal received: draining");
+        if let Some(traffic) = demo_traffic {
+            traffic.abort();
+        }
         let _ = stopper.send(true);
     });
     daemon.wait().await;

@@ -242,3 +242,65 @@ async fn metrics_pass_promtool_and_match_traffic() {
     );
     daemon.shutdown().await;
 }
+
+#[tokio::test]
+async fn demo_serves_three_backends_and_stops_cleanly() {
+    let mut child = lb()
+        .args([
+            "--demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        words.first(),
+        Some(&"listening"),
+        "unexpected first line: {line}"
+    );
+    let listen: SocketAddr = words[2].parse().unwrap();
+    let metrics: SocketAddr = words[5].parse().unwrap();
+    let client = client();
+    let seen = std::sync::Mutex::new(std::collections::HashSet::new());
+    let all = eventually(Duration::from_secs(10), || async {
+        let answer = get(&client, listen, "/").await;
+        let mut seen = seen.lock().unwrap();
+        if answer.status == 200 {
+            seen.insert(answer.backend());
+        }
+        seen.len() == 3
+    })
+    .await;
+    let seen = seen.into_inner().unwrap();
+    assert!(
+        all,
+        "the demo should rotate over demo-1, demo-2 and demo-3: {seen:?}"
+    );
+    let text = get(&client, metrics, "/metrics").await.text();
+    assert!(
+        text.contains("lb_backend_health_status{backend=\"demo-3\"}"),
+        "{text}"
+    );
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exited = eventually(Duration::from_secs(10), || {
+        let done = child.try_wait().unwrap().is_some();
+        async move { done }
+    })
+    .await;
+    assert!(exited, "the demo did not stop on SIGTERM");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
