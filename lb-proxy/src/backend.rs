@@ -140,23 +140,29 @@ impl Backend {
         }
     }
 
-    /// Asks the breaker to admit one attempt.
-    pub fn admit(&self, now: Instant) -> Admission {
-        if self.breaker_closed.load(Ordering::Relaxed) {
-            return Admission::Allowed;
-        }
-        let Some(breaker) = &self.breaker else {
-            return Admission::Allowed;
+    /// Asks the breaker to admit one attempt. The returned [`Attempt`] must be settled with
+    /// [`Attempt::record`]; dropped unsettled (the client went away) it gives a probe permit back.
+    pub fn admit(&self, now: Instant) -> Attempt<'_> {
+        let admission = if self.breaker_closed.load(Ordering::Relaxed) {
+            Admission::Allowed
+        } else if let Some(breaker) = &self.breaker {
+            let (admission, transition) = lock(breaker).try_acquire(now);
+            if let Some(transition) = transition {
+                self.on_transition(&transition);
+            }
+            admission
+        } else {
+            Admission::Allowed
         };
-        let (admission, transition) = lock(breaker).try_acquire(now);
-        if let Some(transition) = transition {
-            self.on_transition(&transition);
+        Attempt {
+            backend: self,
+            admission,
+            settled: false,
         }
-        admission
     }
 
     /// Feeds the outcome of an admitted attempt to the breaker.
-    pub fn record(&self, admission: Admission, success: bool, now: Instant) {
+    fn record(&self, admission: Admission, success: bool, now: Instant) {
         let Some(breaker) = &self.breaker else { return };
         let closed = self.breaker_closed.load(Ordering::Relaxed);
         if success && closed && !self.breaker_dirty.load(Ordering::Relaxed) {
@@ -179,7 +185,7 @@ impl Backend {
     }
 
     /// Gives back an admission that ended without an outcome (the client went away).
-    pub fn release(&self, admission: Admission) {
+    fn release(&self, admission: Admission) {
         if let (Admission::Probe, Some(breaker)) = (admission, &self.breaker) {
             lock(breaker).release(admission);
         }
@@ -217,6 +223,37 @@ fn lock(breaker: &Mutex<CircuitBreaker>) -> std::sync::MutexGuard<'_, CircuitBre
     breaker
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A breaker admission for one attempt. Settled by [`Attempt::record`]; dropped unsettled —
+/// the request was abandoned mid-flight — it returns a half-open probe permit, so a client that
+/// disconnects can never leave a breaker stuck half-open.
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    backend: &'a Backend,
+    admission: Admission,
+    settled: bool,
+}
+
+impl Attempt<'_> {
+    /// Whether the breaker refused the attempt.
+    pub fn is_rejected(&self) -> bool {
+        self.admission == Admission::Rejected
+    }
+
+    /// Settles the attempt with its outcome.
+    pub fn record(mut self, success: bool, now: Instant) {
+        self.settled = true;
+        self.backend.record(self.admission, success, now);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.backend.release(self.admission);
+        }
+    }
 }
 
 /// An in-flight slot on a backend; dropping it gives the slot back, on every path.

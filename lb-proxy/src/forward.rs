@@ -15,7 +15,6 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use lb_core::balance::{Balancer, PickContext};
-use lb_core::breaker::Admission;
 use lb_core::retry::{AttemptFailure, FailureKind, GiveUpReason, RetryDecision, is_idempotent};
 
 use crate::backend::{Backend, EligibleView};
@@ -157,8 +156,8 @@ pub async fn handle(
             tried.push(backend.index);
             continue;
         };
-        let admission = backend.admit(now);
-        if admission == Admission::Rejected {
+        let attempt_permit = backend.admit(now);
+        if attempt_permit.is_rejected() {
             refusals += 1;
             if refusals > runtime.backends.len() {
                 return no_backend(shared, method);
@@ -198,7 +197,7 @@ pub async fn handle(
                         .retry_on()
                         .iter()
                         .any(|condition| kind.matches(condition));
-                backend.record(admission, !status.is_server_error(), now);
+                attempt_permit.record(!status.is_server_error(), now);
                 if !retry_wanted || !may_retry {
                     return proxied(response, slot, method, started, request_bytes);
                 }
@@ -227,7 +226,7 @@ pub async fn handle(
             }
             Ok(Err(error)) => {
                 if exceeded.load(Ordering::Relaxed) {
-                    backend.release(admission);
+                    drop(attempt_permit);
                     return refuse(
                         shared,
                         method,
@@ -241,7 +240,7 @@ pub async fn handle(
             }
             Err(_elapsed) => FailureKind::ResponseTimeout,
         };
-        backend.record(admission, false, now);
+        attempt_permit.record(false, now);
         drop(slot);
         let retry = if may_retry {
             decide(

@@ -194,3 +194,46 @@ async fn retry_budget_holds_under_a_failing_fleet() {
     assert!(metric_sum(&metrics, "lb_retry_budget_exhausted_total", &[]) > 0.0);
     daemon.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_probe_abandoned_by_its_client_does_not_wedge_the_breaker() {
+    use tokio::io::AsyncWriteExt;
+    let fleet = backends(1).await;
+    let extra = "circuit_breaker:\n  failure_threshold: 1\n  open_duration: 100ms\n  max_open_duration: 100ms\n  half_open_max_requests: 1\n  success_threshold: 1\n\
+                 retry:\n  max_attempts: 1\n";
+    let daemon = balancer(&fleet, extra).await;
+    let client = client();
+    fleet[0].set_fail_rate(1.0);
+    assert_eq!(get(&client, daemon.listen_addr, "/").await.status, 500);
+    fleet[0].set_fail_rate(0.0);
+
+    // Once the breaker half-opens, a slow request becomes its only probe; its client leaves.
+    let probe_at_backend = eventually(Duration::from_secs(5), || async {
+        let mut stream = tokio::net::TcpStream::connect(daemon.listen_addr)
+            .await
+            .unwrap();
+        stream
+            .write_all(b"GET /delay/3000 HTTP/1.1\r\nhost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let reached = eventually(Duration::from_millis(300), || async {
+            fleet[0].stats().snapshot().in_flight == 1
+        })
+        .await;
+        drop(stream);
+        reached
+    })
+    .await;
+    assert!(probe_at_backend, "no probe was ever admitted");
+
+    // The abandoned probe's permit comes back: a later request is admitted and closes the breaker.
+    let recovered = eventually(Duration::from_secs(5), || async {
+        get(&client, daemon.listen_addr, "/").await.status == 200
+    })
+    .await;
+    assert!(
+        recovered,
+        "the breaker stayed half-open with its probe permit lost"
+    );
+    daemon.shutdown().await;
+}
