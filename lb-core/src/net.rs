@@ -182,7 +182,11 @@ pub fn client_address<'a>(
         return peer;
     }
     let mut client = peer;
-    for entry in forwarded_for.into_iter().rev().flat_map(|value| value.rsplit(',')) {
+    for entry in forwarded_for
+        .into_iter()
+        .rev()
+        .flat_map(|value| value.rsplit(','))
+    {
         let Ok(ip) = entry.trim().parse::<IpAddr>() else {
             break;
         };
@@ -227,7 +231,10 @@ mod tests {
             ("10.0.0.0/+8", "prefix length \"+8\" is not 0-32"),
             ("10.0.0.0/", "prefix length \"\" is not 0-32"),
             ("::/129", "prefix length \"129\" is not 0-128"),
-            ("10.0.0.1/8", "host bits are set past /8; the network is 10.0.0.0/8"),
+            (
+                "10.0.0.1/8",
+                "host bits are set past /8; the network is 10.0.0.0/8",
+            ),
             ("example.com/8", "\"example.com\" is not an IP address"),
             ("", "\"\" is not an IP address"),
         ];
@@ -262,7 +269,11 @@ mod tests {
             ("10.0.0.1", &[], "10.0.0.1"),
             ("10.0.0.1", &["198.51.100.7"], "198.51.100.7"),
             // Several trusted hops, over two header lines.
-            ("127.0.0.1", &["6.6.6.6, 198.51.100.7", "10.9.9.9"], "198.51.100.7"),
+            (
+                "127.0.0.1",
+                &["6.6.6.6, 198.51.100.7", "10.9.9.9"],
+                "198.51.100.7",
+            ),
             // Every hop trusted: the left-most is the best we have.
             ("10.0.0.1", &["10.0.0.2, 10.0.0.3"], "10.0.0.2"),
             // Garbage stops the walk at the last address a trusted hop vouched for.

@@ -40,9 +40,8 @@ impl Behaviour {
     pub const INVALID_LENGTH: Behaviour =
         Behaviour::Raw(b"HTTP/1.1 200 OK\r\ncontent-length: 12abc\r\n\r\nhello world!");
     /// A head with two differing Content-Length values.
-    pub const DIFFERING_LENGTHS: Behaviour = Behaviour::Raw(
-        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!",
-    );
+    pub const DIFFERING_LENGTHS: Behaviour =
+        Behaviour::Raw(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!");
 }
 
 /// The bytes one connection delivered, appended as they arrive.
@@ -126,7 +125,9 @@ impl Drop for FakeBackend {
 
 /// Counts request lines (`METHOD /target HTTP/1.x`) at the start of a line in `text`.
 pub fn request_heads(text: &str) -> usize {
-    let methods = ["GET ", "POST ", "PUT ", "DELETE ", "HEAD ", "PATCH ", "OPTIONS "];
+    let methods = [
+        "GET ", "POST ", "PUT ", "DELETE ", "HEAD ", "PATCH ", "OPTIONS ",
+    ];
     text.split("\r\n")
         .filter(|line| {
             methods.iter().any(|method| line.starts_with(method)) && line.contains(" HTTP/1.")
@@ -259,8 +260,8 @@ impl RawAnswer {
     /// The status code of the first response, 0 when there is none.
     pub fn status(&self) -> u16 {
         let text = String::from_utf8_lossy(&self.bytes);
-        text.strip_prefix("HTTP/1.1 ")
-            .and_then(|rest| rest.get(..3))
+        text.strip_prefix("HTTP/1.")
+            .and_then(|rest| rest.get(2..5))
             .and_then(|code| code.parse().ok())
             .unwrap_or(0)
     }
