@@ -10,10 +10,7 @@ use http::Request;
 use http_body_util::Full;
 use support::*;
 
-async fn echo_with(
-    daemon: &lb_proxy::Daemon,
-    headers: &[(&str, &str)],
-) -> (String, String) {
+async fn echo_with(daemon: &lb_proxy::Daemon, headers: &[(&str, &str)]) -> (String, String) {
     let mut request = Request::get(format!("http://{}/echo", daemon.listen_addr));
     for (name, value) in headers {
         request = request.header(*name, *value);

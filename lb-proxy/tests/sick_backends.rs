@@ -118,7 +118,11 @@ async fn a_reset_before_the_head_is_502_without_reset_in_retry_on() {
     let daemon = over(&[fake.spec("resetting")], "").await;
     let answer = get(&client(), daemon.listen_addr, "/").await;
     assert_eq!(answer.status, 502, "{}", answer.text());
-    assert_eq!(fake.request_heads(), 1, "not retried: reset is not in retry_on by default");
+    assert_eq!(
+        fake.request_heads(),
+        1,
+        "not retried: reset is not in retry_on by default"
+    );
     daemon.shutdown().await;
 }
 
@@ -143,7 +147,9 @@ async fn a_reset_mid_body_aborts_the_client_connection_and_is_not_reused() {
     assert_eq!(answer.status(), 200, "{text}");
     assert!(answer.closed, "the client connection must end");
     assert!(text.contains("content-length: 100000"), "{text}");
-    let body = text.split_once("\r\n\r\n").map_or(0, |(_, body)| body.len());
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or(0, |(_, body)| body.len());
     assert!(body < 100_000, "the client must see the truncation");
 
     // The broken upstream connection is gone: the next request opens a new one.
@@ -168,7 +174,11 @@ async fn garbage_and_invalid_lengths_are_502_and_the_connection_discarded() {
         assert_eq!(answer.status, 502, "{bad:?}: {}", answer.text());
         let next = get(&client(), daemon.listen_addr, "/").await;
         assert_eq!(next.text(), "fresh", "{bad:?}");
-        assert_eq!(fake.connection_count(), 2, "{bad:?}: a bad connection was reused");
+        assert_eq!(
+            fake.connection_count(),
+            2,
+            "{bad:?}: a bad connection was reused"
+        );
         daemon.shutdown().await;
     }
 }
