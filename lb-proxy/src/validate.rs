@@ -110,10 +110,17 @@ mod tests {
         builder.body(()).unwrap().into_parts().0
     }
 
+    type Case<'a> = (
+        Version,
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        Result<(), Rejection>,
+    );
+
     #[test]
     fn table() {
         let long = format!("/{}", "a".repeat(99));
-        let cases: &[(Version, &str, &[(&str, &str)], Result<(), Rejection>)] = &[
+        let cases: &[Case<'_>] = &[
             (Version::HTTP_11, "/", &[("host", "a")], Ok(())),
             (Version::HTTP_11, "/", &[], Err(MISSING_HOST)),
             (
