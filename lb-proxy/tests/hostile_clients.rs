@@ -23,8 +23,10 @@ enum Reached {
 }
 
 const LIMITS: &str = "server:\n  max_header_bytes: 16384\n  max_uri_bytes: 1024\n  \
-                      max_request_body_bytes: 1000\n  header_read_timeout: 2s\n";
+                      max_request_body_bytes: 1000\n  header_read_timeout: 30s\n";
 
+// header_read_timeout is far above the 5 s a case waits for the close, so "closed" means the
+// balancer closed on purpose, not that an idle keep-alive connection timed out.
 async fn pair() -> (FakeBackend, Daemon) {
     let fake = FakeBackend::start(vec![Behaviour::Respond("ok")]).await;
     let yaml = config_yaml(&[fake.spec("fake")], LIMITS);
