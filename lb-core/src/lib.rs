@@ -10,6 +10,7 @@
 //! - [`breaker`]: the per-backend circuit breaker state machine.
 //! - [`retry`]: the retry decision, backoff with jitter, and the retry budget.
 //! - [`health`]: per-backend health hysteresis from active checks.
+//! - [`net`]: CIDR ranges and the client-address rule for `X-Forwarded-For`.
 //!
 //! # Using it as a library
 //!
@@ -65,4 +66,5 @@ pub mod balance;
 pub mod breaker;
 pub mod config;
 pub mod health;
+pub mod net;
 pub mod retry;

@@ -86,6 +86,9 @@ server:
   idle_timeout: 2m
   max_request_body_bytes: 1024
   shutdown_grace: 0
+  max_header_bytes: 16384
+  max_uri_bytes: 100
+  trusted_proxies: [10.0.0.0/8, 192.168.1.7, \"::1\"]
 upstream:
   connect_timeout: 250ms
   pool_idle_timeout: 0s
@@ -136,6 +139,12 @@ metrics:
             idle_timeout: Duration::from_secs(120),
             max_request_body_bytes: 1024,
             shutdown_grace: Duration::ZERO,
+            max_header_bytes: 16384,
+            max_uri_bytes: 100,
+            trusted_proxies: ["10.0.0.0/8", "192.168.1.7/32", "::1/128"]
+                .iter()
+                .map(|text| text.parse().unwrap())
+                .collect(),
         }
     );
     assert_eq!(

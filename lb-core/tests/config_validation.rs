@@ -259,6 +259,28 @@ fn cases() -> Vec<Case> {
             ],
         ),
         (
+            "bad trusted proxy ranges",
+            with_backends("server:\n  trusted_proxies: [10.0.0.1/8, 10.0.0.0/33, example.com]\n"),
+            vec![
+                (2, 21, "server.trusted_proxies[0]", "host bits are set past /8", "write \"10.0.0.0/8\""),
+                (2, 33, "server.trusted_proxies[1]", "prefix length \"33\" is not 0-32", ""),
+                (2, 46, "server.trusted_proxies[2]", "\"example.com\" is not an IP address", ""),
+            ],
+        ),
+        (
+            "trusted proxies not a list",
+            with_backends("server:\n  trusted_proxies: 10.0.0.0/8\n"),
+            vec![(2, 20, "server.trusted_proxies", "expected a list of CIDR ranges", "")],
+        ),
+        (
+            "header limit below hyper's minimum",
+            with_backends("server:\n  max_header_bytes: 4096\n  max_uri_bytes: 0\n"),
+            vec![
+                (2, 21, "server.max_header_bytes", "must be at least 8192", ""),
+                (3, 18, "server.max_uri_bytes", "must be at least 1", ""),
+            ],
+        ),
+        (
             "zero durations",
             with_backends("health_check:\n  interval: 0s\n  timeout: 0ms\nupstream:\n  connect_timeout: 0\n"),
             vec![

@@ -8,7 +8,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -79,24 +79,48 @@ impl Body for UpstreamBody {
     }
 }
 
+/// What went wrong with the client's side of a body, so that the request path answers 413 or
+/// 400 (and does not blame the backend) when forwarding fails because of the client.
+#[derive(Debug, Default)]
+pub struct BodyFault(AtomicU8);
+
+const TOO_LARGE: u8 = 1;
+const MALFORMED: u8 = 2;
+
+impl BodyFault {
+    /// The body crossed `server.max_request_body_bytes`.
+    pub fn too_large(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == TOO_LARGE
+    }
+
+    /// The client's framing was bad (invalid chunk, missing CRLF) or the client went away.
+    pub fn malformed(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == MALFORMED
+    }
+
+    fn raise(&self, fault: u8) {
+        self.0.store(fault, Ordering::Relaxed);
+    }
+}
+
 /// The client's request body, counted and cut off past `limit` bytes.
 #[derive(Debug)]
 pub struct LimitedBody {
     inner: Incoming,
     seen: u64,
     limit: u64,
-    /// Set when the limit was crossed, so the request path can answer 413 rather than 502.
-    exceeded: Arc<AtomicBool>,
+    /// Raised when the limit was crossed or the client's framing failed.
+    fault: Arc<BodyFault>,
 }
 
 impl LimitedBody {
-    /// Wraps `inner`; `exceeded` is raised if more than `limit` bytes arrive.
-    pub fn new(inner: Incoming, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
+    /// Wraps `inner`; `fault` is raised if more than `limit` bytes arrive or the stream fails.
+    pub fn new(inner: Incoming, limit: u64, fault: Arc<BodyFault>) -> Self {
         Self {
             inner,
             seen: 0,
             limit,
-            exceeded,
+            fault,
         }
     }
 }
@@ -115,13 +139,16 @@ impl Body for LimitedBody {
                 if let Some(data) = frame.data_ref() {
                     self.seen += data.len() as u64;
                     if self.seen > self.limit {
-                        self.exceeded.store(true, Ordering::Relaxed);
+                        self.fault.raise(TOO_LARGE);
                         return Poll::Ready(Some(Err(BodyError::TooLarge { limit: self.limit })));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Some(Err(error)) => Poll::Ready(Some(Err(error.into()))),
+            Some(Err(error)) => {
+                self.fault.raise(MALFORMED);
+                Poll::Ready(Some(Err(error.into())))
+            }
             None => Poll::Ready(None),
         }
     }

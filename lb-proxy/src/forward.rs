@@ -4,9 +4,8 @@
 //! [`FailureKind`](lb_core::retry::FailureKind); lb-core decides whether to retry and how long to
 //! wait; [`failure_response`] maps what is left to the client's status in one place.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
@@ -18,10 +17,11 @@ use lb_core::balance::{Balancer, PickContext};
 use lb_core::retry::{AttemptFailure, FailureKind, GiveUpReason, RetryDecision, is_idempotent};
 
 use crate::backend::{Backend, EligibleView};
-use crate::body::{ClientBody, Completion, LimitedBody, UpstreamBody};
-use crate::headers::{add_forwarded, strip_hop_by_hop};
+use crate::body::{BodyFault, ClientBody, Completion, LimitedBody, UpstreamBody};
+use crate::headers::{X_FORWARDED_FOR, add_forwarded, strip_hop_by_hop};
 use crate::metrics::{MethodLabel, RequestLabels, RetryLabels};
 use crate::runtime::{Runtime, Shared};
+use crate::validate::{Rejection, check_head};
 
 /// Bodies up to this size with a known length are read before the first attempt so that a
 /// retry can send them again; larger or chunked bodies stream through and are never retried.
@@ -32,19 +32,40 @@ pub const REPLAY_BUFFER_BYTES: u64 = 64 * 1024;
 pub struct ClientInfo {
     /// The peer's socket address.
     pub peer: SocketAddr,
-    /// The peer's IP, ready to append to `X-Forwarded-For`.
+    /// The peer's IP, ready for `X-Forwarded-For`.
     pub forwarded_for: HeaderValue,
+    /// Whether the peer is in `server.trusted_proxies`: its `X-Forwarded-For` is then believed
+    /// and appended to; otherwise it is replaced and the peer is the client.
+    pub trusted: bool,
 }
 
 impl ClientInfo {
-    /// Describes the client at `peer`.
-    pub fn new(peer: SocketAddr) -> Self {
+    /// Describes the client at `peer`, trusted when it lies in one of `trusted_proxies`.
+    pub fn new(peer: SocketAddr, trusted_proxies: &[lb_core::net::Cidr]) -> Self {
         let forwarded_for = HeaderValue::try_from(peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         Self {
             peer,
             forwarded_for,
+            trusted: lb_core::net::is_trusted(trusted_proxies, peer.ip()),
         }
+    }
+
+    /// The client's address for a request with these headers: the peer, or for a trusted peer
+    /// the right-most untrusted address of `X-Forwarded-For` ([`lb_core::net::client_address`]).
+    pub fn address(
+        &self,
+        headers: &http::HeaderMap,
+        trusted_proxies: &[lb_core::net::Cidr],
+    ) -> IpAddr {
+        if !self.trusted {
+            return self.peer.ip();
+        }
+        let lines = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|line| line.to_str().ok());
+        lb_core::net::client_address(self.peer.ip(), lines, trusted_proxies)
     }
 }
 
@@ -58,24 +79,23 @@ pub async fn handle(
     let runtime = shared.runtime.load_full();
     let method = MethodLabel::of(request.method());
     let (mut parts, body) = request.into_parts();
+    let version = parts.version;
+    if let Err(rejection) = check_head(&parts, runtime.config.server.max_uri_bytes) {
+        return refuse_and_close(shared, method, version, rejection);
+    }
     let limit = runtime.config.server.max_request_body_bytes;
     let declared_length = content_length(&parts.headers);
     if declared_length.is_some_and(|length| length > limit) {
-        return refuse(
-            shared,
-            method,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "413 payload too large\n",
-        );
+        return refuse_and_close(shared, method, version, TOO_LARGE);
     }
 
-    let exceeded = Arc::new(AtomicBool::new(false));
+    let fault = Arc::new(BodyFault::default());
     let (mut upstream_body, replayable) = if body.is_end_stream() {
         (Some(UpstreamBody::Empty), true)
     } else if declared_length.is_some_and(|length| length <= REPLAY_BUFFER_BYTES) {
         let read = tokio::time::timeout(
             runtime.config.server.request_timeout,
-            LimitedBody::new(body, limit, exceeded.clone()).collect(),
+            LimitedBody::new(body, limit, fault.clone()).collect(),
         )
         .await;
         match read {
@@ -83,29 +103,14 @@ pub async fn handle(
                 Some(UpstreamBody::Buffered(Some(collected.to_bytes()))),
                 true,
             ),
-            Ok(Err(_)) if exceeded.load(Ordering::Relaxed) => {
-                return refuse(
-                    shared,
-                    method,
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "413 payload too large\n",
-                );
+            Ok(Err(_)) if fault.too_large() => {
+                return refuse_and_close(shared, method, version, TOO_LARGE);
             }
             Ok(Err(_)) => {
-                return refuse(
-                    shared,
-                    method,
-                    StatusCode::BAD_REQUEST,
-                    "400 bad request body\n",
-                );
+                return refuse_and_close(shared, method, version, BAD_BODY);
             }
             Err(_) => {
-                return refuse(
-                    shared,
-                    method,
-                    StatusCode::REQUEST_TIMEOUT,
-                    "408 request body timeout\n",
-                );
+                return refuse_and_close(shared, method, version, BODY_TIMEOUT);
             }
         }
     } else {
@@ -113,7 +118,7 @@ pub async fn handle(
             Some(UpstreamBody::Streaming(LimitedBody::new(
                 body,
                 limit,
-                exceeded.clone(),
+                fault.clone(),
             ))),
             false,
         )
@@ -127,7 +132,14 @@ pub async fn handle(
         parts.headers.insert(header::HOST, host);
     }
     strip_hop_by_hop(&mut parts.headers);
-    add_forwarded(&mut parts.headers, &client.forwarded_for, "http");
+    let trusted_proxies = &runtime.config.server.trusted_proxies;
+    let client_ip = client.address(&parts.headers, trusted_proxies);
+    add_forwarded(
+        &mut parts.headers,
+        &client.forwarded_for,
+        client.trusted,
+        "http",
+    );
     let path_and_query = parts.uri.path_and_query().cloned();
     let idempotent = is_idempotent(parts.method.as_str());
     let deadline = tokio::time::Instant::from_std(started + runtime.config.server.request_timeout);
@@ -140,7 +152,7 @@ pub async fn handle(
     let mut last_failure: Option<(Arc<Backend>, FailureKind)> = None;
     loop {
         let now = Instant::now();
-        let Some(backend) = pick(&runtime, client, &tried, now) else {
+        let Some(backend) = pick(&runtime, client_ip, &tried, now) else {
             return match last_failure {
                 Some((backend, kind)) => failure_response(shared, &backend, method, kind, started),
                 None => no_backend(shared, method),
@@ -225,14 +237,15 @@ pub async fn handle(
                 }
             }
             Ok(Err(error)) => {
-                if exceeded.load(Ordering::Relaxed) {
+                // The client's body failed, not the backend: no breaker failure, no retry.
+                if fault.too_large() || fault.malformed() {
                     drop(attempt_permit);
-                    return refuse(
-                        shared,
-                        method,
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "413 payload too large\n",
-                    );
+                    let rejection = if fault.too_large() {
+                        TOO_LARGE
+                    } else {
+                        BAD_BODY
+                    };
+                    return refuse_and_close(shared, method, version, rejection);
                 }
                 let kind = classify(&error);
                 tracing::debug!(backend = %backend.name(), %error, kind = kind.label(), "attempt failed");
@@ -270,19 +283,14 @@ pub async fn handle(
 }
 
 /// Picks an eligible backend, preferring one not yet tried for this request.
-fn pick(
-    runtime: &Runtime,
-    client: &ClientInfo,
-    tried: &[usize],
-    now: Instant,
-) -> Option<Arc<Backend>> {
+fn pick(runtime: &Runtime, client: IpAddr, tried: &[usize], now: Instant) -> Option<Arc<Backend>> {
     let view = EligibleView {
         backends: &runtime.backends,
         now,
     };
     let mut rng = rand::rng();
     let context = PickContext {
-        client: Some(client.peer.ip()),
+        client: Some(client),
         exclude: tried,
     };
     let index = runtime
@@ -293,7 +301,7 @@ fn pick(
                 None
             } else {
                 let again = PickContext {
-                    client: Some(client.peer.ip()),
+                    client: Some(client),
                     exclude: &[],
                 };
                 runtime.selector.pick(&view, &again, &mut rng)
@@ -457,6 +465,36 @@ fn no_backend(shared: &Shared, method: MethodLabel) -> Response<ClientBody> {
         StatusCode::SERVICE_UNAVAILABLE,
         "503 service unavailable: no backend available\n",
     )
+}
+
+const TOO_LARGE: Rejection = Rejection {
+    status: StatusCode::PAYLOAD_TOO_LARGE,
+    text: "413 payload too large\n",
+};
+const BAD_BODY: Rejection = Rejection {
+    status: StatusCode::BAD_REQUEST,
+    text: "400 bad request body\n",
+};
+const BODY_TIMEOUT: Rejection = Rejection {
+    status: StatusCode::REQUEST_TIMEOUT,
+    text: "408 request body timeout\n",
+};
+
+/// Refuses a request the client got wrong and, on HTTP/1, closes the connection after the
+/// answer: what is left of an unread or malformed body must never be parsed as a next request.
+fn refuse_and_close(
+    shared: &Shared,
+    method: MethodLabel,
+    version: Version,
+    rejection: Rejection,
+) -> Response<ClientBody> {
+    let mut response = refuse(shared, method, rejection.status, rejection.text);
+    if version <= Version::HTTP_11 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// An answer given without a backend; counted under `backend="none"`.

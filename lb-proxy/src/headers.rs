@@ -59,22 +59,30 @@ fn is_proxy_header(name: &HeaderName) -> bool {
     name.as_str().starts_with("proxy-")
 }
 
-/// Adds the balancer's forwarding headers: appends the client to `X-Forwarded-For`, sets
-/// `X-Forwarded-Proto` and `X-Forwarded-Host` (from `Host`, when there is one).
-pub fn add_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, proto: &'static str) {
-    match headers.get(&X_FORWARDED_FOR) {
-        Some(existing) => {
-            let mut joined = Vec::with_capacity(existing.len() + 2 + client_ip.len());
-            joined.extend_from_slice(existing.as_bytes());
+/// Adds the balancer's forwarding headers: `X-Forwarded-For` (the peer appended when `append`,
+/// that is when the peer is a trusted proxy; otherwise the client's list is replaced by the peer,
+/// since an edge cannot believe it), `X-Forwarded-Proto` and `X-Forwarded-Host` (from `Host`,
+/// when there is one).
+pub fn add_forwarded(
+    headers: &mut HeaderMap,
+    peer_ip: &HeaderValue,
+    append: bool,
+    proto: &'static str,
+) {
+    if append && headers.contains_key(&X_FORWARDED_FOR) {
+        // Several lines form one list (RFC 9110 §5.3): join them all, then add the peer.
+        let mut joined = Vec::with_capacity(64);
+        for line in headers.get_all(&X_FORWARDED_FOR) {
+            joined.extend_from_slice(line.as_bytes());
             joined.extend_from_slice(b", ");
-            joined.extend_from_slice(client_ip.as_bytes());
-            // Both parts are valid header bytes, so the join is too; fall back to ours alone.
-            let value = HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client_ip.clone());
-            headers.insert(X_FORWARDED_FOR.clone(), value);
         }
-        None => {
-            headers.insert(X_FORWARDED_FOR.clone(), client_ip.clone());
-        }
+        joined.extend_from_slice(peer_ip.as_bytes());
+        // Every part is valid header bytes, so the join is too; fall back to the peer alone.
+        let value = HeaderValue::from_bytes(&joined).unwrap_or_else(|_| peer_ip.clone());
+        headers.insert(X_FORWARDED_FOR.clone(), value);
+    } else {
+        // `insert` drops every earlier line: at the edge a spoofed list does not survive.
+        headers.insert(X_FORWARDED_FOR.clone(), peer_ip.clone());
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Some(host) = headers.get(header::HOST).cloned() {
@@ -125,7 +133,12 @@ mod tests {
             ("x-forwarded-for", "10.0.0.9"),
         ]);
         strip_hop_by_hop(&mut headers);
-        add_forwarded(&mut headers, &HeaderValue::from_static("127.0.0.1"), "http");
+        add_forwarded(
+            &mut headers,
+            &HeaderValue::from_static("127.0.0.1"),
+            true,
+            "http",
+        );
         assert_eq!(headers[&X_FORWARDED_FOR], "127.0.0.1");
     }
 
@@ -135,16 +148,58 @@ mod tests {
             ("x-forwarded-for", "203.0.113.7"),
             ("host", "shop.test:8080"),
         ]);
-        add_forwarded(&mut headers, &HeaderValue::from_static("127.0.0.1"), "http");
+        add_forwarded(
+            &mut headers,
+            &HeaderValue::from_static("127.0.0.1"),
+            true,
+            "http",
+        );
         assert_eq!(headers[&X_FORWARDED_FOR], "203.0.113.7, 127.0.0.1");
         assert_eq!(headers[&X_FORWARDED_PROTO], "http");
         assert_eq!(headers[&X_FORWARDED_HOST], "shop.test:8080");
     }
 
     #[test]
+    fn an_edge_replaces_every_spoofed_forwarded_for_line() {
+        let mut headers = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "7.7.7.7, 8.8.8.8"),
+        ]);
+        add_forwarded(
+            &mut headers,
+            &HeaderValue::from_static("127.0.0.1"),
+            false,
+            "http",
+        );
+        let all: Vec<_> = headers.get_all(&X_FORWARDED_FOR).iter().collect();
+        assert_eq!(all, ["127.0.0.1"]);
+    }
+
+    #[test]
+    fn a_trusted_peer_is_appended_after_every_line() {
+        let mut headers = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "7.7.7.7"),
+        ]);
+        add_forwarded(
+            &mut headers,
+            &HeaderValue::from_static("10.0.0.1"),
+            true,
+            "http",
+        );
+        let all: Vec<_> = headers.get_all(&X_FORWARDED_FOR).iter().collect();
+        assert_eq!(all, ["6.6.6.6, 7.7.7.7, 10.0.0.1"]);
+    }
+
+    #[test]
     fn no_host_means_no_forwarded_host() {
         let mut headers = HeaderMap::new();
-        add_forwarded(&mut headers, &HeaderValue::from_static("::1"), "http");
+        add_forwarded(
+            &mut headers,
+            &HeaderValue::from_static("::1"),
+            false,
+            "http",
+        );
         assert!(!headers.contains_key(&X_FORWARDED_HOST));
         assert_eq!(headers[&X_FORWARDED_FOR], "::1");
     }

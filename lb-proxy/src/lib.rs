@@ -12,6 +12,7 @@
 //! - [`runtime`]: the atomic snapshot of config, backends, selector and retry policy.
 //! - [`health`]: the active health checker.
 //! - [`metrics`]: the Prometheus families and their endpoint.
+//! - [`validate`]: request-head checks hyper leaves to the application (Host, codings, 414).
 //! - [`headers`], [`body`], [`idle`]: hop-by-hop rules, body wrappers, the idle timeout.
 //! - [`demo`]: the `--demo` fleet.
 #![forbid(unsafe_code)]
@@ -26,5 +27,6 @@ pub mod idle;
 pub mod metrics;
 pub mod runtime;
 pub mod server;
+pub mod validate;
 
 pub use server::{Daemon, StartError};

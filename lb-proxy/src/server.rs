@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use lb_core::config::Config;
+use lb_core::config::{Config, MIN_MAX_HEADER_BYTES};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -167,10 +167,13 @@ async fn accept_loop(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(server.header_read_timeout)
+        // A head that does not fit the read buffer is answered 431 by hyper.
+        .max_buf_size(server.max_header_bytes.max(MIN_MAX_HEADER_BYTES))
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(None);
     let builder = Arc::new(builder);
     let idle_timeout = server.idle_timeout;
@@ -200,7 +203,7 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         shared.metrics.client_connections.inc();
         shared.metrics.client_connections_accepted.inc();
-        let client = Arc::new(ClientInfo::new(peer));
+        let client = Arc::new(ClientInfo::new(peer, &server.trusted_proxies));
         let service_shared = shared.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let shared = service_shared.clone();

@@ -33,7 +33,8 @@ pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     BackendConfig, CircuitBreakerConfig, Config, DEFAULT_MAX_CONNECTIONS, HealthCheckConfig,
-    LoadBalancerConfig, MetricsConfig, RetryConfig, ServerConfig, UpstreamConfig,
+    LoadBalancerConfig, MIN_MAX_HEADER_BYTES, MetricsConfig, RetryConfig, ServerConfig,
+    UpstreamConfig,
 };
 pub use warnings::{ConfigWarning, locate, warnings};
 

@@ -13,6 +13,7 @@ use serde::{Serialize, Serializer};
 use super::duration;
 use crate::balance::Algorithm;
 use crate::health::StatusRange;
+use crate::net::Cidr;
 use crate::retry::RetryCondition;
 
 /// The whole balancer configuration.
@@ -75,7 +76,17 @@ pub struct ServerConfig {
     /// On shutdown, in-flight requests get this long to finish.
     #[serde(serialize_with = "duration::serialize")]
     pub shutdown_grace: Duration,
+    /// Largest request head (request line and headers) accepted; larger ones get 431.
+    pub max_header_bytes: usize,
+    /// Longest request target accepted; longer ones get 414.
+    pub max_uri_bytes: usize,
+    /// Peers whose `X-Forwarded-For` is believed (and appended to); empty means the balancer is
+    /// the edge and replaces the header with the peer's address.
+    pub trusted_proxies: Vec<Cidr>,
 }
+
+/// Smallest `server.max_header_bytes`: hyper's read buffer cannot be set below 8 KiB.
+pub const MIN_MAX_HEADER_BYTES: usize = 8192;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -88,6 +99,9 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             max_request_body_bytes: 10 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
+            max_header_bytes: 64 * 1024,
+            max_uri_bytes: 8 * 1024,
+            trusted_proxies: Vec::new(),
         }
     }
 }

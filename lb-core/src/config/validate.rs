@@ -6,14 +6,16 @@ use super::duration::format_duration;
 use super::error::{ConfigErrors, closest};
 use super::model::{
     BackendConfig, CircuitBreakerConfig, Config, DEFAULT_MAX_CONNECTIONS, HealthCheckConfig,
-    LoadBalancerConfig, MetricsConfig, RetryConfig, ServerConfig, UpstreamConfig,
+    LoadBalancerConfig, MIN_MAX_HEADER_BYTES, MetricsConfig, RetryConfig, ServerConfig,
+    UpstreamConfig,
 };
 use super::node::{Node, Pos, Spanned};
 use super::walk::{
-    Got, Problem, Section, Walker, address, boolean, duration, int, ratio, retry_condition,
+    Got, Problem, Section, Walker, address, boolean, cidr, duration, int, ratio, retry_condition,
     status_range, text, url_path,
 };
 use crate::balance::Algorithm;
+use crate::net::Cidr;
 
 const SECTIONS: [&str; 8] = [
     "server",
@@ -73,7 +75,7 @@ pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> 
 }
 
 fn server(w: &mut Walker<'_>, top: &Section<'_>) -> (ServerConfig, Got<SocketAddr>) {
-    const FIELDS: [&str; 8] = [
+    const FIELDS: [&str; 11] = [
         "listen",
         "workers",
         "max_client_connections",
@@ -82,6 +84,9 @@ fn server(w: &mut Walker<'_>, top: &Section<'_>) -> (ServerConfig, Got<SocketAdd
         "idle_timeout",
         "max_request_body_bytes",
         "shutdown_grace",
+        "max_header_bytes",
+        "max_uri_bytes",
+        "trusted_proxies",
     ];
     let d = ServerConfig::default();
     let s = w.section(top.get("server"), "server", &FIELDS);
@@ -122,8 +127,52 @@ fn server(w: &mut Walker<'_>, top: &Section<'_>) -> (ServerConfig, Got<SocketAdd
         shutdown_grace: w
             .get(&s, "shutdown_grace", d.shutdown_grace, duration(false))
             .value,
+        max_header_bytes: w
+            .get(
+                &s,
+                "max_header_bytes",
+                d.max_header_bytes,
+                int(MIN_MAX_HEADER_BYTES as i128),
+            )
+            .value,
+        max_uri_bytes: w.get(&s, "max_uri_bytes", d.max_uri_bytes, int(1)).value,
+        trusted_proxies: trusted_proxies(w, &s),
     };
     (config, listen)
+}
+
+/// `server.trusted_proxies`: a list of CIDR ranges, each problem reported at its item.
+fn trusted_proxies(w: &mut Walker<'_>, s: &Section<'_>) -> Vec<Cidr> {
+    let field = s.field("trusted_proxies");
+    match s.get("trusted_proxies") {
+        None
+        | Some(Spanned {
+            node: Node::Null, ..
+        }) => Vec::new(),
+        Some(Spanned {
+            node: Node::Seq(items),
+            ..
+        }) => {
+            let mut ranges = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                match cidr(&item.node) {
+                    Ok(range) if !ranges.contains(&range) => ranges.push(range),
+                    Ok(_) => {}
+                    Err(problem) => w.report(item.pos, &format!("{field}[{i}]"), problem),
+                }
+            }
+            ranges
+        }
+        Some(other) => {
+            let problem = Problem::new(format!(
+                "expected a list of CIDR ranges, found {}",
+                other.node.kind()
+            ))
+            .hint("like [10.0.0.0/8, \"::1\"]");
+            w.report(other.pos, &field, problem);
+            Vec::new()
+        }
+    }
 }
 
 fn upstream(w: &mut Walker<'_>, top: &Section<'_>) -> UpstreamConfig {

@@ -10,6 +10,7 @@ use super::duration::parse_duration;
 use super::error::{ConfigError, closest};
 use super::node::{Node, Pos, Spanned};
 use crate::health::StatusRange;
+use crate::net::{Cidr, CidrError};
 use crate::retry::RetryCondition;
 
 /// What is wrong with one value, before it is tied to a file and field.
@@ -262,6 +263,21 @@ pub(crate) fn address(node: &Node) -> Result<SocketAddr, Problem> {
         problem.hint("host names are not resolved; use an IP address, like 127.0.0.1:8080")
     } else {
         problem.hint("like 127.0.0.1:8080 or [::1]:8080")
+    })
+}
+
+/// A CIDR range like `10.0.0.0/8`, or a single address.
+pub(crate) fn cidr(node: &Node) -> Result<Cidr, Problem> {
+    let text = match node {
+        Node::Str(s) => s,
+        other => return Err(Problem::expected("a CIDR range like \"10.0.0.0/8\"", other)),
+    };
+    text.parse::<Cidr>().map_err(|error| {
+        let problem = Problem::new(format!("invalid range \"{text}\": {error}"));
+        match error {
+            CidrError::HostBits { network, .. } => problem.hint(format!("write \"{network}\"")),
+            _ => problem.hint("like 10.0.0.0/8, 192.168.1.7 or \"::1/128\""),
+        }
     })
 }
 

@@ -17,6 +17,8 @@ use lb_core::config::{Config, Format};
 use lb_proxy::Daemon;
 use test_backend::{BackendOptions, RunningBackend};
 
+pub mod fake_backend;
+
 /// Starts `count` test backends named `b0`, `b1`, ...
 pub async fn backends(count: usize) -> Vec<RunningBackend> {
     let mut started = Vec::new();

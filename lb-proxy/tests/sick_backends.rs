@@ -1,0 +1,215 @@
+//! Backends that hang, refuse, reset or talk nonsense, played by the raw-socket fake backend.
+//! Each test asserts what the client saw and what reached each backend (never a POST twice).
+//! The 504 against a slow (but well-formed) backend and a client leaving mid-request are in
+//! limits.rs; these extend them to backends that misbehave at the socket level.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use lb_proxy::Daemon;
+use support::fake_backend::{Behaviour, FakeBackend, raw_exchange};
+use support::*;
+
+async fn over(specs: &[(String, SocketAddr, u32)], extra: &str) -> Daemon {
+    let yaml = config_yaml(specs, extra);
+    Daemon::start(parse(&yaml)).await.expect("balancer starts")
+}
+
+/// A loopback port with nothing listening on it: connecting is refused.
+async fn refusing_addr() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    addr
+}
+
+fn post(addr: SocketAddr, body: &'static str) -> Request<Full<Bytes>> {
+    Request::post(format!("http://{addr}/submit"))
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_backend_that_never_answers_is_504_within_the_request_timeout() {
+    let fake = FakeBackend::start(vec![Behaviour::Hang]).await;
+    let daemon = over(
+        &[fake.spec("hang")],
+        "server:\n  request_timeout: 300ms\nretry:\n  max_attempts: 1\n",
+    )
+    .await;
+    let started = tokio::time::Instant::now();
+    let answer = get(&client(), daemon.listen_addr, "/").await;
+    let took = started.elapsed();
+    assert_eq!(answer.status, 504, "{}", answer.text());
+    assert!(took >= Duration::from_millis(250), "too early: {took:?}");
+    // The timeout plus a margin for a loaded CI machine.
+    assert!(took < Duration::from_millis(300 + 1500), "took {took:?}");
+    assert_eq!(fake.request_heads(), 1);
+    let metrics = scrape(&daemon).await;
+    assert_eq!(metric_sum(&metrics, "lb_active_connections", &[]), 0.0);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refusing_backend_is_skipped_for_any_method() {
+    let alive = FakeBackend::start(vec![Behaviour::Respond("alive")]).await;
+    let dead = refusing_addr().await;
+    let daemon = over(
+        &[("dead".into(), dead, 1), alive.spec("alive")],
+        "retry:\n  base_delay: 1ms\n  max_delay: 2ms\n",
+    )
+    .await;
+    let client = client();
+    for _ in 0..6 {
+        assert_eq!(get(&client, daemon.listen_addr, "/").await.text(), "alive");
+    }
+    // Nothing was sent to the refusing backend, so even a POST is safe to try elsewhere.
+    for _ in 0..4 {
+        let answer = send(&client, post(daemon.listen_addr, "once")).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    assert_eq!(alive.request_heads(), 10);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reset_before_the_head_is_retried_elsewhere_for_get_and_502_for_post() {
+    let resetting = FakeBackend::start(vec![Behaviour::ResetBeforeHead]).await;
+    let healthy = FakeBackend::start(vec![Behaviour::Respond("healthy")]).await;
+    let daemon = over(
+        &[resetting.spec("resetting"), healthy.spec("healthy")],
+        "retry:\n  base_delay: 1ms\n  max_delay: 2ms\n  retry_on: [connect_error, timeout, reset, 502, 503, 504]\n\
+         circuit_breaker:\n  enabled: false\n",
+    )
+    .await;
+    let client = client();
+    for _ in 0..6 {
+        let answer = get(&client, daemon.listen_addr, "/").await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.text(), "healthy", "the second backend served it");
+    }
+    assert!(resetting.request_heads() >= 1, "round robin never tried it");
+
+    // A POST may have been processed before the reset: never sent twice, the client gets 502.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(send(&client, post(daemon.listen_addr, "pay")).await.status);
+    }
+    let reset_posts = resetting.received_text().matches("POST /submit").count();
+    let served_posts = healthy.received_text().matches("POST /submit").count();
+    assert!(reset_posts >= 1, "round robin never sent a POST to it");
+    assert_eq!(
+        reset_posts + served_posts,
+        6,
+        "every POST reached exactly one backend, once"
+    );
+    assert_eq!(statuses.iter().filter(|s| **s == 502).count(), reset_posts);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reset_before_the_head_is_502_without_reset_in_retry_on() {
+    let fake = FakeBackend::start(vec![Behaviour::ResetBeforeHead]).await;
+    let daemon = over(&[fake.spec("resetting")], "").await;
+    let answer = get(&client(), daemon.listen_addr, "/").await;
+    assert_eq!(answer.status, 502, "{}", answer.text());
+    assert_eq!(
+        fake.request_heads(),
+        1,
+        "not retried: reset is not in retry_on by default"
+    );
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reset_mid_body_aborts_the_client_connection_and_is_not_reused() {
+    let fake = FakeBackend::start(vec![
+        Behaviour::PartialBodyThenReset {
+            declared: 100_000,
+            sent: 1000,
+        },
+        Behaviour::Respond("fresh"),
+    ])
+    .await;
+    let daemon = over(&[fake.spec("flaky")], "").await;
+    let answer = raw_exchange(
+        daemon.listen_addr,
+        b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    let text = answer.text();
+    assert_eq!(answer.status(), 200, "{text}");
+    assert!(answer.closed, "the client connection must end");
+    assert!(text.contains("content-length: 100000"), "{text}");
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or(0, |(_, body)| body.len());
+    assert!(body < 100_000, "the client must see the truncation");
+
+    // The broken upstream connection is gone: the next request opens a new one.
+    let next = get(&client(), daemon.listen_addr, "/").await;
+    assert_eq!(next.text(), "fresh");
+    assert_eq!(fake.connection_count(), 2);
+    let metrics = scrape(&daemon).await;
+    assert_eq!(metric_sum(&metrics, "lb_active_connections", &[]), 0.0);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn garbage_and_invalid_lengths_are_502_and_the_connection_discarded() {
+    for bad in [
+        Behaviour::GARBAGE,
+        Behaviour::INVALID_LENGTH,
+        Behaviour::DIFFERING_LENGTHS,
+    ] {
+        let fake = FakeBackend::start(vec![bad.clone(), Behaviour::Respond("fresh")]).await;
+        let daemon = over(&[fake.spec("liar")], "retry:\n  max_attempts: 1\n").await;
+        let answer = get(&client(), daemon.listen_addr, "/").await;
+        assert_eq!(answer.status, 502, "{bad:?}: {}", answer.text());
+        let next = get(&client(), daemon.listen_addr, "/").await;
+        assert_eq!(next.text(), "fresh", "{bad:?}");
+        assert_eq!(
+            fake.connection_count(),
+            2,
+            "{bad:?}: a bad connection was reused"
+        );
+        daemon.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_leaving_mid_upload_returns_every_counter_to_zero() {
+    let fake = FakeBackend::start(vec![Behaviour::Hang]).await;
+    let daemon = over(&[fake.spec("hang")], "").await;
+    let mut stream = tokio::net::TcpStream::connect(daemon.listen_addr)
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stream,
+        b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    )
+    .await
+    .unwrap();
+    let streaming = eventually(Duration::from_secs(5), || async {
+        fake.received_text().contains("hello")
+    })
+    .await;
+    assert!(streaming, "the body never started flowing");
+    let metrics = scrape(&daemon).await;
+    assert_eq!(metric_sum(&metrics, "lb_active_connections", &[]), 1.0);
+    drop(stream);
+    let released = eventually(Duration::from_secs(5), || async {
+        let metrics = scrape(&daemon).await;
+        metric_sum(&metrics, "lb_active_connections", &[]) == 0.0
+            && metric_sum(&metrics, "lb_client_connections", &[]) == 0.0
+    })
+    .await;
+    assert!(released, "{}", scrape(&daemon).await);
+    daemon.shutdown().await;
+}
