@@ -50,7 +50,7 @@ fn minimal_config_gets_every_default() {
         config.circuit_breaker.max_open_duration,
         Duration::from_secs(300)
     );
-    assert_eq!(config.retry.retry_on.len(), 5);
+    assert_eq!(config.retry.retry_on.len(), 6);
 }
 
 #[test]

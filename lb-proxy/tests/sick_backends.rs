@@ -115,13 +115,17 @@ async fn a_reset_before_the_head_is_retried_elsewhere_for_get_and_502_for_post()
 #[tokio::test]
 async fn a_reset_before_the_head_is_502_without_reset_in_retry_on() {
     let fake = FakeBackend::start(vec![Behaviour::ResetBeforeHead]).await;
-    let daemon = over(&[fake.spec("resetting")], "").await;
+    let daemon = over(
+        &[fake.spec("resetting")],
+        "retry:\n  retry_on: [connect_error, timeout, 502, 503, 504]\n",
+    )
+    .await;
     let answer = get(&client(), daemon.listen_addr, "/").await;
     assert_eq!(answer.status, 502, "{}", answer.text());
     assert_eq!(
         fake.request_heads(),
         1,
-        "not retried: reset is not in retry_on by default"
+        "not retried: reset is not in this retry_on"
     );
     daemon.shutdown().await;
 }

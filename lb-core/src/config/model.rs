@@ -260,6 +260,7 @@ impl Default for RetryConfig {
             retry_on: vec![
                 RetryCondition::ConnectError,
                 RetryCondition::Timeout,
+                RetryCondition::Reset,
                 RetryCondition::Status(502),
                 RetryCondition::Status(503),
                 RetryCondition::Status(504),
