@@ -176,8 +176,9 @@ def parse_wrk(out):
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = dur(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = dur(re.search(r"99%\s+(\S+)", out).group(1))
+    # Anchored to the latency distribution's lines: "+/- Stdev" columns also end in "50%".
+    p50 = dur(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = dur(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     if p50 != p50 or p99 != p99:
         print(f"warning: unparsable latency in wrk output:\n{out}", file=sys.stderr)
     errors = 0

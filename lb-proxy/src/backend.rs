@@ -15,6 +15,7 @@ use lb_core::breaker::{Admission, BreakerState, CircuitBreaker, Transition};
 use lb_core::health::HealthStatus;
 
 use crate::metrics::{BackendMetrics, BreakerTransitionLabels, Metrics};
+use crate::upstream::Pool;
 
 /// A backend of the live configuration.
 #[derive(Debug)]
@@ -39,6 +40,8 @@ pub struct Backend {
     breaker_dirty: AtomicBool,
     /// Metric handles, resolved once.
     pub metrics: BackendMetrics,
+    /// Idle keep-alive connections to this backend.
+    pub pool: Pool,
     transitions: prometheus_client::metrics::family::Family<
         BreakerTransitionLabels,
         prometheus_client::metrics::counter::Counter,
@@ -51,6 +54,7 @@ impl Backend {
         index: usize,
         config: &lb_core::config::BackendConfig,
         breaker: Option<CircuitBreaker>,
+        upstream: &lb_core::config::UpstreamConfig,
         metrics: &Metrics,
     ) -> Self {
         let backend_metrics = BackendMetrics::new(metrics, &config.name, config.weight);
@@ -67,6 +71,7 @@ impl Backend {
             breaker_closed: AtomicBool::new(true),
             breaker_dirty: AtomicBool::new(false),
             metrics: backend_metrics,
+            pool: Pool::new(upstream),
             transitions: metrics.breaker_transitions.clone(),
         }
     }

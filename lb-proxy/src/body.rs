@@ -17,6 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::backend::InFlight;
+use crate::upstream::Sender;
 
 /// Errors a body can yield while streaming.
 #[derive(Debug, thiserror::Error)]
@@ -171,15 +172,27 @@ pub struct Completion {
     pub started: Instant,
     /// Response body bytes sent so far.
     pub sent: u64,
+    /// The upstream connection, given back to the backend's pool if the body was read to its
+    /// end; dropped (closed) otherwise, since it may still carry the rest of the body.
+    pub connection: Option<Sender>,
+    /// Whether the backend's body was read to its end.
+    pub complete: bool,
 }
 
 impl Drop for Completion {
     fn drop(&mut self) {
-        let metrics = &self.in_flight.backend().metrics;
-        metrics
+        let now = Instant::now();
+        let backend = self.in_flight.backend();
+        backend
+            .metrics
             .duration
-            .observe(self.started.elapsed().as_secs_f64());
-        metrics.response_size.observe(self.sent as f64);
+            .observe(now.saturating_duration_since(self.started).as_secs_f64());
+        backend.metrics.response_size.observe(self.sent as f64);
+        if self.complete
+            && let Some(connection) = self.connection.take()
+        {
+            backend.pool.put(connection, now);
+        }
     }
 }
 
@@ -215,11 +228,17 @@ impl Body for ClientBody {
         match self.get_mut() {
             ClientBody::Fixed(bytes) => Poll::Ready(bytes.take().map(|data| Ok(Frame::data(data)))),
             ClientBody::Proxied { inner, completion } => {
-                let frame = ready!(Pin::new(inner).poll_frame(cx));
-                if let Some(Ok(frame)) = &frame
-                    && let Some(data) = frame.data_ref()
-                {
-                    completion.sent += data.len() as u64;
+                let frame = ready!(Pin::new(&mut *inner).poll_frame(cx));
+                match &frame {
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            completion.sent += data.len() as u64;
+                        }
+                        // The server may not poll again once the declared length is reached.
+                        completion.complete = inner.is_end_stream();
+                    }
+                    None => completion.complete = true,
+                    Some(Err(_)) => completion.complete = false,
                 }
                 Poll::Ready(frame)
             }

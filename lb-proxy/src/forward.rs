@@ -21,6 +21,7 @@ use crate::body::{BodyFault, ClientBody, Completion, LimitedBody, UpstreamBody};
 use crate::headers::{X_FORWARDED_FOR, add_forwarded, strip_hop_by_hop};
 use crate::metrics::{MethodLabel, RequestLabels, RetryLabels};
 use crate::runtime::{Runtime, Shared};
+use crate::upstream::{SendFailure, Sender};
 use crate::validate::{Rejection, check_head};
 
 /// Bodies up to this size with a known length are read before the first attempt so that a
@@ -193,14 +194,15 @@ pub async fn handle(
         };
         let mut upstream = Request::new(body);
         *upstream.method_mut() = parts.method.clone();
-        *upstream.uri_mut() = upstream_uri(&backend, path_and_query.as_ref());
+        *upstream.uri_mut() = upstream_uri(path_and_query.as_ref());
         *upstream.version_mut() = Version::HTTP_11;
         *upstream.headers_mut() = headers;
 
-        let result = tokio::time::timeout_at(deadline, shared.client.request(upstream)).await;
+        let result =
+            tokio::time::timeout_at(deadline, backend.pool.send(backend.addr, upstream, now)).await;
         let now = Instant::now();
         let kind = match result {
-            Ok(Ok(response)) => {
+            Ok(Ok((response, connection))) => {
                 let status = response.status();
                 let kind = FailureKind::Status(status.as_u16());
                 let retry_wanted = status.is_server_error()
@@ -211,13 +213,14 @@ pub async fn handle(
                         .any(|condition| kind.matches(condition));
                 attempt_permit.record(!status.is_server_error(), now);
                 if !retry_wanted || !may_retry {
-                    return proxied(response, slot, method, started, request_bytes);
+                    return proxied(response, connection, slot, method, started, request_bytes);
                 }
                 match decide(
                     shared, &runtime, &backend, attempt, kind, idempotent, replayable, now,
                 ) {
                     Some(backoff) => {
-                        drop(response);
+                        // The unread body makes the connection unusable: both are dropped.
+                        drop((response, connection));
                         drop(slot);
                         if !wait_backoff(backoff, deadline).await {
                             return failure_response(
@@ -233,7 +236,9 @@ pub async fn handle(
                         last_failure = Some((backend, kind));
                         continue;
                     }
-                    None => return proxied(response, slot, method, started, request_bytes),
+                    None => {
+                        return proxied(response, connection, slot, method, started, request_bytes);
+                    }
                 }
             }
             Ok(Err(error)) => {
@@ -361,36 +366,25 @@ async fn wait_backoff(backoff: Duration, deadline: tokio::time::Instant) -> bool
     true
 }
 
-/// Classifies a client error once: connect refused, connect timeout, or a failure after the
+/// Classifies a failed exchange once: connect refused, connect timeout, or a failure after the
 /// request may have been sent (reset, closed, malformed response).
-pub fn classify(error: &hyper_util::client::legacy::Error) -> FailureKind {
-    if error.is_connect() {
-        let mut source: Option<&(dyn std::error::Error + 'static)> =
-            std::error::Error::source(error);
-        while let Some(cause) = source {
-            if let Some(io) = cause.downcast_ref::<std::io::Error>()
-                && io.kind() == std::io::ErrorKind::TimedOut
-            {
-                return FailureKind::ConnectTimeout;
-            }
-            source = cause.source();
-        }
-        FailureKind::ConnectRefused
-    } else {
-        FailureKind::ResetBeforeResponse
+pub fn classify(failure: &SendFailure) -> FailureKind {
+    match failure {
+        SendFailure::Connect(kind) => *kind,
+        SendFailure::Exchange(_) => FailureKind::ResetBeforeResponse,
     }
 }
 
-fn upstream_uri(backend: &Backend, path_and_query: Option<&http::uri::PathAndQuery>) -> Uri {
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(http::uri::Scheme::HTTP);
-    parts.authority = Some(backend.authority.clone());
-    parts.path_and_query = Some(
-        path_and_query
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-    );
-    Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
+/// The request target sent upstream: origin-form, since the connection is to the backend itself.
+fn upstream_uri(path_and_query: Option<&http::uri::PathAndQuery>) -> Uri {
+    match path_and_query {
+        Some(path_and_query) => {
+            let mut parts = http::uri::Parts::default();
+            parts.path_and_query = Some(path_and_query.clone());
+            Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
+        }
+        None => Uri::from_static("/"),
+    }
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
@@ -402,6 +396,7 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
 
 fn proxied(
     response: Response<Incoming>,
+    connection: Sender,
     slot: crate::backend::InFlight,
     method: MethodLabel,
     started: Instant,
@@ -416,6 +411,8 @@ fn proxied(
         in_flight: slot,
         started,
         sent: 0,
+        complete: body.is_end_stream(),
+        connection: Some(connection),
     };
     Response::from_parts(
         parts,

@@ -10,6 +10,7 @@
 //! - [`forward`]: the request path (pick, guard, forward, record, retry or answer).
 //! - [`backend`]: per-backend live state: in-flight slots, health flag, breaker, metric handles.
 //! - [`runtime`]: the atomic snapshot of config, backends, selector and retry policy.
+//! - [`upstream`]: the per-backend pool of keep-alive connections.
 //! - [`health`]: the active health checker.
 //! - [`metrics`]: the Prometheus families and their endpoint.
 //! - [`validate`]: request-head checks hyper leaves to the application (Host, codings, 414).
@@ -27,6 +28,7 @@ pub mod idle;
 pub mod metrics;
 pub mod runtime;
 pub mod server;
+pub mod upstream;
 pub mod validate;
 
 pub use server::{Daemon, StartError};

@@ -3,23 +3,16 @@
 //! a new snapshot and swap it in without a lock on the request path.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use lb_core::balance::{BackendSpec, Selector};
 use lb_core::breaker::{BreakerPolicy, CircuitBreaker};
 use lb_core::config::Config;
 use lb_core::retry::{RetryBudget, RetryPolicy};
 
 use crate::backend::Backend;
-use crate::body::UpstreamBody;
 use crate::metrics::Metrics;
-
-/// The pooled HTTP/1.1 client that carries requests to backends.
-pub type UpstreamClient = Client<HttpConnector, UpstreamBody>;
 
 /// Errors building a runtime from a configuration that passed validation but is still unusable.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +68,13 @@ impl Runtime {
             .enumerate()
             .map(|(index, backend)| {
                 let breaker = policy.map(CircuitBreaker::new);
-                Arc::new(Backend::new(index, backend, breaker, metrics))
+                Arc::new(Backend::new(
+                    index,
+                    backend,
+                    breaker,
+                    &config.upstream,
+                    metrics,
+                ))
             })
             .collect();
         let specs: Vec<BackendSpec<'_>> = config
@@ -118,8 +117,6 @@ pub struct Shared {
     pub runtime: ArcSwap<Runtime>,
     /// The metric families.
     pub metrics: Arc<Metrics>,
-    /// The pooled client to backends.
-    pub client: UpstreamClient,
 }
 
 impl Shared {
@@ -130,27 +127,9 @@ impl Shared {
         now: Instant,
     ) -> Result<Self, RuntimeError> {
         let runtime = Runtime::build(config.clone(), &metrics, now)?;
-        let client = upstream_client(&config);
         Ok(Self {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
-            client,
         })
     }
-}
-
-/// The pooled client: keep-alive, a bounded idle pool per backend, a connect timeout,
-/// `TCP_NODELAY`.
-pub fn upstream_client(config: &Config) -> UpstreamClient {
-    let upstream = &config.upstream;
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(upstream.connect_timeout));
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(upstream.pool_idle_timeout)
-        .pool_max_idle_per_host(upstream.pool_max_idle_per_backend)
-        .build(connector)
 }

@@ -134,3 +134,26 @@ async fn h2c_clients_are_served() {
     );
     daemon.shutdown().await;
 }
+
+#[tokio::test]
+async fn upstream_connections_are_reused_across_requests() {
+    let backends = backends(1).await;
+    let daemon = balancer(&backends, "").await;
+    let client = client();
+    for path in ["/", "/status/204", "/bytes/100000", "/", "/status/404"] {
+        for _ in 0..10 {
+            get(&client, daemon.listen_addr, path).await;
+        }
+    }
+    let head = Request::head(format!("http://{}/", daemon.listen_addr))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    send(&client, head).await;
+    let stats = backends[0].stats().snapshot();
+    assert_eq!(stats.requests, 51);
+    assert_eq!(
+        stats.connections, 1,
+        "51 sequential requests, bodies read to the end, should share one upstream connection"
+    );
+    daemon.shutdown().await;
+}
