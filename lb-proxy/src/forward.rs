@@ -90,13 +90,14 @@ pub async fn handle(
         return refuse_and_close(shared, method, version, TOO_LARGE);
     }
 
-    let fault = Arc::new(BodyFault::default());
+    // Only a request with a body needs to learn whether that body failed: no allocation otherwise.
+    let fault: Option<Arc<BodyFault>> = (!body.is_end_stream()).then(Default::default);
     let (mut upstream_body, replayable) = if body.is_end_stream() {
         (Some(UpstreamBody::Empty), true)
     } else if declared_length.is_some_and(|length| length <= REPLAY_BUFFER_BYTES) {
         let read = tokio::time::timeout(
             runtime.config.server.request_timeout,
-            LimitedBody::new(body, limit, fault.clone()).collect(),
+            LimitedBody::new(body, limit, fault.clone().unwrap_or_default()).collect(),
         )
         .await;
         match read {
@@ -104,7 +105,7 @@ pub async fn handle(
                 Some(UpstreamBody::Buffered(Some(collected.to_bytes()))),
                 true,
             ),
-            Ok(Err(_)) if fault.too_large() => {
+            Ok(Err(_)) if fault.as_ref().is_some_and(|fault| fault.too_large()) => {
                 return refuse_and_close(shared, method, version, TOO_LARGE);
             }
             Ok(Err(_)) => {
@@ -119,7 +120,7 @@ pub async fn handle(
             Some(UpstreamBody::Streaming(LimitedBody::new(
                 body,
                 limit,
-                fault.clone(),
+                fault.clone().unwrap_or_default(),
             ))),
             false,
         )
@@ -161,7 +162,9 @@ pub async fn handle(
         };
         // Eligibility was judged a moment ago; a racing request may have taken the last slot or
         // the last probe. Such refusals are bounded so a saturated fleet answers 503 at once.
-        let Some(slot) = backend.try_reserve() else {
+        let reserved = backend.try_reserve().map(|slot| (slot, backend.admit(now)));
+        let Some((slot, attempt_permit)) = reserved.filter(|(_, permit)| !permit.is_rejected())
+        else {
             refusals += 1;
             if refusals > runtime.backends.len() {
                 return no_backend(shared, method);
@@ -169,15 +172,6 @@ pub async fn handle(
             tried.push(backend.index);
             continue;
         };
-        let attempt_permit = backend.admit(now);
-        if attempt_permit.is_rejected() {
-            refusals += 1;
-            if refusals > runtime.backends.len() {
-                return no_backend(shared, method);
-            }
-            tried.push(backend.index);
-            continue;
-        }
 
         let may_retry = replayable && attempt < max_attempts;
         let body = match upstream_body.as_ref() {
@@ -243,7 +237,9 @@ pub async fn handle(
             }
             Ok(Err(error)) => {
                 // The client's body failed, not the backend: no breaker failure, no retry.
-                if fault.too_large() || fault.malformed() {
+                if let Some(fault) = &fault
+                    && (fault.too_large() || fault.malformed())
+                {
                     drop(attempt_permit);
                     let rejection = if fault.too_large() {
                         TOO_LARGE
