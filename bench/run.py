@@ -215,13 +215,15 @@ def run_wrk(name, scenario, duration, tmp):
 
 
 async def hold_idle(port, count):
+    """Opens `count` keep-alive connections and has each serve one request, one at a time, so
+    that each is an idle keep-alive connection that has parsed a request (not a burst of
+    `count` concurrent requests, which would measure the peak of a burst instead)."""
     conns = []
     for _ in range(count):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        conns.append(writer)
-    # one request on each so the proxy has parsed a request and holds a keep-alive connection
-    for writer in conns:
         writer.write(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+        await reader.readuntil(b"ok")
+        conns.append(writer)
     await asyncio.sleep(0.5)
     return conns
 
