@@ -40,6 +40,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
             .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            // Host is end-to-end and required by HTTP/1.1: a client cannot make us drop it.
+            .filter(|name| name != header::HOST)
             .collect();
         for name in named {
             headers.remove(name);
@@ -133,6 +135,18 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         let left: Vec<&str> = headers.keys().map(|name| name.as_str()).collect();
         assert_eq!(left, ["host", "accept"]);
+    }
+
+    #[test]
+    fn client_cannot_drop_host_through_connection() {
+        let mut headers = map(&[
+            ("connection", "host, x-a"),
+            ("host", "shop.test"),
+            ("x-a", "1"),
+        ]);
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers[header::HOST], "shop.test");
+        assert!(!headers.contains_key("x-a"));
     }
 
     #[test]
