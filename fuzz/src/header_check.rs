@@ -1,5 +1,5 @@
 //! Header sanitising: from any header section (one `name: value` per line, invalid lines
-//! skipped), hop-by-hop removal leaves no hop-by-hop header and nothing `Connection` named;
+//! skipped), hop-by-hop removal leaves no hop-by-hop header and nothing `Connection` named but `Host`;
 //! at the edge exactly our `X-Forwarded-For` remains; behind a trusted proxy the client address
 //! is the peer or an address from the header; the transfer-coding check never panics.
 
@@ -45,6 +45,8 @@ pub fn check(data: &[u8]) {
         .flat_map(|value| value.split(','))
         .map(|token| token.trim().to_ascii_lowercase())
         .filter(|token| HeaderName::from_bytes(token.as_bytes()).is_ok())
+        // Host is end-to-end: kept even when named in Connection.
+        .filter(|token| token != "host")
         .collect();
     let trusted: Vec<Cidr> = ["10.0.0.0/8", "127.0.0.1", "::1"]
         .iter()
