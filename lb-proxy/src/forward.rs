@@ -195,7 +195,8 @@ pub async fn handle(
         let result =
             tokio::time::timeout_at(deadline, backend.pool.send(backend.addr, upstream, now)).await;
         let now = Instant::now();
-        let kind = match result {
+        // A backend's 5xx that may be retried is kept: it is the answer if no retry happens.
+        let (kind, kept) = match result {
             Ok(Ok((response, connection))) => {
                 let status = response.status();
                 let kind = FailureKind::Status(status.as_u16());
@@ -209,31 +210,7 @@ pub async fn handle(
                 if !retry_wanted || !may_retry {
                     return proxied(response, connection, slot, method, started, request_bytes);
                 }
-                match decide(
-                    shared, &runtime, &backend, attempt, kind, idempotent, replayable, now,
-                ) {
-                    Some(backoff) => {
-                        // The unread body makes the connection unusable: both are dropped.
-                        drop((response, connection));
-                        drop(slot);
-                        if !wait_backoff(backoff, deadline).await {
-                            return failure_response(
-                                shared,
-                                &backend,
-                                method,
-                                FailureKind::ResponseTimeout,
-                                started,
-                            );
-                        }
-                        tried.push(backend.index);
-                        attempt += 1;
-                        last_failure = Some((backend, kind));
-                        continue;
-                    }
-                    None => {
-                        return proxied(response, connection, slot, method, started, request_bytes);
-                    }
-                }
+                (kind, Some((response, connection, slot)))
             }
             Ok(Err(error)) => {
                 // The client's body failed, not the backend: no breaker failure, no retry.
@@ -250,12 +227,16 @@ pub async fn handle(
                 }
                 let kind = classify(&error);
                 tracing::debug!(backend = %backend.name(), %error, kind = kind.label(), "attempt failed");
-                kind
+                attempt_permit.record(false, now);
+                drop(slot);
+                (kind, None)
             }
-            Err(_elapsed) => FailureKind::ResponseTimeout,
+            Err(_elapsed) => {
+                attempt_permit.record(false, now);
+                drop(slot);
+                (FailureKind::ResponseTimeout, None)
+            }
         };
-        attempt_permit.record(false, now);
-        drop(slot);
         let retry = if may_retry {
             decide(
                 shared, &runtime, &backend, attempt, kind, idempotent, replayable, now,
@@ -263,23 +244,29 @@ pub async fn handle(
         } else {
             None
         };
-        match retry {
-            Some(backoff) if wait_backoff(backoff, deadline).await => {
-                tried.push(backend.index);
-                attempt += 1;
-                last_failure = Some((backend, kind));
-            }
-            Some(_) => {
-                return failure_response(
-                    shared,
-                    &backend,
-                    method,
-                    FailureKind::ResponseTimeout,
-                    started,
-                );
-            }
-            None => return failure_response(shared, &backend, method, kind, started),
+        let Some(backoff) = retry else {
+            return match kept {
+                Some((response, connection, slot)) => {
+                    proxied(response, connection, slot, method, started, request_bytes)
+                }
+                None => failure_response(shared, &backend, method, kind, started),
+            };
+        };
+        // The slot is free during the backoff; an unread body makes its connection unusable,
+        // so both are dropped.
+        drop(kept);
+        if !wait_backoff(backoff, deadline).await {
+            return failure_response(
+                shared,
+                &backend,
+                method,
+                FailureKind::ResponseTimeout,
+                started,
+            );
         }
+        tried.push(backend.index);
+        attempt += 1;
+        last_failure = Some((backend, kind));
     }
 }
 

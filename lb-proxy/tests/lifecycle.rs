@@ -50,6 +50,20 @@ fn spawn(config: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
     (child, words[2].parse().unwrap(), words[5].parse().unwrap())
 }
 
+/// Waits (bounded) for `child` to exit and returns its exit code; `None` if it did not exit.
+async fn exit_code(child: &mut Child) -> Option<i32> {
+    let exited = eventually(Duration::from_secs(10), || {
+        let done = child.try_wait().ok().flatten().is_some();
+        async move { done }
+    })
+    .await;
+    if !exited {
+        let _ = child.kill();
+        return None;
+    }
+    child.wait().ok().and_then(|status| status.code())
+}
+
 #[test]
 fn invalid_config_exits_2_with_located_errors() {
     let dir = temp_dir("invalid");
@@ -143,13 +157,11 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
         "the in-flight request was cut: {}",
         answer.text()
     );
-    let exited = eventually(Duration::from_secs(10), || {
-        let done = child.try_wait().unwrap().is_some();
-        async move { done }
-    })
-    .await;
-    assert!(exited, "lb did not exit after draining");
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(
+        exit_code(&mut child).await,
+        Some(0),
+        "lb did not exit 0 after draining"
+    );
 }
 
 #[tokio::test]
@@ -296,11 +308,9 @@ async fn demo_serves_three_backends_and_stops_cleanly() {
         .status()
         .unwrap();
     assert!(status.success());
-    let exited = eventually(Duration::from_secs(10), || {
-        let done = child.try_wait().unwrap().is_some();
-        async move { done }
-    })
-    .await;
-    assert!(exited, "the demo did not stop on SIGTERM");
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(
+        exit_code(&mut child).await,
+        Some(0),
+        "the demo did not stop cleanly on SIGTERM"
+    );
 }
