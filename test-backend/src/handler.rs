@@ -95,6 +95,14 @@ pub(crate) async fn handle(
     }
 
     let _in_flight = shared.stats.begin(req.method() == Method::POST);
+    if shared.log_requests {
+        let id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("-");
+        println!("{} {} {id}", req.method(), req.uri().path());
+    }
     if let Some(latency) = shared.latency {
         tokio::time::sleep(latency).await;
     }

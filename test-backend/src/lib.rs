@@ -66,6 +66,9 @@ pub struct BackendOptions {
     pub fail_rate: f64,
     /// Delay added before answering every non-health request.
     pub latency: Option<Duration>,
+    /// Print `METHOD PATH X-REQUEST-ID` on stdout for every non-health request (the chaos
+    /// script checks from these lines that no POST reached a backend twice).
+    pub log_requests: bool,
 }
 
 impl Default for BackendOptions {
@@ -75,6 +78,7 @@ impl Default for BackendOptions {
             toggle_health: None,
             fail_rate: 0.0,
             latency: None,
+            log_requests: false,
         }
     }
 }
@@ -90,6 +94,7 @@ pub(crate) struct Shared {
     /// `f64` bits of the failure probability, changeable at run time.
     fail_rate: AtomicU64,
     latency: Option<Duration>,
+    log_requests: bool,
     stats: Arc<BackendStats>,
 }
 
@@ -217,6 +222,7 @@ pub async fn spawn(listener: TcpListener, options: BackendOptions) -> RunningBac
         healthy: AtomicBool::new(true),
         fail_rate: AtomicU64::new(clamp_rate(options.fail_rate).to_bits()),
         latency: options.latency.filter(|d| !d.is_zero()),
+        log_requests: options.log_requests,
         stats: Arc::new(BackendStats::default()),
     });
     let toggler = options

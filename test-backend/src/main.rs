@@ -27,6 +27,9 @@ struct Args {
     /// Address to bind
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
+    /// Print `METHOD PATH X-REQUEST-ID` on stdout for every non-health request
+    #[arg(long)]
+    log_requests: bool,
     /// Tokio worker threads [default: the CPUs this process may run on]
     #[arg(long)]
     threads: Option<usize>,
@@ -103,6 +106,7 @@ async fn run(args: Args) -> ExitCode {
             toggle_health: args.toggle_health,
             fail_rate: args.fail_rate,
             latency: args.latency.map(Duration::from_millis),
+            log_requests: args.log_requests,
         };
         let backend = spawn(listener, options).await;
         println!(
