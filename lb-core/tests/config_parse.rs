@@ -89,6 +89,7 @@ server:
   max_header_bytes: 16384
   max_uri_bytes: 100
   trusted_proxies: [10.0.0.0/8, 192.168.1.7, \"::1\"]
+  h2c: true
 upstream:
   connect_timeout: 250ms
   pool_idle_timeout: 0s
@@ -145,6 +146,7 @@ metrics:
                 .iter()
                 .map(|text| text.parse().unwrap())
                 .collect(),
+            h2c: true,
         }
     );
     assert_eq!(

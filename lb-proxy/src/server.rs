@@ -175,7 +175,12 @@ async fn accept_loop(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(None);
-    let builder = Arc::new(builder);
+    // Without h2c the auto builder serves HTTP/1 directly, skipping its protocol sniff.
+    let builder = Arc::new(if server.h2c {
+        builder
+    } else {
+        builder.http1_only()
+    });
     let idle_timeout = server.idle_timeout;
 
     loop {

@@ -109,7 +109,7 @@ async fn methods_and_statuses_pass_through() {
 #[tokio::test]
 async fn h2c_clients_are_served() {
     let backends = backends(2).await;
-    let daemon = balancer(&backends, "").await;
+    let daemon = balancer(&backends, "server:\n  h2c: true\n").await;
     let h2: hyper_util::client::legacy::Client<_, Full<Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .http2_only(true)
@@ -155,5 +155,25 @@ async fn upstream_connections_are_reused_across_requests() {
         stats.connections, 1,
         "51 sequential requests, bodies read to the end, should share one upstream connection"
     );
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn h2c_is_refused_unless_enabled() {
+    let backends = backends(1).await;
+    let daemon = balancer(&backends, "").await;
+    let h2: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let request = Request::get(format!("http://{}/", daemon.listen_addr))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let outcome = h2.request(request).await;
+    assert!(
+        outcome.is_err() || outcome.is_ok_and(|response| response.status() != 200),
+        "an HTTP/1-only listener must not serve h2c"
+    );
+    assert_eq!(backends[0].stats().snapshot().requests, 0);
     daemon.shutdown().await;
 }

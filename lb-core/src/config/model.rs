@@ -83,6 +83,9 @@ pub struct ServerConfig {
     /// Peers whose `X-Forwarded-For` is believed (and appended to); empty means the balancer is
     /// the edge and replaces the header with the peer's address.
     pub trusted_proxies: Vec<Cidr>,
+    /// Also accept HTTP/2 with prior knowledge (h2c) on the listener. Off, the listener speaks
+    /// HTTP/1 only and skips the per-connection protocol sniff.
+    pub h2c: bool,
 }
 
 /// Smallest `server.max_header_bytes`: hyper's read buffer cannot be set below 8 KiB.
@@ -102,6 +105,7 @@ impl Default for ServerConfig {
             max_header_bytes: 64 * 1024,
             max_uri_bytes: 8 * 1024,
             trusted_proxies: Vec::new(),
+            h2c: false,
         }
     }
 }

@@ -75,7 +75,7 @@ pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> 
 }
 
 fn server(w: &mut Walker<'_>, top: &Section<'_>) -> (ServerConfig, Got<SocketAddr>) {
-    const FIELDS: [&str; 11] = [
+    const FIELDS: [&str; 12] = [
         "listen",
         "workers",
         "max_client_connections",
@@ -87,6 +87,7 @@ fn server(w: &mut Walker<'_>, top: &Section<'_>) -> (ServerConfig, Got<SocketAdd
         "max_header_bytes",
         "max_uri_bytes",
         "trusted_proxies",
+        "h2c",
     ];
     let d = ServerConfig::default();
     let s = w.section(top.get("server"), "server", &FIELDS);
@@ -137,6 +138,7 @@ fn server(w: &mut Walker<'_>, top: &Section<'_>) -> (ServerConfig, Got<SocketAdd
             .value,
         max_uri_bytes: w.get(&s, "max_uri_bytes", d.max_uri_bytes, int(1)).value,
         trusted_proxies: trusted_proxies(w, &s),
+        h2c: w.get(&s, "h2c", d.h2c, boolean).value,
     };
     (config, listen)
 }
