@@ -150,7 +150,7 @@ async fn serve(config: Option<Config>, args: &Args) -> ExitCode {
     };
     tracing::info!(
         listen = %daemon.listen_addr,
-        metrics = ?daemon.metrics_addr,
+        metrics = %daemon.metrics_addr.map_or_else(|| "off".to_owned(), |addr| addr.to_string()),
         algorithm,
         backends = %backends.join(","),
         "lb started"
