@@ -204,6 +204,17 @@ where
     }
 }
 
+/// Whether, within 5 s, no request is in flight to any backend and no client connection is open:
+/// nothing leaked.
+pub async fn drained(daemon: &Daemon) -> bool {
+    eventually(Duration::from_secs(5), || async {
+        let metrics = scrape(daemon).await;
+        metric_sum(&metrics, "lb_active_connections", &[]) == 0.0
+            && metric_sum(&metrics, "lb_client_connections", &[]) == 0.0
+    })
+    .await
+}
+
 /// Counts answers by backend name.
 pub fn tally(answers: &[Answer]) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
