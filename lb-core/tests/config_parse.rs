@@ -84,6 +84,7 @@ server:
   header_read_timeout: 3s
   request_timeout: 1m30s
   idle_timeout: 2m
+  idle_release_after: 250ms
   max_request_body_bytes: 1024
   shutdown_grace: 0
   max_header_bytes: 16384
@@ -138,6 +139,7 @@ metrics:
             header_read_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(90),
             idle_timeout: Duration::from_secs(120),
+            idle_release_after: Duration::from_millis(250),
             max_request_body_bytes: 1024,
             shutdown_grace: Duration::ZERO,
             max_header_bytes: 16384,

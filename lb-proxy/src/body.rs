@@ -17,6 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::backend::InFlight;
+use crate::idle::BusyGuard;
 use crate::upstream::Sender;
 
 /// Errors a body can yield while streaming.
@@ -112,6 +113,8 @@ pub struct LimitedBody {
     limit: u64,
     /// Raised when the limit was crossed or the client's framing failed.
     fault: Arc<BodyFault>,
+    /// Keeps the client connection from being released while its body is still arriving.
+    _busy: Option<BusyGuard>,
 }
 
 impl LimitedBody {
@@ -122,7 +125,14 @@ impl LimitedBody {
             seen: 0,
             limit,
             fault,
+            _busy: None,
         }
+    }
+
+    /// Keeps `busy` until this body is dropped.
+    pub fn holding(mut self, busy: BusyGuard) -> Self {
+        self._busy = Some(busy);
+        self
     }
 }
 
@@ -259,5 +269,39 @@ impl Body for ClientBody {
             }
             ClientBody::Proxied { inner, .. } => inner.size_hint(),
         }
+    }
+}
+
+/// A response body that keeps its client connection from being released until it is dropped.
+#[derive(Debug)]
+pub struct TrackedBody {
+    inner: ClientBody,
+    _busy: BusyGuard,
+}
+
+impl TrackedBody {
+    /// `inner`, holding `busy`.
+    pub fn new(inner: ClientBody, busy: BusyGuard) -> Self {
+        Self { inner, _busy: busy }
+    }
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -19,6 +19,7 @@ use lb_core::retry::{AttemptFailure, FailureKind, GiveUpReason, RetryDecision, i
 use crate::backend::{Backend, EligibleView};
 use crate::body::{BodyFault, ClientBody, Completion, LimitedBody, UpstreamBody};
 use crate::headers::{X_FORWARDED_FOR, add_forwarded, strip_hop_by_hop};
+use crate::idle::{Activity, BusyGuard};
 use crate::metrics::{MethodLabel, RequestLabels, RetryLabels};
 use crate::runtime::{Runtime, Shared};
 use crate::upstream::{SendFailure, Sender};
@@ -38,6 +39,8 @@ pub struct ClientInfo {
     /// Whether the peer is in `server.trusted_proxies`: its `X-Forwarded-For` is then believed
     /// and appended to; otherwise it is replaced and the peer is the client.
     pub trusted: bool,
+    /// What is in flight on the connection, for its idle release.
+    pub activity: Arc<Activity>,
 }
 
 impl ClientInfo {
@@ -49,6 +52,7 @@ impl ClientInfo {
             peer,
             forwarded_for,
             trusted: lb_core::net::is_trusted(trusted_proxies, peer.ip()),
+            activity: Arc::default(),
         }
     }
 
@@ -117,11 +121,10 @@ pub async fn handle(
         }
     } else {
         (
-            Some(UpstreamBody::Streaming(LimitedBody::new(
-                body,
-                limit,
-                fault.clone().unwrap_or_default(),
-            ))),
+            Some(UpstreamBody::Streaming(
+                LimitedBody::new(body, limit, fault.clone().unwrap_or_default())
+                    .holding(BusyGuard::new(&client.activity)),
+            )),
             false,
         )
     };

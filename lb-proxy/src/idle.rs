@@ -1,35 +1,143 @@
-//! An IO wrapper that fails a connection on which no byte has moved, in either direction, for
-//! `server.idle_timeout`.
+//! Idle client connections: the idle timeout, and the moment an idle HTTP/1 connection may give
+//! back its buffers.
 //!
-//! Activity only sets a flag; the timer is armed when an operation would block and re-armed
-//! lazily when it fires after activity, so a busy connection pays no timer work per read.
+//! [`IdleTimeoutIo`] fails a connection on which no byte has moved, in either direction, for
+//! `server.idle_timeout`. Activity only sets a flag; the timer is armed when an operation would
+//! block and re-armed lazily when it fires, so a busy connection pays no timer work per read.
+//!
+//! When the same timer finds the connection quiet for `server.idle_release_after` with nothing
+//! in flight ([`Activity`]), it asks the connection's driver to release it: the driver stops
+//! hyper's connection (freeing its 8 KiB read and write buffers) and waits for the socket to
+//! become readable with [`IdleTimeoutIo::poll_parked`]. Bytes hyper had read but not parsed come
+//! back as a prefix that is served before the socket's own.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-/// `T` with an idle timeout.
+/// What is in flight on one client connection, shared by its IO, its requests and its driver.
+#[derive(Debug, Default)]
+pub struct Activity {
+    /// Responses not yet fully sent plus request bodies not yet fully received.
+    busy: AtomicUsize,
+    /// Set by the idle timer: the connection has been quiet long enough to be released.
+    release_wanted: AtomicBool,
+    /// A request has completed since the connection was opened or resumed. Until then hyper
+    /// is not between requests, and asking it to stop would cost the client its keep-alive.
+    served: AtomicBool,
+}
+
+impl Activity {
+    /// Whether nothing is in flight.
+    fn is_quiet(&self) -> bool {
+        self.busy.load(Ordering::Relaxed) == 0
+    }
+
+    /// Takes the idle timer's request to release the connection.
+    pub fn take_release_wanted(&self) -> bool {
+        self.release_wanted.swap(false, Ordering::Relaxed)
+    }
+
+    /// Notes that the connection is served by a new hyper connection, which has not yet
+    /// completed a request.
+    pub fn resumed(&self) {
+        self.served.store(false, Ordering::Relaxed);
+        self.release_wanted.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the connection is between requests as far as its requests can tell: nothing in
+    /// flight, and a request completed on the current hyper connection.
+    pub fn may_release(&self) -> bool {
+        self.is_quiet() && self.served.load(Ordering::Relaxed)
+    }
+}
+
+/// Marks work in flight on a connection (a response being sent, a request body being received)
+/// until dropped.
+#[derive(Debug)]
+pub struct BusyGuard(Arc<Activity>);
+
+impl BusyGuard {
+    /// Counts one more piece of work in flight on `activity`'s connection.
+    pub fn new(activity: &Arc<Activity>) -> Self {
+        activity.busy.fetch_add(1, Ordering::Relaxed);
+        Self(activity.clone())
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        if self.0.busy.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.served.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// When an idle connection may be released, and who to tell.
+#[derive(Debug)]
+pub struct Release {
+    /// Quiet time after which the connection may be released.
+    pub after: Duration,
+    /// The connection's work in flight.
+    pub activity: Arc<Activity>,
+}
+
+/// `T` with an idle timeout and, for HTTP/1 connections, release of idle state.
 #[derive(Debug)]
 pub struct IdleTimeoutIo<T> {
     inner: T,
     timeout: Duration,
+    release: Option<Release>,
     timer: Pin<Box<Sleep>>,
+    /// A byte moved since the timer last fired.
     active: bool,
+    /// The last write would have blocked: the client is not reading what it was sent.
+    write_blocked: bool,
+    /// When the timer last saw the connection active.
+    quiet_since: Instant,
+    /// Bytes read from the socket by a released HTTP connection but not consumed by it.
+    prefix: Bytes,
 }
 
 impl<T> IdleTimeoutIo<T> {
-    /// Wraps `inner`; it fails with `TimedOut` after `timeout` without any byte moving.
-    pub fn new(inner: T, timeout: Duration) -> Self {
+    /// Wraps `inner`; it fails with `TimedOut` after `timeout` without any byte moving, and with
+    /// `release`, asks for release after `release.after` quiet with nothing in flight.
+    pub fn new(inner: T, timeout: Duration, release: Option<Release>) -> Self {
+        let now = Instant::now();
+        let first = tick(timeout, &release);
         Self {
             inner,
             timeout,
-            timer: Box::pin(tokio::time::sleep(timeout)),
+            release,
+            timer: Box::pin(tokio::time::sleep_until(now + first)),
             active: false,
+            write_blocked: false,
+            quiet_since: now,
+            prefix: Bytes::new(),
         }
+    }
+
+    fn tick(&self) -> Duration {
+        tick(self.timeout, &self.release)
+    }
+
+    /// Serves a copy of `bytes` before anything read from the socket. A copy, because `bytes`
+    /// is usually a view into a released connection's read buffer, which would stay allocated.
+    pub fn set_prefix(&mut self, bytes: &[u8]) {
+        self.prefix = Bytes::copy_from_slice(bytes);
+    }
+
+    /// Whether bytes are waiting in the prefix.
+    pub fn has_prefix(&self) -> bool {
+        !self.prefix.is_empty()
     }
 
     fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
@@ -37,15 +145,88 @@ impl<T> IdleTimeoutIo<T> {
             if self.timer.as_mut().poll(cx).is_pending() {
                 return Ok(());
             }
-            if !self.active {
+            let now = Instant::now();
+            if std::mem::take(&mut self.active) {
+                self.quiet_since = now;
+            }
+            let quiet = now.saturating_duration_since(self.quiet_since);
+            if quiet >= self.timeout {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "connection idle timeout",
                 ));
             }
+            let mut next = self.quiet_since + self.timeout;
+            if let Some(release) = &self.release {
+                if quiet < release.after {
+                    next = next.min(self.quiet_since + release.after);
+                } else {
+                    if !self.write_blocked && release.activity.may_release() {
+                        release
+                            .activity
+                            .release_wanted
+                            .store(true, Ordering::Relaxed);
+                    }
+                    // Busy (a slow response, a long poll): look again later.
+                    next = next.min(now + release.after);
+                }
+            }
+            self.timer.as_mut().reset(next);
+        }
+    }
+
+    /// Notes a write that moved bytes, or checks the idle timer when the write would block.
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match poll {
+            Poll::Ready(result) => {
+                self.write_blocked = false;
+                if matches!(result, Ok(written) if written > 0) {
+                    self.active = true;
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                self.write_blocked = true;
+                match self.check(cx) {
+                    Ok(()) => Poll::Pending,
+                    Err(error) => Poll::Ready(Err(error)),
+                }
+            }
+        }
+    }
+}
+
+/// How long after the last activity the timer first looks at a connection.
+fn tick(timeout: Duration, release: &Option<Release>) -> Duration {
+    match release {
+        Some(release) => release.after.min(timeout),
+        None => timeout,
+    }
+}
+
+impl IdleTimeoutIo<TcpStream> {
+    /// Waits, holding no buffer, until the released connection's client sends again
+    /// (`Ok(true)`), or its idle timeout passes (`Ok(false)`).
+    pub fn poll_parked(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        if self.inner.poll_read_ready(cx)?.is_ready() {
+            let now = Instant::now();
+            self.quiet_since = now;
             self.active = false;
-            let deadline = Instant::now() + self.timeout;
+            let tick = self.tick();
+            self.timer.as_mut().reset(now + tick);
+            return Poll::Ready(Ok(true));
+        }
+        let deadline = self.quiet_since + self.timeout;
+        if self.timer.deadline() != deadline {
             self.timer.as_mut().reset(deadline);
+        }
+        match self.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Ok(false)),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -57,6 +238,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleTimeoutIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(result) => {
@@ -66,28 +253,6 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleTimeoutIo<T> {
                 Poll::Ready(result)
             }
             Poll::Pending => match this.check(cx) {
-                Ok(()) => Poll::Pending,
-                Err(error) => Poll::Ready(Err(error)),
-            },
-        }
-    }
-}
-
-impl<T> IdleTimeoutIo<T> {
-    /// Notes a write that moved bytes, or checks the idle timer when the write would block.
-    fn after_write(
-        &mut self,
-        cx: &mut Context<'_>,
-        poll: Poll<io::Result<usize>>,
-    ) -> Poll<io::Result<usize>> {
-        match poll {
-            Poll::Ready(result) => {
-                if matches!(result, Ok(written) if written > 0) {
-                    self.active = true;
-                }
-                Poll::Ready(result)
-            }
-            Poll::Pending => match self.check(cx) {
                 Ok(()) => Poll::Pending,
                 Err(error) => Poll::Ready(Err(error)),
             },

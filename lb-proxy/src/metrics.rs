@@ -159,6 +159,8 @@ pub struct Metrics {
     pub client_connections: Gauge,
     /// `lb_client_connections_accepted_total`.
     pub client_connections_accepted: Counter,
+    /// `lb_client_connections_idle`: client connections released between requests.
+    pub client_connections_idle: Gauge,
     /// `lb_retry_budget_exhausted_total`: retries refused by the budget.
     pub retry_budget_exhausted: Counter,
     /// `lb_no_backend_total`: requests answered 503 because no backend was eligible.
@@ -186,6 +188,7 @@ impl Metrics {
         let breaker_transitions = Family::<BreakerTransitionLabels, Counter>::default();
         let client_connections = Gauge::default();
         let client_connections_accepted = Counter::default();
+        let client_connections_idle = Gauge::default();
         let retry_budget_exhausted = Counter::default();
         let no_backend = Counter::default();
         let weight = Family::<BackendLabels, Gauge>::default();
@@ -251,6 +254,11 @@ impl Metrics {
             client_connections_accepted.clone(),
         );
         registry.register(
+            "lb_client_connections_idle",
+            "Client connections idle between requests, their buffers released",
+            client_connections_idle.clone(),
+        );
+        registry.register(
             "lb_retry_budget_exhausted",
             "Retries refused because the retry budget was empty",
             retry_budget_exhausted.clone(),
@@ -279,6 +287,7 @@ impl Metrics {
             breaker_transitions,
             client_connections,
             client_connections_accepted,
+            client_connections_idle,
             retry_budget_exhausted,
             no_backend,
             weight,

@@ -6,21 +6,29 @@
 //! `server.shutdown_grace`, then returns.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
+use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use lb_core::config::{Config, MIN_MAX_HEADER_BYTES};
-use tokio::net::TcpListener;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
+use crate::body::TrackedBody;
 use crate::forward::{ClientInfo, handle};
-use crate::idle::IdleTimeoutIo;
+use crate::idle::{Activity, BusyGuard, IdleTimeoutIo, Release};
 use crate::metrics::Metrics;
 use crate::runtime::{RuntimeError, Shared};
 
@@ -162,26 +170,33 @@ async fn accept_loop(
     let server = &config.server;
     let limit = Arc::new(Semaphore::new(server.max_client_connections));
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let mut http1 = http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(server.header_read_timeout)
         // A head that does not fit the read buffer is answered 431 by hyper.
         .max_buf_size(server.max_header_bytes.max(MIN_MAX_HEADER_BYTES))
         .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval(None);
-    // Without h2c the auto builder serves HTTP/1 directly, skipping its protocol sniff.
-    let builder = Arc::new(if server.h2c {
+    let http1 = Arc::new(http1);
+    // h2c needs the auto builder's protocol sniff; HTTP/1 alone is served by our own driver,
+    // which can release idle connections.
+    let auto = server.h2c.then(|| {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
-    } else {
-        builder.http1_only()
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(server.header_read_timeout)
+            .max_buf_size(server.max_header_bytes.max(MIN_MAX_HEADER_BYTES))
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX))
+            .keep_alive_interval(None);
+        builder
     });
     let idle_timeout = server.idle_timeout;
+    let idle_release_after = server.idle_release_after;
 
     loop {
         // Waiting for a permit before accepting leaves excess connections in the kernel's
@@ -209,34 +224,190 @@ async fn accept_loop(
         shared.metrics.client_connections.inc();
         shared.metrics.client_connections_accepted.inc();
         let client = Arc::new(ClientInfo::new(peer, &server.trusted_proxies));
-        let service_shared = shared.clone();
-        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let shared = service_shared.clone();
-            let client = client.clone();
-            async move { Ok::<_, Infallible>(handle(&shared, &client, request).await) }
-        });
-        let io = TokioIo::new(IdleTimeoutIo::new(stream, idle_timeout));
-        let connection = graceful.watch(builder.serve_connection(io, service).into_owned());
+        let service = ProxyService {
+            shared: shared.clone(),
+            client: client.clone(),
+        };
         let shared = shared.clone();
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, error = %error, "client connection ended with an error");
+        match &auto {
+            None => {
+                let release = Release {
+                    after: idle_release_after,
+                    activity: client.activity.clone(),
+                };
+                let io = IdleTimeoutIo::new(stream, idle_timeout, Some(release));
+                let http1 = http1.clone();
+                let stopped = stopped.clone();
+                tokio::spawn(async move {
+                    serve_http1(
+                        io,
+                        &http1,
+                        service,
+                        &client.activity,
+                        stopped,
+                        &shared.metrics.client_connections_idle,
+                    )
+                    .await;
+                    shared.metrics.client_connections.dec();
+                    drop(permit);
+                });
             }
-            shared.metrics.client_connections.dec();
-            drop(permit);
-        });
+            Some(auto) => {
+                let io = TokioIo::new(IdleTimeoutIo::new(stream, idle_timeout, None));
+                let connection = graceful.watch(auto.serve_connection(io, service).into_owned());
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%peer, error = %error, "client connection ended with an error");
+                    }
+                    shared.metrics.client_connections.dec();
+                    drop(permit);
+                });
+            }
+        }
     }
     drop(listener);
     let grace = config.server.shutdown_grace;
+    let total = config.server.max_client_connections;
     tracing::info!(
-        in_flight_connections = graceful.count(),
+        in_flight_connections = total - limit.available_permits(),
         grace_ms = grace.as_millis() as u64,
         "draining"
     );
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let drained = async {
+        graceful.shutdown().await;
+        // Every connection holds a permit until it is closed.
+        let _ = limit
+            .acquire_many(u32::try_from(total).unwrap_or(u32::MAX))
+            .await;
+    };
+    if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!("shutdown grace expired with connections still open");
+    }
+}
+
+/// The proxy as a hyper service: one per client connection.
+#[derive(Clone)]
+struct ProxyService {
+    shared: Arc<Shared>,
+    client: Arc<ClientInfo>,
+}
+
+type ProxyFuture = Pin<Box<dyn Future<Output = Result<Response<TrackedBody>, Infallible>> + Send>>;
+
+impl Service<Request<Incoming>> for ProxyService {
+    type Response = Response<TrackedBody>;
+    type Error = Infallible;
+    // Boxed so that the connection can be driven with `poll_without_shutdown` (it needs an
+    // `Unpin` future); hyper would otherwise keep a slot of the future's size per connection.
+    type Future = ProxyFuture;
+
+    fn call(&self, request: Request<Incoming>) -> ProxyFuture {
+        // Counted before the first await: the connection is busy from the moment its head is read.
+        let busy = BusyGuard::new(&self.client.activity);
+        let shared = self.shared.clone();
+        let client = self.client.clone();
+        Box::pin(async move {
+            let response = handle(&shared, &client, request).await;
+            Ok(response.map(|body| TrackedBody::new(body, busy)))
+        })
+    }
+}
+
+/// How a hyper connection on a client socket ended.
+enum Ended {
+    /// Closed: by the client, by `Connection: close`, by shutdown, or on an error.
+    Closed,
+    /// Stopped between requests to release its state; the socket stays open.
+    Released,
+}
+
+fn closed(result: hyper::Result<()>) -> Ended {
+    if let Err(error) = result {
+        tracing::debug!(%error, "client connection ended with an error");
+    }
+    Ended::Closed
+}
+
+/// Serves HTTP/1 on one client connection until it closes. While requests flow, hyper serves
+/// it; when the idle timer asks for release, hyper's connection is stopped between requests
+/// (its buffers freed) and the socket waits, holding no buffer, for the client's next bytes.
+async fn serve_http1(
+    mut io: IdleTimeoutIo<TcpStream>,
+    http1: &http1::Builder,
+    mut service: ProxyService,
+    activity: &Activity,
+    mut stopped: watch::Receiver<bool>,
+    idle_gauge: &Gauge,
+) {
+    // Polling the stop future takes a lock; once polled, it stays registered to wake this
+    // task, so later wakes only poll it again when the cheap version check says it is ready.
+    let watcher = stopped.clone();
+    let mut stop = std::pin::pin!(stop_requested(&mut stopped));
+    let mut stop_registered = false;
+    let mut stopping = false;
+    let mut stop_now = |cx: &mut std::task::Context<'_>| -> bool {
+        if stopping || (stop_registered && !watcher.has_changed().unwrap_or(true)) {
+            return false;
+        }
+        stop_registered = true;
+        stopping = stop.as_mut().poll(cx).is_ready();
+        stopping
+    };
+    loop {
+        let mut connection = Box::new(http1.serve_connection(TokioIo::new(io), service));
+        let mut shutting_down = false;
+        let ended = std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = connection.poll_without_shutdown(cx) {
+                return Poll::Ready(closed(result));
+            }
+            if shutting_down {
+                return Poll::Pending;
+            }
+            if stop_now(cx) {
+                shutting_down = true;
+                Pin::new(&mut *connection).graceful_shutdown();
+                return connection.poll_without_shutdown(cx).map(closed);
+            }
+            if activity.take_release_wanted() && activity.may_release() {
+                shutting_down = true;
+                Pin::new(&mut *connection).graceful_shutdown();
+                // Between requests hyper stops at once. If it does not, it was mid-message
+                // after all: it now closes after that message, and so does the socket.
+                return match connection.poll_without_shutdown(cx) {
+                    Poll::Ready(Ok(())) => Poll::Ready(Ended::Released),
+                    Poll::Ready(result) => Poll::Ready(closed(result)),
+                    Poll::Pending => Poll::Pending,
+                };
+            }
+            Poll::Pending
+        })
+        .await;
+        if matches!(ended, Ended::Closed) {
+            return;
+        }
+        let parts = connection.into_parts();
+        io = parts.io.into_inner();
+        io.set_prefix(&parts.read_buf);
+        service = parts.service;
+        // The read buffer is hyper's whole 8 KiB allocation: not kept while parked.
+        drop(parts.read_buf);
+        activity.resumed();
+        if io.has_prefix() {
+            // Part of the next request had already arrived.
+            continue;
+        }
+        idle_gauge.inc();
+        let resume = std::future::poll_fn(|cx| {
+            if stop_now(cx) {
+                return Poll::Ready(Ok(false));
+            }
+            io.poll_parked(cx)
+        })
+        .await;
+        idle_gauge.dec();
+        match resume {
+            Ok(true) => continue,
+            Ok(false) | Err(_) => return,
+        }
     }
 }

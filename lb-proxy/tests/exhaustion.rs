@@ -104,6 +104,8 @@ async fn slowloris_connections_do_not_starve_a_normal_client() {
         }
     }
     assert_eq!(served, 0, "an incomplete head was served");
+    // The normal client's keep-alive connection would otherwise live until idle_timeout.
+    drop(client);
     let drained = eventually(Duration::from_secs(5), || async {
         metric_sum(&scrape(&daemon).await, "lb_client_connections", &[]) == 0.0
     })

@@ -71,6 +71,10 @@ pub struct ServerConfig {
     /// An idle keep-alive client connection is closed after this long.
     #[serde(serialize_with = "duration::serialize")]
     pub idle_timeout: Duration,
+    /// An HTTP/1 client connection with nothing in flight and no byte moved for this long gives
+    /// back its buffers and parser state until its client sends again.
+    #[serde(serialize_with = "duration::serialize")]
+    pub idle_release_after: Duration,
     /// Larger request bodies are refused with 413.
     pub max_request_body_bytes: u64,
     /// On shutdown, in-flight requests get this long to finish.
@@ -100,6 +104,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            idle_release_after: Duration::from_secs(1),
             max_request_body_bytes: 10 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,

@@ -75,13 +75,14 @@ pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> 
 }
 
 fn server(w: &mut Walker<'_>, top: &Section<'_>) -> (ServerConfig, Got<SocketAddr>) {
-    const FIELDS: [&str; 12] = [
+    const FIELDS: [&str; 13] = [
         "listen",
         "workers",
         "max_client_connections",
         "header_read_timeout",
         "request_timeout",
         "idle_timeout",
+        "idle_release_after",
         "max_request_body_bytes",
         "shutdown_grace",
         "max_header_bytes",
@@ -116,6 +117,14 @@ fn server(w: &mut Walker<'_>, top: &Section<'_>) -> (ServerConfig, Got<SocketAdd
             .value,
         idle_timeout: w
             .get(&s, "idle_timeout", d.idle_timeout, duration(true))
+            .value,
+        idle_release_after: w
+            .get(
+                &s,
+                "idle_release_after",
+                d.idle_release_after,
+                duration(true),
+            )
             .value,
         max_request_body_bytes: w
             .get(

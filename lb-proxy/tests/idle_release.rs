@@ -1,0 +1,258 @@
+//! Release of idle HTTP/1 client connections (`server.idle_release_after`): a keep-alive
+//! connection quiet between requests gives back hyper's state and buffers, and must then serve
+//! its next request exactly as before — on the same socket, with a head split across the
+//! release, after a response slower than the release delay, after an upload that paused, and
+//! through shutdown.
+
+mod support;
+
+use std::time::Duration;
+
+use support::fake_backend::read_until_closed;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const RELEASE: &str = "server:\n  idle_release_after: 50ms\n  header_read_timeout: 30s\n";
+
+/// One response read off a keep-alive connection: status, lower-cased head, body.
+struct Response {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+/// Reads exactly one response (Content-Length or chunked) from `stream`.
+async fn read_response(stream: &mut TcpStream) -> Response {
+    let mut buffer = Vec::new();
+    let head_end = loop {
+        if let Some(at) = find(&buffer, b"\r\n\r\n") {
+            break at + 4;
+        }
+        read_more(stream, &mut buffer).await;
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+    let status = head[9..12].parse().expect("status code");
+    let mut rest = buffer.split_off(head_end);
+    let body = if let Some(length) = header(&head, "content-length") {
+        let length: usize = length.parse().expect("content-length");
+        while rest.len() < length {
+            read_more(stream, &mut rest).await;
+        }
+        assert_eq!(rest.len(), length, "bytes after the response");
+        rest
+    } else {
+        assert_eq!(header(&head, "transfer-encoding"), Some("chunked"));
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(at) = find(&rest, b"\r\n") {
+                    break at;
+                }
+                read_more(stream, &mut rest).await;
+            };
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap(), 16)
+                .expect("chunk size");
+            while rest.len() < line_end + 2 + size + 2 {
+                read_more(stream, &mut rest).await;
+            }
+            body.extend_from_slice(&rest[line_end + 2..line_end + 2 + size]);
+            rest.drain(..line_end + 2 + size + 2);
+            if size == 0 {
+                assert!(rest.is_empty(), "bytes after the response");
+                break body;
+            }
+        }
+    };
+    Response { status, head, body }
+}
+
+async fn read_more(stream: &mut TcpStream, buffer: &mut Vec<u8>) {
+    let mut chunk = [0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+        .await
+        .expect("no response within 10 s")
+        .expect("read");
+    assert!(
+        n > 0,
+        "connection closed mid-response: {:?}",
+        String::from_utf8_lossy(buffer)
+    );
+    buffer.extend_from_slice(&chunk[..n]);
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+async fn get_on(stream: &mut TcpStream, path: &str) -> Response {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    read_response(stream).await
+}
+
+async fn idle_connections(daemon: &lb_proxy::Daemon) -> f64 {
+    metric_sum(&scrape(daemon).await, "lb_client_connections_idle", &[])
+}
+
+async fn released(daemon: &lb_proxy::Daemon, count: f64) -> bool {
+    eventually(Duration::from_secs(5), || async {
+        idle_connections(daemon).await == count
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_released_connection_serves_its_next_requests_on_the_same_socket() {
+    let fleet = backends(2).await;
+    let daemon = balancer(&fleet, RELEASE).await;
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    for round in 0..3 {
+        let response = get_on(&mut stream, "/").await;
+        assert_eq!(response.status, 200, "round {round}");
+        assert!(String::from_utf8_lossy(&response.body).starts_with("hello from"));
+        assert!(
+            released(&daemon, 1.0).await,
+            "round {round}: never released"
+        );
+    }
+    let metrics = scrape(&daemon).await;
+    assert_eq!(
+        metric_sum(&metrics, "lb_client_connections_accepted_total", &[]),
+        1.0,
+        "the requests did not share one connection"
+    );
+    drop(stream);
+    assert!(released(&daemon, 0.0).await);
+    assert!(drained(&daemon).await);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_head_split_across_the_release_is_served_whole() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, RELEASE).await;
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    assert_eq!(get_on(&mut stream, "/").await.status, 200);
+    assert!(released(&daemon, 1.0).await);
+
+    // The first bytes wake the connection; the rest of the head arrives after several release
+    // delays, so hyper is stopped with half a head in its buffer, which must not be lost.
+    stream.write_all(b"GET /echo HTTP/1.1\r\nHo").await.unwrap();
+    assert!(released(&daemon, 0.0).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream
+        .write_all(b"st: split\r\nX-Part: two\r\n\r\n")
+        .await
+        .unwrap();
+    assert_echoed_split_head(&mut stream).await;
+
+    // Pipelined: a whole request and half of the next in one write. After the first is served
+    // hyper holds half a head and nothing is in flight, so the connection is released with
+    // those bytes in hyper's buffer; they must be handed to the next hyper connection.
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET /echo HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut stream).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream
+        .write_all(b"st: split\r\nX-Part: two\r\n\r\n")
+        .await
+        .unwrap();
+    assert_echoed_split_head(&mut stream).await;
+    daemon.shutdown().await;
+}
+
+async fn assert_echoed_split_head(stream: &mut TcpStream) {
+    let response = read_response(stream).await;
+    assert_eq!(response.status, 200);
+    let echoed = String::from_utf8_lossy(&response.body).to_ascii_lowercase();
+    assert!(echoed.starts_with("get /echo http/1.1"), "{echoed}");
+    assert!(echoed.contains("x-part: two"), "{echoed}");
+    assert!(echoed.contains("host: split"), "{echoed}");
+}
+
+#[tokio::test]
+async fn a_response_slower_than_the_release_delay_keeps_its_connection_alive() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, RELEASE).await;
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    assert_eq!(get_on(&mut stream, "/").await.status, 200);
+    // Nothing moves for 400 ms while the backend thinks: the connection is busy, not idle.
+    let slow = get_on(&mut stream, "/delay/400").await;
+    assert_eq!(slow.status, 200);
+    assert_eq!(header(&slow.head, "connection"), None, "{}", slow.head);
+    assert_eq!(get_on(&mut stream, "/").await.status, 200);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_upload_that_pauses_longer_than_the_release_delay_arrives_whole() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, RELEASE).await;
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    assert_eq!(get_on(&mut stream, "/").await.status, 200);
+    stream
+        .write_all(b"POST /echo/body HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream.write_all(b"6\r\nsecond\r\n0\r\n\r\n").await.unwrap();
+    let response = read_response(&mut stream).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"firstsecond");
+    assert_eq!(get_on(&mut stream, "/").await.status, 200);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_that_never_completed_a_request_is_not_released() {
+    // Released before its first request, hyper would answer that request with
+    // `Connection: close`; so a fresh connection waits for its first request in hyper.
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, RELEASE).await;
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(idle_connections(&daemon).await, 0.0);
+    let response = get_on(&mut stream, "/").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(header(&response.head, "connection"), None);
+    // An HTTP/1.0 request without keep-alive still ends with the connection closed.
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(answer.closed, "an HTTP/1.0 connection was kept open");
+    assert!(answer.text().contains(" 200 "), "{}", answer.text());
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_released_connections_at_once() {
+    let fleet = backends(1).await;
+    let daemon = balancer(
+        &fleet,
+        "server:\n  idle_release_after: 50ms\n  shutdown_grace: 30s\n",
+    )
+    .await;
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    assert_eq!(get_on(&mut stream, "/").await.status, 200);
+    assert!(released(&daemon, 1.0).await);
+    // Well inside the 30 s grace: a released connection has nothing to drain.
+    tokio::time::timeout(Duration::from_secs(10), daemon.shutdown())
+        .await
+        .expect("shutdown waited on an idle connection");
+    let answer = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(answer.closed);
+    assert!(answer.bytes.is_empty());
+}
