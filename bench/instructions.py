@@ -32,6 +32,7 @@ def main():
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--annotate", action="store_true", help="print callgrind_annotate's top functions")
+    parser.add_argument("--extra", default="", help="YAML appended to lb's config, e.g. 'retry:\\n  max_attempts: 1\\n'")
     parser.add_argument("--keep", help="copy the callgrind dump here (for callgrind_annotate or kcachegrind)")
     args = parser.parse_args()
     for tool in ("valgrind", "callgrind_control", "wrk", "nginx"):
@@ -41,8 +42,11 @@ def main():
     backend = subprocess.Popen(["taskset", "-c", run.LOAD_CORE, "nginx", "-c", run.backend_config(tmp)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out = os.path.join(tmp, "callgrind.out")
+    config = run.lb_config(tmp)
+    with open(config, "a") as f:
+        f.write(args.extra.replace("\\n", "\n"))
     lb = subprocess.Popen(["taskset", "-c", run.PROXY_CORE, "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                           args.lb, run.lb_config(tmp)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           args.lb, config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                           env=dict(os.environ, RUST_LOG="warn"))
     try:
         for port in run.BACKEND_PORTS:
