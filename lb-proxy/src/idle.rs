@@ -5,7 +5,12 @@
 //! `server.idle_timeout`. Activity only sets a flag; the timer is armed when an operation would
 //! block and re-armed lazily when it fires, so a busy connection pays no timer work per read.
 //!
-//! When the same timer finds the connection quiet for `server.idle_release_after` with nothing
+//! For HTTP/1 connections the same timer enforces `server.header_read_timeout`: from the first
+//! byte of a request head (or from the accept, for the first request) to the moment the request
+//! is dispatched. hyper's own header timer would allocate, register and cancel a timer for every
+//! request.
+//!
+//! When the timer finds the connection quiet for `server.idle_release_after` with nothing
 //! in flight ([`Activity`]), it asks the connection's driver to release it: the driver stops
 //! hyper's connection (freeing its 8 KiB read and write buffers) and waits for the socket to
 //! become readable with [`IdleTimeoutIo::poll_parked`]. Bytes hyper had read but not parsed come
@@ -14,7 +19,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -33,6 +38,8 @@ pub struct Activity {
     /// A request has completed since the connection was opened or resumed. Until then hyper
     /// is not between requests, and asking it to stop would cost the client its keep-alive.
     served: AtomicBool,
+    /// Request heads dispatched so far (wrapping): a change ends the head being timed.
+    heads: AtomicU32,
 }
 
 impl Activity {
@@ -66,6 +73,13 @@ impl Activity {
 pub struct BusyGuard(Arc<Activity>);
 
 impl BusyGuard {
+    /// Notes a request head dispatched on `activity`'s connection, and counts its response as
+    /// work in flight.
+    pub fn for_request(activity: &Arc<Activity>) -> Self {
+        activity.heads.fetch_add(1, Ordering::Relaxed);
+        Self::new(activity)
+    }
+
     /// Counts one more piece of work in flight on `activity`'s connection.
     pub fn new(activity: &Arc<Activity>) -> Self {
         activity.busy.fetch_add(1, Ordering::Relaxed);
@@ -81,21 +95,24 @@ impl Drop for BusyGuard {
     }
 }
 
-/// When an idle connection may be released, and who to tell.
+/// The HTTP/1 timers of a client connection, and where to learn what is in flight.
 #[derive(Debug)]
-pub struct Release {
+pub struct Http1Timers {
+    /// Time allowed from a head's first byte to its dispatch.
+    pub header_read_timeout: Duration,
     /// Quiet time after which the connection may be released.
-    pub after: Duration,
+    pub release_after: Duration,
     /// The connection's work in flight.
     pub activity: Arc<Activity>,
 }
 
-/// `T` with an idle timeout and, for HTTP/1 connections, release of idle state.
+/// `T` with an idle timeout and, for HTTP/1 connections, a header read timeout and release of
+/// idle state.
 #[derive(Debug)]
 pub struct IdleTimeoutIo<T> {
     inner: T,
     timeout: Duration,
-    release: Option<Release>,
+    http1: Option<Http1Timers>,
     timer: Pin<Box<Sleep>>,
     /// A byte moved since the timer last fired.
     active: bool,
@@ -103,30 +120,63 @@ pub struct IdleTimeoutIo<T> {
     write_blocked: bool,
     /// When the timer last saw the connection active.
     quiet_since: Instant,
+    /// The deadline of the request head being received, and the dispatch count when it began.
+    head: Option<(Instant, u32)>,
     /// Bytes read from the socket by a released HTTP connection but not consumed by it.
     prefix: Bytes,
 }
 
 impl<T> IdleTimeoutIo<T> {
-    /// Wraps `inner`; it fails with `TimedOut` after `timeout` without any byte moving, and with
-    /// `release`, asks for release after `release.after` quiet with nothing in flight.
-    pub fn new(inner: T, timeout: Duration, release: Option<Release>) -> Self {
+    /// Wraps `inner`; it fails with `TimedOut` after `timeout` without any byte moving, and
+    /// with `http1`, also when a request head takes longer than its header read timeout; it
+    /// then asks for release after `http1.release_after` quiet with nothing in flight.
+    pub fn new(inner: T, timeout: Duration, http1: Option<Http1Timers>) -> Self {
         let now = Instant::now();
-        let first = tick(timeout, &release);
+        let mut first = tick(timeout, &http1);
+        // The first head is timed from the accept: a client that connects and says nothing
+        // is cut as soon as one that starts a head and stalls.
+        let head = http1.as_ref().map(|http1| {
+            (
+                now + http1.header_read_timeout,
+                http1.activity.heads.load(Ordering::Relaxed),
+            )
+        });
+        if let Some(http1) = &http1 {
+            first = first.min(http1.header_read_timeout);
+        }
         Self {
             inner,
             timeout,
-            release,
+            http1,
             timer: Box::pin(tokio::time::sleep_until(now + first)),
             active: false,
             write_blocked: false,
             quiet_since: now,
+            head,
             prefix: Bytes::new(),
         }
     }
 
+    /// Notes bytes read: with nothing in flight they begin a request head, whose deadline
+    /// starts now unless that head is already timed.
+    fn on_read(&mut self) {
+        self.active = true;
+        let Some(http1) = &self.http1 else {
+            return;
+        };
+        let heads = http1.activity.heads.load(Ordering::Relaxed);
+        if matches!(self.head, Some((_, mark)) if mark == heads) || !http1.activity.is_quiet() {
+            return;
+        }
+        let deadline = Instant::now() + http1.header_read_timeout;
+        self.head = Some((deadline, heads));
+        if deadline < self.timer.deadline() {
+            self.timer.as_mut().reset(deadline);
+        }
+    }
+
     fn tick(&self) -> Duration {
-        tick(self.timeout, &self.release)
+        tick(self.timeout, &self.http1)
     }
 
     /// Serves a copy of `bytes` before anything read from the socket. A copy, because `bytes`
@@ -157,18 +207,27 @@ impl<T> IdleTimeoutIo<T> {
                 ));
             }
             let mut next = self.quiet_since + self.timeout;
-            if let Some(release) = &self.release {
-                if quiet < release.after {
-                    next = next.min(self.quiet_since + release.after);
+            if let Some(http1) = &self.http1 {
+                if let Some((deadline, mark)) = self.head {
+                    if http1.activity.heads.load(Ordering::Relaxed) != mark {
+                        self.head = None;
+                    } else if now >= deadline {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "request head not received within header_read_timeout",
+                        ));
+                    } else {
+                        next = next.min(deadline);
+                    }
+                }
+                if quiet < http1.release_after {
+                    next = next.min(self.quiet_since + http1.release_after);
                 } else {
-                    if !self.write_blocked && release.activity.may_release() {
-                        release
-                            .activity
-                            .release_wanted
-                            .store(true, Ordering::Relaxed);
+                    if !self.write_blocked && http1.activity.may_release() {
+                        http1.activity.release_wanted.store(true, Ordering::Relaxed);
                     }
                     // Busy (a slow response, a long poll): look again later.
-                    next = next.min(now + release.after);
+                    next = next.min(now + http1.release_after);
                 }
             }
             self.timer.as_mut().reset(next);
@@ -201,9 +260,9 @@ impl<T> IdleTimeoutIo<T> {
 }
 
 /// How long after the last activity the timer first looks at a connection.
-fn tick(timeout: Duration, release: &Option<Release>) -> Duration {
-    match release {
-        Some(release) => release.after.min(timeout),
+fn tick(timeout: Duration, http1: &Option<Http1Timers>) -> Duration {
+    match http1 {
+        Some(http1) => http1.release_after.min(timeout),
         None => timeout,
     }
 }
@@ -242,13 +301,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleTimeoutIo<T> {
             let n = this.prefix.len().min(buf.remaining());
             buf.put_slice(&this.prefix[..n]);
             this.prefix.advance(n);
+            this.on_read();
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(result) => {
                 if buf.filled().len() > before {
-                    this.active = true;
+                    this.on_read();
                 }
                 Poll::Ready(result)
             }

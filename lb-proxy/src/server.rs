@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::body::TrackedBody;
 use crate::forward::{ClientInfo, handle};
-use crate::idle::{Activity, BusyGuard, IdleTimeoutIo, Release};
+use crate::idle::{Activity, BusyGuard, Http1Timers, IdleTimeoutIo};
 use crate::metrics::Metrics;
 use crate::runtime::{RuntimeError, Shared};
 
@@ -171,9 +171,9 @@ async fn accept_loop(
     let limit = Arc::new(Semaphore::new(server.max_client_connections));
     let graceful = GracefulShutdown::new();
     let mut http1 = http1::Builder::new();
+    // No timer: hyper's header read timeout would allocate and register one per request;
+    // `IdleTimeoutIo` enforces it with the connection's one timer.
     http1
-        .timer(TokioTimer::new())
-        .header_read_timeout(server.header_read_timeout)
         // A head that does not fit the read buffer is answered 431 by hyper.
         .max_buf_size(server.max_header_bytes.max(MIN_MAX_HEADER_BYTES))
         .keep_alive(true);
@@ -197,6 +197,7 @@ async fn accept_loop(
     });
     let idle_timeout = server.idle_timeout;
     let idle_release_after = server.idle_release_after;
+    let header_read_timeout = server.header_read_timeout;
 
     loop {
         // Waiting for a permit before accepting leaves excess connections in the kernel's
@@ -231,11 +232,12 @@ async fn accept_loop(
         let shared = shared.clone();
         match &auto {
             None => {
-                let release = Release {
-                    after: idle_release_after,
+                let timers = Http1Timers {
+                    header_read_timeout,
+                    release_after: idle_release_after,
                     activity: client.activity.clone(),
                 };
-                let io = IdleTimeoutIo::new(stream, idle_timeout, Some(release));
+                let io = IdleTimeoutIo::new(stream, idle_timeout, Some(timers));
                 let http1 = http1.clone();
                 let stopped = stopped.clone();
                 tokio::spawn(async move {
@@ -303,7 +305,7 @@ impl Service<Request<Incoming>> for ProxyService {
 
     fn call(&self, request: Request<Incoming>) -> ProxyFuture {
         // Counted before the first await: the connection is busy from the moment its head is read.
-        let busy = BusyGuard::new(&self.client.activity);
+        let busy = BusyGuard::for_request(&self.client.activity);
         let shared = self.shared.clone();
         let client = self.client.clone();
         Box::pin(async move {

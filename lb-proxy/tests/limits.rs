@@ -198,3 +198,41 @@ async fn client_that_disconnects_mid_request_leaks_no_slot() {
     );
     daemon.shutdown().await;
 }
+
+#[tokio::test]
+async fn header_read_timeout_times_each_head_but_not_the_wait_between_requests() {
+    let fleet = backends(1).await;
+    let daemon = balancer(
+        &fleet,
+        "server:\n  header_read_timeout: 300ms\n  idle_release_after: 10s\n",
+    )
+    .await;
+
+    // Silent from the accept: cut at the header read timeout.
+    let mut silent = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut buffer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut buffer)).await;
+    assert!(read.is_ok(), "a silent connection was not closed");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+
+    // A keep-alive connection may wait between requests longer than the header timeout
+    // (idle_timeout governs that), but its second head is timed from its first byte.
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 4096];
+    let n = stream.read(&mut first).await.unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stream.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "a stalled second head was not cut");
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    daemon.shutdown().await;
+}
