@@ -46,7 +46,7 @@ pub struct ClientInfo {
 impl ClientInfo {
     /// Describes the client at `peer`, trusted when it lies in one of `trusted_proxies`.
     pub fn new(peer: SocketAddr, trusted_proxies: &[lb_core::net::Cidr]) -> Self {
-        let forwarded_for = HeaderValue::try_from(peer.ip().to_string())
+        let forwarded_for = HeaderValue::from_bytes(IpText::new(peer.ip()).as_bytes())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         Self {
             peer,
@@ -71,6 +71,55 @@ impl ClientInfo {
             .iter()
             .filter_map(|line| line.to_str().ok());
         lb_core::net::client_address(self.peer.ip(), lines, trusted_proxies)
+    }
+}
+
+/// An IP address as text, on the stack: formatting into a `String` cost a few reallocations
+/// per client connection.
+struct IpText {
+    bytes: [u8; 45],
+    len: usize,
+}
+
+impl IpText {
+    fn new(ip: IpAddr) -> Self {
+        let mut text = IpText {
+            bytes: [0; 45],
+            len: 0,
+        };
+        match ip {
+            IpAddr::V4(v4) => {
+                for (index, octet) in v4.octets().into_iter().enumerate() {
+                    if index > 0 {
+                        text.push(b'.');
+                    }
+                    if octet >= 100 {
+                        text.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        text.push(b'0' + octet / 10 % 10);
+                    }
+                    text.push(b'0' + octet % 10);
+                }
+            }
+            IpAddr::V6(v6) => {
+                use std::io::Write as _;
+                let mut cursor = std::io::Cursor::new(&mut text.bytes[..]);
+                // 45 bytes hold the longest form ("ffff:...:255.255.255.255").
+                let _ = write!(cursor, "{v6}");
+                text.len = cursor.position() as usize;
+            }
+        }
+        text
+    }
+
+    fn push(&mut self, byte: u8) {
+        self.bytes[self.len] = byte;
+        self.len += 1;
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -137,6 +186,9 @@ pub async fn handle(
         parts.headers.insert(header::HOST, host);
     }
     strip_hop_by_hop(&mut parts.headers);
+    // Room for the three X-Forwarded-* headers at once: a fresh connection's map is sized to
+    // the client's headers and would otherwise grow twice.
+    parts.headers.reserve(3);
     let trusted_proxies = &runtime.config.server.trusted_proxies;
     let client_ip = client.address(&parts.headers, trusted_proxies);
     add_forwarded(
@@ -513,4 +565,27 @@ pub fn plain(status: StatusCode, text: &'static str) -> Response<ClientBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_text_formats_like_display() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "255.255.255.255",
+            "1.100.99.9",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:255.255.255.255",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(IpText::new(ip).as_bytes(), ip.to_string().as_bytes());
+        }
+    }
 }

@@ -222,13 +222,11 @@ impl<T> IdleTimeoutIo<T> {
                 }
                 if quiet < http1.release_after {
                     next = next.min(self.quiet_since + http1.release_after);
-                } else {
-                    if !self.write_blocked && http1.activity.may_release() {
-                        http1.activity.release_wanted.store(true, Ordering::Relaxed);
-                    }
-                    // Busy (a slow response, a long poll): look again later.
-                    next = next.min(now + http1.release_after);
+                } else if !self.write_blocked && http1.activity.may_release() {
+                    http1.activity.release_wanted.store(true, Ordering::Relaxed);
                 }
+                // Busy (a slow response, a long poll) or about to be released: look again later.
+                next = next.min(now + MAX_TICK);
             }
             self.timer.as_mut().reset(next);
         }
@@ -259,10 +257,14 @@ impl<T> IdleTimeoutIo<T> {
     }
 }
 
+/// Longest time an HTTP/1 connection's timer sleeps: a draining daemon reaches active
+/// connections through it (see [`crate::runtime::Draining`]).
+const MAX_TICK: Duration = Duration::from_secs(1);
+
 /// How long after the last activity the timer first looks at a connection.
 fn tick(timeout: Duration, http1: &Option<Http1Timers>) -> Duration {
     match http1 {
-        Some(http1) => http1.release_after.min(timeout),
+        Some(http1) => http1.release_after.min(timeout).min(MAX_TICK),
         None => timeout,
     }
 }

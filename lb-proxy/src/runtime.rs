@@ -117,6 +117,43 @@ pub struct Shared {
     pub runtime: ArcSwap<Runtime>,
     /// The metric families.
     pub metrics: Arc<Metrics>,
+    /// Set once shutdown has begun.
+    pub draining: Draining,
+}
+
+/// The shutdown signal as client connections see it: a flag an active connection reads each
+/// time it wakes (its idle timer wakes it at least once a second), and a notification for
+/// connections released while idle, which have nothing else to wake them. Registering every
+/// connection with a channel instead cost two atomic operations and a lock per connection.
+#[derive(Debug, Default)]
+pub struct Draining {
+    started: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Draining {
+    /// Starts draining: every connection finishes its request in flight, then closes.
+    pub fn start(&self) {
+        self.started
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// Whether draining has started.
+    pub fn is_started(&self) -> bool {
+        self.started.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Resolves once draining has started.
+    pub async fn started(&self) {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read, so a start in between is not missed.
+        notified.as_mut().enable();
+        if !self.is_started() {
+            notified.await;
+        }
+    }
 }
 
 impl Shared {
@@ -130,6 +167,7 @@ impl Shared {
         Ok(Self {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
+            draining: Draining::default(),
         })
     }
 }

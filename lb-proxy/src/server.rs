@@ -21,7 +21,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use lb_core::config::{Config, MIN_MAX_HEADER_BYTES};
-use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -239,17 +238,8 @@ async fn accept_loop(
                 };
                 let io = IdleTimeoutIo::new(stream, idle_timeout, Some(timers));
                 let http1 = http1.clone();
-                let stopped = stopped.clone();
                 tokio::spawn(async move {
-                    serve_http1(
-                        io,
-                        &http1,
-                        service,
-                        &client.activity,
-                        stopped,
-                        &shared.metrics.client_connections_idle,
-                    )
-                    .await;
+                    serve_http1(io, &http1, service, &client.activity, &shared).await;
                     shared.metrics.client_connections.dec();
                     drop(permit);
                 });
@@ -268,6 +258,7 @@ async fn accept_loop(
         }
     }
     drop(listener);
+    shared.draining.start();
     let grace = config.server.shutdown_grace;
     let total = config.server.max_client_connections;
     tracing::info!(
@@ -338,23 +329,9 @@ async fn serve_http1(
     http1: &http1::Builder,
     mut service: ProxyService,
     activity: &Activity,
-    mut stopped: watch::Receiver<bool>,
-    idle_gauge: &Gauge,
+    shared: &Shared,
 ) {
-    // Polling the stop future takes a lock; once polled, it stays registered to wake this
-    // task, so later wakes only poll it again when the cheap version check says it is ready.
-    let watcher = stopped.clone();
-    let mut stop = std::pin::pin!(stop_requested(&mut stopped));
-    let mut stop_registered = false;
-    let mut stopping = false;
-    let mut stop_now = |cx: &mut std::task::Context<'_>| -> bool {
-        if stopping || (stop_registered && !watcher.has_changed().unwrap_or(true)) {
-            return false;
-        }
-        stop_registered = true;
-        stopping = stop.as_mut().poll(cx).is_ready();
-        stopping
-    };
+    let draining = &shared.draining;
     loop {
         let mut connection = Box::new(http1.serve_connection(TokioIo::new(io), service));
         let mut shutting_down = false;
@@ -365,7 +342,7 @@ async fn serve_http1(
             if shutting_down {
                 return Poll::Pending;
             }
-            if stop_now(cx) {
+            if draining.is_started() {
                 shutting_down = true;
                 Pin::new(&mut *connection).graceful_shutdown();
                 return connection.poll_without_shutdown(cx).map(closed);
@@ -398,9 +375,11 @@ async fn serve_http1(
             // Part of the next request had already arrived.
             continue;
         }
+        let idle_gauge = &shared.metrics.client_connections_idle;
         idle_gauge.inc();
+        let mut stop = std::pin::pin!(draining.started());
         let resume = std::future::poll_fn(|cx| {
-            if stop_now(cx) {
+            if stop.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Ok(false));
             }
             io.poll_parked(cx)

@@ -256,3 +256,23 @@ async fn shutdown_closes_released_connections_at_once() {
     assert!(answer.closed);
     assert!(answer.bytes.is_empty());
 }
+
+#[tokio::test]
+async fn shutdown_reaches_an_idle_connection_that_was_not_released() {
+    let fleet = backends(1).await;
+    let daemon = balancer(
+        &fleet,
+        "server:\n  idle_release_after: 1h\n  shutdown_grace: 30s\n",
+    )
+    .await;
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    assert_eq!(get_on(&mut stream, "/").await.status, 200);
+    assert_eq!(idle_connections(&daemon).await, 0.0);
+    // Its idle timer wakes it within a second to see the drain; the grace is far longer.
+    tokio::time::timeout(Duration::from_secs(10), daemon.shutdown())
+        .await
+        .expect("shutdown waited the grace out on an idle connection");
+    let answer = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(answer.closed);
+    assert!(answer.bytes.is_empty());
+}
