@@ -198,27 +198,54 @@ async fn accept_loop(
     let idle_release_after = server.idle_release_after;
     let header_read_timeout = server.header_read_timeout;
 
+    // The stop future is polled once to register this task, and afterwards only when the
+    // channel's version says it changed: polling it takes a lock, once per accept otherwise.
+    let watcher = stopped.clone();
+    let mut stop = std::pin::pin!(stop_requested(&mut stopped));
+    let mut stop_now = |cx: &mut std::task::Context<'_>, first: bool| {
+        (first || watcher.has_changed().unwrap_or(true)) && stop.as_mut().poll(cx).is_ready()
+    };
+    if std::future::poll_fn(|cx| Poll::Ready(stop_now(cx, true))).await {
+        return drain(listener, &shared, &limit, graceful, &config).await;
+    }
+
     loop {
         // Waiting for a permit before accepting leaves excess connections in the kernel's
         // backlog instead of admitting more than the limit.
-        let permit = tokio::select! {
-            permit = limit.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            _ = crate::server::stop_requested(&mut stopped) => break,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(error) => {
-                    // EMFILE and friends: back off briefly rather than spin.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    continue;
+        let permit = match limit.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(tokio::sync::TryAcquireError::Closed) => break,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                let mut acquire = std::pin::pin!(limit.clone().acquire_owned());
+                let acquired = std::future::poll_fn(|cx| {
+                    if stop_now(cx, false) {
+                        return Poll::Ready(None);
+                    }
+                    acquire.as_mut().poll(cx).map(Some)
+                })
+                .await;
+                match acquired {
+                    Some(Ok(permit)) => permit,
+                    Some(Err(_)) | None => break,
                 }
-            },
-            _ = crate::server::stop_requested(&mut stopped) => break,
+            }
+        };
+        let accepted = std::future::poll_fn(|cx| {
+            if stop_now(cx, false) {
+                return Poll::Ready(None);
+            }
+            listener.poll_accept(cx).map(Some)
+        })
+        .await;
+        let (stream, peer) = match accepted {
+            None => break,
+            Some(Ok(pair)) => pair,
+            Some(Err(error)) => {
+                // EMFILE and friends: back off briefly rather than spin.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         shared.metrics.client_connections.inc();
@@ -257,6 +284,17 @@ async fn accept_loop(
             }
         }
     }
+    drain(listener, &shared, &limit, graceful, &config).await;
+}
+
+/// Stops accepting and lets open connections finish within `server.shutdown_grace`.
+async fn drain(
+    listener: TcpListener,
+    shared: &Shared,
+    limit: &Semaphore,
+    graceful: GracefulShutdown,
+    config: &Config,
+) {
     drop(listener);
     shared.draining.start();
     let grace = config.server.shutdown_grace;
