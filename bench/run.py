@@ -2,8 +2,9 @@
 """Side-by-side benchmark of `lb`, HAProxy and nginx on one machine.
 
 Each proxy runs ONE worker pinned to core 0; the shared backend (nginx answering a fixed 200 on
-three ports) and the load generator (wrk) share core 1. Rounds are interleaved (lb, haproxy,
-nginx, lb, ...) and medians reported. CPU per request is the proxy process's utime+stime from
+three ports) and the load generator (wrk) share core 1. All proxies stay up for the whole run;
+each round of a scenario gives each proxy one slice, in an order that rotates from round to
+round, and medians are reported, with lb's ratio to the better peer paired round by round. CPU per request is the proxy process's utime+stime from
 /proc/PID/stat divided by the requests it served. Loopback only; every run is bounded in time.
 
 Usage: bench/run.py [--rounds N] [--duration SECS] [--quick] [--out docs/performance.md]
@@ -268,30 +269,39 @@ def main():
     results = {(p, s): [] for p in proxies for s in scenarios}
     idle = {p: [] for p in proxies}
     direct = []
+    procs = {}
     try:
         for port in BACKEND_PORTS:
             wait_port(port)
-        for round_index in range(args.rounds):
-            direct.append(bench_direct(args.duration, tmp))
+        # All proxies stay up for the whole run (an idle one costs nothing) and the slices of
+        # one round rotate through them, so each round compares them seconds apart, under the
+        # same machine weather: this shared machine drifts by 20-50 % within minutes.
+        for name in proxies:
+            procs[name] = start_proxy(name, tmp)
+            run_wrk(name, "keepalive", 1, tmp)  # warm the upstream pool
+        for scenario in scenarios:
+            for round_index in range(args.rounds):
+                if scenario == "keepalive":
+                    direct.append(bench_direct(args.duration, tmp))
+                order = proxies[round_index % len(proxies):] + proxies[:round_index % len(proxies)]
+                for name in order:
+                    proc = procs[name]
+                    t0 = cpu_ticks(proc.pid)
+                    requests, rps, p50, p99, errors = run_wrk(name, scenario, args.duration, tmp)
+                    cpu_us = (cpu_ticks(proc.pid) - t0) / CLK_TCK * 1e6 / max(requests, 1)
+                    results[(name, scenario)].append(dict(rps=rps, p50=p50, p99=p99, errors=errors, cpu=cpu_us, rss=rss_kib(proc.pid, "VmHWM")))
+                    print(f"round {round_index + 1} {name:8} {scenario:9} {rps:9.0f} req/s p50 {p50:6.2f} ms p99 {p99:6.2f} ms cpu {cpu_us:5.1f} us/req errors {errors}", flush=True)
+        for round_index in range(min(args.rounds, 3)):
             for name in proxies:
-                proc = start_proxy(name, tmp)
-                try:
-                    run_wrk(name, "keepalive", 1, tmp)  # warm the upstream pool
-                    for scenario in scenarios:
-                        t0 = cpu_ticks(proc.pid)
-                        requests, rps, p50, p99, errors = run_wrk(name, scenario, args.duration, tmp)
-                        cpu_us = (cpu_ticks(proc.pid) - t0) / CLK_TCK * 1e6 / max(requests, 1)
-                        results[(name, scenario)].append(dict(rps=rps, p50=p50, p99=p99, errors=errors, cpu=cpu_us, rss=rss_kib(proc.pid, "VmHWM")))
-                        print(f"round {round_index + 1} {name:8} {scenario:9} {rps:9.0f} req/s p50 {p50:6.2f} ms p99 {p99:6.2f} ms cpu {cpu_us:5.1f} us/req errors {errors}", flush=True)
-                    idle[name].append(idle_rss(name, proc, args.idle))
-                    print(f"round {round_index + 1} {name:8} idle      {idle[name][-1]:9.0f} bytes/connection", flush=True)
-                finally:
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        proc.wait(timeout=10)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
+                idle[name].append(idle_rss(name, procs[name], args.idle))
+                print(f"round {round_index + 1} {name:8} idle      {idle[name][-1]:9.0f} bytes/connection", flush=True)
     finally:
+        for proc in procs.values():
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         backend.send_signal(signal.SIGTERM)
         backend.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -342,6 +352,21 @@ def report(args, proxies, scenarios, results, idle, direct):
             best_cpu = min(med([r["cpu"] for r in results[(p, scenario)]]) for p in peers)
             best_rps = max(med([r["rps"] for r in results[(p, scenario)]]) for p in peers)
             lines.append(f"- {scenario}: CPU {lb_cpu / best_cpu:.2f}× the better peer, req/s {lb_rps / best_rps:.2f}×")
+        lines += ["", "Paired by round (lb against the better peer of the same round, seconds apart; the median "
+                  "of the rounds' ratios, and their range):", ""]
+        for scenario in scenarios:
+            peers = [p for p in proxies if p != "lb"]
+            if not peers:
+                break
+            rounds = range(len(results[("lb", scenario)]))
+            cpu = [results[("lb", scenario)][i]["cpu"] / min(results[(p, scenario)][i]["cpu"] for p in peers) for i in rounds]
+            rps = [results[("lb", scenario)][i]["rps"] / max(results[(p, scenario)][i]["rps"] for p in peers) for i in rounds]
+            p99 = [results[("lb", scenario)][i]["p99"] / results[("haproxy", scenario)][i]["p99"] for i in rounds] if "haproxy" in peers else []
+            line = (f"- {scenario}: CPU {med(cpu):.2f}× ({min(cpu):.2f}–{max(cpu):.2f}), "
+                    f"req/s {med(rps):.2f}× ({min(rps):.2f}–{max(rps):.2f})")
+            if p99:
+                line += f", p99 against HAProxy's {med(p99):.2f}× ({min(p99):.2f}–{max(p99):.2f})"
+            lines.append(line)
     text = "\n".join(lines) + "\n"
     with open(args.out, "w") as f:
         f.write(text)
