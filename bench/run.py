@@ -154,6 +154,15 @@ def start_proxy(name, tmp):
     return proc
 
 
+def stop_proxy(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -291,17 +300,23 @@ def main():
                     cpu_us = (cpu_ticks(proc.pid) - t0) / CLK_TCK * 1e6 / max(requests, 1)
                     results[(name, scenario)].append(dict(rps=rps, p50=p50, p99=p99, errors=errors, cpu=cpu_us, rss=rss_kib(proc.pid, "VmHWM")))
                     print(f"round {round_index + 1} {name:8} {scenario:9} {rps:9.0f} req/s p50 {p50:6.2f} ms p99 {p99:6.2f} ms cpu {cpu_us:5.1f} us/req errors {errors}", flush=True)
+        for name, proc in procs.items():
+            stop_proxy(proc)
+        procs.clear()
+        # Idle memory on a fresh process each time: a process that already held the
+        # connections once reuses that memory and would show almost nothing.
         for round_index in range(min(args.rounds, 3)):
             for name in proxies:
-                idle[name].append(idle_rss(name, procs[name], args.idle))
+                proc = start_proxy(name, tmp)
+                try:
+                    run_wrk(name, "keepalive", 1, tmp)
+                    idle[name].append(idle_rss(name, proc, args.idle))
+                finally:
+                    stop_proxy(proc)
                 print(f"round {round_index + 1} {name:8} idle      {idle[name][-1]:9.0f} bytes/connection", flush=True)
     finally:
         for proc in procs.values():
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_proxy(proc)
         backend.send_signal(signal.SIGTERM)
         backend.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
