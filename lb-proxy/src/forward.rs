@@ -40,7 +40,7 @@ pub struct ClientInfo {
     /// and appended to; otherwise it is replaced and the peer is the client.
     pub trusted: bool,
     /// What is in flight on the connection, for its idle release.
-    pub activity: Arc<Activity>,
+    pub activity: Activity,
 }
 
 impl ClientInfo {
@@ -52,7 +52,7 @@ impl ClientInfo {
             peer,
             forwarded_for,
             trusted: lb_core::net::is_trusted(trusted_proxies, peer.ip()),
-            activity: Arc::default(),
+            activity: Activity::default(),
         }
     }
 
@@ -126,7 +126,7 @@ impl IpText {
 /// Proxies one client request to a backend and returns the response to send.
 pub async fn handle(
     shared: &Shared,
-    client: &ClientInfo,
+    client: &Arc<ClientInfo>,
     request: Request<Incoming>,
 ) -> Response<ClientBody> {
     let started = Instant::now();
@@ -172,7 +172,7 @@ pub async fn handle(
         (
             Some(UpstreamBody::Streaming(
                 LimitedBody::new(body, limit, fault.clone().unwrap_or_default())
-                    .holding(BusyGuard::new(&client.activity)),
+                    .holding(BusyGuard::new(client)),
             )),
             false,
         )

@@ -28,6 +28,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
+use crate::forward::ClientInfo;
+
 /// What is in flight on one client connection, shared by its IO, its requests and its driver.
 #[derive(Debug, Default)]
 pub struct Activity {
@@ -68,29 +70,37 @@ impl Activity {
 }
 
 /// Marks work in flight on a connection (a response being sent, a request body being received)
-/// until dropped.
+/// until dropped. It holds the connection's [`ClientInfo`], so that a request needs one
+/// reference count for both.
 #[derive(Debug)]
-pub struct BusyGuard(Arc<Activity>);
+pub struct BusyGuard(Arc<ClientInfo>);
 
 impl BusyGuard {
-    /// Notes a request head dispatched on `activity`'s connection, and counts its response as
+    /// Notes a request head dispatched on `client`'s connection, and counts its response as
     /// work in flight.
-    pub fn for_request(activity: &Arc<Activity>) -> Self {
-        activity.heads.fetch_add(1, Ordering::Relaxed);
-        Self::new(activity)
+    pub fn for_request(client: Arc<ClientInfo>) -> Self {
+        client.activity.heads.fetch_add(1, Ordering::Relaxed);
+        client.activity.busy.fetch_add(1, Ordering::Relaxed);
+        Self(client)
     }
 
-    /// Counts one more piece of work in flight on `activity`'s connection.
-    pub fn new(activity: &Arc<Activity>) -> Self {
-        activity.busy.fetch_add(1, Ordering::Relaxed);
-        Self(activity.clone())
+    /// Counts one more piece of work in flight on `client`'s connection.
+    pub fn new(client: &Arc<ClientInfo>) -> Self {
+        client.activity.busy.fetch_add(1, Ordering::Relaxed);
+        Self(client.clone())
+    }
+
+    /// The connection's client.
+    pub fn client(&self) -> &Arc<ClientInfo> {
+        &self.0
     }
 }
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
-        if self.0.busy.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.0.served.store(true, Ordering::Relaxed);
+        let activity = &self.0.activity;
+        if activity.busy.fetch_sub(1, Ordering::Relaxed) == 1 {
+            activity.served.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -102,8 +112,8 @@ pub struct Http1Timers {
     pub header_read_timeout: Duration,
     /// Quiet time after which the connection may be released.
     pub release_after: Duration,
-    /// The connection's work in flight.
-    pub activity: Arc<Activity>,
+    /// The connection's client, with its work in flight.
+    pub client: Arc<ClientInfo>,
 }
 
 /// `T` with an idle timeout and, for HTTP/1 connections, a header read timeout and release of
@@ -138,7 +148,7 @@ impl<T> IdleTimeoutIo<T> {
         let head = http1.as_ref().map(|http1| {
             (
                 now + http1.header_read_timeout,
-                http1.activity.heads.load(Ordering::Relaxed),
+                http1.client.activity.heads.load(Ordering::Relaxed),
             )
         });
         if let Some(http1) = &http1 {
@@ -164,8 +174,10 @@ impl<T> IdleTimeoutIo<T> {
         let Some(http1) = &self.http1 else {
             return;
         };
-        let heads = http1.activity.heads.load(Ordering::Relaxed);
-        if matches!(self.head, Some((_, mark)) if mark == heads) || !http1.activity.is_quiet() {
+        let heads = http1.client.activity.heads.load(Ordering::Relaxed);
+        if matches!(self.head, Some((_, mark)) if mark == heads)
+            || !http1.client.activity.is_quiet()
+        {
             return;
         }
         let deadline = Instant::now() + http1.header_read_timeout;
@@ -209,7 +221,7 @@ impl<T> IdleTimeoutIo<T> {
             let mut next = self.quiet_since + self.timeout;
             if let Some(http1) = &self.http1 {
                 if let Some((deadline, mark)) = self.head {
-                    if http1.activity.heads.load(Ordering::Relaxed) != mark {
+                    if http1.client.activity.heads.load(Ordering::Relaxed) != mark {
                         self.head = None;
                     } else if now >= deadline {
                         return Err(io::Error::new(
@@ -222,8 +234,12 @@ impl<T> IdleTimeoutIo<T> {
                 }
                 if quiet < http1.release_after {
                     next = next.min(self.quiet_since + http1.release_after);
-                } else if !self.write_blocked && http1.activity.may_release() {
-                    http1.activity.release_wanted.store(true, Ordering::Relaxed);
+                } else if !self.write_blocked && http1.client.activity.may_release() {
+                    http1
+                        .client
+                        .activity
+                        .release_wanted
+                        .store(true, Ordering::Relaxed);
                 }
                 // Busy (a slow response, a long poll) or about to be released: look again later.
                 next = next.min(now + MAX_TICK);

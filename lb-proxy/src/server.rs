@@ -261,7 +261,7 @@ async fn accept_loop(
                 let timers = Http1Timers {
                     header_read_timeout,
                     release_after: idle_release_after,
-                    activity: client.activity.clone(),
+                    client: client.clone(),
                 };
                 let io = IdleTimeoutIo::new(stream, idle_timeout, Some(timers));
                 let http1 = http1.clone();
@@ -334,11 +334,10 @@ impl Service<Request<Incoming>> for ProxyService {
 
     fn call(&self, request: Request<Incoming>) -> ProxyFuture {
         // Counted before the first await: the connection is busy from the moment its head is read.
-        let busy = BusyGuard::for_request(&self.client.activity);
+        let busy = BusyGuard::for_request(self.client.clone());
         let shared = self.shared.clone();
-        let client = self.client.clone();
         Box::pin(async move {
-            let response = handle(&shared, &client, request).await;
+            let response = handle(&shared, busy.client(), request).await;
             Ok(response.map(|body| TrackedBody::new(body, busy)))
         })
     }
