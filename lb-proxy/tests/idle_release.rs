@@ -99,6 +99,21 @@ async fn get_on(stream: &mut TcpStream, path: &str) -> Response {
     read_response(stream).await
 }
 
+/// A balancer over one backend with `extra` config, and a connection that has served a request.
+async fn one_request_served(
+    extra: &str,
+) -> (
+    Vec<test_backend::RunningBackend>,
+    lb_proxy::Daemon,
+    TcpStream,
+) {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, extra).await;
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    assert_eq!(get_on(&mut stream, "/").await.status, 200);
+    (fleet, daemon, stream)
+}
+
 async fn idle_connections(daemon: &lb_proxy::Daemon) -> f64 {
     metric_sum(&scrape(daemon).await, "lb_client_connections_idle", &[])
 }
@@ -138,10 +153,7 @@ async fn a_released_connection_serves_its_next_requests_on_the_same_socket() {
 
 #[tokio::test]
 async fn a_head_split_across_the_release_is_served_whole() {
-    let fleet = backends(1).await;
-    let daemon = balancer(&fleet, RELEASE).await;
-    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
-    assert_eq!(get_on(&mut stream, "/").await.status, 200);
+    let (_fleet, daemon, mut stream) = one_request_served(RELEASE).await;
     assert!(released(&daemon, 1.0).await);
 
     // The first bytes wake the connection; the rest of the head arrives after several release
@@ -183,10 +195,7 @@ async fn assert_echoed_split_head(stream: &mut TcpStream) {
 
 #[tokio::test]
 async fn a_response_slower_than_the_release_delay_keeps_its_connection_alive() {
-    let fleet = backends(1).await;
-    let daemon = balancer(&fleet, RELEASE).await;
-    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
-    assert_eq!(get_on(&mut stream, "/").await.status, 200);
+    let (_fleet, daemon, mut stream) = one_request_served(RELEASE).await;
     // Nothing moves for 400 ms while the backend thinks: the connection is busy, not idle.
     let slow = get_on(&mut stream, "/delay/400").await;
     assert_eq!(slow.status, 200);
@@ -197,10 +206,7 @@ async fn a_response_slower_than_the_release_delay_keeps_its_connection_alive() {
 
 #[tokio::test]
 async fn an_upload_that_pauses_longer_than_the_release_delay_arrives_whole() {
-    let fleet = backends(1).await;
-    let daemon = balancer(&fleet, RELEASE).await;
-    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
-    assert_eq!(get_on(&mut stream, "/").await.status, 200);
+    let (_fleet, daemon, mut stream) = one_request_served(RELEASE).await;
     stream
         .write_all(b"POST /echo/body HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
         .await
@@ -239,36 +245,22 @@ async fn a_connection_that_never_completed_a_request_is_not_released() {
 
 #[tokio::test]
 async fn shutdown_closes_released_connections_at_once() {
-    let fleet = backends(1).await;
-    let daemon = balancer(
-        &fleet,
-        "server:\n  idle_release_after: 50ms\n  shutdown_grace: 30s\n",
-    )
-    .await;
-    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
-    assert_eq!(get_on(&mut stream, "/").await.status, 200);
-    assert!(released(&daemon, 1.0).await);
-    // Well inside the 30 s grace: a released connection has nothing to drain.
-    tokio::time::timeout(Duration::from_secs(10), daemon.shutdown())
-        .await
-        .expect("shutdown waited on an idle connection");
-    let answer = read_until_closed(&mut stream, Duration::from_secs(5)).await;
-    assert!(answer.closed);
-    assert!(answer.bytes.is_empty());
+    // A released connection has nothing to drain.
+    shutdown_closes_an_idle_connection("50ms", 1.0).await;
 }
 
 #[tokio::test]
 async fn shutdown_reaches_an_idle_connection_that_was_not_released() {
-    let fleet = backends(1).await;
-    let daemon = balancer(
-        &fleet,
-        "server:\n  idle_release_after: 1h\n  shutdown_grace: 30s\n",
-    )
-    .await;
-    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
-    assert_eq!(get_on(&mut stream, "/").await.status, 200);
-    assert_eq!(idle_connections(&daemon).await, 0.0);
-    // Its idle timer wakes it within a second to see the drain; the grace is far longer.
+    // Its idle timer wakes it within a second to see the drain.
+    shutdown_closes_an_idle_connection("1h", 0.0).await;
+}
+
+/// Serves one request on a connection, waits until `released` connections are released, then
+/// shuts down: well inside the 30 s grace, the connection is closed without a byte.
+async fn shutdown_closes_an_idle_connection(release_after: &str, released_count: f64) {
+    let extra = format!("server:\n  idle_release_after: {release_after}\n  shutdown_grace: 30s\n");
+    let (_fleet, daemon, mut stream) = one_request_served(&extra).await;
+    assert!(released(&daemon, released_count).await);
     tokio::time::timeout(Duration::from_secs(10), daemon.shutdown())
         .await
         .expect("shutdown waited the grace out on an idle connection");
