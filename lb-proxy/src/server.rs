@@ -4,6 +4,11 @@
 //! [`Daemon::start`] binds everything (port 0 allowed, the bound addresses are reported) and
 //! returns at once; [`Daemon::shutdown`] stops accepting, lets in-flight requests finish within
 //! `server.shutdown_grace`, then returns.
+//!
+//! Each HTTP/1 client connection is driven by `serve_http1`: hyper serves it while requests
+//! flow, and between requests, once quiet for `server.idle_release_after`, hyper's connection
+//! (buffers and parser state) is dropped while the socket waits for the client's next bytes.
+//! With `server.h2c` on, connections go to hyper-util's auto server instead.
 
 use std::convert::Infallible;
 use std::future::Future;
