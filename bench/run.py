@@ -78,15 +78,15 @@ http {{ access_log off; keepalive_timeout 65; {servers} }}
 """)
 
 
-def lb_config(tmp):
+def lb_config(tmp, port=PROXY_PORT["lb"], metrics_port=LB_METRICS_PORT):
     backends = "\n".join(f"  - address: 127.0.0.1:{p}" for p in BACKEND_PORTS)
-    return write(os.path.join(tmp, "lb.yaml"), f"""
+    return write(os.path.join(tmp, f"lb-{port}.yaml"), f"""
 server:
-  listen: 127.0.0.1:{PROXY_PORT['lb']}
+  listen: 127.0.0.1:{port}
   workers: 1
   max_client_connections: 20000
 metrics:
-  listen: 127.0.0.1:{LB_METRICS_PORT}
+  listen: 127.0.0.1:{metrics_port}
 load_balancer:
   algorithm: round_robin
 upstream:
@@ -208,8 +208,9 @@ function delay() return delay_ms end
 """
 
 
-def run_wrk(name, scenario, duration, tmp):
-    url = f"http://127.0.0.1:{PROXY_PORT[name]}/" if name != "direct" else f"http://127.0.0.1:{BACKEND_PORTS[0]}/"
+def run_wrk(name, scenario, duration, tmp, port=None):
+    port = port or (PROXY_PORT[name] if name != "direct" else BACKEND_PORTS[0])
+    url = f"http://127.0.0.1:{port}/"
     args = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", "--latency", "-d", f"{duration}s"]
     env = None
     if scenario == "keepalive":
