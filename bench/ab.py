@@ -24,6 +24,12 @@ import run  # noqa: E402  (the shared helpers of the side-by-side benchmark)
 PORTS = {"A": (18180, 18190), "B": (18183, 18193)}
 
 
+def user_system_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("a")
@@ -38,6 +44,7 @@ def main():
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs = {}
     cpu = {(build, s): [] for build in PORTS for s in scenarios}
+    user = {(build, s): [] for build in PORTS for s in scenarios}
     try:
         for port in run.BACKEND_PORTS:
             run.wait_port(port)
@@ -53,10 +60,13 @@ def main():
             for round_index in range(args.rounds):
                 for build in (("A", "B") if round_index % 2 == 0 else ("B", "A")):
                     pid = procs[build].pid
-                    t0 = run.cpu_ticks(pid)
+                    u0, s0 = user_system_ticks(pid)
                     requests, rps, _, p99, errors = run.run_wrk("lb", scenario, args.duration, tmp, PORTS[build][0])
-                    us = (run.cpu_ticks(pid) - t0) / run.CLK_TCK * 1e6 / max(requests, 1)
+                    u1, s1 = user_system_ticks(pid)
+                    per_request = 1e6 / run.CLK_TCK / max(requests, 1)
+                    us = (u1 - u0 + s1 - s0) * per_request
                     cpu[(build, scenario)].append(us)
+                    user[(build, scenario)].append((u1 - u0) * per_request)
                     print(f"round {round_index + 1} {build} {scenario:9} {rps:8.0f} req/s p99 {p99:6.2f} ms "
                           f"cpu {us:5.1f} us/req errors {errors}", flush=True)
     finally:
@@ -69,8 +79,10 @@ def main():
     for scenario in scenarios:
         a, b = cpu[("A", scenario)], cpu[("B", scenario)]
         ratios = [y / x for x, y in zip(a, b)]
+        user_a, user_b = statistics.median(user[("A", scenario)]), statistics.median(user[("B", scenario)])
         print(f"{scenario:9} CPU us/req A {statistics.median(a):5.1f}  B {statistics.median(b):5.1f}  "
-              f"B/A paired {statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
+              f"B/A paired {statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f}); "
+              f"of it user space A {user_a:5.1f}  B {user_b:5.1f}")
 
 
 if __name__ == "__main__":
