@@ -5,6 +5,8 @@
 //! - [`ClientBody`]: what is sent back to the client — a short error text, or the backend's body
 //!   streamed through, carrying the request's in-flight slot and metrics until the last byte (or
 //!   the client going away) so that counters can never leak.
+//! - [`BackendBody`]: the backend's body as read by our own HTTP/1.1 client, or by hyper's for
+//!   a streamed upload.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,7 +20,10 @@ use hyper::body::Incoming;
 
 use crate::backend::InFlight;
 use crate::idle::BusyGuard;
-use crate::upstream::Sender;
+use crate::upstream::{Connection, ResponseBody};
+
+/// A body error of any kind, as hyper's server takes it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Errors a body can yield while streaming.
 #[derive(Debug, thiserror::Error)]
@@ -182,9 +187,9 @@ pub struct Completion {
     pub started: Instant,
     /// Response body bytes sent so far.
     pub sent: u64,
-    /// The upstream connection, given back to the backend's pool if the body was read to its
-    /// end; dropped (closed) otherwise, since it may still carry the rest of the body.
-    pub connection: Option<Sender>,
+    /// The upstream connection, once the body was read to its end and the connection may carry
+    /// another exchange: given back to the backend's pool on drop.
+    pub connection: Option<Connection>,
     /// Whether the backend's body was read to its end.
     pub complete: bool,
 }
@@ -198,10 +203,56 @@ impl Drop for Completion {
             .duration
             .observe(now.saturating_duration_since(self.started).as_secs_f64());
         backend.metrics.response_size.observe(self.sent as f64);
-        if self.complete
-            && let Some(connection) = self.connection.take()
-        {
+        if let Some(connection) = self.connection.take() {
             backend.pool.put(connection, now);
+        }
+    }
+}
+
+/// A backend's response body.
+#[derive(Debug)]
+pub enum BackendBody {
+    /// Read by our own HTTP/1.1 client; holds its connection until the end.
+    Own(ResponseBody),
+    /// Read by hyper's client (the answer to a streamed upload).
+    Hyper(Incoming),
+}
+
+impl BackendBody {
+    /// The connection for the pool, once the body was read to its end and it may be reused.
+    fn take_finished_connection(&mut self) -> Option<Connection> {
+        match self {
+            BackendBody::Own(body) => body.take_finished_connection(),
+            BackendBody::Hyper(_) => None,
+        }
+    }
+}
+
+impl Body for BackendBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            BackendBody::Own(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            BackendBody::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            BackendBody::Own(body) => body.is_end_stream(),
+            BackendBody::Hyper(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            BackendBody::Own(body) => body.size_hint(),
+            BackendBody::Hyper(body) => body.size_hint(),
         }
     }
 }
@@ -214,7 +265,7 @@ pub enum ClientBody {
     /// A backend's body, streamed through.
     Proxied {
         /// The backend's response body.
-        inner: Incoming,
+        inner: BackendBody,
         /// Recorded when this body is dropped.
         completion: Completion,
     },
@@ -227,14 +278,24 @@ impl ClientBody {
     }
 }
 
+impl ClientBody {
+    /// A backend's body; `completion` is recorded when it is dropped, and gets the connection
+    /// back for the pool if the body is read to its end.
+    pub fn proxied(mut inner: BackendBody, mut completion: Completion) -> Self {
+        completion.complete = inner.is_end_stream();
+        completion.connection = inner.take_finished_connection();
+        ClientBody::Proxied { inner, completion }
+    }
+}
+
 impl Body for ClientBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ClientBody::Fixed(bytes) => Poll::Ready(bytes.take().map(|data| Ok(Frame::data(data)))),
             ClientBody::Proxied { inner, completion } => {
@@ -249,6 +310,9 @@ impl Body for ClientBody {
                     }
                     None => completion.complete = true,
                     Some(Err(_)) => completion.complete = false,
+                }
+                if completion.complete && completion.connection.is_none() {
+                    completion.connection = inner.take_finished_connection();
                 }
                 Poll::Ready(frame)
             }
@@ -288,12 +352,12 @@ impl TrackedBody {
 
 impl Body for TrackedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         Pin::new(&mut self.inner).poll_frame(cx)
     }
 

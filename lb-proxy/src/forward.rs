@@ -17,12 +17,12 @@ use lb_core::balance::{Balancer, PickContext};
 use lb_core::retry::{AttemptFailure, FailureKind, GiveUpReason, RetryDecision, is_idempotent};
 
 use crate::backend::{Backend, EligibleView};
-use crate::body::{BodyFault, ClientBody, Completion, LimitedBody, UpstreamBody};
+use crate::body::{BackendBody, BodyFault, ClientBody, Completion, LimitedBody, UpstreamBody};
 use crate::headers::{X_FORWARDED_FOR, add_forwarded, strip_hop_by_hop};
 use crate::idle::{Activity, BusyGuard};
 use crate::metrics::{MethodLabel, RequestLabels, RetryLabels};
 use crate::runtime::{Runtime, Shared};
-use crate::upstream::{SendFailure, Sender};
+use crate::upstream::{Outgoing, SendFailure, h1};
 use crate::validate::{Rejection, check_head};
 
 /// Bodies up to this size with a known length are read before the first attempt so that a
@@ -198,9 +198,26 @@ pub async fn handle(
         "http",
     );
     let path_and_query = parts.uri.path_and_query().cloned();
+    let target = path_and_query
+        .as_ref()
+        .map_or("/", |target| target.as_str());
     let idempotent = is_idempotent(parts.method.as_str());
     let deadline = tokio::time::Instant::from_std(started + runtime.config.server.request_timeout);
     let max_attempts = runtime.retry.max_attempts();
+    // A body known up front goes out with a head serialised once: every attempt writes the same
+    // bytes. A streamed body goes through hyper's client with the request as it is.
+    let expect_body = parts.method != http::Method::HEAD;
+    let serialized = match upstream_body.as_ref() {
+        Some(UpstreamBody::Streaming(_)) => None,
+        Some(UpstreamBody::Buffered(Some(bytes))) => Some((
+            h1::encode_head(&parts.method, target, &parts.headers),
+            bytes.clone(),
+        )),
+        _ => Some((
+            h1::encode_head(&parts.method, target, &parts.headers),
+            bytes::Bytes::new(),
+        )),
+    };
 
     runtime.budget.deposit(started);
     let mut tried: Vec<usize> = Vec::new();
@@ -229,31 +246,44 @@ pub async fn handle(
         };
 
         let may_retry = replayable && attempt < max_attempts;
-        let body = match upstream_body.as_ref() {
-            Some(UpstreamBody::Buffered(Some(bytes))) if may_retry => {
-                UpstreamBody::Buffered(Some(bytes.clone()))
+        let exchange = async {
+            match &serialized {
+                Some((head, body)) => backend
+                    .pool
+                    .send(
+                        backend.addr,
+                        Outgoing {
+                            head,
+                            body,
+                            expect_body,
+                            idempotent,
+                        },
+                        now,
+                    )
+                    .await
+                    .map(|(parts, body)| (parts, BackendBody::Own(body))),
+                None => {
+                    let body = upstream_body.take().unwrap_or(UpstreamBody::Empty);
+                    let mut upstream = Request::new(body);
+                    *upstream.method_mut() = parts.method.clone();
+                    *upstream.uri_mut() = upstream_uri(path_and_query.as_ref());
+                    *upstream.version_mut() = Version::HTTP_11;
+                    *upstream.headers_mut() = std::mem::take(&mut parts.headers);
+                    let response = backend
+                        .pool
+                        .send_streaming(backend.addr, upstream, now)
+                        .await?;
+                    let (parts, body) = response.into_parts();
+                    Ok((parts, BackendBody::Hyper(body)))
+                }
             }
-            Some(UpstreamBody::Empty) => UpstreamBody::Empty,
-            _ => upstream_body.take().unwrap_or(UpstreamBody::Empty),
         };
-        let headers = if may_retry {
-            parts.headers.clone()
-        } else {
-            std::mem::take(&mut parts.headers)
-        };
-        let mut upstream = Request::new(body);
-        *upstream.method_mut() = parts.method.clone();
-        *upstream.uri_mut() = upstream_uri(path_and_query.as_ref());
-        *upstream.version_mut() = Version::HTTP_11;
-        *upstream.headers_mut() = headers;
-
-        let result =
-            tokio::time::timeout_at(deadline, backend.pool.send(backend.addr, upstream, now)).await;
+        let result = tokio::time::timeout_at(deadline, exchange).await;
         let now = Instant::now();
         // A backend's 5xx that may be retried is kept: it is the answer if no retry happens.
         let (kind, kept) = match result {
-            Ok(Ok((response, connection))) => {
-                let status = response.status();
+            Ok(Ok((response, body))) => {
+                let status = response.status;
                 let kind = FailureKind::Status(status.as_u16());
                 let retry_wanted = status.is_server_error()
                     && runtime
@@ -263,9 +293,9 @@ pub async fn handle(
                         .any(|condition| kind.matches(condition));
                 attempt_permit.record(!status.is_server_error(), now);
                 if !retry_wanted || !may_retry {
-                    return proxied(response, connection, slot, method, started, request_bytes);
+                    return proxied(response, body, slot, method, started, request_bytes);
                 }
-                (kind, Some((response, connection, slot)))
+                (kind, Some((response, body, slot)))
             }
             Ok(Err(error)) => {
                 // The client's body failed, not the backend: no breaker failure, no retry.
@@ -301,8 +331,8 @@ pub async fn handle(
         };
         let Some(backoff) = retry else {
             return match kept {
-                Some((response, connection, slot)) => {
-                    proxied(response, connection, slot, method, started, request_bytes)
+                Some((response, body, slot)) => {
+                    proxied(response, body, slot, method, started, request_bytes)
                 }
                 None => failure_response(shared, &backend, method, kind, started),
             };
@@ -409,7 +439,7 @@ async fn wait_backoff(backoff: Duration, deadline: tokio::time::Instant) -> bool
 pub fn classify(failure: &SendFailure) -> FailureKind {
     match failure {
         SendFailure::Connect(kind) => *kind,
-        SendFailure::Exchange(_) => FailureKind::ResetBeforeResponse,
+        SendFailure::Exchange(_) | SendFailure::Streaming(_) => FailureKind::ResetBeforeResponse,
     }
 }
 
@@ -433,14 +463,13 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
 }
 
 fn proxied(
-    response: Response<Incoming>,
-    connection: Sender,
+    mut parts: http::response::Parts,
+    body: BackendBody,
     slot: crate::backend::InFlight,
     method: MethodLabel,
     started: Instant,
     request_bytes: u64,
 ) -> Response<ClientBody> {
-    let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let metrics = &slot.backend().metrics;
     metrics.count_request(method, parts.status.as_u16());
@@ -449,16 +478,10 @@ fn proxied(
         in_flight: slot,
         started,
         sent: 0,
-        complete: body.is_end_stream(),
-        connection: Some(connection),
+        complete: false,
+        connection: None,
     };
-    Response::from_parts(
-        parts,
-        ClientBody::Proxied {
-            inner: body,
-            completion,
-        },
-    )
+    Response::from_parts(parts, ClientBody::proxied(body, completion))
 }
 
 /// The one place a failed exchange becomes the client's status.

@@ -1,15 +1,26 @@
-//! The pooled HTTP/1.1 client to one backend: idle keep-alive connections in a per-backend list.
+//! The client side: a pool of HTTP/1.1 connections per backend, and the exchange on them.
 //!
-//! hyper-util's legacy client was the first version of this. Its per-request work — a pool
-//! keyed by a hashed `(scheme, authority)` behind one mutex, a checkout future raced against a
-//! connect future, and a task per request to return the connection — was a fifth of the
-//! balancer's instructions per request under callgrind. Here each backend owns its pool, a
-//! checkout is a `Vec::pop` under that backend's own mutex, and a connection goes back to the
-//! pool when the response body has been read to its end (see [`crate::body::Completion`]).
+//! Requests whose body is known before the first attempt (none, or buffered for a retry) are
+//! written and their responses read by our own HTTP/1.1 code in [`h1`]: the head is serialised
+//! once per request, so a retry resends the same bytes without copying the headers, and the
+//! response is read by the request's own task, with no second task and no channel per
+//! connection. That was, under callgrind, more than a third of the balancer's instructions per
+//! request with hyper's client connection (docs/performance.md, item 14). Requests whose body
+//! streams (large or chunked uploads) go through hyper's client on a connection of their own,
+//! which reads the response while the body is still being sent; such a connection is closed
+//! afterwards.
 //!
-//! A request that a stale pooled connection could not even begin to send (the backend had closed
-//! it while idle) is sent again on another connection: the backend never saw it, so this is not
-//! a retry. A connection whose response was not read to the end is never reused.
+//! Each backend owns its pool: a checkout is a `Vec::pop` under that backend's own mutex, and a
+//! connection goes back when its response body was read to the end (see
+//! [`crate::body::Completion`]). An idle connection the backend closed is noticed at checkout
+//! from the socket's readiness, without a system call while it is healthy. The close can still
+//! race the checkout; then a request that a reused connection could not even be written to is
+//! written again on another connection (the backend never saw a whole request), and so is an
+//! idempotent request that a reused connection closed without a single byte of answer (the
+//! backend closed it while idle, as Go's client also assumes). Neither counts as a retry. A
+//! connection whose response was not read to the end is never reused.
+
+pub mod h1;
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -17,16 +28,13 @@ use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use lb_core::config::UpstreamConfig;
 use lb_core::retry::FailureKind;
 use tokio::net::TcpStream;
 
 use crate::body::UpstreamBody;
-
-/// The sending half of one upstream connection.
-pub type Sender = SendRequest<UpstreamBody>;
+pub use h1::{Connection, ExchangeError, ResponseBody};
 
 /// Why an exchange with a backend failed.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +44,10 @@ pub enum SendFailure {
     Connect(FailureKind),
     /// The request may have been sent; the exchange then failed.
     #[error(transparent)]
-    Exchange(hyper::Error),
+    Exchange(#[from] ExchangeError),
+    /// A streamed request's exchange (hyper's client) failed.
+    #[error(transparent)]
+    Streaming(hyper::Error),
 }
 
 /// Idle connections to one backend.
@@ -51,7 +62,7 @@ pub struct Pool {
 
 #[derive(Debug)]
 struct IdleConnection {
-    sender: Sender,
+    connection: Connection,
     since: Instant,
 }
 
@@ -78,29 +89,29 @@ impl Pool {
     }
 
     /// Takes the most recently used live connection; dead or expired ones are dropped (closed).
-    fn take_idle(&self, now: Instant) -> Option<Sender> {
+    fn take_idle(&self, now: Instant) -> Option<Connection> {
         let mut idle = self.lock();
-        while let Some(connection) = idle.pop() {
-            let expired = now.saturating_duration_since(connection.since) > self.idle_timeout;
-            if !expired && !connection.sender.is_closed() {
-                return Some(connection.sender);
+        while let Some(idle_connection) = idle.pop() {
+            let expired = now.saturating_duration_since(idle_connection.since) > self.idle_timeout;
+            if !expired && idle_connection.connection.still_open() {
+                return Some(idle_connection.connection);
             }
         }
         None
     }
 
     /// Gives a connection back after its response was read to the end.
-    pub fn put(&self, sender: Sender, now: Instant) {
-        if sender.is_closed() {
-            return;
-        }
+    pub fn put(&self, connection: Connection, now: Instant) {
         let mut idle = self.lock();
         if idle.len() < self.max_idle {
-            idle.push(IdleConnection { sender, since: now });
+            idle.push(IdleConnection {
+                connection,
+                since: now,
+            });
         }
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<Sender, FailureKind> {
+    async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, FailureKind> {
         let stream =
             match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
                 Err(_elapsed) => return Err(FailureKind::ConnectTimeout),
@@ -111,48 +122,82 @@ impl Pool {
                 Ok(Ok(stream)) => stream,
             };
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::Builder::new()
+        Ok(stream)
+    }
+
+    /// Sends a serialised request (`head`, then `body`) on an idle connection when one is alive,
+    /// else on a new one, and reads the response head. The response body owns the connection
+    /// and hands it back for the pool once read to its end. `expect_body` is false for HEAD;
+    /// `idempotent` allows sending again after a reused connection closed without answering.
+    pub async fn send(
+        &self,
+        addr: SocketAddr,
+        request: Outgoing<'_>,
+        now: Instant,
+    ) -> Result<(http::response::Parts, ResponseBody), SendFailure> {
+        let Outgoing {
+            head,
+            body,
+            expect_body,
+            idempotent,
+        } = request;
+        loop {
+            let (mut connection, reused) = match self.take_idle(now) {
+                Some(connection) => (connection, true),
+                None => (
+                    Connection::new(self.connect(addr).await.map_err(SendFailure::Connect)?),
+                    false,
+                ),
+            };
+            match connection.write_request(head, body).await {
+                Ok(()) => {}
+                Err(_) if reused => continue,
+                Err(error) => return Err(ExchangeError::Write(error).into()),
+            }
+            match connection.read_response(expect_body).await {
+                Err(ExchangeError::ClosedWithoutAnswer) if reused && idempotent => continue,
+                result => return Ok(result?),
+            }
+        }
+    }
+
+    /// Sends a request whose body streams, through hyper's client on a connection of its own
+    /// (an idle pooled one when there is one, else a new one), closed after the response.
+    pub async fn send_streaming(
+        &self,
+        addr: SocketAddr,
+        request: Request<UpstreamBody>,
+        now: Instant,
+    ) -> Result<Response<Incoming>, SendFailure> {
+        let stream = match self.take_idle(now) {
+            Some(connection) => connection.into_stream(),
+            None => self.connect(addr).await.map_err(SendFailure::Connect)?,
+        };
+        let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(|_| FailureKind::ConnectRefused)?;
+            .map_err(|_| SendFailure::Connect(FailureKind::ConnectRefused))?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%addr, %error, "upstream connection ended with an error");
             }
         });
-        Ok(sender)
+        sender
+            .send_request(request)
+            .await
+            .map_err(SendFailure::Streaming)
     }
+}
 
-    /// Sends `request` to `addr` on an idle connection when one is alive, else on a new one.
-    /// Returns the response head and the connection, which goes back to the pool once the
-    /// response body has been read to its end.
-    pub async fn send(
-        &self,
-        addr: SocketAddr,
-        mut request: Request<UpstreamBody>,
-        now: Instant,
-    ) -> Result<(Response<Incoming>, Sender), SendFailure> {
-        loop {
-            let (mut sender, reused) = match self.take_idle(now) {
-                Some(sender) => (sender, true),
-                None => (
-                    self.connect(addr).await.map_err(SendFailure::Connect)?,
-                    false,
-                ),
-            };
-            if sender.ready().await.is_err() {
-                if reused {
-                    continue;
-                }
-                return Err(SendFailure::Connect(FailureKind::ConnectRefused));
-            }
-            match sender.try_send_request(request).await {
-                Ok(response) => return Ok((response, sender)),
-                Err(mut error) => match error.take_message() {
-                    Some(unsent) if reused => request = unsent,
-                    _ => return Err(SendFailure::Exchange(error.into_error())),
-                },
-            }
-        }
-    }
+/// A request serialised for [`Pool::send`].
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    /// Request line, headers and the blank line.
+    pub head: &'a [u8],
+    /// The body, empty when there is none.
+    pub body: &'a [u8],
+    /// False for HEAD, whose response has no body whatever its headers say.
+    pub expect_body: bool,
+    /// Whether the method is idempotent.
+    pub idempotent: bool,
 }

@@ -31,6 +31,10 @@ pub enum Behaviour {
     },
     /// Read the request head, answer these bytes instead of a response, then close.
     Raw(&'static [u8]),
+    /// Answer every request on the connection with these bytes, and keep the connection.
+    Answers(&'static [u8]),
+    /// Answer one request with `200` and this body, as if keeping the connection, then close it.
+    RespondThenClose(&'static str),
 }
 
 impl Behaviour {
@@ -157,6 +161,23 @@ async fn serve(mut stream: TcpStream, behaviour: Behaviour, record: Record) {
         Behaviour::Raw(bytes) => {
             if read_request(&mut stream, &mut buffer, &record).await {
                 let _ = stream.write_all(bytes).await;
+                let _ = stream.shutdown().await;
+            }
+        }
+        Behaviour::Answers(bytes) => {
+            while read_request(&mut stream, &mut buffer, &record).await {
+                if stream.write_all(bytes).await.is_err() {
+                    break;
+                }
+            }
+        }
+        Behaviour::RespondThenClose(body) => {
+            if read_request(&mut stream, &mut buffer, &record).await {
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
                 let _ = stream.shutdown().await;
             }
         }
