@@ -151,17 +151,16 @@ impl Connection {
     }
 
     /// Reads one byte batch into the buffer; `Ok(0)` at the end of the stream.
+    ///
+    /// Through `AsyncRead`, not `try_read_buf`: tokio's `poll_read` takes a read that did not
+    /// fill the buffer as proof that the socket is drained and forgets its readiness, where
+    /// `try_read_buf` keeps it until a read fails with `WouldBlock`, one more system call per
+    /// response.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.buffer.capacity() - self.buffer.len() < 1024 {
             self.buffer.reserve(READ_CHUNK);
         }
-        loop {
-            ready!(self.stream.poll_read_ready(cx))?;
-            match self.stream.try_read_buf(&mut self.buffer) {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-                result => return Poll::Ready(result),
-            }
-        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buffer)
     }
 
     async fn fill(&mut self) -> io::Result<usize> {
