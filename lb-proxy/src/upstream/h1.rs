@@ -668,6 +668,54 @@ mod tests {
         }
     }
 
+    fn chunk_encode(chunks: &[Vec<u8>], extension: bool) -> Vec<u8> {
+        let mut wire = Vec::new();
+        for chunk in chunks.iter().filter(|chunk| !chunk.is_empty()) {
+            wire.extend_from_slice(format!("{:x}", chunk.len()).as_bytes());
+            if extension {
+                wire.extend_from_slice(b";x=\"y\"");
+            }
+            wire.extend_from_slice(b"\r\n");
+            wire.extend_from_slice(chunk);
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b"0\r\ntrailer: 1\r\n\r\n");
+        wire
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_chunked_body_decodes_to_its_bytes_at_any_read_size(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..300), 0..8),
+            split in 1usize..64,
+            extension in proptest::bool::ANY,
+        ) {
+            let wire = chunk_encode(&chunks, extension);
+            proptest::prop_assert_eq!(chunked_body(&wire, split).unwrap(), chunks.concat());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_the_chunked_decoder(
+            wire in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+            split in 1usize..64,
+        ) {
+            let _ = chunked_body(&wire, split);
+        }
+
+        #[test]
+        fn arbitrary_heads_never_panic_the_parser(
+            wire in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+            expect_body in proptest::bool::ANY,
+        ) {
+            if let Ok(Some(head)) = parse_head(&wire) {
+                let bytes = Bytes::copy_from_slice(&wire);
+                if let Ok(headers) = head.headers(&bytes) {
+                    let _ = frame_response(head.version, head.status, expect_body, &headers);
+                }
+            }
+        }
+    }
+
     #[test]
     fn malformed_chunks_are_errors() {
         for wire in [
