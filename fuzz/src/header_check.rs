@@ -1,13 +1,19 @@
 //! Header sanitising: from any header section (one `name: value` per line, invalid lines
 //! skipped), hop-by-hop removal leaves no hop-by-hop header and nothing `Connection` named but `Host`;
 //! at the edge exactly our `X-Forwarded-For` remains; behind a trusted proxy the client address
-//! is the peer or an address from the header; the transfer-coding check never panics.
+//! is the peer or an address from the header; the transfer-coding check never panics; and the
+//! request head written straight from the client's headers is the one the map path writes.
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use http::Method;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use lb_core::net::{Cidr, client_address};
-use lb_proxy::headers::{X_FORWARDED_FOR, add_forwarded, strip_hop_by_hop};
+use lb_proxy::headers::{
+    X_FORWARDED_FOR, add_forwarded, connection_names_no_header, encode_forwarded_head,
+    strip_hop_by_hop,
+};
+use lb_proxy::upstream::h1::encode_head;
 use lb_proxy::validate::check_transfer_encoding;
 
 const HOP_BY_HOP: [&str; 7] = [
@@ -69,13 +75,33 @@ pub fn check(data: &[u8]) {
         "client {client} is neither the peer nor in {lines:?}"
     );
 
+    let ours = HeaderValue::from_static("192.0.2.1");
+    if connection_names_no_header(
+        headers
+            .get_all("connection")
+            .iter()
+            .map(HeaderValue::as_bytes),
+    ) {
+        for append in [false, true] {
+            let direct = encode_forwarded_head(&Method::GET, "/", &headers, &ours, append, "http");
+            let mut rewritten = headers.clone();
+            strip_hop_by_hop(&mut rewritten);
+            add_forwarded(&mut rewritten, &ours, append, "http");
+            let via_map = encode_head(&Method::GET, "/", &rewritten);
+            assert_eq!(
+                sorted_lines(&direct),
+                sorted_lines(&via_map),
+                "append={append}"
+            );
+        }
+    }
+
     let mut edge = headers.clone();
     strip_hop_by_hop(&mut edge);
     for name in HOP_BY_HOP.iter().map(|n| n.to_string()).chain(named) {
         assert!(!edge.contains_key(name.as_str()), "{name} survived");
     }
     assert!(edge.keys().all(|name| !name.as_str().starts_with("proxy-")));
-    let ours = HeaderValue::from_static("192.0.2.1");
     let mut trusting = edge.clone();
     add_forwarded(&mut edge, &ours, false, "http");
     let all: Vec<_> = edge.get_all(&X_FORWARDED_FOR).iter().collect();
@@ -85,6 +111,13 @@ pub fn check(data: &[u8]) {
     let all: Vec<_> = trusting.get_all(&X_FORWARDED_FOR).iter().collect();
     assert_eq!(all.len(), 1);
     assert!(all[0].as_bytes().ends_with(b"192.0.2.1"));
+}
+
+/// A head's request line, then its header lines sorted: the order of fields is not meaning.
+fn sorted_lines(head: &[u8]) -> Vec<Vec<u8>> {
+    let mut lines: Vec<Vec<u8>> = head.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+    lines[1..].sort();
+    lines
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {

@@ -18,7 +18,10 @@ use lb_core::retry::{AttemptFailure, FailureKind, GiveUpReason, RetryDecision, i
 
 use crate::backend::{Backend, EligibleView};
 use crate::body::{BackendBody, BodyFault, ClientBody, Completion, LimitedBody, UpstreamBody};
-use crate::headers::{X_FORWARDED_FOR, add_forwarded, strip_hop_by_hop};
+use crate::headers::{
+    X_FORWARDED_FOR, add_forwarded, connection_names_no_header, encode_forwarded_head,
+    strip_hop_by_hop,
+};
 use crate::idle::{Activity, BusyGuard};
 use crate::metrics::{MethodLabel, RequestLabels, RetryLabels};
 use crate::runtime::{Runtime, Shared};
@@ -185,18 +188,6 @@ pub async fn handle(
     {
         parts.headers.insert(header::HOST, host);
     }
-    strip_hop_by_hop(&mut parts.headers);
-    // Room for the three X-Forwarded-* headers at once: a fresh connection's map is sized to
-    // the client's headers and would otherwise grow twice.
-    parts.headers.reserve(3);
-    let trusted_proxies = &runtime.config.server.trusted_proxies;
-    let client_ip = client.address(&parts.headers, trusted_proxies);
-    add_forwarded(
-        &mut parts.headers,
-        &client.forwarded_for,
-        client.trusted,
-        "http",
-    );
     let path_and_query = parts.uri.path_and_query().cloned();
     let target = path_and_query
         .as_ref()
@@ -204,20 +195,50 @@ pub async fn handle(
     let idempotent = is_idempotent(parts.method.as_str());
     let deadline = tokio::time::Instant::from_std(started + runtime.config.server.request_timeout);
     let max_attempts = runtime.retry.max_attempts();
-    // A body known up front goes out with a head serialised once: every attempt writes the same
-    // bytes. A streamed body goes through hyper's client with the request as it is.
     let expect_body = parts.method != http::Method::HEAD;
-    let serialized = match upstream_body.as_ref() {
-        Some(UpstreamBody::Streaming(_)) => None,
-        Some(UpstreamBody::Buffered(Some(bytes))) => Some((
-            h1::encode_head(&parts.method, target, &parts.headers),
-            bytes.clone(),
-        )),
-        _ => Some((
-            h1::encode_head(&parts.method, target, &parts.headers),
-            bytes::Bytes::new(),
-        )),
+    let trusted_proxies = &runtime.config.server.trusted_proxies;
+    let streaming = matches!(upstream_body, Some(UpstreamBody::Streaming(_)));
+    let connection_lines = || {
+        parts
+            .headers
+            .get_all(header::CONNECTION)
+            .into_iter()
+            .map(HeaderValue::as_bytes)
     };
+    // A body known up front goes out with a head serialised once: every attempt writes the same
+    // bytes. Usually that head is written straight from the client's headers; when the client
+    // names headers in `Connection`, or the body streams through hyper's client, the map is
+    // rewritten first.
+    let (client_ip, head) = if !streaming && connection_names_no_header(connection_lines()) {
+        let client_ip = client.address(&parts.headers, trusted_proxies);
+        let head = encode_forwarded_head(
+            &parts.method,
+            target,
+            &parts.headers,
+            &client.forwarded_for,
+            client.trusted,
+            "http",
+        );
+        (client_ip, Some(head))
+    } else {
+        strip_hop_by_hop(&mut parts.headers);
+        // Room for the three X-Forwarded-* headers at once: a fresh connection's map is sized
+        // to the client's headers and would otherwise grow twice.
+        parts.headers.reserve(3);
+        let client_ip = client.address(&parts.headers, trusted_proxies);
+        add_forwarded(
+            &mut parts.headers,
+            &client.forwarded_for,
+            client.trusted,
+            "http",
+        );
+        let head = (!streaming).then(|| h1::encode_head(&parts.method, target, &parts.headers));
+        (client_ip, head)
+    };
+    let serialized = head.map(|head| match upstream_body.as_ref() {
+        Some(UpstreamBody::Buffered(Some(bytes))) => (head, bytes.clone()),
+        _ => (head, bytes::Bytes::new()),
+    });
 
     runtime.budget.deposit(started);
     let mut tried: Vec<usize> = Vec::new();

@@ -201,15 +201,22 @@ impl Connection {
                 answered = true;
                 continue;
             }
-            let mut headers = head.headers(&head_bytes)?;
-            let framing = frame_response(head.version, head.status, expect_body, &headers)?;
-            if framing.body != BodyFraming::Length(0)
-                && headers.contains_key(header::TRANSFER_ENCODING)
-            {
+            let ResponseHeaders {
+                mut headers,
+                connection,
+            } = head.headers(&head_bytes)?;
+            let framing = frame_response(
+                head.version,
+                head.status,
+                expect_body,
+                &headers,
+                connection.transfer_encoding,
+            )?;
+            if framing.body != BodyFraming::Length(0) && connection.transfer_encoding.is_some() {
                 // RFC 9112 §6.3: the coding overrides the length, which must not be forwarded.
                 headers.remove(header::CONTENT_LENGTH);
             }
-            let keep_alive = framing.reusable && keeps_alive(head.version, &headers);
+            let keep_alive = framing.reusable && connection.keeps_alive(head.version);
             let mut parts = http::Response::new(()).into_parts().0;
             parts.status = head.status;
             parts.headers = headers;
@@ -228,18 +235,83 @@ struct Head {
     fields: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
 }
 
+/// The response's headers, and what its hop-by-hop ones said about the connection.
+struct ResponseHeaders {
+    headers: HeaderMap,
+    connection: ConnectionFields,
+}
+
+/// What the hop-by-hop headers of a response said.
+#[derive(Debug, Default, Clone, Copy)]
+struct ConnectionFields {
+    /// `Connection: close`.
+    close: bool,
+    /// `Connection: keep-alive`.
+    keep_alive: bool,
+    /// `Transfer-Encoding` was present; `true` when its last coding is chunked.
+    transfer_encoding: Option<bool>,
+}
+
+impl ConnectionFields {
+    /// HTTP/1.1 keeps the connection unless `Connection: close`; HTTP/1.0 only with
+    /// `Connection: keep-alive`.
+    fn keeps_alive(&self, version: Version) -> bool {
+        if version == Version::HTTP_11 {
+            !self.close
+        } else {
+            self.keep_alive
+        }
+    }
+
+    fn read_connection(&mut self, line: &[u8]) {
+        for token in line.split(|&byte| byte == b',') {
+            let token = token.trim_ascii();
+            self.close |= token.eq_ignore_ascii_case(b"close");
+            self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+        }
+    }
+
+    fn read_transfer_encoding(&mut self, line: &[u8]) {
+        // The last line's last coding decides (RFC 9112 §6.3).
+        let last = line.rsplit(|&byte| byte == b',').next().unwrap_or_default();
+        self.transfer_encoding = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+    }
+}
+
 impl Head {
-    fn headers(&self, head: &Bytes) -> Result<HeaderMap, ExchangeError> {
-        let mut headers = HeaderMap::with_capacity(self.fields.len() + 3);
+    /// The header map for the client. When `Connection` names no header beyond `close` and
+    /// `keep-alive` (the usual case), the hop-by-hop headers are read here and left out of the
+    /// map, so nothing has to be removed from it later; otherwise every header goes in and
+    /// the caller's hop-by-hop removal does the work.
+    fn headers(&self, head: &Bytes) -> Result<ResponseHeaders, ExchangeError> {
+        let mut connection = ConnectionFields::default();
+        let connection_lines = self
+            .fields
+            .iter()
+            .filter(|(name, _)| head[name.clone()].eq_ignore_ascii_case(b"connection"))
+            .map(|(_, value)| &head[value.clone()]);
+        let leave_out_hop_by_hop = crate::headers::connection_names_no_header(connection_lines);
+        let mut headers = HeaderMap::with_capacity(self.fields.len());
         for (name, value) in &self.fields {
             let name = HeaderName::from_bytes(&head[name.clone()])
                 .map_err(|_| ExchangeError::Malformed("invalid header name"))?;
+            if name == header::CONNECTION {
+                connection.read_connection(&head[value.clone()]);
+            } else if name == header::TRANSFER_ENCODING {
+                connection.read_transfer_encoding(&head[value.clone()]);
+            }
+            if leave_out_hop_by_hop && crate::headers::is_hop_by_hop(&name) {
+                continue;
+            }
             // httparse accepts only bytes that are valid in a header value.
             let value = HeaderValue::from_maybe_shared(head.slice(value.clone()))
                 .map_err(|_| ExchangeError::Malformed("invalid header value"))?;
             headers.append(name, value);
         }
-        Ok(headers)
+        Ok(ResponseHeaders {
+            headers,
+            connection,
+        })
     }
 }
 
@@ -300,6 +372,7 @@ fn frame_response(
     status: StatusCode,
     expect_body: bool,
     headers: &HeaderMap,
+    transfer_encoding: Option<bool>,
 ) -> Result<Framing, ExchangeError> {
     if !expect_body || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok(Framing {
@@ -307,19 +380,12 @@ fn frame_response(
             reusable: true,
         });
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if let Some(chunked_last) = transfer_encoding {
         if version == Version::HTTP_10 {
             return Err(ExchangeError::Malformed(
                 "Transfer-Encoding in an HTTP/1.0 response",
             ));
         }
-        let chunked_last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|line| line.to_str().ok())
-            .and_then(|line| line.rsplit(',').next())
-            .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
         let reusable = chunked_last && !headers.contains_key(header::CONTENT_LENGTH);
         return Ok(Framing {
             body: if chunked_last {
@@ -362,24 +428,6 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ExchangeError> {
         }
     }
     Ok(length)
-}
-
-/// HTTP/1.1 keeps the connection unless `Connection: close`; HTTP/1.0 only with
-/// `Connection: keep-alive`.
-fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
-    let has_token = |token: &str| {
-        headers.get_all(header::CONNECTION).iter().any(|line| {
-            line.to_str().is_ok_and(|line| {
-                line.split(',')
-                    .any(|item| item.trim().eq_ignore_ascii_case(token))
-            })
-        })
-    };
-    if version == Version::HTTP_11 {
-        !has_token("close")
-    } else {
-        has_token("keep-alive")
-    }
 }
 
 /// Where the chunked decoder is.
@@ -709,8 +757,14 @@ mod tests {
         ) {
             if let Ok(Some(head)) = parse_head(&wire) {
                 let bytes = Bytes::copy_from_slice(&wire);
-                if let Ok(headers) = head.headers(&bytes) {
-                    let _ = frame_response(head.version, head.status, expect_body, &headers);
+                if let Ok(parsed) = head.headers(&bytes) {
+                    let _ = frame_response(
+                        head.version,
+                        head.status,
+                        expect_body,
+                        &parsed.headers,
+                        parsed.connection.transfer_encoding,
+                    );
                 }
             }
         }
@@ -739,11 +793,20 @@ mod tests {
     fn framing(head: &str, expect_body: bool) -> Result<(BodyFraming, bool), ExchangeError> {
         let parsed = parse_head(head.as_bytes())?.expect("complete head");
         let bytes = Bytes::copy_from_slice(head.as_bytes());
-        let headers = parsed.headers(&bytes)?;
-        let framing = frame_response(parsed.version, parsed.status, expect_body, &headers)?;
+        let ResponseHeaders {
+            headers,
+            connection,
+        } = parsed.headers(&bytes)?;
+        let framing = frame_response(
+            parsed.version,
+            parsed.status,
+            expect_body,
+            &headers,
+            connection.transfer_encoding,
+        )?;
         Ok((
             framing.body,
-            framing.reusable && keeps_alive(parsed.version, &headers),
+            framing.reusable && connection.keeps_alive(parsed.version),
         ))
     }
 
@@ -807,6 +870,32 @@ mod tests {
         assert_eq!(
             framing("HTTP/1.1 200 OK\r\n\r\n", true).unwrap(),
             (UntilClose, false)
+        );
+    }
+
+    fn names(head: &str) -> Vec<String> {
+        let parsed = parse_head(head.as_bytes()).unwrap().unwrap();
+        let bytes = Bytes::copy_from_slice(head.as_bytes());
+        let headers = parsed.headers(&bytes).unwrap().headers;
+        headers
+            .keys()
+            .map(|name| name.as_str().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn hop_by_hop_response_headers_stay_out_of_the_map_unless_connection_names_others() {
+        assert_eq!(
+            names(
+                "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+                 Proxy-Foo: 1\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n"
+            ),
+            ["x-a", "content-length"]
+        );
+        // A named header is removed later, with the rest, by `strip_hop_by_hop`.
+        assert_eq!(
+            names("HTTP/1.1 200 OK\r\nConnection: x-a\r\nKeep-Alive: 5\r\nX-A: 1\r\n\r\n"),
+            ["connection", "keep-alive", "x-a"]
         );
     }
 
