@@ -124,6 +124,10 @@ impl Daemon {
                 stopped.clone(),
             ));
         }
+        side_tasks.push(tokio::spawn(crate::upstream::sweep_pools(
+            shared.clone(),
+            stopped.clone(),
+        )));
         let proxy_task = tokio::spawn(accept_loop(listener, shared.clone(), stopped));
         Ok(Daemon {
             listen_addr,

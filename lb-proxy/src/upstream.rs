@@ -18,7 +18,10 @@
 //! written again on another connection (the backend never saw a whole request), and so is an
 //! idempotent request that a reused connection closed without a single byte of answer (the
 //! backend closed it while idle, as Go's client also assumes). Neither counts as a retry. A
-//! connection whose response was not read to the end is never reused.
+//! connection whose response was not read to the end is never reused. Once a second
+//! ([`sweep_pools`]), idle connections the backend closed or that outlived
+//! `upstream.pool_idle_timeout` are closed, so none lingers in `CLOSE_WAIT` while traffic is
+//! quiet.
 
 pub mod h1;
 
@@ -34,6 +37,7 @@ use lb_core::retry::FailureKind;
 use tokio::net::TcpStream;
 
 use crate::body::UpstreamBody;
+use crate::runtime::Shared;
 pub use h1::{Connection, ExchangeError, ResponseBody};
 
 /// Why an exchange with a backend failed.
@@ -98,6 +102,14 @@ impl Pool {
             }
         }
         None
+    }
+
+    /// Closes the idle connections that expired or that the backend closed.
+    pub fn sweep(&self, now: Instant) {
+        self.lock().retain(|idle_connection| {
+            now.saturating_duration_since(idle_connection.since) <= self.idle_timeout
+                && idle_connection.connection.still_open()
+        });
     }
 
     /// Gives a connection back after its response was read to the end.
@@ -200,4 +212,27 @@ pub struct Outgoing<'a> {
     pub expect_body: bool,
     /// Whether the method is idempotent.
     pub idempotent: bool,
+}
+
+/// How often [`sweep_pools`] looks at the idle connections.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Sweeps every backend's pool once per [`SWEEP_INTERVAL`] until `stopped`. A healthy idle
+/// connection costs no system call here: only one with a socket event is read.
+pub async fn sweep_pools(
+    shared: std::sync::Arc<Shared>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = crate::server::stop_requested(&mut stopped) => return,
+        }
+        let now = Instant::now();
+        for backend in &shared.runtime.load().backends {
+            backend.pool.sweep(now);
+        }
+    }
 }

@@ -183,7 +183,7 @@ fn huge_head() -> &'static [u8] {
 
 #[tokio::test]
 async fn a_backend_closing_each_idle_connection_costs_idempotent_requests_nothing() {
-    let fake = FakeBackend::start(vec![Behaviour::RespondThenClose("fresh")]).await;
+    let fake = FakeBackend::start(vec![Behaviour::RespondThenClose("fresh", Duration::ZERO)]).await;
     let daemon = over(&fake, ONE_ATTEMPT).await;
     for round in 0..20 {
         let answer = get(&client(), daemon.listen_addr, "/").await;
@@ -219,5 +219,29 @@ async fn a_request_and_its_body_reach_the_backend_byte_for_byte() {
     );
     assert!(received.contains("content-length: 13\r\n"), "{received}");
     assert!(received.ends_with("\r\n\r\npayload bytes"), "{received}");
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_connections_the_backend_closed_leave_the_pool_while_traffic_is_quiet() {
+    let fake = FakeBackend::start(vec![Behaviour::RespondThenClose(
+        "once",
+        Duration::from_millis(300),
+    )])
+    .await;
+    let daemon = over(&fake, ONE_ATTEMPT).await;
+    let answer = get(&client(), daemon.listen_addr, "/").await;
+    assert_eq!(answer.text(), "once");
+    let pool_idle = || daemon.shared.runtime.load().backends[0].pool.idle_count();
+    assert!(
+        eventually(Duration::from_secs(5), || async { pool_idle() == 1 }).await,
+        "the connection did not go back to the pool"
+    );
+    // No request comes to check it out: the sweep alone must find the backend's close.
+    assert!(
+        eventually(Duration::from_secs(5), || async { pool_idle() == 0 }).await,
+        "a closed idle connection stayed in the pool: {}",
+        pool_idle()
+    );
     daemon.shutdown().await;
 }

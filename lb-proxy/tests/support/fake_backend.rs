@@ -33,8 +33,9 @@ pub enum Behaviour {
     Raw(&'static [u8]),
     /// Answer every request on the connection with these bytes, and keep the connection.
     Answers(&'static [u8]),
-    /// Answer one request with `200` and this body, as if keeping the connection, then close it.
-    RespondThenClose(&'static str),
+    /// Answer one request with `200` and this body, as if keeping the connection, then close it
+    /// after the given pause.
+    RespondThenClose(&'static str, Duration),
 }
 
 impl Behaviour {
@@ -171,13 +172,14 @@ async fn serve(mut stream: TcpStream, behaviour: Behaviour, record: Record) {
                 }
             }
         }
-        Behaviour::RespondThenClose(body) => {
+        Behaviour::RespondThenClose(body, pause) => {
             if read_request(&mut stream, &mut buffer, &record).await {
                 let answer = format!(
                     "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = stream.write_all(answer.as_bytes()).await;
+                tokio::time::sleep(pause).await;
                 let _ = stream.shutdown().await;
             }
         }
