@@ -167,6 +167,8 @@ pub struct Metrics {
     pub no_backend: Counter,
     /// `lb_backend_weight{backend}`: configured weight (for dashboards' share of traffic).
     pub weight: Family<BackendLabels, Gauge>,
+    /// `lb_upstream_idle_connections{backend}`: idle pooled connections, sampled by the sweep.
+    pub upstream_idle: Family<BackendLabels, Gauge>,
 }
 
 impl Metrics {
@@ -192,6 +194,7 @@ impl Metrics {
         let retry_budget_exhausted = Counter::default();
         let no_backend = Counter::default();
         let weight = Family::<BackendLabels, Gauge>::default();
+        let upstream_idle = Family::<BackendLabels, Gauge>::default();
 
         registry.register(
             "lb_requests",
@@ -273,6 +276,11 @@ impl Metrics {
             "Configured backend weight",
             weight.clone(),
         );
+        registry.register(
+            "lb_upstream_idle_connections",
+            "Idle keep-alive connections to the backend in its pool, sampled once a second",
+            upstream_idle.clone(),
+        );
         Self {
             registry,
             requests,
@@ -291,6 +299,7 @@ impl Metrics {
             retry_budget_exhausted,
             no_backend,
             weight,
+            upstream_idle,
         }
     }
 
@@ -333,6 +342,8 @@ pub struct BackendMetrics {
     pub breaker_state: Gauge,
     /// `lb_active_connections{backend}`; its atomic is also the backend's in-flight count.
     pub active: Gauge,
+    /// `lb_upstream_idle_connections{backend}`.
+    pub upstream_idle: Gauge,
     /// Lazily resolved `lb_requests_total` counters for this backend, by method and status.
     requests: Box<[std::sync::OnceLock<Counter>]>,
     family: Family<RequestLabels, Counter>,
@@ -380,6 +391,7 @@ impl BackendMetrics {
             health,
             breaker_state: metrics.breaker_state.get_or_create_owned(&labels),
             active: metrics.active.get_or_create_owned(&labels),
+            upstream_idle: metrics.upstream_idle.get_or_create_owned(&labels),
             requests,
             family: metrics.requests.clone(),
             name,

@@ -104,12 +104,15 @@ impl Pool {
         None
     }
 
-    /// Closes the idle connections that expired or that the backend closed.
-    pub fn sweep(&self, now: Instant) {
-        self.lock().retain(|idle_connection| {
+    /// Closes the idle connections that expired or that the backend closed; returns how many
+    /// are left.
+    pub fn sweep(&self, now: Instant) -> usize {
+        let mut idle = self.lock();
+        idle.retain(|idle_connection| {
             now.saturating_duration_since(idle_connection.since) <= self.idle_timeout
                 && idle_connection.connection.still_open()
         });
+        idle.len()
     }
 
     /// Gives a connection back after its response was read to the end.
@@ -217,8 +220,9 @@ pub struct Outgoing<'a> {
 /// How often [`sweep_pools`] looks at the idle connections.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Sweeps every backend's pool once per [`SWEEP_INTERVAL`] until `stopped`. A healthy idle
-/// connection costs no system call here: only one with a socket event is read.
+/// Sweeps every backend's pool once per [`SWEEP_INTERVAL`] until `stopped`, and sets
+/// `lb_upstream_idle_connections`. A healthy idle connection costs no system call here: only
+/// one with a socket event is read.
 pub async fn sweep_pools(
     shared: std::sync::Arc<Shared>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
@@ -232,7 +236,11 @@ pub async fn sweep_pools(
         }
         let now = Instant::now();
         for backend in &shared.runtime.load().backends {
-            backend.pool.sweep(now);
+            let idle = backend.pool.sweep(now);
+            backend
+                .metrics
+                .upstream_idle
+                .set(i64::try_from(idle).unwrap_or(i64::MAX));
         }
     }
 }

@@ -226,22 +226,33 @@ async fn a_request_and_its_body_reach_the_backend_byte_for_byte() {
 async fn idle_connections_the_backend_closed_leave_the_pool_while_traffic_is_quiet() {
     let fake = FakeBackend::start(vec![Behaviour::RespondThenClose(
         "once",
-        Duration::from_millis(300),
+        // Longer than the sweep's period, so that one sweep samples the connection open.
+        Duration::from_millis(1500),
     )])
     .await;
     let daemon = over(&fake, ONE_ATTEMPT).await;
     let answer = get(&client(), daemon.listen_addr, "/").await;
     assert_eq!(answer.text(), "once");
     let pool_idle = || daemon.shared.runtime.load().backends[0].pool.idle_count();
+    let sampled =
+        || async { metric_sum(&scrape(&daemon).await, "lb_upstream_idle_connections", &[]) };
     assert!(
         eventually(Duration::from_secs(5), || async { pool_idle() == 1 }).await,
         "the connection did not go back to the pool"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async { sampled().await == 1.0 }).await,
+        "lb_upstream_idle_connections did not show the idle connection"
     );
     // No request comes to check it out: the sweep alone must find the backend's close.
     assert!(
         eventually(Duration::from_secs(5), || async { pool_idle() == 0 }).await,
         "a closed idle connection stayed in the pool: {}",
         pool_idle()
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async { sampled().await == 0.0 }).await,
+        "lb_upstream_idle_connections did not follow the sweep"
     );
     daemon.shutdown().await;
 }
