@@ -8,6 +8,8 @@ use bytes::Bytes;
 use http::Method;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::upstream::h1::{push_field, start_head};
+
 /// The standard hop-by-hop headers (RFC 9110 §7.6.1, RFC 9112), besides any `Proxy-*` header.
 const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
@@ -136,15 +138,7 @@ pub fn encode_forwarded_head(
     append: bool,
     proto: &'static str,
 ) -> Bytes {
-    let mut size = method.as_str().len() + target.len() + 96 + peer_ip.len();
-    for (name, value) in headers {
-        size += name.as_str().len() + value.len() + 4;
-    }
-    let mut head = Vec::with_capacity(size);
-    head.extend_from_slice(method.as_str().as_bytes());
-    head.push(b' ');
-    head.extend_from_slice(target.as_bytes());
-    head.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut head = start_head(method, target, headers, 96 + peer_ip.len());
     let host = headers.get(header::HOST);
     for (name, value) in headers {
         // As `add_forwarded`: a client's X-Forwarded-Host stays only when there is no Host.
@@ -155,7 +149,7 @@ pub fn encode_forwarded_head(
         {
             continue;
         }
-        push_line(&mut head, name.as_str().as_bytes(), value.as_bytes());
+        push_field(&mut head, name.as_str().as_bytes(), value.as_bytes());
     }
     head.extend_from_slice(b"x-forwarded-for: ");
     if append {
@@ -167,19 +161,12 @@ pub fn encode_forwarded_head(
     }
     head.extend_from_slice(peer_ip.as_bytes());
     head.extend_from_slice(b"\r\n");
-    push_line(&mut head, b"x-forwarded-proto", proto.as_bytes());
+    push_field(&mut head, b"x-forwarded-proto", proto.as_bytes());
     if let Some(host) = host {
-        push_line(&mut head, b"x-forwarded-host", host.as_bytes());
+        push_field(&mut head, b"x-forwarded-host", host.as_bytes());
     }
     head.extend_from_slice(b"\r\n");
     Bytes::from(head)
-}
-
-fn push_line(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    head.extend_from_slice(name);
-    head.extend_from_slice(b": ");
-    head.extend_from_slice(value);
-    head.extend_from_slice(b"\r\n");
 }
 
 /// Adds the balancer's forwarding headers: `X-Forwarded-For` (the peer appended when `append`,

@@ -72,7 +72,18 @@ pub enum BodyReadError {
 /// Serialises a request head: request line, `headers` as they are, and the blank line.
 /// `target` is the origin-form request target (`/path?query`).
 pub fn encode_head(method: &Method, target: &str, headers: &HeaderMap) -> Bytes {
-    let mut size = method.as_str().len() + target.len() + 13;
+    let mut head = start_head(method, target, headers, 2);
+    for (name, value) in headers {
+        push_field(&mut head, name.as_str().as_bytes(), value.as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    Bytes::from(head)
+}
+
+/// A buffer holding the request line, with room for every field of `headers` and `extra`
+/// more bytes.
+pub fn start_head(method: &Method, target: &str, headers: &HeaderMap, extra: usize) -> Vec<u8> {
+    let mut size = method.as_str().len() + target.len() + 11 + extra;
     for (name, value) in headers {
         size += name.as_str().len() + value.len() + 4;
     }
@@ -81,14 +92,15 @@ pub fn encode_head(method: &Method, target: &str, headers: &HeaderMap) -> Bytes 
     head.push(b' ');
     head.extend_from_slice(target.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
+    head
+}
+
+/// Appends one `name: value` field line.
+pub fn push_field(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    head.extend_from_slice(name);
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
     head.extend_from_slice(b"\r\n");
-    Bytes::from(head)
 }
 
 /// One connection to a backend and the bytes read from it but not yet consumed.
