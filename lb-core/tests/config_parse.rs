@@ -95,6 +95,7 @@ upstream:
   connect_timeout: 250ms
   pool_idle_timeout: 0s
   pool_max_idle_per_backend: 0
+  max_response_header_bytes: 4096
 load_balancer:
   algorithm: p2c
 backends:
@@ -156,7 +157,8 @@ metrics:
         UpstreamConfig {
             connect_timeout: Duration::from_millis(250),
             pool_idle_timeout: Duration::ZERO,
-            pool_max_idle_per_backend: 0
+            pool_max_idle_per_backend: 0,
+            max_response_header_bytes: 4096,
         }
     );
     assert_eq!(config.load_balancer.algorithm, Algorithm::P2c);

@@ -62,6 +62,7 @@ pub struct Pool {
     max_idle: usize,
     idle_timeout: Duration,
     connect_timeout: Duration,
+    max_head_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -78,6 +79,7 @@ impl Pool {
             max_idle: upstream.pool_max_idle_per_backend,
             idle_timeout: upstream.pool_idle_timeout,
             connect_timeout: upstream.connect_timeout,
+            max_head_bytes: upstream.max_response_header_bytes,
         }
     }
 
@@ -169,7 +171,10 @@ impl Pool {
                 Err(_) if reused => continue,
                 Err(error) => return Err(ExchangeError::Write(error).into()),
             }
-            match connection.read_response(expect_body).await {
+            match connection
+                .read_response(expect_body, self.max_head_bytes)
+                .await
+            {
                 Err(ExchangeError::ClosedWithoutAnswer) if reused && idempotent => continue,
                 result => return Ok(result?),
             }

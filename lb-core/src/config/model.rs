@@ -126,6 +126,9 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
     /// Idle connections kept per backend; 0 disables pooling.
     pub pool_max_idle_per_backend: usize,
+    /// Largest response head (status line and headers) accepted from a backend; a larger one
+    /// is answered 502.
+    pub max_response_header_bytes: usize,
 }
 
 impl Default for UpstreamConfig {
@@ -134,6 +137,7 @@ impl Default for UpstreamConfig {
             connect_timeout: Duration::from_secs(2),
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_backend: 256,
+            max_response_header_bytes: 64 * 1024,
         }
     }
 }

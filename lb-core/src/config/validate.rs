@@ -187,10 +187,11 @@ fn trusted_proxies(w: &mut Walker<'_>, s: &Section<'_>) -> Vec<Cidr> {
 }
 
 fn upstream(w: &mut Walker<'_>, top: &Section<'_>) -> UpstreamConfig {
-    const FIELDS: [&str; 3] = [
+    const FIELDS: [&str; 4] = [
         "connect_timeout",
         "pool_idle_timeout",
         "pool_max_idle_per_backend",
+        "max_response_header_bytes",
     ];
     let d = UpstreamConfig::default();
     let s = w.section(top.get("upstream"), "upstream", &FIELDS);
@@ -212,6 +213,14 @@ fn upstream(w: &mut Walker<'_>, top: &Section<'_>) -> UpstreamConfig {
                 "pool_max_idle_per_backend",
                 d.pool_max_idle_per_backend,
                 int(0),
+            )
+            .value,
+        max_response_header_bytes: w
+            .get(
+                &s,
+                "max_response_header_bytes",
+                d.max_response_header_bytes,
+                int(1024),
             )
             .value,
     }

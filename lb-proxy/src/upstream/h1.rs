@@ -20,10 +20,9 @@ use http_body::{Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// Most headers a response head may carry (hyper's client default).
+/// Most headers a response head may carry (hyper's client default); its size is limited by
+/// `upstream.max_response_header_bytes`.
 pub const MAX_RESPONSE_HEADERS: usize = 100;
-/// Largest response head accepted, in bytes.
-pub const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
 /// Longest chunk-size line or trailer line accepted, in bytes.
 const MAX_CHUNK_LINE_BYTES: usize = 4096;
 /// Largest trailer section read (and dropped), in bytes.
@@ -49,8 +48,8 @@ pub enum ExchangeError {
     /// The response head is not valid HTTP/1.x.
     #[error("malformed response head: {0}")]
     Malformed(&'static str),
-    /// The response head is larger than [`MAX_RESPONSE_HEAD_BYTES`] or has more than
-    /// [`MAX_RESPONSE_HEADERS`] headers.
+    /// The response head is larger than `upstream.max_response_header_bytes` or has more
+    /// than [`MAX_RESPONSE_HEADERS`] headers.
     #[error("response head too large")]
     HeadTooLarge,
 }
@@ -181,17 +180,18 @@ impl Connection {
 
     /// Reads the response head (skipping interim 1xx responses) and frames its body.
     /// `expect_body` is false for a HEAD request, whose response has no body whatever its
-    /// headers say.
+    /// headers say; a head longer than `max_head_bytes` is an error.
     pub async fn read_response(
         mut self,
         expect_body: bool,
+        max_head_bytes: usize,
     ) -> Result<(http::response::Parts, ResponseBody), ExchangeError> {
         // Whether an interim (1xx) response came: then the backend did answer.
         let mut answered = false;
         loop {
             let parsed = parse_head(&self.buffer)?;
             let Some(head) = parsed else {
-                if self.buffer.len() >= MAX_RESPONSE_HEAD_BYTES {
+                if self.buffer.len() >= max_head_bytes {
                     return Err(ExchangeError::HeadTooLarge);
                 }
                 let nothing_yet = self.buffer.is_empty() && !answered;
