@@ -132,10 +132,21 @@ pub async fn handle(
     client: &Arc<ClientInfo>,
     request: Request<Incoming>,
 ) -> Response<ClientBody> {
+    let (parts, body) = request.into_parts();
+    let body = (!body.is_end_stream()).then_some(body);
+    handle_parts(shared, client, parts, body).await
+}
+
+/// [`handle`] for a request in parts; `body` is `None` when the request has none.
+pub async fn handle_parts(
+    shared: &Shared,
+    client: &Arc<ClientInfo>,
+    mut parts: http::request::Parts,
+    body: Option<Incoming>,
+) -> Response<ClientBody> {
     let started = Instant::now();
     let runtime = shared.runtime.load_full();
-    let method = MethodLabel::of(request.method());
-    let (mut parts, body) = request.into_parts();
+    let method = MethodLabel::of(&parts.method);
     let version = parts.version;
     if let Err(rejection) = check_head(&parts, runtime.config.server.max_uri_bytes) {
         return refuse_and_close(shared, method, version, rejection);
@@ -147,38 +158,38 @@ pub async fn handle(
     }
 
     // Only a request with a body needs to learn whether that body failed: no allocation otherwise.
-    let fault: Option<Arc<BodyFault>> = (!body.is_end_stream()).then(Default::default);
-    let (mut upstream_body, replayable) = if body.is_end_stream() {
-        (Some(UpstreamBody::Empty), true)
-    } else if declared_length.is_some_and(|length| length <= REPLAY_BUFFER_BYTES) {
-        let read = tokio::time::timeout(
-            runtime.config.server.request_timeout,
-            LimitedBody::new(body, limit, fault.clone().unwrap_or_default()).collect(),
-        )
-        .await;
-        match read {
-            Ok(Ok(collected)) => (
-                Some(UpstreamBody::Buffered(Some(collected.to_bytes()))),
-                true,
-            ),
-            Ok(Err(_)) if fault.as_ref().is_some_and(|fault| fault.too_large()) => {
-                return refuse_and_close(shared, method, version, TOO_LARGE);
-            }
-            Ok(Err(_)) => {
-                return refuse_and_close(shared, method, version, BAD_BODY);
-            }
-            Err(_) => {
-                return refuse_and_close(shared, method, version, BODY_TIMEOUT);
+    let fault: Option<Arc<BodyFault>> = body.is_some().then(Default::default);
+    let (mut upstream_body, replayable) = match body {
+        None => (Some(UpstreamBody::Empty), true),
+        Some(body) if declared_length.is_some_and(|length| length <= REPLAY_BUFFER_BYTES) => {
+            let read = tokio::time::timeout(
+                runtime.config.server.request_timeout,
+                LimitedBody::new(body, limit, fault.clone().unwrap_or_default()).collect(),
+            )
+            .await;
+            match read {
+                Ok(Ok(collected)) => (
+                    Some(UpstreamBody::Buffered(Some(collected.to_bytes()))),
+                    true,
+                ),
+                Ok(Err(_)) if fault.as_ref().is_some_and(|fault| fault.too_large()) => {
+                    return refuse_and_close(shared, method, version, TOO_LARGE);
+                }
+                Ok(Err(_)) => {
+                    return refuse_and_close(shared, method, version, BAD_BODY);
+                }
+                Err(_) => {
+                    return refuse_and_close(shared, method, version, BODY_TIMEOUT);
+                }
             }
         }
-    } else {
-        (
+        Some(body) => (
             Some(UpstreamBody::Streaming(
                 LimitedBody::new(body, limit, fault.clone().unwrap_or_default())
                     .holding(BusyGuard::new(client)),
             )),
             false,
-        )
+        ),
     };
     let request_bytes = declared_length.unwrap_or(0);
 

@@ -5,10 +5,15 @@
 //! returns at once; [`Daemon::shutdown`] stops accepting, lets in-flight requests finish within
 //! `server.shutdown_grace`, then returns.
 //!
-//! Each HTTP/1 client connection is driven by `serve_http1`: hyper serves it while requests
-//! flow, and between requests, once quiet for `server.idle_release_after`, hyper's connection
-//! (buffers and parser state) is dropped while the socket waits for the client's next bytes.
-//! With `server.h2c` on, connections go to hyper-util's auto server instead.
+//! Each HTTP/1 client connection is driven by `serve_http1`: our own loop ([`h1`]) serves
+//! requests without a body, and hands the connection to hyper's server for any other request
+//! (a body, `Expect`, `Upgrade`, a malformed head). hyper then serves it until it has been quiet
+//! for `server.idle_release_after`, when hyper's connection (buffers and parser state) is
+//! dropped and the socket waits for the client's next bytes; our loop takes it back from there.
+//! Our loop holds no buffer while parked either. With `server.h2c` on, connections go to
+//! hyper-util's auto server instead.
+
+mod h1;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -206,6 +211,7 @@ async fn accept_loop(
     let idle_timeout = server.idle_timeout;
     let idle_release_after = server.idle_release_after;
     let header_read_timeout = server.header_read_timeout;
+    let max_head_bytes = server.max_header_bytes.max(MIN_MAX_HEADER_BYTES);
 
     // The stop future is polled once to register this task, and afterwards only when the
     // channel's version says it changed: polling it takes a lock, once per accept otherwise.
@@ -275,7 +281,7 @@ async fn accept_loop(
                 let io = IdleTimeoutIo::new(stream, idle_timeout, Some(timers));
                 let http1 = http1.clone();
                 tokio::spawn(async move {
-                    serve_http1(io, &http1, service, &client.activity, &shared).await;
+                    serve_http1(io, &http1, service, &client, &shared, max_head_bytes).await;
                     shared.metrics.client_connections.dec();
                     drop(permit);
                 });
@@ -367,59 +373,38 @@ fn closed(result: hyper::Result<()>) -> Ended {
     Ended::Closed
 }
 
-/// Serves HTTP/1 on one client connection until it closes. While requests flow, hyper serves
-/// it; when the idle timer asks for release, hyper's connection is stopped between requests
-/// (its buffers freed) and the socket waits, holding no buffer, for the client's next bytes.
+/// Serves HTTP/1 on one client connection until it closes: bodyless requests in our own loop,
+/// others in hyper's. When either has been quiet for the release delay, its buffers are freed
+/// and the socket waits, holding no buffer, for the client's next bytes.
 async fn serve_http1(
     mut io: IdleTimeoutIo<TcpStream>,
     http1: &http1::Builder,
     mut service: ProxyService,
-    activity: &Activity,
+    client: &Arc<ClientInfo>,
     shared: &Shared,
+    max_head_bytes: usize,
 ) {
     let draining = &shared.draining;
+    let activity = &client.activity;
     loop {
-        let mut connection = Box::new(http1.serve_connection(TokioIo::new(io), service));
-        let mut shutting_down = false;
-        let ended = std::future::poll_fn(|cx| {
-            if let Poll::Ready(result) = connection.poll_without_shutdown(cx) {
-                return Poll::Ready(closed(result));
+        match h1::serve(&mut io, shared, client, max_head_bytes).await {
+            h1::Served::Closed => return,
+            h1::Served::Release => {}
+            h1::Served::HandOff(bytes) => {
+                io.set_prefix(&bytes);
+                drop(bytes);
+                let ended;
+                (io, service, ended) =
+                    serve_with_hyper(io, http1, service, activity, draining).await;
+                if matches!(ended, Ended::Closed) {
+                    return;
+                }
+                activity.resumed();
+                if io.has_prefix() {
+                    // Part of the next request had already arrived.
+                    continue;
+                }
             }
-            if shutting_down {
-                return Poll::Pending;
-            }
-            if draining.is_started() {
-                shutting_down = true;
-                Pin::new(&mut *connection).graceful_shutdown();
-                return connection.poll_without_shutdown(cx).map(closed);
-            }
-            if activity.take_release_wanted() && activity.may_release() {
-                shutting_down = true;
-                Pin::new(&mut *connection).graceful_shutdown();
-                // Between requests hyper stops at once. If it does not, it was mid-message
-                // after all: it now closes after that message, and so does the socket.
-                return match connection.poll_without_shutdown(cx) {
-                    Poll::Ready(Ok(())) => Poll::Ready(Ended::Released),
-                    Poll::Ready(result) => Poll::Ready(closed(result)),
-                    Poll::Pending => Poll::Pending,
-                };
-            }
-            Poll::Pending
-        })
-        .await;
-        if matches!(ended, Ended::Closed) {
-            return;
-        }
-        let parts = connection.into_parts();
-        io = parts.io.into_inner();
-        io.set_prefix(&parts.read_buf);
-        service = parts.service;
-        // The read buffer is hyper's whole 8 KiB allocation: not kept while parked.
-        drop(parts.read_buf);
-        activity.resumed();
-        if io.has_prefix() {
-            // Part of the next request had already arrived.
-            continue;
         }
         let idle_gauge = &shared.metrics.client_connections_idle;
         idle_gauge.inc();
@@ -433,8 +418,54 @@ async fn serve_http1(
         .await;
         idle_gauge.dec();
         match resume {
-            Ok(true) => continue,
+            Ok(true) => activity.resumed(),
             Ok(false) | Err(_) => return,
         }
     }
+}
+
+/// Serves the connection with hyper until it closes, or has been quiet long enough to be
+/// released; then hands back the socket (with the bytes hyper read but did not parse as its
+/// prefix) and the service.
+async fn serve_with_hyper(
+    io: IdleTimeoutIo<TcpStream>,
+    http1: &http1::Builder,
+    service: ProxyService,
+    activity: &Activity,
+    draining: &crate::runtime::Draining,
+) -> (IdleTimeoutIo<TcpStream>, ProxyService, Ended) {
+    let mut connection = Box::new(http1.serve_connection(TokioIo::new(io), service));
+    let mut shutting_down = false;
+    let ended = std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = connection.poll_without_shutdown(cx) {
+            return Poll::Ready(closed(result));
+        }
+        if shutting_down {
+            return Poll::Pending;
+        }
+        if draining.is_started() {
+            shutting_down = true;
+            Pin::new(&mut *connection).graceful_shutdown();
+            return connection.poll_without_shutdown(cx).map(closed);
+        }
+        if activity.take_release_wanted() && activity.may_release() {
+            shutting_down = true;
+            Pin::new(&mut *connection).graceful_shutdown();
+            // Between requests hyper stops at once. If it does not, it was mid-message
+            // after all: it now closes after that message, and so does the socket.
+            return match connection.poll_without_shutdown(cx) {
+                Poll::Ready(Ok(())) => Poll::Ready(Ended::Released),
+                Poll::Ready(result) => Poll::Ready(closed(result)),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+        Poll::Pending
+    })
+    .await;
+    let parts = connection.into_parts();
+    let mut io = parts.io.into_inner();
+    io.set_prefix(&parts.read_buf);
+    // The read buffer is hyper's whole 8 KiB allocation: not kept while parked.
+    drop(parts.read_buf);
+    (io, parts.service, ended)
 }

@@ -1,0 +1,348 @@
+//! The balancer's own HTTP/1.1 server loop, as a client on a raw socket sees it: requests
+//! without a body are served by it, others by hyper, on the same connection and in order; the
+//! response is framed for the client's version and method; a client that goes away or a
+//! backend body that ends early closes the connection instead of leaving it in a wrong state.
+
+mod support;
+
+use std::time::Duration;
+
+use support::fake_backend::{Behaviour, FakeBackend, RawAnswer, raw_exchange};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const LIMIT: Duration = Duration::from_secs(5);
+/// One attempt per request: a framing bug must show as a failure, not be retried away.
+const ONE_ATTEMPT: &str = "retry:\n  max_attempts: 1\n";
+
+async fn over(fake: &FakeBackend) -> lb_proxy::Daemon {
+    let yaml = config_yaml(&[fake.spec("fake")], ONE_ATTEMPT);
+    lb_proxy::Daemon::start(parse(&yaml))
+        .await
+        .expect("balancer starts")
+}
+
+/// One response taken off the front of `bytes`: (head in lower case, decoded body). The body
+/// is framed by Content-Length, chunked coding, or, with neither, runs to the end of `bytes`.
+fn take_response(bytes: &mut Vec<u8>, head_request: bool) -> (String, Vec<u8>) {
+    let (head, body, used) = parse_response(bytes, head_request).expect("a complete response");
+    bytes.drain(..used);
+    (head, body)
+}
+
+/// The first response in `bytes` and how many bytes it took, or `None` while incomplete.
+fn parse_response(bytes: &[u8], head_request: bool) -> Option<(String, Vec<u8>, usize)> {
+    let end = find(bytes, b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
+    let rest = &bytes[end..];
+    if head_request || head.starts_with("http/1.1 204") {
+        return Some((head, Vec::new(), end));
+    }
+    if let Some(length) = header(&head, "content-length") {
+        let length: usize = length.parse().expect("content-length");
+        let body = rest.get(..length)?.to_vec();
+        return Some((head, body, end + length));
+    }
+    if header(&head, "transfer-encoding") != Some("chunked") {
+        return Some((head, rest.to_vec(), bytes.len()));
+    }
+    let mut body = Vec::new();
+    let mut at = 0;
+    loop {
+        let line_end = at + find(&rest[at..], b"\r\n")?;
+        let size_text = String::from_utf8_lossy(&rest[at..line_end]).into_owned();
+        let size = usize::from_str_radix(size_text.trim(), 16).expect("a hex chunk size");
+        let data_start = line_end + 2;
+        let data_end = data_start + size;
+        let chunk_end = rest.get(data_end..data_end + 2)?;
+        assert_eq!(chunk_end, b"\r\n", "a chunk not followed by CRLF");
+        body.extend_from_slice(&rest[data_start..data_end]);
+        at = data_end + 2;
+        if size == 0 {
+            return Some((head, body, end + at));
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// Reads from `stream` until `count` complete responses (not HEAD) are buffered, or the limit.
+async fn read_responses(stream: &mut TcpStream, count: usize) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let mut chunk = [0u8; 8192];
+    loop {
+        let mut at = 0;
+        let complete = (0..count).all(|_| match parse_response(&bytes[at..], false) {
+            Some((_, _, used)) => {
+                at += used;
+                true
+            }
+            None => false,
+        });
+        if complete {
+            return bytes;
+        }
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return bytes,
+            Ok(Ok(n)) => bytes.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn pipelined_requests_with_and_without_bodies_are_answered_in_order() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, "").await;
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    // A bodyless request, one with a body (served by hyper), and a bodyless one again, sent
+    // at once: the last must come back to our loop with the bytes hyper had read ahead.
+    stream
+        .write_all(
+            b"GET /echo?first HTTP/1.1\r\nhost: a\r\n\r\n\
+              POST /echo?second HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n\r\nhello\
+              DELETE /echo?third HTTP/1.1\r\nhost: a\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut bytes = read_responses(&mut stream, 3).await;
+    for (index, expected) in ["GET /echo?first", "POST /echo?second", "DELETE /echo?third"]
+        .into_iter()
+        .enumerate()
+    {
+        let (head, body) = take_response(&mut bytes, false);
+        assert!(head.starts_with("http/1.1 200 ok\r\n"), "{index}: {head}");
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.starts_with(expected), "{index}: {body}");
+        if index == 1 {
+            assert!(body.ends_with("hello"), "{body}");
+        }
+    }
+    assert!(bytes.is_empty(), "{}", String::from_utf8_lossy(&bytes));
+    // The connection is still open and served.
+    stream
+        .write_all(b"GET /echo?fourth HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut bytes = read_responses(&mut stream, 1).await;
+    let (_, body) = take_response(&mut bytes, false);
+    assert!(String::from_utf8_lossy(&body).starts_with("GET /echo?fourth"));
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_chunked_backend_body_is_chunked_for_http11_and_runs_to_the_close_for_http10() {
+    let fake = FakeBackend::start(vec![Behaviour::Answers(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-kind: chunked\r\n\r\n\
+          5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    )])
+    .await;
+    let daemon = over(&fake).await;
+
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    for _ in 0..2 {
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut bytes = read_responses(&mut stream, 1).await;
+        let (head, body) = take_response(&mut bytes, false);
+        assert_eq!(
+            header(&head, "transfer-encoding"),
+            Some("chunked"),
+            "{head}"
+        );
+        assert_eq!(header(&head, "x-kind"), Some("chunked"), "{head}");
+        assert_eq!(header(&head, "content-length"), None, "{head}");
+        assert_eq!(body, b"hello world");
+        assert!(bytes.is_empty());
+    }
+
+    let answer = raw_exchange(daemon.listen_addr, b"GET / HTTP/1.0\r\n\r\n", LIMIT).await;
+    assert!(
+        answer.closed,
+        "an HTTP/1.0 body without length must end with the connection"
+    );
+    let mut bytes = answer.bytes;
+    let (head, body) = take_response(&mut bytes, false);
+    assert!(head.starts_with("http/1.0 200 ok\r\n"), "{head}");
+    assert_eq!(header(&head, "transfer-encoding"), None, "{head}");
+    assert_eq!(body, b"hello world");
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn http10_clients_get_http10_and_keep_alive_only_when_they_ask() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, "").await;
+
+    let answer = raw_exchange(daemon.listen_addr, b"GET / HTTP/1.0\r\n\r\n", LIMIT).await;
+    assert!(answer.closed);
+    assert!(
+        answer.text().starts_with("HTTP/1.0 200 OK\r\n"),
+        "{}",
+        answer.text()
+    );
+
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    for _ in 0..2 {
+        stream
+            .write_all(b"GET / HTTP/1.0\r\nconnection: keep-alive\r\n\r\n")
+            .await
+            .unwrap();
+        let mut bytes = read_responses(&mut stream, 1).await;
+        let (head, _) = take_response(&mut bytes, false);
+        assert!(head.starts_with("http/1.0 200 ok\r\n"), "{head}");
+        assert_eq!(header(&head, "connection"), Some("keep-alive"), "{head}");
+    }
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn connection_close_is_answered_with_close_and_the_socket_closes() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, "").await;
+    let answer = raw_exchange(
+        daemon.listen_addr,
+        b"GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+        LIMIT,
+    )
+    .await;
+    assert!(answer.closed && !answer.aborted, "{answer:?}");
+    let mut bytes = answer.bytes;
+    let (head, body) = take_response(&mut bytes, false);
+    assert_eq!(header(&head, "connection"), Some("close"), "{head}");
+    assert!(String::from_utf8_lossy(&body).starts_with("hello from b0"));
+    assert!(bytes.is_empty());
+
+    // Pipelined bytes after the closing request are not served, and the response still
+    // arrives whole.
+    let answer = raw_exchange(
+        daemon.listen_addr,
+        b"GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\nGET /echo HTTP/1.1\r\nhost: a\r\n\r\n",
+        LIMIT,
+    )
+    .await;
+    assert!(answer.closed, "{answer:?}");
+    let mut bytes = answer.bytes;
+    let (_, body) = take_response(&mut bytes, false);
+    assert!(String::from_utf8_lossy(&body).starts_with("hello from b0"));
+    assert!(bytes.is_empty(), "{}", String::from_utf8_lossy(&bytes));
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn head_keeps_the_declared_length_and_sends_no_body() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, "").await;
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    stream
+        .write_all(b"HEAD / HTTP/1.1\r\nhost: a\r\n\r\nGET / HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut bytes = read_responses(&mut stream, 1).await;
+    // Both answers may not be in yet: read until the GET's body is complete.
+    while find(&bytes, b"hello from b0").is_none() {
+        let more = read_responses(&mut stream, 1).await;
+        assert!(!more.is_empty(), "the GET after a HEAD was not answered");
+        bytes.extend_from_slice(&more);
+    }
+    let (head, body) = take_response(&mut bytes, true);
+    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+    let declared: usize = header(&head, "content-length").unwrap().parse().unwrap();
+    assert!(body.is_empty());
+    let (head, body) = take_response(&mut bytes, false);
+    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+    assert_eq!(body.len(), declared);
+    assert!(bytes.is_empty(), "{}", String::from_utf8_lossy(&bytes));
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_content_has_no_body_and_no_length() {
+    let fake = FakeBackend::start(vec![Behaviour::Answers(
+        b"HTTP/1.1 204 No Content\r\nx-kind: empty\r\n\r\n",
+    )])
+    .await;
+    let daemon = over(&fake).await;
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    for _ in 0..2 {
+        stream
+            .write_all(b"DELETE /x HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut bytes = read_responses(&mut stream, 1).await;
+        let (head, _) = take_response(&mut bytes, false);
+        assert!(head.starts_with("http/1.1 204 no content\r\n"), "{head}");
+        assert_eq!(header(&head, "content-length"), None, "{head}");
+        assert_eq!(header(&head, "transfer-encoding"), None, "{head}");
+        assert!(header(&head, "date").is_some(), "{head}");
+        assert!(bytes.is_empty());
+    }
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_backend_body_shorter_than_declared_closes_the_client_connection() {
+    let fake = FakeBackend::start(vec![Behaviour::PartialBodyThenReset {
+        declared: 10,
+        sent: 4,
+    }])
+    .await;
+    let daemon = over(&fake).await;
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let answer: RawAnswer = support::fake_backend::read_until_closed(&mut stream, LIMIT).await;
+    assert!(
+        answer.closed,
+        "the client was left waiting for bytes that never come"
+    );
+    let text = answer.text();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("content-length: 10\r\n"),
+        "{text}"
+    );
+    let body_start = find(&answer.bytes, b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(answer.bytes.len() - body_start, 4, "{text}");
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_balancers_own_answers_carry_a_date_and_a_length() {
+    // Nothing listens on the backend's port: the balancer answers 502 itself.
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = unused.local_addr().unwrap();
+    drop(unused);
+    let yaml = config_yaml(&[("gone".to_owned(), addr, 1)], ONE_ATTEMPT);
+    let daemon = lb_proxy::Daemon::start(parse(&yaml)).await.unwrap();
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut bytes = read_responses(&mut stream, 1).await;
+    let (head, body) = take_response(&mut bytes, false);
+    assert!(head.starts_with("http/1.1 502 bad gateway\r\n"), "{head}");
+    let date = header(&head, "date").expect("a date header");
+    assert!(date.ends_with(" gmt"), "{head}");
+    assert_eq!(
+        header(&head, "content-length").unwrap(),
+        body.len().to_string()
+    );
+    daemon.shutdown().await;
+}
