@@ -20,6 +20,7 @@ use hyper::body::Incoming;
 
 use crate::backend::InFlight;
 use crate::idle::BusyGuard;
+use crate::upstream::h1::RawHead;
 use crate::upstream::{Connection, ResponseBody};
 
 /// A body error of any kind, as hyper's server takes it.
@@ -258,7 +259,10 @@ impl Body for BackendBody {
 }
 
 /// The response body sent to the client.
+// `Proxied` is the common case and `Fixed` the rare one: boxing the large variant would add an
+// allocation to every proxied response to save bytes on refusals.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum ClientBody {
     /// A short, fixed text (errors, refusals).
     Fixed(Option<Bytes>),
@@ -279,6 +283,29 @@ impl ClientBody {
 }
 
 impl ClientBody {
+    /// The backend's response head lines, when our client kept them as received: the response
+    /// map is then empty, and these lines are the response's headers.
+    pub fn raw_head(&self) -> Option<&RawHead> {
+        match self {
+            ClientBody::Proxied {
+                inner: BackendBody::Own(body),
+                ..
+            } => body.raw_head(),
+            _ => None,
+        }
+    }
+
+    /// Takes the lines [`ClientBody::raw_head`] returns, to put them into a header map.
+    pub fn take_raw_head(&mut self) -> Option<RawHead> {
+        match self {
+            ClientBody::Proxied {
+                inner: BackendBody::Own(body),
+                ..
+            } => body.take_raw_head(),
+            _ => None,
+        }
+    }
+
     /// A backend's body; `completion` is recorded when it is dropped, and gets the connection
     /// back for the pool if the body is read to its end.
     pub fn proxied(mut inner: BackendBody, mut completion: Completion) -> Self {

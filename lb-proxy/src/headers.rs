@@ -110,6 +110,34 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name) || is_proxy_header(name)
 }
 
+/// A hop-by-hop header, as [`hop_by_hop_kind`] tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HopByHop {
+    /// `Connection`.
+    Connection,
+    /// `Transfer-Encoding`.
+    TransferEncoding,
+    /// Any other of the set, or a `Proxy-*` header.
+    Other,
+}
+
+/// [`is_hop_by_hop`] for a name as it came off the wire, in any case: which hop-by-hop header
+/// it is, or `None` for an end-to-end one. Decided by length first, since it runs for every
+/// line of every response head.
+pub fn hop_by_hop_kind(name: &[u8]) -> Option<HopByHop> {
+    let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+    let kind = match name.len() {
+        2 if is(b"te") => HopByHop::Other,
+        7 if is(b"trailer") || is(b"upgrade") => HopByHop::Other,
+        10 if is(b"connection") => HopByHop::Connection,
+        10 if is(b"keep-alive") => HopByHop::Other,
+        17 if is(b"transfer-encoding") => HopByHop::TransferEncoding,
+        _ if name.len() >= 6 && name[..6].eq_ignore_ascii_case(b"proxy-") => HopByHop::Other,
+        _ => return None,
+    };
+    Some(kind)
+}
+
 /// Whether the `Connection` lines name no header to remove (only `close`, `keep-alive`, or
 /// nothing), so that dropping the hop-by-hop set is all [`strip_hop_by_hop`] would do.
 pub fn connection_names_no_header<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> bool {
@@ -203,6 +231,42 @@ pub fn add_forwarded(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_by_hop_kind_agrees_with_the_header_set_in_any_case() {
+        let names = [
+            "connection",
+            "Keep-Alive",
+            "TE",
+            "trailer",
+            "Transfer-Encoding",
+            "UPGRADE",
+            "proxy-connection",
+            "Proxy-Authorization",
+            "proxy-x",
+            "host",
+            "content-length",
+            "date",
+            "tea",
+            "trailers",
+            "proxy",
+            "x-proxy-a",
+            "connections",
+        ];
+        for name in names {
+            let parsed = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert_eq!(
+                hop_by_hop_kind(name.as_bytes()).is_some(),
+                is_hop_by_hop(&parsed),
+                "{name}"
+            );
+        }
+        assert_eq!(hop_by_hop_kind(b"CONNECTION"), Some(HopByHop::Connection));
+        assert_eq!(
+            hop_by_hop_kind(b"transfer-ENCODING"),
+            Some(HopByHop::TransferEncoding)
+        );
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();

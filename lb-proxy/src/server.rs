@@ -352,7 +352,11 @@ impl Service<Request<Incoming>> for ProxyService {
         let busy = BusyGuard::for_request(self.client.clone());
         let shared = self.shared.clone();
         Box::pin(async move {
-            let response = handle(&shared, busy.client(), request).await;
+            let mut response = handle(&shared, busy.client(), request).await;
+            // hyper writes the head from the map: the backend's lines go into it.
+            if let Some(head) = response.body_mut().take_raw_head() {
+                head.append_to(response.headers_mut());
+            }
             Ok(response.map(|body| TrackedBody::new(body, busy)))
         })
     }

@@ -34,6 +34,7 @@ use crate::body::ClientBody;
 use crate::forward::{ClientInfo, handle_parts};
 use crate::idle::{BusyGuard, IdleTimeoutIo};
 use crate::runtime::Shared;
+use crate::upstream::h1::RawHead;
 
 /// hyper's default limit on header lines; a head with more goes to hyper, which answers 431.
 const MAX_REQUEST_HEADERS: usize = 100;
@@ -358,6 +359,13 @@ fn encode_head(
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let head_request = *method == Method::HEAD;
+    // The headers: the map's, and the backend's lines when our client kept them as received.
+    let raw = body.raw_head();
+    let fields = || {
+        (parts.headers.iter())
+            .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
+            .chain(raw.into_iter().flat_map(RawHead::fields))
+    };
     // `None`: the body is already over; `Some(None)`: its size is not known.
     let body_size = (!body.is_end_stream()).then(|| body.size_hint().exact());
     let framing = if no_body_status || head_request {
@@ -366,7 +374,7 @@ fn encode_head(
         match body_size {
             None => Framing::Length(0),
             Some(Some(length)) => Framing::Length(length),
-            Some(None) => match declared_length(&parts.headers) {
+            Some(None) => match declared_length(fields()) {
                 Some(length) => Framing::Length(length),
                 None if version == Version::HTTP_11 => Framing::Chunked,
                 None => Framing::UntilClose,
@@ -379,10 +387,10 @@ fn encode_head(
 
     out.clear();
     // Sized once: growing it line by line cost several reallocations per response.
-    let fields: usize = (parts.headers.iter())
+    let map_bytes: usize = (parts.headers.iter())
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
-    out.reserve(fields + HEAD_OVERHEAD);
+    out.reserve(map_bytes + raw.map_or(0, RawHead::size) + HEAD_OVERHEAD);
     if version == Version::HTTP_11 && status == StatusCode::OK {
         out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
     } else {
@@ -398,25 +406,32 @@ fn encode_head(
     }
     let mut wrote_date = false;
     let mut said_close = false;
-    for (name, value) in &parts.headers {
-        match *name {
-            // The framing is this function's: the declared length is written below, or kept
-            // as it was for a HEAD request, whose response describes the body it would have.
-            http::header::CONTENT_LENGTH if !head_request || no_body_status => continue,
-            http::header::TRANSFER_ENCODING => continue,
-            http::header::CONNECTION => said_close |= has_token(value.as_bytes(), b"close"),
-            http::header::DATE => wrote_date = true,
-            _ => {}
+    let mut declared_by_backend = false;
+    for (name, value) in fields() {
+        match Field::of(name) {
+            Field::ContentLength => {
+                declared_by_backend = true;
+                // The framing is this function's: the declared length is written below, or
+                // kept as it was for a HEAD request, whose response describes the body it
+                // would have.
+                if !head_request || no_body_status {
+                    continue;
+                }
+            }
+            Field::TransferEncoding => continue,
+            Field::Connection => said_close |= has_token(value, b"close"),
+            Field::Date => wrote_date = true,
+            Field::Other => {}
         }
-        push_field(out, name.as_str().as_bytes(), value.as_bytes());
+        push_field(out, name, value);
     }
     *last |= said_close;
-    // What is declared: the body's length, or for a HEAD request whose map declares none, the
-    // length of the body it has.
+    // What is declared: the body's length, or for a HEAD request whose headers declare none,
+    // the length of the body it has.
     let declared = if no_body_status {
         None
     } else if head_request {
-        match parts.headers.contains_key(http::header::CONTENT_LENGTH) {
+        match declared_by_backend {
             true => None,
             false => body_size.flatten(),
         }
@@ -450,14 +465,36 @@ fn encode_head(
     framing
 }
 
+/// The response headers the head encoder treats specially, by name in any case.
+enum Field {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Date,
+    Other,
+}
+
+impl Field {
+    fn of(name: &[u8]) -> Field {
+        let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+        match name.len() {
+            14 if is(b"content-length") => Field::ContentLength,
+            17 if is(b"transfer-encoding") => Field::TransferEncoding,
+            10 if is(b"connection") => Field::Connection,
+            4 if is(b"date") => Field::Date,
+            _ => Field::Other,
+        }
+    }
+}
+
 /// The one `Content-Length` of a response whose body's size is not known up front.
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    let mut lines = headers.get_all(http::header::CONTENT_LENGTH).iter();
-    let first = lines.next()?;
+fn declared_length<'a>(fields: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Option<u64> {
+    let mut lines = fields.filter(|(name, _)| matches!(Field::of(name), Field::ContentLength));
+    let (_, first) = lines.next()?;
     if lines.next().is_some() {
         return None;
     }
-    let text = first.as_bytes().trim_ascii();
+    let text = first.trim_ascii();
     if text.is_empty() || text.len() > 19 || !text.iter().all(u8::is_ascii_digit) {
         return None;
     }

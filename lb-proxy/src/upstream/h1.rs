@@ -213,27 +213,111 @@ impl Connection {
                 answered = true;
                 continue;
             }
-            let ResponseHeaders {
-                mut headers,
-                connection,
-            } = head.headers(&head_bytes)?;
-            let framing = frame_response(
-                head.version,
-                head.status,
-                expect_body,
-                &headers,
-                connection.transfer_encoding,
-            )?;
-            if framing.body != BodyFraming::Length(0) && connection.transfer_encoding.is_some() {
-                // RFC 9112 §6.3: the coding overrides the length, which must not be forwarded.
-                headers.remove(header::CONTENT_LENGTH);
-            }
-            let keep_alive = framing.reusable && connection.keeps_alive(head.version);
             let mut parts = http::Response::new(()).into_parts().0;
             parts.status = head.status;
-            parts.headers = headers;
-            let body = ResponseBody::new(self, framing.body, keep_alive);
+            let (version, status) = (head.version, head.status);
+            let (framing, connection, raw) = match head.into_raw(head_bytes) {
+                // The usual case: the head is kept as it came, less its hop-by-hop lines.
+                Ok((mut raw, connection)) => {
+                    let lengths = || raw.values(header::CONTENT_LENGTH.as_str().as_bytes());
+                    let framing = frame_response(
+                        version,
+                        status,
+                        expect_body,
+                        lengths,
+                        connection.transfer_encoding,
+                    )?;
+                    if framing.body != BodyFraming::Length(0)
+                        && connection.transfer_encoding.is_some()
+                    {
+                        // RFC 9112 §6.3: the coding overrides the length, which must not be forwarded.
+                        raw.remove(header::CONTENT_LENGTH.as_str().as_bytes());
+                    }
+                    (framing, connection, Some(raw))
+                }
+                Err((head, head_bytes)) => {
+                    let ResponseHeaders {
+                        mut headers,
+                        connection,
+                    } = head.headers(&head_bytes)?;
+                    let lengths = || {
+                        headers
+                            .get_all(header::CONTENT_LENGTH)
+                            .into_iter()
+                            .map(HeaderValue::as_bytes)
+                    };
+                    let framing = frame_response(
+                        version,
+                        status,
+                        expect_body,
+                        lengths,
+                        connection.transfer_encoding,
+                    )?;
+                    if framing.body != BodyFraming::Length(0)
+                        && connection.transfer_encoding.is_some()
+                    {
+                        headers.remove(header::CONTENT_LENGTH);
+                    }
+                    parts.headers = headers;
+                    (framing, connection, None)
+                }
+            };
+            let keep_alive = framing.reusable && connection.keeps_alive(version);
+            let mut body = ResponseBody::new(self, framing.body, keep_alive);
+            body.head = raw;
             return Ok((parts, body));
+        }
+    }
+}
+
+/// A response head as the backend sent it, less its hop-by-hop lines. Our own server loop
+/// writes these lines to the client as they are, with no header map in between; for hyper's
+/// server they are turned into one ([`RawHead::append_to`]).
+#[derive(Debug, Clone)]
+pub struct RawHead {
+    bytes: Bytes,
+    /// (name, value) byte ranges into `bytes`.
+    fields: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+}
+
+impl RawHead {
+    /// The header lines, (name, value), names in the backend's case.
+    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.fields
+            .iter()
+            .map(|(name, value)| (&self.bytes[name.clone()], &self.bytes[value.clone()]))
+    }
+
+    /// Bytes of the head as received: room enough for its lines.
+    pub fn size(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The values of the lines named `name` (lower case).
+    fn values<'a>(&'a self, name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.fields()
+            .filter(move |(field, _)| field.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+    }
+
+    fn remove(&mut self, name: &[u8]) {
+        let bytes = &self.bytes;
+        self.fields
+            .retain(|(field, _)| !bytes[field.clone()].eq_ignore_ascii_case(name));
+    }
+
+    /// Appends the lines to `headers`. `httparse` accepted them, so they are valid names and
+    /// values; a line `http` would still refuse is left out rather than failing the response.
+    pub fn append_to(&self, headers: &mut HeaderMap) {
+        headers.reserve(self.fields.len());
+        for (name, value) in &self.fields {
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(&self.bytes[name.clone()]),
+                HeaderValue::from_maybe_shared(self.bytes.slice(value.clone())),
+            ) else {
+                continue;
+            };
+            headers.append(name, value);
         }
     }
 }
@@ -291,18 +375,60 @@ impl ConnectionFields {
 }
 
 impl Head {
+    /// Whether the `Connection` lines name no header beyond `close` and `keep-alive`, so that
+    /// leaving out the hop-by-hop set is all that has to be removed.
+    fn connection_names_no_header(&self, head: &[u8]) -> bool {
+        let connection_lines = self
+            .fields
+            .iter()
+            .filter(|(name, _)| head[name.clone()].eq_ignore_ascii_case(b"connection"))
+            .map(|(_, value)| &head[value.clone()]);
+        crate::headers::connection_names_no_header(connection_lines)
+    }
+
+    /// The head kept as it came, less its hop-by-hop lines, and what those lines said; or,
+    /// when `Connection` names further headers to remove, the head and its bytes back for the
+    /// header map path.
+    #[allow(clippy::result_large_err)]
+    fn into_raw(mut self, head: Bytes) -> Result<(RawHead, ConnectionFields), (Self, Bytes)> {
+        use crate::headers::{HopByHop, hop_by_hop_kind};
+        let mut connection = ConnectionFields::default();
+        let mut hop_by_hop_seen = false;
+        for (name, value) in &self.fields {
+            let Some(kind) = hop_by_hop_kind(&head[name.clone()]) else {
+                continue;
+            };
+            hop_by_hop_seen = true;
+            let value = &head[value.clone()];
+            match kind {
+                HopByHop::Connection => {
+                    if !crate::headers::connection_names_no_header([value]) {
+                        return Err((self, head));
+                    }
+                    connection.read_connection(value);
+                }
+                HopByHop::TransferEncoding => connection.read_transfer_encoding(value),
+                HopByHop::Other => {}
+            }
+        }
+        if hop_by_hop_seen {
+            self.fields
+                .retain(|(name, _)| hop_by_hop_kind(&head[name.clone()]).is_none());
+        }
+        let raw = RawHead {
+            bytes: head,
+            fields: self.fields,
+        };
+        Ok((raw, connection))
+    }
+
     /// The header map for the client. When `Connection` names no header beyond `close` and
     /// `keep-alive` (the usual case), the hop-by-hop headers are read here and left out of the
     /// map, so nothing has to be removed from it later; otherwise every header goes in and
     /// the caller's hop-by-hop removal does the work.
     fn headers(&self, head: &Bytes) -> Result<ResponseHeaders, ExchangeError> {
         let mut connection = ConnectionFields::default();
-        let connection_lines = self
-            .fields
-            .iter()
-            .filter(|(name, _)| head[name.clone()].eq_ignore_ascii_case(b"connection"))
-            .map(|(_, value)| &head[value.clone()]);
-        let leave_out_hop_by_hop = crate::headers::connection_names_no_header(connection_lines);
+        let leave_out_hop_by_hop = self.connection_names_no_header(head);
         let mut headers = HeaderMap::with_capacity(self.fields.len());
         for (name, value) in &self.fields {
             let name = HeaderName::from_bytes(&head[name.clone()])
@@ -379,11 +505,11 @@ enum BodyFraming {
 }
 
 /// RFC 9112 §6.3, message body length of a response.
-fn frame_response(
+fn frame_response<'a, Lengths: Iterator<Item = &'a [u8]>>(
     version: Version,
     status: StatusCode,
     expect_body: bool,
-    headers: &HeaderMap,
+    content_lengths: impl Fn() -> Lengths,
     transfer_encoding: Option<bool>,
 ) -> Result<Framing, ExchangeError> {
     if !expect_body || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
@@ -398,7 +524,7 @@ fn frame_response(
                 "Transfer-Encoding in an HTTP/1.0 response",
             ));
         }
-        let reusable = chunked_last && !headers.contains_key(header::CONTENT_LENGTH);
+        let reusable = chunked_last && content_lengths().next().is_none();
         return Ok(Framing {
             body: if chunked_last {
                 BodyFraming::Chunked
@@ -408,7 +534,7 @@ fn frame_response(
             reusable,
         });
     }
-    match content_length(headers)? {
+    match content_length(content_lengths())? {
         Some(length) => Ok(Framing {
             body: BodyFraming::Length(length),
             reusable: true,
@@ -422,10 +548,10 @@ fn frame_response(
 
 /// The response's `Content-Length`: every line and every comma-separated value must be the same
 /// decimal number.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ExchangeError> {
+fn content_length<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Result<Option<u64>, ExchangeError> {
     let mut length = None;
-    for line in headers.get_all(header::CONTENT_LENGTH) {
-        for value in line.as_bytes().split(|&byte| byte == b',') {
+    for line in lines {
+        for value in line.split(|&byte| byte == b',') {
             let value = value.trim_ascii();
             if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
                 return Err(ExchangeError::Malformed("invalid Content-Length"));
@@ -471,6 +597,8 @@ pub struct ResponseBody {
     connection: Option<Connection>,
     state: State,
     keep_alive: bool,
+    /// The response's head when it was kept as received (the map in its parts is then empty).
+    head: Option<RawHead>,
 }
 
 impl ResponseBody {
@@ -485,7 +613,18 @@ impl ResponseBody {
             connection: Some(connection),
             state,
             keep_alive,
+            head: None,
         }
+    }
+
+    /// The response's head lines, when they were kept as received.
+    pub fn raw_head(&self) -> Option<&RawHead> {
+        self.head.as_ref()
+    }
+
+    /// Takes the response's head lines, when they were kept as received.
+    pub fn take_raw_head(&mut self) -> Option<RawHead> {
+        self.head.take()
     }
 
     /// The connection, once the body was read to its end and the connection may carry another
@@ -774,9 +913,21 @@ mod tests {
                         head.version,
                         head.status,
                         expect_body,
-                        &parsed.headers,
+                        || lengths_in(&parsed.headers),
                         parsed.connection.transfer_encoding,
                     );
+                }
+                let (version, status) = (head.version, head.status);
+                if let Ok((raw, connection)) = head.into_raw(bytes) {
+                    let _ = frame_response(
+                        version,
+                        status,
+                        expect_body,
+                        || raw.values(b"content-length"),
+                        connection.transfer_encoding,
+                    );
+                    let mut map = HeaderMap::new();
+                    raw.append_to(&mut map);
                 }
             }
         }
@@ -802,6 +953,15 @@ mod tests {
         assert!(chunked_body(&long_line, 64).is_err());
     }
 
+    fn lengths_in(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+        headers
+            .get_all(header::CONTENT_LENGTH)
+            .into_iter()
+            .map(HeaderValue::as_bytes)
+    }
+
+    /// The framing of `head` read through the header map, checked to be the same when read
+    /// from the head kept as received.
     fn framing(head: &str, expect_body: bool) -> Result<(BodyFraming, bool), ExchangeError> {
         let parsed = parse_head(head.as_bytes())?.expect("complete head");
         let bytes = Bytes::copy_from_slice(head.as_bytes());
@@ -813,12 +973,39 @@ mod tests {
             parsed.version,
             parsed.status,
             expect_body,
-            &headers,
+            || lengths_in(&headers),
             connection.transfer_encoding,
-        )?;
+        );
+        let (version, status) = (parsed.version, parsed.status);
+        let Ok((raw, raw_connection)) = parsed.into_raw(bytes) else {
+            // Connection names a header: only the map path reads such a head.
+            return framing.map(|framing| {
+                (
+                    framing.body,
+                    framing.reusable && connection.keeps_alive(version),
+                )
+            });
+        };
+        let raw_framing = frame_response(
+            version,
+            status,
+            expect_body,
+            || raw.values(b"content-length"),
+            raw_connection.transfer_encoding,
+        );
+        let framing = framing?;
+        let raw_framing = raw_framing.expect("the raw head frames as the map does");
+        assert_eq!(
+            (framing.body, framing.reusable),
+            (raw_framing.body, raw_framing.reusable)
+        );
+        assert_eq!(
+            connection.keeps_alive(version),
+            raw_connection.keeps_alive(version)
+        );
         Ok((
             framing.body,
-            framing.reusable && connection.keeps_alive(parsed.version),
+            framing.reusable && connection.keeps_alive(version),
         ))
     }
 
