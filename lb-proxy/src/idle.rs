@@ -134,6 +134,10 @@ pub struct IdleTimeoutIo<T> {
     head: Option<(Instant, u32)>,
     /// Bytes read from the socket by a released HTTP connection but not consumed by it.
     prefix: Bytes,
+    /// A response was written: the next write sets `TCP_NODELAY` first.
+    wrote: bool,
+    /// `TCP_NODELAY` is set.
+    nodelay: bool,
 }
 
 impl<T> IdleTimeoutIo<T> {
@@ -164,6 +168,8 @@ impl<T> IdleTimeoutIo<T> {
             quiet_since: now,
             head,
             prefix: Bytes::new(),
+            wrote: false,
+            nodelay: false,
         }
     }
 
@@ -285,7 +291,32 @@ fn tick(timeout: Duration, http1: &Option<Http1Timers>) -> Duration {
     }
 }
 
+/// A first write larger than this sets `TCP_NODELAY` too: it may take more than one segment.
+const NODELAY_FIRST_WRITE_ABOVE: usize = 16 * 1024;
+
 impl IdleTimeoutIo<TcpStream> {
+    /// Called before each write of `bytes`: sets `TCP_NODELAY` before any write but a
+    /// connection's first small one. That one leaves at once anyway, since nothing is
+    /// unacknowledged yet for Nagle's algorithm to wait on; so a connection that carries one
+    /// small response never pays the system call (nginx sets it as lazily).
+    pub fn before_write(&mut self, bytes: usize) {
+        if self.nodelay {
+            return;
+        }
+        if self.wrote || bytes > NODELAY_FIRST_WRITE_ABOVE {
+            self.set_nodelay();
+        }
+        self.wrote = true;
+    }
+
+    /// Sets `TCP_NODELAY` now, for a writer that does not call [`IdleTimeoutIo::before_write`].
+    pub fn set_nodelay(&mut self) {
+        if !self.nodelay {
+            let _ = self.inner.set_nodelay(true);
+            self.nodelay = true;
+        }
+    }
+
     /// Waits, holding no buffer, until the released connection's client sends again
     /// (`Ok(true)`), or its idle timeout passes (`Ok(false)`).
     pub fn poll_parked(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
@@ -369,5 +400,49 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeoutIo<T> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (server, client)
+    }
+
+    #[tokio::test]
+    async fn nodelay_is_set_before_any_write_but_a_small_first_one() {
+        let (server, _client) = pair().await;
+        let mut io = IdleTimeoutIo::new(server, Duration::from_secs(60), None);
+        assert!(!io.inner.nodelay().unwrap());
+        io.before_write(100);
+        assert!(
+            !io.inner.nodelay().unwrap(),
+            "a small first write needs no NODELAY"
+        );
+        io.before_write(100);
+        assert!(
+            io.inner.nodelay().unwrap(),
+            "the second write must not wait on Nagle"
+        );
+
+        let (server, _client) = pair().await;
+        let mut io = IdleTimeoutIo::new(server, Duration::from_secs(60), None);
+        io.before_write(NODELAY_FIRST_WRITE_ABOVE + 1);
+        assert!(
+            io.inner.nodelay().unwrap(),
+            "a large first write may span segments"
+        );
+
+        let (server, _client) = pair().await;
+        let mut io = IdleTimeoutIo::new(server, Duration::from_secs(60), None);
+        io.set_nodelay();
+        assert!(io.inner.nodelay().unwrap());
     }
 }

@@ -262,7 +262,6 @@ async fn accept_loop(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         shared.metrics.client_connections.inc();
         shared.metrics.client_connections_accepted.inc();
         let client = Arc::new(ClientInfo::new(peer, &server.trusted_proxies));
@@ -287,6 +286,7 @@ async fn accept_loop(
                 });
             }
             Some(auto) => {
+                let _ = stream.set_nodelay(true);
                 let io = TokioIo::new(IdleTimeoutIo::new(stream, idle_timeout, None));
                 let connection = graceful.watch(auto.serve_connection(io, service).into_owned());
                 tokio::spawn(async move {
@@ -397,9 +397,12 @@ async fn serve_http1(
             h1::Served::HandOff(bytes) => {
                 io.set_prefix(&bytes);
                 drop(bytes);
+                // hyper writes as it pleases.
+                io.set_nodelay();
                 let ended;
+                // Boxed: the rare path should not size every connection's task.
                 (io, service, ended) =
-                    serve_with_hyper(io, http1, service, activity, draining).await;
+                    Box::pin(serve_with_hyper(io, http1, service, activity, draining)).await;
                 if matches!(ended, Ended::Closed) {
                     return;
                 }

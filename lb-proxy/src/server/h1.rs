@@ -641,11 +641,13 @@ async fn push_data(
         return Ok(());
     }
     flush(io, out).await?;
+    io.before_write(data.len());
     io.write_all(&data).await
 }
 
 async fn flush(io: &mut IdleTimeoutIo<TcpStream>, out: &mut Vec<u8>) -> std::io::Result<()> {
     if !out.is_empty() {
+        io.before_write(out.len());
         io.write_all(out).await?;
         out.clear();
     }
