@@ -300,8 +300,11 @@ fn parse_request(buffer: &[u8]) -> Parsed {
             | http::header::EXPECT
             | http::header::UPGRADE => return Parsed::HandOff,
             http::header::CONNECTION => {
-                close |= has_token(field.value, b"close");
-                keep_alive_asked |= has_token(field.value, b"keep-alive");
+                for token in field.value.split(|&byte| byte == b',') {
+                    let token = token.trim_ascii();
+                    close |= token.eq_ignore_ascii_case(b"close");
+                    keep_alive_asked |= token.eq_ignore_ascii_case(b"keep-alive");
+                }
             }
             _ => {}
         }

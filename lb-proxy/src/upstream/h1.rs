@@ -23,6 +23,10 @@ use tokio::net::TcpStream;
 /// Most headers a response head may carry (hyper's client default); its size is limited by
 /// `upstream.max_response_header_bytes`.
 pub const MAX_RESPONSE_HEADERS: usize = 100;
+const _: () = assert!(
+    MAX_RESPONSE_HEADERS <= 128,
+    "Head::into_raw keeps one bit per line"
+);
 /// Longest chunk-size line or trailer line accepted, in bytes.
 const MAX_CHUNK_LINE_BYTES: usize = 4096;
 /// Largest trailer section read (and dropped), in bytes.
@@ -393,12 +397,13 @@ impl Head {
     fn into_raw(mut self, head: Bytes) -> Result<(RawHead, ConnectionFields), (Self, Bytes)> {
         use crate::headers::{HopByHop, hop_by_hop_kind};
         let mut connection = ConnectionFields::default();
-        let mut hop_by_hop_seen = false;
-        for (name, value) in &self.fields {
+        // One bit per line (at most MAX_RESPONSE_HEADERS of them): the lines to leave out.
+        let mut hop_by_hop_lines = 0u128;
+        for (index, (name, value)) in self.fields.iter().enumerate() {
             let Some(kind) = hop_by_hop_kind(&head[name.clone()]) else {
                 continue;
             };
-            hop_by_hop_seen = true;
+            hop_by_hop_lines |= 1 << index;
             let value = &head[value.clone()];
             match kind {
                 HopByHop::Connection => {
@@ -411,9 +416,13 @@ impl Head {
                 HopByHop::Other => {}
             }
         }
-        if hop_by_hop_seen {
-            self.fields
-                .retain(|(name, _)| hop_by_hop_kind(&head[name.clone()]).is_none());
+        if hop_by_hop_lines != 0 {
+            let mut index = 0;
+            self.fields.retain(|_| {
+                let keep = hop_by_hop_lines & (1 << index) == 0;
+                index += 1;
+                keep
+            });
         }
         let raw = RawHead {
             bytes: head,
@@ -454,9 +463,19 @@ impl Head {
 }
 
 fn parse_head(buffer: &[u8]) -> Result<Option<Head>, ExchangeError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut response = httparse::Response::new(&mut fields);
-    let length = match response.parse(buffer) {
+    if buffer.is_empty() {
+        return Ok(None);
+    }
+    // Uninitialised: zeroing a hundred slots before every parse cost more than the parse.
+    let mut fields =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buffer,
+        &mut fields,
+    );
+    let length = match parsed {
         Ok(httparse::Status::Complete(length)) => length,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(ExchangeError::HeadTooLarge),
