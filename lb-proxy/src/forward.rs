@@ -278,7 +278,9 @@ pub async fn handle_parts(
         };
 
         let may_retry = replayable && attempt < max_attempts;
-        let exchange = async {
+        // Written inside the call: a future kept in a local first and then moved into the
+        // timeout took its room twice in the request's future.
+        let result = tokio::time::timeout_at(deadline, async {
             match &serialized {
                 Some((head, body)) => backend
                     .pool
@@ -309,8 +311,8 @@ pub async fn handle_parts(
                     Ok((parts, BackendBody::Hyper(body)))
                 }
             }
-        };
-        let result = tokio::time::timeout_at(deadline, exchange).await;
+        })
+        .await;
         let now = Instant::now();
         // A backend's 5xx that may be retried is kept: it is the answer if no retry happens.
         let (kind, kept) = match result {
