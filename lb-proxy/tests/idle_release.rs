@@ -81,18 +81,6 @@ async fn read_more(stream: &mut TcpStream, buffer: &mut Vec<u8>) {
     buffer.extend_from_slice(&chunk[..n]);
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-        .map(str::trim)
-}
-
 async fn get_on(stream: &mut TcpStream, path: &str) -> Response {
     let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();

@@ -65,18 +65,6 @@ fn parse_response(bytes: &[u8], head_request: bool) -> Option<(String, Vec<u8>, 
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-        .map(str::trim)
-}
-
 /// Reads from `stream` until `count` complete responses (not HEAD) are buffered, or the limit.
 async fn read_responses(stream: &mut TcpStream, count: usize) -> Vec<u8> {
     let mut bytes = Vec::new();
@@ -99,6 +87,15 @@ async fn read_responses(stream: &mut TcpStream, count: usize) -> Vec<u8> {
             Ok(Ok(n)) => bytes.extend_from_slice(&chunk[..n]),
         }
     }
+}
+
+/// Sends `request` on `stream` and reads the one response it gets: (head in lower case, body,
+/// any bytes that came after the response).
+async fn ask(stream: &mut TcpStream, request: &[u8]) -> (String, Vec<u8>, Vec<u8>) {
+    stream.write_all(request).await.unwrap();
+    let mut bytes = read_responses(stream, 1).await;
+    let (head, body) = take_response(&mut bytes, false);
+    (head, body, bytes)
 }
 
 #[tokio::test]
@@ -131,13 +128,9 @@ async fn pipelined_requests_with_and_without_bodies_are_answered_in_order() {
     }
     assert!(bytes.is_empty(), "{}", String::from_utf8_lossy(&bytes));
     // The connection is still open and served.
-    stream
-        .write_all(b"GET /echo?fourth HTTP/1.1\r\nhost: a\r\n\r\n")
-        .await
-        .unwrap();
-    let mut bytes = read_responses(&mut stream, 1).await;
-    let (_, body) = take_response(&mut bytes, false);
+    let (_, body, rest) = ask(&mut stream, b"GET /echo?fourth HTTP/1.1\r\nhost: a\r\n\r\n").await;
     assert!(String::from_utf8_lossy(&body).starts_with("GET /echo?fourth"));
+    assert!(rest.is_empty());
     daemon.shutdown().await;
 }
 
@@ -152,12 +145,7 @@ async fn a_chunked_backend_body_is_chunked_for_http11_and_runs_to_the_close_for_
 
     let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
     for _ in 0..2 {
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
-            .await
-            .unwrap();
-        let mut bytes = read_responses(&mut stream, 1).await;
-        let (head, body) = take_response(&mut bytes, false);
+        let (head, body, bytes) = ask(&mut stream, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
         assert_eq!(
             header(&head, "transfer-encoding"),
             Some("chunked"),
@@ -197,13 +185,13 @@ async fn http10_clients_get_http10_and_keep_alive_only_when_they_ask() {
 
     let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
     for _ in 0..2 {
-        stream
-            .write_all(b"GET / HTTP/1.0\r\nconnection: keep-alive\r\n\r\n")
-            .await
-            .unwrap();
-        let mut bytes = read_responses(&mut stream, 1).await;
-        let (head, _) = take_response(&mut bytes, false);
+        let (head, _, rest) = ask(
+            &mut stream,
+            b"GET / HTTP/1.0\r\nconnection: keep-alive\r\n\r\n",
+        )
+        .await;
         assert!(head.starts_with("http/1.0 200 ok\r\n"), "{head}");
+        assert!(rest.is_empty());
         assert_eq!(header(&head, "connection"), Some("keep-alive"), "{head}");
     }
     daemon.shutdown().await;
@@ -278,12 +266,7 @@ async fn no_content_has_no_body_and_no_length() {
     let daemon = over(&fake).await;
     let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
     for _ in 0..2 {
-        stream
-            .write_all(b"DELETE /x HTTP/1.1\r\nhost: a\r\n\r\n")
-            .await
-            .unwrap();
-        let mut bytes = read_responses(&mut stream, 1).await;
-        let (head, _) = take_response(&mut bytes, false);
+        let (head, _, bytes) = ask(&mut stream, b"DELETE /x HTTP/1.1\r\nhost: a\r\n\r\n").await;
         assert!(head.starts_with("http/1.1 204 no content\r\n"), "{head}");
         assert_eq!(header(&head, "content-length"), None, "{head}");
         assert_eq!(header(&head, "transfer-encoding"), None, "{head}");
@@ -331,12 +314,7 @@ async fn the_balancers_own_answers_carry_a_date_and_a_length() {
     let yaml = config_yaml(&[("gone".to_owned(), addr, 1)], ONE_ATTEMPT);
     let daemon = lb_proxy::Daemon::start(parse(&yaml)).await.unwrap();
     let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
-        .await
-        .unwrap();
-    let mut bytes = read_responses(&mut stream, 1).await;
-    let (head, body) = take_response(&mut bytes, false);
+    let (head, body, _) = ask(&mut stream, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
     assert!(head.starts_with("http/1.1 502 bad gateway\r\n"), "{head}");
     let date = header(&head, "date").expect("a date header");
     assert!(date.ends_with(" gmt"), "{head}");

@@ -220,50 +220,33 @@ impl Connection {
             let mut parts = http::Response::new(()).into_parts().0;
             parts.status = head.status;
             let (version, status) = (head.version, head.status);
-            let (framing, connection, raw) = match head.into_raw(head_bytes) {
+            let (mut lines, connection) = match head.into_raw(head_bytes) {
                 // The usual case: the head is kept as it came, less its hop-by-hop lines.
-                Ok((mut raw, connection)) => {
-                    let lengths = || raw.values(header::CONTENT_LENGTH.as_str().as_bytes());
-                    let framing = frame_response(
-                        version,
-                        status,
-                        expect_body,
-                        lengths,
-                        connection.transfer_encoding,
-                    )?;
-                    if framing.body != BodyFraming::Length(0)
-                        && connection.transfer_encoding.is_some()
-                    {
-                        // RFC 9112 §6.3: the coding overrides the length, which must not be forwarded.
-                        raw.remove(header::CONTENT_LENGTH.as_str().as_bytes());
-                    }
-                    (framing, connection, Some(raw))
-                }
+                Ok((raw, connection)) => (ResponseLines::Raw(raw), connection),
                 Err((head, head_bytes)) => {
                     let ResponseHeaders {
-                        mut headers,
+                        headers,
                         connection,
                     } = head.headers(&head_bytes)?;
-                    let lengths = || {
-                        headers
-                            .get_all(header::CONTENT_LENGTH)
-                            .into_iter()
-                            .map(HeaderValue::as_bytes)
-                    };
-                    let framing = frame_response(
-                        version,
-                        status,
-                        expect_body,
-                        lengths,
-                        connection.transfer_encoding,
-                    )?;
-                    if framing.body != BodyFraming::Length(0)
-                        && connection.transfer_encoding.is_some()
-                    {
-                        headers.remove(header::CONTENT_LENGTH);
-                    }
+                    (ResponseLines::Map(headers), connection)
+                }
+            };
+            let framing = frame_response(
+                version,
+                status,
+                expect_body,
+                || lines.content_lengths(),
+                connection.transfer_encoding,
+            )?;
+            if framing.body != BodyFraming::Length(0) && connection.transfer_encoding.is_some() {
+                // RFC 9112 §6.3: the coding overrides the length, which must not be forwarded.
+                lines.remove_content_length();
+            }
+            let raw = match lines {
+                ResponseLines::Raw(raw) => Some(raw),
+                ResponseLines::Map(headers) => {
                     parts.headers = headers;
-                    (framing, connection, None)
+                    None
                 }
             };
             let keep_alive = framing.reusable && connection.keeps_alive(version);
@@ -322,6 +305,39 @@ impl RawHead {
                 continue;
             };
             headers.append(name, value);
+        }
+    }
+}
+
+/// A response's header lines: kept as received, or in a map when its `Connection` header
+/// named further headers to remove.
+enum ResponseLines {
+    Raw(RawHead),
+    Map(HeaderMap),
+}
+
+impl ResponseLines {
+    fn content_lengths(&self) -> impl Iterator<Item = &[u8]> {
+        let (raw, map) = match self {
+            ResponseLines::Raw(raw) => (Some(raw.values(b"content-length")), None),
+            ResponseLines::Map(map) => (
+                None,
+                Some(
+                    map.get_all(header::CONTENT_LENGTH)
+                        .into_iter()
+                        .map(HeaderValue::as_bytes),
+                ),
+            ),
+        };
+        raw.into_iter().flatten().chain(map.into_iter().flatten())
+    }
+
+    fn remove_content_length(&mut self) {
+        match self {
+            ResponseLines::Raw(raw) => raw.remove(b"content-length"),
+            ResponseLines::Map(map) => {
+                map.remove(header::CONTENT_LENGTH);
+            }
         }
     }
 }

@@ -13,6 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use super::find;
+
 /// What the fake does with one connection.
 #[derive(Debug, Clone)]
 pub enum Behaviour {
@@ -254,12 +256,6 @@ async fn fill(stream: &mut TcpStream, buffer: &mut Vec<u8>, record: &Record) -> 
             true
         }
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
 }
 
 /// What a raw client saw: the bytes it read, and whether the balancer closed the connection.
