@@ -399,6 +399,9 @@ async fn serve_http1(
                 drop(bytes);
                 // hyper writes as it pleases.
                 io.set_nodelay();
+                // hyper may only be asked to stop once a request has completed on it; one that
+                // completed in our loop does not count.
+                activity.resumed();
                 let ended;
                 // Boxed: the rare path should not size every connection's task.
                 (io, service, ended) =
