@@ -7,7 +7,10 @@ each round of a scenario gives each proxy one slice, in an order that rotates fr
 round, and medians are reported, with lb's ratio to the better peer paired round by round. CPU per request is the proxy process's utime+stime from
 /proc/PID/stat divided by the requests it served. Loopback only; every run is bounded in time.
 
-Usage: bench/run.py [--rounds N] [--duration SECS] [--quick] [--out docs/performance.md]
+With `--lb-pgo BINARY` (a profile-guided build from `bench/pgo.py`) that build runs as a fourth
+proxy, `lb-pgo`, beside the plain one, and gets its own ratios.
+
+Usage: bench/run.py [--rounds N] [--duration SECS] [--quick] [--lb-pgo BINARY] [--out FILE]
 """
 import argparse
 import asyncio
@@ -26,9 +29,12 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LB = os.path.join(ROOT, "target", "release", "lb")
+# The lb builds under test, by proxy name: `main` adds `lb-pgo` when asked to.
+LB_BUILDS = {"lb": LB}
 BACKEND_PORTS = [18101, 18102, 18103]
-PROXY_PORT = {"lb": 18180, "haproxy": 18181, "nginx": 18182}
+PROXY_PORT = {"lb": 18180, "haproxy": 18181, "nginx": 18182, "lb-pgo": 18183}
 LB_METRICS_PORT = 18190
+LB_METRICS_PORTS = {"lb": LB_METRICS_PORT, "lb-pgo": 18193}
 PROXY_CORE, LOAD_CORE = "0", "1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HAPROXY_MAXCONN = 9990
@@ -38,14 +44,14 @@ def sh(cmd, **kw):
     return subprocess.run(cmd, shell=True, check=True, text=True, capture_output=True, **kw).stdout
 
 
-def ensure_tools():
+def ensure_tools(build_lb=True):
     missing = [tool for tool in ("wrk", "haproxy", "nginx") if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}")]
     if missing:
         print(f"installing {' '.join(missing)} (Debian packages)", flush=True)
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         subprocess.run("apt-get update -qq", shell=True, check=True, env=env)
         subprocess.run(f"apt-get install -y -qq --no-install-recommends {' '.join(missing)}", shell=True, check=True, env=env)
-    if not os.path.exists(LB):
+    if build_lb and not os.path.exists(LB):
         print("building lb (cargo build --release -p lb-proxy)", flush=True)
         subprocess.run("cargo build --release -p lb-proxy", shell=True, check=True, cwd=ROOT)
 
@@ -140,8 +146,8 @@ http {{
 
 
 def start_proxy(name, tmp):
-    if name == "lb":
-        cmd = [LB, lb_config(tmp)]
+    if name in LB_BUILDS:
+        cmd = [LB_BUILDS[name], lb_config(tmp, PROXY_PORT[name], LB_METRICS_PORTS[name])]
         env = dict(os.environ, RUST_LOG="warn")
     elif name == "haproxy":
         cmd = ["haproxy", "-db", "-f", haproxy_config(tmp)]
@@ -265,6 +271,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="1 round of 2 s, 1000 idle connections: proves the script works")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "performance-run.md"))
     parser.add_argument("--proxies", default="lb,haproxy,nginx")
+    parser.add_argument("--lb-pgo", metavar="BINARY", help="also run this profile-guided lb build (bench/pgo.py) as `lb-pgo`")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration, args.idle = 1, 2, 1000
@@ -273,6 +280,11 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     ensure_tools()
     proxies = args.proxies.split(",")
+    if args.lb_pgo:
+        if not os.path.exists(args.lb_pgo):
+            sys.exit(f"no such lb build: {args.lb_pgo} (bench/pgo.py makes one)")
+        LB_BUILDS["lb-pgo"] = os.path.abspath(args.lb_pgo)
+        proxies.insert(proxies.index("lb") + 1 if "lb" in proxies else 0, "lb-pgo")
     scenarios = ["keepalive", "close", "rate"]
     tmp = tempfile.mkdtemp(prefix="lb-bench-")
     backend = subprocess.Popen(["taskset", "-c", LOAD_CORE, "nginx", "-c", backend_config(tmp)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -331,7 +343,7 @@ def med(values):
 def report(args, proxies, scenarios, results, idle, direct):
     cpu_model = sh("lscpu | sed -n 's/^Model name: *//p'").strip()
     versions = {
-        "lb": sh(f"{LB} --version").strip(),
+        **{name: sh(f"{LB_BUILDS[name]} --version").strip() for name in proxies if name in LB_BUILDS},
         "haproxy": sh("haproxy -v | head -1").strip(),
         "nginx": subprocess.run("nginx -v", shell=True, text=True, capture_output=True).stderr.strip(),
         "wrk": subprocess.run("wrk --version", shell=True, text=True, capture_output=True).stdout.splitlines()[0].strip(),
@@ -339,7 +351,8 @@ def report(args, proxies, scenarios, results, idle, direct):
     lines = [
         f"# Benchmark run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         "",
-        f"Command: `bench/run.py --rounds {args.rounds} --duration {args.duration} --idle {args.idle}`; CPU: {cpu_model}, {os.cpu_count()} cores.",
+        f"Command: `bench/run.py --rounds {args.rounds} --duration {args.duration} --idle {args.idle}"
+        + (" --lb-pgo target/pgo/lb" if "lb-pgo" in proxies else "") + f"`; CPU: {cpu_model}, {os.cpu_count()} cores.",
         "Versions: " + "; ".join(f"{k}: {v}" for k, v in versions.items()) + ".",
         f"Direct to the backend (keep-alive, -c64): median {med([d[1] for d in direct]):.0f} req/s.",
         "",
@@ -357,27 +370,25 @@ def report(args, proxies, scenarios, results, idle, direct):
               "| proxy | bytes/connection |", "|---|---:|"]
     for name in proxies:
         lines.append(f"| {name} | {med(idle[name]):.0f} |")
-    if "lb" in proxies:
-        lines += ["", "Ratios of lb to the better peer (lower CPU is better, higher req/s is better):", ""]
+    peers = [p for p in proxies if p not in LB_BUILDS]
+    for build in (p for p in proxies if p in LB_BUILDS):
+        if not peers:
+            break
+        lines += ["", f"Ratios of {build} to the better peer (lower CPU is better, higher req/s is better):", ""]
         for scenario in scenarios:
-            peers = [p for p in proxies if p != "lb"]
-            if not peers:
-                break
-            lb_cpu = med([r["cpu"] for r in results[("lb", scenario)]])
-            lb_rps = med([r["rps"] for r in results[("lb", scenario)]])
+            lb_cpu = med([r["cpu"] for r in results[(build, scenario)]])
+            lb_rps = med([r["rps"] for r in results[(build, scenario)]])
             best_cpu = min(med([r["cpu"] for r in results[(p, scenario)]]) for p in peers)
             best_rps = max(med([r["rps"] for r in results[(p, scenario)]]) for p in peers)
             lines.append(f"- {scenario}: CPU {lb_cpu / best_cpu:.2f}× the better peer, req/s {lb_rps / best_rps:.2f}×")
-        lines += ["", "Paired by round (lb against the better peer of the same round, seconds apart; the median "
+        lines += ["", f"Paired by round ({build} against the better peer of the same round, seconds apart; the median "
                   "of the rounds' ratios, and their range):", ""]
         for scenario in scenarios:
-            peers = [p for p in proxies if p != "lb"]
-            if not peers:
-                break
-            rounds = range(len(results[("lb", scenario)]))
-            cpu = [results[("lb", scenario)][i]["cpu"] / min(results[(p, scenario)][i]["cpu"] for p in peers) for i in rounds]
-            rps = [results[("lb", scenario)][i]["rps"] / max(results[(p, scenario)][i]["rps"] for p in peers) for i in rounds]
-            p99 = [results[("lb", scenario)][i]["p99"] / results[("haproxy", scenario)][i]["p99"] for i in rounds] if "haproxy" in peers else []
+            rows = results[(build, scenario)]
+            rounds = range(len(rows))
+            cpu = [rows[i]["cpu"] / min(results[(p, scenario)][i]["cpu"] for p in peers) for i in rounds]
+            rps = [rows[i]["rps"] / max(results[(p, scenario)][i]["rps"] for p in peers) for i in rounds]
+            p99 = [rows[i]["p99"] / results[("haproxy", scenario)][i]["p99"] for i in rounds] if "haproxy" in peers else []
             line = (f"- {scenario}: CPU {med(cpu):.2f}× ({min(cpu):.2f}–{max(cpu):.2f}), "
                     f"req/s {med(rps):.2f}× ({min(rps):.2f}–{max(rps):.2f})")
             if p99:
