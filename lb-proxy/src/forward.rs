@@ -138,254 +138,265 @@ pub async fn handle(
 }
 
 /// [`handle`] for a request in parts; `body` is `None` when the request has none.
-pub async fn handle_parts(
-    shared: &Shared,
-    client: &Arc<ClientInfo>,
+///
+/// Written as a function returning an `async move` block rather than an `async fn`: an
+/// `async fn` moves its arguments into locals, and the request's parts (224 bytes) then took
+/// their room twice in every request's future.
+#[allow(clippy::manual_async_fn)] // see above: an `async fn` would hold its arguments twice
+pub fn handle_parts<'a>(
+    shared: &'a Shared,
+    client: &'a Arc<ClientInfo>,
     mut parts: http::request::Parts,
     body: Option<Incoming>,
-) -> Response<ClientBody> {
-    let started = Instant::now();
-    let runtime = shared.runtime.load_full();
-    let method = MethodLabel::of(&parts.method);
-    let version = parts.version;
-    if let Err(rejection) = check_head(&parts, runtime.config.server.max_uri_bytes) {
-        return refuse_and_close(shared, method, version, rejection);
-    }
-    let limit = runtime.config.server.max_request_body_bytes;
-    let declared_length = content_length(&parts.headers);
-    if declared_length.is_some_and(|length| length > limit) {
-        return refuse_and_close(shared, method, version, TOO_LARGE);
-    }
+) -> impl Future<Output = Response<ClientBody>> + 'a {
+    async move {
+        let started = Instant::now();
+        let runtime = shared.runtime.load_full();
+        let method = MethodLabel::of(&parts.method);
+        let version = parts.version;
+        if let Err(rejection) = check_head(&parts, runtime.config.server.max_uri_bytes) {
+            return refuse_and_close(shared, method, version, rejection);
+        }
+        let limit = runtime.config.server.max_request_body_bytes;
+        let declared_length = content_length(&parts.headers);
+        if declared_length.is_some_and(|length| length > limit) {
+            return refuse_and_close(shared, method, version, TOO_LARGE);
+        }
 
-    // Only a request with a body needs to learn whether that body failed: no allocation otherwise.
-    let fault: Option<Arc<BodyFault>> = body.is_some().then(Default::default);
-    let (mut upstream_body, replayable) = match body {
-        None => (Some(UpstreamBody::Empty), true),
-        Some(body) if declared_length.is_some_and(|length| length <= REPLAY_BUFFER_BYTES) => {
-            let read = tokio::time::timeout(
-                runtime.config.server.request_timeout,
-                LimitedBody::new(body, limit, fault.clone().unwrap_or_default()).collect(),
-            )
-            .await;
-            match read {
-                Ok(Ok(collected)) => (
-                    Some(UpstreamBody::Buffered(Some(collected.to_bytes()))),
-                    true,
-                ),
-                Ok(Err(_)) if fault.as_ref().is_some_and(|fault| fault.too_large()) => {
-                    return refuse_and_close(shared, method, version, TOO_LARGE);
-                }
-                Ok(Err(_)) => {
-                    return refuse_and_close(shared, method, version, BAD_BODY);
-                }
-                Err(_) => {
-                    return refuse_and_close(shared, method, version, BODY_TIMEOUT);
+        // Only a request with a body needs to learn whether that body failed: no allocation otherwise.
+        let fault: Option<Arc<BodyFault>> = body.is_some().then(Default::default);
+        let (mut upstream_body, replayable) = match body {
+            None => (Some(UpstreamBody::Empty), true),
+            Some(body) if declared_length.is_some_and(|length| length <= REPLAY_BUFFER_BYTES) => {
+                let read = tokio::time::timeout(
+                    runtime.config.server.request_timeout,
+                    LimitedBody::new(body, limit, fault.clone().unwrap_or_default()).collect(),
+                )
+                .await;
+                match read {
+                    Ok(Ok(collected)) => (
+                        Some(UpstreamBody::Buffered(Some(collected.to_bytes()))),
+                        true,
+                    ),
+                    Ok(Err(_)) if fault.as_ref().is_some_and(|fault| fault.too_large()) => {
+                        return refuse_and_close(shared, method, version, TOO_LARGE);
+                    }
+                    Ok(Err(_)) => {
+                        return refuse_and_close(shared, method, version, BAD_BODY);
+                    }
+                    Err(_) => {
+                        return refuse_and_close(shared, method, version, BODY_TIMEOUT);
+                    }
                 }
             }
-        }
-        Some(body) => (
-            Some(UpstreamBody::Streaming(
-                LimitedBody::new(body, limit, fault.clone().unwrap_or_default())
-                    .holding(BusyGuard::new(client)),
-            )),
-            false,
-        ),
-    };
-    let request_bytes = declared_length.unwrap_or(0);
-
-    if !parts.headers.contains_key(header::HOST)
-        && let Some(authority) = parts.uri.authority()
-        && let Ok(host) = HeaderValue::from_str(authority.as_str())
-    {
-        parts.headers.insert(header::HOST, host);
-    }
-    let path_and_query = parts.uri.path_and_query().cloned();
-    let target = path_and_query
-        .as_ref()
-        .map_or("/", |target| target.as_str());
-    let idempotent = is_idempotent(parts.method.as_str());
-    let deadline = tokio::time::Instant::from_std(started + runtime.config.server.request_timeout);
-    let max_attempts = runtime.retry.max_attempts();
-    let expect_body = parts.method != http::Method::HEAD;
-    let trusted_proxies = &runtime.config.server.trusted_proxies;
-    let streaming = matches!(upstream_body, Some(UpstreamBody::Streaming(_)));
-    let connection_lines = || {
-        parts
-            .headers
-            .get_all(header::CONNECTION)
-            .into_iter()
-            .map(HeaderValue::as_bytes)
-    };
-    // A body known up front goes out with a head serialised once: every attempt writes the same
-    // bytes. Usually that head is written straight from the client's headers; when the client
-    // names headers in `Connection`, or the body streams through hyper's client, the map is
-    // rewritten first.
-    let (client_ip, head) = if !streaming && connection_names_no_header(connection_lines()) {
-        let client_ip = client.address(&parts.headers, trusted_proxies);
-        let head = encode_forwarded_head(
-            &parts.method,
-            target,
-            &parts.headers,
-            &client.forwarded_for,
-            client.trusted,
-            "http",
-        );
-        (client_ip, Some(head))
-    } else {
-        strip_hop_by_hop(&mut parts.headers);
-        // Room for the three X-Forwarded-* headers at once: a fresh connection's map is sized
-        // to the client's headers and would otherwise grow twice.
-        parts.headers.reserve(3);
-        let client_ip = client.address(&parts.headers, trusted_proxies);
-        add_forwarded(
-            &mut parts.headers,
-            &client.forwarded_for,
-            client.trusted,
-            "http",
-        );
-        let head = (!streaming).then(|| h1::encode_head(&parts.method, target, &parts.headers));
-        (client_ip, head)
-    };
-    let serialized = head.map(|head| match upstream_body.as_ref() {
-        Some(UpstreamBody::Buffered(Some(bytes))) => (head, bytes.clone()),
-        _ => (head, bytes::Bytes::new()),
-    });
-
-    runtime.budget.deposit(started);
-    let mut tried: Vec<usize> = Vec::new();
-    let mut refusals = 0usize;
-    let mut attempt: u32 = 1;
-    let mut last_failure: Option<(Arc<Backend>, FailureKind)> = None;
-    loop {
-        let now = Instant::now();
-        let Some(backend) = pick(&runtime, client_ip, &tried, now) else {
-            return match last_failure {
-                Some((backend, kind)) => failure_response(shared, &backend, method, kind, started),
-                None => no_backend(shared, method),
-            };
+            Some(body) => (
+                Some(UpstreamBody::Streaming(
+                    LimitedBody::new(body, limit, fault.clone().unwrap_or_default())
+                        .holding(BusyGuard::new(client)),
+                )),
+                false,
+            ),
         };
-        // Eligibility was judged a moment ago; a racing request may have taken the last slot or
-        // the last probe. Such refusals are bounded so a saturated fleet answers 503 at once.
-        let reserved = backend.try_reserve().map(|slot| (slot, backend.admit(now)));
-        let Some((slot, attempt_permit)) = reserved.filter(|(_, permit)| !permit.is_rejected())
-        else {
-            refusals += 1;
-            if refusals > runtime.backends.len() {
-                return no_backend(shared, method);
+        let request_bytes = declared_length.unwrap_or(0);
+
+        if !parts.headers.contains_key(header::HOST)
+            && let Some(authority) = parts.uri.authority()
+            && let Ok(host) = HeaderValue::from_str(authority.as_str())
+        {
+            parts.headers.insert(header::HOST, host);
+        }
+        let path_and_query = parts.uri.path_and_query().cloned();
+        let target = path_and_query
+            .as_ref()
+            .map_or("/", |target| target.as_str());
+        let idempotent = is_idempotent(parts.method.as_str());
+        let deadline =
+            tokio::time::Instant::from_std(started + runtime.config.server.request_timeout);
+        let max_attempts = runtime.retry.max_attempts();
+        let expect_body = parts.method != http::Method::HEAD;
+        let trusted_proxies = &runtime.config.server.trusted_proxies;
+        let streaming = matches!(upstream_body, Some(UpstreamBody::Streaming(_)));
+        let connection_lines = || {
+            parts
+                .headers
+                .get_all(header::CONNECTION)
+                .into_iter()
+                .map(HeaderValue::as_bytes)
+        };
+        // A body known up front goes out with a head serialised once: every attempt writes the same
+        // bytes. Usually that head is written straight from the client's headers; when the client
+        // names headers in `Connection`, or the body streams through hyper's client, the map is
+        // rewritten first.
+        let (client_ip, head) = if !streaming && connection_names_no_header(connection_lines()) {
+            let client_ip = client.address(&parts.headers, trusted_proxies);
+            let head = encode_forwarded_head(
+                &parts.method,
+                target,
+                &parts.headers,
+                &client.forwarded_for,
+                client.trusted,
+                "http",
+            );
+            (client_ip, Some(head))
+        } else {
+            strip_hop_by_hop(&mut parts.headers);
+            // Room for the three X-Forwarded-* headers at once: a fresh connection's map is sized
+            // to the client's headers and would otherwise grow twice.
+            parts.headers.reserve(3);
+            let client_ip = client.address(&parts.headers, trusted_proxies);
+            add_forwarded(
+                &mut parts.headers,
+                &client.forwarded_for,
+                client.trusted,
+                "http",
+            );
+            let head = (!streaming).then(|| h1::encode_head(&parts.method, target, &parts.headers));
+            (client_ip, head)
+        };
+        let serialized = head.map(|head| match upstream_body.as_ref() {
+            Some(UpstreamBody::Buffered(Some(bytes))) => (head, bytes.clone()),
+            _ => (head, bytes::Bytes::new()),
+        });
+
+        runtime.budget.deposit(started);
+        let mut tried: Vec<usize> = Vec::new();
+        let mut refusals = 0usize;
+        let mut attempt: u32 = 1;
+        let mut last_failure: Option<(Arc<Backend>, FailureKind)> = None;
+        loop {
+            let now = Instant::now();
+            let Some(backend) = pick(&runtime, client_ip, &tried, now) else {
+                return match last_failure {
+                    Some((backend, kind)) => {
+                        failure_response(shared, &backend, method, kind, started)
+                    }
+                    None => no_backend(shared, method),
+                };
+            };
+            // Eligibility was judged a moment ago; a racing request may have taken the last slot or
+            // the last probe. Such refusals are bounded so a saturated fleet answers 503 at once.
+            let reserved = backend.try_reserve().map(|slot| (slot, backend.admit(now)));
+            let Some((slot, attempt_permit)) = reserved.filter(|(_, permit)| !permit.is_rejected())
+            else {
+                refusals += 1;
+                if refusals > runtime.backends.len() {
+                    return no_backend(shared, method);
+                }
+                tried.push(backend.index);
+                continue;
+            };
+
+            let may_retry = replayable && attempt < max_attempts;
+            // Written inside the call: a future kept in a local first and then moved into the
+            // timeout took its room twice in the request's future.
+            let result = tokio::time::timeout_at(deadline, async {
+                match &serialized {
+                    Some((head, body)) => backend
+                        .pool
+                        .send(
+                            backend.addr,
+                            Outgoing {
+                                head,
+                                body,
+                                expect_body,
+                                idempotent,
+                            },
+                            now,
+                        )
+                        .await
+                        .map(|(parts, body)| (parts, BackendBody::Own(body))),
+                    None => {
+                        let body = upstream_body.take().unwrap_or(UpstreamBody::Empty);
+                        let mut upstream = Request::new(body);
+                        *upstream.method_mut() = parts.method.clone();
+                        *upstream.uri_mut() = upstream_uri(path_and_query.as_ref());
+                        *upstream.version_mut() = Version::HTTP_11;
+                        *upstream.headers_mut() = std::mem::take(&mut parts.headers);
+                        // Boxed: a streamed upload is rare, and its exchange (hyper's client)
+                        // would otherwise take room in every request's future.
+                        let response =
+                            Box::pin(backend.pool.send_streaming(backend.addr, upstream, now))
+                                .await?;
+                        let (parts, body) = response.into_parts();
+                        Ok((parts, BackendBody::Hyper(body)))
+                    }
+                }
+            })
+            .await;
+            let now = Instant::now();
+            // A backend's 5xx that may be retried is kept: it is the answer if no retry happens.
+            let (kind, kept) = match result {
+                Ok(Ok((response, body))) => {
+                    let status = response.status;
+                    let kind = FailureKind::Status(status.as_u16());
+                    let retry_wanted = status.is_server_error()
+                        && runtime
+                            .retry
+                            .retry_on()
+                            .iter()
+                            .any(|condition| kind.matches(condition));
+                    attempt_permit.record(!status.is_server_error(), now);
+                    if !retry_wanted || !may_retry {
+                        return proxied(response, body, slot, method, started, request_bytes);
+                    }
+                    (kind, Some((response, body, slot)))
+                }
+                Ok(Err(error)) => {
+                    // The client's body failed, not the backend: no breaker failure, no retry.
+                    if let Some(fault) = &fault
+                        && (fault.too_large() || fault.malformed())
+                    {
+                        drop(attempt_permit);
+                        let rejection = if fault.too_large() {
+                            TOO_LARGE
+                        } else {
+                            BAD_BODY
+                        };
+                        return refuse_and_close(shared, method, version, rejection);
+                    }
+                    let kind = classify(&error);
+                    tracing::debug!(backend = %backend.name(), %error, kind = kind.label(), "attempt failed");
+                    attempt_permit.record(false, now);
+                    drop(slot);
+                    (kind, None)
+                }
+                Err(_elapsed) => {
+                    attempt_permit.record(false, now);
+                    drop(slot);
+                    (FailureKind::ResponseTimeout, None)
+                }
+            };
+            let retry = if may_retry {
+                decide(
+                    shared, &runtime, &backend, attempt, kind, idempotent, replayable, now,
+                )
+            } else {
+                None
+            };
+            let Some(backoff) = retry else {
+                return match kept {
+                    Some((response, body, slot)) => {
+                        proxied(response, body, slot, method, started, request_bytes)
+                    }
+                    None => failure_response(shared, &backend, method, kind, started),
+                };
+            };
+            // The slot is free during the backoff; an unread body makes its connection unusable,
+            // so both are dropped.
+            drop(kept);
+            if !wait_backoff(backoff, deadline).await {
+                return failure_response(
+                    shared,
+                    &backend,
+                    method,
+                    FailureKind::ResponseTimeout,
+                    started,
+                );
             }
             tried.push(backend.index);
-            continue;
-        };
-
-        let may_retry = replayable && attempt < max_attempts;
-        // Written inside the call: a future kept in a local first and then moved into the
-        // timeout took its room twice in the request's future.
-        let result = tokio::time::timeout_at(deadline, async {
-            match &serialized {
-                Some((head, body)) => backend
-                    .pool
-                    .send(
-                        backend.addr,
-                        Outgoing {
-                            head,
-                            body,
-                            expect_body,
-                            idempotent,
-                        },
-                        now,
-                    )
-                    .await
-                    .map(|(parts, body)| (parts, BackendBody::Own(body))),
-                None => {
-                    let body = upstream_body.take().unwrap_or(UpstreamBody::Empty);
-                    let mut upstream = Request::new(body);
-                    *upstream.method_mut() = parts.method.clone();
-                    *upstream.uri_mut() = upstream_uri(path_and_query.as_ref());
-                    *upstream.version_mut() = Version::HTTP_11;
-                    *upstream.headers_mut() = std::mem::take(&mut parts.headers);
-                    let response = backend
-                        .pool
-                        .send_streaming(backend.addr, upstream, now)
-                        .await?;
-                    let (parts, body) = response.into_parts();
-                    Ok((parts, BackendBody::Hyper(body)))
-                }
-            }
-        })
-        .await;
-        let now = Instant::now();
-        // A backend's 5xx that may be retried is kept: it is the answer if no retry happens.
-        let (kind, kept) = match result {
-            Ok(Ok((response, body))) => {
-                let status = response.status;
-                let kind = FailureKind::Status(status.as_u16());
-                let retry_wanted = status.is_server_error()
-                    && runtime
-                        .retry
-                        .retry_on()
-                        .iter()
-                        .any(|condition| kind.matches(condition));
-                attempt_permit.record(!status.is_server_error(), now);
-                if !retry_wanted || !may_retry {
-                    return proxied(response, body, slot, method, started, request_bytes);
-                }
-                (kind, Some((response, body, slot)))
-            }
-            Ok(Err(error)) => {
-                // The client's body failed, not the backend: no breaker failure, no retry.
-                if let Some(fault) = &fault
-                    && (fault.too_large() || fault.malformed())
-                {
-                    drop(attempt_permit);
-                    let rejection = if fault.too_large() {
-                        TOO_LARGE
-                    } else {
-                        BAD_BODY
-                    };
-                    return refuse_and_close(shared, method, version, rejection);
-                }
-                let kind = classify(&error);
-                tracing::debug!(backend = %backend.name(), %error, kind = kind.label(), "attempt failed");
-                attempt_permit.record(false, now);
-                drop(slot);
-                (kind, None)
-            }
-            Err(_elapsed) => {
-                attempt_permit.record(false, now);
-                drop(slot);
-                (FailureKind::ResponseTimeout, None)
-            }
-        };
-        let retry = if may_retry {
-            decide(
-                shared, &runtime, &backend, attempt, kind, idempotent, replayable, now,
-            )
-        } else {
-            None
-        };
-        let Some(backoff) = retry else {
-            return match kept {
-                Some((response, body, slot)) => {
-                    proxied(response, body, slot, method, started, request_bytes)
-                }
-                None => failure_response(shared, &backend, method, kind, started),
-            };
-        };
-        // The slot is free during the backoff; an unread body makes its connection unusable,
-        // so both are dropped.
-        drop(kept);
-        if !wait_backoff(backoff, deadline).await {
-            return failure_response(
-                shared,
-                &backend,
-                method,
-                FailureKind::ResponseTimeout,
-                started,
-            );
+            attempt += 1;
+            last_failure = Some((backend, kind));
         }
-        tried.push(backend.index);
-        attempt += 1;
-        last_failure = Some((backend, kind));
     }
 }
 

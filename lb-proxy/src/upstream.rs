@@ -161,8 +161,14 @@ impl Pool {
         loop {
             let (mut connection, reused) = match self.take_idle(now) {
                 Some(connection) => (connection, true),
+                // Boxed: connecting is rare with a warm pool, and inline its future would
+                // make every request's future larger by its size.
                 None => (
-                    Connection::new(self.connect(addr).await.map_err(SendFailure::Connect)?),
+                    Connection::new(
+                        Box::pin(self.connect(addr))
+                            .await
+                            .map_err(SendFailure::Connect)?,
+                    ),
                     false,
                 ),
             };

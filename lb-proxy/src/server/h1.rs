@@ -133,47 +133,54 @@ enum Exchanged {
 /// Runs the request path for one head and writes its response. While the request path runs,
 /// the socket is watched: a client that goes away abandons its request, and bytes of a
 /// pipelined request wait in `buffer`.
-async fn exchange(
-    io: &mut IdleTimeoutIo<TcpStream>,
-    buffer: &mut BytesMut,
-    out: &mut Vec<u8>,
-    shared: &Shared,
-    client: &Arc<ClientInfo>,
+///
+/// A function returning an `async move` block, as [`handle_parts`] is: an `async fn` would
+/// hold the head twice.
+#[allow(clippy::manual_async_fn)] // see above: an `async fn` would hold its arguments twice
+fn exchange<'a>(
+    io: &'a mut IdleTimeoutIo<TcpStream>,
+    buffer: &'a mut BytesMut,
+    out: &'a mut Vec<u8>,
+    shared: &'a Shared,
+    client: &'a Arc<ClientInfo>,
     head: RequestHead,
     max_head_bytes: usize,
-) -> Exchanged {
-    let method = head.parts.method.clone();
-    let version = head.parts.version;
-    // Counted at once: the connection is busy from the moment its head is read.
-    let busy = BusyGuard::for_request(client.clone());
-    let response = {
-        let mut handling = std::pin::pin!(handle_parts(shared, busy.client(), head.parts, None));
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(response) = handling.as_mut().poll(cx) {
-                return Poll::Ready(Some(response));
-            }
-            while buffer.len() < max_head_bytes {
-                reserve(buffer, max_head_bytes);
-                match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut *buffer) {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(None),
-                    Poll::Ready(Ok(_)) => {}
-                    Poll::Pending => break,
+) -> impl Future<Output = Exchanged> + 'a {
+    async move {
+        let method = head.parts.method.clone();
+        let version = head.parts.version;
+        // Counted at once: the connection is busy from the moment its head is read.
+        let busy = BusyGuard::for_request(client.clone());
+        let response = {
+            let mut handling =
+                std::pin::pin!(handle_parts(shared, busy.client(), head.parts, None));
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(response) = handling.as_mut().poll(cx) {
+                    return Poll::Ready(Some(response));
                 }
-            }
-            Poll::Pending
-        })
-        .await
-    };
-    let Some(response) = response else {
-        return Exchanged::Failed;
-    };
-    let last = !head.keep_alive || shared.draining.is_started();
-    let written = write_response(io, out, response, &method, version, last).await;
-    drop(busy);
-    match written {
-        Ok(true) => Exchanged::KeepOpen,
-        Ok(false) => Exchanged::Close,
-        Err(_) => Exchanged::Failed,
+                while buffer.len() < max_head_bytes {
+                    reserve(buffer, max_head_bytes);
+                    match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut *buffer) {
+                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(None),
+                        Poll::Ready(Ok(_)) => {}
+                        Poll::Pending => break,
+                    }
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        let Some(response) = response else {
+            return Exchanged::Failed;
+        };
+        let last = !head.keep_alive || shared.draining.is_started();
+        let written = write_response(io, out, response, &method, version, last).await;
+        drop(busy);
+        match written {
+            Ok(true) => Exchanged::KeepOpen,
+            Ok(false) => Exchanged::Close,
+            Err(_) => Exchanged::Failed,
+        }
     }
 }
 
