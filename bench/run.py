@@ -352,7 +352,7 @@ def report(args, proxies, scenarios, results, idle, direct):
         f"# Benchmark run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         "",
         f"Command: `bench/run.py --rounds {args.rounds} --duration {args.duration} --idle {args.idle}"
-        + (" --lb-pgo target/pgo/lb" if "lb-pgo" in proxies else "") + f"`; CPU: {cpu_model}, {os.cpu_count()} cores.",
+        + (f" --lb-pgo {args.lb_pgo}" if args.lb_pgo else "") + f"`; CPU: {cpu_model}, {os.cpu_count()} cores.",
         "Versions: " + "; ".join(f"{k}: {v}" for k, v in versions.items()) + ".",
         f"Direct to the backend (keep-alive, -c64): median {med([d[1] for d in direct]):.0f} req/s.",
         "",
