@@ -1,20 +1,18 @@
-//! Header sanitising: from any header section (one `name: value` per line, invalid lines
-//! skipped), hop-by-hop removal leaves no hop-by-hop header and nothing `Connection` named but `Host`;
-//! at the edge exactly our `X-Forwarded-For` remains; behind a trusted proxy the client address
-//! is the peer or an address from the header; the transfer-coding check never panics; and the
-//! request head written straight from the client's headers is the one the map path writes.
+//! The upstream request head from any header section (one `name: value` per line, invalid lines
+//! skipped): no hop-by-hop field and nothing `Connection` names survives; `Host`, the framing
+//! field and `X-Forwarded-*` are the balancer's, once each, whatever `Connection` lists; at the
+//! edge exactly our `X-Forwarded-For` remains, behind a trusted proxy it is appended to; the
+//! client address is the peer or an address from the list; and the head parses back to the
+//! framing that was written.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use http::Method;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use lb_core::net::{Cidr, client_address};
-use lb_proxy::headers::{
-    X_FORWARDED_FOR, add_forwarded, connection_names_no_header, encode_forwarded_head,
-    strip_hop_by_hop,
-};
-use lb_proxy::upstream::h1::encode_head;
-use lb_proxy::validate::check_transfer_encoding;
+use lb_proxy::proto::h1::framing::Framing;
+use lb_proxy::proto::h1::request::{Limits, parse};
+use lb_proxy::proto::h1::write::{Forwarded, FramingField, UpstreamHead, write_request_head};
 
 const HOP_BY_HOP: [&str; 7] = [
     "connection",
@@ -28,22 +26,7 @@ const HOP_BY_HOP: [&str; 7] = [
 
 /// Checks one input; panics on a violated property.
 pub fn check(data: &[u8]) {
-    let mut headers = HeaderMap::new();
-    for line in data.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(&line[..colon]),
-            HeaderValue::from_bytes(trim(&line[colon + 1..])),
-        ) else {
-            continue;
-        };
-        headers.append(name, value);
-    }
-    let _ = check_transfer_encoding(&headers);
-
+    let headers = header_section(data);
     let named: Vec<String> = headers
         .get_all("connection")
         .iter()
@@ -51,8 +34,6 @@ pub fn check(data: &[u8]) {
         .flat_map(|value| value.split(','))
         .map(|token| token.trim().to_ascii_lowercase())
         .filter(|token| HeaderName::from_bytes(token.as_bytes()).is_ok())
-        // Host is end-to-end: kept even when named in Connection.
-        .filter(|token| token != "host")
         .collect();
     let trusted: Vec<Cidr> = ["10.0.0.0/8", "127.0.0.1", "::1"]
         .iter()
@@ -60,7 +41,7 @@ pub fn check(data: &[u8]) {
         .collect();
     let peer = IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3));
     let lines: Vec<String> = headers
-        .get_all(&X_FORWARDED_FOR)
+        .get_all("x-forwarded-for")
         .iter()
         .filter_map(|value| value.to_str().ok().map(str::to_owned))
         .collect();
@@ -75,59 +56,131 @@ pub fn check(data: &[u8]) {
         "client {client} is neither the peer nor in {lines:?}"
     );
 
-    let ours = HeaderValue::from_static("192.0.2.1");
-    if connection_names_no_header(
-        headers
-            .get_all("connection")
+    let framings = [
+        FramingField::None,
+        FramingField::Length(0),
+        FramingField::Length(7),
+        FramingField::Chunked,
+    ];
+    for (index, framing) in framings.into_iter().enumerate() {
+        let append = index % 2 == 1;
+        let head = write_request_head(&UpstreamHead {
+            method: &Method::POST,
+            target: b"/t",
+            host: b"backend.test",
+            client_host: Some(b"client.test"),
+            headers: &headers,
+            framing,
+            forwarded: Forwarded {
+                peer: b"192.0.2.1",
+                append,
+                proto: b"http",
+            },
+        });
+        let written = header_section(&head);
+        for name in HOP_BY_HOP
             .iter()
-            .map(HeaderValue::as_bytes),
-    ) {
-        for append in [false, true] {
-            let direct = encode_forwarded_head(&Method::GET, "/", &headers, &ours, append, "http");
-            let mut rewritten = headers.clone();
-            strip_hop_by_hop(&mut rewritten);
-            add_forwarded(&mut rewritten, &ours, append, "http");
-            let via_map = encode_head(&Method::GET, "/", &rewritten);
+            .filter(|name| **name != "transfer-encoding")
+        {
+            assert!(!written.contains_key(*name), "{name} survived");
+        }
+        // The framing field is the one written, once, whatever the client sent.
+        let codings: Vec<_> = written.get_all("transfer-encoding").iter().collect();
+        let lengths: Vec<_> = written.get_all("content-length").iter().collect();
+        match framing {
+            FramingField::None => assert!(codings.is_empty() && lengths.is_empty()),
+            FramingField::Length(length) => {
+                assert!(codings.is_empty());
+                assert_eq!(lengths, [length.to_string().as_str()]);
+            }
+            FramingField::Chunked => {
+                assert_eq!(codings, ["chunked"]);
+                assert!(lengths.is_empty());
+            }
+        }
+        for name in &named {
+            let ours = matches!(
+                name.as_str(),
+                "host"
+                    | "content-length"
+                    | "transfer-encoding"
+                    | "x-forwarded-for"
+                    | "x-forwarded-proto"
+                    | "x-forwarded-host"
+            );
+            if !ours {
+                assert!(
+                    !written.contains_key(name.as_str()),
+                    "{name}, named in Connection, survived"
+                );
+            }
+        }
+        assert!(
+            written
+                .keys()
+                .all(|name| !name.as_str().starts_with("proxy-"))
+        );
+        assert_eq!(
+            written.get_all("host").iter().collect::<Vec<_>>(),
+            ["backend.test"]
+        );
+        assert_eq!(
+            written
+                .get_all("x-forwarded-host")
+                .iter()
+                .collect::<Vec<_>>(),
+            ["client.test"]
+        );
+        assert_eq!(
+            written
+                .get_all("x-forwarded-proto")
+                .iter()
+                .collect::<Vec<_>>(),
+            ["http"]
+        );
+        let forwarded: Vec<_> = written.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(forwarded.len(), 1);
+        if append {
+            assert!(forwarded[0].as_bytes().ends_with(b"192.0.2.1"));
+        } else {
             assert_eq!(
-                sorted_lines(&direct),
-                sorted_lines(&via_map),
-                "append={append}"
+                forwarded[0], "192.0.2.1",
+                "the edge must replace X-Forwarded-For"
             );
         }
+        // The head parses back, as our own codec reads requests, to the framing written.
+        let limits = Limits {
+            max_head_bytes: usize::MAX,
+            max_target_bytes: usize::MAX,
+        };
+        let parsed = parse(&head, &limits)
+            .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&head)))
+            .expect("a complete head");
+        let expected = match framing {
+            FramingField::None => Framing::NONE,
+            FramingField::Length(length) => Framing::Length(length),
+            FramingField::Chunked => Framing::Chunked,
+        };
+        assert_eq!(parsed.meta.body, expected);
+        assert_eq!(parsed.length, head.len());
     }
-
-    let mut edge = headers.clone();
-    strip_hop_by_hop(&mut edge);
-    for name in HOP_BY_HOP.iter().map(|n| n.to_string()).chain(named) {
-        assert!(!edge.contains_key(name.as_str()), "{name} survived");
-    }
-    assert!(edge.keys().all(|name| !name.as_str().starts_with("proxy-")));
-    let mut trusting = edge.clone();
-    add_forwarded(&mut edge, &ours, false, "http");
-    let all: Vec<_> = edge.get_all(&X_FORWARDED_FOR).iter().collect();
-    assert_eq!(all, [&ours], "the edge must replace X-Forwarded-For");
-
-    add_forwarded(&mut trusting, &ours, true, "http");
-    let all: Vec<_> = trusting.get_all(&X_FORWARDED_FOR).iter().collect();
-    assert_eq!(all.len(), 1);
-    assert!(all[0].as_bytes().ends_with(b"192.0.2.1"));
 }
 
-/// A head's request line, then its header lines sorted: the order of fields is not meaning.
-fn sorted_lines(head: &[u8]) -> Vec<Vec<u8>> {
-    let mut lines: Vec<Vec<u8>> = head.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
-    lines[1..].sort();
-    lines
-}
-
-fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |i| i + 1);
-    &bytes[start..end.max(start)]
+/// A header section read leniently: one `name: value` per line, lines that are not skipped.
+fn header_section(data: &[u8]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for line in data.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&line[..colon]),
+            HeaderValue::from_bytes(line[colon + 1..].trim_ascii()),
+        ) else {
+            continue;
+        };
+        headers.append(name, value);
+    }
+    headers
 }

@@ -1,15 +1,18 @@
-//! The request path: snapshot → pick → guard → forward → record → retry or answer.
+//! The request path: prepare (limits, body) → attempt (pick, admit, send) → settle (classify,
+//! breaker, retry decision) → answer.
 //!
 //! Outcomes of an attempt are classified once ([`classify`]) into lb-core's
 //! [`FailureKind`](lb_core::retry::FailureKind); lb-core decides whether to retry and how long to
-//! wait; [`failure_response`] maps what is left to the client's status in one place.
+//! wait; [`failure_reply`] maps what is left to the client's status in one place. The request
+//! head sent upstream is written by the codec ([`crate::proto::h1::write`]) from the body that
+//! is actually sent.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -17,246 +20,170 @@ use lb_core::balance::{Balancer, PickContext};
 use lb_core::retry::{AttemptFailure, FailureKind, GiveUpReason, RetryDecision, is_idempotent};
 
 use crate::backend::{Backend, EligibleView};
-use crate::body::{BackendBody, BodyFault, ClientBody, Completion, LimitedBody, UpstreamBody};
-use crate::headers::{
-    X_FORWARDED_FOR, add_forwarded, connection_names_no_header, encode_forwarded_head,
-    strip_hop_by_hop,
-};
-use crate::idle::{Activity, BusyGuard};
+use crate::body::{BodyFault, Completion, FromClient, LimitedBody, ToBackend, ToClient};
+use crate::client::ClientInfo;
+use crate::clock;
 use crate::metrics::{MethodLabel, RequestLabels, RetryLabels};
+use crate::proto::h1::framing::{Framing, request_framing, writes_length};
+use crate::proto::h1::request::{self, Limits, RequestError, RequestMeta};
+use crate::proto::h1::response::ResponseHead;
+use crate::proto::h1::write::{Forwarded, FramingField, UpstreamHead, write_request_head};
+use crate::reply::{Reply, ReplyHead};
 use crate::runtime::{Runtime, Shared};
-use crate::upstream::{Outgoing, SendFailure, h1};
-use crate::validate::{Rejection, check_head};
+use crate::upstream::{Outgoing, ResponseBody, SendFailure, UploadBody};
 
 /// Bodies up to this size with a known length are read before the first attempt so that a
 /// retry can send them again; larger or chunked bodies stream through and are never retried.
 pub const REPLAY_BUFFER_BYTES: u64 = 64 * 1024;
 
-/// What a connection knows about its client, computed once per connection.
+/// A request as the request path takes it: its head, what the codec's rules concluded, and its
+/// body (`None` when it has none).
 #[derive(Debug)]
-pub struct ClientInfo {
-    /// The peer's socket address.
-    pub peer: SocketAddr,
-    /// The peer's IP, ready for `X-Forwarded-For`.
-    pub forwarded_for: HeaderValue,
-    /// Whether the peer is in `server.trusted_proxies`: its `X-Forwarded-For` is then believed
-    /// and appended to; otherwise it is replaced and the peer is the client.
-    pub trusted: bool,
-    /// What is in flight on the connection, for its idle release.
-    pub activity: Activity,
+pub struct ClientRequest {
+    /// Method, target, version and fields as received.
+    pub parts: http::request::Parts,
+    /// Host, framing, keep-alive.
+    pub meta: RequestMeta,
+    /// The body.
+    pub body: Option<FromClient>,
 }
 
-impl ClientInfo {
-    /// Describes the client at `peer`, trusted when it lies in one of `trusted_proxies`.
-    pub fn new(peer: SocketAddr, trusted_proxies: &[lb_core::net::Cidr]) -> Self {
-        let forwarded_for = HeaderValue::from_bytes(IpText::new(peer.ip()).as_bytes())
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self {
-            peer,
-            forwarded_for,
-            trusted: lb_core::net::is_trusted(trusted_proxies, peer.ip()),
-            activity: Activity::default(),
-        }
-    }
-
-    /// The client's address for a request with these headers: the peer, or for a trusted peer
-    /// the right-most untrusted address of `X-Forwarded-For` ([`lb_core::net::client_address`]).
-    pub fn address(
-        &self,
-        headers: &http::HeaderMap,
-        trusted_proxies: &[lb_core::net::Cidr],
-    ) -> IpAddr {
-        if !self.trusted {
-            return self.peer.ip();
-        }
-        let lines = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|line| line.to_str().ok());
-        lb_core::net::client_address(self.peer.ip(), lines, trusted_proxies)
+/// The limits of request heads under `config`.
+pub fn limits(server: &lb_core::config::ServerConfig) -> Limits {
+    Limits {
+        max_head_bytes: server.max_header_bytes,
+        max_target_bytes: server.max_uri_bytes,
     }
 }
 
-/// An IP address as text, on the stack: formatting into a `String` cost a few reallocations
-/// per client connection.
-struct IpText {
-    bytes: [u8; 45],
-    len: usize,
-}
-
-impl IpText {
-    fn new(ip: IpAddr) -> Self {
-        let mut text = IpText {
-            bytes: [0; 45],
-            len: 0,
-        };
-        match ip {
-            IpAddr::V4(v4) => {
-                for (index, octet) in v4.octets().into_iter().enumerate() {
-                    if index > 0 {
-                        text.push(b'.');
-                    }
-                    if octet >= 100 {
-                        text.push(b'0' + octet / 100);
-                    }
-                    if octet >= 10 {
-                        text.push(b'0' + octet / 10 % 10);
-                    }
-                    text.push(b'0' + octet % 10);
-                }
-            }
-            IpAddr::V6(v6) => {
-                use std::io::Write as _;
-                let mut cursor = std::io::Cursor::new(&mut text.bytes[..]);
-                // 45 bytes hold the longest form ("ffff:...:255.255.255.255").
-                let _ = write!(cursor, "{v6}");
-                text.len = cursor.position() as usize;
-            }
-        }
-        text
-    }
-
-    fn push(&mut self, byte: u8) {
-        self.bytes[self.len] = byte;
-        self.len += 1;
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
-    }
-}
-
-/// Proxies one client request to a backend and returns the response to send.
-pub async fn handle(
+/// A request hyper parsed (h2c, HTTP/2): the codec's rules, then the request path.
+pub async fn handle_hyper(
     shared: &Shared,
     client: &Arc<ClientInfo>,
     request: Request<Incoming>,
-) -> Response<ClientBody> {
+) -> Reply {
     let (parts, body) = request.into_parts();
     let body = (!body.is_end_stream()).then_some(body);
-    handle_parts(shared, client, parts, body).await
+    let framing = match &body {
+        None => Framing::NONE,
+        Some(body) => body
+            .size_hint()
+            .exact()
+            .map_or(Framing::Chunked, Framing::Length),
+    };
+    let limits = limits(&shared.runtime.load().config.server);
+    match request::check_parts(&parts, &limits, framing) {
+        Err(error) => refuse_request(shared, &parts.method, error),
+        Ok(meta) => {
+            let body = body.map(FromClient::Hyper);
+            let request = ClientRequest { parts, meta, body };
+            handle(shared, client, request).await
+        }
+    }
 }
 
-/// [`handle`] for a request in parts; `body` is `None` when the request has none.
+/// The answer to a request head the codec refused; the connection closes after it.
+pub fn refuse_request(shared: &Shared, method: &Method, error: RequestError) -> Reply {
+    let status = error.status();
+    let text = format!(
+        "{} {}: {error}\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or("").to_ascii_lowercase()
+    );
+    refuse(shared, MethodLabel::of(method), status, Bytes::from(text)).closing()
+}
+
+/// Proxies one request to a backend and returns the reply to send.
 ///
-/// Written as a function returning an `async move` block rather than an `async fn`: an
-/// `async fn` moves its arguments into locals, and the request's parts (224 bytes) then took
-/// their room twice in every request's future.
-#[allow(clippy::manual_async_fn)] // see above: an `async fn` would hold its arguments twice
-pub fn handle_parts<'a>(
+/// Written as a function returning an `async move` block: an `async fn` would hold its
+/// arguments twice in the request's future (docs/performance.md, item 20).
+#[allow(clippy::manual_async_fn)] // see above
+pub fn handle<'a>(
     shared: &'a Shared,
     client: &'a Arc<ClientInfo>,
-    mut parts: http::request::Parts,
-    body: Option<Incoming>,
-) -> impl Future<Output = Response<ClientBody>> + 'a {
+    request: ClientRequest,
+) -> impl Future<Output = Reply> + 'a {
     async move {
-        let started = Instant::now();
+        let started = clock::now();
         let runtime = shared.runtime.load_full();
+        let ClientRequest { parts, meta, body } = request;
         let method = MethodLabel::of(&parts.method);
-        let version = parts.version;
-        if let Err(rejection) = check_head(&parts, runtime.config.server.max_uri_bytes) {
-            return refuse_and_close(shared, method, version, rejection);
+        let server = &runtime.config.server;
+        let declared_length = match meta.body {
+            Framing::Length(length) => Some(length),
+            _ => None,
+        };
+        if declared_length.is_some_and(|length| length > server.max_request_body_bytes) {
+            return refuse(shared, method, StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE).closing();
         }
-        let limit = runtime.config.server.max_request_body_bytes;
-        let declared_length = content_length(&parts.headers);
-        if declared_length.is_some_and(|length| length > limit) {
-            return refuse_and_close(shared, method, version, TOO_LARGE);
-        }
-
-        // Only a request with a body needs to learn whether that body failed: no allocation otherwise.
+        // Only a request with a body needs to learn whether that body failed.
         let fault: Option<Arc<BodyFault>> = body.is_some().then(Default::default);
-        let (mut upstream_body, replayable) = match body {
-            None => (Some(UpstreamBody::Empty), true),
-            Some(body) if declared_length.is_some_and(|length| length <= REPLAY_BUFFER_BYTES) => {
-                let read = tokio::time::timeout(
-                    runtime.config.server.request_timeout,
-                    LimitedBody::new(body, limit, fault.clone().unwrap_or_default()).collect(),
-                )
-                .await;
-                match read {
-                    Ok(Ok(collected)) => (
-                        Some(UpstreamBody::Buffered(Some(collected.to_bytes()))),
-                        true,
-                    ),
-                    Ok(Err(_)) if fault.as_ref().is_some_and(|fault| fault.too_large()) => {
-                        return refuse_and_close(shared, method, version, TOO_LARGE);
+        let (mut to_backend, replayable) = match body {
+            None => (ToBackend::Empty, true),
+            Some(body) => {
+                let limited = LimitedBody::new(
+                    body,
+                    server.max_request_body_bytes,
+                    fault.clone().unwrap_or_default(),
+                );
+                if declared_length.is_some_and(|length| length <= REPLAY_BUFFER_BYTES) {
+                    match Box::pin(buffer_body(limited, server.request_timeout, &fault)).await {
+                        Ok(bytes) => (ToBackend::Buffered(bytes), true),
+                        Err((status, text)) => {
+                            return refuse(shared, method, status, text).closing();
+                        }
                     }
-                    Ok(Err(_)) => {
-                        return refuse_and_close(shared, method, version, BAD_BODY);
-                    }
-                    Err(_) => {
-                        return refuse_and_close(shared, method, version, BODY_TIMEOUT);
-                    }
+                } else {
+                    (ToBackend::Streaming(limited), false)
                 }
             }
-            Some(body) => (
-                Some(UpstreamBody::Streaming(
-                    LimitedBody::new(body, limit, fault.clone().unwrap_or_default())
-                        .holding(BusyGuard::new(client)),
-                )),
-                false,
-            ),
         };
-        let request_bytes = declared_length.unwrap_or(0);
-
-        if !parts.headers.contains_key(header::HOST)
-            && let Some(authority) = parts.uri.authority()
-            && let Ok(host) = HeaderValue::from_str(authority.as_str())
-        {
-            parts.headers.insert(header::HOST, host);
-        }
-        let path_and_query = parts.uri.path_and_query().cloned();
-        let target = path_and_query
-            .as_ref()
-            .map_or("/", |target| target.as_str());
-        let idempotent = is_idempotent(parts.method.as_str());
-        let deadline =
-            tokio::time::Instant::from_std(started + runtime.config.server.request_timeout);
-        let max_attempts = runtime.retry.max_attempts();
-        let expect_body = parts.method != http::Method::HEAD;
-        let trusted_proxies = &runtime.config.server.trusted_proxies;
-        let streaming = matches!(upstream_body, Some(UpstreamBody::Streaming(_)));
-        let connection_lines = || {
-            parts
-                .headers
-                .get_all(header::CONNECTION)
-                .into_iter()
-                .map(HeaderValue::as_bytes)
+        let request_bytes = match &to_backend {
+            ToBackend::Buffered(bytes) => bytes.len() as u64,
+            _ => declared_length.unwrap_or(0),
         };
-        // A body known up front goes out with a head serialised once: every attempt writes the same
-        // bytes. Usually that head is written straight from the client's headers; when the client
-        // names headers in `Connection`, or the body streams through hyper's client, the map is
-        // rewritten first.
-        let (client_ip, head) = if !streaming && connection_names_no_header(connection_lines()) {
-            let client_ip = client.address(&parts.headers, trusted_proxies);
-            let head = encode_forwarded_head(
-                &parts.method,
+        let framing = match &to_backend {
+            ToBackend::Empty => Framing::NONE,
+            ToBackend::Buffered(bytes) => Framing::Length(bytes.len() as u64),
+            ToBackend::Streaming(body) => request_framing(body.size_hint().exact()),
+        };
+        let framing_field = match framing {
+            Framing::Length(length)
+                if writes_length(&parts.method, meta.declares_body, framing) =>
+            {
+                FramingField::Length(length)
+            }
+            Framing::Chunked => FramingField::Chunked,
+            _ => FramingField::None,
+        };
+        let target = match parts.uri.path_and_query() {
+            Some(target) => target.as_str().as_bytes(),
+            None => b"/",
+        };
+        let client_host = meta.host.as_ref().map(|host| host.as_bytes());
+        // The head is written once, unless the client named no host: then each attempt's
+        // backend address is its `Host`.
+        let encode = |host: &[u8]| {
+            Bytes::from(write_request_head(&UpstreamHead {
+                method: &parts.method,
                 target,
-                &parts.headers,
-                &client.forwarded_for,
-                client.trusted,
-                "http",
-            );
-            (client_ip, Some(head))
-        } else {
-            strip_hop_by_hop(&mut parts.headers);
-            // Room for the three X-Forwarded-* headers at once: a fresh connection's map is sized
-            // to the client's headers and would otherwise grow twice.
-            parts.headers.reserve(3);
-            let client_ip = client.address(&parts.headers, trusted_proxies);
-            add_forwarded(
-                &mut parts.headers,
-                &client.forwarded_for,
-                client.trusted,
-                "http",
-            );
-            let head = (!streaming).then(|| h1::encode_head(&parts.method, target, &parts.headers));
-            (client_ip, head)
+                host,
+                client_host,
+                headers: &parts.headers,
+                framing: framing_field,
+                forwarded: Forwarded {
+                    peer: client.forwarded_for.as_bytes(),
+                    append: client.trusted,
+                    proto: b"http",
+                },
+            }))
         };
-        let serialized = head.map(|head| match upstream_body.as_ref() {
-            Some(UpstreamBody::Buffered(Some(bytes))) => (head, bytes.clone()),
-            _ => (head, bytes::Bytes::new()),
-        });
+        let fixed_head = client_host.map(encode);
+        let client_ip = client.address(&parts.headers, &server.trusted_proxies);
+        let idempotent = is_idempotent(parts.method.as_str());
+        let deadline = tokio::time::Instant::from_std(started + server.request_timeout);
+        let max_attempts = runtime.retry.max_attempts();
+        let expect_body = parts.method != Method::HEAD;
 
         runtime.budget.deposit(started);
         let mut tried: Vec<usize> = Vec::new();
@@ -264,17 +191,16 @@ pub fn handle_parts<'a>(
         let mut attempt: u32 = 1;
         let mut last_failure: Option<(Arc<Backend>, FailureKind)> = None;
         loop {
-            let now = Instant::now();
+            let now = clock::now();
             let Some(backend) = pick(&runtime, client_ip, &tried, now) else {
                 return match last_failure {
-                    Some((backend, kind)) => {
-                        failure_response(shared, &backend, method, kind, started)
-                    }
+                    Some((backend, kind)) => failure_reply(&backend, method, kind, started),
                     None => no_backend(shared, method),
                 };
             };
-            // Eligibility was judged a moment ago; a racing request may have taken the last slot or
-            // the last probe. Such refusals are bounded so a saturated fleet answers 503 at once.
+            // Eligibility was judged a moment ago; a racing request may have taken the last
+            // slot or the last probe. Such refusals are bounded so a saturated fleet answers
+            // 503 at once.
             let reserved = backend.try_reserve().map(|slot| (slot, backend.admit(now)));
             let Some((slot, attempt_permit)) = reserved.filter(|(_, permit)| !permit.is_rejected())
             else {
@@ -287,43 +213,51 @@ pub fn handle_parts<'a>(
             };
 
             let may_retry = replayable && attempt < max_attempts;
+            let per_backend_head;
+            let head: &[u8] = match &fixed_head {
+                Some(head) => head,
+                None => {
+                    per_backend_head = encode(backend.authority.as_str().as_bytes());
+                    &per_backend_head
+                }
+            };
             // Written inside the call: a future kept in a local first and then moved into the
             // timeout took its room twice in the request's future.
             let result = tokio::time::timeout_at(deadline, async {
-                match &serialized {
-                    Some((head, body)) => backend
-                        .pool
-                        .send(
-                            backend.addr,
-                            Outgoing {
-                                head,
-                                body,
-                                expect_body,
-                                idempotent,
-                            },
-                            now,
-                        )
-                        .await
-                        .map(|(parts, body)| (parts, BackendBody::Own(body))),
-                    None => {
-                        let body = upstream_body.take().unwrap_or(UpstreamBody::Empty);
-                        let mut upstream = Request::new(body);
-                        *upstream.method_mut() = parts.method.clone();
-                        *upstream.uri_mut() = upstream_uri(path_and_query.as_ref());
-                        *upstream.version_mut() = Version::HTTP_11;
-                        *upstream.headers_mut() = std::mem::take(&mut parts.headers);
-                        // Boxed: a streamed upload is rare, and its exchange (hyper's client)
-                        // would otherwise take room in every request's future.
-                        let response =
-                            Box::pin(backend.pool.send_streaming(backend.addr, upstream, now))
-                                .await?;
-                        let (parts, body) = response.into_parts();
-                        Ok((parts, BackendBody::Hyper(body)))
-                    }
+                if let ToBackend::Streaming(_) = &to_backend {
+                    // Sent once: a streamed body is never replayed.
+                    let ToBackend::Streaming(body) =
+                        std::mem::replace(&mut to_backend, ToBackend::Empty)
+                    else {
+                        unreachable!("matched above");
+                    };
+                    let body: UploadBody = Box::pin(body.map_err(Into::into));
+                    // Boxed: a streamed upload is rare, and its exchange would otherwise take
+                    // room in every request's future.
+                    let send = backend.pool.send_streaming(
+                        backend.addr,
+                        head,
+                        body,
+                        framing,
+                        expect_body,
+                        now,
+                    );
+                    return Box::pin(send).await;
                 }
+                let body = match &to_backend {
+                    ToBackend::Buffered(bytes) => &bytes[..],
+                    _ => &[][..],
+                };
+                let outgoing = Outgoing {
+                    head,
+                    body,
+                    expect_body,
+                    idempotent,
+                };
+                backend.pool.send(backend.addr, outgoing, now).await
             })
             .await;
-            let now = Instant::now();
+            let now = clock::now();
             // A backend's 5xx that may be retried is kept: it is the answer if no retry happens.
             let (kind, kept) = match result {
                 Ok(Ok((response, body))) => {
@@ -347,12 +281,12 @@ pub fn handle_parts<'a>(
                         && (fault.too_large() || fault.malformed())
                     {
                         drop(attempt_permit);
-                        let rejection = if fault.too_large() {
-                            TOO_LARGE
+                        let (status, text) = if fault.too_large() {
+                            (StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE)
                         } else {
-                            BAD_BODY
+                            (StatusCode::BAD_REQUEST, BAD_BODY)
                         };
-                        return refuse_and_close(shared, method, version, rejection);
+                        return refuse(shared, method, status, text).closing();
                     }
                     let kind = classify(&error);
                     tracing::debug!(backend = %backend.name(), %error, kind = kind.label(), "attempt failed");
@@ -378,25 +312,36 @@ pub fn handle_parts<'a>(
                     Some((response, body, slot)) => {
                         proxied(response, body, slot, method, started, request_bytes)
                     }
-                    None => failure_response(shared, &backend, method, kind, started),
+                    None => failure_reply(&backend, method, kind, started),
                 };
             };
             // The slot is free during the backoff; an unread body makes its connection unusable,
             // so both are dropped.
             drop(kept);
             if !wait_backoff(backoff, deadline).await {
-                return failure_response(
-                    shared,
-                    &backend,
-                    method,
-                    FailureKind::ResponseTimeout,
-                    started,
-                );
+                return failure_reply(&backend, method, FailureKind::ResponseTimeout, started);
             }
             tried.push(backend.index);
             attempt += 1;
             last_failure = Some((backend, kind));
         }
+    }
+}
+
+/// Reads a small body in full, within `timeout`, so that a retry can send it again; on failure,
+/// the client's status and text.
+async fn buffer_body(
+    body: LimitedBody,
+    timeout: Duration,
+    fault: &Option<Arc<BodyFault>>,
+) -> Result<Bytes, (StatusCode, &'static str)> {
+    match tokio::time::timeout(timeout, body.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(_)) if fault.as_ref().is_some_and(|fault| fault.too_large()) => {
+            Err((StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE))
+        }
+        Ok(Err(_)) => Err((StatusCode::BAD_REQUEST, BAD_BODY)),
+        Err(_) => Err((StatusCode::REQUEST_TIMEOUT, BODY_TIMEOUT)),
     }
 }
 
@@ -484,59 +429,42 @@ async fn wait_backoff(backoff: Duration, deadline: tokio::time::Instant) -> bool
 pub fn classify(failure: &SendFailure) -> FailureKind {
     match failure {
         SendFailure::Connect(kind) => *kind,
-        SendFailure::Exchange(_) | SendFailure::Streaming(_) => FailureKind::ResetBeforeResponse,
+        SendFailure::Exchange(_) => FailureKind::ResetBeforeResponse,
     }
-}
-
-/// The request target sent upstream: origin-form, since the connection is to the backend itself.
-fn upstream_uri(path_and_query: Option<&http::uri::PathAndQuery>) -> Uri {
-    match path_and_query {
-        Some(path_and_query) => {
-            let mut parts = http::uri::Parts::default();
-            parts.path_and_query = Some(path_and_query.clone());
-            Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
-        }
-        None => Uri::from_static("/"),
-    }
-}
-
-fn content_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.parse().ok())
 }
 
 fn proxied(
-    mut parts: http::response::Parts,
-    body: BackendBody,
+    head: ResponseHead,
+    body: ResponseBody,
     slot: crate::backend::InFlight,
     method: MethodLabel,
     started: Instant,
     request_bytes: u64,
-) -> Response<ClientBody> {
-    strip_hop_by_hop(&mut parts.headers);
+) -> Reply {
     let metrics = &slot.backend().metrics;
-    metrics.count_request(method, parts.status.as_u16());
+    metrics.count_request(method, head.status.as_u16());
     metrics.request_size.observe(request_bytes as f64);
     let completion = Completion {
         in_flight: slot,
         started,
         sent: 0,
-        complete: false,
         connection: None,
     };
-    Response::from_parts(parts, ClientBody::proxied(body, completion))
+    Reply {
+        status: head.status,
+        head: ReplyHead::Backend(head),
+        body: ToClient::proxied(body, completion),
+        close: false,
+    }
 }
 
 /// The one place a failed exchange becomes the client's status.
-fn failure_response(
-    _shared: &Shared,
+fn failure_reply(
     backend: &Backend,
     method: MethodLabel,
     kind: FailureKind,
     started: Instant,
-) -> Response<ClientBody> {
+) -> Reply {
     let (status, text) = match kind {
         FailureKind::ResponseTimeout => (
             StatusCode::GATEWAY_TIMEOUT,
@@ -553,14 +481,15 @@ fn failure_response(
         FailureKind::Status(_) => (StatusCode::BAD_GATEWAY, "502 bad gateway\n"),
     };
     backend.metrics.count_request(method, status.as_u16());
-    backend
-        .metrics
-        .duration
-        .observe(started.elapsed().as_secs_f64());
-    plain(status, text)
+    backend.metrics.duration.observe(
+        clock::now()
+            .saturating_duration_since(started)
+            .as_secs_f64(),
+    );
+    Reply::local(status, Bytes::from_static(text.as_bytes()))
 }
 
-fn no_backend(shared: &Shared, method: MethodLabel) -> Response<ClientBody> {
+fn no_backend(shared: &Shared, method: MethodLabel) -> Reply {
     shared.metrics.no_backend.inc();
     refuse(
         shared,
@@ -570,43 +499,17 @@ fn no_backend(shared: &Shared, method: MethodLabel) -> Response<ClientBody> {
     )
 }
 
-const TOO_LARGE: Rejection = Rejection {
-    status: StatusCode::PAYLOAD_TOO_LARGE,
-    text: "413 payload too large\n",
-};
-const BAD_BODY: Rejection = Rejection {
-    status: StatusCode::BAD_REQUEST,
-    text: "400 bad request body\n",
-};
-const BODY_TIMEOUT: Rejection = Rejection {
-    status: StatusCode::REQUEST_TIMEOUT,
-    text: "408 request body timeout\n",
-};
-
-/// Refuses a request the client got wrong and, on HTTP/1, closes the connection after the
-/// answer: what is left of an unread or malformed body must never be parsed as a next request.
-fn refuse_and_close(
-    shared: &Shared,
-    method: MethodLabel,
-    version: Version,
-    rejection: Rejection,
-) -> Response<ClientBody> {
-    let mut response = refuse(shared, method, rejection.status, rejection.text);
-    if version <= Version::HTTP_11 {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
-}
+const TOO_LARGE: &str = "413 payload too large\n";
+const BAD_BODY: &str = "400 bad request body\n";
+const BODY_TIMEOUT: &str = "408 request body timeout\n";
 
 /// An answer given without a backend; counted under `backend="none"`.
 fn refuse(
     shared: &Shared,
     method: MethodLabel,
     status: StatusCode,
-    text: &'static str,
-) -> Response<ClientBody> {
+    text: impl Into<Bytes>,
+) -> Reply {
     shared
         .metrics
         .requests
@@ -616,44 +519,10 @@ fn refuse(
             backend: none_label(),
         })
         .inc();
-    plain(status, text)
+    Reply::local(status, text)
 }
 
 fn none_label() -> Arc<String> {
     static NONE: std::sync::OnceLock<Arc<String>> = std::sync::OnceLock::new();
     NONE.get_or_init(|| Arc::new("none".to_owned())).clone()
-}
-
-/// A short plain-text response.
-pub fn plain(status: StatusCode, text: &'static str) -> Response<ClientBody> {
-    let mut response = Response::new(ClientBody::fixed(text));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ip_text_formats_like_display() {
-        for ip in [
-            "0.0.0.0",
-            "127.0.0.1",
-            "10.20.30.40",
-            "255.255.255.255",
-            "1.100.99.9",
-            "::1",
-            "2001:db8::8a2e:370:7334",
-            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
-            "::ffff:255.255.255.255",
-        ] {
-            let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(IpText::new(ip).as_bytes(), ip.to_string().as_bytes());
-        }
-    }
 }

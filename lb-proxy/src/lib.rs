@@ -20,15 +20,17 @@
 
 pub mod backend;
 pub mod body;
+pub mod client;
+pub mod clock;
 pub mod demo;
 pub mod forward;
-pub mod headers;
 pub mod health;
-pub mod idle;
 pub mod metrics;
+pub mod proto;
+pub mod reply;
 pub mod runtime;
 pub mod server;
+pub mod timed_io;
 pub mod upstream;
-pub mod validate;
 
 pub use server::{Daemon, StartError};

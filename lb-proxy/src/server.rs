@@ -5,15 +5,17 @@
 //! returns at once; [`Daemon::shutdown`] stops accepting, lets in-flight requests finish within
 //! `server.shutdown_grace`, then returns.
 //!
-//! Each HTTP/1 client connection is driven by `serve_http1`: our own loop ([`h1`]) serves
-//! requests without a body, and hands the connection to hyper's server for any other request
-//! (a body, `Expect`, `Upgrade`, a malformed head). hyper then serves it until it has been quiet
-//! for `server.idle_release_after`, when hyper's connection (buffers and parser state) is
-//! dropped and the socket waits for the client's next bytes; our loop takes it back from there.
-//! Our loop holds no buffer while parked either. With `server.h2c` on, connections go to
-//! hyper-util's auto server instead.
+//! Each HTTP/1 client connection is driven by `serve_http1`: our own loop ([`h1`]) serves every
+//! request over the codec. When the connection has been quiet between requests for
+//! `server.idle_release_after`, the loop's buffers are dropped and the socket waits, holding no
+//! buffer, for the client's next bytes. With `server.h2c` on, connections go to hyper-util's
+//! auto server instead (HTTP/1 and HTTP/2 with prior knowledge), and the codec's rules are
+//! applied to the heads hyper parsed.
 
+mod exchange;
+mod feed;
 mod h1;
+mod respond;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -23,9 +25,8 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -35,11 +36,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::body::TrackedBody;
-use crate::forward::{ClientInfo, handle};
-use crate::idle::{Activity, BusyGuard, Http1Timers, IdleTimeoutIo};
+use crate::body::ToClient;
+use crate::client::ClientInfo;
+use crate::forward::{handle_hyper, limits};
 use crate::metrics::Metrics;
+use crate::proto::h1::request::Limits;
 use crate::runtime::{RuntimeError, Shared};
+use crate::timed_io::{Http1Timers, TimedIo};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -183,16 +186,7 @@ async fn accept_loop(
     let server = &config.server;
     let limit = Arc::new(Semaphore::new(server.max_client_connections));
     let graceful = GracefulShutdown::new();
-    let mut http1 = http1::Builder::new();
-    // No timer: hyper's header read timeout would allocate and register one per request;
-    // `IdleTimeoutIo` enforces it with the connection's one timer.
-    http1
-        // A head that does not fit the read buffer is answered 431 by hyper.
-        .max_buf_size(server.max_header_bytes.max(MIN_MAX_HEADER_BYTES))
-        .keep_alive(true);
-    let http1 = Arc::new(http1);
-    // h2c needs the auto builder's protocol sniff; HTTP/1 alone is served by our own driver,
-    // which can release idle connections.
+    // h2c needs the auto builder's protocol sniff; HTTP/1 alone is served by our own loop.
     let auto = server.h2c.then(|| {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -209,9 +203,11 @@ async fn accept_loop(
         builder
     });
     let idle_timeout = server.idle_timeout;
-    let idle_release_after = server.idle_release_after;
-    let header_read_timeout = server.header_read_timeout;
-    let max_head_bytes = server.max_header_bytes.max(MIN_MAX_HEADER_BYTES);
+    let timers = Http1Timers {
+        header_read_timeout: server.header_read_timeout,
+        release_after: server.idle_release_after,
+    };
+    let limits = limits(server);
 
     // The stop future is polled once to register this task, and afterwards only when the
     // channel's version says it changed: polling it takes a lock, once per accept otherwise.
@@ -265,32 +261,19 @@ async fn accept_loop(
         shared.metrics.client_connections.inc();
         shared.metrics.client_connections_accepted.inc();
         let client = Arc::new(ClientInfo::new(peer, &server.trusted_proxies));
-        let service = ProxyService {
-            shared: shared.clone(),
-            client: client.clone(),
-        };
         let shared = shared.clone();
         match &auto {
             None => {
-                let timers = Http1Timers {
-                    header_read_timeout,
-                    release_after: idle_release_after,
-                    client: client.clone(),
-                };
-                let io = IdleTimeoutIo::new(stream, idle_timeout, Some(timers));
-                tokio::spawn(serve_http1(
-                    io,
-                    http1.clone(),
-                    service,
-                    client,
-                    shared,
-                    max_head_bytes,
-                    permit,
-                ));
+                let io = TimedIo::new(stream, idle_timeout, Some(timers));
+                tokio::spawn(serve_http1(io, client, shared, limits, permit));
             }
             Some(auto) => {
                 let _ = stream.set_nodelay(true);
-                let io = TokioIo::new(IdleTimeoutIo::new(stream, idle_timeout, None));
+                let service = ProxyService {
+                    shared: shared.clone(),
+                    client,
+                };
+                let io = TokioIo::new(TimedIo::new(stream, idle_timeout, None));
                 let connection = graceful.watch(auto.serve_connection(io, service).into_owned());
                 tokio::spawn(async move {
                     if let Err(error) = connection.await {
@@ -334,68 +317,44 @@ async fn drain(
     }
 }
 
-/// The proxy as a hyper service: one per client connection.
+/// The proxy as a hyper service (h2c): one per client connection.
 #[derive(Clone)]
 struct ProxyService {
     shared: Arc<Shared>,
     client: Arc<ClientInfo>,
 }
 
-type ProxyFuture = Pin<Box<dyn Future<Output = Result<Response<TrackedBody>, Infallible>> + Send>>;
+type ProxyFuture = Pin<Box<dyn Future<Output = Result<Response<ToClient>, Infallible>> + Send>>;
 
 impl Service<Request<Incoming>> for ProxyService {
-    type Response = Response<TrackedBody>;
+    type Response = Response<ToClient>;
     type Error = Infallible;
-    // Boxed so that the connection can be driven with `poll_without_shutdown` (it needs an
-    // `Unpin` future); hyper would otherwise keep a slot of the future's size per connection.
     type Future = ProxyFuture;
 
     fn call(&self, request: Request<Incoming>) -> ProxyFuture {
-        // Counted before the first await: the connection is busy from the moment its head is read.
-        let busy = BusyGuard::for_request(self.client.clone());
         let shared = self.shared.clone();
+        let client = self.client.clone();
         Box::pin(async move {
-            let mut response = handle(&shared, busy.client(), request).await;
-            // hyper writes the head from the map: the backend's lines go into it.
-            if let Some(head) = response.body_mut().take_raw_head() {
-                head.append_to(response.headers_mut());
-            }
-            Ok(response.map(|body| TrackedBody::new(body, busy)))
+            let head_request = request.method() == Method::HEAD;
+            let reply = handle_hyper(&shared, &client, request).await;
+            Ok(reply.into_response(head_request))
         })
     }
 }
 
-/// How a hyper connection on a client socket ended.
-enum Ended {
-    /// Closed: by the client, by `Connection: close`, by shutdown, or on an error.
-    Closed,
-    /// Stopped between requests to release its state; the socket stays open.
-    Released,
-}
-
-fn closed(result: hyper::Result<()>) -> Ended {
-    if let Err(error) = result {
-        tracing::debug!(%error, "client connection ended with an error");
-    }
-    Ended::Closed
-}
-
-/// Serves HTTP/1 on one client connection until it closes: bodyless requests in our own loop,
-/// others in hyper's. When either has been quiet for the release delay, its buffers are freed
-/// and the socket waits, holding no buffer, for the client's next bytes.
+/// Serves HTTP/1 on one client connection until it closes. When it has been quiet between
+/// requests for the release delay, its buffers are freed and the socket waits, holding no
+/// buffer, for the client's next bytes.
 ///
 /// This is the connection's task: everything it needs is moved in, and it returns an `async
-/// move` block rather than being an `async fn`, so that the task holds each part once. An
-/// `async fn` holds its arguments twice, and a spawned block calling it held the socket a third
-/// time; the task's future, copied several times as it is spawned and finished, was 984 bytes.
+/// move` block rather than being an `async fn`, so that the task holds each part once
+/// (docs/performance.md, item 23).
 #[allow(clippy::manual_async_fn)] // see above
 fn serve_http1(
-    mut io: IdleTimeoutIo<TcpStream>,
-    http1: Arc<http1::Builder>,
-    mut service: ProxyService,
+    mut io: TimedIo<TcpStream>,
     client: Arc<ClientInfo>,
     shared: Arc<Shared>,
-    max_head_bytes: usize,
+    limits: Limits,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> impl Future<Output = ()> + Send + 'static {
     async move {
@@ -403,38 +362,16 @@ fn serve_http1(
             metrics: &shared.metrics,
             _permit: permit,
         };
-        let (http1, client, shared) = (&*http1, &client, &*shared);
-        let draining = &shared.draining;
-        let activity = &client.activity;
+        let shared = &*shared;
+        let mut resumed = false;
         loop {
-            match h1::serve(&mut io, shared, client, max_head_bytes).await {
+            match h1::serve(&mut io, shared, &client, &limits, resumed).await {
                 h1::Served::Closed => return,
-                h1::Served::Release => {}
-                h1::Served::HandOff(bytes) => {
-                    io.set_prefix(&bytes);
-                    drop(bytes);
-                    // hyper writes as it pleases.
-                    io.set_nodelay();
-                    // hyper may only be asked to stop once a request has completed on it; one that
-                    // completed in our loop does not count.
-                    activity.resumed();
-                    let ended;
-                    // Boxed: the rare path should not size every connection's task.
-                    (io, service, ended) =
-                        Box::pin(serve_with_hyper(io, http1, service, activity, draining)).await;
-                    if matches!(ended, Ended::Closed) {
-                        return;
-                    }
-                    activity.resumed();
-                    if io.has_prefix() {
-                        // Part of the next request had already arrived.
-                        continue;
-                    }
-                }
+                h1::Served::Release => resumed = true,
             }
             let idle_gauge = &shared.metrics.client_connections_idle;
             idle_gauge.inc();
-            let mut stop = std::pin::pin!(draining.started());
+            let mut stop = std::pin::pin!(shared.draining.started());
             let resume = std::future::poll_fn(|cx| {
                 if stop.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Ok(false));
@@ -444,7 +381,7 @@ fn serve_http1(
             .await;
             idle_gauge.dec();
             match resume {
-                Ok(true) => activity.resumed(),
+                Ok(true) => {}
                 Ok(false) | Err(_) => return,
             }
         }
@@ -462,50 +399,4 @@ impl Drop for OpenConnection<'_> {
     fn drop(&mut self) {
         self.metrics.client_connections.dec();
     }
-}
-
-/// Serves the connection with hyper until it closes, or has been quiet long enough to be
-/// released; then hands back the socket (with the bytes hyper read but did not parse as its
-/// prefix) and the service.
-async fn serve_with_hyper(
-    io: IdleTimeoutIo<TcpStream>,
-    http1: &http1::Builder,
-    service: ProxyService,
-    activity: &Activity,
-    draining: &crate::runtime::Draining,
-) -> (IdleTimeoutIo<TcpStream>, ProxyService, Ended) {
-    let mut connection = Box::new(http1.serve_connection(TokioIo::new(io), service));
-    let mut shutting_down = false;
-    let ended = std::future::poll_fn(|cx| {
-        if let Poll::Ready(result) = connection.poll_without_shutdown(cx) {
-            return Poll::Ready(closed(result));
-        }
-        if shutting_down {
-            return Poll::Pending;
-        }
-        if draining.is_started() {
-            shutting_down = true;
-            Pin::new(&mut *connection).graceful_shutdown();
-            return connection.poll_without_shutdown(cx).map(closed);
-        }
-        if activity.take_release_wanted() && activity.may_release() {
-            shutting_down = true;
-            Pin::new(&mut *connection).graceful_shutdown();
-            // Between requests hyper stops at once. If it does not, it was mid-message
-            // after all: it now closes after that message, and so does the socket.
-            return match connection.poll_without_shutdown(cx) {
-                Poll::Ready(Ok(())) => Poll::Ready(Ended::Released),
-                Poll::Ready(result) => Poll::Ready(closed(result)),
-                Poll::Pending => Poll::Pending,
-            };
-        }
-        Poll::Pending
-    })
-    .await;
-    let parts = connection.into_parts();
-    let mut io = parts.io.into_inner();
-    io.set_prefix(&parts.read_buf);
-    // The read buffer is hyper's whole 8 KiB allocation: not kept while parked.
-    drop(parts.read_buf);
-    (io, parts.service, ended)
 }

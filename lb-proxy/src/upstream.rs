@@ -1,14 +1,11 @@
 //! The client side: a pool of HTTP/1.1 connections per backend, and the exchange on them.
 //!
-//! Requests whose body is known before the first attempt (none, or buffered for a retry) are
-//! written and their responses read by our own HTTP/1.1 code in [`h1`]: the head is serialised
-//! once per request, so a retry resends the same bytes without copying the headers, and the
-//! response is read by the request's own task, with no second task and no channel per
-//! connection. That was, under callgrind, more than a third of the balancer's instructions per
-//! request with hyper's client connection (docs/performance.md, item 14). Requests whose body
-//! streams (large or chunked uploads) go through hyper's client on a connection of their own,
-//! which reads the response while the body is still being sent; such a connection is closed
-//! afterwards.
+//! Every exchange is our own HTTP/1.1 code over the codec ([`h1`]), run by the request's own
+//! task: the head is serialised once per request, so a retry resends the same bytes, and the
+//! response is read with no second task and no channel per connection (docs/performance.md,
+//! item 14). A body known before the first attempt (none, or buffered for a retry) is written
+//! with the head; a body that streams (large or chunked uploads) is written as it arrives while
+//! the response head is read ([`upload`]).
 //!
 //! Each backend owns its pool: a checkout is a `Vec::pop` under that backend's own mutex, and a
 //! connection goes back when its response body was read to the end (see
@@ -23,22 +20,24 @@
 //! `upstream.pool_idle_timeout` are closed, so none lingers in `CLOSE_WAIT` while traffic is
 //! quiet.
 
+pub mod body;
 pub mod h1;
+mod upload;
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use lb_core::config::UpstreamConfig;
 use lb_core::retry::FailureKind;
 use tokio::net::TcpStream;
 
-use crate::body::UpstreamBody;
+use crate::proto::h1::framing::Framing;
+use crate::proto::h1::response::ResponseHead;
 use crate::runtime::Shared;
-pub use h1::{Connection, ExchangeError, ResponseBody};
+pub use body::ResponseBody;
+pub use h1::{Connection, ExchangeError};
+pub use upload::UploadBody;
 
 /// Why an exchange with a backend failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,9 +48,6 @@ pub enum SendFailure {
     /// The request may have been sent; the exchange then failed.
     #[error(transparent)]
     Exchange(#[from] ExchangeError),
-    /// A streamed request's exchange (hyper's client) failed.
-    #[error(transparent)]
-    Streaming(hyper::Error),
 }
 
 /// Idle connections to one backend.
@@ -151,7 +147,7 @@ impl Pool {
         addr: SocketAddr,
         request: Outgoing<'_>,
         now: Instant,
-    ) -> Result<(http::response::Parts, ResponseBody), SendFailure> {
+    ) -> Result<(ResponseHead, ResponseBody), SendFailure> {
         let Outgoing {
             head,
             body,
@@ -187,31 +183,24 @@ impl Pool {
         }
     }
 
-    /// Sends a request whose body streams, through hyper's client on a connection of its own
-    /// (an idle pooled one when there is one, else a new one), closed after the response.
+    /// Sends a request whose body streams, on an idle connection when one is alive, else on a
+    /// new one; the body is not replayable, so nothing is sent twice.
     pub async fn send_streaming(
         &self,
         addr: SocketAddr,
-        request: Request<UpstreamBody>,
+        head: &[u8],
+        body: UploadBody,
+        framing: Framing,
+        expect_body: bool,
         now: Instant,
-    ) -> Result<Response<Incoming>, SendFailure> {
-        let stream = match self.take_idle(now) {
-            Some(connection) => connection.into_stream(),
-            None => self.connect(addr).await.map_err(SendFailure::Connect)?,
+    ) -> Result<(ResponseHead, ResponseBody), SendFailure> {
+        let connection = match self.take_idle(now) {
+            Some(connection) => connection,
+            None => Connection::new(self.connect(addr).await.map_err(SendFailure::Connect)?),
         };
-        let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|_| SendFailure::Connect(FailureKind::ConnectRefused))?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%addr, %error, "upstream connection ended with an error");
-            }
-        });
-        sender
-            .send_request(request)
-            .await
-            .map_err(SendFailure::Streaming)
+        Ok(connection
+            .exchange_streaming(head, body, framing, expect_body, self.max_head_bytes)
+            .await?)
     }
 }
 

@@ -1,19 +1,49 @@
-//! Replays fuzz/corpus/header_sanitise through the fuzz target's checks, on stable, in CI:
-//! every seed and every saved finding stays a regression test.
+//! Replays the fuzz corpora of the HTTP/1.1 codec through the fuzz targets' checks, on stable,
+//! in CI: every seed and every saved finding stays a regression test.
 
+#[path = "../../fuzz/src/chunked_check.rs"]
+mod chunked_check;
 #[path = "../../fuzz/src/header_check.rs"]
 mod header_check;
+#[path = "../../fuzz/src/request_check.rs"]
+mod request_check;
+#[path = "../../fuzz/src/response_check.rs"]
+mod response_check;
 
-#[test]
-fn header_sanitise_corpus_holds_the_properties() {
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/header_sanitise");
+fn replay(target: &str, check: fn(&[u8]), at_least: usize) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
     let mut replayed = 0;
     for entry in std::fs::read_dir(&dir).expect("corpus directory") {
         let path = entry.expect("corpus entry").path();
         let data = std::fs::read(&path).expect("corpus file");
-        header_check::check(&data);
+        check(&data);
         replayed += 1;
     }
-    assert!(replayed >= 4, "only {replayed} seeds in {}", dir.display());
+    assert!(
+        replayed >= at_least,
+        "only {replayed} seeds in {}",
+        dir.display()
+    );
+}
+
+#[test]
+fn header_sanitise_corpus_holds_the_properties() {
+    replay("header_sanitise", header_check::check, 4);
+}
+
+#[test]
+fn request_head_corpus_holds_the_properties() {
+    replay("request_head", request_check::check, 10);
+}
+
+#[test]
+fn response_head_corpus_holds_the_properties() {
+    replay("response_head", response_check::check, 8);
+}
+
+#[test]
+fn chunked_corpus_holds_the_properties() {
+    replay("chunked", chunked_check::check, 6);
 }

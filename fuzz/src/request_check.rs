@@ -1,0 +1,101 @@
+//! Request heads: any bytes give a verdict, never a panic; a head that is accepted keeps every
+//! rule (no `CONNECT`, at most one `Host` and one on HTTP/1.1, `chunked` wins over a length and
+//! then closes the connection); the verdict is the same whatever follows the head and however
+//! the head is cut; and the head forwarded upstream parses back to the framing written.
+
+use http::Method;
+use lb_proxy::proto::h1::framing::Framing;
+use lb_proxy::proto::h1::request::{Limits, RequestHead, parse};
+use lb_proxy::proto::h1::write::{Forwarded, FramingField, UpstreamHead, write_request_head};
+
+const LIMITS: Limits = Limits {
+    max_head_bytes: 2048,
+    max_target_bytes: 512,
+};
+
+/// Checks one input; panics on a violated property.
+pub fn check(data: &[u8]) {
+    let verdict = parse(data, &LIMITS);
+    let Ok(Some(head)) = verdict else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&data[..head.length]).to_ascii_lowercase();
+    assert_ne!(head.parts.method, Method::CONNECT);
+    if head.parts.version == http::Version::HTTP_11 {
+        assert!(
+            head.meta.host.is_some(),
+            "HTTP/1.1 without a host: {text:?}"
+        );
+    }
+    assert!(head.parts.headers.get_all("host").iter().count() <= 1);
+    if head.parts.headers.contains_key("transfer-encoding") {
+        assert_eq!(head.meta.body, Framing::Chunked);
+        if head.parts.headers.contains_key("content-length") {
+            assert!(!head.meta.keep_alive, "CL and TE must close: {text:?}");
+        }
+    }
+    // Every cut of the head is incomplete or refused, never a different head.
+    for cut in [0, head.length / 2, head.length.saturating_sub(1)] {
+        if let Ok(Some(shorter)) = parse(&data[..cut], &LIMITS) {
+            panic!(
+                "a head of {} bytes inside one of {}",
+                shorter.length, head.length
+            );
+        }
+    }
+    // What follows the head does not change it.
+    let mut followed = data[..head.length].to_vec();
+    followed.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+    let again = parse(&followed, &LIMITS)
+        .expect("still valid")
+        .expect("still complete");
+    assert_eq!(again.length, head.length);
+    assert_eq!(again.meta.body, head.meta.body);
+    forwarded_head_parses_back(&head);
+}
+
+/// The upstream head written for `head` is one valid request whose framing is the one written.
+fn forwarded_head_parses_back(head: &RequestHead) {
+    let target = head
+        .parts
+        .uri
+        .path_and_query()
+        .map_or(&b"/"[..], |target| target.as_str().as_bytes());
+    let host = head.meta.host.as_ref().map(|host| host.as_bytes());
+    let framing = match head.meta.body {
+        Framing::Length(length) => FramingField::Length(length),
+        Framing::Chunked => FramingField::Chunked,
+        Framing::UntilClose => FramingField::None,
+    };
+    let written = write_request_head(&UpstreamHead {
+        method: &head.parts.method,
+        target,
+        host: host.unwrap_or(b"192.0.2.9:80"),
+        client_host: host,
+        headers: &head.parts.headers,
+        framing,
+        forwarded: Forwarded {
+            peer: b"192.0.2.1",
+            append: false,
+            proto: b"http",
+        },
+    });
+    let limits = Limits {
+        max_head_bytes: usize::MAX,
+        max_target_bytes: usize::MAX,
+    };
+    let parsed = parse(&written, &limits)
+        .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&written)))
+        .expect("a complete head");
+    assert_eq!(parsed.length, written.len(), "one head, nothing after it");
+    assert_eq!(parsed.meta.body, head.meta.body);
+    assert_eq!(parsed.parts.method, head.parts.method);
+    assert_eq!(
+        parsed.parts.uri.path_and_query(),
+        head.parts
+            .uri
+            .path_and_query()
+            .or(parsed.parts.uri.path_and_query())
+    );
+    assert_eq!(parsed.parts.headers.get_all("host").iter().count(), 1);
+}

@@ -1,0 +1,277 @@
+//! Body types of the request path, named by the way their bytes flow.
+//!
+//! - [`FromClient`]: the client's request body as received: from our own HTTP/1 loop through a
+//!   [`pipe`], or from hyper (h2c, HTTP/2).
+//! - [`ToBackend`]: what is sent to a backend — nothing, a buffered body that can be replayed
+//!   on a retry, or the client's body streamed through a byte limit ([`LimitedBody`]).
+//! - [`ToClient`]: what is sent back to the client — a short text of the balancer's own, or the
+//!   backend's body streamed through, carrying the request's in-flight slot and metrics until the
+//!   last byte (or the client going away) so that counters can never leak.
+
+pub mod pipe;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::backend::InFlight;
+use crate::upstream::{Connection, ResponseBody};
+pub use pipe::{Pipe, PipeBody, PipeError};
+
+/// A body error of any kind, as hyper's server takes it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The client's request body as received.
+#[derive(Debug)]
+pub enum FromClient {
+    /// Read by our own HTTP/1 loop.
+    Pipe(PipeBody),
+    /// Read by hyper.
+    Hyper(Incoming),
+}
+
+impl Body for FromClient {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            FromClient::Pipe(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            FromClient::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            FromClient::Pipe(body) => body.is_end_stream(),
+            FromClient::Hyper(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            FromClient::Pipe(body) => body.size_hint(),
+            FromClient::Hyper(body) => body.size_hint(),
+        }
+    }
+}
+
+/// Errors a request body can yield while streaming.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The client sent more than `server.max_request_body_bytes`.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The configured limit.
+        limit: u64,
+    },
+    /// The client's stream failed (closed, malformed chunk, ...).
+    #[error(transparent)]
+    Client(BoxError),
+}
+
+/// The request body sent to a backend.
+#[derive(Debug)]
+pub enum ToBackend {
+    /// No body.
+    Empty,
+    /// A body read in full, and so replayable.
+    Buffered(Bytes),
+    /// The client's body streamed through a limit.
+    Streaming(LimitedBody),
+}
+
+/// What went wrong with the client's side of a body, so that the request path answers 413 or
+/// 400 (and does not blame the backend) when forwarding fails because of the client.
+#[derive(Debug, Default)]
+pub struct BodyFault(AtomicU8);
+
+const TOO_LARGE: u8 = 1;
+const MALFORMED: u8 = 2;
+
+impl BodyFault {
+    /// The body crossed `server.max_request_body_bytes`.
+    pub fn too_large(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == TOO_LARGE
+    }
+
+    /// The client's framing was bad (invalid chunk, missing CRLF) or the client went away.
+    pub fn malformed(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == MALFORMED
+    }
+
+    fn raise(&self, fault: u8) {
+        self.0.store(fault, Ordering::Relaxed);
+    }
+}
+
+/// The client's request body, counted and cut off past `limit` bytes.
+#[derive(Debug)]
+pub struct LimitedBody {
+    inner: FromClient,
+    seen: u64,
+    limit: u64,
+    /// Raised when the limit was crossed or the client's framing failed.
+    fault: Arc<BodyFault>,
+}
+
+impl LimitedBody {
+    /// Wraps `inner`; `fault` is raised if more than `limit` bytes arrive or the stream fails.
+    pub fn new(inner: FromClient, limit: u64, fault: Arc<BodyFault>) -> Self {
+        Self {
+            inner,
+            seen: 0,
+            limit,
+            fault,
+        }
+    }
+}
+
+impl Body for LimitedBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        match frame {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    self.seen += data.len() as u64;
+                    if self.seen > self.limit {
+                        self.fault.raise(TOO_LARGE);
+                        return Poll::Ready(Some(Err(BodyError::TooLarge { limit: self.limit })));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(error)) => {
+                self.fault.raise(MALFORMED);
+                Poll::Ready(Some(Err(BodyError::Client(error))))
+            }
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// What the request path records when a response has been fully sent (or abandoned).
+#[derive(Debug)]
+pub struct Completion {
+    /// The backend's in-flight slot, given back on drop.
+    pub in_flight: InFlight,
+    /// When the request arrived.
+    pub started: Instant,
+    /// Response body bytes sent so far.
+    pub sent: u64,
+    /// The upstream connection, once the body was read to its end and the connection may carry
+    /// another exchange: given back to the backend's pool on drop.
+    pub connection: Option<Connection>,
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        let now = crate::clock::now();
+        let backend = self.in_flight.backend();
+        backend
+            .metrics
+            .duration
+            .observe(now.saturating_duration_since(self.started).as_secs_f64());
+        backend.metrics.response_size.observe(self.sent as f64);
+        if let Some(connection) = self.connection.take() {
+            backend.pool.put(connection, now);
+        }
+    }
+}
+
+/// The response body sent to the client.
+// `Proxied` is the common case and `Fixed` the rare one: boxing the large variant would add an
+// allocation to every proxied response to save bytes on refusals.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum ToClient {
+    /// A short, fixed text (errors, refusals).
+    Fixed(Option<Bytes>),
+    /// A backend's body, streamed through.
+    Proxied {
+        /// The backend's response body.
+        inner: ResponseBody,
+        /// Recorded when this body is dropped.
+        completion: Completion,
+    },
+}
+
+impl ToClient {
+    /// A fixed body.
+    pub fn fixed(text: &'static str) -> Self {
+        ToClient::Fixed(Some(Bytes::from_static(text.as_bytes())))
+    }
+
+    /// A backend's body; `completion` is recorded when it is dropped, and gets the connection
+    /// back for the pool if the body is read to its end.
+    pub fn proxied(mut inner: ResponseBody, mut completion: Completion) -> Self {
+        completion.connection = inner.take_finished_connection();
+        ToClient::Proxied { inner, completion }
+    }
+}
+
+impl Body for ToClient {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ToClient::Fixed(bytes) => Poll::Ready(bytes.take().map(|data| Ok(Frame::data(data)))),
+            ToClient::Proxied { inner, completion } => {
+                let frame = ready!(Pin::new(&mut *inner).poll_frame(cx));
+                if let Some(Ok(frame)) = &frame
+                    && let Some(data) = frame.data_ref()
+                {
+                    completion.sent += data.len() as u64;
+                }
+                // The server may not poll again once the declared length is reached.
+                if completion.connection.is_none() && (frame.is_none() || inner.is_end_stream()) {
+                    completion.connection = inner.take_finished_connection();
+                }
+                Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ToClient::Fixed(bytes) => bytes.is_none(),
+            ToClient::Proxied { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ToClient::Fixed(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |data| data.len() as u64))
+            }
+            ToClient::Proxied { inner, .. } => inner.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! One request on our own HTTP/1 loop: the request path runs, then its reply is written, while
+//! the client's side ([`ClientSide`]) feeds the request body as it is asked for and watches the
+//! client: a client that goes away abandons its request.
+
+use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::BytesMut;
+use http::Version;
+use tokio::net::TcpStream;
+
+use super::feed::{ClientSide, Feeder};
+use super::respond;
+use crate::body::{FromClient, Pipe};
+use crate::client::ClientInfo;
+use crate::forward::{ClientRequest, handle};
+use crate::proto::h1::framing::Framing;
+use crate::proto::h1::request::RequestHead;
+use crate::runtime::Shared;
+use crate::timed_io::TimedIo;
+
+/// How one request ended for its connection.
+pub(super) enum Exchanged {
+    /// The response was sent; the next request may follow.
+    KeepOpen,
+    /// The response was sent; the connection closes now. `unread`: the client may still be
+    /// sending (its body was not read to the end).
+    Close {
+        /// Part of the request body was never read.
+        unread: bool,
+    },
+    /// The client went away, or the response could not be sent whole.
+    Failed,
+}
+
+/// Runs the request path for one head and writes its reply.
+///
+/// A function returning an `async move` block, as [`handle`] is: an `async fn` would hold the
+/// head twice.
+#[allow(clippy::manual_async_fn)] // see above
+pub(super) fn exchange<'a>(
+    io: &'a mut TimedIo<TcpStream>,
+    buffer: &'a mut BytesMut,
+    out: &'a mut Vec<u8>,
+    shared: &'a Shared,
+    client: &'a Arc<ClientInfo>,
+    head: RequestHead,
+    max_head_bytes: usize,
+) -> impl Future<Output = Exchanged> + 'a {
+    async move {
+        let RequestHead { parts, meta, .. } = head;
+        let method = parts.method.clone();
+        let version = parts.version;
+        let keep_alive = meta.keep_alive;
+        let (feeder, body) = if meta.body.is_empty() {
+            (None, None)
+        } else {
+            let declared = match meta.body {
+                Framing::Length(length) => Some(length),
+                _ => None,
+            };
+            let (pipe, body) = Pipe::new(declared);
+            let continue_due = meta.expect_continue && version == Version::HTTP_11;
+            (
+                Some(Feeder::new(pipe, meta.body, continue_due)),
+                Some(FromClient::Pipe(body)),
+            )
+        };
+        let request = ClientRequest { parts, meta, body };
+        let mut client_side = ClientSide {
+            feeder,
+            buffer,
+            max_head_bytes,
+        };
+        let reply = {
+            let mut handling = std::pin::pin!(handle(shared, client, request));
+            std::future::poll_fn(|cx| {
+                loop {
+                    if let Poll::Ready(reply) = handling.as_mut().poll(cx) {
+                        return Poll::Ready(Some(reply));
+                    }
+                    match client_side.poll(io, cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(_)) => return Poll::Ready(None),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+            })
+            .await
+        };
+        let Some(reply) = reply else {
+            return Exchanged::Failed;
+        };
+        // A body still arriving may end while the response streams (an echo): the connection
+        // is announced as kept, and closed after the response only if part of the body was
+        // never read.
+        let last = !keep_alive || shared.draining.is_started();
+        let written =
+            respond::write(io, out, reply, &method, version, last, &mut client_side).await;
+        let unread = client_side.unread();
+        match written {
+            Ok(true) if !unread => Exchanged::KeepOpen,
+            Ok(_) => Exchanged::Close { unread },
+            Err(_) => Exchanged::Failed,
+        }
+    }
+}
