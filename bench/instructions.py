@@ -45,7 +45,7 @@ def main():
     config = run.lb_config(tmp)
     with open(config, "a") as f:
         f.write(args.extra.replace("\\n", "\n"))
-    lb = subprocess.Popen(["taskset", "-c", run.PROXY_CORE, "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+    lb = subprocess.Popen(["taskset", "-c", run.PROXY_CORE, "valgrind", "--tool=callgrind", "--compress-strings=no", f"--callgrind-out-file={out}",
                            args.lb, config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                           env=dict(os.environ, RUST_LOG="warn"))
     try:

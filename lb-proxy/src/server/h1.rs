@@ -24,7 +24,7 @@ use super::feed::ClientSide;
 use super::respond;
 use crate::client::ClientInfo;
 use crate::forward::refuse_request;
-use crate::proto::h1::request::{self, Limits};
+use crate::proto::h1::request::{self, Limits, RequestError};
 use crate::runtime::Shared;
 use crate::timed_io::TimedIo;
 
@@ -86,23 +86,8 @@ pub(super) async fn serve(
             Ok(head) => head,
             Err(error) => {
                 tracing::debug!(peer = %client.peer, %error, "request head refused");
-                let reply = refuse_request(shared, &Method::GET, error);
-                let mut client_side = ClientSide {
-                    feeder: None,
-                    buffer: &mut buffer,
-                    max_head_bytes: 0,
-                };
-                let _ = respond::write(
-                    io,
-                    &mut out,
-                    reply,
-                    &Method::GET,
-                    Version::HTTP_11,
-                    true,
-                    &mut client_side,
-                )
-                .await;
-                linger(io).await;
+                // Boxed: the rare path should not size every connection's task.
+                Box::pin(refuse(io, &mut out, &mut buffer, shared, error)).await;
                 return Served::Closed;
             }
         };
@@ -128,13 +113,40 @@ pub(super) async fn serve(
             Exchanged::KeepOpen => served = true,
             Exchanged::Close { unread } => {
                 if unread || !buffer.is_empty() {
-                    linger(io).await;
+                    Box::pin(linger(io)).await;
                 }
                 return Served::Closed;
             }
             Exchanged::Failed => return Served::Closed,
         }
     }
+}
+
+/// Answers a head the codec refused, then closes.
+async fn refuse(
+    io: &mut TimedIo<TcpStream>,
+    out: &mut Vec<u8>,
+    buffer: &mut BytesMut,
+    shared: &Shared,
+    error: RequestError,
+) {
+    let reply = refuse_request(shared, &Method::GET, error);
+    let mut client_side = ClientSide {
+        feeder: None,
+        buffer,
+        max_head_bytes: 0,
+    };
+    let written = respond::write(
+        io,
+        out,
+        reply,
+        &Method::GET,
+        Version::HTTP_11,
+        true,
+        &mut client_side,
+    );
+    let _ = written.await;
+    linger(io).await;
 }
 
 /// What waiting for more request bytes gave.

@@ -34,24 +34,26 @@ pub enum FieldKind {
 
 impl FieldKind {
     /// Classifies a field name as it came off the wire, in any case.
+    #[inline]
     pub fn of(name: &[u8]) -> FieldKind {
         let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
-        match name.len() {
-            2 if is(b"te") => FieldKind::HopByHop,
-            4 if is(b"host") => FieldKind::Host,
-            4 if is(b"date") => FieldKind::Date,
-            6 if is(b"expect") => FieldKind::Expect,
-            7 if is(b"trailer") || is(b"upgrade") => FieldKind::HopByHop,
-            10 if is(b"connection") => FieldKind::Connection,
-            10 if is(b"keep-alive") => FieldKind::HopByHop,
-            14 if is(b"content-length") => FieldKind::ContentLength,
-            15 if is(b"x-forwarded-for") => FieldKind::ForwardedFor,
-            16 if is(b"x-forwarded-host") => FieldKind::ForwardedHost,
-            17 if is(b"transfer-encoding") => FieldKind::TransferEncoding,
-            17 if is(b"x-forwarded-proto") => FieldKind::ForwardedProto,
-            _ if name.len() >= 6 && name[..6].eq_ignore_ascii_case(b"proxy-") => {
-                FieldKind::HopByHop
-            }
+        // Length and first letter first: most names are neither, and leave after two compares.
+        let first = name.first().map_or(0, |byte| byte | 0x20);
+        match (name.len(), first) {
+            (2, b't') if is(b"te") => FieldKind::HopByHop,
+            (4, b'h') if is(b"host") => FieldKind::Host,
+            (4, b'd') if is(b"date") => FieldKind::Date,
+            (6, b'e') if is(b"expect") => FieldKind::Expect,
+            (7, b't') if is(b"trailer") => FieldKind::HopByHop,
+            (7, b'u') if is(b"upgrade") => FieldKind::HopByHop,
+            (10, b'c') if is(b"connection") => FieldKind::Connection,
+            (10, b'k') if is(b"keep-alive") => FieldKind::HopByHop,
+            (14, b'c') if is(b"content-length") => FieldKind::ContentLength,
+            (15, b'x') if is(b"x-forwarded-for") => FieldKind::ForwardedFor,
+            (16, b'x') if is(b"x-forwarded-host") => FieldKind::ForwardedHost,
+            (17, b't') if is(b"transfer-encoding") => FieldKind::TransferEncoding,
+            (17, b'x') if is(b"x-forwarded-proto") => FieldKind::ForwardedProto,
+            (6.., b'p') if name[..6].eq_ignore_ascii_case(b"proxy-") => FieldKind::HopByHop,
             _ => FieldKind::Other,
         }
     }
@@ -80,6 +82,15 @@ pub struct ConnectionTokens<'a> {
 impl<'a> ConnectionTokens<'a> {
     /// Reads one `Connection` line's comma-separated tokens.
     pub fn read(&mut self, line: &'a [u8]) {
+        // The usual lines hold one token.
+        if line.eq_ignore_ascii_case(b"close") {
+            self.close = true;
+            return;
+        }
+        if line.eq_ignore_ascii_case(b"keep-alive") {
+            self.keep_alive = true;
+            return;
+        }
         for token in line.split(|&byte| byte == b',') {
             let token = token.trim_ascii();
             if token.is_empty() {

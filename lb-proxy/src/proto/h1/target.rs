@@ -135,25 +135,35 @@ fn is_reg_name(host: &[u8]) -> bool {
     let mut at = 0;
     while at < host.len() {
         let byte = host[at];
-        match byte {
-            b'%' => {
-                let valid = host
-                    .get(at + 1..at + 3)
-                    .is_some_and(|pair| pair.iter().all(u8::is_ascii_hexdigit));
-                if !valid {
-                    return false;
-                }
-                at += 3;
-                continue;
+        if byte == b'%' {
+            let valid = host
+                .get(at + 1..at + 3)
+                .is_some_and(|pair| pair.iter().all(u8::is_ascii_hexdigit));
+            if !valid {
+                return false;
             }
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {}
-            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' => {}
-            _ => return false,
+            at += 3;
+            continue;
+        }
+        if !REG_NAME[usize::from(byte)] {
+            return false;
         }
         at += 1;
     }
     true
 }
+
+/// The bytes a `reg-name` holds as themselves: unreserved and sub-delims (RFC 3986 §3.2.2).
+static REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let allowed = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=";
+    let mut index = 0;
+    while index < allowed.len() {
+        table[allowed[index] as usize] = true;
+        index += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {

@@ -13,6 +13,7 @@ use super::fields::{ConnectionTokens, FieldKind};
 use super::framing::Framing;
 
 /// Appends one `name: value` field line.
+#[inline]
 pub fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
