@@ -6,15 +6,19 @@
 //! healthy are all `lb-core`'s calls.
 //!
 //! # Layout
-//! - [`server`]: the [`Daemon`]: listeners, connection limit, graceful shutdown.
+//! - [`server`]: the [`Daemon`]: listeners, connection limit, graceful shutdown, and each client
+//!   connection's HTTP/1 loop over the codec (hyper's server for h2c).
+//! - [`proto`]: the pure HTTP/1.1 codec: head parsing and validation, framing, chunked coding,
+//!   head writers.
 //! - [`forward`]: the request path (pick, guard, forward, record, retry or answer).
+//! - [`reply`], [`body`]: what the request path answers, and the bodies by direction.
 //! - [`backend`]: per-backend live state: in-flight slots, health flag, breaker, metric handles.
 //! - [`runtime`]: the atomic snapshot of config, backends, selector and retry policy.
-//! - [`upstream`]: the per-backend pool of keep-alive connections.
+//! - [`upstream`]: the per-backend pool of keep-alive connections and the exchange on them.
 //! - [`health`]: the active health checker.
 //! - [`metrics`]: the Prometheus families and their endpoint.
-//! - [`validate`]: request-head checks hyper leaves to the application (Host, codings, 414).
-//! - [`headers`], [`body`], [`idle`]: hop-by-hop rules, body wrappers, the idle timeout.
+//! - [`client`], [`timed_io`], [`clock`]: what a connection knows of its client, its timers,
+//!   and the data plane's clock.
 //! - [`demo`]: the `--demo` fleet.
 #![forbid(unsafe_code)]
 

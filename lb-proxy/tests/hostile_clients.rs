@@ -1,7 +1,8 @@
 //! Requests that must be refused (RFC 9110 / RFC 9112), written as raw bytes to the balancer;
 //! each case asserts the status, that the connection was closed, and what reached the fake
-//! backend behind it. Most refusals are hyper's; the table pins them so a change of settings or
-//! of dependency cannot silently open a hole. See docs/security.md.
+//! backend behind it. Every verdict is the codec's (`lb-proxy/src/proto/h1`); the table pins
+//! them end to end, so that a change of code or settings cannot silently open a hole. See
+//! docs/security.md.
 
 mod support;
 
@@ -20,6 +21,11 @@ enum Reached {
     Once,
     /// At most one head and never a complete chunked body: a stream cut off by the balancer.
     Cut,
+    /// Exactly one request, as the backend frames it, whose body is these bytes: a request
+    /// hidden in a body stays a body.
+    Body(&'static [u8]),
+    /// Exactly one request, whose head contains this text.
+    HeadHas(&'static str),
 }
 
 const LIMITS: &str = "server:\n  max_header_bytes: 16384\n  max_uri_bytes: 1024\n  \
@@ -38,6 +44,28 @@ fn chunked_post(body: &str) -> Vec<u8> {
     format!("POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{body}").into_bytes()
 }
 
+/// A request hidden in a body: the backend must see it as the body it is.
+const SMUGGLED: &[u8] = b"GET /admin HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n";
+
+/// A request head of exactly `size` bytes.
+fn head_of(size: usize) -> Vec<u8> {
+    let mut head = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\nx-pad: ".to_vec();
+    head.resize(size - 4, b'p');
+    head.extend_from_slice(b"\r\n\r\n");
+    head
+}
+
+/// `POST /a` whose `Connection` lists `listed`, with a body that holds a whole request.
+fn connection_smuggle(version: &str, listed: &str) -> Vec<u8> {
+    let mut request = format!(
+        "POST /a {version}\r\nHost: t\r\nConnection: {listed}, close\r\nContent-Length: {}\r\n\r\n",
+        SMUGGLED.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(SMUGGLED);
+    request
+}
+
 fn cases() -> Vec<(&'static str, Vec<u8>, u16, Reached)> {
     let big_headers: String = (0..400)
         .map(|i| format!("x-h{i}: {}\r\n", "v".repeat(40)))
@@ -47,8 +75,8 @@ fn cases() -> Vec<(&'static str, Vec<u8>, u16, Reached)> {
     vec![
         ("control: a plain GET", b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".to_vec(), 200, Reached::Once),
         ("control: HTTP/1.0 needs no Host", b"GET / HTTP/1.0\r\n\r\n".to_vec(), 200, Reached::Once),
-        // Smuggling: hyper takes Transfer-Encoding, drops Content-Length and closes after the
-        // answer (RFC 9112 §6.1), so the trailing GET is never parsed, let alone forwarded.
+        // Smuggling: Transfer-Encoding wins, Content-Length is dropped, and the connection
+        // closes after the answer (RFC 9112 §6.1), so the trailing GET is never parsed.
         ("CL then TE", b"POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(), 200, Reached::Once),
         ("TE then CL", b"POST /a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(), 200, Reached::Once),
         ("differing Content-Lengths", b"POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!".to_vec(), 400, Reached::Nothing),
@@ -73,7 +101,7 @@ fn cases() -> Vec<(&'static str, Vec<u8>, u16, Reached)> {
         ("header section over the limit", format!("GET / HTTP/1.1\r\nHost: t\r\n{big_headers}\r\n").into_bytes(), 431, Reached::Nothing),
         ("more than 100 headers", format!("GET / HTTP/1.1\r\nHost: t\r\n{many_headers}\r\n").into_bytes(), 431, Reached::Nothing),
         ("request target over max_uri_bytes", format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(1024)).into_bytes(), 414, Reached::Nothing),
-        // A target longer than the whole head buffer never parses: hyper answers 431.
+        // A target longer than the whole head limit: the head is too large before it ends.
         ("request target over the head limit", format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(20_000)).into_bytes(), 431, Reached::Nothing),
         ("declared body over the limit", format!("POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n{}", "b".repeat(1001)).into_bytes(), 413, Reached::Nothing),
         ("chunked body over the limit", chunked_post(&format!("3e8\r\n{}\r\n3e8\r\n{}\r\n0\r\n\r\n", "b".repeat(1000), "b".repeat(1000))), 413, Reached::Cut),
@@ -82,6 +110,32 @@ fn cases() -> Vec<(&'static str, Vec<u8>, u16, Reached)> {
         ("chunk size 5_0", chunked_post("5_0\r\nhello\r\n0\r\n\r\n"), 400, Reached::Cut),
         ("missing CRLF after chunk data", chunked_post("5\r\nhelloXX0\r\n\r\n"), 400, Reached::Cut),
         ("over-long chunk extension", chunked_post(&long_ext), 400, Reached::Cut),
+        // Framing is the balancer's: no Connection token can remove it.
+        ("Connection: content-length", connection_smuggle("HTTP/1.1", "content-length"), 200, Reached::Body(SMUGGLED)),
+        ("Connection: Content-Length on HTTP/1.0", connection_smuggle("HTTP/1.0", "Content-Length"), 200, Reached::Body(SMUGGLED)),
+        ("Connection names framing, host and forwarding", connection_smuggle("HTTP/1.1", "transfer-encoding, host, x-forwarded-for, content-length"), 200, Reached::Body(SMUGGLED)),
+        ("Connection: transfer-encoding on a chunked body", b"POST /a HTTP/1.1\r\nHost: t\r\nConnection: transfer-encoding, close\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec(), 200, Reached::Body(b"5\r\nhello\r\n0\r\n\r\n")),
+        ("a GET with a body keeps it", b"GET /a HTTP/1.1\r\nHost: t\r\nConnection: content-length, close\r\nContent-Length: 5\r\n\r\nhello".to_vec(), 200, Reached::Body(b"hello")),
+        // Host and the target.
+        ("two Hosts on HTTP/1.0", b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n".to_vec(), 400, Reached::Nothing),
+        ("HTTP/1.0 without Host goes upstream with one", b"GET /p HTTP/1.0\r\n\r\n".to_vec(), 200, Reached::HeadHas("GET /p HTTP/1.1\r\nhost: 127.0.0.1:")),
+        ("Host with space, slash and at", b"GET / HTTP/1.1\r\nHost: a b/c@d\r\n\r\n".to_vec(), 400, Reached::Nothing),
+        ("empty Host", b"GET / HTTP/1.1\r\nHost:\r\n\r\n".to_vec(), 400, Reached::Nothing),
+        ("Host with a tab", b"GET / HTTP/1.1\r\nHost: a\tb\r\n\r\n".to_vec(), 400, Reached::Nothing),
+        ("Host with userinfo", b"GET / HTTP/1.1\r\nHost: user@t\r\n\r\n".to_vec(), 400, Reached::Nothing),
+        ("absolute form: its authority is the Host", b"GET http://a.test/x?y HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n".to_vec(), 200, Reached::HeadHas("GET /x?y HTTP/1.1\r\nhost: a.test\r\n")),
+        ("absolute form with userinfo", b"GET http://u@a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n".to_vec(), 400, Reached::Nothing),
+        ("absolute form of another scheme", b"GET ftp://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n".to_vec(), 400, Reached::Nothing),
+        ("authority form for GET", b"GET example.com:80 HTTP/1.1\r\nHost: example.com\r\n\r\n".to_vec(), 400, Reached::Nothing),
+        ("CONNECT", b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".to_vec(), 501, Reached::Nothing),
+        ("asterisk form for GET", b"GET * HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(), 400, Reached::Nothing),
+        ("OPTIONS *", b"OPTIONS * HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".to_vec(), 200, Reached::HeadHas("OPTIONS * HTTP/1.1\r\n")),
+        ("a fragment in the target", b"GET /a#b HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(), 400, Reached::Nothing),
+        ("HTTP/2.0 in a request line", b"GET / HTTP/2.0\r\nHost: t\r\n\r\n".to_vec(), 505, Reached::Nothing),
+        // Limits are exact.
+        ("a head of exactly max_header_bytes", head_of(16384), 200, Reached::HeadHas("x-pad: ")),
+        ("a head one byte over max_header_bytes", head_of(16385), 431, Reached::Nothing),
+        ("an expectation other than 100-continue", b"POST /a HTTP/1.1\r\nHost: t\r\nExpect: teapot\r\nContent-Length: 1\r\n\r\nx".to_vec(), 417, Reached::Nothing),
     ]
 }
 
@@ -93,10 +147,13 @@ async fn malformed_requests_are_refused_and_the_connection_closed() {
         let answer = raw_exchange(daemon.listen_addr, &request, Duration::from_secs(5)).await;
         let seen = fake.received_text();
         let heads = request_heads(&seen);
+        let requests = fake.requests();
         let backend_ok = match reached {
             Reached::Nothing => fake.connection_count() == 0,
             Reached::Once => heads == 1 && !seen.contains("/admin"),
             Reached::Cut => heads <= 1 && !seen.contains("0\r\n\r\n"),
+            Reached::Body(body) => requests.len() == 1 && requests[0].1 == body,
+            Reached::HeadHas(text) => requests.len() == 1 && requests[0].0.contains(text),
         };
         if answer.status() != status || !answer.closed || !backend_ok {
             failures.push(format!(
@@ -132,5 +189,49 @@ async fn a_smuggled_request_after_a_chunked_body_never_reaches_the_backend_on_ke
     let one = seen.find("POST /one").expect("first request");
     let two = seen.find("GET /two").expect("second request");
     assert!(seen[one..two].contains("hello"), "{seen}");
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn connection_content_length_cannot_smuggle_a_request_to_the_next_client() {
+    // The report's reproduction: the body of a POST holds a whole request; `Connection` names
+    // `Content-Length`. The backend must see one POST with that body, and the next client its
+    // own answer on the pooled connection.
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, "").await;
+    let smuggled = b"GET /delay/400 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n";
+    let mut attack = format!(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nConnection: content-length\r\nContent-Length: {}\r\n\r\n",
+        smuggled.len()
+    )
+    .into_bytes();
+    attack.extend_from_slice(smuggled);
+    let mut stream = tokio::net::TcpStream::connect(daemon.listen_addr)
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stream, &attack)
+        .await
+        .unwrap();
+    let answer =
+        support::fake_backend::read_until_closed(&mut stream, Duration::from_secs(2)).await;
+    let echo = answer.text().to_ascii_lowercase();
+    assert!(echo.starts_with("http/1.1 200"), "{echo}");
+    assert!(
+        echo.contains(&format!("content-length: {}\n", smuggled.len())),
+        "the backend saw no framing: {echo}"
+    );
+    assert!(
+        echo.ends_with(&String::from_utf8_lossy(smuggled).to_ascii_lowercase()),
+        "{echo}"
+    );
+
+    let next = get(&client(), daemon.listen_addr, "/bytes/5").await;
+    assert_eq!(next.status, 200);
+    assert_eq!(&next.body[..], &[0, 1, 2, 3, 4], "{}", next.text());
+    let stats = fleet[0].stats().snapshot();
+    assert_eq!(
+        stats.requests, 2,
+        "a smuggled request reached the backend: {stats:?}"
+    );
     daemon.shutdown().await;
 }

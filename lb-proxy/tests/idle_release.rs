@@ -1,5 +1,5 @@
 //! Release of idle HTTP/1 client connections (`server.idle_release_after`): a keep-alive
-//! connection quiet between requests gives back hyper's state and buffers, and must then serve
+//! connection quiet between requests gives back its buffers, and must then serve
 //! its next request exactly as before — on the same socket, with a head split across the
 //! release, after a response slower than the release delay, after an upload that paused, and
 //! through shutdown.
@@ -145,15 +145,14 @@ async fn a_head_split_across_the_release_is_served_whole() {
     assert!(released(&daemon, 1.0).await);
 
     // The first bytes wake the connection; the rest of the head arrives after several release
-    // delays, so hyper is stopped with half a head in its buffer, which must not be lost.
+    // delays: a connection holding half a head is not released, and the half is not lost.
     stream.write_all(b"GET /echo HTTP/1.1\r\nHo").await.unwrap();
     assert!(released(&daemon, 0.0).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
     finish_split_head(&mut stream).await;
 
     // Pipelined: a whole request and half of the next in one write. After the first is served
-    // hyper holds half a head and nothing is in flight, so the connection is released with
-    // those bytes in hyper's buffer; they must be handed to the next hyper connection.
+    // the buffer holds half a head and nothing is in flight: the half must wait for the rest.
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET /echo HTTP/1.1\r\nHo")
         .await
@@ -208,8 +207,8 @@ async fn an_upload_that_pauses_longer_than_the_release_delay_arrives_whole() {
 
 #[tokio::test]
 async fn a_connection_that_never_completed_a_request_is_not_released() {
-    // Released before its first request, hyper would answer that request with
-    // `Connection: close`; so a fresh connection waits for its first request in hyper.
+    // A fresh connection's first head is timed from the accept by the header read timeout,
+    // which a release would trade for the idle timeout: it is not released before a request.
     let fleet = backends(1).await;
     let daemon = balancer(&fleet, RELEASE).await;
     let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();

@@ -1,7 +1,8 @@
-//! The balancer's own HTTP/1.1 server loop, as a client on a raw socket sees it: requests
-//! without a body are served by it, others by hyper, on the same connection and in order; the
-//! response is framed for the client's version and method; a client that goes away or a
-//! backend body that ends early closes the connection instead of leaving it in a wrong state.
+//! The balancer's own HTTP/1.1 server loop, as a client on a raw socket sees it: requests with
+//! and without bodies are served on the same connection and in order; the response is framed
+//! for the client's version and method; `100 Continue` is sent when the body is first wanted;
+//! a client that goes away or a backend body that ends early closes the connection instead of
+//! leaving it in a wrong state.
 
 mod support;
 
@@ -322,5 +323,53 @@ async fn the_balancers_own_answers_carry_a_date_and_a_length() {
         header(&head, "content-length").unwrap(),
         body.len().to_string()
     );
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_expects_100_continue_gets_it_before_it_sends_its_body() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, "server:\n  max_request_body_bytes: 100\n").await;
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    stream
+        .write_all(
+            b"PUT /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut interim = Vec::new();
+    while find(&interim, b"\r\n\r\n").is_none() {
+        let mut chunk = [0u8; 256];
+        let read = tokio::time::timeout(LIMIT, stream.read(&mut chunk))
+            .await
+            .expect("an interim answer")
+            .unwrap();
+        assert!(read > 0, "closed before 100 Continue");
+        interim.extend_from_slice(&chunk[..read]);
+    }
+    assert_eq!(interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    let (head, body, _) = ask(&mut stream, b"hello").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let echo = String::from_utf8_lossy(&body).to_ascii_lowercase();
+    assert!(
+        echo.ends_with("\r\n\r\nhello") || echo.ends_with("\n\nhello"),
+        "{echo}"
+    );
+    assert!(
+        !echo.contains("expect:"),
+        "the expectation was answered here: {echo}"
+    );
+
+    // A declared body over the limit is refused at once: no 100 Continue, and the connection
+    // closes, so the body the client may still send is never read as a request.
+    let answer = raw_exchange(
+        daemon.listen_addr,
+        b"PUT /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 500\r\n\r\n",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(answer.status(), 413, "{}", answer.text());
+    assert!(answer.closed);
+    assert!(!answer.text().contains("100 Continue"), "{}", answer.text());
     daemon.shutdown().await;
 }

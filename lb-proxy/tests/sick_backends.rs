@@ -166,11 +166,22 @@ async fn a_reset_mid_body_aborts_the_client_connection_and_is_not_reused() {
 }
 
 #[tokio::test]
-async fn garbage_and_invalid_lengths_are_502_and_the_connection_discarded() {
+async fn garbage_invalid_lengths_and_codings_are_502_and_the_connection_discarded() {
     for bad in [
         Behaviour::GARBAGE,
         Behaviour::INVALID_LENGTH,
         Behaviour::DIFFERING_LENGTHS,
+        // A coding the balancer does not apply cannot be forwarded, and must not arrive as
+        // plain content (nginx answers 502 too).
+        Behaviour::Raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+        Behaviour::Raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+        Behaviour::Raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhello"),
+        Behaviour::Raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        Behaviour::Raw(b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        Behaviour::Raw(b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello"),
+        Behaviour::Raw(b"HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\nhello"),
+        Behaviour::Raw(b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 5\r\n\r\nhello"),
+        Behaviour::Raw(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n"),
     ] {
         let fake = FakeBackend::start(vec![bad.clone(), Behaviour::Respond("fresh")]).await;
         let daemon = over(&[fake.spec("liar")], "retry:\n  max_attempts: 1\n").await;
@@ -184,6 +195,40 @@ async fn garbage_and_invalid_lengths_are_502_and_the_connection_discarded() {
             "{bad:?}: a bad connection was reused"
         );
         daemon.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_backends_content_length_reaches_the_client_as_one_normalised_value_on_both_paths() {
+    for answer in [
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\nhello"[..],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 005\r\n\r\nhello",
+    ] {
+        let answer: &'static [u8] = Box::leak(answer.to_vec().into_boxed_slice());
+        for h2c in [false, true] {
+            let fake = FakeBackend::start(vec![Behaviour::Answers(answer)]).await;
+            let extra = format!("server:\n  h2c: {h2c}\n");
+            let daemon = over(&[fake.spec("lengths")], &extra).await;
+            for request in [
+                &b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"[..],
+                b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            ] {
+                let seen = raw_exchange(daemon.listen_addr, request, Duration::from_secs(5)).await;
+                let text = seen.text().to_ascii_lowercase();
+                let lengths: Vec<&str> = text
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("content-length:"))
+                    .map(str::trim)
+                    .collect();
+                assert_eq!(
+                    lengths,
+                    ["5"],
+                    "h2c={h2c} {}: {text}",
+                    String::from_utf8_lossy(request)
+                );
+            }
+            daemon.shutdown().await;
+        }
     }
 }
 

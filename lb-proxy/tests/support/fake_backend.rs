@@ -38,6 +38,14 @@ pub enum Behaviour {
     /// Answer one request with `200` and this body, as if keeping the connection, then close it
     /// after the given pause.
     RespondThenClose(&'static str, Duration),
+    /// Answer with `Content-Length: declared`, send `sent` bytes of body, then stall: neither
+    /// more bytes nor a close.
+    PartialBodyThenStall {
+        /// The length announced in the head.
+        declared: usize,
+        /// The bytes actually sent before the stall.
+        sent: usize,
+    },
 }
 
 impl Behaviour {
@@ -54,11 +62,15 @@ impl Behaviour {
 /// The bytes one connection delivered, appended as they arrive.
 type Record = Arc<Mutex<Vec<u8>>>;
 
+/// The requests the fake parsed, by its own framing: (head, body), in arrival order.
+type Parsed = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A running fake backend.
 #[derive(Debug)]
 pub struct FakeBackend {
     addr: SocketAddr,
     connections: Arc<Mutex<Vec<Record>>>,
+    parsed: Parsed,
     task: JoinHandle<()>,
 }
 
@@ -71,6 +83,8 @@ impl FakeBackend {
         let addr = listener.local_addr().expect("fake address");
         let connections: Arc<Mutex<Vec<Record>>> = Arc::default();
         let recorded = connections.clone();
+        let parsed = Parsed::default();
+        let parsed_by_task = parsed.clone();
         let task = tokio::spawn(async move {
             let mut index = 0usize;
             while let Ok((stream, _)) = listener.accept().await {
@@ -78,12 +92,13 @@ impl FakeBackend {
                 index += 1;
                 let record = Record::default();
                 recorded.lock().unwrap().push(record.clone());
-                tokio::spawn(serve(stream, behaviour, record));
+                tokio::spawn(serve(stream, behaviour, record, parsed_by_task.clone()));
             }
         });
         FakeBackend {
             addr,
             connections,
+            parsed,
             task,
         }
     }
@@ -118,6 +133,12 @@ impl FakeBackend {
         request_heads(&self.received_text())
     }
 
+    /// The requests parsed by the fake's own framing, (head, body): what a backend that
+    /// trusts the balancer's framing sees as requests.
+    pub fn requests(&self) -> Vec<(String, Vec<u8>)> {
+        self.parsed.lock().unwrap().clone()
+    }
+
     /// The spec line for a test configuration: (name, address, weight 1).
     pub fn spec(&self, name: &str) -> (String, SocketAddr, u32) {
         (name.to_owned(), self.addr, 1)
@@ -136,13 +157,24 @@ pub fn request_heads(text: &str) -> usize {
     text.matches(" HTTP/1.1\r\n").count() + text.matches(" HTTP/1.0\r\n").count()
 }
 
-async fn serve(mut stream: TcpStream, behaviour: Behaviour, record: Record) {
+async fn serve(mut stream: TcpStream, behaviour: Behaviour, record: Record, parsed: Parsed) {
     let mut buffer = Vec::new();
+    let record = (record, parsed);
     match behaviour {
         Behaviour::Hang => {
             let mut chunk = [0u8; 4096];
             while let Ok(n @ 1..) = stream.read(&mut chunk).await {
-                record.lock().unwrap().extend_from_slice(&chunk[..n]);
+                record.0.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        }
+        Behaviour::PartialBodyThenStall { declared, sent } => {
+            if read_request(&mut stream, &mut buffer, &record).await {
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {declared}\r\n\r\n");
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&vec![b's'; sent]).await;
+                // Hold the connection open, reading whatever comes, until the peer closes.
+                let mut chunk = [0u8; 4096];
+                while let Ok(1..) = stream.read(&mut chunk).await {}
             }
         }
         Behaviour::ResetBeforeHead => {
@@ -207,7 +239,11 @@ fn reset(stream: TcpStream) {
 
 /// Reads one whole request (head, then a Content-Length or chunked body) into `buffer`,
 /// recording the bytes; false when the peer closed first. Leftover bytes stay in `buffer`.
-async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>, record: &Record) -> bool {
+async fn read_request(
+    stream: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+    record: &(Record, Parsed),
+) -> bool {
     let head_end = loop {
         if let Some(at) = find(buffer, b"\r\n\r\n") {
             break at + 4;
@@ -242,17 +278,20 @@ async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>, record: &Rec
         }
         end
     };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+    let body = buffer[head_end..end].to_vec();
+    record.1.lock().unwrap().push((head, body));
     buffer.drain(..end);
     true
 }
 
-async fn fill(stream: &mut TcpStream, buffer: &mut Vec<u8>, record: &Record) -> bool {
+async fn fill(stream: &mut TcpStream, buffer: &mut Vec<u8>, record: &(Record, Parsed)) -> bool {
     let mut chunk = [0u8; 4096];
     match stream.read(&mut chunk).await {
         Ok(0) | Err(_) => false,
         Ok(n) => {
             buffer.extend_from_slice(&chunk[..n]);
-            record.lock().unwrap().extend_from_slice(&chunk[..n]);
+            record.0.lock().unwrap().extend_from_slice(&chunk[..n]);
             true
         }
     }

@@ -339,6 +339,68 @@ mod tests {
         ));
     }
 
+    /// Field names a `Connection` list may hold: every one the writer sets itself, hop-by-hop
+    /// ones, options, odd tokens and ordinary fields.
+    fn listed_name() -> impl proptest::strategy::Strategy<Value = &'static str> {
+        proptest::sample::select(vec![
+            "content-length",
+            "Content-Length",
+            "transfer-encoding",
+            "host",
+            "HOST",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "expect",
+            "close",
+            "keep-alive",
+            "upgrade",
+            "te",
+            "cookie",
+            "x-a",
+            "",
+            " ",
+            "not a name!",
+            "date",
+        ])
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_connection_list_removes_what_the_balancer_writes(
+            lines in proptest::collection::vec(proptest::collection::vec(listed_name(), 0..6), 1..3),
+            chunked in proptest::bool::ANY,
+            append in proptest::bool::ANY,
+        ) {
+            let mut pairs = vec![
+                ("host", "shop.test"), ("content-length", "5"), ("transfer-encoding", "chunked"),
+                ("x-forwarded-for", "10.0.0.1"), ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "spoof"), ("cookie", "c"), ("x-a", "1"),
+            ];
+            let joined: Vec<String> = lines.iter().map(|line| line.join(", ")).collect();
+            for line in &joined {
+                pairs.push(("connection", line));
+            }
+            let headers = map(&pairs);
+            let framing = if chunked { FramingField::Chunked } else { FramingField::Length(12) };
+            let head = upstream(&headers, framing, append);
+            let count = |prefix: &str| head.matches(prefix).count();
+            proptest::prop_assert_eq!(count("\r\nhost: shop.test\r\n"), 1);
+            proptest::prop_assert_eq!(count("\r\ncontent-length: 12\r\n"), usize::from(!chunked));
+            proptest::prop_assert_eq!(count("\r\ntransfer-encoding: chunked\r\n"), usize::from(chunked));
+            proptest::prop_assert_eq!(count("content-length"), usize::from(!chunked));
+            proptest::prop_assert_eq!(count("transfer-encoding"), usize::from(chunked));
+            proptest::prop_assert_eq!(count("\r\nx-forwarded-for: "), 1);
+            proptest::prop_assert!(head.contains("192.0.2.7\r\n"));
+            proptest::prop_assert_eq!(count("\r\nx-forwarded-proto: http\r\n"), 1);
+            proptest::prop_assert_eq!(count("\r\nx-forwarded-host: shop.test\r\n"), 1);
+            proptest::prop_assert!(!head.contains("connection"));
+            let listed = |name: &str| lines.iter().flatten().any(|token| token.eq_ignore_ascii_case(name));
+            proptest::prop_assert_eq!(head.contains("cookie: c"), !listed("cookie"));
+            proptest::prop_assert_eq!(head.contains("x-a: 1"), !listed("x-a"));
+        }
+    }
+
     #[test]
     fn response_heads_carry_framing_connection_and_a_date() {
         let mut out = Vec::new();
