@@ -235,3 +235,29 @@ async fn connection_content_length_cannot_smuggle_a_request_to_the_next_client()
     );
     daemon.shutdown().await;
 }
+
+#[tokio::test]
+async fn max_header_bytes_is_exact_whatever_the_limit() {
+    for limit in [10_000usize, 12_345] {
+        let fake = FakeBackend::start(vec![Behaviour::Respond("ok")]).await;
+        let extra = format!("server:\n  max_header_bytes: {limit}\n  header_read_timeout: 30s\n");
+        let yaml = config_yaml(&[fake.spec("fake")], &extra);
+        let daemon = Daemon::start(parse(&yaml)).await.expect("balancer starts");
+        for (size, status) in [(limit, 200), (limit + 1, 431), (limit + 2000, 431)] {
+            let answer =
+                raw_exchange(daemon.listen_addr, &head_of(size), Duration::from_secs(5)).await;
+            assert_eq!(
+                answer.status(),
+                status,
+                "limit {limit}, head of {size} bytes"
+            );
+            assert!(answer.closed);
+        }
+        assert_eq!(
+            fake.requests().len(),
+            1,
+            "only the head within the limit reached the backend"
+        );
+        daemon.shutdown().await;
+    }
+}
