@@ -177,3 +177,39 @@ async fn h2c_is_refused_unless_enabled() {
     assert_eq!(backends[0].stats().snapshot().requests, 0);
     daemon.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_chunked_upload_of_many_small_chunks_arrives_whole() {
+    let backends = backends(1).await;
+    let daemon = balancer(&backends, "").await;
+    let mut body = Vec::new();
+    let mut wire = Vec::new();
+    for index in 0..3000u32 {
+        let chunk: Vec<u8> = (0..(index % 7 + 1))
+            .map(|byte| (index + byte) as u8)
+            .collect();
+        wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        wire.extend_from_slice(&chunk);
+        wire.extend_from_slice(b"\r\n");
+        body.extend_from_slice(&chunk);
+    }
+    wire.extend_from_slice(b"0\r\n\r\n");
+    let mut request =
+        b"POST /count HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            .to_vec();
+    request.extend_from_slice(&wire);
+    let answer = support::fake_backend::raw_exchange(
+        daemon.listen_addr,
+        &request,
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    let text = answer.text();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let expected = format!("bytes={} fnv1a64={:016x}", body.len(), fnv1a(&body));
+    assert!(
+        text.trim_end().ends_with(&expected),
+        "{text}\nwant {expected}"
+    );
+    daemon.shutdown().await;
+}

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
@@ -20,6 +20,8 @@ use crate::timed_io::TimedIo;
 
 /// Read buffer room asked for before each read of a body.
 const BODY_READ_CHUNK: usize = 16 * 1024;
+/// Small chunks decoded together are joined up to this size before they are handed over.
+const GATHER_BYTES: usize = 64 * 1024;
 /// The interim answer to a client that waits before sending its body.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -110,6 +112,35 @@ impl Feeder {
         Poll::Ready(())
     }
 
+    /// Hands over `first` and the chunks decoded right behind it in `buffer`, joined up to
+    /// [`GATHER_BYTES`]: many small chunks then cost one hand-over and one upstream write, not
+    /// one each.
+    fn push_chunks(&mut self, first: Bytes, buffer: &mut BytesMut) -> Poll<()> {
+        let Remaining::Chunked(decoder) = &mut self.remaining else {
+            unreachable!("only chunked bodies have chunks");
+        };
+        let mut gathered: Option<BytesMut> = None;
+        let end = loop {
+            let size = gathered.as_ref().map_or(first.len(), BytesMut::len);
+            if size >= GATHER_BYTES {
+                break None;
+            }
+            match decoder.decode(buffer) {
+                Ok(Decoded::Data(more)) => gathered
+                    .get_or_insert_with(|| BytesMut::from(&first[..]))
+                    .extend_from_slice(&more),
+                Ok(Decoded::NeedMore) => break None,
+                Ok(Decoded::End) => break Some(Ok(())),
+                Err(error) => break Some(Err(PipeError::Malformed(error))),
+            }
+        };
+        self.pipe.push(gathered.map_or(first, BytesMut::freeze));
+        match end {
+            Some(end) => self.end(end),
+            None => Poll::Ready(()),
+        }
+    }
+
     /// When the request path wants more of the body: hands it the next piece (from `buffer`,
     /// reading the socket when it is empty). Ready once something was handed over or the body
     /// ended; pending while nothing is wanted or nothing has arrived.
@@ -147,10 +178,7 @@ impl Feeder {
                 }
                 Remaining::Length(_) => {}
                 Remaining::Chunked(decoder) => match decoder.decode(buffer) {
-                    Ok(Decoded::Data(data)) => {
-                        self.pipe.push(data);
-                        return Poll::Ready(());
-                    }
+                    Ok(Decoded::Data(data)) => return self.push_chunks(data, buffer),
                     Ok(Decoded::End) => return self.end(Ok(())),
                     Ok(Decoded::NeedMore) => {}
                     Err(error) => return self.end(Err(PipeError::Malformed(error))),
