@@ -80,22 +80,38 @@ fn forwarded_head_parses_back(head: &RequestHead) {
             proto: b"http",
         },
     });
-    let limits = Limits {
-        max_head_bytes: usize::MAX,
-        max_target_bytes: usize::MAX,
+    // Read back by httparse (hyper's parser) with room for the fields the balancer adds: the
+    // upstream head holds up to five more than the client's, so a backend's own limit on the
+    // count, not ours, applies to it.
+    let mut slots = [httparse::EMPTY_HEADER; 256];
+    let mut parsed = httparse::Request::new(&mut slots);
+    let status = parsed
+        .parse(&written)
+        .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&written)));
+    assert_eq!(status, httparse::Status::Complete(written.len()), "one head, nothing after it");
+    assert_eq!(parsed.method, Some(head.parts.method.as_str()));
+    assert_eq!(parsed.version, Some(1));
+    let values = |name: &str| -> Vec<&[u8]> {
+        parsed
+            .headers
+            .iter()
+            .filter(|field| field.name.eq_ignore_ascii_case(name))
+            .map(|field| field.value)
+            .collect()
     };
-    let parsed = parse(&written, &limits)
-        .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&written)))
-        .expect("a complete head");
-    assert_eq!(parsed.length, written.len(), "one head, nothing after it");
-    assert_eq!(parsed.meta.body, head.meta.body);
-    assert_eq!(parsed.parts.method, head.parts.method);
-    assert_eq!(
-        parsed.parts.uri.path_and_query(),
-        head.parts
-            .uri
-            .path_and_query()
-            .or(parsed.parts.uri.path_and_query())
-    );
-    assert_eq!(parsed.parts.headers.get_all("host").iter().count(), 1);
+    assert_eq!(values("host").len(), 1);
+    let lengths = values("content-length");
+    let codings = values("transfer-encoding");
+    match head.meta.body {
+        Framing::Length(0) => assert!(codings.is_empty() && lengths.len() <= 1),
+        Framing::Length(length) => {
+            assert!(codings.is_empty());
+            assert_eq!(lengths, [length.to_string().as_bytes()]);
+        }
+        Framing::Chunked => {
+            assert!(lengths.is_empty());
+            assert_eq!(codings, [&b"chunked"[..]]);
+        }
+        Framing::UntilClose => unreachable!("a request is never delimited by the close"),
+    }
 }
