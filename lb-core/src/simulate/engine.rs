@@ -1,13 +1,11 @@
 //! The discrete-event loop: virtual time, one event at a time, lb-core's own decisions.
 //!
-//! Each request follows the daemon's request path (`lb-proxy/src/forward.rs`): the budget
-//! gets one deposit, the config's [`Selector`] picks among eligible backends (healthy, breaker
-//! admits at `now`, in flight under `max_connections`) skipping those tried — or, when none is
-//! left, among all — the breaker admits and later records the attempt's outcome, and after a
-//! failure [`RetryPolicy::decide`] (with the shared [`RetryBudget`]) says whether to wait a
-//! backoff and try again; the whole request is bounded by `server.request_timeout`. Health
-//! probes run on `health_check.interval`, staggered as the daemon staggers them, and feed each
-//! verdict to a [`HealthTracker`].
+//! The loop merges two sources in time order: the next arrival (drawn lazily from the
+//! traffic) and a heap of scheduled events — a backend's answer, a request's deadline, the end
+//! of a backoff, a health probe, a scenario event. What a request does at each step is in
+//! `path`; here are the loop, the probes (every `health_check.interval`, staggered over the
+//! first interval as the daemon staggers them, each verdict fed to a [`HealthTracker`]) and
+//! the scenario's events.
 //!
 //! Time is `u64` nanoseconds since the start; an [`Instant`] (`base` plus that) is built only
 //! to call lb-core's state machines. Ties are broken by the order events were scheduled, so a
@@ -15,65 +13,23 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use crate::balance::{BackendSpec, BackendView, Balancer, PickContext, Selector};
-use crate::breaker::{Admission, Transition};
+use crate::balance::{BackendSpec, BackendView, Selector};
 use crate::config::Config;
 use crate::health::{HealthStatus, HealthTracker};
-use crate::retry::{
-    AttemptFailure, FailureKind, RetryBudget, RetryDecision, RetryPolicy, is_idempotent,
-};
+use crate::retry::{FailureKind, RetryBudget, RetryPolicy, is_idempotent};
 
 use super::fleet::{Node, Policies};
-use super::latency::unit;
+use super::path::{KindInfo, Request};
 use super::scenario::{Action, REPLAY_BUFFER_BYTES, Scenario};
 use super::stats::{Happening, Outcome, Recorder};
 use super::traffic::{Arrival, ArrivalStream};
 
-/// What a request kind means to the daemon.
-#[derive(Debug, Clone, Copy)]
-struct KindInfo {
-    idempotent: bool,
-    replayable: bool,
-    too_large: bool,
-}
-
-/// The attempt a request has at a backend right now.
-#[derive(Debug, Clone, Copy)]
-struct Current {
-    backend: usize,
-    admission: Admission,
-    /// Being served (else waiting in the backend's queue).
-    in_service: bool,
-    /// A deadline event is already scheduled for this attempt.
-    deadline_set: bool,
-    /// The status the backend will answer, drawn when service starts.
-    status: u16,
-}
-
-/// A request between its arrival and its answer.
-#[derive(Debug, Clone)]
-struct Request {
-    /// Changes with every attempt and wait, so stale events are recognised; 0 when the slot
-    /// is free.
-    token: u64,
-    arrival: u64,
-    deadline: u64,
-    bucket: usize,
-    client: IpAddr,
-    kind: KindInfo,
-    attempt: u32,
-    tried: Vec<usize>,
-    last_failure: Option<FailureKind>,
-    current: Option<Current>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum What {
+pub(super) enum What {
     Scenario(u32),
     Probe(u32),
     Done { slot: u32, token: u64 },
@@ -83,16 +39,16 @@ enum What {
 
 /// An event: ordered by time, then by the order it was scheduled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Timed {
+pub(super) struct Timed {
     at: u64,
     seq: u64,
     what: What,
 }
 
 /// The eligibility view the selector reads.
-struct View<'a> {
-    fleet: &'a [Node],
-    now: Instant,
+pub(super) struct View<'a> {
+    pub(super) fleet: &'a [Node],
+    pub(super) now: Instant,
 }
 
 impl BackendView for View<'_> {
@@ -109,27 +65,27 @@ impl BackendView for View<'_> {
 
 /// One run of one configuration on one scenario.
 pub(crate) struct Engine<R> {
-    base: Instant,
-    timeout: u64,
-    probe_interval: Option<u64>,
-    selector: Selector,
-    retry: RetryPolicy,
-    budget: RetryBudget,
-    fleet: Vec<Node>,
-    kinds: Vec<KindInfo>,
-    requests: Vec<Request>,
-    free: Vec<u32>,
-    live: usize,
-    heap: BinaryHeap<Reverse<Timed>>,
-    seq: u64,
-    tokens: u64,
-    events: Vec<(usize, Action)>,
-    arrivals: ArrivalStream<R>,
-    pending: Option<Arrival>,
+    pub(super) base: Instant,
+    pub(super) timeout: u64,
+    pub(super) probe_interval: Option<u64>,
+    pub(super) selector: Selector,
+    pub(super) retry: RetryPolicy,
+    pub(super) budget: RetryBudget,
+    pub(super) fleet: Vec<Node>,
+    pub(super) kinds: Vec<KindInfo>,
+    pub(super) requests: Vec<Request>,
+    pub(super) free: Vec<u32>,
+    pub(super) live: usize,
+    pub(super) heap: BinaryHeap<Reverse<Timed>>,
+    pub(super) seq: u64,
+    pub(super) tokens: u64,
+    pub(super) events: Vec<(usize, Action)>,
+    pub(super) arrivals: ArrivalStream<R>,
+    pub(super) pending: Option<Arrival>,
     /// Latencies and errors drawn by the backends.
-    behave: R,
+    pub(super) behave: R,
     /// The selector's and the backoff's draws.
-    decide: R,
+    pub(super) decide: R,
     pub(crate) recorder: Recorder,
 }
 
@@ -263,11 +219,11 @@ impl<R: Rng> Engine<R> {
         }
     }
 
-    fn is_current(&self, slot: u32, token: u64) -> bool {
+    pub(super) fn is_current(&self, slot: u32, token: u64) -> bool {
         self.requests[slot as usize].token == token
     }
 
-    fn schedule(&mut self, at: u64, what: What) {
+    pub(super) fn schedule(&mut self, at: u64, what: What) {
         self.seq += 1;
         self.heap.push(Reverse(Timed {
             at,
@@ -276,12 +232,12 @@ impl<R: Rng> Engine<R> {
         }));
     }
 
-    fn token(&mut self) -> u64 {
+    pub(super) fn token(&mut self) -> u64 {
         self.tokens += 1;
         self.tokens
     }
 
-    fn instant(&self, nanos: u64) -> Instant {
+    pub(super) fn instant(&self, nanos: u64) -> Instant {
         self.base + Duration::from_nanos(nanos)
     }
 
@@ -320,253 +276,6 @@ impl<R: Rng> Engine<R> {
         };
         self.live += 1;
         self.send(slot, now);
-    }
-
-    /// Picks a backend and starts an attempt, or answers when there is none.
-    fn send(&mut self, slot: usize, now: u64) {
-        let at = self.instant(now);
-        let mut refusals = 0;
-        loop {
-            let request = &self.requests[slot];
-            let view = View {
-                fleet: &self.fleet,
-                now: at,
-            };
-            let context = PickContext {
-                client: Some(request.client),
-                exclude: &request.tried,
-            };
-            let mut picked = self.selector.pick(&view, &context, &mut self.decide);
-            if picked.is_none() && !request.tried.is_empty() {
-                let again = PickContext {
-                    client: Some(request.client),
-                    exclude: &[],
-                };
-                picked = self.selector.pick(&view, &again, &mut self.decide);
-            }
-            let Some(backend) = picked else {
-                let outcome = match request.last_failure {
-                    Some(kind) => Outcome::Failed(kind),
-                    None => Outcome::NoBackend,
-                };
-                return self.finish(slot, now, outcome);
-            };
-            let (admission, transition) = self.fleet[backend].admit(at);
-            self.transition(backend, transition, now);
-            // Eligibility was judged at this very instant, so nothing can have taken the
-            // slot or the probe; the daemon's refusal path is kept for fidelity.
-            if admission == Admission::Rejected || !self.fleet[backend].has_room() {
-                self.fleet[backend].release(admission);
-                refusals += 1;
-                if refusals > self.fleet.len() {
-                    return self.finish(slot, now, Outcome::NoBackend);
-                }
-                self.requests[slot].tried.push(backend);
-                continue;
-            }
-            return self.start(slot, backend, admission, now);
-        }
-    }
-
-    fn start(&mut self, slot: usize, backend: usize, admission: Admission, now: u64) {
-        let token = self.token();
-        let request = &mut self.requests[slot];
-        request.token = token;
-        request.current = Some(Current {
-            backend,
-            admission,
-            in_service: false,
-            deadline_set: false,
-            status: 0,
-        });
-        let deadline = request.deadline;
-        let node = &mut self.fleet[backend];
-        node.in_flight += 1;
-        self.recorder.attempt(backend, now, node.in_flight);
-        if !node.up {
-            return self.attempt_failed(slot, now, FailureKind::ConnectRefused);
-        }
-        if node.has_server() {
-            self.serve(slot, now);
-        } else {
-            node.queue.push_back((slot, token));
-            if let Some(current) = &mut self.requests[slot].current {
-                current.deadline_set = true;
-            }
-            let slot = u32::try_from(slot).unwrap_or(u32::MAX);
-            self.schedule(deadline, What::Deadline { slot, token });
-        }
-    }
-
-    /// The backend starts working on the request's attempt.
-    fn serve(&mut self, slot: usize, now: u64) {
-        let request = &mut self.requests[slot];
-        let Some(current) = &mut request.current else {
-            return;
-        };
-        let node = &mut self.fleet[current.backend];
-        node.busy += 1;
-        let latency = node.latency(&mut self.behave);
-        current.status = if node.error_rate > 0.0 && unit(&mut self.behave) < node.error_rate {
-            node.error_status
-        } else {
-            200
-        };
-        current.in_service = true;
-        let done = now.saturating_add(latency);
-        let (token, deadline, deadline_set) =
-            (request.token, request.deadline, current.deadline_set);
-        current.deadline_set = true;
-        let slot = u32::try_from(slot).unwrap_or(u32::MAX);
-        if done < deadline {
-            self.schedule(done, What::Done { slot, token });
-        } else if !deadline_set {
-            self.schedule(deadline, What::Deadline { slot, token });
-        }
-    }
-
-    /// Ends the request's current attempt at its backend: frees the server (starting the
-    /// next one queued) and the in-flight slot. Returns the attempt.
-    fn end_attempt(&mut self, slot: usize, now: u64) -> Option<Current> {
-        let current = self.requests[slot].current.take()?;
-        let node = &mut self.fleet[current.backend];
-        node.in_flight -= 1;
-        if current.in_service {
-            node.busy -= 1;
-            while let Some((next, token)) = self.fleet[current.backend].queue.pop_front() {
-                let waiting = &self.requests[next];
-                if waiting.token == token && waiting.current.is_some_and(|c| !c.in_service) {
-                    self.serve(next, now);
-                    break;
-                }
-            }
-        }
-        Some(current)
-    }
-
-    /// The backend answered.
-    fn answered(&mut self, slot: usize, now: u64) {
-        let Some(current) = self.end_attempt(slot, now) else {
-            return;
-        };
-        let (backend, status) = (current.backend, current.status);
-        let success = status < 500;
-        self.record(backend, current.admission, success, now);
-        if success {
-            return self.finish(slot, now, Outcome::Answered { backend, status });
-        }
-        let kind = FailureKind::Status(status);
-        self.recorder.attempt_failed(backend, kind);
-        let wanted = self.retry.retry_on().iter().any(|c| kind.matches(c));
-        if !wanted || !self.may_retry(slot) {
-            return self.finish(slot, now, Outcome::Answered { backend, status });
-        }
-        match self.decide(slot, kind, now) {
-            Some(backoff) => self.wait(slot, now, backoff, backend, kind),
-            // The kept response is the answer.
-            None => self.finish(slot, now, Outcome::Answered { backend, status }),
-        }
-    }
-
-    /// The attempt failed without an answer: refused, cut, or out of time.
-    fn attempt_failed(&mut self, slot: usize, now: u64, kind: FailureKind) {
-        let Some(current) = self.end_attempt(slot, now) else {
-            return;
-        };
-        self.record(current.backend, current.admission, false, now);
-        self.recorder.attempt_failed(current.backend, kind);
-        if self.may_retry(slot)
-            && let Some(backoff) = self.decide(slot, kind, now)
-        {
-            return self.wait(slot, now, backoff, current.backend, kind);
-        }
-        self.finish(slot, now, Outcome::Failed(kind))
-    }
-
-    fn may_retry(&self, slot: usize) -> bool {
-        let request = &self.requests[slot];
-        request.kind.replayable && request.attempt < self.retry.max_attempts()
-    }
-
-    /// lb-core's decision, counted; the backoff when it says retry.
-    fn decide(&mut self, slot: usize, kind: FailureKind, now: u64) -> Option<Duration> {
-        let request = &self.requests[slot];
-        let failure = AttemptFailure {
-            attempt: request.attempt,
-            kind,
-            idempotent: request.kind.idempotent,
-            body_replayable: request.kind.replayable,
-        };
-        let bucket = request.bucket;
-        let at = self.instant(now);
-        match self
-            .retry
-            .decide(&failure, &self.budget, at, &mut self.decide)
-        {
-            RetryDecision::Retry { backoff } => {
-                self.recorder.retry(bucket);
-                Some(backoff)
-            }
-            RetryDecision::GiveUp(reason) => {
-                self.recorder.gave_up(bucket, reason);
-                None
-            }
-        }
-    }
-
-    /// Waits the backoff before the next attempt, unless it would pass the deadline (504).
-    fn wait(
-        &mut self,
-        slot: usize,
-        now: u64,
-        backoff: Duration,
-        backend: usize,
-        kind: FailureKind,
-    ) {
-        let wake = now.saturating_add(u64::try_from(backoff.as_nanos()).unwrap_or(u64::MAX));
-        if wake >= self.requests[slot].deadline {
-            return self.finish(slot, now, Outcome::Failed(FailureKind::ResponseTimeout));
-        }
-        let token = self.token();
-        let request = &mut self.requests[slot];
-        request.token = token;
-        request.tried.push(backend);
-        request.attempt += 1;
-        request.last_failure = Some(kind);
-        let slot = u32::try_from(slot).unwrap_or(u32::MAX);
-        self.schedule(wake, What::Retry { slot, token });
-    }
-
-    fn finish(&mut self, slot: usize, now: u64, outcome: Outcome) {
-        let request = &mut self.requests[slot];
-        let latency = now.saturating_sub(request.arrival);
-        let bucket = request.bucket;
-        request.token = 0;
-        request.current = None;
-        self.free.push(u32::try_from(slot).unwrap_or(u32::MAX));
-        self.live -= 1;
-        self.recorder.finish(bucket, latency, outcome);
-    }
-
-    /// Feeds an attempt's outcome to the backend's breaker.
-    fn record(&mut self, backend: usize, admission: Admission, success: bool, now: u64) {
-        let at = self.instant(now);
-        let transition = self.fleet[backend].record(admission, success, at);
-        self.transition(backend, transition, now);
-    }
-
-    fn transition(&mut self, backend: usize, transition: Option<Transition>, now: u64) {
-        if let Some(t) = transition {
-            self.recorder.happened(
-                now,
-                Happening::Breaker {
-                    backend,
-                    from: t.from,
-                    to: t.to,
-                    open_for: t.open_for,
-                },
-            );
-        }
     }
 
     fn probe(&mut self, backend: usize, now: u64) {

@@ -44,13 +44,15 @@
 //! - `traffic`: arrivals by inverting the integrated rate.
 //! - `latency`: the latency distributions.
 //! - `fleet`: a simulated backend, the balancer's state beside the backend's.
-//! - `engine`: the event loop.
+//! - `engine`: the event loop, probes and scenario events.
+//! - `path`: one request's path through pick, breaker, backend, retry.
 //! - `stats` and [`report`]: counting, and the report built from the counts.
 
 mod engine;
 mod fleet;
 mod latency;
 mod parse;
+mod path;
 pub mod report;
 pub mod scenario;
 mod stats;
