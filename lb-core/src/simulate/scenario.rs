@@ -268,6 +268,12 @@ impl Scenario {
         }
     }
 
+    /// Requests the traffic asks for: the scheduled rate integrated over the duration (the
+    /// Poisson arrivals of a run vary around it).
+    pub fn expected_requests(&self) -> f64 {
+        super::traffic::RateCurve::new(&self.traffic, self.duration).total()
+    }
+
     /// Checks that every backend the scenario names is in `backend_names` (the
     /// configuration's), so a typo does not silently leave a backend at the defaults.
     ///
