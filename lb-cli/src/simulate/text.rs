@@ -108,6 +108,36 @@ fn headline(out: &mut String, setting: &Setting<'_>, report: &Report) {
             report.bucket_ms * column_buckets(report) as u64
         )),
     );
+    let _ = writeln!(out, "{}", mix(s));
+}
+
+/// The request mix in one line: `mix: 90% GET, 10% POST with 2KiB bodies; 90% may be retried
+/// after reaching a backend`.
+fn mix(scenario: &Scenario) -> String {
+    use lb_core::retry::is_idempotent;
+    use lb_core::simulate::scenario::REPLAY_BUFFER_BYTES;
+    let total: f64 = scenario.requests.iter().map(|k| k.share).sum();
+    let share = |k: &lb_core::simulate::scenario::RequestKind| {
+        100.0 * k.share / total.max(f64::MIN_POSITIVE)
+    };
+    let kinds: Vec<String> = scenario
+        .requests
+        .iter()
+        .map(|k| match k.body_bytes {
+            0 => format!("{:.0}% {}", share(k), k.method),
+            bytes => format!("{:.0}% {} with {bytes}-byte bodies", share(k), k.method),
+        })
+        .collect();
+    let retryable: f64 = scenario
+        .requests
+        .iter()
+        .filter(|k| is_idempotent(&k.method) && k.body_bytes <= REPLAY_BUFFER_BYTES)
+        .map(share)
+        .sum();
+    format!(
+        "mix: {}; {retryable:.0}% may be retried after reaching a backend",
+        kinds.join(", ")
+    )
 }
 
 /// Buckets per chart column (the first column's; columns differ by at most one bucket).

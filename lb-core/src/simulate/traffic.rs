@@ -247,6 +247,10 @@ impl<R: Rng> Iterator for ArrivalStream<R> {
     type Item = Arrival;
 
     fn next(&mut self) -> Option<Arrival> {
+        if self.kinds.is_empty() {
+            // A scenario built by hand with no request kinds sends nothing.
+            return None;
+        }
         let target = self.target;
         let segment = loop {
             let segment = *self.curve.segments.get(self.segment)?;

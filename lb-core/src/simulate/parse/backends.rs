@@ -57,6 +57,15 @@ fn latency(w: &mut Walker<'_>, spanned: &Spanned, path: &str) -> Option<Latency>
             }
         };
     }
+    if let Node::Null = spanned.node {
+        w.report(
+            spanned.pos,
+            path,
+            Problem::new("expected a duration or a distribution, found nothing")
+                .hint("like 20ms or {lognormal: {median: 20ms, p99: 200ms}}"),
+        );
+        return None;
+    }
     let s = w.section(Some(spanned), path, &KINDS);
     let given: Vec<&str> = KINDS.into_iter().filter(|k| s.get(k).is_some()).collect();
     let [kind] = given[..] else {
@@ -333,7 +342,7 @@ fn event(w: &mut Walker<'_>, item: &Spanned, path: &str, end: Option<Duration>) 
     actions.extend(health.value.map(Action::Health));
     let flap = w.get(&s, "flap", None, |n| duration(false)(n).map(Some));
     actions.extend(flap.value.map(Action::Flap));
-    let all_read = [
+    let understood = [
         !contradiction,
         down.ok,
         up.ok,
@@ -342,7 +351,7 @@ fn event(w: &mut Walker<'_>, item: &Spanned, path: &str, end: Option<Duration>) 
         health.ok,
         flap.ok,
     ];
-    if actions.is_empty() && all_read.iter().all(|ok| *ok) {
+    if actions.is_empty() && understood.iter().all(|ok| *ok) {
         w.report(
             item.pos,
             path,

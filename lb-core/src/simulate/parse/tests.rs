@@ -169,6 +169,9 @@ fn every_error_is_located() {
                (hint: a higher percentile cannot be faster)",
               "s.yaml:4:49: defaults.latency.percentiles.p100: \"p100\" is not a percentile \
                (hint: min, max, or p followed by a number between 0 and 100, like p99.9)"]),
+        (format!("{D}traffic: {{rate: 1}}\ndefaults:\n  latency:\n"),
+         vec!["s.yaml:4:10: defaults.latency: expected a duration or a distribution, found nothing \
+               (hint: like 20ms or {lognormal: {median: 20ms, p99: 200ms}})"]),
         (format!("{D}traffic: {{rate: 1}}\nbackends:\n  b:\n    events: [{{at: 2m, down: true}}]\n"),
          vec!["s.yaml:5:19: backends.b.events[0].at: 2m is not before the end of the scenario (1m)"]),
         (format!("{D}traffic: {{rate: 1}}\nbackends:\n  b:\n    events: [{{at: 1s, down: true, up: true}}]\n"),
