@@ -16,8 +16,8 @@
 //! - attempt shares within 5 percentage points per backend, over the whole run and for `b1`
 //!   over its slow window: least_connections breaks ties at random, and it reads in-flight
 //!   counts that in the daemon include the network, the balancer and a debug build's
-//!   overheads (about a millisecond a request), which the model leaves out (measured
-//!   differences so far: at most 2 points);
+//!   overheads (about a millisecond a request), which the model leaves out (seven runs
+//!   differed by at most 2.5 points);
 //! - failed attempts at `b2`, retries and client errors within 3: each is a handful (about
 //!   five) decided by which requests are in flight when the breaker moves, and a request in
 //!   flight across a transition lands on either side;
