@@ -69,7 +69,7 @@ pub fn run(request: &Request, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let Some(scenario) = load_scenario(&request.scenario, err) else {
         return EXIT_FAILED;
     };
-    let seed = request.seed.unwrap_or(scenario.0.seed);
+    let seed = request.seed.unwrap_or(scenario.scenario.seed);
     // The one clock read: time zero of the virtual clock. Nothing depends on its value.
     let base = Instant::now();
     let mut reports = Vec::new();
@@ -82,15 +82,16 @@ pub fn run(request: &Request, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         }
     }
     let setting = Setting {
-        path: &scenario.2,
-        scenario: &scenario.0,
+        path: &scenario.file,
+        scenario: &scenario.scenario,
         seed,
     };
     let runs: Vec<Run<'_>> = reports
         .iter()
         .map(|(config, report)| Run { config, report })
         .collect();
-    let written = match (request.format, runs.as_slice()) {
+    // A closed pipe is not a failed simulation: write errors are ignored.
+    let _ = match (request.format, runs.as_slice()) {
         (SimulateFormat::Text, [one]) => out.write_all(text::single(one, &setting).as_bytes()),
         (SimulateFormat::Text, [a, b, ..]) => {
             out.write_all(text::side_by_side(a, b, &setting).as_bytes())
@@ -98,8 +99,6 @@ pub fn run(request: &Request, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         (SimulateFormat::Json, runs) => writeln!(out, "{:#}", to_json(runs, &setting)),
         (SimulateFormat::Text, []) => Ok(()),
     };
-    // A closed pipe is not a failed simulation.
-    let _ = written;
     EXIT_OK
 }
 
@@ -132,8 +131,15 @@ fn load_config(path: &Path, err: &mut dyn Write) -> Option<Config> {
     report.config
 }
 
-/// The scenario, its source text and its name, or its errors written to `err`.
-fn load_scenario(path: &Path, err: &mut dyn Write) -> Option<(Scenario, Option<String>, String)> {
+/// A scenario with what its error messages need: its text and its name.
+struct Loaded {
+    scenario: Scenario,
+    source: Option<String>,
+    file: String,
+}
+
+/// The scenario, or its errors written to `err`.
+fn load_scenario(path: &Path, err: &mut dyn Write) -> Option<Loaded> {
     let file = path.display().to_string();
     let bytes = match check::read(path) {
         Ok(bytes) => bytes,
@@ -144,7 +150,11 @@ fn load_scenario(path: &Path, err: &mut dyn Write) -> Option<(Scenario, Option<S
     };
     let source = std::str::from_utf8(&bytes).ok().map(str::to_owned);
     match parse_scenario_bytes(&bytes, path) {
-        Ok(scenario) => Some((scenario, source, file)),
+        Ok(scenario) => Some(Loaded {
+            scenario,
+            source,
+            file,
+        }),
         Err(errors) => {
             for error in &errors {
                 let finding = Finding::from(error);
@@ -165,13 +175,17 @@ fn count(n: usize) -> String {
 /// scenario's lines.
 fn simulate(
     config: &Config,
-    scenario: &(Scenario, Option<String>, String),
+    loaded: &Loaded,
     config_path: &Path,
     base: Instant,
     seed: u64,
     err: &mut dyn Write,
 ) -> Option<Report> {
-    let (scenario, source, file) = scenario;
+    let Loaded {
+        scenario,
+        source,
+        file,
+    } = loaded;
     if let Err(errors) = scenario.check_against(config.backends.iter().map(|b| b.name.as_str())) {
         for error in &errors {
             let finding = Finding::from(error);

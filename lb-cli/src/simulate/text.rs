@@ -169,6 +169,7 @@ pub fn single(run: &Run<'_>, setting: &Setting<'_>) -> String {
         c.successes,
         percent(c.successes, c.requests)
     );
+    // The comparison's cause rows (indented labels), read for this one run.
     let causes: Vec<String> = compare::clients(r, r)
         .into_iter()
         .filter(|row| row.metric.starts_with("  ") && !row.is_nothing())
