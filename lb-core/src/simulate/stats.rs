@@ -12,6 +12,7 @@ use crate::breaker::BreakerState;
 use crate::health::HealthStatus;
 use crate::retry::{FailureKind, GiveUpReason};
 
+use super::parse::MAX_BUCKETS;
 use super::scenario::Action;
 
 /// Sub-buckets per power of two, as a power of two.
@@ -162,15 +163,18 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
+    /// Counts for a run of `duration` in buckets of `bucket`, widened if need be so there are
+    /// at most [`MAX_BUCKETS`] (validation already refuses more; a scenario built by hand is
+    /// not refused, but must not exhaust memory).
     pub(crate) fn new(duration: Duration, bucket: Duration, backends: usize) -> Recorder {
-        let bucket_nanos = u64::try_from(bucket.as_nanos()).unwrap_or(u64::MAX).max(1);
-        let count = usize::try_from(
-            u64::try_from(duration.as_nanos())
-                .unwrap_or(u64::MAX)
-                .div_ceil(bucket_nanos),
-        )
-        .unwrap_or(1)
-        .max(1);
+        let duration_nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        let bucket_nanos = u64::try_from(bucket.as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(duration_nanos.div_ceil(MAX_BUCKETS))
+            .max(1);
+        let count = usize::try_from(duration_nanos.div_ceil(bucket_nanos))
+            .unwrap_or(1)
+            .max(1);
         Recorder {
             bucket_nanos,
             buckets: vec![Counts::default(); count],
@@ -294,6 +298,19 @@ mod tests {
             assert!(got >= want && got - want <= want / 64, "q {q}: {got}");
         }
         assert_eq!(quantile(&counts, 0, 0, 0.5), 0);
+    }
+
+    #[test]
+    fn too_many_buckets_are_widened() {
+        let day = Duration::from_secs(86_400);
+        let recorder = Recorder::new(day, Duration::from_nanos(1), 3);
+        assert_eq!(recorder.buckets.len() as u64, MAX_BUCKETS);
+        assert_eq!(recorder.bucket_nanos(), 86_400_000_000);
+        let fine = Recorder::new(Duration::from_secs(10), Duration::from_secs(1), 3);
+        assert_eq!(
+            (fine.buckets.len(), fine.bucket_nanos()),
+            (10, 1_000_000_000)
+        );
     }
 
     #[test]
