@@ -9,9 +9,9 @@
 //! [`CircuitBreaker`](crate::breaker::CircuitBreaker)s, [`RetryPolicy`](crate::retry::RetryPolicy)
 //! and [`RetryBudget`], [`HealthTracker`](crate::health::HealthTracker)s
 //! and the `max_connections` limit — can be driven by a scenario instead of by sockets: a
-//! million requests take about a second, with no sleeping, and the same seed gives the same
-//! report. Nothing is re-implemented here but the world around those decisions: when requests
-//! arrive, how long a backend takes, when it fails.
+//! million requests take about a quarter of a second, with no sleeping, and the same seed
+//! gives the same report. Nothing is re-implemented here but the world around those
+//! decisions: when requests arrive, how long a backend takes, when it fails.
 //!
 //! # How
 //! A [`Scenario`] (parsed and validated like a configuration, every error at `file:line:col`)
