@@ -9,6 +9,7 @@ use crate::check::{self, FileReport};
 use crate::init::{self, InitError};
 use crate::render;
 use crate::show::{self, ShowFormat};
+use crate::simulate::{self, SimulateFormat};
 
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
@@ -73,6 +74,25 @@ pub enum Command {
         #[arg(long, value_name = "URL", default_value = lb_tui::scrape::DEFAULT_URL)]
         metrics: String,
     },
+    /// See what a configuration does to traffic: run it on a scenario in virtual time.
+    #[command(after_help = EXIT_CODES)]
+    Simulate {
+        /// The configuration to simulate.
+        #[arg(value_name = "CONFIG")]
+        config: PathBuf,
+        /// The scenario: traffic, and how each backend behaves over time (.yaml or .json).
+        #[arg(long, value_name = "FILE")]
+        scenario: PathBuf,
+        /// Also run this configuration on the same scenario and seed, and compare.
+        #[arg(long, value_name = "OTHER_CONFIG")]
+        against: Option<PathBuf>,
+        /// The random seed (default: the scenario's `seed`, else 1).
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+        /// Output format; json is for scripts.
+        #[arg(long, value_enum, default_value_t = SimulateFormat::Text)]
+        format: SimulateFormat,
+    },
 }
 
 /// Output of `check`.
@@ -97,6 +117,22 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Show { file, format } => run_show(&file, format, out, err),
         Command::Init { path, force } => run_init(&path, force, out, err),
         Command::Status { metrics } => crate::status::run(&metrics, out, err),
+        Command::Simulate {
+            config,
+            scenario,
+            against,
+            seed,
+            format,
+        } => {
+            let request = simulate::Request {
+                config,
+                scenario,
+                against,
+                seed,
+                format,
+            };
+            simulate::run(&request, out, err)
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 //! It checks files as precisely as a compiler (every error with line, column, field, the
 //! source line and a caret; warnings for settings that are valid but likely wrong), prints
 //! the effective configuration with every default filled in, and writes a commented starter
-//! file; `status` prints a running daemon's backends from its metrics endpoint.
+//! file; `status` prints a running daemon's backends from its metrics endpoint; `simulate`
+//! runs a configuration on a scenario in virtual time and reports what traffic would see.
 //!
 //! The checking itself is `lb_core::config`'s pipeline; this crate reads files, turns the
 //! results into reports and renders them, so everything but the file reads is unit-tested
@@ -16,6 +17,7 @@
 //! - [`show`]: the effective configuration as YAML or JSON.
 //! - [`init`]: the commented starter configuration.
 //! - [`status`]: a one-shot table of a running daemon's backends (via `lb-tui`'s model).
+//! - [`simulate`]: what a configuration does to traffic, from `lb_core::simulate`.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -24,6 +26,7 @@ pub mod cli;
 pub mod init;
 pub mod render;
 pub mod show;
+pub mod simulate;
 pub mod status;
 
 pub use cli::{Cli, run};

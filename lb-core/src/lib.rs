@@ -11,6 +11,8 @@
 //! - [`retry`]: the retry decision, backoff with jitter, and the retry budget.
 //! - [`health`]: per-backend health hysteresis from active checks.
 //! - [`net`]: CIDR ranges and the client-address rule for `X-Forwarded-For`.
+//! - [`simulate`]: a discrete-event simulation of a configuration under a scenario, driving
+//!   the decision code above in virtual time.
 //!
 //! # Using it as a library
 //!
@@ -68,3 +70,4 @@ pub mod config;
 pub mod health;
 pub mod net;
 pub mod retry;
+pub mod simulate;

@@ -103,7 +103,7 @@ pub(crate) async fn handle(
             .unwrap_or("-");
         println!("{} {} {id}", req.method(), req.uri().path());
     }
-    if let Some(latency) = shared.latency {
+    if let Some(latency) = shared.latency() {
         tokio::time::sleep(latency).await;
     }
     if shared.should_fail() {

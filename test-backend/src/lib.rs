@@ -20,7 +20,8 @@
 //! | `/bytes/{n}` | `n` bytes (≤ 1 GiB), byte `i` = `i % 251` ([`pattern_byte`]) |
 //! | anything else | 404 |
 //!
-//! Fault injection (`fail_rate`, `latency`) applies to every path except `/health`.
+//! Fault injection (`fail_rate`, `latency`) applies to every path except `/health`; both can be
+//! changed at run time ([`RunningBackend::set_fail_rate`], [`RunningBackend::set_latency`]).
 //!
 //! Layout:
 //! - `body`: the response body type, the `/bytes` pattern and the FNV-1a checksum;
@@ -93,7 +94,8 @@ pub(crate) struct Shared {
     healthy: AtomicBool,
     /// `f64` bits of the failure probability, changeable at run time.
     fail_rate: AtomicU64,
-    latency: Option<Duration>,
+    /// Added delay in nanoseconds (0: none), changeable at run time.
+    latency: AtomicU64,
     log_requests: bool,
     stats: Arc<BackendStats>,
 }
@@ -153,6 +155,17 @@ impl RunningBackend {
             .store(clamp_rate(p).to_bits(), Relaxed);
     }
 
+    /// Changes the delay added before answering every non-health request; zero removes it.
+    /// Requests already waiting keep the delay they started with.
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.latency.store(latency_nanos(latency), Relaxed);
+    }
+
+    /// The delay added before answering every non-health request, if any.
+    pub fn latency(&self) -> Option<Duration> {
+        self.shared.latency()
+    }
+
     /// Stops the backend: the listener is closed (new connections are refused) and open connections,
     /// including requests in progress, are aborted. Returns once the listener is closed.
     pub async fn shutdown(mut self) {
@@ -176,6 +189,21 @@ impl RunningBackend {
 impl Drop for RunningBackend {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A delay as stored: nanoseconds, saturating at about 584 years.
+fn latency_nanos(latency: Duration) -> u64 {
+    u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl Shared {
+    /// The added delay, if any.
+    pub(crate) fn latency(&self) -> Option<Duration> {
+        match self.latency.load(Relaxed) {
+            0 => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        }
     }
 }
 
@@ -221,7 +249,7 @@ pub async fn spawn(listener: TcpListener, options: BackendOptions) -> RunningBac
         header,
         healthy: AtomicBool::new(true),
         fail_rate: AtomicU64::new(clamp_rate(options.fail_rate).to_bits()),
-        latency: options.latency.filter(|d| !d.is_zero()),
+        latency: AtomicU64::new(latency_nanos(options.latency.unwrap_or_default())),
         log_requests: options.log_requests,
         stats: Arc::new(BackendStats::default()),
     });

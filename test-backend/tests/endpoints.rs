@@ -400,6 +400,25 @@ async fn latency_delays_requests() {
 }
 
 #[tokio::test]
+async fn latency_changes_at_run_time() {
+    let b = named("slow").await;
+    assert_eq!(b.latency(), None);
+    b.set_latency(Duration::from_millis(40));
+    assert_eq!(b.latency(), Some(Duration::from_millis(40)));
+    let started = tokio::time::Instant::now();
+    assert_eq!(get(b.addr(), "/").await.status, StatusCode::OK);
+    assert!(started.elapsed() >= Duration::from_millis(40));
+    // The health endpoint is never delayed: its answer does not wait for the 60 s.
+    b.set_latency(Duration::from_secs(60));
+    let health = tokio::time::timeout(Duration::from_secs(30), get(b.addr(), "/health"))
+        .await
+        .expect("/health is not delayed");
+    assert_eq!(health.status, StatusCode::OK);
+    b.set_latency(Duration::ZERO);
+    assert_eq!(b.latency(), None);
+}
+
+#[tokio::test]
 async fn in_flight_counts_concurrent_requests_and_drops_on_abort() {
     let b = named("if").await;
     // A completed request is no longer in flight by the time its response arrives.

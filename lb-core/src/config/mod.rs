@@ -22,14 +22,15 @@
 mod duration;
 mod error;
 mod model;
-mod node;
+pub(crate) mod node;
 mod validate;
-mod walk;
+pub(crate) mod walk;
 mod warnings;
 
 use std::path::Path;
 
 pub use duration::{format_duration, parse_duration};
+pub(crate) use error::closest;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     BackendConfig, CircuitBreakerConfig, Config, DEFAULT_MAX_CONNECTIONS, HealthCheckConfig,
@@ -103,6 +104,18 @@ pub fn parse(source: &str, format: Format, origin: &str) -> Result<Config, Confi
 /// One error for an unknown extension, an empty file or bytes that are not UTF-8 text;
 /// otherwise as [`parse`].
 pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Config, ConfigErrors> {
+    let (text, format, origin) = decode(bytes, path, "it needs at least a `backends` list")?;
+    parse(text, format, &origin)
+}
+
+/// The file-level checks every input file goes through before its syntax is read: the format
+/// from the extension, not empty (`empty_hint` says what the file needs), UTF-8 text without
+/// NUL bytes. Returns the text, its format and the origin to name in messages.
+pub(crate) fn decode<'b>(
+    bytes: &'b [u8],
+    path: &Path,
+    empty_hint: &str,
+) -> Result<(&'b str, Format, String), ConfigErrors> {
     let origin = path.display().to_string();
     let Some(format) = Format::from_path(path) else {
         let found = path
@@ -119,30 +132,27 @@ pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Config, ConfigErrors> {
         return Err(document_error(
             &origin,
             "the file is empty",
-            Some("it needs at least a `backends` list"),
+            Some(empty_hint),
         ));
     }
-    let text = match std::str::from_utf8(bytes) {
-        Ok(text) if !text.contains('\0') => text,
-        Ok(_) => {
-            return Err(document_error(
-                &origin,
-                "the file contains NUL bytes; is it a binary file?",
-                None,
-            ));
-        }
+    match std::str::from_utf8(bytes) {
+        Ok(text) if !text.contains('\0') => Ok((text, format, origin)),
+        Ok(_) => Err(document_error(
+            &origin,
+            "the file contains NUL bytes; is it a binary file?",
+            None,
+        )),
         Err(error) => {
             let message = format!(
                 "the file is not UTF-8 text (bad byte at offset {}); is it a binary file?",
                 error.valid_up_to()
             );
-            return Err(document_error(&origin, &message, None));
+            Err(document_error(&origin, &message, None))
         }
-    };
-    parse(text, format, &origin)
+    }
 }
 
-fn document_error(origin: &str, message: &str, hint: Option<&str>) -> ConfigErrors {
+pub(crate) fn document_error(origin: &str, message: &str, hint: Option<&str>) -> ConfigErrors {
     ConfigErrors::single(ConfigError {
         file: origin.to_owned(),
         line: None,
