@@ -88,7 +88,11 @@ fn forwarded_head_parses_back(head: &RequestHead) {
     let status = parsed
         .parse(&written)
         .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&written)));
-    assert_eq!(status, httparse::Status::Complete(written.len()), "one head, nothing after it");
+    assert_eq!(
+        status,
+        httparse::Status::Complete(written.len()),
+        "one head, nothing after it"
+    );
     assert_eq!(parsed.method, Some(head.parts.method.as_str()));
     assert_eq!(parsed.version, Some(1));
     let values = |name: &str| -> Vec<&[u8]> {

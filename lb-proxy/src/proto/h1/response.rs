@@ -200,9 +200,13 @@ pub fn parse(
         _ => connection.keep_alive,
     };
     let (body, reusable) = framing(version, status, expect_body, codings, declared_length)?;
+    // httparse hands out a reason phrase that is not UTF-8 (obs-text) as a static "", which
+    // does not lie in the buffer: only a phrase that does is kept.
     let reason = response
         .reason
-        .map_or(0..0, |reason| range(reason.as_bytes()));
+        .map(str::as_bytes)
+        .filter(|reason| buffer.as_ptr_range().contains(&reason.as_ptr()))
+        .map_or(0..0, range);
     Ok(Some(Parsed {
         length,
         head: ResponseHead {
