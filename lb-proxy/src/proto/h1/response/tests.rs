@@ -218,6 +218,17 @@ fn the_reason_phrase_is_kept() {
     assert_eq!(head.status, 299);
 }
 
+#[test]
+fn a_reason_phrase_of_obs_text_is_dropped() {
+    // A fuzz finding: httparse hands such a phrase out as a "" outside the buffer.
+    let wire = b"HTTP/1.1 299 \xff\xfeOK\r\nContent-Length: 0\r\n\r\n".to_vec();
+    let parsed = parse(&wire, true, MAX).unwrap().unwrap();
+    let length = parsed.length;
+    let head = parsed.into_head(Bytes::copy_from_slice(&wire[..length]));
+    assert_eq!(head.reason(), b"");
+    assert_eq!(head.status, 299);
+}
+
 proptest! {
     #[test]
     fn arbitrary_heads_never_panic_the_parser(
