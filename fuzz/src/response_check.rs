@@ -6,7 +6,7 @@ use http::{StatusCode, Version};
 use lb_proxy::proto::h1::fields::{ConnectionTokens, FieldKind};
 use lb_proxy::proto::h1::framing::{Framing, client_framing};
 use lb_proxy::proto::h1::response::parse;
-use lb_proxy::proto::h1::write::{ClientHead, ConnectionField, write_response_head};
+use lb_proxy::proto::h1::write::{ClientHead, ConnectionField, FramingField, write_response_head};
 
 /// Checks one input; panics on a violated property.
 pub fn check(data: &[u8]) {
@@ -59,17 +59,50 @@ pub fn check(data: &[u8]) {
                     connection: ConnectionField::Close,
                 },
             );
-            let again = parse(&out, expect_body, usize::MAX)
-                .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&out)))
-                .expect("a complete head");
-            assert_eq!(again.length, out.len());
-            let again = again.into_head(bytes::Bytes::from(out));
+            // Read back by httparse (hyper's parser) with room for the fields the balancer
+            // adds: the head sent holds up to three more than the backend's, so the client's
+            // own limit on the count, not ours, applies to it.
+            let mut slots = [httparse::EMPTY_HEADER; 256];
+            let mut again = httparse::Response::new(&mut slots);
+            let status = again
+                .parse(&out)
+                .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&out)));
+            assert_eq!(
+                status,
+                httparse::Status::Complete(out.len()),
+                "one head, nothing after it"
+            );
+            assert_eq!(again.code, Some(head.status.as_u16()));
+            let values = |name: &str| -> Vec<&[u8]> {
+                again
+                    .headers
+                    .iter()
+                    .filter(|field| field.name.eq_ignore_ascii_case(name))
+                    .map(|field| field.value)
+                    .collect()
+            };
+            let lengths = values("content-length");
+            let codings = values("transfer-encoding");
+            match framing.field {
+                FramingField::None => assert!(lengths.is_empty() && codings.is_empty()),
+                FramingField::Length(length) => {
+                    assert!(codings.is_empty());
+                    assert_eq!(lengths, [length.to_string().as_bytes()]);
+                }
+                FramingField::Chunked => {
+                    assert!(lengths.is_empty());
+                    assert_eq!(codings, [&b"chunked"[..]]);
+                    assert_eq!(version, Version::HTTP_11, "chunked to an HTTP/1.0 client");
+                }
+            }
+            if framing.body == Framing::UntilClose {
+                assert!(framing.close, "a body delimited by the close must close");
+            }
             let status_has_body = !(head.status.is_informational()
                 || head.status == StatusCode::NO_CONTENT
                 || head.status == StatusCode::NOT_MODIFIED);
-            if expect_body && status_has_body {
-                let close_delimited = framing.body == Framing::UntilClose;
-                assert_eq!(again.body, framing.body, "{close_delimited}");
+            if !expect_body || !status_has_body {
+                assert_eq!(framing.body, Framing::NONE, "a body where none may be");
             }
         }
     }
