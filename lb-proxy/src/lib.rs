@@ -6,35 +6,26 @@
 //! healthy are all `lb-core`'s calls.
 //!
 //! # Layout
-//! - [`server`]: the [`Daemon`]: listeners, connection limit, graceful shutdown, and each client
-//!   connection's HTTP/1 loop over the codec (hyper's server for h2c).
-//! - [`proto`]: the pure HTTP/1.1 codec: head parsing and validation, framing, chunked coding,
-//!   head writers.
-//! - [`forward`]: the request path (pick, guard, forward, record, retry or answer).
-//! - [`reply`], [`body`]: what the request path answers, and the bodies by direction.
-//! - [`backend`]: per-backend live state: in-flight slots, health flag, breaker, metric handles.
-//! - [`runtime`]: the atomic snapshot of config, backends, selector and retry policy.
-//! - [`upstream`]: the per-backend pool of keep-alive connections and the exchange on them.
-//! - [`health`]: the active health checker.
-//! - [`metrics`]: the Prometheus families and their endpoint.
-//! - [`client`], [`timed_io`], [`clock`]: what a connection knows of its client, its timers,
-//!   and the data plane's clock.
-//! - [`demo`]: the `--demo` fleet.
+//! Layers import downward only ([docs/data-plane.md](../docs/data-plane.md) draws them):
+//! - [`daemon`]: start, wiring, stop; [`listener`]: the accept loop and connection permits.
+//! - `conn`: one client connection — its timers, our HTTP/1.1 loop over the codec, hyper's
+//!   server for h2c.
+//! - `proxy`: the request path — prepare, attempt, settle, respond.
+//! - `runtime`: the live snapshot of config, backends, selector, retry policy and budget.
+//! - `upstream`: backends, their pools and connections, the health checker.
+//! - Leaves any layer may use: [`proto`] (the pure HTTP/1.1 codec), `metrics`, [`shutdown`],
+//!   `clock`.
 #![forbid(unsafe_code)]
 
-pub mod backend;
-pub mod body;
-pub mod client;
-pub mod clock;
-pub mod demo;
-pub mod forward;
-pub mod health;
-pub mod metrics;
+mod clock;
+mod conn;
+pub mod daemon;
+mod listener;
+mod metrics;
 pub mod proto;
-pub mod reply;
-pub mod runtime;
-pub mod server;
-pub mod timed_io;
-pub mod upstream;
+mod proxy;
+mod runtime;
+pub mod shutdown;
+mod upstream;
 
-pub use server::{Daemon, StartError};
+pub use daemon::{Daemon, StartError, Stopper};

@@ -6,7 +6,6 @@
 //! by [`serve`] on its own listener.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -21,7 +20,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 /// Latency buckets in seconds: 0.5 ms to 30 s, dense where a healthy fleet answers.
 const DURATION_BUCKETS: [f64; 16] = [
@@ -429,7 +427,7 @@ pub async fn serve(
     listener: TcpListener,
     path: String,
     metrics: Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: Arc<crate::shutdown::Shutdown>,
 ) {
     let path: Arc<str> = path.into();
     loop {
@@ -442,7 +440,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = crate::server::stop_requested(&mut shutdown) => return,
+            _ = shutdown.started() => return,
         };
         let metrics = metrics.clone();
         let path = path.clone();
@@ -479,9 +477,4 @@ fn answer(request: &Request<Incoming>, path: &str, metrics: &Metrics) -> Respons
         http::HeaderValue::from_static(prometheus_client::encoding::prometheus_text::CONTENT_TYPE),
     );
     response
-}
-
-/// Binds the metrics listener, with the address in the error.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }

@@ -11,8 +11,9 @@ use lb_core::breaker::{BreakerPolicy, CircuitBreaker};
 use lb_core::config::Config;
 use lb_core::retry::{RetryBudget, RetryPolicy};
 
-use crate::backend::Backend;
 use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use crate::upstream::backend::Backend;
 
 /// Errors building a runtime from a configuration that passed validation but is still unusable.
 #[derive(Debug, thiserror::Error)]
@@ -117,43 +118,8 @@ pub struct Shared {
     pub runtime: ArcSwap<Runtime>,
     /// The metric families.
     pub metrics: Arc<Metrics>,
-    /// Set once shutdown has begun.
-    pub draining: Draining,
-}
-
-/// The shutdown signal as client connections see it: a flag an active connection reads each
-/// time it wakes (its idle timer wakes it at least once a second), and a notification for
-/// connections released while idle, which have nothing else to wake them. Registering every
-/// connection with a channel instead cost two atomic operations and a lock per connection.
-#[derive(Debug, Default)]
-pub struct Draining {
-    started: std::sync::atomic::AtomicBool,
-    notify: tokio::sync::Notify,
-}
-
-impl Draining {
-    /// Starts draining: every connection finishes its request in flight, then closes.
-    pub fn start(&self) {
-        self.started
-            .store(true, std::sync::atomic::Ordering::Release);
-        self.notify.notify_waiters();
-    }
-
-    /// Whether draining has started.
-    pub fn is_started(&self) -> bool {
-        self.started.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Resolves once draining has started.
-    pub async fn started(&self) {
-        let notified = self.notify.notified();
-        tokio::pin!(notified);
-        // Registered before the flag is read, so a start in between is not missed.
-        notified.as_mut().enable();
-        if !self.is_started() {
-            notified.await;
-        }
-    }
+    /// The daemon's shutdown signal.
+    pub shutdown: Arc<Shutdown>,
 }
 
 impl Shared {
@@ -161,13 +127,14 @@ impl Shared {
     pub fn new(
         config: Arc<Config>,
         metrics: Arc<Metrics>,
+        shutdown: Arc<Shutdown>,
         now: Instant,
     ) -> Result<Self, RuntimeError> {
         let runtime = Runtime::build(config.clone(), &metrics, now)?;
         Ok(Self {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
-            draining: Draining::default(),
+            shutdown,
         })
     }
 }

@@ -238,26 +238,17 @@ async fn idle_connections_the_backend_closed_leave_the_pool_while_traffic_is_qui
     let daemon = over(&fake, ONE_ATTEMPT).await;
     let answer = get(&client(), daemon.listen_addr, "/").await;
     assert_eq!(answer.text(), "once");
-    let pool_idle = || daemon.shared.runtime.load().backends[0].pool.idle_count();
+    // The pool as the sweep samples it, once a second: the metric is what an operator sees.
     let sampled =
         || async { metric_sum(&scrape(&daemon).await, "lb_upstream_idle_connections", &[]) };
     assert!(
-        eventually(Duration::from_secs(5), || async { pool_idle() == 1 }).await,
-        "the connection did not go back to the pool"
-    );
-    assert!(
         eventually(Duration::from_secs(5), || async { sampled().await == 1.0 }).await,
-        "lb_upstream_idle_connections did not show the idle connection"
+        "the connection did not go back to the pool"
     );
     // No request comes to check it out: the sweep alone must find the backend's close.
     assert!(
-        eventually(Duration::from_secs(5), || async { pool_idle() == 0 }).await,
-        "a closed idle connection stayed in the pool: {}",
-        pool_idle()
-    );
-    assert!(
         eventually(Duration::from_secs(5), || async { sampled().await == 0.0 }).await,
-        "lb_upstream_idle_connections did not follow the sweep"
+        "a closed idle connection stayed in the pool"
     );
     daemon.shutdown().await;
 }

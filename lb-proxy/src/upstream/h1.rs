@@ -40,7 +40,7 @@ pub enum ExchangeError {
     Response(#[from] ResponseError),
     /// The client's request body failed while it was being sent (the client's fault).
     #[error("the request body failed: {0}")]
-    Upload(#[source] crate::body::BoxError),
+    Upload(#[source] crate::proxy::body::BoxError),
 }
 
 /// One connection to a backend and the bytes read from it but not yet consumed.

@@ -16,10 +16,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::body::ResponseBody;
 use super::h1::{Connection, ExchangeError};
-use crate::body::BoxError;
 use crate::proto::h1::chunked::{CHUNK_END, LAST_CHUNK, push_chunk_size};
 use crate::proto::h1::framing::Framing;
 use crate::proto::h1::response::ResponseHead;
+use crate::proxy::body::BoxError;
 
 /// What is being written of the body: up to three pieces (a chunk's size line, its data, its
 /// CRLF), and how far.

@@ -8,10 +8,10 @@ use lb_core::config::{Config, ConfigErrors, Format};
 use test_backend::{BackendOptions, RunningBackend};
 
 /// How often the demo's third backend flips its health.
-pub const TOGGLE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+pub(crate) const TOGGLE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Starts the three demo backends on loopback ports chosen by the OS.
-pub async fn start_backends() -> std::io::Result<Vec<RunningBackend>> {
+pub(crate) async fn start_backends() -> std::io::Result<Vec<RunningBackend>> {
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
     let mut backends = Vec::with_capacity(3);
     for (name, toggle) in [
@@ -31,7 +31,7 @@ pub async fn start_backends() -> std::io::Result<Vec<RunningBackend>> {
 
 /// The demo configuration over `backends`: round robin, fast health checks, breakers and
 /// retries on, the proxy on 127.0.0.1:8080 and metrics on 127.0.0.1:9090.
-pub fn config(backends: &[RunningBackend]) -> Result<Config, ConfigErrors> {
+pub(crate) fn config(backends: &[RunningBackend]) -> Result<Config, ConfigErrors> {
     let mut yaml = String::from(
         "server:\n  listen: 127.0.0.1:8080\n  shutdown_grace: 5s\n\
          load_balancer:\n  algorithm: round_robin\n\
@@ -51,7 +51,7 @@ pub fn config(backends: &[RunningBackend]) -> Result<Config, ConfigErrors> {
 }
 
 /// What to try, printed once the demo is up.
-pub fn banner(
+pub(crate) fn banner(
     listen: SocketAddr,
     metrics: Option<SocketAddr>,
     backends: &[RunningBackend],
@@ -96,14 +96,14 @@ pub fn banner(
 }
 
 /// How often the demo's own client sends a request.
-pub const TRAFFIC_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+pub(crate) const TRAFFIC_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 /// How often the demo prints where its requests went.
-pub const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Sends the demo's own light traffic (`GET /` every [`TRAFFIC_EVERY`]) through the balancer and
 /// prints, every [`REPORT_EVERY`], which backend answered how many: the rotation, and a backend
 /// leaving and rejoining it, are visible without a second terminal.
-pub fn drive_traffic(listen: SocketAddr) -> tokio::task::JoinHandle<()> {
+pub(crate) fn drive_traffic(listen: SocketAddr) -> tokio::task::JoinHandle<()> {
     use http_body_util::Empty;
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
@@ -182,6 +182,47 @@ impl Tally {
             line.push_str(&format!(" ({} not 200)", self.failed));
         }
         line
+    }
+}
+
+/// The running demo: its backends.
+pub(crate) struct Fleet {
+    backends: Vec<RunningBackend>,
+}
+
+impl Fleet {
+    /// Starts the backends and returns the configuration over them; on failure, the exit
+    /// code and why.
+    pub(crate) async fn start() -> Result<(Config, Fleet), (u8, String)> {
+        let backends = start_backends().await.map_err(|error| {
+            (
+                super::EXIT_START,
+                format!("cannot start the demo backends: {error}"),
+            )
+        })?;
+        let config = config(&backends).map_err(|errors| {
+            (
+                super::EXIT_CONFIG,
+                format!("the demo configuration is invalid (a bug):\n{errors}"),
+            )
+        })?;
+        Ok((config, Fleet { backends }))
+    }
+
+    /// Prints what to try, and starts the demo's own light traffic.
+    pub(crate) fn show(&self, daemon: &lb_proxy::Daemon) -> tokio::task::JoinHandle<()> {
+        println!(
+            "{}",
+            banner(daemon.listen_addr, daemon.metrics_addr, &self.backends)
+        );
+        drive_traffic(daemon.listen_addr)
+    }
+
+    /// Stops the backends.
+    pub(crate) async fn stop(self) {
+        for backend in self.backends {
+            backend.shutdown().await;
+        }
     }
 }
 

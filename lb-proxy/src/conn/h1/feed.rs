@@ -13,10 +13,10 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
-use crate::body::{Pipe, PipeError};
+use crate::conn::timed_io::TimedIo;
 use crate::proto::h1::chunked::{ChunkedDecoder, Decoded};
 use crate::proto::h1::framing::Framing;
-use crate::timed_io::TimedIo;
+use crate::proxy::body::{Pipe, PipeError};
 
 /// Read buffer room asked for before each read of a body.
 const BODY_READ_CHUNK: usize = 16 * 1024;
@@ -56,7 +56,7 @@ impl ClientSide<'_> {
             return feeder.poll_feed(io, self.buffer, cx).map(Ok);
         }
         while self.buffer.len() < self.max_head_bytes {
-            super::h1::reserve(self.buffer, self.max_head_bytes);
+            super::reserve(self.buffer, self.max_head_bytes);
             match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut *self.buffer) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
                 Poll::Ready(Ok(_)) => {}

@@ -1,13 +1,17 @@
 //! Our own HTTP/1.1 server loop: every request of an HTTP/1 connection is read and answered
 //! here, as an IO driver over the codec ([`crate::proto::h1`]). One read buffer per connection;
 //! each head is parsed and validated by the codec, which also frames the request body (read as
-//! the request path asks for it, [`super::exchange`]) and the response ([`super::respond`]).
+//! the request path asks for it, [`exchange`], [`feed`]) and the response ([`respond`]).
 //!
 //! A head the codec refuses is answered with its status (400, 414, 417, 431, 501, 505) and the
 //! connection closes: what follows a request the balancer could not frame must never be read
 //! as a next request. hyper's per-connection dispatcher, buffers and per-request head encoding
 //! cost about 10,000 instructions per request with a new connection per request; this loop does
 //! the same work for about 4,000 fewer (docs/performance.md, item 16).
+
+mod exchange;
+mod feed;
+mod respond;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,14 +23,13 @@ use http::{Method, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::exchange::{Exchanged, exchange};
-use super::feed::ClientSide;
-use super::respond;
-use crate::client::ClientInfo;
-use crate::forward::refuse_request;
+use crate::conn::timed_io::TimedIo;
 use crate::proto::h1::request::{self, Limits, RequestError};
+use crate::proxy::ClientInfo;
+use crate::proxy::respond::refuse_request;
 use crate::runtime::Shared;
-use crate::timed_io::TimedIo;
+use exchange::{Exchanged, exchange};
+use feed::ClientSide;
 
 /// The first allocation of a connection's read buffer; it grows up to the head limit.
 const INITIAL_READ_BUFFER: usize = 4096;
@@ -38,7 +41,7 @@ const LINGER_BYTES: usize = 256 * 1024;
 
 /// How serving a connection stopped.
 #[derive(Debug)]
-pub(super) enum Served {
+pub(crate) enum Served {
     /// The connection is done: the client closed it, asked for close, misbehaved, or the
     /// daemon is draining.
     Closed,
@@ -49,7 +52,7 @@ pub(super) enum Served {
 
 /// Serves requests on `io` until the connection closes or may be released. `resumed`: the
 /// connection was released before and has served a request.
-pub(super) async fn serve(
+pub(crate) async fn serve(
     io: &mut TimedIo<TcpStream>,
     shared: &Shared,
     client: &Arc<ClientInfo>,
@@ -176,7 +179,7 @@ async fn read_more(
         }
         // The timer raises its signal while the read above waits, so it is read after it.
         if buffer.is_empty() {
-            if shared.draining.is_started() {
+            if shared.shutdown.is_started() {
                 return Poll::Ready(Waited::Closed);
             }
             if io.take_release_due() {

@@ -13,22 +13,21 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use lb_core::config::HealthCheckConfig;
 use lb_core::health::{HealthPolicy, HealthStatus, HealthTracker, ProbeOutcome, probe_verdict};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::backend::Backend;
 use crate::metrics::{HealthCheckLabels, Metrics};
-use crate::runtime::Runtime;
+use crate::shutdown::Shutdown;
+use crate::upstream::backend::Backend;
 
 type ProbeClient = Client<HttpConnector, Empty<Bytes>>;
 
 /// Starts one checker task per backend of `runtime`; they stop when `stopped` turns true.
-pub fn spawn_checkers(
-    runtime: &Runtime,
+pub(crate) fn spawn_checkers(
+    backends: &[Arc<Backend>],
+    config: &HealthCheckConfig,
     metrics: &Arc<Metrics>,
-    stopped: watch::Receiver<bool>,
+    shutdown: &Arc<Shutdown>,
 ) -> Vec<JoinHandle<()>> {
-    let config = runtime.config.health_check.clone();
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(config.timeout));
@@ -37,9 +36,8 @@ pub fn spawn_checkers(
         .pool_timer(TokioTimer::new())
         .pool_max_idle_per_host(1)
         .build(connector);
-    let count = runtime.backends.len().max(1) as u32;
-    runtime
-        .backends
+    let count = backends.len().max(1) as u32;
+    backends
         .iter()
         .enumerate()
         .map(|(position, backend)| {
@@ -51,7 +49,7 @@ pub fn spawn_checkers(
                 client.clone(),
                 metrics.clone(),
                 offset,
-                stopped.clone(),
+                shutdown.clone(),
             ))
         })
         .collect()
@@ -63,7 +61,7 @@ async fn check_loop(
     client: ProbeClient,
     metrics: Arc<Metrics>,
     offset: Duration,
-    mut stopped: watch::Receiver<bool>,
+    shutdown: Arc<Shutdown>,
 ) {
     let policy = match HealthPolicy::try_new(config.healthy_threshold, config.unhealthy_threshold) {
         Ok(policy) => policy,
@@ -97,7 +95,7 @@ async fn check_loop(
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = crate::server::stop_requested(&mut stopped) => return,
+            _ = shutdown.started() => return,
         }
         let outcome = probe(&client, &uri, &backend, config.timeout).await;
         let healthy = probe_verdict(&outcome, &config.expected_status);

@@ -9,19 +9,21 @@
 //!
 //! Each backend owns its pool: a checkout is a `Vec::pop` under that backend's own mutex, and a
 //! connection goes back when its response body was read to the end (see
-//! [`crate::body::Completion`]). An idle connection the backend closed is noticed at checkout
+//! [`crate::proxy::body::Completion`]). An idle connection the backend closed is noticed at checkout
 //! from the socket's readiness, without a system call while it is healthy. The close can still
 //! race the checkout; then a request that a reused connection could not even be written to is
 //! written again on another connection (the backend never saw a whole request), and so is an
 //! idempotent request that a reused connection closed without a single byte of answer (the
 //! backend closed it while idle, as Go's client also assumes). Neither counts as a retry. A
 //! connection whose response was not read to the end is never reused. Once a second
-//! ([`sweep_pools`]), idle connections the backend closed or that outlived
+//! (the daemon's sweep), idle connections the backend closed or that outlived
 //! `upstream.pool_idle_timeout` are closed, so none lingers in `CLOSE_WAIT` while traffic is
 //! quiet.
 
-pub mod body;
-pub mod h1;
+pub(crate) mod backend;
+pub(crate) mod body;
+pub(crate) mod h1;
+pub(crate) mod health;
 mod upload;
 
 use std::net::SocketAddr;
@@ -34,7 +36,6 @@ use tokio::net::TcpStream;
 
 use crate::proto::h1::framing::Framing;
 use crate::proto::h1::response::ResponseHead;
-use crate::runtime::Shared;
 pub use body::ResponseBody;
 pub use h1::{Connection, ExchangeError};
 pub use upload::UploadBody;
@@ -77,11 +78,6 @@ impl Pool {
             connect_timeout: upstream.connect_timeout,
             max_head_bytes: upstream.max_response_header_bytes,
         }
-    }
-
-    /// Idle connections held now.
-    pub fn idle_count(&self) -> usize {
-        self.lock().len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<IdleConnection>> {
@@ -215,32 +211,4 @@ pub struct Outgoing<'a> {
     pub expect_body: bool,
     /// Whether the method is idempotent.
     pub idempotent: bool,
-}
-
-/// How often [`sweep_pools`] looks at the idle connections.
-pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Sweeps every backend's pool once per [`SWEEP_INTERVAL`] until `stopped`, and sets
-/// `lb_upstream_idle_connections`. A healthy idle connection costs no system call here: only
-/// one with a socket event is read.
-pub async fn sweep_pools(
-    shared: std::sync::Arc<Shared>,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = crate::server::stop_requested(&mut stopped) => return,
-        }
-        let now = Instant::now();
-        for backend in &shared.runtime.load().backends {
-            let idle = backend.pool.sweep(now);
-            backend
-                .metrics
-                .upstream_idle
-                .set(i64::try_from(idle).unwrap_or(i64::MAX));
-        }
-    }
 }

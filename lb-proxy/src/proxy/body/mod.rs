@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::backend::InFlight;
+use crate::upstream::backend::InFlight;
 use crate::upstream::{Connection, ResponseBody};
 pub use pipe::{Pipe, PipeBody, PipeError};
 
@@ -88,6 +88,27 @@ pub enum ToBackend {
     Buffered(Bytes),
     /// The client's body streamed through a limit.
     Streaming(LimitedBody),
+}
+
+impl ToBackend {
+    /// The streamed body, taken out (it is sent once); `None` for a body known up front.
+    pub fn take_streaming(&mut self) -> Option<LimitedBody> {
+        match std::mem::replace(self, ToBackend::Empty) {
+            ToBackend::Streaming(body) => Some(body),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+
+    /// The bytes of a body known up front (empty for none).
+    pub fn buffered(&self) -> &[u8] {
+        match self {
+            ToBackend::Buffered(bytes) => bytes,
+            _ => &[],
+        }
+    }
 }
 
 /// What went wrong with the client's side of a body, so that the request path answers 413 or
@@ -220,11 +241,6 @@ pub enum ToClient {
 }
 
 impl ToClient {
-    /// A fixed body.
-    pub fn fixed(text: &'static str) -> Self {
-        ToClient::Fixed(Some(Bytes::from_static(text.as_bytes())))
-    }
-
     /// A backend's body; `completion` is recorded when it is dropped, and gets the connection
     /// back for the pool if the body is read to its end.
     pub fn proxied(mut inner: ResponseBody, mut completion: Completion) -> Self {

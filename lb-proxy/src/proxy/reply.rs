@@ -6,8 +6,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
-use crate::body::ToClient;
 use crate::proto::h1::response::ResponseHead;
+use crate::proxy::body::ToClient;
 
 /// The content type of the balancer's own answers.
 const TEXT_PLAIN: &[u8] = b"text/plain; charset=utf-8";

@@ -26,8 +26,6 @@ pub struct Backend {
     pub addr: SocketAddr,
     /// `ip:port` as a URI authority, built once.
     pub authority: http::uri::Authority,
-    /// Configured weight.
-    pub weight: u32,
     /// Most requests in flight at once.
     pub max_connections: i64,
     /// Set by the health checker.
@@ -64,7 +62,6 @@ impl Backend {
             index,
             addr: config.address,
             authority,
-            weight: config.weight,
             max_connections: i64::from(config.max_connections),
             healthy: AtomicBool::new(true),
             breaker: breaker.map(Mutex::new),
@@ -113,14 +110,6 @@ impl Backend {
         }
     }
 
-    /// The breaker's state at `now` (closed when breakers are disabled).
-    pub fn breaker_state(&self, now: Instant) -> BreakerState {
-        match &self.breaker {
-            Some(breaker) => lock(breaker).state(now),
-            None => BreakerState::Closed,
-        }
-    }
-
     /// Takes an in-flight slot if the backend is under its limit.
     pub fn try_reserve(self: &Arc<Self>) -> Option<InFlight> {
         let gauge = self.metrics.active.inner();
@@ -145,9 +134,9 @@ impl Backend {
         }
     }
 
-    /// Asks the breaker to admit one attempt. The returned [`Attempt`] must be settled with
-    /// [`Attempt::record`]; dropped unsettled (the client went away) it gives a probe permit back.
-    pub fn admit(&self, now: Instant) -> Attempt<'_> {
+    /// Asks the breaker to admit one attempt. The returned [`Admitted`] must be settled with
+    /// [`Admitted::record`]; dropped unsettled (the client went away) it gives a probe permit back.
+    pub fn admit(&self, now: Instant) -> Admitted<'_> {
         let admission = if self.breaker_closed.load(Ordering::Relaxed) {
             Admission::Allowed
         } else if let Some(breaker) = &self.breaker {
@@ -159,7 +148,7 @@ impl Backend {
         } else {
             Admission::Allowed
         };
-        Attempt {
+        Admitted {
             backend: self,
             admission,
             settled: false,
@@ -230,17 +219,17 @@ fn lock(breaker: &Mutex<CircuitBreaker>) -> std::sync::MutexGuard<'_, CircuitBre
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A breaker admission for one attempt. Settled by [`Attempt::record`]; dropped unsettled —
+/// A breaker admission for one attempt. Settled by [`Admitted::record`]; dropped unsettled —
 /// the request was abandoned mid-flight — it returns a half-open probe permit, so a client that
 /// disconnects can never leave a breaker stuck half-open.
 #[derive(Debug)]
-pub struct Attempt<'a> {
+pub struct Admitted<'a> {
     backend: &'a Backend,
     admission: Admission,
     settled: bool,
 }
 
-impl Attempt<'_> {
+impl Admitted<'_> {
     /// Whether the breaker refused the attempt.
     pub fn is_rejected(&self) -> bool {
         self.admission == Admission::Rejected
@@ -253,7 +242,7 @@ impl Attempt<'_> {
     }
 }
 
-impl Drop for Attempt<'_> {
+impl Drop for Admitted<'_> {
     fn drop(&mut self) {
         if !self.settled {
             self.backend.release(self.admission);

@@ -11,13 +11,13 @@ use tokio::net::TcpStream;
 
 use super::feed::{ClientSide, Feeder};
 use super::respond;
-use crate::body::{FromClient, Pipe};
-use crate::client::ClientInfo;
-use crate::forward::{ClientRequest, handle};
+use crate::conn::timed_io::TimedIo;
 use crate::proto::h1::framing::Framing;
 use crate::proto::h1::request::RequestHead;
+use crate::proxy::ClientInfo;
+use crate::proxy::body::{FromClient, Pipe};
+use crate::proxy::{ClientRequest, handle};
 use crate::runtime::Shared;
-use crate::timed_io::TimedIo;
 
 /// How one request ended for its connection.
 pub(super) enum Exchanged {
@@ -94,7 +94,7 @@ pub(super) fn exchange<'a>(
         // A body still arriving may end while the response streams (an echo): the connection
         // is announced as kept, and closed after the response only if part of the body was
         // never read.
-        let last = !keep_alive || shared.draining.is_started();
+        let last = !keep_alive || shared.shutdown.is_started();
         let written =
             respond::write(io, out, reply, &method, version, last, &mut client_side).await;
         let unread = client_side.unread();

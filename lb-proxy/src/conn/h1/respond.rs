@@ -17,11 +17,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::feed::ClientSide;
+use crate::conn::timed_io::TimedIo;
 use crate::proto::h1::chunked::{CHUNK_END, LAST_CHUNK, push_chunk_size};
 use crate::proto::h1::framing::{Framing, client_framing};
 use crate::proto::h1::write::{ClientHead, ConnectionField, write_response_head};
-use crate::reply::Reply;
-use crate::timed_io::TimedIo;
+use crate::proxy::reply::Reply;
 
 /// Body data up to this size is copied behind the head (one write); larger data is written
 /// from its own buffer.

@@ -30,7 +30,7 @@ pub struct Http1Timers {
 }
 
 /// Longest time an HTTP/1 connection's timer sleeps: a draining daemon reaches active
-/// connections through it (see [`crate::runtime::Draining`]).
+/// connections through it (see [`crate::shutdown::Shutdown`]).
 const MAX_TICK: Duration = Duration::from_secs(1);
 
 /// A first write larger than this sets `TCP_NODELAY` too: it may take more than one segment.

@@ -1,0 +1,124 @@
+//! What the daemon does before it serves: logging, the configuration, the async runtime, the
+//! "listening on" line, and the demo fleet when asked for; and the signals it stops on.
+
+use std::path::Path;
+
+use lb_core::config::Config;
+use lb_proxy::Daemon;
+
+/// Logs to stderr, with `filter` or `RUST_LOG` (default `info`): stdout carries the one
+/// machine-readable "listening on" line.
+pub(crate) fn init_logging(filter: Option<&str>) {
+    let filter = match filter {
+        Some(filter) => tracing_subscriber::EnvFilter::new(filter),
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// Reads and validates the configuration file; every error as `file:line:col`.
+pub(crate) fn load(path: &Path) -> Result<Config, String> {
+    let bytes = std::fs::read(path)
+        .map_err(|error| format!("lb: cannot read {}: {error}", path.display()))?;
+    lb_core::config::parse_bytes(&bytes, path)
+        .map_err(|errors| errors.to_string().trim_end().to_owned())
+}
+
+/// One line on what a configuration serves.
+pub(crate) fn summary(config: &Config) -> String {
+    let backends: Vec<String> = config
+        .backends
+        .iter()
+        .map(|backend| format!("{}={}", backend.name, backend.address))
+        .collect();
+    format!(
+        "listen {}, {} over {} backend(s): {}",
+        config.server.listen,
+        config.load_balancer.algorithm.as_str(),
+        config.backends.len(),
+        backends.join(",")
+    )
+}
+
+/// The async runtime: `server.workers: 1` is a single-threaded runtime, which costs less per
+/// request when one core is all the balancer gets; 0 is one worker per core.
+pub(crate) fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if workers == 1 {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+    }
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 1 {
+        builder.worker_threads(workers);
+    }
+    builder.enable_all().build()
+}
+
+/// Logs the start, and prints the one machine-readable line on stdout, so that scripts and
+/// tests using port 0 learn the ports.
+pub(crate) fn announce(daemon: &Daemon, summary: &str) {
+    let metrics = daemon
+        .metrics_addr
+        .map_or_else(|| "off".to_owned(), |addr| addr.to_string());
+    tracing::info!(listen = %daemon.listen_addr, %metrics, %summary, "lb started");
+    match daemon.metrics_addr {
+        Some(metrics) => println!("listening on {} metrics on {}", daemon.listen_addr, metrics),
+        None => println!("listening on {}", daemon.listen_addr),
+    }
+}
+
+/// Starts the demo fleet, and its configuration; on failure, the exit code and why.
+#[cfg(feature = "demo")]
+pub(crate) async fn demo_fleet() -> Result<(Config, super::demo::Fleet), (u8, String)> {
+    super::demo::Fleet::start().await
+}
+
+/// This build has no demo.
+#[cfg(not(feature = "demo"))]
+pub(crate) async fn demo_fleet() -> Result<(Config, NoFleet), (u8, String)> {
+    Err((
+        super::EXIT_START,
+        "this lb was built without the demo (cargo feature `demo`)".to_owned(),
+    ))
+}
+
+/// The demo fleet of a build without one: never made.
+#[cfg(not(feature = "demo"))]
+pub(crate) enum NoFleet {}
+
+#[cfg(not(feature = "demo"))]
+impl NoFleet {
+    pub(crate) fn show(&self, _: &Daemon) -> tokio::task::JoinHandle<()> {
+        match *self {}
+    }
+
+    pub(crate) async fn stop(self) {
+        match self {}
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub(crate) async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The request path, as named phases that read top-down:
+//! [`prepare`] (limits, the body, the upstream head) → [`attempt`] (pick, admit, send) →
+//! [`settle`] (classify, breaker, retry decision) → [`respond`] (the reply, or the failure's
+//! status in one place).
+//!
+//! The decisions are lb-core's: which backend, whether to retry and how long to wait, when a
+//! breaker opens. The request head sent upstream is written by the codec
+//! ([`crate::proto::h1::write`]) from the body that is actually sent.
+//!
+//! # Layout
+//! - [`client`]: what a connection knows of its client (the connection builds it).
+//! - [`body`]: the bodies by direction, and the pipe our HTTP/1 loop feeds.
+//! - [`reply`]: what the request path answers.
+
+pub(crate) mod attempt;
+pub(crate) mod body;
+pub(crate) mod client;
+pub(crate) mod prepare;
+pub(crate) mod reply;
+pub(crate) mod respond;
+pub(crate) mod settle;
+
+use std::sync::Arc;
+
+use http::Request;
+use http_body::Body as _;
+use hyper::body::Incoming;
+
+use crate::clock;
+use crate::proto::h1::framing::Framing;
+use crate::proto::h1::request::{self, Limits, RequestMeta};
+use crate::runtime::Shared;
+use body::FromClient;
+pub(crate) use client::ClientInfo;
+use reply::Reply;
+
+/// A request as the request path takes it: its head, what the codec's rules concluded, and its
+/// body (`None` when it has none).
+#[derive(Debug)]
+pub(crate) struct ClientRequest {
+    /// Method, target, version and fields as received.
+    pub parts: http::request::Parts,
+    /// Host, framing, keep-alive.
+    pub meta: RequestMeta,
+    /// The body.
+    pub body: Option<FromClient>,
+}
+
+/// The limits of request heads under `server`.
+pub(crate) fn limits(server: &lb_core::config::ServerConfig) -> Limits {
+    Limits {
+        max_head_bytes: server.max_header_bytes,
+        max_target_bytes: server.max_uri_bytes,
+    }
+}
+
+/// Proxies one request to a backend and returns the reply to send.
+///
+/// A function returning an `async move` block: an `async fn` would hold its arguments twice in
+/// the request's future (docs/performance.md, item 21).
+#[allow(clippy::manual_async_fn)] // see above
+pub(crate) fn handle<'a>(
+    shared: &'a Shared,
+    client: &'a Arc<ClientInfo>,
+    request: ClientRequest,
+) -> impl Future<Output = Reply> + 'a {
+    async move {
+        let started = clock::now();
+        let runtime = shared.runtime.load_full();
+        let prepared = match prepare::prepare(shared, &runtime, client, request, started).await {
+            Ok(prepared) => prepared,
+            Err(refused) => return refused,
+        };
+        attempt::attempts(shared, &runtime, client, prepared).await
+    }
+}
+
+/// A request hyper parsed (h2c, HTTP/2): the codec's rules, then the request path.
+pub(crate) async fn handle_hyper(
+    shared: &Shared,
+    client: &Arc<ClientInfo>,
+    request: Request<Incoming>,
+) -> Reply {
+    let (parts, body) = request.into_parts();
+    let body = (!body.is_end_stream()).then_some(body);
+    let framing = match &body {
+        None => Framing::NONE,
+        Some(body) => body
+            .size_hint()
+            .exact()
+            .map_or(Framing::Chunked, Framing::Length),
+    };
+    let limits = limits(&shared.runtime.load().config.server);
+    match request::check_parts(&parts, &limits, framing) {
+        Err(error) => respond::refuse_request(shared, &parts.method, error),
+        Ok(meta) => {
+            let body = body.map(FromClient::Hyper);
+            let request = ClientRequest { parts, meta, body };
+            handle(shared, client, request).await
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Phase four: the reply. A backend's response becomes the client's with the request's slot
+//! and metrics riding on its body; a failed exchange becomes the client's status in one place
+//! ([`failure_reply`]); the balancer's own refusals are counted under `backend="none"`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use lb_core::retry::FailureKind;
+
+use super::body::{Completion, ToClient};
+use super::reply::{Reply, ReplyHead};
+use crate::clock;
+use crate::metrics::{MethodLabel, RequestLabels};
+use crate::proto::h1::request::RequestError;
+use crate::proto::h1::response::ResponseHead;
+use crate::runtime::Shared;
+use crate::upstream::ResponseBody;
+use crate::upstream::backend::{Backend, InFlight};
+
+/// The answer to a body over `server.max_request_body_bytes`.
+pub(crate) const TOO_LARGE: &str = "413 payload too large\n";
+/// The answer to a body whose framing failed.
+pub(crate) const BAD_BODY: &str = "400 bad request body\n";
+/// The answer to a small body not read within `server.request_timeout`.
+pub(crate) const BODY_TIMEOUT: &str = "408 request body timeout\n";
+
+/// A backend's response, passed on; the slot and the metrics ride on its body until its end.
+pub(crate) fn proxied(
+    head: ResponseHead,
+    body: ResponseBody,
+    slot: InFlight,
+    method: MethodLabel,
+    started: Instant,
+    request_bytes: u64,
+) -> Reply {
+    let metrics = &slot.backend().metrics;
+    metrics.count_request(method, head.status.as_u16());
+    metrics.request_size.observe(request_bytes as f64);
+    let completion = Completion {
+        in_flight: slot,
+        started,
+        sent: 0,
+        connection: None,
+    };
+    Reply {
+        status: head.status,
+        head: ReplyHead::Backend(head),
+        body: ToClient::proxied(body, completion),
+        close: false,
+    }
+}
+
+/// The one place a failed exchange becomes the client's status.
+pub(crate) fn failure_reply(
+    backend: &Backend,
+    method: MethodLabel,
+    kind: FailureKind,
+    started: Instant,
+) -> Reply {
+    let (status, text) = match kind {
+        FailureKind::ResponseTimeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "504 gateway timeout: the backend did not answer in time\n",
+        ),
+        FailureKind::ConnectTimeout | FailureKind::ConnectRefused => (
+            StatusCode::BAD_GATEWAY,
+            "502 bad gateway: could not connect to a backend\n",
+        ),
+        FailureKind::ResetBeforeResponse => (
+            StatusCode::BAD_GATEWAY,
+            "502 bad gateway: the backend closed the connection without a valid response\n",
+        ),
+        FailureKind::Status(_) => (StatusCode::BAD_GATEWAY, "502 bad gateway\n"),
+    };
+    backend.metrics.count_request(method, status.as_u16());
+    let elapsed = clock::now().saturating_duration_since(started);
+    backend.metrics.duration.observe(elapsed.as_secs_f64());
+    Reply::local(status, Bytes::from_static(text.as_bytes()))
+}
+
+/// No backend is eligible: 503.
+pub(crate) fn no_backend(shared: &Shared, method: MethodLabel) -> Reply {
+    shared.metrics.no_backend.inc();
+    refuse(
+        shared,
+        method,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "503 service unavailable: no backend available\n",
+    )
+}
+
+/// The answer to a request head the codec refused; the connection closes after it.
+pub(crate) fn refuse_request(shared: &Shared, method: &Method, error: RequestError) -> Reply {
+    let status = error.status();
+    let reason = status.canonical_reason().unwrap_or("").to_ascii_lowercase();
+    let text = format!("{} {reason}: {error}\n", status.as_str());
+    refuse(shared, MethodLabel::of(method), status, Bytes::from(text)).closing()
+}
+
+/// An answer given without a backend; counted under `backend="none"`.
+pub(crate) fn refuse(
+    shared: &Shared,
+    method: MethodLabel,
+    status: StatusCode,
+    text: impl Into<Bytes>,
+) -> Reply {
+    let labels = RequestLabels {
+        method,
+        status: status.as_u16(),
+        backend: none_label(),
+    };
+    shared.metrics.requests.get_or_create(&labels).inc();
+    Reply::local(status, text)
+}
+
+fn none_label() -> Arc<String> {
+    static NONE: std::sync::OnceLock<Arc<String>> = std::sync::OnceLock::new();
+    NONE.get_or_init(|| Arc::new("none".to_owned())).clone()
+}

@@ -1,0 +1,160 @@
+//! Phase three: what an attempt's outcome means. It is classified once ([`classify`]) into
+//! lb-core's [`FailureKind`]; the breaker records it; lb-core's retry policy decides, within
+//! the budget, whether another attempt follows and after what backoff.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use lb_core::retry::{AttemptFailure, FailureKind, GiveUpReason, RetryDecision};
+
+use super::prepare::Prepared;
+use super::reply::Reply;
+use super::respond::{self, BAD_BODY, TOO_LARGE};
+use crate::clock;
+use crate::metrics::RetryLabels;
+use crate::proto::h1::response::ResponseHead;
+use crate::runtime::{Runtime, Shared};
+use crate::upstream::backend::{Admitted, Backend, InFlight};
+use crate::upstream::{ResponseBody, SendFailure};
+
+/// What one attempt gave: a response head and body, a failure, or the request's deadline.
+pub(crate) type Outcome =
+    Result<Result<(ResponseHead, ResponseBody), SendFailure>, tokio::time::error::Elapsed>;
+
+/// What follows an attempt.
+// Returned once per attempt and taken apart at once: boxing the reply would cost an allocation.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Settled {
+    /// This is the answer.
+    Answer(Reply),
+    /// Another attempt follows this backoff; `kind` is why this one failed.
+    Retry {
+        /// How long to wait first.
+        backoff: Duration,
+        /// The failure.
+        kind: FailureKind,
+    },
+}
+
+/// Settles one attempt's outcome: feeds the breaker, and answers or asks for a retry.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn settle(
+    shared: &Shared,
+    runtime: &Runtime,
+    backend: &Arc<Backend>,
+    prepared: &Prepared,
+    attempt: u32,
+    outcome: Outcome,
+    slot: InFlight,
+    admitted: Admitted<'_>,
+) -> Settled {
+    let now = clock::now();
+    let may_retry = prepared.replayable && attempt < runtime.retry.max_attempts();
+    let proxied = |head, body, slot| {
+        let (method, started) = (prepared.method, prepared.started);
+        respond::proxied(head, body, slot, method, started, prepared.request_bytes)
+    };
+    // A backend's 5xx that may be retried is kept: it is the answer if no retry happens.
+    let (kind, kept) = match outcome {
+        Ok(Ok((head, body))) => {
+            let status = head.status;
+            let kind = FailureKind::Status(status.as_u16());
+            let retry_wanted = status.is_server_error()
+                && (runtime.retry.retry_on().iter()).any(|condition| kind.matches(condition));
+            admitted.record(!status.is_server_error(), now);
+            if !retry_wanted || !may_retry {
+                return Settled::Answer(proxied(head, body, slot));
+            }
+            (kind, Some((head, body, slot)))
+        }
+        Ok(Err(error)) => {
+            // The client's body failed, not the backend: no breaker failure, no retry.
+            if let Some(fault) = &prepared.fault
+                && (fault.too_large() || fault.malformed())
+            {
+                drop(admitted);
+                let (status, text) = match fault.too_large() {
+                    true => (StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE),
+                    false => (StatusCode::BAD_REQUEST, BAD_BODY),
+                };
+                let refused = respond::refuse(shared, prepared.method, status, text);
+                return Settled::Answer(refused.closing());
+            }
+            let kind = classify(&error);
+            tracing::debug!(backend = %backend.name(), %error, kind = kind.label(), "attempt failed");
+            admitted.record(false, now);
+            (kind, None)
+        }
+        Err(_elapsed) => {
+            admitted.record(false, now);
+            (FailureKind::ResponseTimeout, None)
+        }
+    };
+    let retry = may_retry
+        .then(|| decide(shared, runtime, backend, prepared, attempt, kind, now))
+        .flatten();
+    match (retry, kept) {
+        (Some(backoff), _) => Settled::Retry { backoff, kind },
+        (None, Some((head, body, slot))) => Settled::Answer(proxied(head, body, slot)),
+        (None, None) => Settled::Answer(respond::failure_reply(
+            backend,
+            prepared.method,
+            kind,
+            prepared.started,
+        )),
+    }
+}
+
+/// Asks lb-core whether to retry; counts the retry or the budget refusal.
+fn decide(
+    shared: &Shared,
+    runtime: &Runtime,
+    backend: &Backend,
+    prepared: &Prepared,
+    attempt: u32,
+    kind: FailureKind,
+    now: Instant,
+) -> Option<Duration> {
+    let failure = AttemptFailure {
+        attempt,
+        kind,
+        idempotent: prepared.idempotent,
+        body_replayable: prepared.replayable,
+    };
+    let decision = (runtime.retry).decide(&failure, &runtime.budget, now, &mut rand::rng());
+    match decision {
+        RetryDecision::Retry { backoff } => {
+            let labels = RetryLabels {
+                backend: backend.metrics.name.clone(),
+                reason: kind.label(),
+            };
+            shared.metrics.retries.get_or_create(&labels).inc();
+            Some(backoff)
+        }
+        RetryDecision::GiveUp(GiveUpReason::BudgetExhausted) => {
+            shared.metrics.retry_budget_exhausted.inc();
+            None
+        }
+        RetryDecision::GiveUp(_) => None,
+    }
+}
+
+/// Sleeps the backoff unless it would pass the request's deadline.
+pub(crate) async fn wait_backoff(backoff: Duration, deadline: tokio::time::Instant) -> bool {
+    let wake = tokio::time::Instant::now() + backoff;
+    if wake >= deadline {
+        return false;
+    }
+    tokio::time::sleep_until(wake).await;
+    true
+}
+
+/// Classifies a failed exchange once: connect refused, connect timeout, or a failure after the
+/// request may have been sent (reset, closed, malformed response).
+pub(crate) fn classify(failure: &SendFailure) -> FailureKind {
+    match failure {
+        SendFailure::Connect(kind) => *kind,
+        SendFailure::Exchange(_) => FailureKind::ResetBeforeResponse,
+    }
+}
