@@ -89,6 +89,16 @@ impl HealthPolicy {
     }
 }
 
+impl Default for HealthPolicy {
+    /// The configuration defaults: 2 successes bring a backend back, 3 failures take it out.
+    fn default() -> Self {
+        Self {
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+        }
+    }
+}
+
 /// A backend's health as the active checks see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HealthStatus {

@@ -9,8 +9,8 @@ use lb_core::config::{
     BackendConfig, Config, ConfigErrors, Format, HealthCheckConfig, MetricsConfig, RetryConfig,
     ServerConfig, UpstreamConfig, parse, parse_bytes,
 };
-use lb_core::health::StatusRange;
-use lb_core::retry::RetryCondition;
+use lb_core::health::{HealthPolicy, StatusRange};
+use lb_core::retry::{BudgetPolicy, RetryCondition, RetryPolicy};
 
 const REFERENCE: &str = include_str!("../../config/config.yaml");
 const MINIMAL: &str = include_str!("../../config/examples/minimal.yaml");
@@ -47,10 +47,10 @@ fn minimal_config_gets_every_default() {
         StatusRange { min: 200, max: 399 }
     );
     assert_eq!(
-        config.circuit_breaker.max_open_duration,
+        config.circuit_breaker.policy.max_open_duration(),
         Duration::from_secs(300)
     );
-    assert_eq!(config.retry.retry_on.len(), 6);
+    assert_eq!(config.retry.policy.retry_on().len(), 6);
 }
 
 #[test]
@@ -179,26 +179,27 @@ metrics:
             interval: Duration::from_secs(3600),
             timeout: Duration::from_secs(10),
             expected_status: StatusRange { min: 204, max: 204 },
-            unhealthy_threshold: 1,
-            healthy_threshold: 5,
+            policy: HealthPolicy::try_new(5, 1).unwrap(),
         }
     );
     assert!(!config.circuit_breaker.enabled);
-    assert_eq!(config.circuit_breaker.half_open_max_requests, 3);
+    assert_eq!(config.circuit_breaker.policy.half_open_max_requests(), 3);
     assert_eq!(
         config.retry,
         RetryConfig {
-            max_attempts: 1,
-            base_delay: Duration::ZERO,
-            max_delay: Duration::ZERO,
-            // Repeats are dropped, order kept.
-            retry_on: vec![
-                RetryCondition::Reset,
-                RetryCondition::Status(429),
-                RetryCondition::Timeout
-            ],
-            budget_ratio: 1.0,
-            budget_min_per_sec: 0,
+            policy: RetryPolicy::try_new(
+                1,
+                Duration::ZERO,
+                Duration::ZERO,
+                // Repeats are dropped, order kept.
+                vec![
+                    RetryCondition::Reset,
+                    RetryCondition::Status(429),
+                    RetryCondition::Timeout
+                ],
+            )
+            .unwrap(),
+            budget: BudgetPolicy::try_new(1.0, 0).unwrap(),
         }
     );
     assert_eq!(
@@ -247,8 +248,15 @@ metrics:
 fn serialized_config_parses_back_equal() {
     let mut config = ok(REFERENCE, Format::Yaml);
     config.health_check.expected_status = StatusRange { min: 204, max: 204 };
-    config.retry.base_delay = Duration::from_millis(1500);
-    config.retry.budget_ratio = 0.35;
+    let retry = &config.retry.policy;
+    config.retry.policy = RetryPolicy::try_new(
+        retry.max_attempts(),
+        Duration::from_millis(1500),
+        retry.max_delay(),
+        retry.retry_on().to_vec(),
+    )
+    .unwrap();
+    config.retry.budget = BudgetPolicy::try_new(0.35, config.retry.budget.min_per_sec()).unwrap();
     config.load_balancer.algorithm = Algorithm::IpHash;
     config.backends.push(BackendConfig::new(addr("[::1]:7000")));
 

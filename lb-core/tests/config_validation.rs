@@ -235,6 +235,14 @@ fn cases() -> Vec<Case> {
             ],
         ),
         (
+            "paths a request cannot carry",
+            with_backends("health_check:\n  path: \"/a b\"\nmetrics:\n  path: \"/m#x\"\n"),
+            vec![
+                (2, 9, "health_check.path", "holds ' ', which a request path may not", "percent-encode"),
+                (4, 9, "metrics.path", "holds '#', which a request path may not", "percent-encode"),
+            ],
+        ),
+        (
             "status range reversed",
             with_backends("health_check:\n  expected_status: 399-200\n"),
             vec![(2, 20, "health_check.expected_status", "range 399-200 is reversed", "write \"200-399\"")],

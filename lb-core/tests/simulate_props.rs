@@ -298,13 +298,13 @@ proptest! {
         let c = &report.clients;
         let sent = c.requests - c.causes.too_large;
         let attempts: u64 = report.backends.iter().map(|b| b.attempts).sum();
-        prop_assert!(attempts <= sent * u64::from(config.retry.max_attempts));
+        prop_assert!(attempts <= sent * u64::from(config.retry.policy.max_attempts()));
         prop_assert!(attempts <= sent + c.retries);
         prop_assert!(attempts + c.causes.no_backend >= sent);
         // The budget's own bound over the run (arrivals, then at most one timeout to drain).
         let seconds = (case.duration_ms + case.timeout_ms).div_ceil(1000);
-        let bound = config.retry.budget_ratio * sent as f64
-            + f64::from(config.retry.budget_min_per_sec) * (seconds + 1) as f64;
+        let bound = config.retry.budget.ratio() * sent as f64
+            + f64::from(config.retry.budget.min_per_sec()) * (seconds + 1) as f64;
         prop_assert!(c.retries as f64 <= bound + 1e-9, "{} > {}", c.retries, bound);
         prop_assert!(c.latency.max_ms <= case.timeout_ms as f64);
     }

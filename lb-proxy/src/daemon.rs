@@ -31,9 +31,6 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    /// The configuration could not be turned into a runtime.
-    #[error(transparent)]
-    Runtime(#[from] crate::runtime::RuntimeError),
 }
 
 /// A running balancer.
@@ -91,7 +88,7 @@ impl Daemon {
             metrics.clone(),
             shutdown.clone(),
             clock::now(),
-        )?);
+        ));
         let mut side_tasks = Vec::new();
         let metrics_addr = metrics_listener.as_ref().map(|(_, bound)| *bound);
         if let Some((metrics_listener, _)) = metrics_listener {

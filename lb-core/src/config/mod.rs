@@ -23,6 +23,7 @@ mod duration;
 mod error;
 mod model;
 pub(crate) mod node;
+mod policies;
 mod validate;
 pub(crate) mod walk;
 mod warnings;

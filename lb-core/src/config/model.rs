@@ -12,9 +12,10 @@ use serde::{Serialize, Serializer};
 
 use super::duration;
 use crate::balance::Algorithm;
-use crate::health::StatusRange;
+use crate::breaker::BreakerPolicy;
+use crate::health::{HealthPolicy, StatusRange};
 use crate::net::Cidr;
-use crate::retry::RetryCondition;
+use crate::retry::{BudgetPolicy, RetryPolicy};
 
 /// The whole balancer configuration.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -193,10 +194,10 @@ pub struct HealthCheckConfig {
     /// Statuses that count as healthy.
     #[serde(serialize_with = "serialize_status_range")]
     pub expected_status: StatusRange,
-    /// Consecutive failed probes that mark a healthy backend down.
-    pub unhealthy_threshold: u32,
-    /// Consecutive good probes that bring an unhealthy backend back.
-    pub healthy_threshold: u32,
+    /// Consecutive failed probes that mark a healthy backend down, and good ones that bring an
+    /// unhealthy backend back: the health tracker's policy, validated.
+    #[serde(flatten)]
+    pub policy: HealthPolicy,
 }
 
 impl Default for HealthCheckConfig {
@@ -207,8 +208,7 @@ impl Default for HealthCheckConfig {
             interval: Duration::from_secs(5),
             timeout: Duration::from_secs(1),
             expected_status: StatusRange::default(),
-            unhealthy_threshold: 3,
-            healthy_threshold: 2,
+            policy: HealthPolicy::default(),
         }
     }
 }
@@ -218,70 +218,33 @@ impl Default for HealthCheckConfig {
 pub struct CircuitBreakerConfig {
     /// Whether the breaker is used at all.
     pub enabled: bool,
-    /// Consecutive failures that open the circuit.
-    pub failure_threshold: u32,
-    /// How long the circuit stays open after the first trip.
-    #[serde(serialize_with = "duration::serialize")]
-    pub open_duration: Duration,
-    /// Cap of the open duration, which doubles on each trip from half-open.
-    #[serde(serialize_with = "duration::serialize")]
-    pub max_open_duration: Duration,
-    /// Trial requests let through at once while half-open.
-    pub half_open_max_requests: u32,
-    /// Successful trial requests that close the circuit again.
-    pub success_threshold: u32,
+    /// Failures that open the circuit, how long it stays open (doubling on each trip from
+    /// half-open, up to a cap), trial requests while half-open and successes that close it
+    /// again: the breaker's policy, validated.
+    #[serde(flatten)]
+    pub policy: BreakerPolicy,
 }
 
 impl Default for CircuitBreakerConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            failure_threshold: 5,
-            open_duration: Duration::from_secs(30),
-            max_open_duration: Duration::from_secs(300),
-            half_open_max_requests: 1,
-            success_threshold: 2,
+            policy: BreakerPolicy::default(),
         }
     }
 }
 
 /// `retry`: how failed requests are retried, bounded by a budget.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct RetryConfig {
-    /// Attempts in all, the first included; 1 disables retries.
-    pub max_attempts: u32,
-    /// Backoff before the first retry; it doubles with jitter for each further one.
-    #[serde(serialize_with = "duration::serialize")]
-    pub base_delay: Duration,
-    /// Cap of the backoff.
-    #[serde(serialize_with = "duration::serialize")]
-    pub max_delay: Duration,
-    /// Failures worth retrying.
-    pub retry_on: Vec<RetryCondition>,
-    /// Retries may add at most this fraction to the request load (0.0 to 1.0).
-    pub budget_ratio: f64,
-    /// Retries per second always allowed, whatever the ratio says.
-    pub budget_min_per_sec: u32,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        Self {
-            max_attempts: 3,
-            base_delay: Duration::from_millis(50),
-            max_delay: Duration::from_secs(2),
-            retry_on: vec![
-                RetryCondition::ConnectError,
-                RetryCondition::Timeout,
-                RetryCondition::Reset,
-                RetryCondition::Status(502),
-                RetryCondition::Status(503),
-                RetryCondition::Status(504),
-            ],
-            budget_ratio: 0.2,
-            budget_min_per_sec: 10,
-        }
-    }
+    /// Attempts in all (1 disables retries), the backoff before each retry (doubling with
+    /// jitter up to a cap) and the failures worth retrying: the retry policy, validated.
+    #[serde(flatten)]
+    pub policy: RetryPolicy,
+    /// The share of the request load retries may add, and the retries a second always
+    /// allowed: the budget's policy, validated.
+    #[serde(flatten)]
+    pub budget: BudgetPolicy,
 }
 
 /// `metrics`: the Prometheus endpoint.

@@ -15,7 +15,10 @@ use super::walk::{
     status_range, text, url_path,
 };
 use crate::balance::Algorithm;
+use crate::breaker::BreakerPolicy;
+use crate::health::HealthPolicy;
 use crate::net::Cidr;
+use crate::retry::{BudgetPolicy, RetryPolicy};
 
 const SECTIONS: [&str; 8] = [
     "server",
@@ -400,12 +403,7 @@ fn health_check(w: &mut Walker<'_>, top: &Section<'_>) -> HealthCheckConfig {
         expected_status: w
             .get(&s, "expected_status", d.expected_status, status_range)
             .value,
-        unhealthy_threshold: w
-            .get(&s, "unhealthy_threshold", d.unhealthy_threshold, int(1))
-            .value,
-        healthy_threshold: w
-            .get(&s, "healthy_threshold", d.healthy_threshold, int(1))
-            .value,
+        policy: health_policy(w, &s, d.policy),
     }
 }
 
@@ -420,8 +418,18 @@ fn circuit_breaker(w: &mut Walker<'_>, top: &Section<'_>) -> CircuitBreakerConfi
     ];
     let d = CircuitBreakerConfig::default();
     let s = w.section(top.get("circuit_breaker"), "circuit_breaker", &FIELDS);
-    let open = w.get(&s, "open_duration", d.open_duration, duration(true));
-    let max_open = w.get(&s, "max_open_duration", d.max_open_duration, duration(true));
+    let open = w.get(
+        &s,
+        "open_duration",
+        d.policy.open_duration(),
+        duration(true),
+    );
+    let max_open = w.get(
+        &s,
+        "max_open_duration",
+        d.policy.max_open_duration(),
+        duration(true),
+    );
     if open.ok && max_open.ok && max_open.value < open.value {
         let message = format!(
             "must be at least open_duration ({}), found {}",
@@ -435,25 +443,36 @@ fn circuit_breaker(w: &mut Walker<'_>, top: &Section<'_>) -> CircuitBreakerConfi
         };
         w.report(pos, &s.field(field), Problem::new(message));
     }
-    CircuitBreakerConfig {
-        enabled: w.get(&s, "enabled", d.enabled, boolean).value,
-        failure_threshold: w
-            .get(&s, "failure_threshold", d.failure_threshold, int(1))
-            .value,
-        open_duration: open.value,
-        max_open_duration: max_open.value,
-        half_open_max_requests: w
-            .get(
-                &s,
-                "half_open_max_requests",
-                d.half_open_max_requests,
-                int(1),
-            )
-            .value,
-        success_threshold: w
-            .get(&s, "success_threshold", d.success_threshold, int(1))
-            .value,
-    }
+    let enabled = w.get(&s, "enabled", d.enabled, boolean).value;
+    let failures = (w.get(
+        &s,
+        "failure_threshold",
+        d.policy.failure_threshold(),
+        int(1),
+    ))
+    .value;
+    let probes = w.get(
+        &s,
+        "half_open_max_requests",
+        d.policy.half_open_max_requests(),
+        int(1),
+    );
+    let successes = (w.get(
+        &s,
+        "success_threshold",
+        d.policy.success_threshold(),
+        int(1),
+    ))
+    .value;
+    let policy = BreakerPolicy::try_new(
+        failures,
+        open.value,
+        max_open.value,
+        probes.value,
+        successes,
+    );
+    let policy = built(w, &s, policy, d.policy);
+    CircuitBreakerConfig { enabled, policy }
 }
 
 fn retry(w: &mut Walker<'_>, top: &Section<'_>) -> RetryConfig {
@@ -467,8 +486,8 @@ fn retry(w: &mut Walker<'_>, top: &Section<'_>) -> RetryConfig {
     ];
     let d = RetryConfig::default();
     let s = w.section(top.get("retry"), "retry", &FIELDS);
-    let base = w.get(&s, "base_delay", d.base_delay, duration(false));
-    let max = w.get(&s, "max_delay", d.max_delay, duration(false));
+    let base = w.get(&s, "base_delay", d.policy.base_delay(), duration(false));
+    let max = w.get(&s, "max_delay", d.policy.max_delay(), duration(false));
     if base.ok && max.ok && base.value > max.value {
         let message = format!(
             "must not exceed max_delay ({}), found {}",
@@ -483,7 +502,7 @@ fn retry(w: &mut Walker<'_>, top: &Section<'_>) -> RetryConfig {
         w.report(pos, &s.field(field), Problem::new(message));
     }
     let retry_on = match s.get("retry_on") {
-        None => d.retry_on,
+        None => d.policy.retry_on().to_vec(),
         Some(Spanned {
             node: Node::Seq(items),
             ..
@@ -505,19 +524,49 @@ fn retry(w: &mut Walker<'_>, top: &Section<'_>) -> RetryConfig {
             ))
             .hint("like [connect_error, timeout, 503]");
             w.report(other.pos, "retry.retry_on", problem);
-            d.retry_on
+            d.policy.retry_on().to_vec()
         }
     };
-    RetryConfig {
-        max_attempts: w.get(&s, "max_attempts", d.max_attempts, int(1)).value,
-        base_delay: base.value,
-        max_delay: max.value,
-        retry_on,
-        budget_ratio: w.get(&s, "budget_ratio", d.budget_ratio, ratio).value,
-        budget_min_per_sec: w
-            .get(&s, "budget_min_per_sec", d.budget_min_per_sec, int(0))
-            .value,
-    }
+    let attempts = w
+        .get(&s, "max_attempts", d.policy.max_attempts(), int(1))
+        .value;
+    let policy = RetryPolicy::try_new(attempts, base.value, max.value, retry_on);
+    let policy = built(w, &s, policy, d.policy);
+    let ratio = w.get(&s, "budget_ratio", d.budget.ratio(), ratio).value;
+    let floor = w.get(&s, "budget_min_per_sec", d.budget.min_per_sec(), int(0));
+    let budget = built(w, &s, BudgetPolicy::try_new(ratio, floor.value), d.budget);
+    RetryConfig { policy, budget }
+}
+
+/// The health tracker's thresholds in `s`, each at least 1.
+fn health_policy(w: &mut Walker<'_>, s: &Section<'_>, d: HealthPolicy) -> HealthPolicy {
+    let unhealthy = w.get(s, "unhealthy_threshold", d.unhealthy_threshold, int(1));
+    let healthy = w.get(s, "healthy_threshold", d.healthy_threshold, int(1));
+    built(
+        w,
+        s,
+        HealthPolicy::try_new(healthy.value, unhealthy.value),
+        d,
+    )
+}
+
+/// The policy a section's fields build. Each of its rules is checked field by field above,
+/// with the field's position, so a refusal here follows one of those and says nothing new;
+/// should a rule ever escape the fields, it is reported at the section, never passed over. The
+/// default stands in for the policy of a configuration that is refused.
+fn built<P, E: std::fmt::Display>(
+    w: &mut Walker<'_>,
+    s: &Section<'_>,
+    policy: Result<P, E>,
+    fallback: P,
+) -> P {
+    policy.unwrap_or_else(|error| {
+        let reported = (w.errors.iter()).any(|known| known.field.starts_with(&s.path));
+        if !reported {
+            w.report(s.pos, &s.path, Problem::new(error.to_string()));
+        }
+        fallback
+    })
 }
 
 fn metrics(

@@ -281,15 +281,22 @@ pub(crate) fn cidr(node: &Node) -> Result<Cidr, Problem> {
     })
 }
 
-/// A URL path, which must start with `/`.
+/// A URL path: it starts with `/` and holds only what a request target may (visible ASCII, no
+/// `#`), so that the data plane can always send it.
 pub(crate) fn url_path(node: &Node) -> Result<String, Problem> {
     let path = text(node)?;
-    if path.starts_with('/') {
-        Ok(path)
-    } else {
-        Err(Problem::new(format!("\"{path}\" must start with '/'"))
-            .hint(format!("write \"/{path}\"")))
+    if !path.starts_with('/') {
+        return Err(Problem::new(format!("\"{path}\" must start with '/'"))
+            .hint(format!("write \"/{path}\"")));
     }
+    // What a request target may hold (RFC 9112 §3.2): visible ASCII, no fragment.
+    if let Some(bad) = path.chars().find(|&c| !c.is_ascii_graphic() || c == '#') {
+        return Err(Problem::new(format!(
+            "\"{path}\" holds {bad:?}, which a request path may not"
+        ))
+        .hint("percent-encode it, like %20 for a space"));
+    }
+    Ok(path)
 }
 
 /// `200`, `"200"` or `"200-399"`, within 100-599 and in order.

@@ -190,7 +190,7 @@ fn failure_detection(config: &Config, out: &mut Vec<ConfigWarning>) {
 }
 
 fn retry(config: &Config, out: &mut Vec<ConfigWarning>) {
-    let attempts = config.retry.max_attempts;
+    let attempts = config.retry.policy.max_attempts();
     let backends = config.backends.len();
     if attempts > 1 && usize::try_from(attempts).is_ok_and(|a| a > backends) {
         out.push(warning(

@@ -65,6 +65,48 @@ pub struct RetryBudget {
     floor_tat: AtomicU64,
 }
 
+/// The validated settings of a [`RetryBudget`]: what the configuration says, before the
+/// budget's state exists.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BudgetPolicy {
+    ratio: f64,
+    min_per_sec: u32,
+}
+
+impl BudgetPolicy {
+    /// Retries may add `ratio` of the original requests, plus `min_per_sec` per second whatever
+    /// the traffic.
+    ///
+    /// # Errors
+    /// `ratio` must be a number in `0..=1`.
+    pub fn try_new(ratio: f64, min_per_sec: u32) -> Result<Self, InvalidRetryBudget> {
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(InvalidRetryBudget::RatioOutOfRange(ratio));
+        }
+        Ok(Self { ratio, min_per_sec })
+    }
+
+    /// The fraction of original requests that retries may add.
+    pub fn ratio(&self) -> f64 {
+        self.ratio
+    }
+
+    /// Retries allowed per second whatever the traffic.
+    pub fn min_per_sec(&self) -> u32 {
+        self.min_per_sec
+    }
+}
+
+impl Default for BudgetPolicy {
+    /// The configuration defaults: 20 % of the requests, and 10 retries a second.
+    fn default() -> Self {
+        Self {
+            ratio: 0.2,
+            min_per_sec: 10,
+        }
+    }
+}
+
 impl RetryBudget {
     /// A budget letting retries add `ratio` of the original requests, plus `min_per_sec` retries
     /// per second whatever the traffic. The floor starts full, the bank empty; `now` is the
@@ -73,9 +115,12 @@ impl RetryBudget {
     /// # Errors
     /// `ratio` must be a number in `0..=1`.
     pub fn try_new(ratio: f64, min_per_sec: u32, now: Instant) -> Result<Self, InvalidRetryBudget> {
-        if !(0.0..=1.0).contains(&ratio) {
-            return Err(InvalidRetryBudget::RatioOutOfRange(ratio));
-        }
+        Ok(Self::new(BudgetPolicy::try_new(ratio, min_per_sec)?, now))
+    }
+
+    /// A budget with `policy`'s settings; `now` is the floor's time zero.
+    pub fn new(policy: BudgetPolicy, now: Instant) -> Self {
+        let BudgetPolicy { ratio, min_per_sec } = policy;
         let floor_interval = if min_per_sec == 0 {
             0
         } else {
@@ -84,7 +129,7 @@ impl RetryBudget {
         // The float-to-int casts are exact enough: both values are small and non-negative.
         let deposit_micros = (ratio * MICROS_PER_TOKEN as f64) as i64;
         let cap_tokens = (ratio * BANK_REQUESTS).max(MIN_BANK_TOKENS);
-        Ok(Self {
+        Self {
             base: now,
             ratio,
             min_per_sec,
@@ -94,7 +139,7 @@ impl RetryBudget {
             floor_interval,
             floor_burst: floor_interval.saturating_mul(u64::from(min_per_sec)),
             floor_tat: AtomicU64::new(0),
-        })
+        }
     }
 
     /// The fraction of original requests that retries may add.

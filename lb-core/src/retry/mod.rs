@@ -27,7 +27,7 @@
 mod budget;
 mod policy;
 
-pub use budget::{InvalidRetryBudget, RetryBudget};
+pub use budget::{BudgetPolicy, InvalidRetryBudget, RetryBudget};
 pub use policy::{
     AttemptFailure, GiveUpReason, InvalidRetryPolicy, RetryDecision, RetryPolicy, is_idempotent,
 };

@@ -13,9 +13,6 @@ pub enum InvalidRetryPolicy {
     /// `max_attempts` was zero.
     #[error("max_attempts must be at least 1 (1 means no retries)")]
     ZeroMaxAttempts,
-    /// `base_delay` was zero.
-    #[error("base_delay must be greater than zero")]
-    ZeroBaseDelay,
     /// `base_delay` was longer than `max_delay`.
     #[error("base_delay ({base:?}) must not exceed max_delay ({max:?})")]
     BaseAboveMax {
@@ -88,13 +85,34 @@ pub struct RetryPolicy {
     retry_on: Vec<RetryCondition>,
 }
 
+impl Default for RetryPolicy {
+    /// The configuration defaults: 3 attempts, backoff from 50 ms up to 2 s, after connect
+    /// errors, timeouts, resets, 502, 503 and 504.
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(2),
+            retry_on: vec![
+                RetryCondition::ConnectError,
+                RetryCondition::Timeout,
+                RetryCondition::Reset,
+                RetryCondition::Status(502),
+                RetryCondition::Status(503),
+                RetryCondition::Status(504),
+            ],
+        }
+    }
+}
+
 impl RetryPolicy {
     /// Builds a policy: at most `max_attempts` attempts per request (the original included),
     /// waiting up to `base_delay * 2^(n-1)` (capped at `max_delay`) before retry `n`, for the
     /// failures listed in `retry_on`.
     ///
     /// # Errors
-    /// `max_attempts` must be at least 1, `base_delay` positive and at most `max_delay`.
+    /// `max_attempts` must be at least 1, and `base_delay` at most `max_delay` (zero for both
+    /// means a retry follows at once).
     pub fn try_new(
         max_attempts: u32,
         base_delay: Duration,
@@ -103,9 +121,6 @@ impl RetryPolicy {
     ) -> Result<Self, InvalidRetryPolicy> {
         if max_attempts == 0 {
             return Err(InvalidRetryPolicy::ZeroMaxAttempts);
-        }
-        if base_delay.is_zero() {
-            return Err(InvalidRetryPolicy::ZeroBaseDelay);
         }
         if base_delay > max_delay {
             return Err(InvalidRetryPolicy::BaseAboveMax {
@@ -364,10 +379,8 @@ mod tests {
                 RetryPolicy::try_new(0, ms(1), ms(2), vec![]),
                 Some(InvalidRetryPolicy::ZeroMaxAttempts),
             ),
-            (
-                RetryPolicy::try_new(1, ms(0), ms(2), vec![]),
-                Some(InvalidRetryPolicy::ZeroBaseDelay),
-            ),
+            // No backoff at all: a retry follows at once.
+            (RetryPolicy::try_new(1, ms(0), ms(0), vec![]), None),
             (
                 RetryPolicy::try_new(1, ms(3), ms(2), vec![]),
                 Some(InvalidRetryPolicy::BaseAboveMax {

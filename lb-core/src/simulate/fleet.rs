@@ -15,11 +15,10 @@ use crate::config::Config;
 use crate::health::{HealthPolicy, HealthStatus, HealthTracker};
 use crate::retry::RetryPolicy;
 
-use super::SimulateError;
 use super::latency::Sampler;
 use super::scenario::Behaviour;
 
-/// The configuration's policies, built once per run through their validated constructors.
+/// The configuration's policies, as the validated configuration carries them.
 #[derive(Debug, Clone)]
 pub(crate) struct Policies {
     breaker: Option<BreakerPolicy>,
@@ -28,40 +27,14 @@ pub(crate) struct Policies {
 }
 
 impl Policies {
-    pub(crate) fn from_config(config: &Config) -> Result<Policies, SimulateError> {
-        let b = &config.circuit_breaker;
-        let breaker = if b.enabled {
-            Some(BreakerPolicy::try_new(
-                b.failure_threshold,
-                b.open_duration,
-                b.max_open_duration,
-                b.half_open_max_requests,
-                b.success_threshold,
-            )?)
-        } else {
-            None
-        };
-        let h = &config.health_check;
-        let health = if h.enabled {
-            Some(HealthPolicy::try_new(
-                h.healthy_threshold,
-                h.unhealthy_threshold,
-            )?)
-        } else {
-            None
-        };
-        let r = &config.retry;
-        let retry = RetryPolicy::try_new(
-            r.max_attempts,
-            r.base_delay,
-            r.max_delay,
-            r.retry_on.clone(),
-        )?;
-        Ok(Policies {
-            breaker,
-            health,
-            retry,
-        })
+    /// The policies the validated configuration carries.
+    pub(crate) fn from_config(config: &Config) -> Policies {
+        let (breaker, health) = (&config.circuit_breaker, &config.health_check);
+        Policies {
+            breaker: breaker.enabled.then_some(breaker.policy),
+            health: health.enabled.then_some(health.policy),
+            retry: config.retry.policy.clone(),
+        }
     }
 }
 
@@ -210,7 +183,7 @@ mod tests {
 
     fn node() -> Node {
         let config = Config::with_backends(vec![]);
-        let policies = Policies::from_config(&config).expect("defaults are valid");
+        let policies = Policies::from_config(&config);
         Node::new(2, &Behaviour::default(), &policies)
     }
 

@@ -63,10 +63,8 @@ use std::time::Instant;
 use rand::{Rng, SeedableRng};
 use thiserror::Error;
 
-use crate::breaker::InvalidBreakerPolicy;
 use crate::config::{Config, ConfigErrors};
-use crate::health::InvalidHealthPolicy;
-use crate::retry::{InvalidRetryBudget, InvalidRetryPolicy, RetryBudget};
+use crate::retry::RetryBudget;
 
 pub use parse::{
     MAX_BUCKETS, MAX_CLIENTS, MAX_DURATION, MAX_REQUESTS, MAX_RPS, parse_scenario,
@@ -82,18 +80,6 @@ pub enum SimulateError {
     /// The scenario names backends the configuration does not have.
     #[error("{0}")]
     Scenario(ConfigErrors),
-    /// The circuit breaker settings were refused.
-    #[error("circuit_breaker: {0}")]
-    Breaker(#[from] InvalidBreakerPolicy),
-    /// The retry settings were refused.
-    #[error("retry: {0}")]
-    Retry(#[from] InvalidRetryPolicy),
-    /// The retry budget settings were refused.
-    #[error("retry: {0}")]
-    Budget(#[from] InvalidRetryBudget),
-    /// The health check thresholds were refused.
-    #[error("health_check: {0}")]
-    Health(#[from] InvalidHealthPolicy),
 }
 
 /// The three generators of a run, forked from the caller's in a fixed order.
@@ -157,12 +143,8 @@ pub fn run<R: Rng + SeedableRng>(
     scenario
         .check_against(config.backends.iter().map(|b| b.name.as_str()))
         .map_err(SimulateError::Scenario)?;
-    let policies = fleet::Policies::from_config(config)?;
-    let budget = RetryBudget::try_new(
-        config.retry.budget_ratio,
-        config.retry.budget_min_per_sec,
-        base,
-    )?;
+    let policies = fleet::Policies::from_config(config);
+    let budget = RetryBudget::new(config.retry.budget, base);
     let mut engine = engine::Engine::new(config, scenario, &policies, budget, base, streams(rng));
     engine.run();
     let names: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();

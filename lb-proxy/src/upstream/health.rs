@@ -12,7 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use lb_core::config::HealthCheckConfig;
-use lb_core::health::{HealthPolicy, HealthStatus, HealthTracker, ProbeOutcome, probe_verdict};
+use lb_core::health::{HealthStatus, HealthTracker, ProbeOutcome, probe_verdict};
 use tokio::task::JoinHandle;
 
 use crate::metrics::{HealthCheckLabels, Metrics};
@@ -63,13 +63,7 @@ async fn check_loop(
     offset: Duration,
     shutdown: Arc<Shutdown>,
 ) {
-    let policy = match HealthPolicy::try_new(config.healthy_threshold, config.unhealthy_threshold) {
-        Ok(policy) => policy,
-        Err(error) => {
-            tracing::error!(backend = %backend.name(), %error, "health checks disabled for this backend");
-            return;
-        }
-    };
+    let policy = config.policy;
     let mut tracker = HealthTracker::new(policy, HealthStatus::Healthy);
     let uri: http::Uri = match format!("http://{}{}", backend.authority, config.path).parse() {
         Ok(uri) => uri,
