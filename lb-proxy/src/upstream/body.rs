@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
-use super::h1::{Connection, ExchangeError};
+use super::connection::{Connection, ExchangeError};
 use super::upload::Upload;
 use crate::proto::h1::chunked::{ChunkedDecoder, ChunkedError, Decoded};
 use crate::proto::h1::framing::Framing;

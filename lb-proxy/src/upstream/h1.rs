@@ -1,113 +1,24 @@
-//! HTTP/1.1 on one upstream connection: the IO around the codec ([`crate::proto::h1`]). The
-//! request head is serialised once by the request path; here it is written, the response head
-//! read and parsed, and the body handed out as a [`ResponseBody`] that reads the connection as
-//! it is polled.
+//! HTTP/1.1 on one upstream connection, over the codec ([`crate::proto::h1`]): the request
+//! head is serialised once by the request path; here it is written, the response head read and
+//! parsed (interim responses skipped), and the body handed out as a [`ResponseBody`] that reads
+//! the connection as it is polled. A body that streams is written as it arrives while the
+//! response head is read ([`super::upload`]).
 //!
 //! A connection whose response was not read to its exact end, that the backend asked to close,
-//! or on which bytes arrived beyond the response, is never reused.
+//! on which bytes arrived beyond the response, or whose upload did not finish, is never reused.
 
-use std::io::{self, IoSlice};
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::io;
+use std::task::{Context, Poll};
 
-use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use super::body::ResponseBody;
-use crate::proto::h1::response::{self, ResponseError, ResponseHead};
-
-/// Read buffer room asked for before each read.
-const READ_CHUNK: usize = 16 * 1024;
-
-/// Why an exchange on a connection failed; the connection is then closed.
-#[derive(Debug, thiserror::Error)]
-pub enum ExchangeError {
-    /// Writing the request failed.
-    #[error("writing the request failed: {0}")]
-    Write(io::Error),
-    /// Reading the response failed.
-    #[error("reading the response failed: {0}")]
-    Read(io::Error),
-    /// The backend closed or reset the connection without a single byte of a response.
-    #[error("the backend closed the connection without answering")]
-    ClosedWithoutAnswer,
-    /// The backend closed the connection in the middle of a response head.
-    #[error("the backend closed the connection before a complete response head")]
-    ClosedBeforeHead,
-    /// The response head is unusable.
-    #[error(transparent)]
-    Response(#[from] ResponseError),
-    /// The client's request body failed while it was being sent (the client's fault).
-    #[error("the request body failed: {0}")]
-    Upload(#[source] crate::proxy::body::BoxError),
-}
-
-/// One connection to a backend and the bytes read from it but not yet consumed.
-#[derive(Debug)]
-pub struct Connection {
-    pub(super) stream: TcpStream,
-    pub(super) buffer: BytesMut,
-}
+use super::connection::{Connection, ExchangeError};
+use super::upload::{Upload, UploadBody};
+use crate::proto::h1::framing::Framing;
+use crate::proto::h1::response::{self, ResponseHead};
 
 impl Connection {
-    /// A fresh connection.
-    pub fn new(stream: TcpStream) -> Self {
-        Self {
-            stream,
-            buffer: BytesMut::new(),
-        }
-    }
-
-    /// Whether an idle connection can carry a request: no event since it went idle, or an
-    /// event that was not the backend closing it or sending unasked bytes.
-    pub fn still_open(&self) -> bool {
-        if !self.buffer.is_empty() {
-            return false;
-        }
-        let mut cx = Context::from_waker(Waker::noop());
-        match self.stream.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            Poll::Ready(Ok(())) => {
-                let mut probe = [0u8; 1];
-                matches!(self.stream.try_read(&mut probe), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
-            }
-        }
-    }
-
-    /// Writes a whole request known up front: `head`, then `body`.
-    pub async fn write_request(&mut self, head: &[u8], body: &[u8]) -> io::Result<()> {
-        if body.is_empty() {
-            return self.stream.write_all(head).await;
-        }
-        let (mut head, mut body) = (head, body);
-        while !head.is_empty() {
-            let written = self
-                .stream
-                .write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
-                .await?;
-            if written == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            let from_head = written.min(head.len());
-            head = &head[from_head..];
-            body = &body[written - from_head..];
-        }
-        self.stream.write_all(body).await
-    }
-
-    /// Reads one byte batch into the buffer; `Ok(0)` at the end of the stream.
-    ///
-    /// Through `AsyncRead`, so that a short read clears the socket's readiness
-    /// (docs/performance.md, item 14).
-    pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.buffer.capacity() - self.buffer.len() < 1024 {
-            self.buffer.reserve(READ_CHUNK);
-        }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buffer)
-    }
-
     /// Polls for the final response head (interim 1xx responses are skipped): ready with the
     /// head once one is complete. `answered` tracks whether any response byte arrived.
     pub(super) fn poll_head(
@@ -155,6 +66,58 @@ impl Connection {
         })
         .await?;
         let body = ResponseBody::new(self, head.body, head.reusable);
+        Ok((head, body))
+    }
+
+    /// Sends `head` and then `body` framed by `framing` (a length or chunked), reading the
+    /// response head meanwhile; returns once the head is read, with the rest of the upload, if
+    /// any, left to the response body to drive.
+    pub async fn exchange_streaming(
+        mut self,
+        head: &[u8],
+        body: UploadBody,
+        framing: Framing,
+        expect_body: bool,
+        max_head_bytes: usize,
+    ) -> Result<(ResponseHead, ResponseBody), ExchangeError> {
+        self.stream
+            .write_all(head)
+            .await
+            .map_err(ExchangeError::Write)?;
+        let mut upload = Upload::new(body, framing);
+        // Until the body is written in full, or writing fails: a backend that answers early and
+        // closes makes the write fail, and its answer is still read.
+        let mut sending = true;
+        let mut sent = false;
+        let mut answered = false;
+        let head = std::future::poll_fn(|cx| {
+            if let Poll::Ready(head) =
+                self.poll_head(cx, expect_body, max_head_bytes, &mut answered)
+            {
+                return Poll::Ready(head);
+            }
+            if sending {
+                match upload.poll_send(&mut self.stream, cx) {
+                    Poll::Ready(result) => {
+                        sending = false;
+                        match result {
+                            Ok(()) => sent = true,
+                            Err(ExchangeError::Write(_)) => {}
+                            Err(error) => return Poll::Ready(Err(error)),
+                        }
+                        // The head may have arrived while the last bytes were written.
+                        return self.poll_head(cx, expect_body, max_head_bytes, &mut answered);
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            Poll::Pending
+        })
+        .await?;
+        let mut body = ResponseBody::new(self, head.body, head.reusable && (sent || sending));
+        if sending {
+            body.continue_upload(Box::new(upload));
+        }
         Ok((head, body))
     }
 }

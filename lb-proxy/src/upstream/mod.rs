@@ -22,6 +22,7 @@
 
 pub(crate) mod backend;
 pub(crate) mod body;
+pub(crate) mod connection;
 pub(crate) mod h1;
 pub(crate) mod health;
 mod upload;
@@ -37,8 +38,12 @@ use tokio::net::TcpStream;
 use crate::proto::h1::framing::Framing;
 use crate::proto::h1::response::ResponseHead;
 pub use body::ResponseBody;
-pub use h1::{Connection, ExchangeError};
+pub use connection::{Connection, ExchangeError};
 pub use upload::UploadBody;
+
+/// A body error of any kind: what a streamed upload's body may fail with, and what hyper's
+/// server takes from a response body.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why an exchange with a backend failed.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! written as it arrives, framed by the codec from what is sent — its declared length, or the
 //! chunked coding — while the response head is read at the same time, since a backend may
 //! answer before it has read the whole body. The upload then goes on while the response body
-//! is read ([`ResponseBody`] drives it), so a backend that streams its answer while the body
+//! is read (the response body drives it), so a backend that streams its answer while the body
 //! arrives (an echo, a bidirectional stream) works both ways at once. A connection whose upload
 //! did not finish is not reused.
 
@@ -12,14 +12,12 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::Body;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 
-use super::body::ResponseBody;
-use super::h1::{Connection, ExchangeError};
+use super::BoxError;
+use super::connection::ExchangeError;
 use crate::proto::h1::chunked::{CHUNK_END, LAST_CHUNK, push_chunk_size};
 use crate::proto::h1::framing::Framing;
-use crate::proto::h1::response::ResponseHead;
-use crate::proxy::body::BoxError;
 
 /// What is being written of the body: up to three pieces (a chunk's size line, its data, its
 /// CRLF), and how far.
@@ -100,6 +98,20 @@ impl std::fmt::Debug for Upload {
 }
 
 impl Upload {
+    /// `body`, to be sent framed by `framing`: its declared length, or chunked.
+    pub(super) fn new(body: UploadBody, framing: Framing) -> Self {
+        Self {
+            body,
+            chunked: framing == Framing::Chunked,
+            left: match framing {
+                Framing::Length(length) => length,
+                _ => 0,
+            },
+            pending: Pieces::default(),
+            ended: false,
+        }
+    }
+
     /// Writes the body as it comes; ready once it was written to its end.
     pub(super) fn poll_send<W: AsyncWrite + Unpin>(
         &mut self,
@@ -155,68 +167,5 @@ impl Upload {
                 }
             };
         }
-    }
-}
-
-impl Connection {
-    /// Sends `head` and then `body` framed by `framing` (a length or chunked), reading the
-    /// response head meanwhile; returns once the head is read, with the rest of the upload, if
-    /// any, left to the response body to drive.
-    pub async fn exchange_streaming(
-        mut self,
-        head: &[u8],
-        body: UploadBody,
-        framing: Framing,
-        expect_body: bool,
-        max_head_bytes: usize,
-    ) -> Result<(ResponseHead, ResponseBody), ExchangeError> {
-        self.stream
-            .write_all(head)
-            .await
-            .map_err(ExchangeError::Write)?;
-        let mut upload = Upload {
-            body,
-            chunked: framing == Framing::Chunked,
-            left: match framing {
-                Framing::Length(length) => length,
-                _ => 0,
-            },
-            pending: Pieces::default(),
-            ended: false,
-        };
-        // Until the body is written in full, or writing fails: a backend that answers early and
-        // closes makes the write fail, and its answer is still read.
-        let mut sending = true;
-        let mut sent = false;
-        let mut answered = false;
-        let head = std::future::poll_fn(|cx| {
-            if let Poll::Ready(head) =
-                self.poll_head(cx, expect_body, max_head_bytes, &mut answered)
-            {
-                return Poll::Ready(head);
-            }
-            if sending {
-                match upload.poll_send(&mut self.stream, cx) {
-                    Poll::Ready(result) => {
-                        sending = false;
-                        match result {
-                            Ok(()) => sent = true,
-                            Err(ExchangeError::Write(_)) => {}
-                            Err(error) => return Poll::Ready(Err(error)),
-                        }
-                        // The head may have arrived while the last bytes were written.
-                        return self.poll_head(cx, expect_body, max_head_bytes, &mut answered);
-                    }
-                    Poll::Pending => {}
-                }
-            }
-            Poll::Pending
-        })
-        .await?;
-        let mut body = ResponseBody::new(self, head.body, head.reusable && (sent || sending));
-        if sending {
-            body.continue_upload(Box::new(upload));
-        }
-        Ok((head, body))
     }
 }

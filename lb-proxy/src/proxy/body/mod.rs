@@ -24,8 +24,7 @@ use crate::upstream::backend::InFlight;
 use crate::upstream::{Connection, ResponseBody};
 pub use pipe::{Pipe, PipeBody, PipeError};
 
-/// A body error of any kind, as hyper's server takes it.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::upstream::BoxError;
 
 /// The client's request body as received.
 #[derive(Debug)]

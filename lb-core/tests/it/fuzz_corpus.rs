@@ -1,7 +1,7 @@
 //! Replays fuzz/corpus/config_parse through the fuzz target's checks, on stable, in CI: every
 //! seed and every saved finding stays a regression test.
 
-#[path = "../../fuzz/src/config_check.rs"]
+#[path = "../../../fuzz/src/config_check.rs"]
 mod config_check;
 
 #[test]

@@ -4,13 +4,11 @@
 //! them end to end, so that a change of code or settings cannot silently open a hole. See
 //! docs/security.md.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::fake_backend::{Behaviour, FakeBackend, raw_exchange, request_heads};
+use crate::support::*;
 use lb_proxy::Daemon;
-use support::fake_backend::{Behaviour, FakeBackend, raw_exchange, request_heads};
-use support::*;
 
 /// What the backend may have seen of a refused or accepted request.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -213,7 +211,7 @@ async fn connection_content_length_cannot_smuggle_a_request_to_the_next_client()
         .await
         .unwrap();
     let answer =
-        support::fake_backend::read_until_closed(&mut stream, Duration::from_secs(2)).await;
+        crate::support::fake_backend::read_until_closed(&mut stream, Duration::from_secs(2)).await;
     let echo = answer.text().to_ascii_lowercase();
     assert!(echo.starts_with("http/1.1 200"), "{echo}");
     assert!(

@@ -2,16 +2,14 @@
 //! RFC 9112 allows, and some ways it does not. Each test checks what the client got and whether
 //! the upstream connection was reused: only after a response read to its exact end.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::fake_backend::{Behaviour, FakeBackend, raw_exchange};
+use crate::support::*;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use lb_proxy::Daemon;
-use support::fake_backend::{Behaviour, FakeBackend, raw_exchange};
-use support::*;
 
 async fn over(fake: &FakeBackend, extra: &str) -> Daemon {
     let yaml = config_yaml(&[fake.spec("fake")], extra);

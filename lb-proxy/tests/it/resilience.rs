@@ -1,14 +1,12 @@
 //! Health checks, circuit breakers, retries and the retry budget against real, failing backends.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::support::*;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use support::*;
 use test_backend::BackendOptions;
 
 #[tokio::test]

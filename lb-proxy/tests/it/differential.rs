@@ -5,12 +5,10 @@
 //! [`DIFFERENCES`], each of which `docs/security.md` justifies. Chunked bodies are compared by
 //! their data: where chunks end carries no meaning.
 
-mod support;
-
 use std::time::Duration;
 
-use support::fake_backend::{Behaviour, FakeBackend, raw_exchange};
-use support::*;
+use crate::support::fake_backend::{Behaviour, FakeBackend, raw_exchange};
+use crate::support::*;
 
 const LIMITS: &str = "max_header_bytes: 16384\n  max_uri_bytes: 1024\n  \
                       max_request_body_bytes: 100000\n  header_read_timeout: 30s\n";

@@ -1,13 +1,13 @@
 //! Replays the fuzz corpora of the HTTP/1.1 codec through the fuzz targets' checks, on stable,
 //! in CI: every seed and every saved finding stays a regression test.
 
-#[path = "../../fuzz/src/chunked_check.rs"]
+#[path = "../../../fuzz/src/chunked_check.rs"]
 mod chunked_check;
-#[path = "../../fuzz/src/header_check.rs"]
+#[path = "../../../fuzz/src/header_check.rs"]
 mod header_check;
-#[path = "../../fuzz/src/request_check.rs"]
+#[path = "../../../fuzz/src/request_check.rs"]
 mod request_check;
-#[path = "../../fuzz/src/response_check.rs"]
+#[path = "../../../fuzz/src/response_check.rs"]
 mod response_check;
 
 fn replay(target: &str, check: fn(&[u8]), at_least: usize) {

@@ -3,17 +3,15 @@
 //! The 504 against a slow (but well-formed) backend and a client leaving mid-request are in
 //! limits.rs; these extend them to backends that misbehave at the socket level.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::support::fake_backend::{Behaviour, FakeBackend, raw_exchange};
+use crate::support::*;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use lb_proxy::Daemon;
-use support::fake_backend::{Behaviour, FakeBackend, raw_exchange};
-use support::*;
 
 async fn over(specs: &[(String, SocketAddr, u32)], extra: &str) -> Daemon {
     let yaml = config_yaml(specs, extra);

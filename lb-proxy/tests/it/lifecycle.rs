@@ -1,14 +1,12 @@
 //! The `lb` binary: config errors, port in use, graceful shutdown on SIGTERM, and the metrics
 //! exposition checked by `promtool`.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 fn lb() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lb"))

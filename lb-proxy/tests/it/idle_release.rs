@@ -4,88 +4,15 @@
 //! release, after a response slower than the release delay, after an upload that paused, and
 //! through shutdown.
 
-mod support;
-
 use std::time::Duration;
 
-use support::fake_backend::read_until_closed;
-use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use crate::support::fake_backend::read_until_closed;
+use crate::support::raw::{get_on, read_response};
+use crate::support::*;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const RELEASE: &str = "server:\n  idle_release_after: 50ms\n  header_read_timeout: 30s\n";
-
-/// One response read off a keep-alive connection: status, lower-cased head, body.
-struct Response {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-/// Reads exactly one response (Content-Length or chunked) from `stream`.
-async fn read_response(stream: &mut TcpStream) -> Response {
-    let mut buffer = Vec::new();
-    let head_end = loop {
-        if let Some(at) = find(&buffer, b"\r\n\r\n") {
-            break at + 4;
-        }
-        read_more(stream, &mut buffer).await;
-    };
-    let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
-    let status = head[9..12].parse().expect("status code");
-    let mut rest = buffer.split_off(head_end);
-    let body = if let Some(length) = header(&head, "content-length") {
-        let length: usize = length.parse().expect("content-length");
-        while rest.len() < length {
-            read_more(stream, &mut rest).await;
-        }
-        assert_eq!(rest.len(), length, "bytes after the response");
-        rest
-    } else {
-        assert_eq!(header(&head, "transfer-encoding"), Some("chunked"));
-        let mut body = Vec::new();
-        loop {
-            let line_end = loop {
-                if let Some(at) = find(&rest, b"\r\n") {
-                    break at;
-                }
-                read_more(stream, &mut rest).await;
-            };
-            let size = usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap(), 16)
-                .expect("chunk size");
-            while rest.len() < line_end + 2 + size + 2 {
-                read_more(stream, &mut rest).await;
-            }
-            body.extend_from_slice(&rest[line_end + 2..line_end + 2 + size]);
-            rest.drain(..line_end + 2 + size + 2);
-            if size == 0 {
-                assert!(rest.is_empty(), "bytes after the response");
-                break body;
-            }
-        }
-    };
-    Response { status, head, body }
-}
-
-async fn read_more(stream: &mut TcpStream, buffer: &mut Vec<u8>) {
-    let mut chunk = [0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
-        .await
-        .expect("no response within 10 s")
-        .expect("read");
-    assert!(
-        n > 0,
-        "connection closed mid-response: {:?}",
-        String::from_utf8_lossy(buffer)
-    );
-    buffer.extend_from_slice(&chunk[..n]);
-}
-
-async fn get_on(stream: &mut TcpStream, path: &str) -> Response {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    read_response(stream).await
-}
 
 /// A balancer over one backend with `extra` config, and a connection that has served a request.
 async fn one_request_served(

@@ -18,6 +18,7 @@ use lb_proxy::Daemon;
 use test_backend::{BackendOptions, RunningBackend};
 
 pub mod fake_backend;
+pub mod raw;
 
 /// Starts `count` test backends named `b0`, `b1`, ...
 pub async fn backends(count: usize) -> Vec<RunningBackend> {

@@ -3,13 +3,11 @@
 //! is well-formed JSON whose queries parse, `promtool` accepts the Prometheus files and the
 //! alerts' unit tests pass, and the systemd unit promises nothing the daemon does not do.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::{backends, balancer, client, get, scrape};
+use crate::support::{backends, balancer, client, get, scrape};
 
 const DASHBOARD: &str = "docs/grafana/lb-dashboard.json";
 const ALERTS: &str = "config/prometheus/alerts.yml";

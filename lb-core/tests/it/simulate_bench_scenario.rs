@@ -9,8 +9,8 @@ use lb_core::simulate::{parse_scenario, run};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-const CONFIG: &str = include_str!("../../config/config.yaml");
-const SCENARIO: &str = include_str!("../benches/simulate-1m.yaml");
+const CONFIG: &str = include_str!("../../../config/config.yaml");
+const SCENARIO: &str = include_str!("../../benches/simulate-1m.yaml");
 
 #[test]
 fn the_bench_scenario_asks_for_a_million_requests_and_runs() {

@@ -1,12 +1,10 @@
 //! What passes through: methods, paths, headers (hop-by-hop removed, X-Forwarded-* set), and
 //! large bodies both ways, intact.
 
-mod support;
-
+use crate::support::*;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use support::*;
 
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf29ce484222325u64, |hash, &byte| {
@@ -198,7 +196,7 @@ async fn a_chunked_upload_of_many_small_chunks_arrives_whole() {
         b"POST /count HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
             .to_vec();
     request.extend_from_slice(&wire);
-    let answer = support::fake_backend::raw_exchange(
+    let answer = crate::support::fake_backend::raw_exchange(
         daemon.listen_addr,
         &request,
         std::time::Duration::from_secs(10),

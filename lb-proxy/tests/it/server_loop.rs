@@ -4,12 +4,11 @@
 //! a client that goes away or a backend body that ends early closes the connection instead of
 //! leaving it in a wrong state.
 
-mod support;
-
 use std::time::Duration;
 
-use support::fake_backend::{Behaviour, FakeBackend, RawAnswer, raw_exchange};
-use support::*;
+use crate::support::fake_backend::{Behaviour, FakeBackend, RawAnswer, raw_exchange};
+use crate::support::raw::{RawResponse, ask, read_responses, take_response};
+use crate::support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -22,81 +21,6 @@ async fn over(fake: &FakeBackend) -> lb_proxy::Daemon {
     lb_proxy::Daemon::start(parse(&yaml))
         .await
         .expect("balancer starts")
-}
-
-/// One response taken off the front of `bytes`: (head in lower case, decoded body). The body
-/// is framed by Content-Length, chunked coding, or, with neither, runs to the end of `bytes`.
-fn take_response(bytes: &mut Vec<u8>, head_request: bool) -> (String, Vec<u8>) {
-    let (head, body, used) = parse_response(bytes, head_request).expect("a complete response");
-    bytes.drain(..used);
-    (head, body)
-}
-
-/// The first response in `bytes` and how many bytes it took, or `None` while incomplete.
-fn parse_response(bytes: &[u8], head_request: bool) -> Option<(String, Vec<u8>, usize)> {
-    let end = find(bytes, b"\r\n\r\n")? + 4;
-    let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
-    let rest = &bytes[end..];
-    if head_request || head.starts_with("http/1.1 204") {
-        return Some((head, Vec::new(), end));
-    }
-    if let Some(length) = header(&head, "content-length") {
-        let length: usize = length.parse().expect("content-length");
-        let body = rest.get(..length)?.to_vec();
-        return Some((head, body, end + length));
-    }
-    if header(&head, "transfer-encoding") != Some("chunked") {
-        return Some((head, rest.to_vec(), bytes.len()));
-    }
-    let mut body = Vec::new();
-    let mut at = 0;
-    loop {
-        let line_end = at + find(&rest[at..], b"\r\n")?;
-        let size_text = String::from_utf8_lossy(&rest[at..line_end]).into_owned();
-        let size = usize::from_str_radix(size_text.trim(), 16).expect("a hex chunk size");
-        let data_start = line_end + 2;
-        let data_end = data_start + size;
-        let chunk_end = rest.get(data_end..data_end + 2)?;
-        assert_eq!(chunk_end, b"\r\n", "a chunk not followed by CRLF");
-        body.extend_from_slice(&rest[data_start..data_end]);
-        at = data_end + 2;
-        if size == 0 {
-            return Some((head, body, end + at));
-        }
-    }
-}
-
-/// Reads from `stream` until `count` complete responses (not HEAD) are buffered, or the limit.
-async fn read_responses(stream: &mut TcpStream, count: usize) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    let mut chunk = [0u8; 8192];
-    loop {
-        let mut at = 0;
-        let complete = (0..count).all(|_| match parse_response(&bytes[at..], false) {
-            Some((_, _, used)) => {
-                at += used;
-                true
-            }
-            None => false,
-        });
-        if complete {
-            return bytes;
-        }
-        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return bytes,
-            Ok(Ok(n)) => bytes.extend_from_slice(&chunk[..n]),
-        }
-    }
-}
-
-/// Sends `request` on `stream` and reads the one response it gets: (head in lower case, body,
-/// any bytes that came after the response).
-async fn ask(stream: &mut TcpStream, request: &[u8]) -> (String, Vec<u8>, Vec<u8>) {
-    stream.write_all(request).await.unwrap();
-    let mut bytes = read_responses(stream, 1).await;
-    let (head, body) = take_response(&mut bytes, false);
-    (head, body, bytes)
 }
 
 #[tokio::test]
@@ -119,7 +43,7 @@ async fn pipelined_requests_with_and_without_bodies_are_answered_in_order() {
         .into_iter()
         .enumerate()
     {
-        let (head, body) = take_response(&mut bytes, false);
+        let RawResponse { head, body, .. } = take_response(&mut bytes, false);
         assert!(head.starts_with("http/1.1 200 ok\r\n"), "{index}: {head}");
         let body = String::from_utf8_lossy(&body);
         assert!(body.starts_with(expected), "{index}: {body}");
@@ -129,7 +53,8 @@ async fn pipelined_requests_with_and_without_bodies_are_answered_in_order() {
     }
     assert!(bytes.is_empty(), "{}", String::from_utf8_lossy(&bytes));
     // The connection is still open and served.
-    let (_, body, rest) = ask(&mut stream, b"GET /echo?fourth HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    let (RawResponse { body, .. }, rest) =
+        ask(&mut stream, b"GET /echo?fourth HTTP/1.1\r\nhost: a\r\n\r\n").await;
     assert!(String::from_utf8_lossy(&body).starts_with("GET /echo?fourth"));
     assert!(rest.is_empty());
     daemon.shutdown().await;
@@ -146,7 +71,8 @@ async fn a_chunked_backend_body_is_chunked_for_http11_and_runs_to_the_close_for_
 
     let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
     for _ in 0..2 {
-        let (head, body, bytes) = ask(&mut stream, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
+        let (RawResponse { head, body, .. }, bytes) =
+            ask(&mut stream, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
         assert_eq!(
             header(&head, "transfer-encoding"),
             Some("chunked"),
@@ -164,7 +90,7 @@ async fn a_chunked_backend_body_is_chunked_for_http11_and_runs_to_the_close_for_
         "an HTTP/1.0 body without length must end with the connection"
     );
     let mut bytes = answer.bytes;
-    let (head, body) = take_response(&mut bytes, false);
+    let RawResponse { head, body, .. } = take_response(&mut bytes, false);
     assert!(head.starts_with("http/1.0 200 ok\r\n"), "{head}");
     assert_eq!(header(&head, "transfer-encoding"), None, "{head}");
     assert_eq!(body, b"hello world");
@@ -186,7 +112,7 @@ async fn http10_clients_get_http10_and_keep_alive_only_when_they_ask() {
 
     let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
     for _ in 0..2 {
-        let (head, _, rest) = ask(
+        let (RawResponse { head, .. }, rest) = ask(
             &mut stream,
             b"GET / HTTP/1.0\r\nconnection: keep-alive\r\n\r\n",
         )
@@ -210,7 +136,7 @@ async fn connection_close_is_answered_with_close_and_the_socket_closes() {
     .await;
     assert!(answer.closed && !answer.aborted, "{answer:?}");
     let mut bytes = answer.bytes;
-    let (head, body) = take_response(&mut bytes, false);
+    let RawResponse { head, body, .. } = take_response(&mut bytes, false);
     assert_eq!(header(&head, "connection"), Some("close"), "{head}");
     assert!(String::from_utf8_lossy(&body).starts_with("hello from b0"));
     assert!(bytes.is_empty());
@@ -225,7 +151,7 @@ async fn connection_close_is_answered_with_close_and_the_socket_closes() {
     .await;
     assert!(answer.closed, "{answer:?}");
     let mut bytes = answer.bytes;
-    let (_, body) = take_response(&mut bytes, false);
+    let RawResponse { body, .. } = take_response(&mut bytes, false);
     assert!(String::from_utf8_lossy(&body).starts_with("hello from b0"));
     assert!(bytes.is_empty(), "{}", String::from_utf8_lossy(&bytes));
     daemon.shutdown().await;
@@ -247,11 +173,11 @@ async fn head_keeps_the_declared_length_and_sends_no_body() {
         assert!(!more.is_empty(), "the GET after a HEAD was not answered");
         bytes.extend_from_slice(&more);
     }
-    let (head, body) = take_response(&mut bytes, true);
+    let RawResponse { head, body, .. } = take_response(&mut bytes, true);
     assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
     let declared: usize = header(&head, "content-length").unwrap().parse().unwrap();
     assert!(body.is_empty());
-    let (head, body) = take_response(&mut bytes, false);
+    let RawResponse { head, body, .. } = take_response(&mut bytes, false);
     assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
     assert_eq!(body.len(), declared);
     assert!(bytes.is_empty(), "{}", String::from_utf8_lossy(&bytes));
@@ -267,7 +193,8 @@ async fn no_content_has_no_body_and_no_length() {
     let daemon = over(&fake).await;
     let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
     for _ in 0..2 {
-        let (head, _, bytes) = ask(&mut stream, b"DELETE /x HTTP/1.1\r\nhost: a\r\n\r\n").await;
+        let (RawResponse { head, .. }, bytes) =
+            ask(&mut stream, b"DELETE /x HTTP/1.1\r\nhost: a\r\n\r\n").await;
         assert!(head.starts_with("http/1.1 204 no content\r\n"), "{head}");
         assert_eq!(header(&head, "content-length"), None, "{head}");
         assert_eq!(header(&head, "transfer-encoding"), None, "{head}");
@@ -290,7 +217,8 @@ async fn a_backend_body_shorter_than_declared_closes_the_client_connection() {
         .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
         .await
         .unwrap();
-    let answer: RawAnswer = support::fake_backend::read_until_closed(&mut stream, LIMIT).await;
+    let answer: RawAnswer =
+        crate::support::fake_backend::read_until_closed(&mut stream, LIMIT).await;
     assert!(
         answer.closed,
         "the client was left waiting for bytes that never come"
@@ -315,7 +243,8 @@ async fn the_balancers_own_answers_carry_a_date_and_a_length() {
     let yaml = config_yaml(&[("gone".to_owned(), addr, 1)], ONE_ATTEMPT);
     let daemon = lb_proxy::Daemon::start(parse(&yaml)).await.unwrap();
     let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
-    let (head, body, _) = ask(&mut stream, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    let (RawResponse { head, body, .. }, _) =
+        ask(&mut stream, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
     assert!(head.starts_with("http/1.1 502 bad gateway\r\n"), "{head}");
     let date = header(&head, "date").expect("a date header");
     assert!(date.ends_with(" gmt"), "{head}");
@@ -348,7 +277,7 @@ async fn a_client_that_expects_100_continue_gets_it_before_it_sends_its_body() {
         interim.extend_from_slice(&chunk[..read]);
     }
     assert_eq!(interim, b"HTTP/1.1 100 Continue\r\n\r\n");
-    let (head, body, _) = ask(&mut stream, b"hello").await;
+    let (RawResponse { head, body, .. }, _) = ask(&mut stream, b"hello").await;
     assert!(head.starts_with("http/1.1 200"), "{head}");
     let echo = String::from_utf8_lossy(&body).to_ascii_lowercase();
     assert!(

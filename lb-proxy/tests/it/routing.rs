@@ -1,10 +1,8 @@
 //! Each algorithm spreads requests across real backends as it promises.
 
-mod support;
-
 use std::collections::HashMap;
 
-use support::*;
+use crate::support::*;
 
 async fn spread(algorithm: &str, weights: &[u32], requests: usize) -> HashMap<String, usize> {
     let backends = backends(weights.len()).await;

@@ -1,12 +1,10 @@
 //! Load and exhaustion: the client-connection limit, slowloris, stalled bodies. Bounded counts,
 //! loopback only.
 
-mod support;
-
 use std::time::Duration;
 
-use support::fake_backend::read_until_closed;
-use support::*;
+use crate::support::fake_backend::read_until_closed;
+use crate::support::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

@@ -1,14 +1,12 @@
 //! `X-Forwarded-For` trust end to end: at the edge the client's list is replaced by the peer;
 //! behind a trusted proxy it is appended to; `ip_hash` hashes the same client address.
 
-mod support;
-
 use std::collections::HashSet;
 
+use crate::support::*;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use support::*;
 
 async fn echo_with(daemon: &lb_proxy::Daemon, headers: &[(&str, &str)]) -> (String, String) {
     let mut request = Request::get(format!("http://{}/echo", daemon.listen_addr));

@@ -392,7 +392,7 @@ fn disabled_metrics_may_share_the_port_and_port_zero_never_clashes() {
 
 #[test]
 fn documented_error_example_is_what_we_print() {
-    let doc = include_str!("../../docs/configuration.md");
+    let doc = include_str!("../../../docs/configuration.md");
     let errors_section = &doc[doc.find("## Errors").expect("errors section")..];
     let block = |fence: &str| {
         let start = errors_section.find(fence).expect("fenced block") + fence.len();

@@ -12,9 +12,9 @@ use lb_core::config::{
 use lb_core::health::{HealthPolicy, StatusRange};
 use lb_core::retry::{BudgetPolicy, RetryCondition, RetryPolicy};
 
-const REFERENCE: &str = include_str!("../../config/config.yaml");
-const MINIMAL: &str = include_str!("../../config/examples/minimal.yaml");
-const WEIGHTED: &str = include_str!("../../config/examples/weighted.json");
+const REFERENCE: &str = include_str!("../../../config/config.yaml");
+const MINIMAL: &str = include_str!("../../../config/examples/minimal.yaml");
+const WEIGHTED: &str = include_str!("../../../config/examples/weighted.json");
 
 fn addr(text: &str) -> SocketAddr {
     text.parse().expect("test address")

@@ -5,12 +5,10 @@
 //! connection's timer notes activity lazily, once a tick (1 s), which bounds the precision of
 //! the idle deadline.
 
-mod support;
-
 use std::time::Duration;
 
-use support::fake_backend::{Behaviour, FakeBackend, read_until_closed};
-use support::*;
+use crate::support::fake_backend::{Behaviour, FakeBackend, read_until_closed};
+use crate::support::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;

@@ -1,0 +1,105 @@
+//! One connection to a backend: the socket and the bytes read from it but not yet consumed,
+//! and the IO on it. What is exchanged over it is [`super::h1`]'s.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::BoxError;
+use crate::proto::h1::response::ResponseError;
+
+/// Read buffer room asked for before each read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Why an exchange on a connection failed; the connection is then closed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// Writing the request failed.
+    #[error("writing the request failed: {0}")]
+    Write(io::Error),
+    /// Reading the response failed.
+    #[error("reading the response failed: {0}")]
+    Read(io::Error),
+    /// The backend closed or reset the connection without a single byte of a response.
+    #[error("the backend closed the connection without answering")]
+    ClosedWithoutAnswer,
+    /// The backend closed the connection in the middle of a response head.
+    #[error("the backend closed the connection before a complete response head")]
+    ClosedBeforeHead,
+    /// The response head is unusable.
+    #[error(transparent)]
+    Response(#[from] ResponseError),
+    /// The client's request body failed while it was being sent (the client's fault).
+    #[error("the request body failed: {0}")]
+    Upload(#[source] BoxError),
+}
+
+/// One connection to a backend and the bytes read from it but not yet consumed.
+#[derive(Debug)]
+pub struct Connection {
+    pub(super) stream: TcpStream,
+    pub(super) buffer: BytesMut,
+}
+
+impl Connection {
+    /// A fresh connection.
+    pub fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            buffer: BytesMut::new(),
+        }
+    }
+
+    /// Whether an idle connection can carry a request: no event since it went idle, or an
+    /// event that was not the backend closing it or sending unasked bytes.
+    pub fn still_open(&self) -> bool {
+        if !self.buffer.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.stream.try_read(&mut probe), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Writes a whole request known up front: `head`, then `body`.
+    pub async fn write_request(&mut self, head: &[u8], body: &[u8]) -> io::Result<()> {
+        if body.is_empty() {
+            return self.stream.write_all(head).await;
+        }
+        let (mut head, mut body) = (head, body);
+        while !head.is_empty() {
+            let written = self
+                .stream
+                .write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
+                .await?;
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            let from_head = written.min(head.len());
+            head = &head[from_head..];
+            body = &body[written - from_head..];
+        }
+        self.stream.write_all(body).await
+    }
+
+    /// Reads one byte batch into the buffer; `Ok(0)` at the end of the stream.
+    ///
+    /// Through `AsyncRead`, so that a short read clears the socket's readiness
+    /// (docs/performance.md, item 14).
+    pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buffer.capacity() - self.buffer.len() < 1024 {
+            self.buffer.reserve(READ_CHUNK);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buffer)
+    }
+}

@@ -1,0 +1,22 @@
+//! lb-proxy's integration tests, in one binary: real balancers and backends on 127.0.0.1 port
+//! 0, raw sockets where the bytes matter, tokio's paused clock where the timers do.
+
+mod support;
+
+mod differential;
+mod exhaustion;
+mod forwarded_for;
+mod forwarding;
+mod fuzz_corpus;
+mod hostile_clients;
+mod idle_release;
+mod layers;
+mod lifecycle;
+mod limits;
+mod ops_files;
+mod resilience;
+mod routing;
+mod server_loop;
+mod sick_backends;
+mod timers;
+mod upstream_framing;
