@@ -71,7 +71,7 @@ pub enum Command {
     #[command(after_help = EXIT_CODES)]
     Status {
         /// The daemon's metrics URL.
-        #[arg(long, value_name = "URL", default_value = lb_tui::scrape::DEFAULT_URL)]
+        #[arg(long, value_name = "URL", default_value = lb_observe::scrape::DEFAULT_URL)]
         metrics: String,
     },
     /// See what a configuration does to traffic: run it on a scenario in virtual time.

@@ -16,7 +16,7 @@
 //! - [`render`]: reports as compiler-style text or as one JSON document.
 //! - [`show`]: the effective configuration as YAML or JSON.
 //! - [`init`]: the commented starter configuration.
-//! - [`status`]: a one-shot table of a running daemon's backends (via `lb-tui`'s model).
+//! - [`status`]: a one-shot table of a running daemon's backends (via `lb-observe`).
 //! - [`simulate`]: what a configuration does to traffic, from `lb_core::simulate`.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]

@@ -1,25 +1,24 @@
 //! `lb-cli status`: a one-shot table of a running daemon's backends, read from its metrics.
 //!
-//! It uses `lb-tui`'s scrape, parser and model, so the figures are the dashboard's: one scrape
-//! gives the single-scrape view, whose error share covers the daemon's whole life (there is no
-//! previous scrape to take a difference from).
+//! It uses `lb-observe`'s scrape, parser and model, as `lb-tui` does, so the figures are the
+//! dashboard's: one scrape gives the single-scrape view, whose error share covers the daemon's
+//! whole life (there is no previous scrape to take a difference from).
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use lb_tui::model::{BackendView, Model, View};
-
-/// How long to wait for the daemon's metrics endpoint.
-const TIMEOUT: Duration = Duration::from_secs(5);
+use lb_observe::model::{BackendView, Model, View};
+use lb_observe::scrape;
 
 /// Scrapes `url` and renders its view; an error message when it cannot.
 ///
 /// # Errors
 /// The scrape failed (refused, timeout, not 200) or the answer is not Prometheus text.
 pub fn status(url: &str) -> Result<String, String> {
-    let text = lb_tui::scrape::fetch_metrics(url, TIMEOUT).map_err(|e| e.to_string())?;
+    // The defaults (connect 2 s, 5 s in all) suit a person waiting at a prompt.
+    let text = scrape::fetch(url, &scrape::Options::default()).map_err(|e| e.to_string())?;
     let samples =
-        lb_tui::parse::parse(&text).map_err(|e| format!("{url}: not metrics text: {e}"))?;
+        lb_observe::parse::parse(&text).map_err(|e| format!("{url}: not metrics text: {e}"))?;
     let mut model = Model::new();
     // The instant only orders scrapes; a single one needs no real clock.
     model.ingest(samples, Instant::now());
@@ -112,9 +111,9 @@ mod tests {
 
     #[test]
     fn renders_the_recorded_demo() {
-        let text = include_str!("../../lb-tui/tests/fixtures/demo3_down.txt");
+        let text = include_str!("../../lb-observe/tests/fixtures/demo3_down.txt");
         let mut model = Model::new();
-        model.ingest(lb_tui::parse::parse(text).unwrap(), Instant::now());
+        model.ingest(lb_observe::parse::parse(text).unwrap(), Instant::now());
         let table = render(model.view().unwrap());
         // demo3_down.txt: demo-1 answered 6 × 200 and 1 × 500; demo-3 is down.
         let expected = "\

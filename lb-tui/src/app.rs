@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::model::Model;
-use crate::parse::parse;
-use crate::scrape::fetch_metrics;
+use lb_observe::model::Model;
+use lb_observe::parse::parse;
+use lb_observe::scrape::{self, Scraper};
+
 use crate::ui::{self, Connection, Screen};
 
 /// How often the screen is redrawn (and keys are polled) when nothing happens.
@@ -165,13 +166,24 @@ impl App {
 /// A scrape's outcome and when it arrived.
 type ScrapeResult = (Result<String, String>, Instant);
 
-/// Scrapes `url` every `interval` until the receiver is gone.
-fn spawn_scraper(url: String, interval: Duration, results: Sender<ScrapeResult>) {
+/// How to scrape every `interval`: a scrape may take up to one interval (at least 500 ms, so
+/// a short interval does not time out a healthy daemon, and at most 5 s, so a hung one is
+/// reported soon), and connecting no longer than the default connect timeout within that.
+pub fn scrape_options(interval: Duration) -> scrape::Options {
     let timeout = interval.clamp(Duration::from_millis(500), Duration::from_secs(5));
+    scrape::Options {
+        timeout,
+        connect_timeout: timeout.min(scrape::DEFAULT_CONNECT_TIMEOUT),
+        ..scrape::Options::default()
+    }
+}
+
+/// Scrapes with `scraper` every `interval` until the receiver is gone.
+fn spawn_scraper(scraper: Scraper, interval: Duration, results: Sender<ScrapeResult>) {
     thread::spawn(move || {
         loop {
             let started = Instant::now();
-            let body = fetch_metrics(&url, timeout).map_err(|e| e.to_string());
+            let body = scraper.fetch().map_err(|e| e.to_string());
             if results.send((body, Instant::now())).is_err() {
                 return;
             }
@@ -189,13 +201,14 @@ impl Drop for TerminalGuard {
     }
 }
 
-/// Runs the dashboard until `q`, Esc or Ctrl-C.
+/// Runs the dashboard until `q`, Esc or Ctrl-C, scraping with `scraper` (built by the caller,
+/// so that a bad URL is reported before the terminal is taken over).
 ///
 /// # Errors
 /// A terminal error (not a TTY, a failed write). Scrape failures are not errors: they are shown.
-pub fn run(options: &Options) -> std::io::Result<()> {
+pub fn run(options: &Options, scraper: Scraper) -> std::io::Result<()> {
     let (sender, results): (Sender<ScrapeResult>, Receiver<ScrapeResult>) = mpsc::channel();
-    spawn_scraper(options.url.clone(), options.interval, sender);
+    spawn_scraper(scraper, options.interval, sender);
     let mut app = App::new(options);
     // Installs the panic hook that restores the terminal, then enters raw mode.
     let mut terminal = ratatui::try_init()?;
@@ -222,8 +235,9 @@ pub fn run(options: &Options) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    const SCRAPE1: &str = include_str!("../tests/fixtures/scrape1.txt");
-    const SCRAPE2: &str = include_str!("../tests/fixtures/scrape2.txt");
+    // Scrapes recorded from `lb --demo`; they live beside the model they were recorded for.
+    const SCRAPE1: &str = include_str!("../../lb-observe/tests/fixtures/scrape1.txt");
+    const SCRAPE2: &str = include_str!("../../lb-observe/tests/fixtures/scrape2.txt");
 
     fn app() -> App {
         App::new(&Options {
@@ -245,6 +259,16 @@ mod tests {
         for bad in ["", "0s", "5ms", "fast", "-1s", "NaN"] {
             assert!(parse_interval(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_scrape_fits_in_its_interval_within_bounds() {
+        let short = scrape_options(Duration::from_millis(100));
+        assert_eq!(short.timeout, Duration::from_millis(500));
+        assert_eq!(short.connect_timeout, Duration::from_millis(500));
+        let long = scrape_options(Duration::from_secs(60));
+        assert_eq!(long.timeout, Duration::from_secs(5));
+        assert_eq!(long.connect_timeout, scrape::DEFAULT_CONNECT_TIMEOUT);
     }
 
     #[test]

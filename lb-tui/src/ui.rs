@@ -11,7 +11,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Sparkline, Table, TableState, Wrap};
 
-use crate::model::{BackendView, Breaker, Model, Series};
+use lb_observe::model::{BackendView, Breaker, Model, Series};
 
 #[cfg(test)]
 mod tests;

@@ -31,6 +31,8 @@ const OCTETS: HeaderValue = HeaderValue::from_static("application/octet-stream")
 /// What a request path asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Route {
+    /// `/` and every path not reserved below: a balancer in front may route any path here
+    /// (`/api/test`), and the answer should say which backend got it, not 404.
     Identity,
     Health,
     Status(StatusCode),
@@ -41,13 +43,11 @@ pub(crate) enum Route {
     Bytes(u64),
     /// A recognised endpoint with an unusable parameter; the message says what is allowed.
     BadRequest(&'static str),
-    NotFound,
 }
 
 impl Route {
     pub(crate) fn parse(path: &str) -> Route {
         match path {
-            "/" => return Route::Identity,
             "/health" => return Route::Health,
             "/echo" => return Route::Echo,
             "/echo/body" => return Route::EchoBody,
@@ -75,7 +75,7 @@ impl Route {
                 _ => Route::BadRequest("byte count must be 0..=1073741824\n"),
             };
         }
-        Route::NotFound
+        Route::Identity
     }
 }
 
@@ -86,12 +86,8 @@ pub(crate) async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     let route = Route::parse(req.uri().path());
     if route == Route::Health {
-        shared.stats.health_checks.fetch_add(1, Relaxed);
-        return Ok(if shared.healthy.load(Relaxed) {
-            shared.respond(StatusCode::OK, TEXT, "ok\n".into())
-        } else {
-            shared.respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "unhealthy\n".into())
-        });
+        // Before fault injection and the counters: a health check is never slowed or failed.
+        return Ok(health(&shared));
     }
 
     let _in_flight = shared.stats.begin(req.method() == Method::POST);
@@ -144,9 +140,20 @@ pub(crate) async fn handle(
         Route::Count => count(&shared, req.into_body()).await,
         Route::Bytes(n) => shared.respond(StatusCode::OK, OCTETS, ResponseBody::pattern(n)),
         Route::BadRequest(why) => text(StatusCode::BAD_REQUEST, why.into()),
-        Route::NotFound | Route::Health => text(StatusCode::NOT_FOUND, "not found\n".into()),
+        // Answered above; the same answer keeps this match total without a panic.
+        Route::Health => health(&shared),
     };
     Ok(response)
+}
+
+/// `/health`: 200 `ok` or 503 `unhealthy`, counted apart from the other requests.
+fn health(shared: &Shared) -> Response<ResponseBody> {
+    shared.stats.health_checks.fetch_add(1, Relaxed);
+    if shared.healthy.load(Relaxed) {
+        shared.respond(StatusCode::OK, TEXT, "ok\n".into())
+    } else {
+        shared.respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "unhealthy\n".into())
+    }
 }
 
 /// Reads and discards a request body so the connection stays reusable; a bodiless `GET` returns at
@@ -253,9 +260,13 @@ mod tests {
             ("/delay/60000", ok(60_000)),
             ("/bytes/0", Route::Bytes(0)),
             ("/bytes/1073741824", Route::Bytes(MAX_BYTES)),
-            ("/nope", Route::NotFound),
-            ("/health/x", Route::NotFound),
-            ("", Route::NotFound),
+            // Unreserved paths, prefixes of reserved ones included, are the identity.
+            ("/api/test", Route::Identity),
+            ("/nope", Route::Identity),
+            ("/health/x", Route::Identity),
+            ("/status", Route::Identity),
+            ("/echo/x", Route::Identity),
+            ("", Route::Identity),
         ];
         for (path, want) in table {
             assert_eq!(Route::parse(path), *want, "path {path:?}");

@@ -18,7 +18,7 @@
 //! | `/echo/body` | the request body streamed straight back, unbuffered |
 //! | `/count` | `bytes=N fnv1a64=HEX` of the request body, streamed ([`Fnv1a64`]) |
 //! | `/bytes/{n}` | `n` bytes (≤ 1 GiB), byte `i` = `i % 251` ([`pattern_byte`]) |
-//! | anything else | 404 |
+//! | anything else (`/api/test`, `/health/x`) | what `/` answers: a balancer may route any path here |
 //!
 //! Fault injection (`fail_rate`, `latency`) applies to every path except `/health`; both can be
 //! changed at run time ([`RunningBackend::set_fail_rate`], [`RunningBackend::set_latency`]).

@@ -6,11 +6,12 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 use super::*;
-use crate::parse::parse;
+use lb_observe::parse::parse;
 
-const SCRAPE1: &str = include_str!("../../tests/fixtures/scrape1.txt");
-const SCRAPE2: &str = include_str!("../../tests/fixtures/scrape2.txt");
-const DEMO3_DOWN: &str = include_str!("../../tests/fixtures/demo3_down.txt");
+// Scrapes recorded from `lb --demo`; they live beside the model they were recorded for.
+const SCRAPE1: &str = include_str!("../../../lb-observe/tests/fixtures/scrape1.txt");
+const SCRAPE2: &str = include_str!("../../../lb-observe/tests/fixtures/scrape2.txt");
+const DEMO3_DOWN: &str = include_str!("../../../lb-observe/tests/fixtures/demo3_down.txt");
 const URL: &str = "http://127.0.0.1:9090/metrics";
 
 fn model(scrapes: &[&str]) -> Model {

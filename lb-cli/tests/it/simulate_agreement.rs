@@ -24,8 +24,6 @@
 //! - breaker trips within 1: the open periods are timed from the first failures, which real
 //!   scheduling can delay by a few milliseconds.
 
-use std::io::{Read as _, Write as _};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use lb_core::config::{Config, Format, parse};
@@ -35,6 +33,8 @@ use lb_core::simulate::{arrivals, parse_scenario, run};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use test_backend::{BackendOptions, RunningBackend};
+
+use crate::support::{backend, get};
 
 const SCENARIO: &str = "\
 duration: 6s
@@ -87,29 +87,6 @@ fn base_latency(scenario: &Scenario, name: &str) -> Duration {
     }
 }
 
-/// One `GET /` with `Connection: close` through the balancer: the status, or 0 when the
-/// exchange itself failed.
-async fn get(proxy: SocketAddr) -> u16 {
-    tokio::task::spawn_blocking(move || {
-        let exchange = || -> std::io::Result<u16> {
-            let mut stream = std::net::TcpStream::connect(proxy)?;
-            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-            stream.write_all(b"GET / HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")?;
-            let mut response = Vec::new();
-            stream.read_to_end(&mut response)?;
-            let head = String::from_utf8_lossy(&response);
-            Ok(head
-                .split_whitespace()
-                .nth(1)
-                .and_then(|code| code.parse().ok())
-                .unwrap_or(0))
-        };
-        exchange().unwrap_or(0)
-    })
-    .await
-    .unwrap_or(0)
-}
-
 /// What the real run measured.
 #[derive(Debug)]
 struct Measured {
@@ -145,7 +122,7 @@ async fn real_run(scenario: &Scenario, fleet: &[RunningBackend], config: Config)
         .map(|at| {
             tokio::spawn(async move {
                 tokio::time::sleep_until(start + at).await;
-                get(proxy).await
+                get(proxy, "/").await
             })
         })
         .collect();
@@ -174,11 +151,11 @@ async fn real_run(scenario: &Scenario, fleet: &[RunningBackend], config: Config)
         daemon.metrics_addr.expect("metrics on")
     );
     let text = tokio::task::spawn_blocking(move || {
-        lb_tui::scrape::fetch_metrics(&url, Duration::from_secs(5)).expect("metrics")
+        lb_observe::scrape::fetch(&url, &lb_observe::scrape::Options::default()).expect("metrics")
     })
     .await
     .unwrap();
-    let samples = lb_tui::parse::parse(&text).expect("Prometheus text");
+    let samples = lb_observe::parse::parse(&text).expect("Prometheus text");
     let retries = samples
         .named("lb_retries_total")
         .map(|s| s.value)
@@ -230,11 +207,7 @@ async fn the_simulation_agrees_with_the_daemon() {
             latency: Some(base_latency(&scenario, name)),
             ..BackendOptions::default()
         };
-        fleet.push(
-            test_backend::bind_and_spawn(([127, 0, 0, 1], 0).into(), options)
-                .await
-                .expect("backend starts"),
-        );
+        fleet.push(backend(options).await);
     }
     let config = config(&fleet);
 

@@ -1,18 +1,8 @@
 //! `lb-cli simulate` end to end, through the real binary: the example scenario's report, the
 //! comparison, JSON for scripts, and errors at the scenario's lines.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-/// Runs `lb-cli` from the repository root, so the paths in its output are the docs' paths.
-fn lb_cli(args: &[&str]) -> Output {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    Command::new(env!("CARGO_BIN_EXE_lb-cli"))
-        .current_dir(root)
-        .args(args)
-        .output()
-        .expect("lb-cli runs")
-}
+// Runs from the repository root, so the paths in its output are the docs' paths.
+use crate::support::lb_cli;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

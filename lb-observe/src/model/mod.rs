@@ -1,6 +1,6 @@
-//! The dashboard's state: two consecutive scrapes turned into rates, error shares and latency
-//! quantiles, plus short histories for the sparklines. Pure: no IO and no clock; the caller
-//! says when each scrape arrived.
+//! What the daemon is doing: two consecutive scrapes turned into rates, error shares and
+//! latency quantiles, plus short histories (`lb-tui`'s sparklines). Pure: no IO and no clock;
+//! the caller says when each scrape arrived.
 //!
 //! Counters are differences between the previous scrape and this one, as Prometheus's `rate()`
 //! does; a counter that went *down* means the daemon restarted, and then the new value is the
@@ -300,7 +300,7 @@ fn percent(part: f64, whole: f64) -> Option<f64> {
     (whole > 0.0).then(|| 100.0 * part / whole)
 }
 
-/// The dashboard state: the last scrape, the view computed from it, and the histories.
+/// The state fed by scrapes: the last scrape, the view computed from it, and the histories.
 #[derive(Debug, Clone, Default)]
 pub struct Model {
     previous: Option<Snapshot>,

@@ -1,107 +1,16 @@
 //! Every endpoint over real sockets on 127.0.0.1, with hyper's own client.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, StatusCode};
+use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use test_backend::{BackendOptions, RunningBackend, bind_and_spawn, fnv1a64, pattern_byte};
+use test_backend::{BackendOptions, bind_and_spawn, fnv1a64, pattern_byte};
 use tokio::net::TcpStream;
 
-const LOCAL: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-async fn start(options: BackendOptions) -> RunningBackend {
-    bind_and_spawn(LOCAL, options)
-        .await
-        .expect("bind 127.0.0.1:0")
-}
-
-async fn named(name: &str) -> RunningBackend {
-    start(BackendOptions {
-        name: name.to_owned(),
-        ..BackendOptions::default()
-    })
-    .await
-}
-
-async fn connect(addr: SocketAddr) -> http1::SendRequest<Full<Bytes>> {
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    let (sender, conn) = http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    sender
-}
-
-async fn send(
-    sender: &mut http1::SendRequest<Full<Bytes>>,
-    method: Method,
-    path: &str,
-    body: Bytes,
-) -> Reply {
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "test")
-        .header("x-test", "yes")
-        .body(Full::new(body))
-        .expect("request");
-    let resp = sender.send_request(req).await.expect("response");
-    let (parts, body) = resp.into_parts();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body: body.collect().await.expect("body").to_bytes(),
-    }
-}
-
-/// One request on a fresh connection.
-async fn call(addr: SocketAddr, method: Method, path: &str, body: Bytes) -> Reply {
-    send(&mut connect(addr).await, method, path, body).await
-}
-
-async fn get(addr: SocketAddr, path: &str) -> Reply {
-    call(addr, Method::GET, path, Bytes::new()).await
-}
-
-/// Polls `cond` every few milliseconds until it holds; fails after 10 s.
-async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-fn text(reply: &Reply) -> &str {
-    std::str::from_utf8(&reply.body).expect("utf-8 body")
-}
-
-fn payload(len: usize) -> Bytes {
-    // Not the /bytes pattern, so an echo that served the wrong thing could not pass by accident.
-    let mut x = 0x1234_5678u32;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect::<Vec<u8>>()
-        .into()
-}
+use crate::support::*;
 
 #[tokio::test]
 async fn identity_names_backend_and_port() {
@@ -332,11 +241,40 @@ async fn bytes_sends_exact_length_of_pattern() {
 }
 
 #[tokio::test]
-async fn unknown_path_is_404_with_backend_header() {
-    let b = named("nf").await;
-    let r = get(b.addr(), "/no/such/thing").await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert_eq!(r.headers["x-backend"], "nf");
+async fn unreserved_paths_answer_what_the_root_answers() {
+    let b = named("any").await;
+    let root = get(b.addr(), "/").await;
+    for path in [
+        "/api/test",
+        "/no/such/thing",
+        "/health/x",
+        "/status",
+        "/echo/x?q=1",
+    ] {
+        let r = get(b.addr(), path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert_eq!(r.headers["x-backend"], "any", "{path}");
+        assert_eq!(r.body, root.body, "{path}");
+    }
+    let posted = call(b.addr(), Method::POST, "/api/test", payload(1000)).await;
+    assert_eq!((posted.status, posted.body), (StatusCode::OK, root.body));
+}
+
+#[tokio::test]
+async fn malformed_values_of_reserved_paths_are_400() {
+    let b = named("bad").await;
+    for path in [
+        "/status/abc",
+        "/status/",
+        "/delay/x",
+        "/delay/-1",
+        "/bytes/-1",
+        "/bytes/x",
+    ] {
+        let r = get(b.addr(), path).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(r.headers["x-backend"], "bad", "{path}");
+    }
 }
 
 #[tokio::test]

@@ -2,25 +2,15 @@
 //!
 //! Runs from the workspace root with relative paths, so file names in the output are exact.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the crate sits in the workspace")
-        .to_owned()
-}
+use crate::support::root;
 
 /// Exit code, stdout, stderr.
 fn lb_cli(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_lb-cli"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("the binary runs");
+    let output = crate::support::lb_cli(args);
     (
         output.status.code().expect("exited normally"),
         String::from_utf8(output.stdout).expect("utf-8 stdout"),

@@ -7,14 +7,14 @@ use std::time::Duration;
 use lb_core::config::Format;
 use test_backend::{BackendOptions, RunningBackend};
 
+use crate::support::get;
+
 async fn backend(name: &str) -> RunningBackend {
-    let options = BackendOptions {
+    crate::support::backend(BackendOptions {
         name: name.to_owned(),
         ..BackendOptions::default()
-    };
-    test_backend::bind_and_spawn(([127, 0, 0, 1], 0).into(), options)
-        .await
-        .expect("backend starts")
+    })
+    .await
 }
 
 /// Runs `lb-cli status --metrics URL` off the async workers; returns (exit code, stdout).
@@ -74,20 +74,10 @@ async fn status_lists_backends_traffic_and_health() {
 
     // Traffic: 30 plain requests and 3 that the backends answer 500.
     let proxy = daemon.listen_addr;
-    tokio::task::spawn_blocking(move || {
-        for path in std::iter::repeat_n("/", 30).chain(std::iter::repeat_n("/status/500", 3)) {
-            let answer =
-                lb_tui::scrape::get(&format!("http://{proxy}{path}"), Duration::from_secs(5))
-                    .expect("the balancer answers");
-            assert!(
-                answer.status == 200 || answer.status == 500,
-                "{}",
-                answer.status
-            );
-        }
-    })
-    .await
-    .unwrap();
+    for path in std::iter::repeat_n("/", 30).chain(std::iter::repeat_n("/status/500", 3)) {
+        let status = get(proxy, path).await;
+        assert!(status == 200 || status == 500, "{path}: {status}");
+    }
 
     let (code, table) = status(url.clone()).await;
     assert_eq!(code, Some(0), "{table}");
