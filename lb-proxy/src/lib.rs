@@ -16,6 +16,7 @@
 //! - Leaves any layer may use: [`proto`] (the pure HTTP/1.1 codec), `metrics`, [`shutdown`],
 //!   `clock`.
 #![forbid(unsafe_code)]
+#![warn(clippy::large_futures)]
 
 mod clock;
 mod conn;

@@ -24,6 +24,7 @@
 //! changed at run time ([`RunningBackend::set_fail_rate`], [`RunningBackend::set_latency`]).
 //!
 //! Layout:
+//! - [`cli`]: the command line (the binary, and `cargo run --example test_backend`);
 //! - `body`: the response body type, the `/bytes` pattern and the FNV-1a checksum;
 //! - `handler`: routing and endpoints;
 //! - `stats`: the counters tests read.
@@ -32,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 mod body;
+pub mod cli;
 mod handler;
 mod stats;
 

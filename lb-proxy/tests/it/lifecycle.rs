@@ -253,6 +253,7 @@ async fn metrics_pass_promtool_and_match_traffic() {
     daemon.shutdown().await;
 }
 
+#[cfg(feature = "demo")]
 #[tokio::test]
 async fn demo_serves_three_backends_and_stops_cleanly() {
     let mut child = lb()

@@ -1,12 +1,7 @@
-//! The daemon's global allocator: mimalloc instead of glibc's malloc.
-//!
-//! A connection allocates and frees its buffers, task and state once each; glibc spent about
-//! 8,500 instructions per new connection on that (docs/performance.md, item 13). The `mimalloc`
-//! crate sends every request through `mi_malloc_aligned`, whose fast path covers only blocks up
-//! to 1 KiB, so hyper's 8 KiB buffers, the task and the boxed request future took the generic
-//! aligned path (about 230 instructions each, 11 per new connection). Every mimalloc block is
-//! word-aligned, so layouts that ask for no more go to plain `mi_malloc`. Only the binary sets
-//! it: `lb-proxy` as a library leaves the allocator to its user.
+//! The daemon's global allocator: mimalloc instead of glibc's malloc, with plain `mi_malloc`
+//! for word-aligned layouts and a short purge delay (why, and what each saves:
+//! docs/performance.md, item 13). Only the binary sets it: `lb-proxy` as a library leaves the
+//! allocator to its user.
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::c_void;
 
@@ -19,12 +14,9 @@ pub struct MiMalloc;
 
 /// `mi_option_purge_delay` in mimalloc's `mi_option_e` (the Rust bindings do not name it).
 const OPTION_PURGE_DELAY: ffi::mi_option_t = 15;
-/// How long freed pages wait before they go back to the OS, in milliseconds.
-///
-/// mimalloc's default is 1 s, and it purges only when it is next called: after a burst of
-/// connections that then fell idle, nothing calls it, and the burst's pages stay resident
-/// (5.7–9.9 KB per idle connection in `bench/run.py`'s idle test against 4.7–5.8 KB with
-/// 100 ms). Under load 100 ms costs about 0.03 `madvise` calls per new connection.
+/// How long freed pages wait before they go back to the OS, in milliseconds: mimalloc purges
+/// only when it is next called, so after a burst that fell idle its default of 1 s left the
+/// burst's pages resident (docs/performance.md, item 13).
 const PURGE_DELAY_MS: std::ffi::c_long = 100;
 
 /// Sets mimalloc's options; call first thing in `main`.

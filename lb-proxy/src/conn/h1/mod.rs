@@ -5,9 +5,8 @@
 //!
 //! A head the codec refuses is answered with its status (400, 414, 417, 431, 501, 505) and the
 //! connection closes: what follows a request the balancer could not frame must never be read
-//! as a next request. hyper's per-connection dispatcher, buffers and per-request head encoding
-//! cost about 10,000 instructions per request with a new connection per request; this loop does
-//! the same work for about 4,000 fewer (docs/performance.md, item 16).
+//! as a next request. Why a loop of our own rather than hyper's: docs/performance.md, items 16
+//! and 24.
 
 mod exchange;
 mod feed;
@@ -212,7 +211,7 @@ async fn linger(io: &mut TimedIo<TcpStream>) {
     }
     let deadline = tokio::time::Instant::now() + LINGER;
     let mut dropped = 0;
-    let mut sink = [0u8; 4096];
+    let mut sink = [0u8; 1024];
     while dropped < LINGER_BYTES {
         match tokio::time::timeout_at(deadline, io.read(&mut sink)).await {
             Ok(Ok(read @ 1..)) => dropped += read,
