@@ -143,8 +143,7 @@ impl<T> TimedIo<T> {
                     "connection idle timeout",
                 ));
             }
-            let mut next = (self.quiet_since + self.idle_timeout)
-                .min(now + tick(self.idle_timeout, self.http1));
+            let mut next = self.quiet_since + self.idle_timeout;
             if let Some(http1) = self.http1 {
                 if let Some(deadline) = self.head_deadline {
                     if now >= deadline {
@@ -162,6 +161,8 @@ impl<T> TimedIo<T> {
                 }
                 // Busy (a slow response, a long poll) or about to be released: look again later.
                 next = next.min(now + MAX_TICK);
+            } else {
+                next = next.min(now + tick(self.idle_timeout, None));
             }
             self.timer.as_mut().reset(next);
         }

@@ -13,7 +13,7 @@ use super::ClientInfo;
 use super::prepare::Prepared;
 use super::reply::Reply;
 use super::respond;
-use super::settle::{self, Outcome, Settled};
+use super::settle::{self, Settled};
 use crate::clock;
 use crate::runtime::{Runtime, Shared};
 use crate::upstream::backend::{Backend, EligibleView};
@@ -24,7 +24,7 @@ pub(crate) async fn attempts(
     shared: &Shared,
     runtime: &Runtime,
     client: &ClientInfo,
-    mut prepared: Prepared,
+    prepared: &mut Prepared,
 ) -> Reply {
     runtime.budget.deposit(prepared.started);
     let mut tried: Vec<usize> = Vec::new();
@@ -53,9 +53,37 @@ pub(crate) async fn attempts(
             tried.push(backend.index);
             continue;
         };
-        let outcome = send(&backend, &mut prepared, client, now).await;
+        // Written at the await: a future built by a function and returned to it was copied
+        // whole into this one's state (docs/performance.md, item 24).
+        let head = prepared.head_for(client, backend.authority.as_str().as_bytes());
+        let outcome = tokio::time::timeout_at(prepared.deadline, async {
+            if let Some(body) = prepared.to_backend.take_streaming() {
+                // Sent once: a streamed body is never replayed.
+                let body: UploadBody = Box::pin(http_body_util::BodyExt::map_err(body, Into::into));
+                let framing = prepared.framing;
+                let send = backend.pool.send_streaming(
+                    backend.addr,
+                    &head,
+                    body,
+                    framing,
+                    prepared.expect_body,
+                    now,
+                );
+                // Boxed: a streamed upload is rare, and its exchange would otherwise take room in
+                // every request's future.
+                return Box::pin(send).await;
+            }
+            let outgoing = Outgoing {
+                head: &head,
+                body: prepared.to_backend.buffered(),
+                expect_body: prepared.expect_body,
+                idempotent: prepared.idempotent,
+            };
+            backend.pool.send(backend.addr, outgoing, now).await
+        })
+        .await;
         let settled = settle::settle(
-            shared, runtime, &backend, &prepared, attempt, outcome, slot, admission,
+            shared, runtime, &backend, prepared, attempt, outcome, slot, admission,
         );
         match settled {
             Settled::Answer(reply) => return reply,
@@ -75,44 +103,6 @@ pub(crate) async fn attempts(
             }
         }
     }
-}
-
-/// Sends the request to `backend` within the request's deadline.
-async fn send(
-    backend: &Backend,
-    prepared: &mut Prepared,
-    client: &ClientInfo,
-    now: Instant,
-) -> Outcome {
-    let head = prepared.head_for(client, backend.authority.as_str().as_bytes());
-    // Written inside the call: a future kept in a local first and then moved into the timeout
-    // took its room twice in the request's future.
-    tokio::time::timeout_at(prepared.deadline, async {
-        if let Some(body) = prepared.to_backend.take_streaming() {
-            // Sent once: a streamed body is never replayed.
-            let body: UploadBody = Box::pin(http_body_util::BodyExt::map_err(body, Into::into));
-            let framing = prepared.framing;
-            let send = backend.pool.send_streaming(
-                backend.addr,
-                &head,
-                body,
-                framing,
-                prepared.expect_body,
-                now,
-            );
-            // Boxed: a streamed upload is rare, and its exchange would otherwise take room in
-            // every request's future.
-            return Box::pin(send).await;
-        }
-        let outgoing = Outgoing {
-            head: &head,
-            body: prepared.to_backend.buffered(),
-            expect_body: prepared.expect_body,
-            idempotent: prepared.idempotent,
-        };
-        backend.pool.send(backend.addr, outgoing, now).await
-    })
-    .await
 }
 
 /// Picks an eligible backend, preferring one not yet tried for this request.

@@ -27,10 +27,11 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 
 use crate::clock;
+use crate::metrics::MethodLabel;
 use crate::proto::h1::framing::Framing;
 use crate::proto::h1::request::{self, Limits, RequestMeta};
 use crate::runtime::Shared;
-use body::FromClient;
+use body::{BodyFault, FromClient, ToBackend};
 pub(crate) use client::ClientInfo;
 use reply::Reply;
 
@@ -62,16 +63,31 @@ pub(crate) fn limits(server: &lb_core::config::ServerConfig) -> Limits {
 pub(crate) fn handle<'a>(
     shared: &'a Shared,
     client: &'a Arc<ClientInfo>,
-    request: ClientRequest,
+    mut request: ClientRequest,
 ) -> impl Future<Output = Reply> + 'a {
     async move {
         let started = clock::now();
         let runtime = shared.runtime.load_full();
-        let prepared = match prepare::prepare(shared, &runtime, client, request, started).await {
-            Ok(prepared) => prepared,
+        let server = &runtime.config.server;
+        // Only a request with a body needs to learn whether that body failed.
+        let fault: Option<Arc<BodyFault>> = request.body.is_some().then(Default::default);
+        let to_backend = match prepare::take_body(shared, server, &mut request, &fault) {
+            Ok(prepare::Body::Ready(body)) => body,
+            // Boxed: most requests have no body to read first.
+            Ok(prepare::Body::Buffer(body)) => {
+                match Box::pin(prepare::buffer(body, server.request_timeout, &fault)).await {
+                    Ok(bytes) => ToBackend::Buffered(bytes),
+                    Err((status, text)) => {
+                        let method = MethodLabel::of(&request.parts.method);
+                        return respond::refuse(shared, method, status, text).closing();
+                    }
+                }
+            }
             Err(refused) => return refused,
         };
-        attempt::attempts(shared, &runtime, client, prepared).await
+        let mut prepared = prepare::prepare(server, client, &request, to_backend, fault, started);
+        // Borrowed, not moved: the prepared request is large, and moving it costs a copy.
+        attempt::attempts(shared, &runtime, client, &mut prepared).await
     }
 }
 

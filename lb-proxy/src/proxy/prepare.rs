@@ -1,7 +1,7 @@
 //! Phase one: before any backend is picked. The declared body is held to
-//! `server.max_request_body_bytes`; a small body with a known length is read in full, so that a
-//! retry can send it again; the upstream head is written once by the codec, with the framing of
-//! the body that will be sent.
+//! `server.max_request_body_bytes` ([`take_body`]); a small body with a known length is read in
+//! full, so that a retry can send it again ([`buffer`]); the upstream head is written once by
+//! the codec, with the framing of the body that will be sent ([`prepare`]).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -19,8 +19,10 @@ use super::respond::{self, BAD_BODY, BODY_TIMEOUT, TOO_LARGE};
 use super::{ClientInfo, ClientRequest};
 use crate::metrics::MethodLabel;
 use crate::proto::h1::framing::{Framing, request_framing, writes_length};
+use crate::proto::h1::request::RequestMeta;
 use crate::proto::h1::write::{Forwarded, FramingField, UpstreamHead, write_request_head};
-use crate::runtime::{Runtime, Shared};
+use crate::runtime::Shared;
+use lb_core::config::ServerConfig;
 
 /// Bodies up to this size with a known length are read before the first attempt so that a
 /// retry can send them again; larger or chunked bodies stream through and are never retried.
@@ -31,9 +33,10 @@ pub(crate) const REPLAY_BUFFER_BYTES: u64 = 64 * 1024;
 pub(crate) struct Prepared {
     /// The method, as a metrics label.
     pub method: MethodLabel,
-    /// The request's head as received: kept to write the upstream head per attempt when the
-    /// client named no host.
-    pub parts: http::request::Parts,
+    /// The request's head as received, kept only when the client named no host: the upstream
+    /// head is then written per attempt, with the backend's address as `Host`. Boxed: it is
+    /// rare, and the prepared request is moved and should stay small.
+    pub unhosted: Option<Box<http::request::Parts>>,
     /// The body to send.
     pub to_backend: ToBackend,
     /// How that body is framed upstream.
@@ -64,56 +67,74 @@ impl Prepared {
     /// The upstream head for an attempt on `authority` (used as `Host` when the client named
     /// none).
     pub fn head_for(&self, client: &ClientInfo, authority: &[u8]) -> Bytes {
-        match &self.head {
-            Some(head) => head.clone(),
-            None => encode(&self.parts, None, authority, self.framing_field, client),
+        match (&self.head, &self.unhosted) {
+            (Some(head), _) => head.clone(),
+            (None, Some(parts)) => encode(parts, None, authority, self.framing_field, client),
+            (None, None) => unreachable!("a request has a head or keeps its parts"),
         }
     }
 }
 
-/// Checks the body's limit, reads a small body, and writes the upstream head.
-pub(crate) async fn prepare(
+/// The client's body, as the request will send it.
+pub(crate) enum Body {
+    /// Ready to send: nothing, or a body that streams through.
+    Ready(ToBackend),
+    /// A small body with a known length, to be read in full first ([`buffer`]) so that a retry
+    /// can send it again.
+    Buffer(LimitedBody),
+}
+
+/// Holds the body to `server.max_request_body_bytes` (a declared length over it is refused at
+/// once) and decides how it is sent. `fault` learns whether the client's side of it failed.
+pub(crate) fn take_body(
     shared: &Shared,
-    runtime: &Runtime,
-    client: &Arc<ClientInfo>,
-    request: ClientRequest,
-    started: Instant,
-) -> Result<Prepared, Reply> {
-    let ClientRequest { parts, meta, body } = request;
-    let method = MethodLabel::of(&parts.method);
-    let server = &runtime.config.server;
-    let declared_length = match meta.body {
+    server: &ServerConfig,
+    request: &mut ClientRequest,
+    fault: &Option<Arc<BodyFault>>,
+) -> Result<Body, Reply> {
+    let declared = declared_length(&request.meta);
+    if declared.is_some_and(|length| length > server.max_request_body_bytes) {
+        let method = MethodLabel::of(&request.parts.method);
+        let refused = respond::refuse(shared, method, StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE);
+        return Err(refused.closing());
+    }
+    let Some(body) = request.body.take() else {
+        return Ok(Body::Ready(ToBackend::Empty));
+    };
+    let limit = server.max_request_body_bytes;
+    let limited = LimitedBody::new(body, limit, fault.clone().unwrap_or_default());
+    Ok(match declared {
+        Some(length) if length <= REPLAY_BUFFER_BYTES => Body::Buffer(limited),
+        _ => Body::Ready(ToBackend::Streaming(limited)),
+    })
+}
+
+/// The length the request declared for its body.
+fn declared_length(meta: &RequestMeta) -> Option<u64> {
+    match meta.body {
         Framing::Length(length) => Some(length),
         _ => None,
-    };
-    let refuse = |status, text| respond::refuse(shared, method, status, text).closing();
-    if declared_length.is_some_and(|length| length > server.max_request_body_bytes) {
-        return Err(refuse(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE));
     }
-    // Only a request with a body needs to learn whether that body failed.
-    let fault: Option<Arc<BodyFault>> = body.is_some().then(Default::default);
-    let (to_backend, replayable) = match body {
-        None => (ToBackend::Empty, true),
-        Some(body) => {
-            let limit = server.max_request_body_bytes;
-            let limited = LimitedBody::new(body, limit, fault.clone().unwrap_or_default());
-            if declared_length.is_some_and(|length| length <= REPLAY_BUFFER_BYTES) {
-                let read = buffer_body(limited, server.request_timeout, &fault);
-                match Box::pin(read).await {
-                    Ok(bytes) => (ToBackend::Buffered(bytes), true),
-                    Err((status, text)) => return Err(refuse(status, text)),
-                }
-            } else {
-                (ToBackend::Streaming(limited), false)
-            }
-        }
-    };
+}
+
+/// Writes the upstream head once (unless the client named no host), with the framing of the
+/// body that will be sent, and gathers what every attempt needs.
+pub(crate) fn prepare(
+    server: &ServerConfig,
+    client: &ClientInfo,
+    request: &ClientRequest,
+    to_backend: ToBackend,
+    fault: Option<Arc<BodyFault>>,
+    started: Instant,
+) -> Prepared {
+    let ClientRequest { parts, meta, .. } = request;
+    let replayable = !matches!(to_backend, ToBackend::Streaming(_));
     let (framing, request_bytes) = match &to_backend {
         ToBackend::Empty => (Framing::NONE, 0),
         ToBackend::Buffered(bytes) => (Framing::Length(bytes.len() as u64), bytes.len() as u64),
         ToBackend::Streaming(body) => (
             request_framing(body.size_hint().exact()),
-            declared_length.unwrap_or(0),
+            declared_length(meta).unwrap_or(0),
         ),
     };
     let framing_field = match framing {
@@ -123,22 +144,17 @@ pub(crate) async fn prepare(
         Framing::Chunked => FramingField::Chunked,
         _ => FramingField::None,
     };
-    let head = meta.host.as_ref().map(|host| {
-        encode(
-            &parts,
-            Some(host.as_bytes()),
-            host.as_bytes(),
-            framing_field,
-            client,
-        )
+    let head = (meta.host.as_ref()).map(|host| {
+        let host = host.as_bytes();
+        encode(parts, Some(host), host, framing_field, client)
     });
-    Ok(Prepared {
-        method,
+    Prepared {
+        method: MethodLabel::of(&parts.method),
         client_ip: client.address(&parts.headers, &server.trusted_proxies),
         idempotent: is_idempotent(parts.method.as_str()),
         expect_body: parts.method != Method::HEAD,
         deadline: tokio::time::Instant::from_std(started + server.request_timeout),
-        parts,
+        unhosted: head.is_none().then(|| Box::new(parts.clone())),
         to_backend,
         framing,
         framing_field,
@@ -147,7 +163,7 @@ pub(crate) async fn prepare(
         request_bytes,
         fault,
         started,
-    })
+    }
 }
 
 /// The upstream head: origin-form target, `host` as `Host`, the client's host (if it named one)
@@ -180,7 +196,7 @@ fn encode(
 
 /// Reads a small body in full, within `timeout`, so that a retry can send it again; on failure,
 /// the client's status and text.
-async fn buffer_body(
+pub(crate) async fn buffer(
     body: LimitedBody,
     timeout: Duration,
     fault: &Option<Arc<BodyFault>>,

@@ -38,6 +38,8 @@ pub(crate) enum Settled {
 }
 
 /// Settles one attempt's outcome: feeds the breaker, and answers or asks for a retry.
+// Inlined: the outcome and the reply are large, and a call of its own moves them twice more.
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn settle(
     shared: &Shared,
