@@ -22,7 +22,7 @@ pub(crate) mod settle;
 
 use std::sync::Arc;
 
-use http::Request;
+use http::{Request, StatusCode};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
@@ -71,19 +71,22 @@ pub(crate) fn handle<'a>(
         let server = &runtime.config.server;
         // Only a request with a body needs to learn whether that body failed.
         let fault: Option<Arc<BodyFault>> = request.body.is_some().then(Default::default);
-        let to_backend = match prepare::take_body(shared, server, &mut request, &fault) {
+        let refuse = |request: &ClientRequest, status, text| {
+            let method = MethodLabel::of(&request.parts.method);
+            respond::refuse(shared, method, status, text).closing()
+        };
+        let to_backend = match prepare::take_body(server, &mut request, &fault) {
             Ok(prepare::Body::Ready(body)) => body,
             // Boxed: most requests have no body to read first.
             Ok(prepare::Body::Buffer(body)) => {
                 match Box::pin(prepare::buffer(body, server.request_timeout, &fault)).await {
                     Ok(bytes) => ToBackend::Buffered(bytes),
-                    Err((status, text)) => {
-                        let method = MethodLabel::of(&request.parts.method);
-                        return respond::refuse(shared, method, status, text).closing();
-                    }
+                    Err((status, text)) => return refuse(&request, status, text),
                 }
             }
-            Err(refused) => return refused,
+            Err(prepare::TooLarge) => {
+                return refuse(&request, StatusCode::PAYLOAD_TOO_LARGE, respond::TOO_LARGE);
+            }
         };
         let mut prepared = prepare::prepare(server, client, &request, to_backend, fault, started);
         // Borrowed, not moved: the prepared request is large, and moving it costs a copy.

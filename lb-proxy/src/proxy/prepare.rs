@@ -14,14 +14,12 @@ use http_body_util::BodyExt;
 use lb_core::retry::is_idempotent;
 
 use super::body::{BodyFault, LimitedBody, ToBackend};
-use super::reply::Reply;
-use super::respond::{self, BAD_BODY, BODY_TIMEOUT, TOO_LARGE};
+use super::respond::{BAD_BODY, BODY_TIMEOUT, TOO_LARGE};
 use super::{ClientInfo, ClientRequest};
 use crate::metrics::MethodLabel;
 use crate::proto::h1::framing::{Framing, request_framing, writes_length};
 use crate::proto::h1::request::RequestMeta;
 use crate::proto::h1::write::{Forwarded, FramingField, UpstreamHead, write_request_head};
-use crate::runtime::Shared;
 use lb_core::config::ServerConfig;
 
 /// Bodies up to this size with a known length are read before the first attempt so that a
@@ -84,19 +82,20 @@ pub(crate) enum Body {
     Buffer(LimitedBody),
 }
 
-/// Holds the body to `server.max_request_body_bytes` (a declared length over it is refused at
-/// once) and decides how it is sent. `fault` learns whether the client's side of it failed.
+/// A declared body over `server.max_request_body_bytes`: refused before anything is sent.
+#[derive(Debug)]
+pub(crate) struct TooLarge;
+
+/// Holds the body to `server.max_request_body_bytes` and decides how it is sent. `fault` learns
+/// whether the client's side of it failed.
 pub(crate) fn take_body(
-    shared: &Shared,
     server: &ServerConfig,
     request: &mut ClientRequest,
     fault: &Option<Arc<BodyFault>>,
-) -> Result<Body, Reply> {
+) -> Result<Body, TooLarge> {
     let declared = declared_length(&request.meta);
     if declared.is_some_and(|length| length > server.max_request_body_bytes) {
-        let method = MethodLabel::of(&request.parts.method);
-        let refused = respond::refuse(shared, method, StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE);
-        return Err(refused.closing());
+        return Err(TooLarge);
     }
     let Some(body) = request.body.take() else {
         return Ok(Body::Ready(ToBackend::Empty));
