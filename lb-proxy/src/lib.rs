@@ -7,26 +7,28 @@
 //!
 //! # Layout
 //! Layers import downward only ([docs/data-plane.md](../docs/data-plane.md) draws them):
-//! - [`daemon`]: start, wiring, stop; [`listener`]: the accept loop and connection permits.
+//! - `daemon`: start, wiring, stop ([`Daemon`]); `listener`: the accept loop and connection
+//!   permits.
 //! - `conn`: one client connection — its timers, our HTTP/1.1 loop over the codec, hyper's
 //!   server for h2c.
 //! - `proxy`: the request path — prepare, attempt, settle, respond.
 //! - `runtime`: the live snapshot of config, backends, selector, retry policy and budget.
 //! - `upstream`: backends, their pools and connections, the health checker.
-//! - Leaves any layer may use: [`proto`] (the pure HTTP/1.1 codec), `metrics`, [`shutdown`],
+//! - Leaves any layer may use: [`proto`] (the pure HTTP/1.1 codec), `metrics`, `shutdown`,
 //!   `clock`.
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 #![warn(clippy::large_futures)]
 
 mod clock;
 mod conn;
-pub mod daemon;
+mod daemon;
 mod listener;
 mod metrics;
 pub mod proto;
 mod proxy;
 mod runtime;
-pub mod shutdown;
+mod shutdown;
 mod upstream;
 
 pub use daemon::{Daemon, StartError, Stopper};

@@ -34,12 +34,7 @@ pub(crate) async fn attempts(
     loop {
         let now = clock::now();
         let Some(backend) = pick(runtime, prepared.client_ip, &tried, now) else {
-            return match last_failure {
-                Some((backend, kind)) => {
-                    respond::failure_reply(&backend, prepared.method, kind, prepared.started)
-                }
-                None => respond::no_backend(shared, prepared.method),
-            };
+            return out_of_backends(shared, prepared, last_failure);
         };
         // Eligibility was judged a moment ago; a racing request may have taken the last slot or
         // the last probe. Such refusals are bounded so a saturated fleet answers 503 at once.
@@ -89,19 +84,29 @@ pub(crate) async fn attempts(
             Settled::Answer(reply) => return reply,
             Settled::Retry { backoff, kind } => {
                 if !settle::wait_backoff(backoff, prepared.deadline).await {
-                    let timeout = FailureKind::ResponseTimeout;
-                    return respond::failure_reply(
-                        &backend,
-                        prepared.method,
-                        timeout,
-                        prepared.started,
-                    );
+                    let failure = Some((backend, FailureKind::ResponseTimeout));
+                    return out_of_backends(shared, prepared, failure);
                 }
                 tried.push(backend.index);
                 attempt += 1;
                 last_failure = Some((backend, kind));
             }
         }
+    }
+}
+
+/// The answer when no attempt is left: the last failure's status, or 503 when no backend was
+/// eligible at all.
+fn out_of_backends(
+    shared: &Shared,
+    prepared: &Prepared,
+    last_failure: Option<(Arc<Backend>, FailureKind)>,
+) -> Reply {
+    match last_failure {
+        Some((backend, kind)) => {
+            respond::failure_reply(&backend, prepared.method, kind, prepared.started)
+        }
+        None => respond::no_backend(shared, prepared.method),
     }
 }
 

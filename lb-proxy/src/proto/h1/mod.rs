@@ -14,7 +14,7 @@
 //! - [`chunked`]: the chunked decoder (explicit states) and encoder.
 //! - [`target`]: request-target forms and `Host` syntax.
 //! - [`fields`]: the hop-by-hop table and `Connection` tokens.
-//! - [`write`]: the head writers and number formatting.
+//! - [`mod@write`]: the head writers and number formatting.
 //! - [`date`]: the `Date` cache.
 
 pub mod chunked;
