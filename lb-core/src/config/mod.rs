@@ -19,10 +19,12 @@
 //! - `duration`: human durations, [`parse_duration`] and [`format_duration`].
 //! - `error`: [`ConfigError`] and [`ConfigErrors`].
 
+mod diff;
 mod duration;
 mod error;
 mod model;
 pub(crate) mod node;
+mod operate;
 mod policies;
 mod validate;
 pub(crate) mod walk;
@@ -30,6 +32,7 @@ mod warnings;
 
 use std::path::Path;
 
+pub use diff::{Change, apply, diff};
 pub use duration::{format_duration, parse_duration};
 pub(crate) use error::closest;
 pub use error::{ConfigError, ConfigErrors};
@@ -38,6 +41,7 @@ pub use model::{
     LoadBalancerConfig, MIN_MAX_HEADER_BYTES, MetricsConfig, RetryConfig, ServerConfig,
     UpstreamConfig,
 };
+pub use operate::{AdminConfig, ReloadConfig, TokenSource};
 pub use warnings::{ConfigWarning, locate, warnings};
 
 /// The syntax of a configuration file.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 use super::duration;
+use super::operate::{AdminConfig, ReloadConfig};
 use crate::balance::Algorithm;
 use crate::breaker::BreakerPolicy;
 use crate::health::{HealthPolicy, StatusRange};
@@ -36,6 +37,10 @@ pub struct Config {
     pub retry: RetryConfig,
     /// The Prometheus metrics endpoint.
     pub metrics: MetricsConfig,
+    /// The admin API.
+    pub admin: AdminConfig,
+    /// How configuration changes are picked up while running.
+    pub reload: ReloadConfig,
 }
 
 impl Config {
@@ -50,6 +55,8 @@ impl Config {
             circuit_breaker: CircuitBreakerConfig::default(),
             retry: RetryConfig::default(),
             metrics: MetricsConfig::default(),
+            admin: AdminConfig::default(),
+            reload: ReloadConfig::default(),
         }
     }
 }

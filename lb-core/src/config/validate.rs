@@ -20,7 +20,7 @@ use crate::health::HealthPolicy;
 use crate::net::Cidr;
 use crate::retry::{BudgetPolicy, RetryPolicy};
 
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 10] = [
     "server",
     "upstream",
     "load_balancer",
@@ -29,6 +29,8 @@ const SECTIONS: [&str; 8] = [
     "circuit_breaker",
     "retry",
     "metrics",
+    "admin",
+    "reload",
 ];
 
 /// Builds the validated configuration from the tree, or every problem found in it.
@@ -60,6 +62,17 @@ pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> 
     let circuit_breaker = circuit_breaker(&mut w, &top);
     let retry = retry(&mut w, &top);
     let metrics = metrics(&mut w, &top, &server_listen);
+    let metrics_listen = Got {
+        value: metrics.listen,
+        pos: None,
+        ok: metrics.enabled,
+    };
+    let listeners = [
+        ("server.listen", &server_listen),
+        ("metrics.listen", &metrics_listen),
+    ];
+    let admin = super::operate::admin(&mut w, &top, &listeners);
+    let reload = super::operate::reload(&mut w, &top);
     if w.errors.is_empty() {
         return Ok(Config {
             server,
@@ -70,6 +83,8 @@ pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> 
             circuit_breaker,
             retry,
             metrics,
+            admin,
+            reload,
         });
     }
     let mut errors = ConfigErrors(w.errors);

@@ -61,6 +61,7 @@ pub fn warnings(config: &Config) -> Vec<ConfigWarning> {
     failure_detection(config, &mut out);
     retry(config, &mut out);
     metrics(config, &mut out);
+    admin(config, &mut out);
     out
 }
 
@@ -217,6 +218,22 @@ fn metrics(config: &Config, out: &mut Vec<ConfigWarning>) {
                 metrics.listen
             ),
             "listen on 127.0.0.1 or a private address",
+        ));
+    }
+}
+
+fn admin(config: &Config, out: &mut Vec<ConfigWarning>) {
+    let admin = &config.admin;
+    if admin.enabled && admin.token.is_none() {
+        out.push(warning(
+            "admin.listen",
+            &["admin"],
+            format!(
+                "the admin API on {} takes no token: anyone on this machine can drain \
+                 backends or reload the configuration",
+                admin.listen
+            ),
+            "set admin.token_file or admin.token_env",
         ));
     }
 }

@@ -217,6 +217,26 @@ fn cases() -> Vec<Case> {
             vec![(1, 11, "backends", "expected a list of backends, found a string", "")],
         ),
         (
+            "an admin API beyond loopback without a token",
+            with_backends("admin:\n  listen: 0.0.0.0:9091\n"),
+            vec![(2, 11, "admin.listen", "listens beyond loopback (0.0.0.0:9091) without a token", "token_file")],
+        ),
+        (
+            "an admin token in two places",
+            with_backends("admin:\n  token_file: /etc/lb/token\n  token_env: LB_TOKEN\n"),
+            vec![(3, 14, "admin.token_env", "a file or a variable", "remove")],
+        ),
+        (
+            "an admin token variable that cannot be one",
+            with_backends("admin:\n  token_env: 1-bad\n"),
+            vec![(2, 14, "admin.token_env", "not an environment variable's name", "LB_ADMIN_TOKEN")],
+        ),
+        (
+            "the admin API on the metrics port",
+            with_backends("admin:\n  listen: 127.0.0.1:9090\n"),
+            vec![(2, 11, "admin.listen", "clashes with metrics.listen", "own port")],
+        ),
+        (
             "metrics on the server port",
             "server:\n  listen: 0.0.0.0:8080\nmetrics:\n  listen: 127.0.0.1:8080\n".to_owned() + BACKENDS,
             vec![(4, 11, "metrics.listen", "127.0.0.1:8080 clashes with server.listen on line 2", "own port")],
