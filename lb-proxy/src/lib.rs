@@ -7,15 +7,15 @@
 //!
 //! # Layout
 //! Layers import downward only ([docs/data-plane.md](../docs/data-plane.md) draws them):
-//! - `daemon`: start, wiring, stop ([`Daemon`]); `listener`: the accept loop and connection
-//!   permits.
+//! - `daemon`: start, wiring, reload, the admin API, stop ([`Daemon`]); `listener`: the accept
+//!   loops and connection permits.
 //! - `conn`: one client connection — its timers, our HTTP/1.1 loop over the codec, hyper's
 //!   server for h2c.
 //! - `proxy`: the request path — prepare, attempt, settle, respond.
 //! - `runtime`: the live snapshot of config, backends, selector, retry policy and budget.
 //! - `upstream`: backends, their pools and connections, the health checker.
 //! - Leaves any layer may use: [`proto`] (the pure HTTP/1.1 codec), `metrics`, `shutdown`,
-//!   `clock`.
+//!   `clock`, and `side_listener` (the small HTTP endpoints: metrics, admin).
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 #![warn(clippy::large_futures)]
@@ -29,6 +29,10 @@ pub mod proto;
 mod proxy;
 mod runtime;
 mod shutdown;
+mod side_listener;
 mod upstream;
 
-pub use daemon::{Daemon, StartError, Stopper};
+pub use daemon::{
+    Addresses, ConfigSource, Daemon, Handoff, Inherited, LoadError, ReloadError, ReloadReport,
+    Reloader, StartError, StartOptions, Stopper, Takeover, TakeoverError, UpgradeSocket,
+};

@@ -7,8 +7,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use lb_core::balance::{BackendSpec, Selector};
-use lb_core::breaker::CircuitBreaker;
-use lb_core::config::Config;
+use lb_core::config::{BackendConfig, Config};
 use lb_core::retry::{RetryBudget, RetryPolicy};
 
 use crate::metrics::Metrics;
@@ -20,38 +19,45 @@ use crate::upstream::backend::Backend;
 pub struct Runtime {
     /// The validated configuration.
     pub config: Arc<Config>,
-    /// The backend table, indexed as the selector indexes it.
+    /// The backend table, indexed as the selector indexes it. A backend that a reload keeps is
+    /// the same `Arc` in the next snapshot.
     pub backends: Vec<Arc<Backend>>,
-    /// The balancing algorithm over `backends`.
+    /// The balancing algorithm over `backends`, with their weights when it was built.
     pub selector: Selector,
     /// When and how to retry.
     pub retry: RetryPolicy,
-    /// How many retries the fleet can afford.
-    pub budget: RetryBudget,
+    /// How many retries the fleet can afford; kept across reloads that leave `retry` alone.
+    pub budget: Arc<RetryBudget>,
 }
 
 impl Runtime {
-    /// Builds a snapshot from a validated configuration, which carries its policies built:
+    /// The first snapshot of a validated configuration, which carries its policies built:
     /// backends with fresh breakers and metric handles.
     pub fn build(config: Arc<Config>, metrics: &Metrics, now: Instant) -> Self {
-        let breaker = &config.circuit_breaker;
-        let breaker = breaker.enabled.then_some(breaker.policy);
-        let backends: Vec<Arc<Backend>> = (config.backends.iter().enumerate())
-            .map(|(index, backend)| {
-                let breaker = breaker.map(CircuitBreaker::new);
-                let upstream = &config.upstream;
-                Arc::new(Backend::new(index, backend, breaker, upstream, metrics))
-            })
+        let backends: Vec<Arc<Backend>> = (config.backends.iter())
+            .map(|backend| Arc::new(new_backend(&config, backend, metrics)))
             .collect();
-        let specs: Vec<BackendSpec<'_>> = (config.backends.iter())
+        let budget = Arc::new(RetryBudget::new(config.retry.budget, now));
+        Self::assemble(config, backends, budget)
+    }
+
+    /// A snapshot of `config` over `backends` (in table order, which is the file's): the
+    /// selector is built from the backends' weights now, overrides included. Backends that
+    /// survive keep what they learned; the selector's own rotation starts over.
+    pub fn assemble(
+        config: Arc<Config>,
+        backends: Vec<Arc<Backend>>,
+        budget: Arc<RetryBudget>,
+    ) -> Self {
+        let specs: Vec<BackendSpec<'_>> = (backends.iter())
             .map(|backend| BackendSpec {
-                id: &backend.name,
-                weight: backend.weight,
+                id: backend.name(),
+                weight: backend.weight(),
             })
             .collect();
         let selector = Selector::new(config.load_balancer.algorithm, &specs);
+        drop(specs);
         let retry = config.retry.policy.clone();
-        let budget = RetryBudget::new(config.retry.budget, now);
         Self {
             config,
             backends,
@@ -60,6 +66,18 @@ impl Runtime {
             budget,
         }
     }
+
+    /// The live backend named `name`.
+    pub fn backend(&self, name: &str) -> Option<&Arc<Backend>> {
+        self.backends.iter().find(|backend| backend.name() == name)
+    }
+}
+
+/// A backend of `config` as it joins: healthy, with a closed breaker under `config`'s policy.
+pub fn new_backend(config: &Config, backend: &BackendConfig, metrics: &Metrics) -> Backend {
+    let breaker = &config.circuit_breaker;
+    let breaker = breaker.enabled.then_some(breaker.policy);
+    Backend::new(backend, breaker, &config.upstream, metrics)
 }
 
 /// What every connection shares.

@@ -298,6 +298,36 @@ impl CircuitBreaker {
         &self.policy
     }
 
+    /// Enforces `policy` from now on and keeps what the breaker learned (a reload that changes
+    /// the policy must not close an open breaker): an open breaker stays open for the period it
+    /// was given, a half-open round keeps its successes, a closed breaker keeps its failure count
+    /// (at or over a lowered threshold, the next failure opens it).
+    pub fn set_policy(&mut self, policy: BreakerPolicy) {
+        self.policy = policy;
+    }
+
+    /// Closes the breaker at `now` whatever its state (an operator's reset); returns the
+    /// transition unless it was closed already. Probes still in flight keep their slots until
+    /// they come back.
+    pub fn reset(&mut self, now: Instant) -> Option<Transition> {
+        let from = self.state(now);
+        self.phase = Phase::Closed { failures: 0 };
+        (from != BreakerState::Closed).then_some(Transition {
+            from,
+            to: BreakerState::Closed,
+            at: now,
+            open_for: None,
+        })
+    }
+
+    /// When an open breaker lets its first probe through; `None` unless open.
+    pub fn open_until(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Open { since, open_for } => since.checked_add(open_for),
+            Phase::Closed { .. } | Phase::HalfOpen { .. } => None,
+        }
+    }
+
     /// The state at `now`; an open breaker whose time is up reports [`BreakerState::HalfOpen`]
     /// (the change itself happens, and is reported, on the next [`try_acquire`](Self::try_acquire)).
     pub fn state(&self, now: Instant) -> BreakerState {

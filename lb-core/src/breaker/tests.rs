@@ -289,3 +289,69 @@ fn labels_and_gauges_are_stable() {
         assert_eq!(state.gauge(), gauge);
     }
 }
+
+/// A new policy keeps the state: the open period given before stays, failure counts and probe
+/// successes carry over to the new thresholds.
+#[test]
+fn a_new_policy_keeps_what_was_learned() {
+    let t0 = t0();
+    let at = |n| t0 + ms(n);
+    let lenient = BreakerPolicy::try_new(10, ms(50), ms(100), 1, 1).expect("valid");
+
+    let mut open = setup(Start::Open, t0);
+    open.set_policy(lenient);
+    assert_eq!(
+        open.state(at(999)),
+        Open,
+        "still open for the 1000 ms it was given"
+    );
+    assert_eq!(open.open_until(), Some(at(1000)));
+    assert_eq!(open.try_acquire(at(999)).0, Rejected);
+
+    let mut two = setup(Start::ClosedTwoFailures, t0);
+    let strict = BreakerPolicy::try_new(2, ms(500), ms(500), 1, 1).expect("valid");
+    two.set_policy(strict);
+    assert_eq!(two.consecutive_failures(), 2);
+    let transition = two.record_failure(Allowed, at(5));
+    assert_eq!(
+        transition.map(|t| (t.to, t.open_for)),
+        Some((Open, Some(ms(500))))
+    );
+
+    let mut half = setup(Start::HalfOpenOneProbe, t0);
+    half.set_policy(lenient);
+    let closed = half.record_success(Probe, at(1001));
+    assert_eq!(
+        closed.map(|t| t.to),
+        Some(Closed),
+        "one success closes under the new policy"
+    );
+}
+
+#[test]
+fn reset_closes_from_every_state() {
+    let t0 = t0();
+    let now = t0 + ms(1500);
+    for (start, from) in [
+        (Start::Closed, None),
+        (Start::ClosedTwoFailures, None),
+        (Start::Open, Some(HalfOpen)), // at 1500 ms the open period is over
+        (Start::HalfOpenTwoProbes, Some(HalfOpen)),
+        (Start::Reopened, Some(Open)),
+    ] {
+        let mut breaker = setup(start, t0);
+        let probes = breaker.probes_in_flight();
+        let transition = breaker.reset(now);
+        assert_eq!(transition.map(|t| t.from), from, "{start:?}");
+        assert!(transition.is_none_or(|t| t.to == Closed && t.at == now));
+        assert_eq!(breaker.state(now), Closed, "{start:?}");
+        assert_eq!(breaker.consecutive_failures(), 0, "{start:?}");
+        assert_eq!(breaker.open_until(), None);
+        assert_eq!(
+            breaker.probes_in_flight(),
+            probes,
+            "probes keep their slots"
+        );
+        assert_eq!(breaker.try_acquire(now).0, Allowed);
+    }
+}

@@ -51,15 +51,15 @@ impl HyperDriver {
         }
     }
 
-    /// Serves a connection on a task of its own.
-    pub(crate) fn spawn(
+    /// The future that serves a connection, for a task of its own.
+    pub(crate) fn serve(
         &self,
         stream: TcpStream,
         idle_timeout: Duration,
         client: Arc<ClientInfo>,
         shared: Arc<Shared>,
         permit: OwnedSemaphorePermit,
-    ) {
+    ) -> impl Future<Output = ()> + Send + 'static {
         let _ = stream.set_nodelay(true);
         let peer = client.peer;
         let service = ProxyService {
@@ -70,12 +70,12 @@ impl HyperDriver {
         let connection = self
             .graceful
             .watch(self.builder.serve_connection(io, service).into_owned());
-        tokio::spawn(async move {
+        async move {
             let _open = OpenConnection::new(&shared.metrics, permit);
             if let Err(error) = connection.await {
                 tracing::debug!(%peer, error = %error, "client connection ended with an error");
             }
-        });
+        }
     }
 
     /// Asks every connection to finish its requests in flight and close.

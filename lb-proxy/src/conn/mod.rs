@@ -16,6 +16,7 @@ use std::time::Duration;
 use lb_core::config::ServerConfig;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
 use crate::proto::h1::request::Limits;
@@ -23,8 +24,11 @@ use crate::proxy::{ClientInfo, limits};
 use crate::runtime::Shared;
 use timed_io::{Http1Timers, TimedIo};
 
-/// The connection drivers of one listener, set up once from its configuration.
+/// The connection drivers of one listener, set up from its configuration (again when a reload
+/// changes `server`).
 pub(crate) struct Drivers {
+    /// Every connection task, so that shutdown can wait for them.
+    tracker: TaskTracker,
     idle_timeout: Duration,
     timers: Http1Timers,
     limits: Limits,
@@ -33,9 +37,10 @@ pub(crate) struct Drivers {
 }
 
 impl Drivers {
-    /// The drivers for `server`'s settings.
-    pub(crate) fn new(server: &ServerConfig) -> Self {
+    /// The drivers for `server`'s settings; connection tasks are spawned on `tracker`.
+    pub(crate) fn new(server: &ServerConfig, tracker: &TaskTracker) -> Self {
         Self {
+            tracker: tracker.clone(),
             idle_timeout: server.idle_timeout,
             timers: Http1Timers {
                 header_read_timeout: server.header_read_timeout,
@@ -58,9 +63,13 @@ impl Drivers {
         match &self.hyper {
             None => {
                 let io = TimedIo::new(stream, self.idle_timeout, Some(self.timers));
-                tokio::spawn(serve_http1(io, client, shared, self.limits, permit));
+                let task = serve_http1(io, client, shared, self.limits, permit);
+                self.tracker.spawn(task);
             }
-            Some(hyper) => hyper.spawn(stream, self.idle_timeout, client, shared, permit),
+            Some(hyper) => {
+                let connection = hyper.serve(stream, self.idle_timeout, client, shared, permit);
+                self.tracker.spawn(connection);
+            }
         }
     }
 

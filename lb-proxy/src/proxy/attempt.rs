@@ -33,7 +33,7 @@ pub(crate) async fn attempts(
     let mut last_failure: Option<(Arc<Backend>, FailureKind)> = None;
     loop {
         let now = clock::now();
-        let Some(backend) = pick(runtime, prepared.client_ip, &tried, now) else {
+        let Some((index, backend)) = pick(runtime, prepared.client_ip, &tried, now) else {
             return out_of_backends(shared, prepared, last_failure);
         };
         // Eligibility was judged a moment ago; a racing request may have taken the last slot or
@@ -45,7 +45,7 @@ pub(crate) async fn attempts(
             if refusals > runtime.backends.len() {
                 return respond::no_backend(shared, prepared.method);
             }
-            tried.push(backend.index);
+            tried.push(index);
             continue;
         };
         // Written at the await: a future built by a function and returned to it was copied
@@ -87,7 +87,7 @@ pub(crate) async fn attempts(
                     let failure = Some((backend, FailureKind::ResponseTimeout));
                     return out_of_backends(shared, prepared, failure);
                 }
-                tried.push(backend.index);
+                tried.push(index);
                 attempt += 1;
                 last_failure = Some((backend, kind));
             }
@@ -111,7 +111,12 @@ fn out_of_backends(
 }
 
 /// Picks an eligible backend, preferring one not yet tried for this request.
-fn pick(runtime: &Runtime, client: IpAddr, tried: &[usize], now: Instant) -> Option<Arc<Backend>> {
+fn pick(
+    runtime: &Runtime,
+    client: IpAddr,
+    tried: &[usize],
+    now: Instant,
+) -> Option<(usize, Arc<Backend>)> {
     let view = EligibleView {
         backends: &runtime.backends,
         now,
@@ -134,5 +139,5 @@ fn pick(runtime: &Runtime, client: IpAddr, tried: &[usize], now: Instant) -> Opt
             };
             runtime.selector.pick(&view, &again, &mut rng)
         })?;
-    runtime.backends.get(index).cloned()
+    Some((index, runtime.backends.get(index)?.clone()))
 }

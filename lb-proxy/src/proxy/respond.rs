@@ -35,8 +35,11 @@ pub(crate) fn proxied(
     started: Instant,
     request_bytes: u64,
 ) -> Reply {
-    let metrics = &slot.backend().metrics;
+    let backend = slot.backend();
+    let metrics = &backend.metrics;
     metrics.count_request(method, head.status.as_u16());
+    // A drained or removed backend's clients reconnect, and land elsewhere.
+    let close = backend.leaving();
     metrics.request_size.observe(request_bytes as f64);
     let completion = Completion {
         in_flight: slot,
@@ -48,7 +51,7 @@ pub(crate) fn proxied(
         status: head.status,
         head: ReplyHead::Backend(head),
         body: ToClient::proxied(body, completion),
-        close: false,
+        close,
     }
 }
 

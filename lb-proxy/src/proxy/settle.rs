@@ -12,7 +12,6 @@ use super::prepare::Prepared;
 use super::reply::Reply;
 use super::respond::{self, BAD_BODY, TOO_LARGE};
 use crate::clock;
-use crate::metrics::RetryLabels;
 use crate::proto::h1::response::ResponseHead;
 use crate::runtime::{Runtime, Shared};
 use crate::upstream::backend::{Admitted, Backend, InFlight};
@@ -127,11 +126,7 @@ fn decide(
     let decision = (runtime.retry).decide(&failure, &runtime.budget, now, &mut rand::rng());
     match decision {
         RetryDecision::Retry { backoff } => {
-            let labels = RetryLabels {
-                backend: backend.metrics.name.clone(),
-                reason: kind.label(),
-            };
-            shared.metrics.retries.get_or_create(&labels).inc();
+            backend.metrics.count_retry(&kind);
             Some(backoff)
         }
         RetryDecision::GiveUp(GiveUpReason::BudgetExhausted) => {

@@ -1,75 +1,93 @@
 //! One backend as the data plane sees it: its address, its in-flight count (which is also its
-//! `lb_active_connections` gauge), its health flag, its circuit breaker and its metric handles.
+//! `lb_active_connections` gauge), whether it is in rotation (health, drain), its weight (as
+//! configured, or as overridden through the admin API), its circuit breaker and its metric
+//! handles.
+//!
+//! A backend outlives the snapshot that made it: a reload that keeps a backend (same name, same
+//! address) hands the same `Backend` to the next snapshot, so its breaker, health, in-flight
+//! count, pooled connections and overrides carry over; what the file changes is changed in place.
 //!
 //! The healthy request path takes no lock: eligibility reads atomics, a closed breaker admits
 //! through a cached flag, and a success while the breaker has seen no failure is not recorded
 //! at all. The breaker's mutex is per backend and taken only when something changes.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use lb_core::balance::BackendView;
-use lb_core::breaker::{Admission, BreakerState, CircuitBreaker, Transition};
+use lb_core::breaker::{Admission, BreakerPolicy, BreakerState, CircuitBreaker, Transition};
+use lb_core::config::{BackendConfig, UpstreamConfig};
 use lb_core::health::HealthStatus;
 
-use crate::metrics::{BackendMetrics, BreakerTransitionLabels, Metrics};
+use crate::metrics::{BackendMetrics, Metrics};
 use crate::upstream::Pool;
+
+/// Why a backend is out of rotation, as bits of one atomic: eligible only when none is set.
+const UNHEALTHY: u8 = 1;
+const DRAINED: u8 = 2;
+const RETIRED: u8 = 4;
 
 /// A backend of the live configuration.
 #[derive(Debug)]
 pub struct Backend {
-    /// Position in the runtime's backend table (the balancer's index).
-    pub index: usize,
     /// Address requests are sent to.
     pub addr: SocketAddr,
     /// `ip:port` as a URI authority, built once.
     pub authority: http::uri::Authority,
     /// Most requests in flight at once.
-    pub max_connections: i64,
-    /// Set by the health checker.
-    healthy: AtomicBool,
+    max_connections: AtomicI64,
+    /// `UNHEALTHY`, `DRAINED`, `RETIRED`.
+    out: AtomicU8,
+    /// The weight in the file.
+    configured_weight: AtomicU32,
+    /// The weight set through the admin API; 0 when none is.
+    weight_override: AtomicU32,
     /// `None` when circuit breakers are disabled.
-    breaker: Option<Mutex<CircuitBreaker>>,
-    /// Mirrors `breaker` being closed, so admission needs no lock on the healthy path.
+    breaker: Mutex<Option<CircuitBreaker>>,
+    /// Mirrors the breaker being closed (or absent), so admission needs no lock on the healthy
+    /// path.
     breaker_closed: AtomicBool,
     /// Whether the closed breaker has counted a failure that a success must reset.
     breaker_dirty: AtomicBool,
-    /// Metric handles, resolved once.
-    pub metrics: BackendMetrics,
+    /// Metric handles, shared with any live backend of the same name.
+    pub metrics: Arc<BackendMetrics>,
     /// Idle keep-alive connections to this backend.
     pub pool: Pool,
-    transitions: prometheus_client::metrics::family::Family<
-        BreakerTransitionLabels,
-        prometheus_client::metrics::counter::Counter,
-    >,
 }
+
+/// Whether a backend came back from a change with its runtime overrides cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverridesCleared(pub bool);
 
 impl Backend {
     /// Creates a backend with its metric handles; it starts healthy with a closed breaker.
     pub fn new(
-        index: usize,
-        config: &lb_core::config::BackendConfig,
-        breaker: Option<CircuitBreaker>,
-        upstream: &lb_core::config::UpstreamConfig,
+        config: &BackendConfig,
+        breaker: Option<BreakerPolicy>,
+        upstream: &UpstreamConfig,
         metrics: &Metrics,
     ) -> Self {
-        let backend_metrics = BackendMetrics::new(metrics, &config.name, config.weight);
+        let backend_metrics = metrics.backend(&config.name);
+        backend_metrics.weight.set(i64::from(config.weight));
+        backend_metrics.health.set(1);
+        backend_metrics.drained.set(0);
+        backend_metrics.breaker_state.set(0);
         let authority = http::uri::Authority::try_from(config.address.to_string().as_str())
             .expect("a socket address is a valid authority");
         Self {
-            index,
             addr: config.address,
             authority,
-            max_connections: i64::from(config.max_connections),
-            healthy: AtomicBool::new(true),
-            breaker: breaker.map(Mutex::new),
+            max_connections: AtomicI64::new(i64::from(config.max_connections)),
+            out: AtomicU8::new(0),
+            configured_weight: AtomicU32::new(config.weight),
+            weight_override: AtomicU32::new(0),
+            breaker: Mutex::new(breaker.map(CircuitBreaker::new)),
             breaker_closed: AtomicBool::new(true),
             breaker_dirty: AtomicBool::new(false),
             metrics: backend_metrics,
             pool: Pool::new(upstream),
-            transitions: metrics.breaker_transitions.clone(),
         }
     }
 
@@ -83,39 +101,135 @@ impl Backend {
         self.metrics.active.get()
     }
 
+    /// Most requests in flight at once.
+    pub fn max_connections(&self) -> i64 {
+        self.max_connections.load(Ordering::Relaxed)
+    }
+
     /// Whether the health checker considers the backend healthy.
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.out.load(Ordering::Relaxed) & UNHEALTHY == 0
+    }
+
+    /// The health verdict now, as the health checker would start from it.
+    pub fn health(&self) -> HealthStatus {
+        match self.is_healthy() {
+            true => HealthStatus::Healthy,
+            false => HealthStatus::Unhealthy,
+        }
     }
 
     /// Applies a health verdict: the flag and its gauge.
     pub fn set_health(&self, status: HealthStatus) {
         let healthy = status == HealthStatus::Healthy;
-        self.healthy.store(healthy, Ordering::Relaxed);
+        self.set_bit(UNHEALTHY, !healthy);
         self.metrics.health.set(i64::from(healthy));
     }
 
-    /// Healthy, admitted by the breaker at `now`, and under `max_connections`.
+    /// Whether the backend is drained through the admin API.
+    pub fn is_drained(&self) -> bool {
+        self.out.load(Ordering::Relaxed) & DRAINED != 0
+    }
+
+    /// Drains the backend (no new requests; those in flight finish) or puts it back.
+    pub fn set_drained(&self, drained: bool) {
+        self.set_bit(DRAINED, drained);
+        self.metrics.drained.set(i64::from(drained));
+        if drained {
+            // No new request will use them.
+            self.pool.clear();
+        }
+    }
+
+    /// The backend left the configuration: no new request, its idle connections close and no
+    /// connection is kept any more, and its breaker stops counting (a backend of the same name
+    /// may be joining and shares its metric series).
+    pub fn retire(&self) {
+        self.set_bit(RETIRED, true);
+        self.pool.close();
+        *lock(&self.breaker) = None;
+        self.breaker_closed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the backend is on its way out (drained, or gone from the configuration): its
+    /// clients are asked to reconnect after their answer.
+    pub fn leaving(&self) -> bool {
+        self.out.load(Ordering::Relaxed) & (DRAINED | RETIRED) != 0
+    }
+
+    /// Whether anything takes the backend out of rotation besides load and its breaker:
+    /// unhealthy, drained or retired.
+    pub fn out_of_rotation(&self) -> bool {
+        self.out.load(Ordering::Relaxed) != 0
+    }
+
+    fn set_bit(&self, bit: u8, on: bool) {
+        match on {
+            true => self.out.fetch_or(bit, Ordering::Relaxed),
+            false => self.out.fetch_and(!bit, Ordering::Relaxed),
+        };
+    }
+
+    /// The weight the balancer uses: the override if one is set, else the configured weight.
+    pub fn weight(&self) -> u32 {
+        self.weight_override()
+            .unwrap_or_else(|| self.configured_weight())
+    }
+
+    /// The weight in the file.
+    pub fn configured_weight(&self) -> u32 {
+        self.configured_weight.load(Ordering::Relaxed)
+    }
+
+    /// The weight set through the admin API, if any.
+    pub fn weight_override(&self) -> Option<u32> {
+        Some(self.weight_override.load(Ordering::Relaxed)).filter(|weight| *weight != 0)
+    }
+
+    /// Sets or removes the weight override; the caller rebuilds the selector.
+    pub fn set_weight_override(&self, weight: Option<u32>) {
+        self.weight_override
+            .store(weight.unwrap_or(0), Ordering::Relaxed);
+        self.metrics.weight.set(i64::from(self.weight()));
+    }
+
+    /// Takes a changed entry of the file (same name, same address): the connection limit and
+    /// weight. The file is the newer word on this backend, so runtime overrides are cleared.
+    pub fn update(&self, config: &BackendConfig) -> OverridesCleared {
+        let max_connections = i64::from(config.max_connections);
+        self.max_connections
+            .store(max_connections, Ordering::Relaxed);
+        self.configured_weight
+            .store(config.weight, Ordering::Relaxed);
+        let had = self.weight_override().is_some() || self.is_drained();
+        self.set_weight_override(None);
+        self.set_drained(false);
+        OverridesCleared(had)
+    }
+
+    /// Healthy, not drained, admitted by the breaker at `now`, and under `max_connections`.
     pub fn is_eligible(&self, now: Instant) -> bool {
-        self.is_healthy() && self.in_flight() < self.max_connections && self.breaker_admits(now)
+        !self.out_of_rotation()
+            && self.in_flight() < self.max_connections()
+            && self.breaker_admits(now)
     }
 
     fn breaker_admits(&self, now: Instant) -> bool {
         if self.breaker_closed.load(Ordering::Relaxed) {
             return true;
         }
-        match &self.breaker {
-            Some(breaker) => lock(breaker).would_admit(now),
-            None => true,
-        }
+        lock(&self.breaker)
+            .as_ref()
+            .is_none_or(|breaker| breaker.would_admit(now))
     }
 
     /// Takes an in-flight slot if the backend is under its limit.
     pub fn try_reserve(self: &Arc<Self>) -> Option<InFlight> {
         let gauge = self.metrics.active.inner();
+        let limit = self.max_connections();
         let mut current = gauge.load(Ordering::Relaxed);
         loop {
-            if current >= self.max_connections {
+            if current >= limit {
                 return None;
             }
             match gauge.compare_exchange_weak(
@@ -139,14 +253,18 @@ impl Backend {
     pub fn admit(&self, now: Instant) -> Admitted<'_> {
         let admission = if self.breaker_closed.load(Ordering::Relaxed) {
             Admission::Allowed
-        } else if let Some(breaker) = &self.breaker {
-            let (admission, transition) = lock(breaker).try_acquire(now);
-            if let Some(transition) = transition {
-                self.on_transition(&transition);
-            }
-            admission
         } else {
-            Admission::Allowed
+            let mut breaker = lock(&self.breaker);
+            match breaker.as_mut().map(|breaker| breaker.try_acquire(now)) {
+                Some((admission, transition)) => {
+                    drop(breaker);
+                    if let Some(transition) = transition {
+                        self.on_transition(&transition);
+                    }
+                    admission
+                }
+                None => Admission::Allowed,
+            }
         };
         Admitted {
             backend: self,
@@ -157,13 +275,15 @@ impl Backend {
 
     /// Feeds the outcome of an admitted attempt to the breaker.
     fn record(&self, admission: Admission, success: bool, now: Instant) {
-        let Some(breaker) = &self.breaker else { return };
         let closed = self.breaker_closed.load(Ordering::Relaxed);
         if success && closed && !self.breaker_dirty.load(Ordering::Relaxed) {
             // Nothing to reset: the common case costs no lock.
             return;
         }
-        let mut breaker = lock(breaker);
+        let mut guard = lock(&self.breaker);
+        let Some(breaker) = guard.as_mut() else {
+            return;
+        };
         let transition = if success {
             breaker.record_success(admission, now)
         } else {
@@ -172,7 +292,7 @@ impl Backend {
         let closed_now = breaker.state(now) == BreakerState::Closed;
         self.breaker_dirty
             .store(closed_now && !success, Ordering::Relaxed);
-        drop(breaker);
+        drop(guard);
         if let Some(transition) = transition {
             self.on_transition(&transition);
         }
@@ -180,9 +300,48 @@ impl Backend {
 
     /// Gives back an admission that ended without an outcome (the client went away).
     fn release(&self, admission: Admission) {
-        if let (Admission::Probe, Some(breaker)) = (admission, &self.breaker) {
-            lock(breaker).release(admission);
+        if admission == Admission::Probe
+            && let Some(breaker) = lock(&self.breaker).as_mut()
+        {
+            breaker.release(admission);
         }
+    }
+
+    /// The breaker's state at `now`; `None` when breakers are disabled.
+    pub fn breaker_state(&self, now: Instant) -> Option<BreakerState> {
+        lock(&self.breaker)
+            .as_ref()
+            .map(|breaker| breaker.state(now))
+    }
+
+    /// Enforces `policy` from now on, or disables the breaker (`None`). A breaker that stays
+    /// keeps its state: an open breaker stays open.
+    pub fn set_breaker_policy(&self, policy: Option<BreakerPolicy>) {
+        let mut breaker = lock(&self.breaker);
+        match (breaker.as_mut(), policy) {
+            (Some(breaker), Some(policy)) => breaker.set_policy(policy),
+            (None, Some(policy)) => *breaker = Some(CircuitBreaker::new(policy)),
+            (_, None) => {
+                *breaker = None;
+                self.breaker_closed.store(true, Ordering::Relaxed);
+                self.breaker_dirty.store(false, Ordering::Relaxed);
+                self.metrics.breaker_state.set(BreakerState::Closed.gauge());
+            }
+        }
+    }
+
+    /// Closes the breaker at `now` (an operator's reset); false when breakers are disabled.
+    pub fn reset_breaker(&self, now: Instant) -> bool {
+        let mut breaker = lock(&self.breaker);
+        let Some(breaker_now) = breaker.as_mut() else {
+            return false;
+        };
+        let transition = breaker_now.reset(now);
+        drop(breaker);
+        if let Some(transition) = transition {
+            self.on_transition(&transition);
+        }
+        true
     }
 
     fn on_transition(&self, transition: &Transition) {
@@ -192,12 +351,7 @@ impl Backend {
             self.breaker_dirty.store(false, Ordering::Relaxed);
         }
         self.metrics.breaker_state.set(transition.to.gauge());
-        self.transitions
-            .get_or_create(&BreakerTransitionLabels {
-                backend: self.metrics.name.clone(),
-                to: transition.to.as_str(),
-            })
-            .inc();
+        self.metrics.count_transition(transition.to);
         match transition.open_for {
             Some(open_for) => tracing::warn!(
                 backend = %self.name(), from = transition.from.as_str(), to = transition.to.as_str(),
@@ -213,7 +367,9 @@ impl Backend {
 
 /// A lock that survives a panic elsewhere: breaker state stays usable rather than poisoning the
 /// backend forever.
-fn lock(breaker: &Mutex<CircuitBreaker>) -> std::sync::MutexGuard<'_, CircuitBreaker> {
+fn lock(
+    breaker: &Mutex<Option<CircuitBreaker>>,
+) -> std::sync::MutexGuard<'_, Option<CircuitBreaker>> {
     breaker
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -1,7 +1,12 @@
 //! The active health checker: one task per backend probing `health_check.path` on its interval
 //! with its timeout. lb-core's tracker applies the thresholds; a flip updates the backend's flag
 //! and gauge and writes one log line.
+//!
+//! [`HealthCheckers`] keeps the tasks by backend name, so that a reload starts a checker for a
+//! backend that joins, stops the checker of one that leaves, and restarts them all when the
+//! `health_check` section changes, each starting from its backend's current verdict.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,56 +20,118 @@ use lb_core::config::HealthCheckConfig;
 use lb_core::health::{HealthStatus, HealthTracker, ProbeOutcome, probe_verdict};
 use tokio::task::JoinHandle;
 
-use crate::metrics::{HealthCheckLabels, Metrics};
 use crate::shutdown::Shutdown;
 use crate::upstream::backend::Backend;
 
 type ProbeClient = Client<HttpConnector, Empty<Bytes>>;
 
-/// Starts one checker task per backend of `runtime`; they stop when `stopped` turns true.
-pub(crate) fn spawn_checkers(
-    backends: &[Arc<Backend>],
-    config: &HealthCheckConfig,
-    metrics: &Arc<Metrics>,
-    shutdown: &Arc<Shutdown>,
-) -> Vec<JoinHandle<()>> {
+/// The checker tasks, by backend name.
+#[derive(Debug)]
+pub(crate) struct HealthCheckers {
+    /// The settings, when checks are enabled.
+    config: Option<(HealthCheckConfig, ProbeClient)>,
+    tasks: HashMap<String, JoinHandle<()>>,
+    shutdown: Arc<Shutdown>,
+}
+
+impl HealthCheckers {
+    /// Checkers under `config` for `backends` (none when checks are disabled). The first probes
+    /// are spread over one interval so a large fleet is not probed in a burst.
+    pub(crate) fn start(
+        config: &HealthCheckConfig,
+        backends: &[Arc<Backend>],
+        shutdown: &Arc<Shutdown>,
+    ) -> Self {
+        let mut checkers = Self {
+            config: None,
+            tasks: HashMap::new(),
+            shutdown: shutdown.clone(),
+        };
+        checkers.reconfigure(config, backends);
+        checkers
+    }
+
+    /// Takes a new `health_check` section: every checker restarts under it from its backend's
+    /// current verdict; with checks disabled, every backend is healthy.
+    pub(crate) fn reconfigure(&mut self, config: &HealthCheckConfig, backends: &[Arc<Backend>]) {
+        self.stop_all();
+        if !config.enabled {
+            self.config = None;
+            for backend in backends {
+                backend.set_health(HealthStatus::Healthy);
+            }
+            return;
+        }
+        self.config = Some((config.clone(), probe_client(config)));
+        let count = backends.len().max(1) as u32;
+        for (position, backend) in backends.iter().enumerate() {
+            let offset = config.interval / count * position as u32;
+            self.spawn(backend, offset);
+        }
+    }
+
+    /// Starts checking a backend that joined; its first probe is one interval away at most.
+    pub(crate) fn add(&mut self, backend: &Arc<Backend>) {
+        self.spawn(backend, Duration::ZERO);
+    }
+
+    /// Stops checking the backend named `name`.
+    pub(crate) fn remove(&mut self, name: &str) {
+        if let Some(task) = self.tasks.remove(name) {
+            task.abort();
+        }
+    }
+
+    /// Stops every checker.
+    pub(crate) fn stop_all(&mut self) {
+        for (_, task) in self.tasks.drain() {
+            task.abort();
+        }
+    }
+
+    fn spawn(&mut self, backend: &Arc<Backend>, offset: Duration) {
+        let Some((config, client)) = &self.config else {
+            return;
+        };
+        let task = tokio::spawn(check_loop(
+            backend.clone(),
+            config.clone(),
+            client.clone(),
+            offset,
+            self.shutdown.clone(),
+        ));
+        if let Some(old) = self.tasks.insert(backend.name().to_owned(), task) {
+            old.abort();
+        }
+    }
+}
+
+impl Drop for HealthCheckers {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+fn probe_client(config: &HealthCheckConfig) -> ProbeClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(config.timeout));
-    let client: ProbeClient = Client::builder(TokioExecutor::new())
+    Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_max_idle_per_host(1)
-        .build(connector);
-    let count = backends.len().max(1) as u32;
-    backends
-        .iter()
-        .enumerate()
-        .map(|(position, backend)| {
-            // Spread the first probes over one interval so a large fleet is not probed in a burst.
-            let offset = config.interval / count * position as u32;
-            tokio::spawn(check_loop(
-                backend.clone(),
-                config.clone(),
-                client.clone(),
-                metrics.clone(),
-                offset,
-                shutdown.clone(),
-            ))
-        })
-        .collect()
+        .build(connector)
 }
 
 async fn check_loop(
     backend: Arc<Backend>,
     config: HealthCheckConfig,
     client: ProbeClient,
-    metrics: Arc<Metrics>,
     offset: Duration,
     shutdown: Arc<Shutdown>,
 ) {
-    let policy = config.policy;
-    let mut tracker = HealthTracker::new(policy, HealthStatus::Healthy);
+    // A restarted checker goes on from the verdict it found.
+    let mut tracker = HealthTracker::new(config.policy, backend.health());
     let uri: http::Uri = match format!("http://{}{}", backend.authority, config.path).parse() {
         Ok(uri) => uri,
         Err(error) => {
@@ -72,17 +139,7 @@ async fn check_loop(
             return;
         }
     };
-    let labels_ok = HealthCheckLabels {
-        backend: backend.metrics.name.clone(),
-        result: "success",
-    };
-    let labels_fail = HealthCheckLabels {
-        backend: backend.metrics.name.clone(),
-        result: "failure",
-    };
-    let success = metrics.health_checks.get_or_create_owned(&labels_ok);
-    let failure = metrics.health_checks.get_or_create_owned(&labels_fail);
-
+    let [success, failure] = &backend.metrics.health_checks;
     let mut ticker =
         tokio::time::interval_at(tokio::time::Instant::now() + offset, config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

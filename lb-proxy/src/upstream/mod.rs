@@ -29,6 +29,7 @@ mod upload;
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use lb_core::config::UpstreamConfig;
@@ -61,10 +62,37 @@ pub enum SendFailure {
 pub struct Pool {
     /// Most recently used last: connections are reused warmest first.
     idle: Mutex<Vec<IdleConnection>>,
-    max_idle: usize,
-    idle_timeout: Duration,
-    connect_timeout: Duration,
-    max_head_bytes: usize,
+    /// The limits, which a reload may change while connections come and go.
+    settings: PoolSettings,
+    /// Set when the backend left the configuration: no connection is kept any more.
+    closed: AtomicBool,
+}
+
+/// A pool's limits, as atomics so that a reload changes them in place.
+#[derive(Debug)]
+struct PoolSettings {
+    max_idle: AtomicUsize,
+    idle_timeout_ns: AtomicU64,
+    connect_timeout_ns: AtomicU64,
+    max_head_bytes: AtomicUsize,
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl PoolSettings {
+    fn idle_timeout(&self) -> Duration {
+        Duration::from_nanos(self.idle_timeout_ns.load(Ordering::Relaxed))
+    }
+
+    fn connect_timeout(&self) -> Duration {
+        Duration::from_nanos(self.connect_timeout_ns.load(Ordering::Relaxed))
+    }
+
+    fn max_head_bytes(&self) -> usize {
+        self.max_head_bytes.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Debug)]
@@ -78,11 +106,40 @@ impl Pool {
     pub fn new(upstream: &UpstreamConfig) -> Self {
         Self {
             idle: Mutex::new(Vec::new()),
-            max_idle: upstream.pool_max_idle_per_backend,
-            idle_timeout: upstream.pool_idle_timeout,
-            connect_timeout: upstream.connect_timeout,
-            max_head_bytes: upstream.max_response_header_bytes,
+            settings: PoolSettings {
+                max_idle: AtomicUsize::new(upstream.pool_max_idle_per_backend),
+                idle_timeout_ns: AtomicU64::new(nanos(upstream.pool_idle_timeout)),
+                connect_timeout_ns: AtomicU64::new(nanos(upstream.connect_timeout)),
+                max_head_bytes: AtomicUsize::new(upstream.max_response_header_bytes),
+            },
+            closed: AtomicBool::new(false),
         }
+    }
+
+    /// Takes the limits of `upstream` from now on; idle connections over the new count close.
+    pub fn configure(&self, upstream: &UpstreamConfig) {
+        let settings = &self.settings;
+        let max_idle = upstream.pool_max_idle_per_backend;
+        settings.max_idle.store(max_idle, Ordering::Relaxed);
+        (settings.idle_timeout_ns).store(nanos(upstream.pool_idle_timeout), Ordering::Relaxed);
+        (settings.connect_timeout_ns).store(nanos(upstream.connect_timeout), Ordering::Relaxed);
+        (settings.max_head_bytes).store(upstream.max_response_header_bytes, Ordering::Relaxed);
+        let mut idle = self.lock();
+        let excess = idle.len().saturating_sub(max_idle);
+        // The coldest go first.
+        idle.drain(..excess);
+    }
+
+    /// Closes every idle connection and keeps none from now on: the backend left.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.clear();
+    }
+
+    /// Closes every idle connection (a drained backend gets no new requests to use them).
+    pub fn clear(&self) {
+        let idle = std::mem::take(&mut *self.lock());
+        drop(idle);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<IdleConnection>> {
@@ -93,9 +150,10 @@ impl Pool {
 
     /// Takes the most recently used live connection; dead or expired ones are dropped (closed).
     fn take_idle(&self, now: Instant) -> Option<Connection> {
+        let idle_timeout = self.settings.idle_timeout();
         let mut idle = self.lock();
         while let Some(idle_connection) = idle.pop() {
-            let expired = now.saturating_duration_since(idle_connection.since) > self.idle_timeout;
+            let expired = now.saturating_duration_since(idle_connection.since) > idle_timeout;
             if !expired && idle_connection.connection.still_open() {
                 return Some(idle_connection.connection);
             }
@@ -106,9 +164,10 @@ impl Pool {
     /// Closes the idle connections that expired or that the backend closed; returns how many
     /// are left.
     pub fn sweep(&self, now: Instant) -> usize {
+        let idle_timeout = self.settings.idle_timeout();
         let mut idle = self.lock();
         idle.retain(|idle_connection| {
-            now.saturating_duration_since(idle_connection.since) <= self.idle_timeout
+            now.saturating_duration_since(idle_connection.since) <= idle_timeout
                 && idle_connection.connection.still_open()
         });
         idle.len()
@@ -116,8 +175,12 @@ impl Pool {
 
     /// Gives a connection back after its response was read to the end.
     pub fn put(&self, connection: Connection, now: Instant) {
+        if self.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let max_idle = self.settings.max_idle.load(Ordering::Relaxed);
         let mut idle = self.lock();
-        if idle.len() < self.max_idle {
+        if idle.len() < max_idle {
             idle.push(IdleConnection {
                 connection,
                 since: now,
@@ -127,7 +190,9 @@ impl Pool {
 
     async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, FailureKind> {
         let stream =
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+            match tokio::time::timeout(self.settings.connect_timeout(), TcpStream::connect(addr))
+                .await
+            {
                 Err(_elapsed) => return Err(FailureKind::ConnectTimeout),
                 Ok(Err(error)) if error.kind() == std::io::ErrorKind::TimedOut => {
                     return Err(FailureKind::ConnectTimeout);
@@ -175,7 +240,7 @@ impl Pool {
                 Err(error) => return Err(ExchangeError::Write(error).into()),
             }
             match connection
-                .read_response(expect_body, self.max_head_bytes)
+                .read_response(expect_body, self.settings.max_head_bytes())
                 .await
             {
                 Err(ExchangeError::ClosedWithoutAnswer) if reused && idempotent => continue,
@@ -200,7 +265,13 @@ impl Pool {
             None => Connection::new(self.connect(addr).await.map_err(SendFailure::Connect)?),
         };
         Ok(connection
-            .exchange_streaming(head, body, framing, expect_body, self.max_head_bytes)
+            .exchange_streaming(
+                head,
+                body,
+                framing,
+                expect_body,
+                self.settings.max_head_bytes(),
+            )
             .await?)
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 /// The layers, lowest first; a module may use its own layer's module and those below.
 const LAYERS: &[&[&str]] = &[
     &["clock", "proto", "shutdown"],
+    &["side_listener"],
     &["metrics"],
     &["upstream"],
     &["runtime"],

@@ -1,5 +1,6 @@
 //! `lb`: the load balancer daemon. This file is its table of contents: arguments → the
-//! configuration (a file, or the demo fleet) → the async runtime → serve until a signal.
+//! configuration (a file, or the demo fleet) → the async runtime → serve (taking the listeners
+//! over from a running `lb` when one offers them) → reload on `SIGHUP`, stop on `SIGTERM`.
 
 mod allocator;
 #[cfg(feature = "demo")]
@@ -12,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use lb_core::config::Config;
-use lb_proxy::Daemon;
+use lb_proxy::{ConfigSource, Daemon, StartOptions, UpgradeSocket};
 
 /// An HTTP load balancer.
 #[derive(Debug, Parser)]
@@ -36,6 +37,10 @@ struct Args {
     /// Log level or filter (overrides RUST_LOG), e.g. `debug` or `lb_proxy=debug`.
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
+    /// Restarts that drop nothing: take the listening sockets over from the `lb` offering them
+    /// on this Unix socket (it then drains and exits), and offer them on it in turn.
+    #[arg(long, value_name = "PATH")]
+    upgrade_socket: Option<PathBuf>,
 }
 
 /// Exit code for an invalid configuration.
@@ -50,12 +55,17 @@ fn main() -> ExitCode {
     allocator::configure();
     let args = Args::parse();
     startup::init_logging(args.log.as_deref());
+    let source = ConfigSource {
+        path: args.config.clone(),
+        listen: args.listen,
+        metrics_listen: args.metrics_listen,
+    };
     let config = match args.demo {
         true => None,
-        false => match startup::load(&args.config) {
+        false => match source.load() {
             Ok(config) => Some(config),
-            Err(message) => {
-                eprintln!("{message}");
+            Err(error) => {
+                eprintln!("lb: {error}");
                 return ExitCode::from(EXIT_CONFIG);
             }
         },
@@ -70,7 +80,7 @@ fn main() -> ExitCode {
     }
     let workers = config.as_ref().map_or(0, |config| config.server.workers);
     match startup::runtime(workers) {
-        Ok(runtime) => runtime.block_on(serve(config, &args)),
+        Ok(runtime) => runtime.block_on(serve(config, source, &args)),
         Err(error) => {
             eprintln!("lb: cannot start the async runtime: {error}");
             ExitCode::from(EXIT_START)
@@ -78,35 +88,60 @@ fn main() -> ExitCode {
     }
 }
 
-/// Serves `config` (or the demo fleet when `None`) until SIGTERM or Ctrl-C, then drains.
-async fn serve(config: Option<Config>, args: &Args) -> ExitCode {
-    let (mut config, fleet) = match config {
-        Some(config) => (config, None),
+/// Serves `config` (or the demo fleet when `None`) until SIGTERM or Ctrl-C, then drains;
+/// `SIGHUP` reloads the file.
+async fn serve(config: Option<Config>, source: ConfigSource, args: &Args) -> ExitCode {
+    let (config, fleet, source) = match config {
+        Some(config) => (config, None, Some(source)),
         None => match startup::demo_fleet().await {
-            Ok((config, fleet)) => (config, Some(fleet)),
+            Ok((mut config, fleet)) => {
+                source.override_in(&mut config);
+                (config, Some(fleet), None)
+            }
             Err((code, message)) => {
                 eprintln!("lb: {message}");
                 return ExitCode::from(code);
             }
         },
     };
-    if let Some(listen) = args.listen {
-        config.server.listen = listen;
-    }
-    if let Some(listen) = args.metrics_listen {
-        config.metrics.listen = listen;
-    }
+    let upgrade = args.upgrade_socket.clone().map(UpgradeSocket::new);
+    let takeover = match upgrade.as_ref().map(UpgradeSocket::take_over).transpose() {
+        Ok(takeover) => takeover.flatten(),
+        Err(error) => {
+            eprintln!("lb: {error}");
+            return ExitCode::from(EXIT_START);
+        }
+    };
     let summary = startup::summary(&config);
-    let daemon = match Daemon::start(config).await {
+    let (inherited, handoff) = match takeover {
+        Some(takeover) => {
+            let (inherited, handoff) = takeover.into_parts();
+            (inherited, Some(handoff))
+        }
+        None => (Default::default(), None),
+    };
+    let options = StartOptions { source, inherited };
+    let daemon = match Daemon::start_with(config, options).await {
         Ok(daemon) => daemon,
         Err(error) => {
             eprintln!("lb: {error}");
             return ExitCode::from(EXIT_START);
         }
     };
+    if let Some(handoff) = handoff {
+        match handoff.ready() {
+            Ok(()) => tracing::info!("took the listeners over: the previous lb drains"),
+            Err(error) => tracing::warn!(%error, "the previous lb went away during the takeover"),
+        }
+    }
     startup::announce(&daemon, &summary);
+    if let Some(upgrade) = upgrade {
+        drop(daemon.offer_takeover(upgrade));
+    }
     let traffic = fleet.as_ref().map(|fleet| fleet.show(&daemon));
     let stopper = daemon.stopper();
+    let reloader = daemon.reloader();
+    tokio::spawn(startup::reload_on_hangup(reloader));
     tokio::spawn(async move {
         startup::wait_for_signal().await;
         tracing::info!("shutdown signal received: draining");

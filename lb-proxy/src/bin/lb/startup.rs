@@ -1,10 +1,8 @@
 //! What the daemon does before it serves: logging, the configuration, the async runtime, the
 //! "listening on" line, and the demo fleet when asked for; and the signals it stops on.
 
-use std::path::Path;
-
 use lb_core::config::Config;
-use lb_proxy::Daemon;
+use lb_proxy::{Daemon, Reloader};
 
 /// Logs to stderr, with `filter` or `RUST_LOG` (default `info`): stdout carries the one
 /// machine-readable "listening on" line.
@@ -20,14 +18,6 @@ pub(crate) fn init_logging(filter: Option<&str>) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-}
-
-/// Reads and validates the configuration file; every error as `file:line:col`.
-pub(crate) fn load(path: &Path) -> Result<Config, String> {
-    let bytes = std::fs::read(path)
-        .map_err(|error| format!("lb: cannot read {}: {error}", path.display()))?;
-    lb_core::config::parse_bytes(&bytes, path)
-        .map_err(|errors| errors.to_string().trim_end().to_owned())
 }
 
 /// One line on what a configuration serves.
@@ -101,6 +91,23 @@ impl NoFleet {
 
     pub(crate) async fn stop(self) {
         match self {}
+    }
+}
+
+/// Reloads the configuration on every `SIGHUP`; the outcome is logged (and counted) by the
+/// reload itself. Without a handler, `SIGHUP` would end the process.
+pub(crate) async fn reload_on_hangup(reloader: Reloader) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::error!(%error, "cannot handle SIGHUP: reload through the admin API");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        let _ = reloader.reload().await;
     }
 }
 

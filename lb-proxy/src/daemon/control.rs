@@ -1,0 +1,438 @@
+//! The live state of a running daemon and the one door every change goes through: a reload (a
+//! signal, the admin API, the file watcher) and the admin API's runtime changes (drain, weight,
+//! breaker reset) all take the same lock, so changes apply one at a time, in order.
+//!
+//! What a reload does is in [`super::endpoints`] (listeners) and the `apply` function below:
+//! the diff of the live configuration and the new one (`lb_core::config::diff`) applied in one
+//! exhaustive `match`, then one new snapshot swapped in.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use lb_core::config::{AdminConfig, Change, Config, TokenSource, diff};
+use lb_core::retry::RetryBudget;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+
+use super::endpoints::{self, Endpoint, Prebound, Rebinds};
+use super::source::{ConfigSource, LoadError};
+use super::watch::Watcher;
+use super::{Addresses, StartError, StartOptions};
+use crate::clock;
+use crate::listener::{AcceptLoop, ConnectionLimit};
+use crate::metrics::Metrics;
+use crate::runtime::{Runtime, Shared, new_backend};
+use crate::shutdown::Shutdown;
+use crate::upstream::backend::Backend;
+use crate::upstream::health::HealthCheckers;
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Each change applied, named (`backend b3 added`, `retry`, ...); empty when the file
+    /// changed nothing.
+    pub changes: Vec<String>,
+    /// Changes that take effect only on a restart, with why; everything else applied.
+    pub needs_restart: Vec<String>,
+    /// Anything else an operator should know (runtime overrides the file cleared).
+    pub notes: Vec<String>,
+    /// Where the listeners are now.
+    pub addresses: Addresses,
+    /// The hash of the configuration now live (`lb_config_info{hash}`).
+    pub hash: String,
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The daemon was started from a configuration in memory, not a file.
+    #[error("this daemon has no configuration file to reload")]
+    NoSource,
+    /// The file is unreadable or invalid.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// A new listener address could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The admin API's token could not be read.
+    #[error("admin token: {0}")]
+    Token(String),
+}
+
+/// The running daemon's tasks, changed only under [`Control`]'s lock.
+#[derive(Debug)]
+pub(crate) struct Live {
+    /// The proxy's accept loop.
+    pub(crate) proxy: AcceptLoop,
+    /// Accept loops of addresses a reload moved away from: their connections live on.
+    pub(crate) retired: Vec<JoinHandle<()>>,
+    /// The metrics endpoint.
+    pub(crate) metrics: Option<Endpoint>,
+    /// The admin API.
+    pub(crate) admin: Option<Endpoint>,
+    /// One checker per backend.
+    pub(crate) health: HealthCheckers,
+    /// The configuration file's watcher, when `reload.watch` is on.
+    pub(crate) watcher: Option<Watcher>,
+}
+
+/// The daemon's control: the shared state, and the live tasks behind one lock.
+#[derive(Debug)]
+pub(crate) struct Control {
+    /// What every connection shares.
+    pub(crate) shared: Arc<Shared>,
+    /// Where reloads read the configuration.
+    pub(crate) source: Option<ConfigSource>,
+    /// The admin API's bearer token, when one is configured.
+    pub(crate) token: ArcSwapOption<String>,
+    pub(crate) limit: Arc<ConnectionLimit>,
+    pub(crate) tracker: TaskTracker,
+    live: Mutex<Option<Live>>,
+    prebound: std::sync::Mutex<Option<Prebound>>,
+}
+
+impl Control {
+    /// Binds (or takes over) the listeners and builds the first snapshot; nothing runs yet.
+    pub(crate) async fn start(
+        config: Config,
+        options: StartOptions,
+        shutdown: Arc<Shutdown>,
+    ) -> Result<Control, StartError> {
+        let token = read_token(&config.admin).map_err(StartError::Token)?;
+        let prebound = endpoints::bind_at_start(&config, options.inherited).await?;
+        let metrics = Arc::new(Metrics::new());
+        let config = Arc::new(config);
+        metrics.config.loaded(config_hash(&config), unix_now());
+        let limit = Arc::new(ConnectionLimit::new(config.server.max_client_connections));
+        let shared = Arc::new(Shared::new(config, metrics, shutdown, clock::now()));
+        Ok(Control {
+            shared,
+            source: options.source,
+            token: ArcSwapOption::new(token.map(Arc::new)),
+            limit,
+            tracker: TaskTracker::new(),
+            live: Mutex::new(None),
+            prebound: std::sync::Mutex::new(Some(prebound)),
+        })
+    }
+
+    /// Starts the tasks: accept loop, endpoints, health checkers, watcher.
+    pub(crate) async fn install(self: &Arc<Self>) -> Addresses {
+        let prebound = self
+            .prebound
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let prebound = prebound.expect("installed once, after start");
+        let runtime = self.shared.runtime.load_full();
+        let config = &runtime.config;
+        let proxy = AcceptLoop::start(
+            prebound.proxy.listener,
+            prebound.proxy.addr,
+            &self.shared,
+            &self.limit,
+            &self.tracker,
+        );
+        let metrics = prebound
+            .metrics
+            .map(|bound| endpoints::metrics(bound, config, self));
+        let admin = prebound.admin.map(|bound| endpoints::admin(bound, self));
+        let health = HealthCheckers::start(
+            &config.health_check,
+            &runtime.backends,
+            &self.shared.shutdown,
+        );
+        let watcher = self.watcher(config);
+        let live = Live {
+            proxy,
+            retired: Vec::new(),
+            metrics,
+            admin,
+            health,
+            watcher,
+        };
+        let addresses = live.addresses();
+        *self.live.lock().await = Some(live);
+        addresses
+    }
+
+    fn watcher(self: &Arc<Self>, config: &Config) -> Option<Watcher> {
+        let source = self.source.as_ref().filter(|_| config.reload.watch)?;
+        Watcher::start(&source.path, config.reload.debounce, Arc::downgrade(self))
+    }
+
+    /// Reads the source again and applies it.
+    pub(crate) async fn reload(self: &Arc<Self>) -> Result<ReloadReport, ReloadError> {
+        let Some(source) = &self.source else {
+            return Err(ReloadError::NoSource);
+        };
+        let loaded = source.load();
+        let config = match loaded {
+            Ok(config) => config,
+            Err(error) => {
+                self.shared.metrics.config.count_reload(false);
+                tracing::error!("reload refused, the running configuration stays: {error}");
+                return Err(error.into());
+            }
+        };
+        self.apply(config).await
+    }
+
+    /// Applies `config`: all of it, or nothing when a listener cannot be bound.
+    pub(crate) async fn apply(
+        self: &Arc<Self>,
+        config: Config,
+    ) -> Result<ReloadReport, ReloadError> {
+        let mut live = self.live.lock().await;
+        let Some(live) = live.as_mut() else {
+            return Err(ReloadError::NoSource);
+        };
+        let result = apply(self, live, config).await;
+        let metrics = &self.shared.metrics.config;
+        metrics.count_reload(result.is_ok());
+        match &result {
+            Ok(report) => {
+                metrics.loaded(report.hash.clone(), unix_now());
+                tracing::info!(
+                    changes = ?report.changes, needs_restart = ?report.needs_restart,
+                    notes = ?report.notes, hash = %report.hash, "configuration reloaded"
+                );
+            }
+            Err(error) => {
+                tracing::error!("reload refused, the running configuration stays: {error}");
+            }
+        }
+        result
+    }
+
+    /// Runs `change` on the live backends under the lock, then builds a new snapshot of the
+    /// same configuration (a weight changed the selector).
+    pub(crate) async fn with_backend<T>(
+        &self,
+        name: &str,
+        resnapshot: bool,
+        change: impl FnOnce(&Arc<Backend>) -> T,
+    ) -> Option<T> {
+        let _live = self.live.lock().await;
+        let runtime = self.shared.runtime.load_full();
+        let backend = runtime.backend(name)?;
+        let result = change(backend);
+        if resnapshot {
+            let snapshot = Runtime::assemble(
+                runtime.config.clone(),
+                runtime.backends.clone(),
+                runtime.budget.clone(),
+            );
+            self.shared.runtime.store(Arc::new(snapshot));
+        }
+        Some(result)
+    }
+
+    /// Copies of the listening sockets, by role, for a process that takes over.
+    pub(crate) async fn listening_sockets(&self) -> Vec<(&'static str, OwnedFd)> {
+        let live = self.live.lock().await;
+        let Some(live) = live.as_ref() else {
+            return Vec::new();
+        };
+        let endpoint = |endpoint: &Option<Endpoint>| endpoint.as_ref().map(|e| e.listener.clone());
+        let listeners = [
+            ("proxy", Some(live.proxy.listener.clone())),
+            ("metrics", endpoint(&live.metrics)),
+            ("admin", endpoint(&live.admin)),
+        ];
+        let mut sockets = Vec::new();
+        for (role, listener) in listeners {
+            let Some(listener) = listener else { continue };
+            match listener.as_fd().try_clone_to_owned() {
+                Ok(fd) => sockets.push((role, fd)),
+                Err(error) => {
+                    tracing::warn!(listener = role, %error, "cannot hand the socket over")
+                }
+            }
+        }
+        sockets
+    }
+
+    /// Stops everything: accepting stops, connections get `server.shutdown_grace` to finish.
+    pub(crate) async fn drain(&self) {
+        let Some(live) = self.live.lock().await.take() else {
+            return;
+        };
+        let grace = self.shared.runtime.load().config.server.shutdown_grace;
+        tracing::info!(
+            open_connections = self.shared.metrics.client_connections.get(),
+            grace_ms = grace.as_millis() as u64,
+            "draining"
+        );
+        let Live {
+            proxy,
+            retired,
+            metrics,
+            admin,
+            mut health,
+            watcher,
+        } = live;
+        drop(watcher);
+        health.stop_all();
+        let endpoints: Vec<_> = [metrics, admin]
+            .into_iter()
+            .flatten()
+            .map(Endpoint::stop)
+            .collect();
+        let loops: Vec<_> = retired.into_iter().chain([proxy.retire()]).collect();
+        let drained = async {
+            for task in loops {
+                let _ = task.await;
+            }
+            self.tracker.close();
+            self.tracker.wait().await;
+        };
+        if tokio::time::timeout(grace, drained).await.is_err() {
+            tracing::warn!("shutdown grace expired with connections still open");
+        }
+        for task in endpoints {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+/// The reload itself, under the lock: listeners bound first (a failure changes nothing), then
+/// each change applied, then the new snapshot.
+async fn apply(
+    control: &Arc<Control>,
+    live: &mut Live,
+    mut config: Config,
+) -> Result<ReloadReport, ReloadError> {
+    let old = control.shared.runtime.load_full();
+    let needs_restart: Vec<String> = (diff(&old.config, &config).iter())
+        .filter_map(|change| change.needs_restart(&old.config))
+        .map(str::to_owned)
+        .collect();
+    // What cannot change while the daemon runs stays as it is, and says so in the report.
+    config.server.workers = old.config.server.workers;
+    let token = read_token(&config.admin).map_err(ReloadError::Token)?;
+    let rebinds = Rebinds::prepare(&old.config, &config, live).await?;
+
+    // From here on nothing fails.
+    let changes = diff(&old.config, &config);
+    let metrics = &control.shared.metrics;
+    let mut backends = old.backends.clone();
+    let mut leaving: Vec<Arc<Backend>> = Vec::new();
+    let mut budget = old.budget.clone();
+    let mut notes = Vec::new();
+    let mut restart_checkers = false;
+    for change in &changes {
+        match change {
+            Change::BackendRemoved(name) => {
+                if let Some(at) = backends.iter().position(|b| b.name() == name) {
+                    leaving.push(backends.remove(at));
+                }
+                live.health.remove(name);
+            }
+            Change::BackendAdded(backend) => {
+                let backend = Arc::new(new_backend(&config, backend, metrics));
+                live.health.add(&backend);
+                backends.push(backend);
+            }
+            Change::BackendUpdated(update) => {
+                if let Some(backend) = backends.iter().find(|b| b.name() == update.name)
+                    && backend.update(update).0
+                {
+                    notes.push(format!(
+                        "backend {}: the file changed it, its runtime overrides were cleared",
+                        update.name
+                    ));
+                }
+            }
+            Change::BackendOrder(order) => {
+                backends
+                    .sort_by_key(|backend| order.iter().position(|name| name == backend.name()));
+            }
+            // The selector is built for every snapshot, from the new section.
+            Change::LoadBalancer(_) => {}
+            Change::HealthCheck(_) => restart_checkers = true,
+            Change::CircuitBreaker(breaker) => {
+                let policy = breaker.enabled.then_some(breaker.policy);
+                for backend in &backends {
+                    backend.set_breaker_policy(policy);
+                }
+            }
+            Change::Retry(retry) => budget = Arc::new(RetryBudget::new(retry.budget, clock::now())),
+            Change::Upstream(upstream) => {
+                for backend in &backends {
+                    backend.pool.configure(upstream);
+                }
+            }
+            // The accept loops take the new settings for the connections they accept next;
+            // a new address was bound above.
+            Change::Server(server) => control.limit.resize(server.max_client_connections),
+            // Endpoints move or restart below, with the sockets bound above.
+            Change::Metrics(_) | Change::Admin(_) => {}
+            Change::Reload(_) => live.watcher = None,
+        }
+    }
+    let config = Arc::new(config);
+    let snapshot = Runtime::assemble(config.clone(), backends, budget);
+    control.shared.runtime.store(Arc::new(snapshot));
+    // After the swap no snapshot hands them out; their requests in flight finish.
+    for backend in leaving {
+        backend.retire();
+    }
+    if restart_checkers {
+        let runtime = control.shared.runtime.load();
+        live.health
+            .reconfigure(&config.health_check, &runtime.backends);
+    }
+    rebinds.install(control, live, &config);
+    if live.watcher.is_none() {
+        live.watcher = control.watcher(&config);
+    }
+    control.token.store(token.map(Arc::new));
+    Ok(ReloadReport {
+        changes: changes.iter().map(Change::subject).collect(),
+        needs_restart,
+        notes,
+        addresses: live.addresses(),
+        hash: config_hash(&config),
+    })
+}
+
+/// Reads the admin API's token from its file or environment variable.
+fn read_token(admin: &AdminConfig) -> Result<Option<String>, String> {
+    let token = match (&admin.token, admin.enabled) {
+        (_, false) | (None, _) => return Ok(None),
+        (Some(TokenSource::File(path)), true) => std::fs::read_to_string(path)
+            .map_err(|error| format!("cannot read token_file {path}: {error}"))?,
+        (Some(TokenSource::Env(name)), true) => std::env::var(name)
+            .map_err(|_| format!("environment variable {name} (token_env) is not set"))?,
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        return Err("the token is empty".to_owned());
+    }
+    Ok(Some(token.to_owned()))
+}
+
+/// A short hash naming a configuration: of its effective settings, so two files that differ
+/// only in layout or comments share it.
+pub(crate) fn config_hash(config: &Config) -> String {
+    let json = serde_json::to_vec(config).unwrap_or_default();
+    format!("{:016x}", lb_core::balance::hash::fnv1a64(&json))
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64())
+}

@@ -1,0 +1,285 @@
+//! The listeners a reload may move — the proxy, the metrics endpoint, the admin API — and how
+//! they move: every new address is bound before anything changes (so a bind failure leaves the
+//! running configuration as it was), then the new listener serves before the old one closes.
+//! At start, a listener taken over from a previous process is used when its address is the one
+//! configured.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use lb_core::config::Config;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::control::{Control, Live, ReloadError};
+use super::takeover::Inherited;
+use super::{StartError, admin};
+use crate::listener::AcceptLoop;
+use crate::shutdown::Shutdown;
+
+/// A bound listener, not yet served.
+#[derive(Debug)]
+pub(crate) struct Bound {
+    pub(crate) listener: TcpListener,
+    pub(crate) addr: SocketAddr,
+}
+
+/// The listeners of a daemon about to start.
+#[derive(Debug)]
+pub(crate) struct Prebound {
+    pub(crate) proxy: Bound,
+    pub(crate) metrics: Option<Bound>,
+    pub(crate) admin: Option<Bound>,
+}
+
+/// Binds the listeners `config` asks for, taking over `inherited` ones where they match.
+pub(crate) async fn bind_at_start(
+    config: &Config,
+    inherited: Inherited,
+) -> Result<Prebound, StartError> {
+    let bind_error = |(what, addr, source)| StartError::Bind { what, addr, source };
+    let proxy = take_or_bind("proxy", config.server.listen, inherited.proxy)
+        .await
+        .map_err(bind_error)?;
+    let metrics = match config.metrics.enabled {
+        true => Some(
+            take_or_bind("metrics", config.metrics.listen, inherited.metrics)
+                .await
+                .map_err(bind_error)?,
+        ),
+        false => None,
+    };
+    let admin = match config.admin.enabled {
+        true => Some(
+            take_or_bind("admin", config.admin.listen, inherited.admin)
+                .await
+                .map_err(bind_error)?,
+        ),
+        false => None,
+    };
+    Ok(Prebound {
+        proxy,
+        metrics,
+        admin,
+    })
+}
+
+type BindFailure = (&'static str, SocketAddr, std::io::Error);
+
+async fn take_or_bind(
+    what: &'static str,
+    addr: SocketAddr,
+    inherited: Option<std::net::TcpListener>,
+) -> Result<Bound, BindFailure> {
+    if let Some(socket) = inherited {
+        match adopt(socket, addr) {
+            Ok(Some(bound)) => return Ok(bound),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(listener = what, %error, "inherited socket unusable"),
+        }
+    }
+    bind(what, addr).await
+}
+
+/// An inherited socket, when it listens where `addr` asks (port 0: any port of that address).
+fn adopt(socket: std::net::TcpListener, addr: SocketAddr) -> std::io::Result<Option<Bound>> {
+    let local = socket.local_addr()?;
+    let same = local == addr || (addr.port() == 0 && local.ip() == addr.ip());
+    if !same {
+        tracing::warn!(inherited = %local, configured = %addr, "inherited socket is not the configured address: binding anew");
+        return Ok(None);
+    }
+    socket.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(socket)?;
+    Ok(Some(Bound {
+        listener,
+        addr: local,
+    }))
+}
+
+/// Binds `addr`; the bound address resolves port 0.
+pub(crate) async fn bind(what: &'static str, addr: SocketAddr) -> Result<Bound, BindFailure> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|error| (what, addr, error))?;
+    let addr = listener.local_addr().map_err(|error| (what, addr, error))?;
+    Ok(Bound { listener, addr })
+}
+
+/// A small HTTP endpoint being served.
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    /// The bound address.
+    pub(crate) addr: SocketAddr,
+    /// The socket, shared with the serving task.
+    pub(crate) listener: Arc<TcpListener>,
+    stop: Arc<Shutdown>,
+    task: JoinHandle<()>,
+}
+
+impl Endpoint {
+    /// Stops accepting; returns the serving task.
+    pub(crate) fn stop(self) -> JoinHandle<()> {
+        self.stop.start();
+        self.task
+    }
+}
+
+/// Serves metrics on `bound` at `config.metrics.path`.
+pub(crate) fn metrics(bound: Bound, config: &Config, control: &Arc<Control>) -> Endpoint {
+    metrics_on(Arc::new(bound.listener), bound.addr, config, control)
+}
+
+fn metrics_on(
+    listener: Arc<TcpListener>,
+    addr: SocketAddr,
+    config: &Config,
+    control: &Arc<Control>,
+) -> Endpoint {
+    let stop = Arc::new(Shutdown::default());
+    let task = tokio::spawn(crate::metrics::serve(
+        listener.clone(),
+        config.metrics.path.clone(),
+        control.shared.metrics.clone(),
+        stop.clone(),
+    ));
+    Endpoint {
+        addr,
+        listener,
+        stop,
+        task,
+    }
+}
+
+/// Serves the admin API on `bound`.
+pub(crate) fn admin(bound: Bound, control: &Arc<Control>) -> Endpoint {
+    let listener = Arc::new(bound.listener);
+    let stop = Arc::new(Shutdown::default());
+    let task = tokio::spawn(admin::serve(
+        listener.clone(),
+        Arc::downgrade(control),
+        stop.clone(),
+    ));
+    Endpoint {
+        addr: bound.addr,
+        listener,
+        stop,
+        task,
+    }
+}
+
+/// What a reload does to one endpoint.
+#[derive(Debug)]
+enum Plan {
+    /// Nothing changes.
+    Keep,
+    /// Disabled: it stops.
+    Stop,
+    /// Same socket, new settings.
+    Restart,
+    /// A new address, already bound.
+    Move(Bound),
+}
+
+/// The listeners a reload moves, bound before it changes anything.
+#[derive(Debug)]
+pub(crate) struct Rebinds {
+    proxy: Option<Bound>,
+    metrics: Plan,
+    admin: Plan,
+}
+
+impl Rebinds {
+    /// Binds every new address `new` asks for.
+    pub(crate) async fn prepare(
+        old: &Config,
+        new: &Config,
+        live: &Live,
+    ) -> Result<Self, ReloadError> {
+        let bind_error = |(what, addr, source)| ReloadError::Bind { what, addr, source };
+        let proxy = match new.server.listen != old.server.listen {
+            true => Some(bind("proxy", new.server.listen).await.map_err(bind_error)?),
+            false => None,
+        };
+        let metrics = match (live.metrics.is_some(), new.metrics.enabled) {
+            (false, false) => Plan::Keep,
+            (true, false) => Plan::Stop,
+            (running, true) if !running || new.metrics.listen != old.metrics.listen => Plan::Move(
+                bind("metrics", new.metrics.listen)
+                    .await
+                    .map_err(bind_error)?,
+            ),
+            (true, true) if new.metrics.path != old.metrics.path => Plan::Restart,
+            (_, true) => Plan::Keep,
+        };
+        let admin = match (live.admin.is_some(), new.admin.enabled) {
+            (false, false) => Plan::Keep,
+            (true, false) => Plan::Stop,
+            (running, true) if !running || new.admin.listen != old.admin.listen => {
+                Plan::Move(bind("admin", new.admin.listen).await.map_err(bind_error)?)
+            }
+            // The token is read per request from the control: no restart for it.
+            (_, true) => Plan::Keep,
+        };
+        Ok(Self {
+            proxy,
+            metrics,
+            admin,
+        })
+    }
+
+    /// Serves the new listeners, then stops the old ones.
+    pub(crate) fn install(self, control: &Arc<Control>, live: &mut Live, config: &Config) {
+        if let Some(bound) = self.proxy {
+            let fresh = AcceptLoop::start(
+                bound.listener,
+                bound.addr,
+                &control.shared,
+                &control.limit,
+                &control.tracker,
+            );
+            let old = std::mem::replace(&mut live.proxy, fresh);
+            live.retired.push(old.retire());
+        }
+        let metrics = match (self.metrics, live.metrics.take()) {
+            (Plan::Keep, running) => running,
+            (Plan::Stop, running) => {
+                stop(running);
+                None
+            }
+            (Plan::Restart, Some(running)) => {
+                let (listener, addr) = (running.listener.clone(), running.addr);
+                running.stop();
+                Some(metrics_on(listener, addr, config, control))
+            }
+            (Plan::Restart, None) => None,
+            (Plan::Move(bound), running) => {
+                let fresh = metrics(bound, config, control);
+                stop(running);
+                Some(fresh)
+            }
+        };
+        live.metrics = metrics;
+        live.admin = match (self.admin, live.admin.take()) {
+            (Plan::Keep, running) => running,
+            // The admin API has no settings but its address: nothing restarts.
+            (Plan::Restart, running) => running,
+            (Plan::Stop, running) => {
+                stop(running);
+                None
+            }
+            (Plan::Move(bound), running) => {
+                let fresh = admin(bound, control);
+                stop(running);
+                Some(fresh)
+            }
+        };
+    }
+}
+
+/// Stops an endpoint that is being replaced; its task ends on its own.
+fn stop(endpoint: Option<Endpoint>) {
+    if let Some(endpoint) = endpoint {
+        drop(endpoint.stop());
+    }
+}

@@ -1,0 +1,282 @@
+//! Per-backend series: handles resolved once when a backend joins, so the request path never
+//! formats a label or hashes a backend name, and removed once the last backend of that name is
+//! gone, so `/metrics` lists exactly the backends that are live (or still finishing requests).
+//!
+//! Series are per name. A backend whose address changes is a new backend of the same name; while
+//! the old one finishes its requests both share the name's handles (one `lb_active_connections`
+//! counts both, and its `max_connections` bounds both), and the series go only when neither is
+//! left. The registry's lock is taken when a backend joins or leaves, never per request.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use lb_core::breaker::BreakerState;
+use lb_core::retry::FailureKind;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+
+use super::{
+    BackendLabels, BreakerTransitionLabels, HealthCheckLabels, HistogramFamily, MethodLabel,
+    RequestLabels, RetryLabels,
+};
+
+/// Status codes whose `lb_requests_total` counters a backend keeps pre-resolved; any other code
+/// takes one family lookup per request.
+const COMMON_STATUSES: [u16; 18] = [
+    200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 408, 413, 429, 500, 502, 503, 504,
+];
+const STATUS_SLOTS: usize = COMMON_STATUSES.len();
+const BREAKER_STATES: [BreakerState; 3] = [
+    BreakerState::Closed,
+    BreakerState::Open,
+    BreakerState::HalfOpen,
+];
+
+/// The families that carry a `backend` label: what a backend's handles are resolved from and
+/// what its series are removed from.
+#[derive(Debug, Clone)]
+pub(crate) struct BackendFamilies {
+    pub(super) requests: Family<RequestLabels, Counter>,
+    pub(super) duration: HistogramFamily<BackendLabels>,
+    pub(super) request_size: HistogramFamily<BackendLabels>,
+    pub(super) response_size: HistogramFamily<BackendLabels>,
+    pub(super) health: Family<BackendLabels, Gauge>,
+    pub(super) breaker_state: Family<BackendLabels, Gauge>,
+    pub(super) active: Family<BackendLabels, Gauge>,
+    pub(super) retries: Family<RetryLabels, Counter>,
+    pub(super) health_checks: Family<HealthCheckLabels, Counter>,
+    pub(super) breaker_transitions: Family<BreakerTransitionLabels, Counter>,
+    pub(super) weight: Family<BackendLabels, Gauge>,
+    pub(super) drained: Family<BackendLabels, Gauge>,
+    pub(super) upstream_idle: Family<BackendLabels, Gauge>,
+}
+
+/// The live backends' handles, by name.
+#[derive(Debug, Default)]
+pub(crate) struct BackendRegistry {
+    live: Mutex<HashMap<String, Weak<BackendMetrics>>>,
+}
+
+impl BackendRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Weak<BackendMetrics>>> {
+        self.live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The handles of backend `name`: those of a live backend of that name, else new series
+    /// (event counters created at zero, so dashboards and `increase()` see them before the
+    /// first event).
+    pub(crate) fn acquire(
+        self: &Arc<Self>,
+        families: &BackendFamilies,
+        name: &str,
+    ) -> Arc<BackendMetrics> {
+        let mut live = self.lock();
+        if let Some(metrics) = live.get(name).and_then(Weak::upgrade) {
+            return metrics;
+        }
+        let metrics = Arc::new(BackendMetrics::create(families, name, self.clone()));
+        live.insert(name.to_owned(), Arc::downgrade(&metrics));
+        metrics
+    }
+}
+
+/// Metric handles of one backend name.
+#[derive(Debug)]
+pub struct BackendMetrics {
+    /// The backend's name as a label value.
+    pub name: Arc<String>,
+    /// `lb_request_duration_seconds{backend}`.
+    pub duration: Histogram,
+    /// `lb_request_size_bytes{backend}`.
+    pub request_size: Histogram,
+    /// `lb_response_size_bytes{backend}`.
+    pub response_size: Histogram,
+    /// `lb_backend_health_status{backend}`.
+    pub health: Gauge,
+    /// `lb_circuit_breaker_state{backend}`.
+    pub breaker_state: Gauge,
+    /// `lb_active_connections{backend}`; its atomic is also the backend's in-flight count.
+    pub active: Gauge,
+    /// `lb_upstream_idle_connections{backend}`.
+    pub upstream_idle: Gauge,
+    /// `lb_backend_weight{backend}`: the weight the balancer uses.
+    pub weight: Gauge,
+    /// `lb_backend_drained{backend}`.
+    pub drained: Gauge,
+    /// `lb_health_checks_total{backend,result}`: success, failure.
+    pub health_checks: [Counter; 2],
+    /// `lb_retries_total{backend,reason}`, in the order of [`FailureKind::LABELS`].
+    retries: [Counter; FailureKind::LABELS.len()],
+    /// `lb_circuit_breaker_transitions_total{backend,to}`, in the order of `BREAKER_STATES`.
+    transitions: [Counter; 3],
+    /// Lazily resolved `lb_requests_total` counters, by method and common status.
+    requests: Box<[OnceLock<Counter>]>,
+    /// Uncommon (method, status) pairs this backend created series for, so they can be removed.
+    uncommon: Mutex<HashSet<(MethodLabel, u16)>>,
+    families: BackendFamilies,
+    registry: Arc<BackendRegistry>,
+}
+
+impl BackendMetrics {
+    fn create(families: &BackendFamilies, name: &str, registry: Arc<BackendRegistry>) -> Self {
+        let name = Arc::new(name.to_owned());
+        let labels = BackendLabels {
+            backend: name.clone(),
+        };
+        let retries = FailureKind::LABELS.map(|reason| {
+            families.retries.get_or_create_owned(&RetryLabels {
+                backend: name.clone(),
+                reason,
+            })
+        });
+        let health_checks = ["success", "failure"].map(|result| {
+            families
+                .health_checks
+                .get_or_create_owned(&HealthCheckLabels {
+                    backend: name.clone(),
+                    result,
+                })
+        });
+        let transitions = BREAKER_STATES.map(|to| {
+            (families.breaker_transitions).get_or_create_owned(&BreakerTransitionLabels {
+                backend: name.clone(),
+                to: to.as_str(),
+            })
+        });
+        let health = families.health.get_or_create_owned(&labels);
+        health.set(1);
+        let requests = (0..MethodLabel::COUNT * STATUS_SLOTS)
+            .map(|_| OnceLock::new())
+            .collect::<Vec<_>>()
+            .into_boxed_slice();
+        Self {
+            duration: families.duration.get_or_create_owned(&labels),
+            request_size: families.request_size.get_or_create_owned(&labels),
+            response_size: families.response_size.get_or_create_owned(&labels),
+            health,
+            breaker_state: families.breaker_state.get_or_create_owned(&labels),
+            active: families.active.get_or_create_owned(&labels),
+            upstream_idle: families.upstream_idle.get_or_create_owned(&labels),
+            weight: families.weight.get_or_create_owned(&labels),
+            drained: families.drained.get_or_create_owned(&labels),
+            health_checks,
+            retries,
+            transitions,
+            requests,
+            uncommon: Mutex::default(),
+            families: families.clone(),
+            registry,
+            name,
+        }
+    }
+
+    /// Counts one request answered with `status`: a family lookup only the first time a
+    /// (method, status) pair is seen for this backend.
+    pub fn count_request(&self, method: MethodLabel, status: u16) {
+        let labels = || RequestLabels {
+            method,
+            status,
+            backend: self.name.clone(),
+        };
+        let Some(slot) = COMMON_STATUSES.iter().position(|&common| common == status) else {
+            let mut uncommon = self.uncommon.lock().unwrap_or_else(|p| p.into_inner());
+            uncommon.insert((method, status));
+            self.families.requests.get_or_create(&labels()).inc();
+            return;
+        };
+        let index = method as usize * STATUS_SLOTS + slot;
+        self.requests[index]
+            .get_or_init(|| self.families.requests.get_or_create_owned(&labels()))
+            .inc();
+    }
+
+    /// Counts a retry after a failure of `kind`.
+    pub fn count_retry(&self, kind: &FailureKind) {
+        let label = kind.label();
+        if let Some(at) = FailureKind::LABELS.iter().position(|l| *l == label) {
+            self.retries[at].inc();
+        }
+    }
+
+    /// Counts a breaker transition into `to`.
+    pub fn count_transition(&self, to: BreakerState) {
+        if let Some(at) = BREAKER_STATES.iter().position(|state| *state == to) {
+            self.transitions[at].inc();
+        }
+    }
+
+    fn remove_series(&self) {
+        let families = &self.families;
+        let labels = BackendLabels {
+            backend: self.name.clone(),
+        };
+        for family in [
+            &families.health,
+            &families.breaker_state,
+            &families.active,
+            &families.weight,
+            &families.drained,
+            &families.upstream_idle,
+        ] {
+            family.remove(&labels);
+        }
+        families.duration.remove(&labels);
+        families.request_size.remove(&labels);
+        families.response_size.remove(&labels);
+        for reason in FailureKind::LABELS {
+            families.retries.remove(&RetryLabels {
+                backend: self.name.clone(),
+                reason,
+            });
+        }
+        for result in ["success", "failure"] {
+            families.health_checks.remove(&HealthCheckLabels {
+                backend: self.name.clone(),
+                result,
+            });
+        }
+        for to in BREAKER_STATES {
+            families
+                .breaker_transitions
+                .remove(&BreakerTransitionLabels {
+                    backend: self.name.clone(),
+                    to: to.as_str(),
+                });
+        }
+        let common = COMMON_STATUSES.iter().copied();
+        let methods = MethodLabel::ALL.iter().copied();
+        let uncommon = self.uncommon.lock().unwrap_or_else(|p| p.into_inner());
+        let pairs = methods
+            .flat_map(|method| common.clone().map(move |status| (method, status)))
+            .chain(uncommon.iter().copied());
+        for (method, status) in pairs {
+            families.requests.remove(&RequestLabels {
+                method,
+                status,
+                backend: self.name.clone(),
+            });
+        }
+    }
+}
+
+impl Drop for BackendMetrics {
+    /// The last backend of this name is gone: its series go, unless a backend of the same name
+    /// joined in the meantime (then it shares these very series and keeps them).
+    fn drop(&mut self) {
+        let successor = {
+            let mut live = self.registry.lock();
+            let successor = live.get(self.name.as_str()).and_then(Weak::upgrade);
+            if successor.is_none() {
+                live.remove(self.name.as_str());
+                self.remove_series();
+            }
+            successor
+        };
+        // Released after the lock: were it the last handle, its own drop takes the lock.
+        drop(successor);
+    }
+}
