@@ -47,8 +47,9 @@ impl Watcher {
             }
         };
         let path = path.to_path_buf();
+        // Read now: a change made before the task first runs is still a change.
+        let mut last = std::fs::read(&path).ok();
         tokio::spawn(async move {
-            let mut last = std::fs::read(&path).ok();
             while changed.recv().await.is_some() {
                 tokio::time::sleep(debounce).await;
                 while changed.try_recv().is_ok() {}

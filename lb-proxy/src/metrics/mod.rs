@@ -205,6 +205,8 @@ pub struct Metrics {
     pub no_backend: Counter,
     /// The configuration's series.
     pub config: ConfigMetrics,
+    /// `lb_runtime_tasks`: tasks alive in the async runtime, sampled at each scrape.
+    runtime_tasks: Gauge,
 }
 
 impl Metrics {
@@ -298,6 +300,7 @@ impl Metrics {
         let retry_budget_exhausted = Counter::default();
         let no_backend = Counter::default();
         let config = ConfigMetrics::default();
+        let runtime_tasks = Gauge::default();
         registry.register(
             "lb_client_connections",
             "Client connections open",
@@ -338,6 +341,11 @@ impl Metrics {
             "The live configuration, named by a hash of its effective settings",
             config.info.clone(),
         );
+        registry.register(
+            "lb_runtime_tasks",
+            "Tasks alive in the async runtime (connections, health checkers, endpoints), sampled at each scrape",
+            runtime_tasks.clone(),
+        );
         Self {
             registry,
             requests: families.requests.clone(),
@@ -349,6 +357,7 @@ impl Metrics {
             retry_budget_exhausted,
             no_backend,
             config,
+            runtime_tasks,
         }
     }
 
@@ -359,6 +368,11 @@ impl Metrics {
 
     /// Renders the registry in the Prometheus text format.
     pub fn render(&self) -> String {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let tasks = runtime.metrics().num_alive_tasks();
+            self.runtime_tasks
+                .set(i64::try_from(tasks).unwrap_or(i64::MAX));
+        }
         let mut out = String::with_capacity(16 * 1024);
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);

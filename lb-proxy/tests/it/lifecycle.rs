@@ -3,64 +3,11 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::process::*;
 use crate::support::*;
-
-fn lb() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lb"))
-}
-
-fn write_config(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
-    let path = dir.join(name);
-    std::fs::File::create(&path)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    path
-}
-
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("lb-test-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Starts the binary and reads the "listening on ADDR metrics on ADDR" line.
-fn spawn(config: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
-    let mut child = lb()
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let words: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(
-        words.first(),
-        Some(&"listening"),
-        "unexpected first line: {line}"
-    );
-    (child, words[2].parse().unwrap(), words[5].parse().unwrap())
-}
-
-/// Waits (bounded) for `child` to exit and returns its exit code; `None` if it did not exit.
-async fn exit_code(child: &mut Child) -> Option<i32> {
-    let exited = eventually(Duration::from_secs(10), || {
-        let done = child.try_wait().ok().flatten().is_some();
-        async move { done }
-    })
-    .await;
-    if !exited {
-        let _ = child.kill();
-        return None;
-    }
-    child.wait().ok().and_then(|status| status.code())
-}
 
 #[test]
 fn invalid_config_exits_2_with_located_errors() {

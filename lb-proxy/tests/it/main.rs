@@ -3,6 +3,7 @@
 
 mod support;
 
+mod admin_api;
 mod differential;
 mod exhaustion;
 mod forwarded_for;
@@ -14,6 +15,7 @@ mod layers;
 mod lifecycle;
 mod limits;
 mod ops_files;
+mod reload;
 mod resilience;
 mod routing;
 mod server_loop;

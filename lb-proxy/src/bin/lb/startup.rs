@@ -52,16 +52,23 @@ pub(crate) fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime
 }
 
 /// Logs the start, and prints the one machine-readable line on stdout, so that scripts and
-/// tests using port 0 learn the ports.
+/// tests using port 0 learn the ports: `listening on ADDR[ metrics on ADDR][ admin on ADDR]`.
 pub(crate) fn announce(daemon: &Daemon, summary: &str) {
     let metrics = daemon
         .metrics_addr
         .map_or_else(|| "off".to_owned(), |addr| addr.to_string());
-    tracing::info!(listen = %daemon.listen_addr, %metrics, %summary, "lb started");
-    match daemon.metrics_addr {
-        Some(metrics) => println!("listening on {} metrics on {}", daemon.listen_addr, metrics),
-        None => println!("listening on {}", daemon.listen_addr),
+    let admin = daemon
+        .admin_addr
+        .map_or_else(|| "off".to_owned(), |addr| addr.to_string());
+    tracing::info!(listen = %daemon.listen_addr, %metrics, %admin, %summary, "lb started");
+    let mut line = format!("listening on {}", daemon.listen_addr);
+    if let Some(metrics) = daemon.metrics_addr {
+        line.push_str(&format!(" metrics on {metrics}"));
     }
+    if let Some(admin) = daemon.admin_addr {
+        line.push_str(&format!(" admin on {admin}"));
+    }
+    println!("{line}");
 }
 
 /// Starts the demo fleet, and its configuration; on failure, the exit code and why.

@@ -17,7 +17,9 @@ use lb_core::config::{Config, Format};
 use lb_proxy::Daemon;
 use test_backend::{BackendOptions, RunningBackend};
 
+pub mod admin;
 pub mod fake_backend;
+pub mod process;
 pub mod raw;
 
 /// Starts `count` test backends named `b0`, `b1`, ...

@@ -1,0 +1,126 @@
+//! The `lb` binary as a child process: started on port 0, its ports read from its first line,
+//! stopped by the PID the test started.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::eventually;
+
+pub fn lb() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lb"))
+}
+
+pub fn write_config(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    path
+}
+
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lb-test-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Starts the binary and reads the "listening on ADDR metrics on ADDR" line.
+pub fn spawn(config: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
+    let mut child = lb()
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        words.first(),
+        Some(&"listening"),
+        "unexpected first line: {line}"
+    );
+    (child, words[2].parse().unwrap(), words[5].parse().unwrap())
+}
+
+/// Waits (bounded) for `child` to exit and returns its exit code; `None` if it did not exit.
+pub async fn exit_code(child: &mut Child) -> Option<i32> {
+    let exited = eventually(Duration::from_secs(10), || {
+        let done = child.try_wait().ok().flatten().is_some();
+        async move { done }
+    })
+    .await;
+    if !exited {
+        let _ = child.kill();
+        return None;
+    }
+    child.wait().ok().and_then(|status| status.code())
+}
+
+/// A running `lb` child and the addresses its first line named.
+#[derive(Debug)]
+pub struct Lb {
+    /// The process.
+    pub child: Child,
+    /// The proxy's address.
+    pub listen: SocketAddr,
+    /// The metrics endpoint, when on.
+    pub metrics: Option<SocketAddr>,
+    /// The admin API, when on.
+    pub admin: Option<SocketAddr>,
+}
+
+impl Lb {
+    /// Starts `lb CONFIG ARGS...` and reads its addresses.
+    pub fn start(config: &std::path::Path, args: &[&str]) -> Lb {
+        let mut child = lb()
+            .arg(config)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            words.first(),
+            Some(&"listening"),
+            "unexpected first line: {line}"
+        );
+        let after = |key: &str| {
+            let at = words.iter().position(|word| *word == key)?;
+            words.get(at + 2)?.parse().ok()
+        };
+        Lb {
+            child,
+            listen: words[2].parse().unwrap(),
+            metrics: after("metrics"),
+            admin: after("admin"),
+        }
+    }
+
+    /// Sends `signal` (`HUP`, `TERM`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Lb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
