@@ -20,5 +20,6 @@ mod resilience;
 mod routing;
 mod server_loop;
 mod sick_backends;
+mod sighup;
 mod timers;
 mod upstream_framing;

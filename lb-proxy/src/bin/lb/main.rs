@@ -91,6 +91,7 @@ fn main() -> ExitCode {
 /// Serves `config` (or the demo fleet when `None`) until SIGTERM or Ctrl-C, then drains;
 /// `SIGHUP` reloads the file.
 async fn serve(config: Option<Config>, source: ConfigSource, args: &Args) -> ExitCode {
+    let signals = startup::Signals::register();
     let (config, fleet, source) = match config {
         Some(config) => (config, None, Some(source)),
         None => match startup::demo_fleet().await {
@@ -141,9 +142,8 @@ async fn serve(config: Option<Config>, source: ConfigSource, args: &Args) -> Exi
     let traffic = fleet.as_ref().map(|fleet| fleet.show(&daemon));
     let stopper = daemon.stopper();
     let reloader = daemon.reloader();
-    tokio::spawn(startup::reload_on_hangup(reloader));
     tokio::spawn(async move {
-        startup::wait_for_signal().await;
+        signals.serve(reloader).await;
         tracing::info!("shutdown signal received: draining");
         if let Some(traffic) = traffic {
             traffic.abort();

@@ -101,38 +101,58 @@ impl NoFleet {
     }
 }
 
-/// Reloads the configuration on every `SIGHUP`; the outcome is logged (and counted) by the
-/// reload itself. Without a handler, `SIGHUP` would end the process.
-pub(crate) async fn reload_on_hangup(reloader: Reloader) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(hangups) => hangups,
-        Err(error) => {
-            tracing::error!(%error, "cannot handle SIGHUP: reload through the admin API");
-            return;
-        }
-    };
-    while hangups.recv().await.is_some() {
-        tracing::info!("SIGHUP: reloading the configuration");
-        let _ = reloader.reload().await;
-    }
+/// The signals the daemon acts on, registered before it announces itself: a signal sent as
+/// soon as the "listening on" line is out must find its handler (else `SIGTERM` and `SIGHUP`
+/// would end the process at once).
+pub(crate) struct Signals {
+    stop: [Option<tokio::signal::unix::Signal>; 2],
+    hangup: Option<tokio::signal::unix::Signal>,
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-pub(crate) async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+impl Signals {
+    /// Registers `SIGTERM`, `SIGINT` and `SIGHUP`.
+    pub(crate) fn register() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let register = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(signal) => Some(signal),
+            Err(error) => {
+                tracing::error!(%error, "cannot handle {name}");
+                None
             }
+        };
+        Self {
+            stop: [
+                register(SignalKind::terminate(), "SIGTERM"),
+                register(SignalKind::interrupt(), "SIGINT"),
+            ],
+            hangup: register(
+                SignalKind::hangup(),
+                "SIGHUP (reload through the admin API)",
+            ),
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+    }
+
+    /// Reloads the configuration on every `SIGHUP`, on a task of its own; the outcome is logged
+    /// (and counted) by the reload itself. Resolves on `SIGTERM` or `SIGINT`.
+    pub(crate) async fn serve(self, reloader: Reloader) {
+        if let Some(mut hangups) = self.hangup {
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    let _ = reloader.reload().await;
+                }
+            });
+        }
+        match self.stop {
+            [Some(mut term), Some(mut int)] => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
