@@ -167,6 +167,8 @@ pub struct ConfigMetrics {
     pub last_success: Gauge<f64, AtomicU64>,
     /// `lb_config_info{hash}`: one series, 1, naming the live configuration.
     pub info: Family<ConfigLabels, Gauge>,
+    /// `lb_config_last_reload_successful`: 0 after a refused reload until the next success.
+    pub last_successful: Gauge,
 }
 
 impl ConfigMetrics {
@@ -174,10 +176,16 @@ impl ConfigMetrics {
     pub fn count_reload(&self, success: bool) {
         let result = if success { "success" } else { "failure" };
         self.reloads.get_or_create(&ReloadLabels { result }).inc();
+        self.last_successful.set(i64::from(success));
     }
 
-    /// Names the configuration now live, loaded at `unix_seconds`.
+    /// Names the configuration now live, loaded at `unix_seconds`; the reload counters exist
+    /// from the start, at zero.
     pub fn loaded(&self, hash: String, unix_seconds: f64) {
+        for result in ["success", "failure"] {
+            let _ = self.reloads.get_or_create(&ReloadLabels { result });
+        }
+        self.last_successful.set(1);
         self.info.clear();
         self.info.get_or_create(&ConfigLabels { hash }).set(1);
         self.last_success.set(unix_seconds);
@@ -340,6 +348,11 @@ impl Metrics {
             "lb_config_info",
             "The live configuration, named by a hash of its effective settings",
             config.info.clone(),
+        );
+        registry.register(
+            "lb_config_last_reload_successful",
+            "1 if the last reload applied (or none was tried), 0 if it was refused: the file on disk is not what runs",
+            config.last_successful.clone(),
         );
         registry.register(
             "lb_runtime_tasks",

@@ -83,6 +83,8 @@ async fn a_reload_adds_removes_and_reweights_and_the_series_follow() {
         metric_sum(&after, "lb_config_reloads_total", &["result=\"success\""]),
         1.0
     );
+    let successful = metric_sum(&after, "lb_config_last_reload_successful", &[]);
+    assert_eq!(successful, 1.0);
     let hash_after = metric_labels(&after, "lb_config_info");
     assert_eq!(hash_after.len(), 1, "one lb_config_info series");
     assert_ne!(hash_after, hash_before);
@@ -134,6 +136,8 @@ async fn an_invalid_file_changes_nothing_and_says_where() {
         hash,
         "the old file is live"
     );
+    let successful = metric_sum(&metrics, "lb_config_last_reload_successful", &[]);
+    assert_eq!(successful, 0.0, "the last reload was refused");
 
     // Through the admin API: 422 with the location.
     let admin = daemon.admin_addr.unwrap();

@@ -30,7 +30,8 @@ pub(crate) async fn start_backends() -> std::io::Result<Vec<RunningBackend>> {
 }
 
 /// The demo configuration over `backends`: round robin, fast health checks, breakers and
-/// retries on, the proxy on 127.0.0.1:8080 and metrics on 127.0.0.1:9090.
+/// retries on, the proxy on 127.0.0.1:8080, metrics on 127.0.0.1:9090 and the admin API on
+/// 127.0.0.1:9091 (loopback, so no token).
 pub(crate) fn config(backends: &[RunningBackend]) -> Result<Config, ConfigErrors> {
     let mut yaml = String::from(
         "server:\n  listen: 127.0.0.1:8080\n  shutdown_grace: 5s\n\
@@ -38,6 +39,7 @@ pub(crate) fn config(backends: &[RunningBackend]) -> Result<Config, ConfigErrors
          health_check:\n  interval: 1s\n  timeout: 500ms\n  unhealthy_threshold: 2\n  healthy_threshold: 2\n\
          circuit_breaker:\n  failure_threshold: 5\n  open_duration: 10s\n\
          metrics:\n  listen: 127.0.0.1:9090\n\
+         admin:\n  listen: 127.0.0.1:9091\n\
          backends:\n",
     );
     for backend in backends {
@@ -54,6 +56,7 @@ pub(crate) fn config(backends: &[RunningBackend]) -> Result<Config, ConfigErrors
 pub(crate) fn banner(
     listen: SocketAddr,
     metrics: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
     backends: &[RunningBackend],
 ) -> String {
     let mut text = String::new();
@@ -89,6 +92,13 @@ pub(crate) fn banner(
         ));
         text.push_str(&format!(
             "    cargo run --release -p lb-tui -- --metrics http://{metrics}/metrics\n"
+        ));
+    }
+    if let (Some(admin), Some(first)) = (admin, backends.first()) {
+        let name = first.name();
+        text.push_str(&format!("    curl -s http://{admin}/backends\n"));
+        text.push_str(&format!(
+            "    curl -s -X POST http://{admin}/backends/{name}/drain   # and .../enable\n"
         ));
     }
     text.push_str("\n  Ctrl-C stops the demo.\n");
@@ -213,7 +223,12 @@ impl Fleet {
     pub(crate) fn show(&self, daemon: &lb_proxy::Daemon) -> tokio::task::JoinHandle<()> {
         println!(
             "{}",
-            banner(daemon.listen_addr, daemon.metrics_addr, &self.backends)
+            banner(
+                daemon.listen_addr,
+                daemon.metrics_addr,
+                daemon.admin_addr,
+                &self.backends
+            )
         );
         drive_traffic(daemon.listen_addr)
     }
