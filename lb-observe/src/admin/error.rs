@@ -175,7 +175,7 @@ fn status_hint(status: u16) -> &'static str {
     }
 }
 
-/// `text` as one printable line of at most [`MAX_MESSAGE_CHARS`] characters: control
+/// `text` as one printable line of at most 300 characters (then `…`): control
 /// characters (a newline, an escape sequence) and bidirectional overrides are shown escaped, so
 /// text from a broken or hostile server cannot rewrite an operator's terminal or split a log line.
 pub fn printable(text: &str) -> String {
