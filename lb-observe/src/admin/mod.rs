@@ -382,19 +382,34 @@ impl AdminClient {
         })
     }
 
-    /// [`AdminClient::raw`] decoded by `decode`.
+    /// Makes `call` and returns its answer both decoded by `decode` (one of [`types`]'
+    /// functions) and as the JSON the daemon sent: for output that shows the daemon's JSON
+    /// whole yet refuses an answer of the wrong shape.
+    ///
+    /// # Errors
+    /// As [`AdminClient::raw`]; [`AdminError::Decode`] when the JSON is not what `decode` reads.
+    pub fn call_decoded<T>(
+        &self,
+        call: Call<'_>,
+        decode: fn(Value) -> Result<T, serde_json::Error>,
+    ) -> Result<(T, Value), AdminError> {
+        let value = self.raw(call)?;
+        let typed = decode(value.clone()).map_err(|e| AdminError::Decode {
+            method: call.method(),
+            // A name that passed `path` once passes again.
+            url: format!("{}{}", self.base, call.path().unwrap_or_default()),
+            reason: printable(&e.to_string()),
+        })?;
+        Ok((typed, value))
+    }
+
+    /// [`AdminClient::call_decoded`] without the JSON.
     fn typed<T>(
         &self,
         call: Call<'_>,
         decode: fn(Value) -> Result<T, serde_json::Error>,
     ) -> Result<T, AdminError> {
-        let value = self.raw(call)?;
-        decode(value).map_err(|e| AdminError::Decode {
-            method: call.method(),
-            // A name that passed `path` once passes again.
-            url: format!("{}{}", self.base, call.path().unwrap_or_default()),
-            reason: printable(&e.to_string()),
-        })
+        self.call_decoded(call, decode).map(|(typed, _)| typed)
     }
 
     fn authorize<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
