@@ -13,7 +13,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use lb_observe::admin::{AdminClient, BackendStatus, printable};
+use lb_observe::admin::{AdminClient, BackendStatus, Health, printable};
 
 use crate::ui::{StatusLine, Tone};
 
@@ -182,6 +182,10 @@ impl AdminKeys {
                 ),
                 Tone::Good,
             ),
+            (Action::Enable, Ok(b)) if b.health != Health::Healthy => (
+                format!("{name} enabled: takes new requests once healthy"),
+                Tone::Good,
+            ),
             (Action::Enable, Ok(_)) => (format!("{name} enabled: takes new requests"), Tone::Good),
             (action, Err(error)) => (
                 format!("{} {name} failed: {error}", action.verb()),
@@ -227,7 +231,7 @@ pub fn spawn_worker(client: AdminClient, requests: Receiver<Request>, answers: S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lb_observe::admin::{BreakerState, Health};
+    use lb_observe::admin::BreakerState;
 
     fn status(in_flight: u64, drain_done: bool) -> BackendStatus {
         BackendStatus {
@@ -332,6 +336,15 @@ mod tests {
         let cases = [
             (Action::Drain, Ok(status(0, true)), "demo-2 drained: no new requests, none in flight", Tone::Good),
             (Action::Enable, Ok(status(0, false)), "demo-2 enabled: takes new requests", Tone::Good),
+            (
+                Action::Enable,
+                Ok(BackendStatus {
+                    health: Health::Unhealthy,
+                    ..status(0, false)
+                }),
+                "demo-2 enabled: takes new requests once healthy",
+                Tone::Good,
+            ),
             (
                 Action::Drain,
                 Err("no backend named \"demo-2\" (HTTP 404 from POST http://127.0.0.1:9091/backends/demo-2/drain)".to_owned()),

@@ -1,8 +1,8 @@
 //! The admin verbs: `backends`, `drain`, `enable`, `weight`, `breaker-reset` and `reload`, each
 //! one call to a running daemon's admin API through `lb-observe`'s client.
 //!
-//! Each verb prints a short text result (or, with `--json`, the daemon's JSON answer as sent,
-//! once it has been checked to be of the right shape) and maps every failure to one line on
+//! Each verb prints a short text result (or, with `--json`, the daemon's JSON answer
+//! pretty-printed, once it has been checked to be of the right shape) and maps every failure to one line on
 //! stderr and an exit code a script can branch on: 3 for a backend that does not exist, 4 for a
 //! token the daemon refuses, 2 for a bad URL or token file, 1 for anything else. The texts are
 //! built in [`render`], which does no IO.
