@@ -9,8 +9,8 @@
 //!
 //! It is not a Prometheus client library (it exports nothing), not a time-series store (the
 //! model keeps only the previous scrape and short histories), and it knows nothing of the
-//! daemon's insides: only what the metrics endpoint says. It has no async runtime and no
-//! terminal code, so a command-line tool can use it without pulling in either.
+//! daemon's insides: only what the metrics endpoint and the admin API say. It has no async
+//! runtime and no terminal code, so a command-line tool can use it without pulling in either.
 //!
 //! The [`admin`] client is the other direction: typed calls to the daemon's admin API (list
 //! backends, drain, enable, weight, breaker reset, reload), shared by `lb-cli`'s admin verbs and

@@ -248,6 +248,11 @@ impl AdminClient {
             .proxy(None)
             .user_agent(crate::scrape::USER_AGENT)
             .accept("application/json")
+            // A fresh connection per call: calls are rare (a dashboard's may be minutes apart),
+            // and a `POST` sent on a pooled connection the daemon has meanwhile closed would
+            // fail without being safe to repeat.
+            .max_idle_connections(0)
+            .max_idle_connections_per_host(0)
             .build();
         Ok(Self {
             agent: config.into(),
