@@ -175,21 +175,25 @@ fn status_hint(status: u16) -> &'static str {
     }
 }
 
-/// `text` as one printable line of at most 300 characters (then `…`): control
+/// `text` as one printable line of at most 300 characters shown (then `…`): control
 /// characters (a newline, an escape sequence) and bidirectional overrides are shown escaped, so
 /// text from a broken or hostile server cannot rewrite an operator's terminal or split a log line.
 pub fn printable(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(MAX_MESSAGE_CHARS));
-    for (count, c) in text.chars().enumerate() {
-        if count == MAX_MESSAGE_CHARS {
+    let mut shown = 0;
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        let escaped = (c.is_control() || bidi).then(|| c.escape_default());
+        // The bound is on what is shown: an escape such as `\u{1b}` counts for its six.
+        let width = escaped.clone().map_or(1, Iterator::count);
+        if shown + width > MAX_MESSAGE_CHARS {
             out.push('…');
             break;
         }
-        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        if c.is_control() || bidi {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
+        shown += width;
+        match escaped {
+            Some(escaped) => out.extend(escaped),
+            None => out.push(c),
         }
     }
     out
@@ -217,6 +221,17 @@ mod tests {
         let cut = printable(&long);
         assert_eq!(cut.chars().count(), MAX_MESSAGE_CHARS + 1);
         assert!(cut.ends_with('…'));
+        // Escapes count for what they show: a line of escapes is bounded too.
+        let cut = printable(&"\u{1}".repeat(1000));
+        assert!(cut.chars().count() <= MAX_MESSAGE_CHARS + 1, "{cut}");
+        assert!(
+            cut.starts_with("\\u{1}\\u{1}") && cut.ends_with('…'),
+            "{cut}"
+        );
+        assert_eq!(
+            printable(&"x".repeat(MAX_MESSAGE_CHARS)),
+            "x".repeat(MAX_MESSAGE_CHARS)
+        );
     }
 
     #[test]
