@@ -1,7 +1,8 @@
 //! The properties the fuzz targets check. Each module is also compiled into the corpus-replay
-//! tests of lb-core and lb-proxy (by `#[path]`), so a finding saved to `corpus/` becomes a
+//! tests of lb-core, lb-proxy and lb-observe (by `#[path]`), so a finding saved to `corpus/` becomes a
 //! regression test that runs on stable in CI.
 
+pub mod admin_check;
 pub mod chunked_check;
 pub mod config_check;
 pub mod header_check;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::admin::{self, AdminArgs, Verb};
 use crate::check::{self, FileReport};
 use crate::init::{self, InitError};
 use crate::render;
@@ -15,12 +16,34 @@ use crate::simulate::{self, SimulateFormat};
 pub const EXIT_OK: u8 = 0;
 /// Exit status: a file is invalid, a check failed, or the command could not do its work.
 pub const EXIT_FAILED: u8 = 1;
+/// Exit status: a usage error (clap's own code), or an admin URL or token file that cannot work.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status: the admin API has no backend by that name.
+pub const EXIT_NOT_FOUND: u8 = 3;
+/// Exit status: the admin API refused the token (401 or 403).
+pub const EXIT_UNAUTHORIZED: u8 = 4;
 
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success: every file is valid (and, with --strict, has no warnings)
   1  a file is invalid, unreadable, or fails --strict; or the command failed
-  2  usage error (unknown option, missing argument)";
+  2  usage error (unknown option, missing argument, bad --admin URL or token file)
+  3  admin verbs: no backend by that name
+  4  admin verbs: the daemon refused the token";
+
+/// Said under each admin verb's help.
+const ADMIN_HELP: &str = "\
+The daemon serves its admin API when its configuration has an `admin` section. The token, when
+the daemon wants one, comes from --token-file PATH or else $LB_ADMIN_TOKEN (never an argument:
+the process list shows those).
+
+Exit codes:
+  0  success
+  1  the daemon is unreachable, refused the request (a reload of an invalid file: nothing
+     changed), or answered something that is not the admin API
+  2  usage error (unknown option, missing argument, bad --admin URL or token file)
+  3  no backend by that name
+  4  the daemon refused the token";
 
 /// Check, print and create configuration files for the `lb` load balancer.
 #[derive(Debug, Parser)]
@@ -73,6 +96,73 @@ pub enum Command {
         /// The daemon's metrics URL.
         #[arg(long, value_name = "URL", default_value = lb_observe::scrape::DEFAULT_URL)]
         metrics: String,
+    },
+    /// List a running daemon's backends through its admin API: address, weight, health,
+    /// breaker, requests in flight, drain.
+    #[command(after_help = ADMIN_HELP)]
+    Backends {
+        /// Only this backend.
+        #[arg(value_name = "NAME")]
+        name: Option<String>,
+        /// Where the admin API is, and how to call it.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Drain a backend: it gets no new requests; those in flight finish.
+    #[command(after_help = ADMIN_HELP)]
+    Drain {
+        /// The backend's name.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Where the admin API is, and how to call it.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Enable a drained backend: it takes new requests again.
+    #[command(after_help = ADMIN_HELP)]
+    Enable {
+        /// The backend's name.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Where the admin API is, and how to call it.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Set a backend's weight at runtime (kept across reloads that leave it alone), or
+    /// --reset it to the file's.
+    #[command(after_help = ADMIN_HELP)]
+    Weight {
+        /// The backend's name.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// The new weight, 1 to 1000000.
+        #[arg(value_name = "N", required_unless_present = "reset",
+              value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        weight: Option<u32>,
+        /// Remove the runtime weight: back to the configuration file's.
+        #[arg(long, conflicts_with = "weight")]
+        reset: bool,
+        /// Where the admin API is, and how to call it.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Reset a backend's circuit breaker: closed, its failures forgotten.
+    #[command(after_help = ADMIN_HELP)]
+    BreakerReset {
+        /// The backend's name.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Where the admin API is, and how to call it.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Reload the daemon's configuration file (as SIGHUP does); prints what changed and what
+    /// needs a restart. An invalid file changes nothing.
+    #[command(after_help = ADMIN_HELP)]
+    Reload {
+        /// Where the admin API is, and how to call it.
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// See what a configuration does to traffic: run it on a scenario in virtual time.
     #[command(after_help = EXIT_CODES)]
@@ -133,6 +223,22 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             };
             simulate::run(&request, out, err)
         }
+        Command::Backends { name, admin } => admin::run(&Verb::Backends(name), &admin, out, err),
+        Command::Drain { name, admin } => admin::run(&Verb::Drain(name), &admin, out, err),
+        Command::Enable { name, admin } => admin::run(&Verb::Enable(name), &admin, out, err),
+        Command::Weight {
+            name,
+            weight,
+            reset: _,
+            admin,
+        } => {
+            // clap makes `N` and `--reset` exclusive and one of them required: no `N` is a reset.
+            admin::run(&Verb::Weight(name, weight), &admin, out, err)
+        }
+        Command::BreakerReset { name, admin } => {
+            admin::run(&Verb::BreakerReset(name), &admin, out, err)
+        }
+        Command::Reload { admin } => admin::run(&Verb::Reload, &admin, out, err),
     }
 }
 
@@ -195,6 +301,35 @@ mod tests {
     #[test]
     fn command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn weight_takes_a_number_or_reset() {
+        let parse = |args: &[&str]| Cli::try_parse_from(["lb-cli", "weight"].iter().chain(args));
+        assert!(matches!(
+            parse(&["b1", "5"]).map(|c| c.command),
+            Ok(Command::Weight {
+                weight: Some(5),
+                reset: false,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["b1", "--reset"]).map(|c| c.command),
+            Ok(Command::Weight {
+                weight: None,
+                reset: true,
+                ..
+            })
+        ));
+        for bad in [
+            &["b1"][..],
+            &["b1", "0"],
+            &["b1", "1000001"],
+            &["b1", "5", "--reset"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -3,14 +3,17 @@
 //! It checks files as precisely as a compiler (every error with line, column, field, the
 //! source line and a caret; warnings for settings that are valid but likely wrong), prints
 //! the effective configuration with every default filled in, and writes a commented starter
-//! file; `status` prints a running daemon's backends from its metrics endpoint; `simulate`
-//! runs a configuration on a scenario in virtual time and reports what traffic would see.
+//! file; `status` prints a running daemon's backends from its metrics endpoint; the admin verbs
+//! (`backends`, `drain`, `enable`, `weight`, `breaker-reset`, `reload`) read and change a running
+//! daemon through its admin API; `simulate` runs a configuration on a scenario in virtual time
+//! and reports what traffic would see.
 //!
 //! The checking itself is `lb_core::config`'s pipeline; this crate reads files, turns the
 //! results into reports and renders them, so everything but the file reads is unit-tested
 //! on strings.
 //!
 //! # Layout
+//! - [`admin`]: the admin verbs over `lb-observe`'s admin client, and their text output.
 //! - [`cli`]: the clap command line and [`run`], which maps a command to an exit code.
 //! - [`check`]: a [`check::FileReport`] per file: errors, warnings, a one-line summary.
 //! - [`render`]: reports as compiler-style text or as one JSON document.
@@ -21,6 +24,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod check;
 pub mod cli;
 pub mod init;

@@ -38,7 +38,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The `User-Agent` sent, so a daemon's logs can tell who scraped.
-const USER_AGENT: &str = concat!("lb-observe/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT: &str = concat!("lb-observe/", env!("CARGO_PKG_VERSION"));
 
 /// How to fetch.
 #[derive(Clone, PartialEq, Eq)]
@@ -273,26 +273,35 @@ pub fn fetch(url: &str, options: &Options) -> Result<String, ScrapeError> {
 
 /// Accepts `http://` and `https://` URLs with a host and no user information.
 fn check_url(url: &str) -> Result<(), ScrapeError> {
-    let bad = |reason| ScrapeError::BadUrl {
-        url: url.to_owned(),
-        reason,
+    url_problem(url).map_or(Ok(()), |reason| {
+        Err(ScrapeError::BadUrl {
+            url: url.to_owned(),
+            reason,
+        })
+    })
+}
+
+/// What is wrong with `url` as the address of a daemon's endpoint, if anything: it must be
+/// `http://` or `https://` with a host and no user information (shared with the admin client).
+pub(crate) fn url_problem(url: &str) -> Option<&'static str> {
+    let Ok(uri) = url.parse::<Uri>() else {
+        return Some("not a URL");
     };
-    let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
-        Some(_) => return Err(bad("only http:// and https:// are supported")),
-        None => return Err(bad("it has no http:// in front")),
+        Some(_) => return Some("only http:// and https:// are supported"),
+        None => return Some("it has no http:// in front"),
     }
-    let authority = uri.authority().ok_or_else(|| bad("it has no host"))?;
+    let Some(authority) = uri.authority() else {
+        return Some("it has no host");
+    };
     if authority.as_str().contains('@') {
-        return Err(bad(
-            "credentials in the URL are not supported (use a bearer token)",
-        ));
+        return Some("credentials in the URL are not supported (use a bearer token)");
     }
     if authority.host().is_empty() {
-        return Err(bad("it has no host"));
+        return Some("it has no host");
     }
-    Ok(())
+    None
 }
 
 /// RFC 6750's `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.

@@ -1,9 +1,11 @@
-//! The running dashboard: a scraper thread, the key loop, and the terminal's lifetime.
+//! The running dashboard: a scraper thread, an admin thread, the key loop, and the terminal's
+//! lifetime.
 //!
 //! Scraping happens on its own thread so that a daemon that hangs never freezes the keys; each
 //! result arrives over a channel stamped with the `Instant` it was received, and [`App`] (the
 //! part with no terminal, tested directly) turns it into model updates or a "disconnected"
-//! state. The terminal is restored on every exit: normally by `TerminalGuard`'s `Drop`, and on
+//! state. Admin calls (`d` drain, `e` enable, with `--admin`) go the same way through a second
+//! thread ([`crate::admin`]). The terminal is restored on every exit: normally by `TerminalGuard`'s `Drop`, and on
 //! a panic by the hook `ratatui::init` installs before raw mode is entered.
 
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -12,10 +14,12 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+use lb_observe::admin::AdminClient;
 use lb_observe::model::Model;
 use lb_observe::parse::parse;
 use lb_observe::scrape::{self, Scraper};
 
+use crate::admin::{self as keys, Action, AdminKeys};
 use crate::ui::{self, Connection, Screen};
 
 /// How often the screen is redrawn (and keys are polled) when nothing happens.
@@ -77,11 +81,14 @@ pub struct App {
     selected: usize,
     paused: bool,
     help: bool,
+    /// The drain and enable keys.
+    admin: AdminKeys,
 }
 
 impl App {
-    /// A dashboard for `options`, before any scrape.
-    pub fn new(options: &Options) -> Self {
+    /// A dashboard for `options`, before any scrape; `admin` when an admin client makes the
+    /// calls of `d` and `e`.
+    pub fn new(options: &Options, admin: bool) -> Self {
         Self {
             url: options.url.clone(),
             interval: options.interval,
@@ -91,6 +98,7 @@ impl App {
             selected: 0,
             paused: false,
             help: false,
+            admin: AdminKeys::new(admin),
         }
     }
 
@@ -125,11 +133,31 @@ impl App {
         }
     }
 
-    /// Handles one key press.
-    pub fn on_key(&mut self, key: KeyEvent) -> Flow {
+    /// The admin keys' state.
+    pub fn admin(&mut self) -> &mut AdminKeys {
+        &mut self.admin
+    }
+
+    /// The selected backend's name, once there is a view.
+    fn selected_backend(&self) -> Option<&str> {
+        let backends = &self.model.view()?.backends;
+        let last = backends.len().checked_sub(1)?;
+        Some(&backends[self.selected.min(last)].name)
+    }
+
+    /// Handles one key pressed at `now`. While a question waits (`drain demo-2?`), the key
+    /// answers it: `y` confirms, any other cancels (`q` and `Esc` included; Ctrl-C still quits).
+    pub fn on_key(&mut self, key: KeyEvent, now: Instant) -> Flow {
         let ctrl_c =
             key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
-        if ctrl_c || matches!(key.code, KeyCode::Char('q') | KeyCode::Esc) {
+        if ctrl_c {
+            return Flow::Quit;
+        }
+        if self.admin.confirming() {
+            self.admin.answer(key.code == KeyCode::Char('y'), now);
+            return Flow::Continue;
+        }
+        if matches!(key.code, KeyCode::Char('q') | KeyCode::Esc) {
             return Flow::Quit;
         }
         if self.help {
@@ -144,6 +172,15 @@ impl App {
             }
             KeyCode::Char('p') => self.paused = !self.paused,
             KeyCode::Char('?') => self.help = true,
+            KeyCode::Char(c @ ('d' | 'e')) => {
+                let action = if c == 'd' {
+                    Action::Drain
+                } else {
+                    Action::Enable
+                };
+                let selected = self.selected_backend().map(str::to_owned);
+                self.admin.ask(action, selected.as_deref(), now);
+            }
             _ => {}
         }
         Flow::Continue
@@ -159,6 +196,8 @@ impl App {
             selected: self.selected,
             paused: self.paused,
             help: self.help,
+            admin: self.admin.configured(),
+            status: self.admin.line(now),
         }
     }
 }
@@ -201,21 +240,36 @@ impl Drop for TerminalGuard {
     }
 }
 
-/// Runs the dashboard until `q`, Esc or Ctrl-C, scraping with `scraper` (built by the caller,
-/// so that a bad URL is reported before the terminal is taken over).
+/// Runs the dashboard until `q`, Esc or Ctrl-C, scraping with `scraper` and, when given,
+/// draining and enabling with `admin` (both built by the caller, so that a bad URL or token is
+/// reported before the terminal is taken over).
 ///
 /// # Errors
-/// A terminal error (not a TTY, a failed write). Scrape failures are not errors: they are shown.
-pub fn run(options: &Options, scraper: Scraper) -> std::io::Result<()> {
+/// A terminal error (not a TTY, a failed write). Scrape and admin failures are not errors: they
+/// are shown.
+pub fn run(options: &Options, scraper: Scraper, admin: Option<AdminClient>) -> std::io::Result<()> {
     let (sender, results): (Sender<ScrapeResult>, Receiver<ScrapeResult>) = mpsc::channel();
     spawn_scraper(scraper, options.interval, sender);
-    let mut app = App::new(options);
+    let mut app = App::new(options, admin.is_some());
+    let (requests, request_rx) = mpsc::channel();
+    let (answer_tx, answers) = mpsc::channel();
+    if let Some(client) = admin {
+        keys::spawn_worker(client, request_rx, answer_tx);
+    }
     // Installs the panic hook that restores the terminal, then enters raw mode.
     let mut terminal = ratatui::try_init()?;
     let _guard = TerminalGuard;
     loop {
         while let Ok((body, at)) = results.try_recv() {
             app.on_scrape(body, at);
+        }
+        while let Ok((request, result, at)) = answers.try_recv() {
+            app.admin().on_result(&request, result, at);
+        }
+        if let Some(request) = app.admin().take_request() {
+            // Without a client the keys never confirm a request, so there is always a worker;
+            // it lives as long as this loop.
+            let _ = requests.send(request);
         }
         terminal.draw(|frame| ui::draw(frame, &app.screen(Instant::now())))?;
         if !event::poll(TICK)? {
@@ -224,7 +278,7 @@ pub fn run(options: &Options, scraper: Scraper) -> std::io::Result<()> {
         // A resize needs nothing more: the next draw fits the new size.
         if let Event::Key(key) = event::read()?
             && key.kind == KeyEventKind::Press
-            && app.on_key(key) == Flow::Quit
+            && app.on_key(key, Instant::now()) == Flow::Quit
         {
             return Ok(());
         }
@@ -240,10 +294,17 @@ mod tests {
     const SCRAPE2: &str = include_str!("../../lb-observe/tests/fixtures/scrape2.txt");
 
     fn app() -> App {
-        App::new(&Options {
-            url: "http://127.0.0.1:9/metrics".into(),
-            interval: Duration::from_secs(1),
-        })
+        app_with(false)
+    }
+
+    fn app_with(admin: bool) -> App {
+        App::new(
+            &Options {
+                url: "http://127.0.0.1:9/metrics".into(),
+                interval: Duration::from_secs(1),
+            },
+            admin,
+        )
     }
 
     fn key(code: KeyCode) -> KeyEvent {
@@ -310,27 +371,97 @@ mod tests {
         let start = Instant::now();
         let mut app = app();
         app.on_scrape(Ok(SCRAPE1.into()), start);
-        assert_eq!(app.on_key(key(KeyCode::Up)), Flow::Continue);
+        assert_eq!(app.on_key(key(KeyCode::Up), start), Flow::Continue);
         assert_eq!(app.selected, 0);
         for _ in 0..5 {
-            app.on_key(key(KeyCode::Down));
+            app.on_key(key(KeyCode::Down), start);
         }
         assert_eq!(app.selected, 2, "selection stops at the last of three rows");
-        app.on_key(key(KeyCode::Char('?')));
+        app.on_key(key(KeyCode::Char('?')), start);
         assert!(app.help);
-        app.on_key(key(KeyCode::Char('p')));
+        app.on_key(key(KeyCode::Char('p')), start);
         assert!(
             !app.help && !app.paused,
             "a key closes help and does nothing else"
         );
-        app.on_key(key(KeyCode::Char('p')));
+        app.on_key(key(KeyCode::Char('p')), start);
         assert!(app.paused);
         // Paused: the model does not move.
         app.on_scrape(Ok(SCRAPE2.into()), start + Duration::from_secs(1));
         assert_eq!(app.model().view().unwrap().window, None);
-        assert_eq!(app.on_key(key(KeyCode::Char('q'))), Flow::Quit);
-        assert_eq!(app.on_key(key(KeyCode::Esc)), Flow::Quit);
+        assert_eq!(app.on_key(key(KeyCode::Char('q')), start), Flow::Quit);
+        assert_eq!(app.on_key(key(KeyCode::Esc), start), Flow::Quit);
         let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
-        assert_eq!(app.on_key(ctrl_c), Flow::Quit);
+        assert_eq!(app.on_key(ctrl_c, start), Flow::Quit);
+    }
+
+    #[test]
+    fn d_and_e_ask_then_hand_the_request_over() {
+        let start = Instant::now();
+        let mut app = app_with(true);
+        // Before the first scrape there is nothing to drain.
+        app.on_key(key(KeyCode::Char('d')), start);
+        let status = app.screen(start).status.expect("a notice");
+        assert!(
+            status.text.contains("no backend selected"),
+            "{}",
+            status.text
+        );
+
+        app.on_scrape(Ok(SCRAPE1.into()), start);
+        app.on_key(key(KeyCode::Down), start);
+        app.on_key(key(KeyCode::Char('d')), start);
+        let screen = app.screen(start);
+        assert!(screen.admin);
+        assert_eq!(
+            screen.status.map(|s| s.text),
+            Some("drain demo-2? y confirms, any other key cancels")
+        );
+        // `q` answers the question (cancels) instead of quitting.
+        assert_eq!(app.on_key(key(KeyCode::Char('q')), start), Flow::Continue);
+        assert_eq!(app.admin().take_request(), None);
+        assert_eq!(
+            app.screen(start).status.map(|s| s.text),
+            Some("drain demo-2: cancelled")
+        );
+
+        app.on_key(key(KeyCode::Char('e')), start);
+        app.on_key(key(KeyCode::Char('y')), start);
+        let request = app.admin().take_request().expect("confirmed");
+        assert_eq!(
+            request,
+            keys::Request {
+                action: Action::Enable,
+                backend: "demo-2".into()
+            }
+        );
+        let answer = Err("demo-2: connection refused".to_owned());
+        app.admin().on_result(&request, answer, start);
+        let status = app.screen(start).status.expect("the answer");
+        assert_eq!(
+            status.text,
+            "enable demo-2 failed: demo-2: connection refused"
+        );
+        assert_eq!(status.tone, ui::Tone::Bad);
+        assert_eq!(app.screen(start + keys::SHOW_FOR).status, None);
+
+        // Ctrl-C quits even while a question waits.
+        app.on_key(key(KeyCode::Char('d')), start);
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(app.on_key(ctrl_c, start), Flow::Quit);
+    }
+
+    #[test]
+    fn without_admin_d_says_it_is_not_configured() {
+        let start = Instant::now();
+        let mut app = app();
+        app.on_scrape(Ok(SCRAPE1.into()), start);
+        app.on_key(key(KeyCode::Char('d')), start);
+        assert_eq!(app.admin().take_request(), None);
+        let screen = app.screen(start);
+        assert!(!screen.admin);
+        let text = screen.status.expect("a notice").text;
+        assert!(text.contains("admin API is not configured"), "{text}");
+        assert!(text.contains("--admin URL"), "{text}");
     }
 }

@@ -6,11 +6,17 @@
 //! each is tested alone: transport and the pure model in `lb-observe`, then rendering that does
 //! no IO (drawn into ratatui's `TestBackend` in tests), then the loop.
 //!
+//! Given the admin API's URL (`--admin`), it also drains and enables the selected backend
+//! (`d`, `e`, confirmed with `y`) through `lb-observe`'s admin client; the metrics stay the
+//! only thing it reads.
+//!
 //! # Layout
 //! - [`ui`]: drawing a frame from the model (no IO).
 //! - [`app`]: the terminal, the scraper thread and the key loop.
+//! - [`admin`]: the drain and enable keys' state, and the thread that makes the calls.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod ui;

@@ -1,6 +1,6 @@
 //! Drawing one frame from the model: a header with fleet totals and the connection state, a
 //! table with a row per backend, rate and error sparklines for the fleet and the selected
-//! backend, and a key line. No IO: everything it shows comes in through [`Screen`], so the
+//! backend, a status line for admin actions when there is one, and a key line. No IO: everything it shows comes in through [`Screen`], so the
 //! tests draw into ratatui's `TestBackend` and read the buffer as text.
 
 use std::time::Duration;
@@ -32,6 +32,28 @@ pub enum Connection {
     },
 }
 
+/// How a status line reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// Plain news (a cancelled question).
+    Info,
+    /// Waiting: a question, or a call on its way.
+    Busy,
+    /// Done as asked.
+    Good,
+    /// Failed, or cannot be done.
+    Bad,
+}
+
+/// One line of news from the admin keys, above the key line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusLine<'a> {
+    /// What happened, in one line.
+    pub text: &'a str,
+    /// Its colour.
+    pub tone: Tone,
+}
+
 /// Everything a frame shows.
 #[derive(Debug, Clone, Copy)]
 pub struct Screen<'a> {
@@ -49,6 +71,10 @@ pub struct Screen<'a> {
     pub paused: bool,
     /// The help overlay is open.
     pub help: bool,
+    /// The admin API is configured: the key line offers `d` and `e`.
+    pub admin: bool,
+    /// The admin keys' news, if any.
+    pub status: Option<StatusLine<'a>>,
 }
 
 const GREEN: Style = Style::new().fg(Color::Green);
@@ -63,16 +89,20 @@ pub fn draw(frame: &mut Frame, screen: &Screen) {
     let table_height = u16::try_from(backends)
         .unwrap_or(u16::MAX)
         .saturating_add(3);
-    let [header, table, charts, keys] = Layout::vertical([
+    let [header, table, charts, status, keys] = Layout::vertical([
         Constraint::Length(4),
         Constraint::Length(table_height.max(4)),
         Constraint::Min(0),
+        Constraint::Length(u16::from(screen.status.is_some())),
         Constraint::Length(1),
     ])
     .areas(frame.area());
     draw_header(frame, header, screen);
     draw_table(frame, table, screen);
     draw_charts(frame, charts, screen);
+    if let Some(line) = screen.status {
+        draw_status(frame, status, line);
+    }
     draw_keys(frame, keys, screen);
     if screen.help {
         draw_help(frame, frame.area());
@@ -309,8 +339,22 @@ fn draw_charts(frame: &mut Frame, area: Rect, screen: &Screen) {
     draw_series(frame, backend, name, history.backends.get(name));
 }
 
+fn draw_status(frame: &mut Frame, area: Rect, line: StatusLine) {
+    let style = match line.tone {
+        Tone::Info => Style::new(),
+        Tone::Busy => YELLOW,
+        Tone::Good => GREEN,
+        Tone::Bad => RED.add_modifier(Modifier::BOLD),
+    };
+    let text = Line::from(vec![Span::raw(" "), Span::styled(line.text, style)]);
+    frame.render_widget(Paragraph::new(text), area);
+}
+
 fn draw_keys(frame: &mut Frame, area: Rect, screen: &Screen) {
     let mut spans = vec![Span::styled(" q quit  ↑/↓ select  p pause  ? help", DIM)];
+    if screen.admin {
+        spans.push(Span::styled("  d drain  e enable", DIM));
+    }
     if screen.paused {
         spans.push(Span::styled("   paused: p resumes", YELLOW));
     }
@@ -321,6 +365,7 @@ const HELP: &[&str] = &[
     "q, Esc   quit",
     "↑, ↓     select a backend (its sparklines are the lower pair)",
     "p        pause / resume updates",
+    "d, e     drain / enable the selected backend (with --admin; y confirms)",
     "?        this help",
     "",
     "HEALTH   ● up / ✗ down from active health checks",

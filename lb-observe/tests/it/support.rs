@@ -1,7 +1,8 @@
-//! A tiny HTTP/1.1 server on 127.0.0.1 port 0 for the scrape tests: it accepts connections
-//! one at a time, reads each request head, hands it to the test, and plays the canned
-//! [`Answer`] for that connection. Plain `std::net` on a thread: the answers are raw bytes, so
-//! a test controls framing exactly (length, chunked, nothing at all).
+//! A tiny HTTP/1.1 server on 127.0.0.1 port 0 for the scrape and admin tests: it accepts
+//! connections one at a time, reads each request (its head, and a body as long as its
+//! `Content-Length`), hands it to the test, and plays the canned [`Answer`] for that connection.
+//! Plain `std::net` on a thread: the answers are raw bytes, so a test controls framing exactly
+//! (length, chunked, nothing at all). `lb-cli`'s tests use this file too, through `#[path]`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -46,6 +47,18 @@ pub fn ok_chunked(body: &[u8], size: usize) -> Answer {
     Answer::Bytes(bytes)
 }
 
+/// An answer with `status` and a JSON `body`, as the admin API gives.
+pub fn json(status: u16, body: &str) -> Answer {
+    Answer::Bytes(
+        format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\nconnection: close\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
 /// An answer with `status` and a short text body.
 pub fn status(status: u16, reason: &str) -> Answer {
     let body = format!("{status} {reason}\n");
@@ -65,10 +78,22 @@ const READ_LIMIT: Duration = Duration::from_secs(30);
 /// Largest request head read; a scrape's head is a few hundred bytes.
 const MAX_HEAD: usize = 64 * 1024;
 
+/// Largest request body read; the admin client's largest is `{"weight":1000000}`.
+const MAX_BODY: usize = 64 * 1024;
+
+/// One request as the server read it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The head, as sent.
+    pub head: String,
+    /// The body, as sent.
+    pub body: String,
+}
+
 /// A running server; dropping it ends its thread (and closes a silent connection).
 pub struct Server {
     addr: SocketAddr,
-    heads: Receiver<String>,
+    requests: Receiver<Request>,
     /// Dropped with the server: tells a silent connection to close.
     _stop: Sender<()>,
 }
@@ -78,21 +103,21 @@ impl Server {
     pub fn start(answers: Vec<Answer>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local address");
-        let (heads_tx, heads) = mpsc::channel();
+        let (requests_tx, requests) = mpsc::channel();
         let (stop, stopped) = mpsc::channel::<()>();
         thread::spawn(move || {
             for answer in answers {
                 let Ok((stream, _)) = listener.accept() else {
                     return;
                 };
-                if !serve(stream, &answer, &heads_tx, &stopped) {
+                if !serve(stream, &answer, &requests_tx, &stopped) {
                     return;
                 }
             }
         });
         Self {
             addr,
-            heads,
+            requests,
             _stop: stop,
         }
     }
@@ -102,12 +127,21 @@ impl Server {
         format!("http://{}/metrics", self.addr)
     }
 
+    /// `http://ADDR`, the base of an admin URL.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
     /// The next request head the server read, lower-cased; waits at most [`READ_LIMIT`].
     pub fn head(&self) -> String {
-        self.heads
+        self.request().head.to_ascii_lowercase()
+    }
+
+    /// The next request the server read; waits at most [`READ_LIMIT`].
+    pub fn request(&self) -> Request {
+        self.requests
             .recv_timeout(READ_LIMIT)
             .expect("the server read a request")
-            .to_ascii_lowercase()
     }
 }
 
@@ -115,7 +149,7 @@ impl Server {
 fn serve(
     mut stream: TcpStream,
     answer: &Answer,
-    heads: &Sender<String>,
+    requests: &Sender<Request>,
     stopped: &Receiver<()>,
 ) -> bool {
     if stream.set_read_timeout(Some(READ_LIMIT)).is_err() {
@@ -129,7 +163,22 @@ fn serve(
             _ => return false,
         }
     }
-    let _ = heads.send(String::from_utf8_lossy(&head).into_owned());
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let length = head
+        .lines()
+        .find_map(|line| {
+            line.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(str::to_owned)
+        })
+        .and_then(|value| value.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length.min(MAX_BODY)];
+    if stream.read_exact(&mut body).is_err() {
+        return false;
+    }
+    let body = String::from_utf8_lossy(&body).into_owned();
+    let _ = requests.send(Request { head, body });
     match answer {
         Answer::Bytes(bytes) => {
             let _ = stream.write_all(bytes);

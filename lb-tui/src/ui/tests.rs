@@ -35,6 +35,8 @@ fn screen<'a>(model: &'a Model, connection: &'a Connection) -> Screen<'a> {
         selected: 0,
         paused: false,
         help: false,
+        admin: false,
+        status: None,
     }
 }
 
@@ -164,11 +166,39 @@ fn help_and_pause() {
 }
 
 #[test]
+fn the_status_line_sits_above_the_keys() {
+    let model = model(&[SCRAPE1, SCRAPE2]);
+    let mut screen = screen(&model, &Connection::Connected);
+    screen.admin = true;
+    let plain = render(&screen, 80, 24);
+    assert!(plain[23].contains("d drain  e enable"), "{}", plain[23]);
+    screen.status = Some(StatusLine {
+        text: "drain demo-2? y confirms, any other key cancels",
+        tone: Tone::Busy,
+    });
+    let lines = render(&screen, 80, 24);
+    assert_eq!(
+        lines[22].trim_end(),
+        " drain demo-2? y confirms, any other key cancels"
+    );
+    assert!(lines[23].contains("q quit"), "{}", lines[23]);
+    // The table keeps its rows; the charts give up the line.
+    row(&lines, "demo-3");
+    // Without --admin the keys are not offered.
+    screen.admin = false;
+    assert!(!render(&screen, 80, 24)[23].contains("d drain"));
+}
+
+#[test]
 fn tiny_terminals_do_not_panic() {
     let model = model(&[SCRAPE1, SCRAPE2]);
     for (w, h) in [(1, 1), (10, 5), (40, 10), (80, 8)] {
         let mut screen = screen(&model, &Connection::Connected);
         screen.help = true;
+        screen.status = Some(StatusLine {
+            text: "a long status line that does not fit in a tiny terminal at all",
+            tone: Tone::Bad,
+        });
         render(&screen, w, h);
     }
 }
