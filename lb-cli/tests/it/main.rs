@@ -8,6 +8,7 @@
 //! # Layout
 //! - `admin`: `backends`, `drain`, `enable`, `weight`, `breaker-reset`, `reload`: requests sent,
 //!   output, one-line errors and exit codes.
+//! - `admin_live`: the same verbs against the real daemon: drain, enable, weight, reload.
 //! - `check`: `check`, `show` and `init` on the fixtures in `config/bad/` and the shipped files.
 //! - `simulate`: `simulate`'s report, comparison, JSON and scenario errors.
 //! - `simulate_agreement`: the simulation against the real daemon on one scenario.
@@ -16,6 +17,7 @@
 //! - `fake_http`: `lb-observe/tests/it/support.rs`, a server on port 0 that plays canned answers.
 
 mod admin;
+mod admin_live;
 mod check;
 #[allow(
     dead_code,

@@ -98,7 +98,7 @@ pub(crate) fn banner(
         let name = first.name();
         text.push_str(&format!("    curl -s http://{admin}/backends\n"));
         text.push_str(&format!(
-            "    curl -s -X POST http://{admin}/backends/{name}/drain   # and .../enable\n"
+            "    cargo run --release -p lb-cli -- drain {name}       # and enable {name}, backends\n"
         ));
     }
     text.push_str("\n  Ctrl-C stops the demo.\n");
