@@ -22,6 +22,10 @@ pub(crate) type SideResponse = Response<Full<Bytes>>;
 
 /// How long a client of a side endpoint may take to send a request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once per endpoint: a scraper and a few operators need a handful, and a
+/// flood of connections (before any token is checked) must not take every descriptor. Beyond
+/// it, connections wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 64;
 
 /// Serves `handle` on every connection `listener` accepts until `stop` starts. Connections
 /// already open finish on their own tasks.
@@ -34,7 +38,15 @@ pub(crate) async fn serve<H, F>(
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = SideResponse> + Send + 'static,
 {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = stop.started() => return,
+        };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -48,6 +60,7 @@ pub(crate) async fn serve<H, F>(
         };
         let handle = handle.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let response = handle(request);
                 async move { Ok::<_, Infallible>(response.await) }

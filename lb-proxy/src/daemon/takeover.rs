@@ -17,7 +17,7 @@
 use std::io::{BufRead, BufReader, IoSlice, IoSliceMut, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -195,8 +195,18 @@ fn receive_fds(stream: &UnixStream) -> std::io::Result<(String, Vec<OwnedFd>)> {
 /// Offers the daemon's listeners on `socket` until shutdown; a completed takeover starts it.
 pub(crate) async fn offer(socket: UpgradeSocket, control: Arc<Control>, shutdown: Arc<Shutdown>) {
     let path = socket.path.clone();
-    // A socket file left by an earlier process (or the one being taken over) is replaced.
-    let _ = std::fs::remove_file(&path);
+    // A socket left by an earlier process (or the one being taken over) is replaced; anything
+    // else at that path is not ours to delete.
+    match std::fs::symlink_metadata(&path) {
+        Ok(metadata) if metadata.file_type().is_socket() => {
+            let _ = std::fs::remove_file(&path);
+        }
+        Ok(_) => {
+            tracing::error!(path = %path.display(), "cannot offer takeovers: the path exists and is not a socket");
+            return;
+        }
+        Err(_) => {}
+    }
     let listener = match tokio::net::UnixListener::bind(&path) {
         Ok(listener) => listener,
         Err(error) => {

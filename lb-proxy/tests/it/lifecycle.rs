@@ -1,9 +1,8 @@
 //! The `lb` binary: config errors, port in use, graceful shutdown on SIGTERM, and the metrics
 //! exposition checked by `promtool`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::io::Write;
+use std::process::Command;
 use std::time::Duration;
 
 use crate::support::process::*;
@@ -203,6 +202,10 @@ async fn metrics_pass_promtool_and_match_traffic() {
 #[cfg(feature = "demo")]
 #[tokio::test]
 async fn demo_serves_three_backends_and_stops_cleanly() {
+    use std::io::{BufRead, BufReader};
+    use std::net::SocketAddr;
+    use std::process::Stdio;
+
     let mut child = lb()
         .args([
             "--demo",
@@ -259,4 +262,23 @@ async fn demo_serves_three_backends_and_stops_cleanly() {
         Some(0),
         "the demo did not stop cleanly on SIGTERM"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_socket_path_that_is_not_a_socket_is_left_alone() {
+    let fleet = backends(1).await;
+    let dir = temp_dir("upgrade-path");
+    let path = write_config(&dir, "lb.yaml", &config_yaml(&specs(&fleet), ""));
+    // A wrong --upgrade-socket (the config file itself) must not be deleted or replaced.
+    let config = path.clone();
+    let wrong = path.to_str().unwrap().to_owned();
+    let lb = tokio::task::spawn_blocking(move || Lb::start(&config, &["--upgrade-socket", &wrong]))
+        .await
+        .unwrap();
+    assert_eq!(get(&client(), lb.listen, "/").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let text = std::fs::read_to_string(&path).expect("the file is still there");
+    assert!(text.contains("backends:"), "the file is intact");
+    drop(lb);
+    let _ = std::fs::remove_dir_all(&dir);
 }
