@@ -30,3 +30,4 @@ pub mod admin;
 pub mod model;
 pub mod parse;
 pub mod scrape;
+mod transport;

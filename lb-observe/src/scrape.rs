@@ -13,12 +13,13 @@
 //! followed (a 3xx is reported with its status: point the URL at the final address), and
 //! proxies named in the environment are not used: the daemon is reached directly.
 
-use std::io::ErrorKind;
 use std::time::Duration;
 
 use thiserror::Error;
 use ureq::Agent;
 use ureq::http::Uri;
+
+use crate::transport::{Failure, classify};
 
 /// The metrics URL the daemon serves by default.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:9090/metrics";
@@ -237,28 +238,13 @@ impl Scraper {
     /// Sorts `ureq`'s error into the cases a person can act on.
     fn error(&self, error: ureq::Error) -> ScrapeError {
         let url = self.url.clone();
-        match error {
-            ureq::Error::Timeout(which) => {
-                let connecting = matches!(which, ureq::Timeout::Connect | ureq::Timeout::Resolve)
-                    && self.options.connect_timeout < self.options.timeout;
-                let (limit, stage) = if connecting {
-                    (self.options.connect_timeout, "connecting")
-                } else {
-                    (self.options.timeout, "the whole exchange")
-                };
-                ScrapeError::Timeout { url, limit, stage }
-            }
-            ureq::Error::Io(ref e) if e.kind() == ErrorKind::ConnectionRefused => {
-                ScrapeError::Refused { url }
-            }
-            ureq::Error::Io(ref e) if e.kind() == ErrorKind::TimedOut => ScrapeError::Timeout {
-                url,
-                limit: self.options.timeout,
-                stage: "the whole exchange",
-            },
-            ureq::Error::HostNotFound => ScrapeError::HostNotFound { url },
-            ureq::Error::BodyExceedsLimit(limit) => ScrapeError::TooLarge { url, limit },
-            source => ScrapeError::Transport { url, source },
+        let options = &self.options;
+        match classify(error, options.connect_timeout, options.timeout) {
+            Failure::Refused => ScrapeError::Refused { url },
+            Failure::HostNotFound => ScrapeError::HostNotFound { url },
+            Failure::Timeout { limit, stage } => ScrapeError::Timeout { url, limit, stage },
+            Failure::TooLarge { limit } => ScrapeError::TooLarge { url, limit },
+            Failure::Other(source) => ScrapeError::Transport { url, source },
         }
     }
 }

@@ -34,12 +34,13 @@ pub mod types;
 mod tests;
 
 use std::fmt::Write as _;
-use std::io::ErrorKind as IoKind;
 use std::time::Duration;
 
 use serde_json::Value;
 use ureq::Agent;
 use ureq::http::Uri;
+
+use crate::transport::{Failure, classify};
 
 pub use error::{AdminError, ErrorKind, printable};
 pub use token::{TOKEN_ENV, TokenError};
@@ -427,28 +428,13 @@ impl AdminClient {
     /// Sorts `ureq`'s error into the cases a person can act on.
     fn transport(&self, url: &str, error: ureq::Error) -> AdminError {
         let url = url.to_owned();
-        match error {
-            ureq::Error::Timeout(which) => {
-                let connecting = matches!(which, ureq::Timeout::Connect | ureq::Timeout::Resolve)
-                    && self.options.connect_timeout < self.options.timeout;
-                let (limit, stage) = if connecting {
-                    (self.options.connect_timeout, "connecting")
-                } else {
-                    (self.options.timeout, "the whole exchange")
-                };
-                AdminError::Timeout { url, limit, stage }
-            }
-            ureq::Error::Io(ref e) if e.kind() == IoKind::ConnectionRefused => {
-                AdminError::Refused { url }
-            }
-            ureq::Error::Io(ref e) if e.kind() == IoKind::TimedOut => AdminError::Timeout {
-                url,
-                limit: self.options.timeout,
-                stage: "the whole exchange",
-            },
-            ureq::Error::HostNotFound => AdminError::HostNotFound { url },
-            ureq::Error::BodyExceedsLimit(limit) => AdminError::TooLarge { url, limit },
-            source => AdminError::Transport { url, source },
+        let options = &self.options;
+        match classify(error, options.connect_timeout, options.timeout) {
+            Failure::Refused => AdminError::Refused { url },
+            Failure::HostNotFound => AdminError::HostNotFound { url },
+            Failure::Timeout { limit, stage } => AdminError::Timeout { url, limit, stage },
+            Failure::TooLarge { limit } => AdminError::TooLarge { url, limit },
+            Failure::Other(source) => AdminError::Transport { url, source },
         }
     }
 }

@@ -11,8 +11,6 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use lb_core::config::Config;
 use lb_proxy::Daemon;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::support::admin;
 use crate::support::fake_backend::{Behaviour, FakeBackend};
@@ -60,7 +58,7 @@ async fn worker(
                 Err(error) => Err(format!("request: {error}")),
             }
         } else {
-            fresh_connection_get(addr).await
+            get_on_new_connection(addr, b"ok").await
         };
         match outcome {
             Ok(()) => seen.answered += 1,
@@ -68,26 +66,6 @@ async fn worker(
         }
     }
     seen
-}
-
-async fn fresh_connection_get(addr: std::net::SocketAddr) -> Result<(), String> {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let request = b"GET / HTTP/1.1\r\nhost: load\r\nconnection: close\r\n\r\n";
-    stream
-        .write_all(request)
-        .await
-        .map_err(|e| format!("write: {e}"))?;
-    let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .await
-        .map_err(|e| format!("read: {e}"))?;
-    match answer.starts_with(b"HTTP/1.1 200 ") && answer.ends_with(b"ok") {
-        true => Ok(()),
-        false => Err(format!("answer: {:?}", String::from_utf8_lossy(&answer))),
-    }
 }
 
 fn config(fakes: &[(&str, &FakeBackend, u32)], down: std::net::SocketAddr) -> Config {

@@ -165,6 +165,27 @@ pub async fn scrape(daemon: &Daemon) -> String {
     answer.text()
 }
 
+/// Scrapes the metrics text at `addr` (`/metrics`).
+pub async fn scrape_at(addr: SocketAddr) -> String {
+    get(&client(), addr, "/metrics").await.text()
+}
+
+/// `GET /` on a new connection that closes after it; `Ok` for a 200 whose body ends with
+/// `body_ends`, else what went wrong (connect, write, read, or the answer).
+pub async fn get_on_new_connection(addr: SocketAddr, body_ends: &[u8]) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream =
+        (tokio::net::TcpStream::connect(addr).await).map_err(|e| format!("connect: {e}"))?;
+    let request = b"GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n";
+    (stream.write_all(request).await).map_err(|e| format!("write: {e}"))?;
+    let mut answer = Vec::new();
+    (stream.read_to_end(&mut answer).await).map_err(|e| format!("read: {e}"))?;
+    match answer.starts_with(b"HTTP/1.1 200 ") && answer.ends_with(body_ends) {
+        true => Ok(()),
+        false => Err(format!("answer: {:?}", String::from_utf8_lossy(&answer))),
+    }
+}
+
 /// Parses `name{labels} value` lines into a map from the full series text to its value.
 pub fn series(metrics: &str) -> HashMap<String, f64> {
     metrics

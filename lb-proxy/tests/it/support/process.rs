@@ -29,8 +29,15 @@ pub fn temp_dir(tag: &str) -> std::path::PathBuf {
 
 /// Starts the binary and reads the "listening on ADDR metrics on ADDR" line.
 pub fn spawn(config: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
+    let (child, words) = launch(config, &[]);
+    (child, words[2].parse().unwrap(), words[5].parse().unwrap())
+}
+
+/// Starts `lb CONFIG ARGS...` and returns it with the words of its first line.
+fn launch(config: &std::path::Path, args: &[&str]) -> (Child, Vec<String>) {
     let mut child = lb()
         .arg(config)
+        .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -39,13 +46,13 @@ pub fn spawn(config: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
     let stdout = child.stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
-    let words: Vec<&str> = line.split_whitespace().collect();
+    let words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
     assert_eq!(
-        words.first(),
-        Some(&"listening"),
+        words.first().map(String::as_str),
+        Some("listening"),
         "unexpected first line: {line}"
     );
-    (child, words[2].parse().unwrap(), words[5].parse().unwrap())
+    (child, words)
 }
 
 /// Waits (bounded) for `child` to exit and returns its exit code; `None` if it did not exit.
@@ -78,33 +85,29 @@ pub struct Lb {
 impl Lb {
     /// Starts `lb CONFIG ARGS...` and reads its addresses.
     pub fn start(config: &std::path::Path, args: &[&str]) -> Lb {
-        let mut child = lb()
-            .arg(config)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let words: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(
-            words.first(),
-            Some(&"listening"),
-            "unexpected first line: {line}"
-        );
+        let (child, words) = launch(config, args);
         let after = |key: &str| {
-            let at = words.iter().position(|word| *word == key)?;
+            let at = words.iter().position(|word| word == key)?;
             words.get(at + 2)?.parse().ok()
         };
         Lb {
-            child,
             listen: words[2].parse().unwrap(),
             metrics: after("metrics"),
             admin: after("admin"),
+            child,
         }
+    }
+
+    /// [`Lb::start`] off the async workers (its start blocks on reading the first line).
+    pub async fn start_async(config: &std::path::Path, args: &[&str]) -> Lb {
+        let config = config.to_path_buf();
+        let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Lb::start(&config, &args)
+        })
+        .await
+        .unwrap()
     }
 
     /// Sends `signal` (`HUP`, `TERM`) to the process.
