@@ -1,4 +1,5 @@
-//! Reports as compiler-style text, or as one JSON document for editors and CI.
+//! Reports as compiler-style text, or as one JSON document for editors and CI; and the plain
+//! columns of the tables the other commands print.
 //!
 //! The text form follows rustc: `FILE:LINE:COL: error: FIELD: message`, then the source
 //! line under a line-number gutter with a caret under the column, then `= hint: ...`.
@@ -138,6 +139,29 @@ fn finding_json(finding: &Finding) -> Value {
         "message": finding.message,
         "hint": finding.hint,
     })
+}
+
+/// `rows` under `header` in columns as wide as their widest cell, two spaces apart, each line
+/// without trailing blanks.
+pub fn columns<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let header = header.map(str::to_owned);
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
