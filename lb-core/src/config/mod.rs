@@ -17,6 +17,8 @@
 //! - `node`: stage one, the positioned tree and the YAML/JSON readers.
 //! - `walk`, `validate`: stage two, value readers and the per-section rules.
 //! - `duration`: human durations, [`parse_duration`] and [`format_duration`].
+//! - `tls`: `server.tls`, `server.proxy_protocol`, `server.http_redirect`, and TLS and the
+//!   PROXY protocol towards backends.
 //! - `error`: [`ConfigError`] and [`ConfigErrors`].
 
 mod duration;
@@ -24,6 +26,7 @@ mod error;
 mod model;
 pub(crate) mod node;
 mod policies;
+mod tls;
 mod validate;
 pub(crate) mod walk;
 mod warnings;
@@ -37,6 +40,10 @@ pub use model::{
     BackendConfig, CircuitBreakerConfig, Config, DEFAULT_MAX_CONNECTIONS, HealthCheckConfig,
     LoadBalancerConfig, MIN_MAX_HEADER_BYTES, MetricsConfig, RetryConfig, ServerConfig,
     UpstreamConfig,
+};
+pub use tls::{
+    ACME_CHALLENGE_PATH, CertificateConfig, ProxyProtocol, RedirectConfig, SendProxyProtocol,
+    ServerTlsConfig, TlsVersion, UpstreamTlsConfig, is_sni_name,
 };
 pub use warnings::{ConfigWarning, locate, warnings};
 
