@@ -1,6 +1,7 @@
 //! The daemon: [`Daemon::start`] binds the listeners (port 0 allowed; the bound addresses are
-//! reported), builds the live snapshot and starts the tasks — the listener, the health checker,
-//! the pool sweep and the metrics endpoint — and returns at once. [`Daemon::shutdown`] starts
+//! reported), loads the TLS certificates, builds the live snapshot and starts the tasks — the
+//! listener (and the redirect listener), the health checker, the pool sweep, the certificate
+//! watcher and the metrics endpoint — and returns at once. [`Daemon::shutdown`] starts
 //! the one [`Shutdown`]: the listener stops accepting, requests in flight finish within
 //! `server.shutdown_grace`, then the side tasks stop.
 
@@ -8,14 +9,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lb_core::config::Config;
+use lb_core::config::{Config, ServerTlsConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::clock;
+use crate::conn::ListenerKind;
 use crate::metrics::Metrics;
+use crate::proxy::edge::Redirect;
 use crate::runtime::Shared;
 use crate::shutdown::Shutdown;
+use crate::tls::{ServerTls, TlsError};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +35,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// A certificate, key or CA file cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// A running balancer.
@@ -40,8 +47,13 @@ pub struct Daemon {
     pub listen_addr: SocketAddr,
     /// Where metrics are served, when enabled.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where the redirect to HTTPS listens, when `server.http_redirect` is set.
+    pub redirect_addr: Option<SocketAddr>,
+    /// The TLS terminator of the listener, when `server.tls` is set.
+    tls: Option<Arc<ServerTls>>,
     shutdown: Arc<Shutdown>,
     listener_task: JoinHandle<()>,
+    redirect_task: Option<JoinHandle<()>>,
     side_tasks: Vec<JoinHandle<()>>,
 }
 
@@ -81,7 +93,15 @@ impl Daemon {
             true => Some(bind("metrics", config.metrics.listen).await?),
             false => None,
         };
+        let redirect_listener = match &config.server.http_redirect {
+            Some(redirect) => Some(bind("redirect", redirect.listen).await?),
+            None => None,
+        };
         let metrics = Arc::new(Metrics::new());
+        let tls = match &config.server.tls {
+            Some(settings) => Some(Arc::new(ServerTls::new(settings, metrics.clone())?)),
+            None => None,
+        };
         let shutdown = Arc::new(Shutdown::default());
         let shared = Arc::new(Shared::new(
             config.clone(),
@@ -109,12 +129,35 @@ impl Daemon {
             ));
         }
         side_tasks.push(tokio::spawn(sweep_pools(shared.clone())));
-        let listener_task = tokio::spawn(crate::listener::accept_loop(listener, shared));
+        if let Some(tls) = tls.as_ref().filter(|tls| tls.settings().watch) {
+            side_tasks.extend(crate::tls::watch::spawn(tls.clone(), shutdown.clone()));
+        }
+        let redirect_addr = redirect_listener.as_ref().map(|(_, bound)| *bound);
+        let redirect_task = redirect_listener.map(|(redirect_listener, _)| {
+            let kind = ListenerKind {
+                tls: None,
+                redirect: (config.server.http_redirect.as_ref())
+                    .map(|redirect| Arc::new(Redirect::new(redirect))),
+            };
+            tokio::spawn(crate::listener::accept_loop(
+                redirect_listener,
+                shared.clone(),
+                kind,
+            ))
+        });
+        let kind = ListenerKind {
+            tls: tls.clone(),
+            redirect: None,
+        };
+        let listener_task = tokio::spawn(crate::listener::accept_loop(listener, shared, kind));
         Ok(Daemon {
             listen_addr,
             metrics_addr,
+            redirect_addr,
+            tls,
             shutdown,
             listener_task,
+            redirect_task,
             side_tasks,
         })
     }
@@ -124,9 +167,36 @@ impl Daemon {
     pub async fn shutdown(self) {
         self.shutdown.start();
         let _ = self.listener_task.await;
+        if let Some(redirect_task) = self.redirect_task {
+            let _ = redirect_task.await;
+        }
         for task in self.side_tasks {
             task.abort();
             let _ = task.await;
+        }
+    }
+
+    /// Reads the TLS certificates, keys and ticket keys again, swapping in each one that changed
+    /// and can be served (see docs/tls.md); returns how many were refused (the old ones keep
+    /// serving). Nothing happens without `server.tls`.
+    pub fn reload_certificates(&self) -> usize {
+        self.tls.as_ref().map_or(0, |tls| tls.reload_files())
+    }
+
+    /// Takes new `server.tls` settings, for a configuration reload: certificates, versions,
+    /// tickets. New connections use them; open ones keep what they negotiated.
+    ///
+    /// # Errors
+    ///
+    /// The new settings cannot be served (a file missing or refused): the old ones stay.
+    /// Turning TLS on or off needs a restart (the listener's kind changes) and is refused too.
+    pub fn apply_tls(&self, settings: Option<&ServerTlsConfig>) -> Result<(), TlsError> {
+        match (&self.tls, settings) {
+            (Some(tls), Some(settings)) => tls.apply(settings),
+            (None, None) => Ok(()),
+            _ => Err(TlsError::Rustls(rustls::Error::General(
+                "turning TLS on or off on a listener needs a restart".to_owned(),
+            ))),
         }
     }
 

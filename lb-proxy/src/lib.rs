@@ -14,6 +14,8 @@
 //! - `proxy`: the request path — prepare, attempt, settle, respond.
 //! - `runtime`: the live snapshot of config, backends, selector, retry policy and budget.
 //! - `upstream`: backends, their pools and connections, the health checker.
+//! - `tls`: the TLS terminator (certificates by SNI name, reloads, tickets) and the TLS
+//!   settings towards backends; under `upstream`, above the leaves.
 //! - Leaves any layer may use: [`proto`] (the pure HTTP/1.1 codec), `metrics`, `shutdown`,
 //!   `clock`.
 #![warn(missing_docs)]
@@ -29,6 +31,8 @@ pub mod proto;
 mod proxy;
 mod runtime;
 mod shutdown;
+mod tls;
 mod upstream;
 
 pub use daemon::{Daemon, StartError, Stopper};
+pub use tls::TlsError;

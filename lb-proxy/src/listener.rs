@@ -10,16 +10,16 @@ use lb_core::config::Config;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::conn::Drivers;
-use crate::proxy::ClientInfo;
+use crate::conn::{Drivers, ListenerKind};
 use crate::runtime::Shared;
 
-/// Accepts connections until shutdown, then drains.
-pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+/// Accepts connections until shutdown, then drains. `kind`: plain, HTTPS, or the redirect to
+/// HTTPS; each listener has its own `server.max_client_connections`.
+pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, kind: ListenerKind) {
     let config = shared.runtime.load().config.clone();
     let server = &config.server;
     let limit = Arc::new(Semaphore::new(server.max_client_connections));
-    let drivers = Drivers::new(server);
+    let drivers = Drivers::new(&config, kind);
 
     // The shutdown notification is polled once, to register this task; afterwards the flag is
     // read, which needs no lock (polling the notification again would take one per accept).
@@ -67,8 +67,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             };
             shared.metrics.client_connections.inc();
             shared.metrics.client_connections_accepted.inc();
-            let client = Arc::new(ClientInfo::new(peer, &server.trusted_proxies));
-            drivers.spawn(stream, client, shared.clone(), permit);
+            drivers.spawn(stream, peer, shared.clone(), permit);
         }
     }
     drain(listener, &shared, &limit, drivers, &config).await;

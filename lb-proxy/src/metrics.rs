@@ -21,6 +21,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
+pub mod tls;
+
 /// Latency buckets in seconds: 0.5 ms to 30 s, dense where a healthy fleet answers.
 const DURATION_BUCKETS: [f64; 16] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0,
@@ -167,6 +169,8 @@ pub struct Metrics {
     pub weight: Family<BackendLabels, Gauge>,
     /// `lb_upstream_idle_connections{backend}`: idle pooled connections, sampled by the sweep.
     pub upstream_idle: Family<BackendLabels, Gauge>,
+    /// The TLS and PROXY-protocol families.
+    pub tls: tls::TlsMetrics,
 }
 
 impl Metrics {
@@ -279,6 +283,7 @@ impl Metrics {
             "Idle keep-alive connections to the backend in its pool, sampled once a second",
             upstream_idle.clone(),
         );
+        let tls = tls::TlsMetrics::register(&mut registry);
         Self {
             registry,
             requests,
@@ -298,6 +303,7 @@ impl Metrics {
             no_backend,
             weight,
             upstream_idle,
+            tls,
         }
     }
 

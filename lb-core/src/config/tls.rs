@@ -532,6 +532,22 @@ pub(crate) fn send_proxy_protocol(
     .value
 }
 
+/// `server.h2c` is cleartext HTTP/2: not on a TLS listener, and not behind a PROXY header (its
+/// connections go to hyper, which reads no header).
+pub(crate) fn check_h2c(w: &mut Walker<'_>, s: &Section<'_>, server: &super::ServerConfig) {
+    if !server.h2c || server.tls.is_none() && server.proxy_protocol == ProxyProtocol::Off {
+        return;
+    }
+    let with = match server.tls.is_some() {
+        true => "server.tls: h2c is HTTP/2 over cleartext",
+        false => "server.proxy_protocol",
+    };
+    let problem = Problem::new(format!("h2c cannot be combined with {with}"))
+        .hint("turn h2c off; TLS listeners speak HTTP/1.1 (ALPN http/1.1)");
+    let pos = s.get("h2c").and_then(|node| node.pos);
+    w.report(pos, &s.field("h2c"), problem);
+}
+
 /// The rules across sections: a redirect listener needs an HTTPS listener to send clients to,
 /// and a port of its own.
 pub(crate) fn check_listeners(

@@ -168,6 +168,7 @@ fn server(w: &mut Walker<'_>, top: &Section<'_>) -> (ServerConfig, Got<SocketAdd
         http_redirect,
         ..config
     };
+    tls::check_h2c(w, &s, &config);
     (config, listen, redirect_pos.flatten())
 }
 

@@ -182,6 +182,12 @@ fn each_rule_with_its_position() {
             "3:10: backends[0].tls: expected true, false or a mapping of TLS settings, found a number (hint: like `tls: true` or `tls: {sni: api.internal, ca_file: ca.pem}`)",
         ),
         (
+            format!(
+                "server:\n  h2c: true\n  tls:\n    certificates: [{{cert: a, key: b}}]\n{BACKENDS}"
+            ),
+            "2:8: server.h2c: h2c cannot be combined with server.tls: h2c is HTTP/2 over cleartext (hint: turn h2c off; TLS listeners speak HTTP/1.1 (ALPN http/1.1))",
+        ),
+        (
             "upstream:\n  proxy_protocol: v1\nbackends:\n  - address: 10.0.0.1:80\n".to_owned(),
             "2:19: upstream.proxy_protocol: only v2 is sent: it is binary, cheaper to parse and carries IPv6 the same way (hint: write \"v2\")",
         ),

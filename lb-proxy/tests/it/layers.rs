@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["clock", "proto", "shutdown"],
     &["metrics"],
+    &["tls"],
     &["upstream"],
     &["runtime"],
     &["proxy"],

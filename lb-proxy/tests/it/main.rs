@@ -19,4 +19,5 @@ mod routing;
 mod server_loop;
 mod sick_backends;
 mod timers;
+mod tls_termination;
 mod upstream_framing;

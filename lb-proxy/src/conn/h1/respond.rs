@@ -14,9 +14,9 @@ use bytes::Bytes;
 use http::{Method, Version};
 use http_body::Body as _;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use super::feed::ClientSide;
+use crate::conn::stream::ClientStream;
 use crate::conn::timed_io::TimedIo;
 use crate::proto::h1::chunked::{CHUNK_END, LAST_CHUNK, push_chunk_size};
 use crate::proto::h1::framing::{Framing, client_framing};
@@ -30,8 +30,8 @@ const COPY_BODY_BYTES: usize = 16 * 1024;
 /// Writes `reply` to a client that sent `method` in `version`. `Ok(true)`: the connection may
 /// carry the next request; `Ok(false)`: it closes now (`last`, the reply's own `close`, or a
 /// close-delimited body); `Err`: the client or the body failed mid-response.
-pub(super) async fn write(
-    io: &mut TimedIo<TcpStream>,
+pub(super) async fn write<S: ClientStream>(
+    io: &mut TimedIo<S>,
     out: &mut Vec<u8>,
     reply: Reply,
     method: &Method,
@@ -141,7 +141,11 @@ pub(super) async fn write(
     Ok(!last)
 }
 
-async fn push_data(io: &mut TimedIo<TcpStream>, out: &mut Vec<u8>, data: Bytes) -> io::Result<()> {
+async fn push_data<S: ClientStream>(
+    io: &mut TimedIo<S>,
+    out: &mut Vec<u8>,
+    data: Bytes,
+) -> io::Result<()> {
     if data.len() <= COPY_BODY_BYTES {
         out.extend_from_slice(&data);
         if out.len() >= COPY_BODY_BYTES {
@@ -151,14 +155,21 @@ async fn push_data(io: &mut TimedIo<TcpStream>, out: &mut Vec<u8>, data: Bytes) 
     }
     flush(io, out).await?;
     io.before_write(data.len());
-    io.write_all(&data).await
+    io.write_all(&data).await?;
+    if S::BUFFERS_WRITES {
+        io.flush().await?;
+    }
+    Ok(())
 }
 
-async fn flush(io: &mut TimedIo<TcpStream>, out: &mut Vec<u8>) -> io::Result<()> {
+async fn flush<S: ClientStream>(io: &mut TimedIo<S>, out: &mut Vec<u8>) -> io::Result<()> {
     if !out.is_empty() {
         io.before_write(out.len());
         io.write_all(out).await?;
         out.clear();
+        if S::BUFFERS_WRITES {
+            io.flush().await?;
+        }
     }
     Ok(())
 }

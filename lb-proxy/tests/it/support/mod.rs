@@ -19,6 +19,7 @@ use test_backend::{BackendOptions, RunningBackend};
 
 pub mod fake_backend;
 pub mod raw;
+pub mod tls;
 
 /// Starts `count` test backends named `b0`, `b1`, ...
 pub async fn backends(count: usize) -> Vec<RunningBackend> {
