@@ -364,7 +364,14 @@ pub(crate) fn handshake_reason(error: &io::Error) -> &'static str {
         };
     };
     match tls {
-        Error::PeerIncompatible(rustls::PeerIncompatible::SupportedVersionsExtensionRequired)
+        // A client older than TLS 1.2 offers no TLS 1.2 version, nor the signature algorithms
+        // extension TLS 1.2 brought.
+        Error::PeerIncompatible(
+            rustls::PeerIncompatible::SupportedVersionsExtensionRequired
+            | rustls::PeerIncompatible::Tls12NotOffered
+            | rustls::PeerIncompatible::Tls12NotOfferedOrEnabled
+            | rustls::PeerIncompatible::SignatureAlgorithmsExtensionRequired,
+        )
         | Error::AlertReceived(AlertDescription::ProtocolVersion) => "protocol_version",
         Error::PeerIncompatible(_) => "incompatible",
         Error::NoApplicationProtocol => "no_application_protocol",

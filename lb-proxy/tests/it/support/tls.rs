@@ -103,12 +103,20 @@ impl TestCa {
 
 /// A rustls client trusting `ca_pem`, offering `http/1.1`, resuming sessions.
 pub fn client_config(ca_pem: &str) -> Arc<ClientConfig> {
+    client_config_versions(ca_pem, rustls::DEFAULT_VERSIONS)
+}
+
+/// As [`client_config`], offering only `versions`.
+pub fn client_config_versions(
+    ca_pem: &str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in lb_tls::parse_chain(ca_pem.as_bytes()).unwrap() {
         roots.add(cert).unwrap();
     }
     let mut config = ClientConfig::builder_with_provider(lb_tls::provider())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
