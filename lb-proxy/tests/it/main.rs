@@ -14,6 +14,7 @@ mod layers;
 mod lifecycle;
 mod limits;
 mod ops_files;
+mod proxy_protocol;
 mod resilience;
 mod routing;
 mod server_loop;
