@@ -102,6 +102,13 @@ impl Daemon {
             Some(settings) => Some(Arc::new(ServerTls::new(settings, metrics.clone())?)),
             None => None,
         };
+        // TLS towards backends is built again by each pool; a file that cannot be used stops
+        // the start here rather than failing every request to that backend.
+        for backend in &config.backends {
+            if let Some(tls) = &backend.tls {
+                crate::tls::client::upstream_tls(tls, backend.address)?;
+            }
+        }
         let shutdown = Arc::new(Shutdown::default());
         let shared = Arc::new(Shared::new(
             config.clone(),

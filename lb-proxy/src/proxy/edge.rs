@@ -55,7 +55,12 @@ pub(crate) fn intercept(shared: &Shared, edge: &Edge, request: &ClientRequest) -
         return redirect_reply(shared, redirect, request);
     }
     let tls = edge.tls.as_ref()?;
-    misdirected(tls, request.meta.host.as_ref()?).then(|| {
+    let host = request.meta.host.as_ref()?;
+    misdirected(tls, host).then(|| {
+        tracing::debug!(
+            sni = tls.sni.as_deref().unwrap_or(""), version = tls.version, host = ?host,
+            "421: a request for another site than the connection's"
+        );
         respond::refuse(
             shared,
             MethodLabel::of(&request.parts.method),

@@ -1,6 +1,11 @@
 //! The active health checker: one task per backend probing `health_check.path` on its interval
 //! with its timeout. lb-core's tracker applies the thresholds; a flip updates the backend's flag
 //! and gauge and writes one log line.
+//!
+//! A plain backend is probed with hyper's pooled client. A backend reached over TLS or sent
+//! PROXY headers is probed as requests reach it, through its own pool's connect (the same TLS
+//! settings, a v2 `LOCAL` header), one connection per probe: a certificate the balancer would
+//! refuse for requests fails the probe too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,7 +96,10 @@ async fn check_loop(
             _ = ticker.tick() => {}
             _ = shutdown.started() => return,
         }
-        let outcome = probe(&client, &uri, &backend, config.timeout).await;
+        let outcome = match backend.pool.has_edge() {
+            false => probe(&client, &uri, &backend, config.timeout).await,
+            true => Box::pin(probe_own(&backend, &config.path, config.timeout)).await,
+        };
         let healthy = probe_verdict(&outcome, &config.expected_status);
         if healthy {
             success.inc()
@@ -139,4 +147,38 @@ async fn probe(
         Ok(Err(_)) => ProbeOutcome::Other,
         Err(_) => ProbeOutcome::Timeout,
     }
+}
+
+/// A probe over the backend's own connect (TLS, PROXY header), with our HTTP/1.1 client.
+async fn probe_own(backend: &Backend, path: &str, timeout: Duration) -> ProbeOutcome {
+    let host = backend
+        .pool
+        .host_name()
+        .unwrap_or(backend.authority.as_str());
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: lb-health-check\r\nConnection: close\r\n\r\n"
+    );
+    let exchange = async {
+        let Ok(mut connection) = backend.pool.connect_probe(backend.addr).await else {
+            return ProbeOutcome::ConnectError;
+        };
+        if connection
+            .write_request(head.as_bytes(), b"")
+            .await
+            .is_err()
+        {
+            return ProbeOutcome::Other;
+        }
+        match connection.read_response(true, 64 * 1024).await {
+            Ok((head, body)) => {
+                // Read the (small) body, as a probe of hyper's client does.
+                let _ = body.collect().await;
+                ProbeOutcome::Status(head.status.as_u16())
+            }
+            Err(_) => ProbeOutcome::Other,
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or(ProbeOutcome::Timeout)
 }

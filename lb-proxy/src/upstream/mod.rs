@@ -19,26 +19,41 @@
 //! (the daemon's sweep), idle connections the backend closed or that outlived
 //! `upstream.pool_idle_timeout` are closed, so none lingers in `CLOSE_WAIT` while traffic is
 //! quiet.
+//!
+//! A backend with `tls` is reached over TLS ([`stream`]): the handshake is part of the connect
+//! and bounded by `upstream.connect_timeout`, and a failed one (an untrusted or misnamed
+//! certificate) fails the connect, logged with its reason; nothing is ever sent in plain text
+//! instead. TLS connections are pooled like plain ones. A backend with `proxy_protocol: v2`
+//! gets a v2 header on each new connection, naming the client; such a connection then carries
+//! that client's requests only.
 
 pub(crate) mod backend;
 pub(crate) mod body;
 pub(crate) mod connection;
 pub(crate) mod h1;
 pub(crate) mod health;
+pub(crate) mod stream;
 mod upload;
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lb_core::config::UpstreamConfig;
+use lb_core::config::{BackendConfig, UpstreamConfig};
 use lb_core::retry::FailureKind;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::metrics::Metrics;
+use crate::metrics::tls::UpstreamTlsLabels;
 use crate::proto::h1::framing::Framing;
 use crate::proto::h1::response::ResponseHead;
+use crate::tls::client::{UpstreamTls, failure_reason, upstream_tls};
 pub use body::ResponseBody;
 pub use connection::{Connection, ExchangeError};
+use stream::UpstreamStream;
 pub use upload::UploadBody;
 
 /// A body error of any kind: what a streamed upload's body may fail with, and what hyper's
@@ -65,6 +80,22 @@ pub struct Pool {
     idle_timeout: Duration,
     connect_timeout: Duration,
     max_head_bytes: usize,
+    /// How to reach the backend beyond TCP: TLS, the PROXY header. `None` for a plain backend.
+    edge: Option<Box<UpstreamEdge>>,
+}
+
+/// TLS and the PROXY protocol towards one backend.
+#[derive(Debug)]
+struct UpstreamEdge {
+    /// The TLS settings, or why they could not be built (every connect then fails: a backend
+    /// meant for TLS is never reached in plain text).
+    tls: Option<Result<UpstreamTls, Arc<str>>>,
+    /// Whether new connections start with a PROXY v2 header.
+    proxy_protocol: bool,
+    /// The backend's name, for logs.
+    name: Arc<String>,
+    /// `lb_upstream_tls_errors_total` for this backend.
+    errors: Family<UpstreamTlsLabels, Counter>,
 }
 
 #[derive(Debug)]
@@ -74,14 +105,30 @@ struct IdleConnection {
 }
 
 impl Pool {
-    /// An empty pool with the limits of `upstream`.
-    pub fn new(upstream: &UpstreamConfig) -> Self {
+    /// An empty pool for `backend` with the limits of `upstream`.
+    pub fn new(upstream: &UpstreamConfig, backend: &BackendConfig, metrics: &Metrics) -> Self {
+        let proxy_protocol = !backend.proxy_protocol.is_off();
+        let edge = (backend.tls.is_some() || proxy_protocol).then(|| {
+            let tls = backend.tls.as_ref().map(|tls| {
+                upstream_tls(tls, backend.address).map_err(|error| {
+                    tracing::error!(backend = %backend.name, %error, "TLS to the backend cannot be set up: its requests fail");
+                    Arc::from(error.to_string())
+                })
+            });
+            Box::new(UpstreamEdge {
+                tls,
+                proxy_protocol,
+                name: Arc::new(backend.name.clone()),
+                errors: metrics.tls.upstream_errors.clone(),
+            })
+        });
         Self {
             idle: Mutex::new(Vec::new()),
             max_idle: upstream.pool_max_idle_per_backend,
             idle_timeout: upstream.pool_idle_timeout,
             connect_timeout: upstream.connect_timeout,
             max_head_bytes: upstream.max_response_header_bytes,
+            edge,
         }
     }
 
@@ -92,9 +139,13 @@ impl Pool {
     }
 
     /// Takes the most recently used live connection; dead or expired ones are dropped (closed).
-    fn take_idle(&self, now: Instant) -> Option<Connection> {
+    /// `client`: the client a PROXY header would name, when the backend is sent one.
+    fn take_idle(&self, now: Instant, client: Option<SocketAddr>) -> Option<Connection> {
+        if self.edge.as_ref().is_some_and(|edge| edge.proxy_protocol) {
+            return self.take_idle_for(now, client);
+        }
         let mut idle = self.lock();
-        while let Some(idle_connection) = idle.pop() {
+        while let Some(mut idle_connection) = idle.pop() {
             let expired = now.saturating_duration_since(idle_connection.since) > self.idle_timeout;
             if !expired && idle_connection.connection.still_open() {
                 return Some(idle_connection.connection);
@@ -103,11 +154,22 @@ impl Pool {
         None
     }
 
+    /// Takes the warmest live connection whose PROXY header named `client`.
+    fn take_idle_for(&self, now: Instant, client: Option<SocketAddr>) -> Option<Connection> {
+        let mut idle = self.lock();
+        let found = idle
+            .iter()
+            .rposition(|idle| idle.connection.proxied_for == client)?;
+        let mut idle_connection = idle.remove(found);
+        let expired = now.saturating_duration_since(idle_connection.since) > self.idle_timeout;
+        (!expired && idle_connection.connection.still_open()).then_some(idle_connection.connection)
+    }
+
     /// Closes the idle connections that expired or that the backend closed; returns how many
     /// are left.
     pub fn sweep(&self, now: Instant) -> usize {
         let mut idle = self.lock();
-        idle.retain(|idle_connection| {
+        idle.retain_mut(|idle_connection| {
             now.saturating_duration_since(idle_connection.since) <= self.idle_timeout
                 && idle_connection.connection.still_open()
         });
@@ -125,18 +187,55 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, FailureKind> {
-        let stream =
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-                Err(_elapsed) => return Err(FailureKind::ConnectTimeout),
-                Ok(Err(error)) if error.kind() == std::io::ErrorKind::TimedOut => {
+    async fn connect(
+        &self,
+        addr: SocketAddr,
+        client: Option<(SocketAddr, SocketAddr)>,
+    ) -> Result<Connection, FailureKind> {
+        let connected = async {
+            let stream = match TcpStream::connect(addr).await {
+                Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
                     return Err(FailureKind::ConnectTimeout);
                 }
-                Ok(Err(_)) => return Err(FailureKind::ConnectRefused),
-                Ok(Ok(stream)) => stream,
+                Err(_) => return Err(FailureKind::ConnectRefused),
+                Ok(stream) => stream,
             };
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
+            let _ = stream.set_nodelay(true);
+            match &self.edge {
+                None => Ok(Connection::new(UpstreamStream::Plain(stream))),
+                Some(edge) => edge.connect(stream, client).await,
+            }
+        };
+        match tokio::time::timeout(self.connect_timeout, connected).await {
+            Err(_elapsed) => {
+                if let Some(edge) = self.edge.as_ref().filter(|edge| edge.tls.is_some()) {
+                    edge.count("timeout");
+                }
+                Err(FailureKind::ConnectTimeout)
+            }
+            Ok(result) => result,
+        }
+    }
+
+    /// Whether the backend is reached over TLS or sent PROXY headers.
+    pub(crate) fn has_edge(&self) -> bool {
+        self.edge.is_some()
+    }
+
+    /// The name the backend's certificate is verified for, when one is configured.
+    pub(crate) fn host_name(&self) -> Option<&str> {
+        match self.edge.as_ref()?.tls.as_ref()? {
+            Ok(tls) => match &tls.server_name {
+                rustls_pki_types::ServerName::DnsName(name) => Some(name.as_ref()),
+                _ => None,
+            },
+            Err(_) => None,
+        }
+    }
+
+    /// A new connection for a health check: TLS as for requests; a PROXY header says `LOCAL`.
+    pub(crate) async fn connect_probe(&self, addr: SocketAddr) -> Result<Connection, FailureKind> {
+        self.connect(addr, None).await
     }
 
     /// Sends a serialised request (`head`, then `body`) on an idle connection when one is alive,
@@ -154,18 +253,17 @@ impl Pool {
             body,
             expect_body,
             idempotent,
+            client,
         } = request;
         loop {
-            let (mut connection, reused) = match self.take_idle(now) {
+            let (mut connection, reused) = match self.take_idle(now, client.map(|(c, _)| c)) {
                 Some(connection) => (connection, true),
                 // Boxed: connecting is rare with a warm pool, and inline its future would
                 // make every request's future larger by its size.
                 None => (
-                    Connection::new(
-                        Box::pin(self.connect(addr))
-                            .await
-                            .map_err(SendFailure::Connect)?,
-                    ),
+                    Box::pin(self.connect(addr, client))
+                        .await
+                        .map_err(SendFailure::Connect)?,
                     false,
                 ),
             };
@@ -186,6 +284,7 @@ impl Pool {
 
     /// Sends a request whose body streams, on an idle connection when one is alive, else on a
     /// new one; the body is not replayable, so nothing is sent twice.
+    #[allow(clippy::too_many_arguments)] // the request's parts, as `send` takes them
     pub async fn send_streaming(
         &self,
         addr: SocketAddr,
@@ -194,10 +293,11 @@ impl Pool {
         framing: Framing,
         expect_body: bool,
         now: Instant,
+        client: Option<(SocketAddr, SocketAddr)>,
     ) -> Result<(ResponseHead, ResponseBody), SendFailure> {
-        let connection = match self.take_idle(now) {
+        let connection = match self.take_idle(now, client.map(|(c, _)| c)) {
             Some(connection) => connection,
-            None => Connection::new(self.connect(addr).await.map_err(SendFailure::Connect)?),
+            None => (self.connect(addr, client).await).map_err(SendFailure::Connect)?,
         };
         Ok(connection
             .exchange_streaming(head, body, framing, expect_body, self.max_head_bytes)
@@ -216,4 +316,57 @@ pub struct Outgoing<'a> {
     pub expect_body: bool,
     /// Whether the method is idempotent.
     pub idempotent: bool,
+    /// The client and the address it connected to, for a backend sent PROXY headers.
+    pub client: Option<(SocketAddr, SocketAddr)>,
+}
+
+impl UpstreamEdge {
+    /// The PROXY header, then the TLS handshake, on a new connection.
+    async fn connect(
+        &self,
+        mut stream: TcpStream,
+        client: Option<(SocketAddr, SocketAddr)>,
+    ) -> Result<Connection, FailureKind> {
+        if self.proxy_protocol {
+            let mut header = Vec::with_capacity(52);
+            crate::proto::proxy_protocol::write_v2(&mut header, client);
+            if stream.write_all(&header).await.is_err() {
+                return Err(FailureKind::ConnectRefused);
+            }
+        }
+        let stream = match &self.tls {
+            None => UpstreamStream::Plain(stream),
+            Some(Err(why)) => {
+                tracing::warn!(backend = %self.name, error = %why, "no TLS to the backend: request not sent");
+                self.count("setup");
+                return Err(FailureKind::ConnectRefused);
+            }
+            Some(Ok(tls)) => {
+                let handshake = tls.connector.connect(tls.server_name.clone(), stream);
+                match handshake.await {
+                    Ok(stream) => UpstreamStream::Tls(Box::new(stream)),
+                    Err(error) => {
+                        let reason = failure_reason(&error);
+                        tracing::warn!(
+                            backend = %self.name, reason, %error,
+                            "TLS handshake with the backend failed: request not sent"
+                        );
+                        self.count(reason);
+                        return Err(FailureKind::ConnectRefused);
+                    }
+                }
+            }
+        };
+        let mut connection = Connection::new(stream);
+        connection.proxied_for = client.filter(|_| self.proxy_protocol).map(|(c, _)| c);
+        Ok(connection)
+    }
+
+    fn count(&self, reason: &'static str) {
+        let labels = UpstreamTlsLabels {
+            backend: self.name.clone(),
+            reason,
+        };
+        self.errors.get_or_create(&labels).inc();
+    }
 }

@@ -21,4 +21,5 @@ mod server_loop;
 mod sick_backends;
 mod timers;
 mod tls_termination;
+mod tls_upstream;
 mod upstream_framing;
