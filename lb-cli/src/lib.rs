@@ -13,6 +13,7 @@
 //! # Layout
 //! - [`cli`]: the clap command line and [`run`], which maps a command to an exit code.
 //! - [`check`]: a [`check::FileReport`] per file: errors, warnings, a one-line summary.
+//! - [`check_tls`]: the TLS files a configuration names, checked as the daemon loads them.
 //! - [`render`]: reports as compiler-style text or as one JSON document.
 //! - [`show`]: the effective configuration as YAML or JSON.
 //! - [`init`]: the commented starter configuration.
@@ -22,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod check;
+pub mod check_tls;
 pub mod cli;
 pub mod init;
 pub mod render;

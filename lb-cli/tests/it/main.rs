@@ -10,6 +10,7 @@
 //! - `support`: running the binary from the repository root, backends, one plain `GET`.
 
 mod check;
+mod check_tls;
 mod simulate;
 mod simulate_agreement;
 mod status;
