@@ -21,5 +21,6 @@ mod server_loop;
 mod sick_backends;
 mod timers;
 mod tls_termination;
+mod tls_tools;
 mod tls_upstream;
 mod upstream_framing;
