@@ -91,7 +91,7 @@ impl Preamble {
         let mut edge = Edge {
             tls: None,
             redirect: self.redirect.clone(),
-            local,
+            addresses: local.map(|local| (client, local)),
         };
         let opened = match &self.tls {
             None => Opened::Plain(stream, start.read),
@@ -108,7 +108,7 @@ impl Preamble {
                 Opened::Tls(Box::new(stream))
             }
         };
-        let needed = edge.tls.is_some() || edge.redirect.is_some() || edge.local.is_some();
+        let needed = edge.tls.is_some() || edge.redirect.is_some() || edge.addresses.is_some();
         info.edge = needed.then(|| Box::new(edge));
         Some((opened, info))
     }

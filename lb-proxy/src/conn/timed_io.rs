@@ -67,7 +67,12 @@ impl<T> TimedIo<T> {
     /// with `http1`, a head that takes longer than its header read timeout fails it too (the
     /// first head is timed from now, the accept).
     pub fn new(inner: T, idle_timeout: Duration, http1: Option<Http1Timers>) -> Self {
-        Self::accepted_at(inner, idle_timeout, http1, Instant::now())
+        // One clock read: a plain connection is timed from now, its accept.
+        let now = Instant::now();
+        let head_deadline = http1.map(|http1| now + http1.header_read_timeout);
+        let first = tick(idle_timeout, http1)
+            .min(http1.map_or(Duration::MAX, |http1| http1.header_read_timeout));
+        Self::with_timer(inner, idle_timeout, http1, now, head_deadline, first)
     }
 
     /// As [`TimedIo::new`] for a connection accepted at `accepted` (before its TLS handshake
@@ -85,6 +90,17 @@ impl<T> TimedIo<T> {
             tick(idle_timeout, http1).min(head_deadline.map_or(Duration::MAX, |deadline| {
                 deadline.saturating_duration_since(now)
             }));
+        Self::with_timer(inner, idle_timeout, http1, now, head_deadline, first)
+    }
+
+    fn with_timer(
+        inner: T,
+        idle_timeout: Duration,
+        http1: Option<Http1Timers>,
+        now: Instant,
+        head_deadline: Option<Instant>,
+        first: Duration,
+    ) -> Self {
         Self {
             inner,
             idle_timeout,

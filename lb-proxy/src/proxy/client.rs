@@ -32,9 +32,9 @@ pub struct Edge {
     pub tls: Option<TlsSession>,
     /// The redirect to HTTPS, on the redirect listener.
     pub redirect: Option<Arc<Redirect>>,
-    /// The address the client connected to (from a PROXY header, or the socket when a backend
-    /// is sent PROXY headers).
-    pub local: Option<SocketAddr>,
+    /// The client and the address it connected to (from a PROXY header, or the socket when a
+    /// backend is sent PROXY headers).
+    pub addresses: Option<(SocketAddr, SocketAddr)>,
 }
 
 /// What a client's TLS handshake agreed, for the request path and logs.
@@ -70,9 +70,8 @@ impl ClientInfo {
     }
 
     /// The (client, destination) pair a PROXY header to a backend names, when known.
-    pub fn addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
-        let local = self.edge.as_ref()?.local?;
-        Some((self.peer, local))
+    pub fn addresses(&self) -> Option<&(SocketAddr, SocketAddr)> {
+        self.edge.as_ref()?.addresses.as_ref()
     }
 
     /// The client's address for a request with these headers: the peer, or for a trusted peer

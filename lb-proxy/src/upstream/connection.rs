@@ -45,8 +45,8 @@ pub struct Connection {
     pub(super) stream: UpstreamStream,
     pub(super) buffer: BytesMut,
     /// The client a PROXY header on this connection named: it carries that client's requests
-    /// only.
-    pub(super) proxied_for: Option<SocketAddr>,
+    /// only. Boxed: rare, and a plain connection stays small.
+    pub(super) proxied_for: Option<Box<SocketAddr>>,
 }
 
 impl Connection {
@@ -67,16 +67,12 @@ impl Connection {
 
     /// Writes a whole request known up front: `head`, then `body`.
     pub async fn write_request(&mut self, head: &[u8], body: &[u8]) -> io::Result<()> {
-        self.write_unflushed(head, body).await?;
-        if self.stream.buffers_writes() {
-            self.stream.flush().await?;
-        }
-        Ok(())
-    }
-
-    async fn write_unflushed(&mut self, head: &[u8], body: &[u8]) -> io::Result<()> {
         if body.is_empty() {
-            return self.stream.write_all(head).await;
+            self.stream.write_all(head).await?;
+            if self.stream.buffers_writes() {
+                self.stream.flush().await?;
+            }
+            return Ok(());
         }
         let (mut head, mut body) = (head, body);
         while !head.is_empty() {
@@ -91,7 +87,11 @@ impl Connection {
             head = &head[from_head..];
             body = &body[written - from_head..];
         }
-        self.stream.write_all(body).await
+        self.stream.write_all(body).await?;
+        if self.stream.buffers_writes() {
+            self.stream.flush().await?;
+        }
+        Ok(())
     }
 
     /// Reads one byte batch into the buffer; `Ok(0)` at the end of the stream.

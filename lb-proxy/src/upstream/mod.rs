@@ -159,7 +159,7 @@ impl Pool {
         let mut idle = self.lock();
         let found = idle
             .iter()
-            .rposition(|idle| idle.connection.proxied_for == client)?;
+            .rposition(|idle| idle.connection.proxied_for.as_deref() == client.as_ref())?;
         let mut idle_connection = idle.remove(found);
         let expired = now.saturating_duration_since(idle_connection.since) > self.idle_timeout;
         (!expired && idle_connection.connection.still_open()).then_some(idle_connection.connection)
@@ -190,7 +190,7 @@ impl Pool {
     async fn connect(
         &self,
         addr: SocketAddr,
-        client: Option<(SocketAddr, SocketAddr)>,
+        client: Option<&(SocketAddr, SocketAddr)>,
     ) -> Result<Connection, FailureKind> {
         let connected = async {
             let stream = match TcpStream::connect(addr).await {
@@ -256,7 +256,7 @@ impl Pool {
             client,
         } = request;
         loop {
-            let (mut connection, reused) = match self.take_idle(now, client.map(|(c, _)| c)) {
+            let (mut connection, reused) = match self.take_idle(now, client.map(|(c, _)| *c)) {
                 Some(connection) => (connection, true),
                 // Boxed: connecting is rare with a warm pool, and inline its future would
                 // make every request's future larger by its size.
@@ -293,9 +293,9 @@ impl Pool {
         framing: Framing,
         expect_body: bool,
         now: Instant,
-        client: Option<(SocketAddr, SocketAddr)>,
+        client: Option<&(SocketAddr, SocketAddr)>,
     ) -> Result<(ResponseHead, ResponseBody), SendFailure> {
-        let connection = match self.take_idle(now, client.map(|(c, _)| c)) {
+        let connection = match self.take_idle(now, client.map(|(c, _)| *c)) {
             Some(connection) => connection,
             None => (self.connect(addr, client).await).map_err(SendFailure::Connect)?,
         };
@@ -317,7 +317,7 @@ pub struct Outgoing<'a> {
     /// Whether the method is idempotent.
     pub idempotent: bool,
     /// The client and the address it connected to, for a backend sent PROXY headers.
-    pub client: Option<(SocketAddr, SocketAddr)>,
+    pub client: Option<&'a (SocketAddr, SocketAddr)>,
 }
 
 impl UpstreamEdge {
@@ -325,11 +325,11 @@ impl UpstreamEdge {
     async fn connect(
         &self,
         mut stream: TcpStream,
-        client: Option<(SocketAddr, SocketAddr)>,
+        client: Option<&(SocketAddr, SocketAddr)>,
     ) -> Result<Connection, FailureKind> {
         if self.proxy_protocol {
             let mut header = Vec::with_capacity(52);
-            crate::proto::proxy_protocol::write_v2(&mut header, client);
+            crate::proto::proxy_protocol::write_v2(&mut header, client.copied());
             if stream.write_all(&header).await.is_err() {
                 return Err(FailureKind::ConnectRefused);
             }
@@ -358,7 +358,9 @@ impl UpstreamEdge {
             }
         };
         let mut connection = Connection::new(stream);
-        connection.proxied_for = client.filter(|_| self.proxy_protocol).map(|(c, _)| c);
+        connection.proxied_for = client
+            .filter(|_| self.proxy_protocol)
+            .map(|(c, _)| Box::new(*c));
         Ok(connection)
     }
 

@@ -20,6 +20,7 @@ pub enum UpstreamStream {
 
 impl UpstreamStream {
     /// Whether written bytes may wait in the stream until flushed (TLS records).
+    #[inline]
     pub fn buffers_writes(&self) -> bool {
         matches!(self, UpstreamStream::Tls(_))
     }
@@ -56,6 +57,7 @@ impl UpstreamStream {
 }
 
 impl AsyncRead for UpstreamStream {
+    #[inline]
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -69,6 +71,7 @@ impl AsyncRead for UpstreamStream {
 }
 
 impl AsyncWrite for UpstreamStream {
+    #[inline]
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -80,6 +83,7 @@ impl AsyncWrite for UpstreamStream {
         }
     }
 
+    #[inline]
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -91,6 +95,7 @@ impl AsyncWrite for UpstreamStream {
         }
     }
 
+    #[inline]
     fn is_write_vectored(&self) -> bool {
         match self {
             UpstreamStream::Plain(stream) => stream.is_write_vectored(),
@@ -98,6 +103,7 @@ impl AsyncWrite for UpstreamStream {
         }
     }
 
+    #[inline]
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamStream::Plain(_) => Poll::Ready(Ok(())),
@@ -105,6 +111,7 @@ impl AsyncWrite for UpstreamStream {
         }
     }
 
+    #[inline]
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamStream::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
