@@ -13,6 +13,7 @@ use super::client::{Edge, TlsSession};
 use super::reply::{Reply, ReplyHead};
 use super::{ClientRequest, respond};
 use crate::metrics::MethodLabel;
+use crate::proto::h1::response;
 use crate::runtime::Shared;
 use lb_core::config::RedirectConfig;
 
@@ -109,15 +110,20 @@ fn redirect_reply(shared: &Shared, redirect: &Redirect, request: &ClientRequest)
         location.extend_from_slice(format!(":{}", redirect.https_port).as_bytes());
     }
     location.extend_from_slice(target.as_bytes());
-    // The host and target passed the codec's rules, so the value is a valid field value.
-    let location = HeaderValue::from_bytes(&location).ok()?;
-    let text = format!(
-        "308 permanent redirect: {}\n",
-        String::from_utf8_lossy(location.as_bytes())
+    let location = String::from_utf8_lossy(&location).into_owned();
+    let text = format!("308 permanent redirect: {location}\n");
+    // The head is written as a backend's would be and read back by the codec, so a redirect
+    // needs no head type of its own; the host and target passed the codec's rules already.
+    let head = format!(
+        "HTTP/1.1 308 Permanent Redirect\r\nlocation: {location}\r\n\
+         content-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\r\n",
+        text.len()
     );
+    let parsed = response::parse(head.as_bytes(), true, head.len()).ok()??;
+    let head = parsed.into_head(bytes::Bytes::from(head));
     let reply = respond::refuse(shared, method, StatusCode::PERMANENT_REDIRECT, text);
     Some(Reply {
-        head: ReplyHead::LocalWith(Box::new([("location", location)])),
+        head: ReplyHead::Backend(head),
         ..reply
     })
 }

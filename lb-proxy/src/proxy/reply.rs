@@ -19,8 +19,6 @@ pub enum ReplyHead {
     Backend(ResponseHead),
     /// The balancer's own answer: a plain text.
     Local,
-    /// The balancer's own plain text with more fields (a redirect's `Location`).
-    LocalWith(Box<[(&'static str, HeaderValue)]>),
 }
 
 /// An answer to a client.
@@ -56,17 +54,11 @@ impl Reply {
 
     /// The fields of the head, (name, value).
     pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        let (backend, local, more) = match &self.head {
-            ReplyHead::Backend(head) => (Some(head.fields()), None, &[][..]),
-            ReplyHead::Local => (None, Some((&b"content-type"[..], TEXT_PLAIN)), &[][..]),
-            ReplyHead::LocalWith(more) => {
-                (None, Some((&b"content-type"[..], TEXT_PLAIN)), &more[..])
-            }
+        let (backend, local) = match &self.head {
+            ReplyHead::Backend(head) => (Some(head.fields()), None),
+            ReplyHead::Local => (None, Some((&b"content-type"[..], TEXT_PLAIN))),
         };
-        let more = more
-            .iter()
-            .map(|(name, value)| (name.as_bytes(), value.as_bytes()));
-        backend.into_iter().flatten().chain(local).chain(more)
+        backend.into_iter().flatten().chain(local)
     }
 
     /// Room the fields take when written.
@@ -74,12 +66,6 @@ impl Reply {
         match &self.head {
             ReplyHead::Backend(head) => head.size(),
             ReplyHead::Local => 48,
-            ReplyHead::LocalWith(more) => {
-                48 + more
-                    .iter()
-                    .map(|(name, value)| name.len() + value.len() + 4)
-                    .sum::<usize>()
-            }
         }
     }
 
@@ -87,7 +73,7 @@ impl Reply {
     pub fn reason(&self) -> &[u8] {
         match &self.head {
             ReplyHead::Backend(head) => head.reason(),
-            ReplyHead::Local | ReplyHead::LocalWith(_) => b"",
+            ReplyHead::Local => b"",
         }
     }
 
@@ -95,7 +81,7 @@ impl Reply {
     pub fn declared_length(&self) -> Option<u64> {
         match &self.head {
             ReplyHead::Backend(head) => head.declared_length,
-            ReplyHead::Local | ReplyHead::LocalWith(_) => None,
+            ReplyHead::Local => None,
         }
     }
 
@@ -114,16 +100,11 @@ impl Reply {
         let headers = response.headers_mut();
         match &head {
             ReplyHead::Backend(head) => head.append_to(headers),
-            ReplyHead::Local | ReplyHead::LocalWith(_) => {
+            ReplyHead::Local => {
                 headers.insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; charset=utf-8"),
                 );
-                if let ReplyHead::LocalWith(more) = &head {
-                    for (name, value) in more.iter() {
-                        headers.append(*name, value.clone());
-                    }
-                }
             }
         }
         if head_request && let Some(length) = declared {

@@ -66,13 +66,10 @@ impl Connection {
     }
 
     /// Writes a whole request known up front: `head`, then `body`.
+    /// The bytes may wait in a TLS stream until [`Connection::flush_if_buffered`].
     pub async fn write_request(&mut self, head: &[u8], body: &[u8]) -> io::Result<()> {
         if body.is_empty() {
-            self.stream.write_all(head).await?;
-            if self.stream.buffers_writes() {
-                self.stream.flush().await?;
-            }
-            return Ok(());
+            return self.stream.write_all(head).await;
         }
         let (mut head, mut body) = (head, body);
         while !head.is_empty() {
@@ -87,11 +84,15 @@ impl Connection {
             head = &head[from_head..];
             body = &body[written - from_head..];
         }
-        self.stream.write_all(body).await?;
-        if self.stream.buffers_writes() {
-            self.stream.flush().await?;
+        self.stream.write_all(body).await
+    }
+
+    /// Sends what a TLS stream still holds (a plain one holds nothing).
+    pub async fn flush_if_buffered(&mut self) -> io::Result<()> {
+        match self.stream.buffers_writes() {
+            true => self.stream.flush().await,
+            false => Ok(()),
         }
-        Ok(())
     }
 
     /// Reads one byte batch into the buffer; `Ok(0)` at the end of the stream.

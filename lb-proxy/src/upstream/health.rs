@@ -162,11 +162,8 @@ async fn probe_own(backend: &Backend, path: &str, timeout: Duration) -> ProbeOut
         let Ok(mut connection) = backend.pool.connect_probe(backend.addr).await else {
             return ProbeOutcome::ConnectError;
         };
-        if connection
-            .write_request(head.as_bytes(), b"")
-            .await
-            .is_err()
-        {
+        let written = connection.write_request(head.as_bytes(), b"").await;
+        if written.is_err() || connection.flush_if_buffered().await.is_err() {
             return ProbeOutcome::Other;
         }
         match connection.read_response(true, 64 * 1024).await {

@@ -267,7 +267,12 @@ impl Pool {
                     false,
                 ),
             };
-            match connection.write_request(head, body).await {
+            let mut written = connection.write_request(head, body).await;
+            if written.is_ok() && connection.stream.buffers_writes() {
+                // Boxed: only TLS connections take it.
+                written = Box::pin(connection.flush_if_buffered()).await;
+            }
+            match written {
                 Ok(()) => {}
                 Err(_) if reused => continue,
                 Err(error) => return Err(ExchangeError::Write(error).into()),
