@@ -30,8 +30,9 @@ pub use tickets::{TICKET_KEY_BYTES, TicketKeyError, parse_ticket_keys};
 /// The crypto provider every part of `lb` uses: ring (docs/dependencies.md says why).
 ///
 /// rustls 0.23.48 marks ring's provider deprecated because ring has no post-quantum key
-/// exchange (X25519MLKEM768); aws-lc-rs has it but does not build here without cmake
-/// (docs/dependencies.md). Clients and backends agree on X25519 or a NIST curve instead.
+/// exchange (X25519MLKEM768); aws-lc-rs has it, but its build needs cmake for sanitizer builds
+/// (our fuzz targets) and would add a second C crypto library (docs/dependencies.md). Clients
+/// and backends agree on X25519 or a NIST curve instead.
 #[allow(deprecated)]
 pub fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
     std::sync::Arc::new(rustls::crypto::ring::default_provider())
