@@ -37,7 +37,7 @@ pub fn parse_ticket_keys(bytes: &[u8]) -> Result<Vec<[u8; TICKET_KEY_BYTES]>, Ti
     if bytes.is_empty() {
         return Err(TicketKeyError::Empty);
     }
-    if bytes.len() % TICKET_KEY_BYTES != 0 {
+    if !bytes.len().is_multiple_of(TICKET_KEY_BYTES) {
         return Err(TicketKeyError::Size(bytes.len()));
     }
     let count = bytes.len() / TICKET_KEY_BYTES;
