@@ -39,37 +39,9 @@ pub(super) async fn write<S: ClientStream>(
     last: bool,
     client: &mut ClientSide<'_>,
 ) -> io::Result<bool> {
-    let head_request = *method == Method::HEAD;
-    // `None`: the body is already over; `Some(None)`: its size is not known.
-    let body_size = (!reply.body.is_end_stream()).then(|| reply.body.size_hint().exact());
-    let framing = client_framing(
-        head_request,
-        reply.status,
-        version,
-        body_size,
-        reply.declared_length(),
-    );
-    let last = last || reply.close || framing.close;
-    let connection = match (version, last) {
-        (Version::HTTP_10, false) => ConnectionField::KeepAlive,
-        (Version::HTTP_10, true) => ConnectionField::None,
-        (_, true) => ConnectionField::Close,
-        (_, false) => ConnectionField::None,
-    };
-    write_response_head(
-        out,
-        ClientHead {
-            version,
-            status: reply.status,
-            reason: reply.reason(),
-            fields: reply.fields(),
-            fields_size: reply.fields_size(),
-            framing: framing.field,
-            connection,
-        },
-    );
+    let (framing, last) = head(out, &reply, method, version, last);
     let mut body = reply.body;
-    let mut left = match framing.body {
+    let mut left = match framing {
         Framing::Length(length) => length,
         _ => u64::MAX,
     };
@@ -109,7 +81,7 @@ pub(super) async fn write<S: ClientStream>(
                 _ => continue,
             },
         };
-        match framing.body {
+        match framing {
             Framing::Length(_) => {
                 if data.len() as u64 > left {
                     flush(io, out).await?;
@@ -126,7 +98,7 @@ pub(super) async fn write<S: ClientStream>(
             Framing::UntilClose => push_data(io, out, data).await?,
         }
     }
-    match framing.body {
+    match framing {
         Framing::Length(_) if left > 0 => {
             // The backend's body ended before its declared length: the client must not take
             // what follows for a next response.
@@ -139,6 +111,48 @@ pub(super) async fn write<S: ClientStream>(
     flush(io, out).await?;
     drop(body);
     Ok(!last)
+}
+
+/// Writes the head of `reply` into `out`; returns how its body is framed and whether the
+/// connection closes after it. Not generic: one copy serves every stream type, as before TLS
+/// (the head writer is inlined into it).
+fn head(
+    out: &mut Vec<u8>,
+    reply: &Reply,
+    method: &Method,
+    version: Version,
+    last: bool,
+) -> (Framing, bool) {
+    let head_request = *method == Method::HEAD;
+    // `None`: the body is already over; `Some(None)`: its size is not known.
+    let body_size = (!reply.body.is_end_stream()).then(|| reply.body.size_hint().exact());
+    let framing = client_framing(
+        head_request,
+        reply.status,
+        version,
+        body_size,
+        reply.declared_length(),
+    );
+    let last = last || reply.close || framing.close;
+    let connection = match (version, last) {
+        (Version::HTTP_10, false) => ConnectionField::KeepAlive,
+        (Version::HTTP_10, true) => ConnectionField::None,
+        (_, true) => ConnectionField::Close,
+        (_, false) => ConnectionField::None,
+    };
+    write_response_head(
+        out,
+        ClientHead {
+            version,
+            status: reply.status,
+            reason: reply.reason(),
+            fields: reply.fields(),
+            fields_size: reply.fields_size(),
+            framing: framing.field,
+            connection,
+        },
+    );
+    (framing.body, last)
 }
 
 async fn push_data<S: ClientStream>(

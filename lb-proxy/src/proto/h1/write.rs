@@ -211,7 +211,6 @@ pub struct ClientHead<'a, Fields> {
 
 /// Serialises a response head into `out` (cleared first); a `Date` is added when the fields
 /// have none.
-#[inline(always)] // once per response, in the HTTP/1 loop's copy for each stream type
 pub fn write_response_head<'f>(
     out: &mut Vec<u8>,
     head: ClientHead<'_, impl Iterator<Item = (&'f [u8], &'f [u8])>>,
