@@ -9,7 +9,7 @@
 //! # Layout
 //! - [`bundle`]: a certificate chain and its key, parsed, matched and checked for order
 //!   ([`load_bundle`]).
-//! - [`inspect`]: what a certificate says: DNS names, IP addresses, validity, subject and issuer.
+//! - [`mod@inspect`]: what a certificate says: DNS names, IP addresses, validity, subject and issuer.
 //! - [`names`]: which certificate names cover an SNI name (wildcards of one label).
 //! - [`tickets`]: the session-ticket key file shared by a fleet.
 //! - `der`: the few DER readings webpki does not expose (the validity period).
