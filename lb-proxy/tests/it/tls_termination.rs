@@ -376,3 +376,40 @@ async fn a_stalled_handshake_is_cut_at_the_header_read_timeout() {
     );
     daemon.shutdown().await;
 }
+
+/// The `server.tls` section of a configuration serving `certs` from `dir`.
+fn settings(dir: &TempDir, certs: &[(&str, &str)]) -> lb_core::config::ServerTlsConfig {
+    let yaml = format!(
+        "server:\n{}backends:\n  - address: 127.0.0.1:1\n",
+        tls_section(&dir.0, certs, "")
+    );
+    parse(&yaml).server.tls.expect("tls")
+}
+
+#[tokio::test]
+async fn a_configuration_reload_swaps_the_certificates_whole_or_not_at_all() {
+    let (fleet, dir, ca) = (backends(1).await, TempDir::new("apply"), TestCa::new("ca"));
+    two_sites(&dir, &ca);
+    let daemon = https_balancer(&fleet, &dir, &SITES[..1], "").await;
+    let any = any_certificate_config();
+    let names = |sni: &'static str| {
+        let any = any.clone();
+        let addr = daemon.listen_addr;
+        async move { served_names(&connect(addr, sni, &any).await.unwrap())[0].clone() }
+    };
+    assert_eq!(names("x.b.test").await, "a.test");
+    daemon.apply_tls(Some(&settings(&dir, &SITES))).unwrap();
+    assert_eq!(names("x.b.test").await, "*.b.test");
+    // A list with a missing file is refused whole: the current certificates stay.
+    let error = daemon
+        .apply_tls(Some(&settings(
+            &dir,
+            &[("a.pem", "a-key.pem"), ("gone.pem", "b-key.pem")],
+        )))
+        .unwrap_err();
+    assert!(error.to_string().contains("gone.pem"), "{error}");
+    assert_eq!(names("x.b.test").await, "*.b.test");
+    // Turning TLS off needs a restart.
+    assert!(daemon.apply_tls(None).is_err());
+    daemon.shutdown().await;
+}
