@@ -7,4 +7,5 @@ pub mod chunked_check;
 pub mod config_check;
 pub mod header_check;
 pub mod request_check;
+pub mod proxy_check;
 pub mod response_check;

@@ -144,14 +144,28 @@ pub fn check_bytes(bytes: &[u8], path: &Path) -> FileReport {
         }
         Ok(config) => {
             let format = Format::from_path(path);
-            let warnings = config::warnings(&config)
+            let mut warnings: Vec<Finding> = config::warnings(&config)
                 .iter()
                 .map(|w| warning_finding(w, source.as_deref(), format))
                 .collect();
+            // The files the configuration names, as the daemon will load them.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| {
+                    i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+                });
+            let mut errors = Vec::new();
+            for mut found in crate::check_tls::tls_findings(&config, now) {
+                (found.line, found.column) = position(&found.field, source.as_deref(), format);
+                match found.severity {
+                    Severity::Error => errors.push(found),
+                    Severity::Warning => warnings.push(found),
+                }
+            }
             FileReport {
                 file,
                 source,
-                errors: Vec::new(),
+                errors,
                 warnings,
                 config: Some(config),
             }
@@ -181,6 +195,20 @@ fn warning_finding(
         message: warning.message.clone(),
         hint: warning.hint.clone(),
     }
+}
+
+/// Where `field`, or failing that its nearest written parent, is in the file.
+fn position(
+    field: &str,
+    source: Option<&str>,
+    format: Option<Format>,
+) -> (Option<u32>, Option<u32>) {
+    let found = source.zip(format).and_then(|(source, format)| {
+        std::iter::once(field)
+            .chain(parents(field))
+            .find_map(|field| config::locate(source, format, field))
+    });
+    (found.map(|(line, _)| line), found.map(|(_, column)| column))
 }
 
 /// `a.b[1].c` → `a.b[1]`, `a.b`, `a`.

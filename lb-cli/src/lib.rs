@@ -16,6 +16,7 @@
 //! - [`admin`]: the admin verbs over `lb-observe`'s admin client, and their text output.
 //! - [`cli`]: the clap command line and [`run`], which maps a command to an exit code.
 //! - [`check`]: a [`check::FileReport`] per file: errors, warnings, a one-line summary.
+//! - [`check_tls`]: the TLS files a configuration names, checked as the daemon loads them.
 //! - [`render`]: reports as compiler-style text or as one JSON document.
 //! - [`show`]: the effective configuration as YAML or JSON.
 //! - [`init`]: the commented starter configuration.
@@ -26,6 +27,7 @@
 
 pub mod admin;
 pub mod check;
+pub mod check_tls;
 pub mod cli;
 pub mod init;
 pub mod render;

@@ -14,6 +14,8 @@
 //! - `proxy`: the request path — prepare, attempt, settle, respond.
 //! - `runtime`: the live snapshot of config, backends, selector, retry policy and budget.
 //! - `upstream`: backends, their pools and connections, the health checker.
+//! - `tls`: the TLS terminator (certificates by SNI name, reloads, tickets) and the TLS
+//!   settings towards backends; under `upstream`, above the leaves.
 //! - Leaves any layer may use: [`proto`] (the pure HTTP/1.1 codec), `metrics`, `shutdown`,
 //!   `clock`, and `side_listener` (the small HTTP endpoints: metrics, admin).
 #![warn(missing_docs)]
@@ -30,9 +32,11 @@ mod proxy;
 mod runtime;
 mod shutdown;
 mod side_listener;
+mod tls;
 mod upstream;
 
 pub use daemon::{
     Addresses, ConfigSource, Daemon, Handoff, Inherited, LoadError, ReloadError, ReloadReport,
     Reloader, StartError, StartOptions, Stopper, Takeover, TakeoverError, UpgradeSocket,
 };
+pub use tls::TlsError;

@@ -18,8 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
-use crate::conn::Drivers;
-use crate::proxy::ClientInfo;
+use crate::conn::{Drivers, ListenerKind};
 use crate::runtime::Shared;
 use crate::shutdown::Shutdown;
 
@@ -75,18 +74,20 @@ pub(crate) struct AcceptLoop {
 }
 
 impl AcceptLoop {
-    /// Starts accepting on `listener`.
+    /// Starts accepting on `listener`, serving connections as a listener of `kind` (plain,
+    /// HTTPS, or the redirect to HTTPS).
     pub(crate) fn start(
-        listener: TcpListener,
+        listener: Arc<TcpListener>,
         addr: SocketAddr,
+        kind: ListenerKind,
         shared: &Arc<Shared>,
         limit: &Arc<ConnectionLimit>,
         tracker: &TaskTracker,
     ) -> Self {
-        let listener = Arc::new(listener);
         let stop = Arc::new(Shutdown::default());
         let task = tokio::spawn(accept_loop(
             listener.clone(),
+            kind,
             shared.clone(),
             limit.clone(),
             stop.clone(),
@@ -111,13 +112,14 @@ impl AcceptLoop {
 /// Accepts connections until this loop or the daemon stops.
 async fn accept_loop(
     listener: Arc<TcpListener>,
+    kind: ListenerKind,
     shared: Arc<Shared>,
     limit: Arc<ConnectionLimit>,
     stop: Arc<Shutdown>,
     tracker: TaskTracker,
 ) {
     let mut config: Arc<Config> = shared.runtime.load().config.clone();
-    let mut drivers = Drivers::new(&config.server, &tracker);
+    let mut drivers = Drivers::new(&config, kind.clone(), &tracker);
     let mut replaced: Vec<Drivers> = Vec::new();
 
     // The stop notifications are polled once, to register this task; afterwards the flags are
@@ -151,18 +153,21 @@ async fn accept_loop(
             };
             let live = shared.runtime.load();
             if !Arc::ptr_eq(&live.config, &config) {
-                // A reload: connections from now on take the new `server` settings.
-                if live.config.server != config.server {
-                    let fresh = Drivers::new(&live.config.server, &tracker);
-                    replaced.push(std::mem::replace(&mut drivers, fresh));
+                // A reload: connections from now on take the new settings. Drivers that served
+                // with hyper are kept for its graceful close at shutdown.
+                if Drivers::differ(&live.config, &config) {
+                    let fresh = Drivers::new(&live.config, kind.clone(), &tracker);
+                    let old = std::mem::replace(&mut drivers, fresh);
+                    if old.has_hyper() {
+                        replaced.push(old);
+                    }
                 }
                 config = live.config.clone();
             }
             drop(live);
             shared.metrics.client_connections.inc();
             shared.metrics.client_connections_accepted.inc();
-            let client = Arc::new(ClientInfo::new(peer, &config.server.trusted_proxies));
-            drivers.spawn(stream, client, shared.clone(), permit);
+            drivers.spawn(stream, peer, shared.clone(), permit);
         }
     }
     drop(listener);

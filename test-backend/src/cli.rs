@@ -2,6 +2,7 @@
 //! The binary and `cargo run --example test_backend` (at the workspace root) both run it.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -31,6 +32,15 @@ struct Args {
     /// Print `METHOD PATH X-REQUEST-ID` on stdout for every non-health request
     #[arg(long)]
     log_requests: bool,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key)
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this PEM CA (mTLS; needs --tls-cert)
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
     /// Tokio worker threads [default: the CPUs this process may run on]
     #[arg(long)]
     threads: Option<usize>,
@@ -81,7 +91,27 @@ pub fn main() -> ExitCode {
     runtime.block_on(run(args))
 }
 
+/// The HTTPS configuration the arguments ask for, if any.
+fn tls(args: &Args) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, String> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    let client_ca = args.tls_client_ca.as_ref().map(read).transpose()?;
+    crate::tls_config(&read(cert)?, &read(key)?, client_ca.as_deref()).map(Some)
+}
+
 async fn run(args: Args) -> ExitCode {
+    let tls = match tls(&args) {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("test-backend: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let mut backends: Vec<RunningBackend> = Vec::with_capacity(args.ports.len());
     for &port in &args.ports {
         let addr = SocketAddr::new(args.host, port);
@@ -109,10 +139,11 @@ async fn run(args: Args) -> ExitCode {
             fail_rate: args.fail_rate,
             latency: args.latency.map(Duration::from_millis),
             log_requests: args.log_requests,
+            tls: tls.clone(),
         };
         let backend = spawn(listener, options).await;
         println!(
-            "test-backend {} listening on http://{}",
+            "test-backend {} listening on {scheme}://{}",
             backend.name(),
             backend.addr()
         );

@@ -23,10 +23,14 @@
 //! Fault injection (`fail_rate`, `latency`) applies to every path except `/health`; both can be
 //! changed at run time ([`RunningBackend::set_fail_rate`], [`RunningBackend::set_latency`]).
 //!
+//! With [`BackendOptions::tls`] it serves HTTPS instead ([`tls_config`]: a certificate, and
+//! optionally a CA whose client certificates it requires, for mTLS).
+//!
 //! Layout:
 //! - [`cli`]: the command line (the binary, and `cargo run --example test_backend`);
 //! - `body`: the response body type, the `/bytes` pattern and the FNV-1a checksum;
 //! - `handler`: routing and endpoints;
+//! - `tls`: the HTTPS mode;
 //! - `stats`: the counters tests read.
 
 #![warn(missing_docs)]
@@ -36,6 +40,7 @@ mod body;
 pub mod cli;
 mod handler;
 mod stats;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,6 +59,7 @@ use tokio::task::{JoinHandle, JoinSet};
 pub use body::{Fnv1a64, PATTERN_PERIOD, fnv1a64, pattern_byte};
 pub use handler::{MAX_BYTES, MAX_DELAY_MS, MAX_ECHO_BODY};
 pub use stats::{BackendStats, StatsSnapshot};
+pub use tls::tls_config;
 
 /// The header naming the backend that produced a response.
 pub const X_BACKEND: HeaderName = HeaderName::from_static("x-backend");
@@ -72,6 +78,8 @@ pub struct BackendOptions {
     /// Print `METHOD PATH X-REQUEST-ID` on stdout for every non-health request (the chaos
     /// script checks from these lines that no POST reached a backend twice).
     pub log_requests: bool,
+    /// Serve HTTPS with this configuration ([`tls_config`]) instead of plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for BackendOptions {
@@ -82,6 +90,7 @@ impl Default for BackendOptions {
             fail_rate: 0.0,
             latency: None,
             log_requests: false,
+            tls: None,
         }
     }
 }
@@ -100,6 +109,8 @@ pub(crate) struct Shared {
     latency: AtomicU64,
     log_requests: bool,
     stats: Arc<BackendStats>,
+    /// The HTTPS acceptor, in TLS mode.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// A backend serving in the background. Dropping it stops it like [`RunningBackend::shutdown`]
@@ -254,6 +265,7 @@ pub async fn spawn(listener: TcpListener, options: BackendOptions) -> RunningBac
         latency: AtomicU64::new(latency_nanos(options.latency.unwrap_or_default())),
         log_requests: options.log_requests,
         stats: Arc::new(BackendStats::default()),
+        tls: options.tls.clone().map(tokio_rustls::TlsAcceptor::from),
     });
     let toggler = options
         .toggle_health
@@ -303,12 +315,28 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "set_nodelay failed");
     }
+    let acceptor = shared.tls.clone();
     let service = service_fn(move |req| handler::handle(shared.clone(), req));
     let builder = auto::Builder::new(TokioExecutor::new());
-    if let Err(e) = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .await
-    {
+    let served = match acceptor {
+        None => {
+            builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+        }
+        Some(acceptor) => match acceptor.accept(stream).await {
+            Ok(stream) => {
+                builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                return;
+            }
+        },
+    };
+    if let Err(e) = served {
         tracing::debug!(error = %e, "connection ended with an error");
     }
 }

@@ -19,6 +19,7 @@
 mod admin;
 mod admin_live;
 mod check;
+mod check_tls;
 #[allow(
     dead_code,
     reason = "shared with lb-observe's tests, which use all of it"

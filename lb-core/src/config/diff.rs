@@ -5,7 +5,8 @@
 //!
 //! A backend's identity is its name: a backend whose name stays and whose address changes is a
 //! new backend (the old one leaves, a new one joins), so that nothing learned about one address
-//! — breaker, health, pooled connections — is taken for another. Sections are compared whole: a
+//! — breaker, health, pooled connections — is taken for another. So is one whose way of being
+//! reached changes (`tls`, `proxy_protocol`): its pooled connections would be the wrong kind. Sections are compared whole: a
 //! change anywhere in `retry` is one [`Change::Retry`].
 
 use super::model::{
@@ -22,7 +23,7 @@ pub enum Change {
     BackendAdded(BackendConfig),
     /// The backend of this name leaves.
     BackendRemoved(String),
-    /// A backend of the same name and address gets a new weight or connection limit.
+    /// A backend of the same name, address and transport gets a new weight or connection limit.
     BackendUpdated(BackendConfig),
     /// The backends' file order changed (after the additions and removals above): the
     /// selector's table follows it. The names, in the new order.
@@ -54,6 +55,9 @@ impl Change {
         match self {
             Change::Server(server) if server.workers != old.server.workers => {
                 Some("server.workers: the runtime's threads are started once")
+            }
+            Change::Server(server) if server.tls.is_some() != old.server.tls.is_some() => {
+                Some("server.tls on or off: the listener's kind is set when it starts")
             }
             _ => None,
         }
@@ -88,14 +92,14 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     };
     for backend in &old.backends {
         let replaced = find(&new.backends, &backend.name)
-            .is_some_and(|at| new.backends[at].address != backend.address);
+            .is_some_and(|at| !same_backend(&new.backends[at], backend));
         if find(&new.backends, &backend.name).is_none() || replaced {
             changes.push(Change::BackendRemoved(backend.name.clone()));
         }
     }
     for backend in &new.backends {
         match find(&old.backends, &backend.name).map(|at| &old.backends[at]) {
-            Some(was) if was.address == backend.address => {
+            Some(was) if same_backend(was, backend) => {
                 if was != backend {
                     changes.push(Change::BackendUpdated(backend.clone()));
                 }
@@ -127,6 +131,12 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     section!(admin, Admin);
     section!(reload, Reload);
     changes
+}
+
+/// Whether two entries of the same name are the same backend: the same address, reached the
+/// same way.
+fn same_backend(a: &BackendConfig, b: &BackendConfig) -> bool {
+    a.address == b.address && a.tls == b.tls && a.proxy_protocol == b.proxy_protocol
 }
 
 /// `config` with `changes` made, in order.

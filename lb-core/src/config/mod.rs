@@ -17,6 +17,8 @@
 //! - `node`: stage one, the positioned tree and the YAML/JSON readers.
 //! - `walk`, `validate`: stage two, value readers and the per-section rules.
 //! - `duration`: human durations, [`parse_duration`] and [`format_duration`].
+//! - `tls`: `server.tls`, `server.proxy_protocol`, `server.http_redirect`, and TLS and the
+//!   PROXY protocol towards backends.
 //! - `error`: [`ConfigError`] and [`ConfigErrors`].
 
 mod diff;
@@ -26,6 +28,7 @@ mod model;
 pub(crate) mod node;
 mod operate;
 mod policies;
+mod tls;
 mod validate;
 pub(crate) mod walk;
 mod warnings;
@@ -42,6 +45,10 @@ pub use model::{
     UpstreamConfig,
 };
 pub use operate::{AdminConfig, ReloadConfig, TokenSource};
+pub use tls::{
+    ACME_CHALLENGE_PATH, CertificateConfig, ProxyProtocol, RedirectConfig, SendProxyProtocol,
+    ServerTlsConfig, TlsVersion, UpstreamTlsConfig, is_sni_name,
+};
 pub use warnings::{ConfigWarning, locate, warnings};
 
 /// The syntax of a configuration file.

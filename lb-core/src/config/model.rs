@@ -12,6 +12,9 @@ use serde::{Serialize, Serializer};
 
 use super::duration;
 use super::operate::{AdminConfig, ReloadConfig};
+use super::tls::{
+    ProxyProtocol, RedirectConfig, SendProxyProtocol, ServerTlsConfig, UpstreamTlsConfig,
+};
 use crate::balance::Algorithm;
 use crate::breaker::BreakerPolicy;
 use crate::health::{HealthPolicy, StatusRange};
@@ -98,6 +101,14 @@ pub struct ServerConfig {
     /// Also accept HTTP/2 with prior knowledge (h2c) on the listener. Off, the listener speaks
     /// HTTP/1 only and skips the per-connection protocol sniff.
     pub h2c: bool,
+    /// HTTPS on the listener (see [`ServerTlsConfig`]); plain HTTP without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServerTlsConfig>,
+    /// Whether trusted peers may open connections with a PROXY protocol header.
+    pub proxy_protocol: ProxyProtocol,
+    /// A plain-HTTP listener that redirects to this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_redirect: Option<RedirectConfig>,
 }
 
 /// Smallest `server.max_header_bytes`: hyper's read buffer cannot be set below 8 KiB.
@@ -119,6 +130,9 @@ impl Default for ServerConfig {
             max_uri_bytes: 8 * 1024,
             trusted_proxies: Vec::new(),
             h2c: false,
+            tls: None,
+            proxy_protocol: ProxyProtocol::Off,
+            http_redirect: None,
         }
     }
 }
@@ -137,6 +151,12 @@ pub struct UpstreamConfig {
     /// Largest response head (status line and headers) accepted from a backend; a larger one
     /// is answered 502.
     pub max_response_header_bytes: usize,
+    /// TLS towards backends that do not set their own `tls`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTlsConfig>,
+    /// The PROXY protocol towards backends that do not set their own.
+    #[serde(skip_serializing_if = "SendProxyProtocol::is_off")]
+    pub proxy_protocol: SendProxyProtocol,
 }
 
 impl Default for UpstreamConfig {
@@ -146,6 +166,8 @@ impl Default for UpstreamConfig {
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_backend: 256,
             max_response_header_bytes: 64 * 1024,
+            tls: None,
+            proxy_protocol: SendProxyProtocol::Off,
         }
     }
 }
@@ -168,6 +190,12 @@ pub struct BackendConfig {
     pub weight: u32,
     /// In-flight requests allowed to this backend at once; at least 1.
     pub max_connections: u32,
+    /// HTTPS towards the backend (its own `tls`, else `upstream.tls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTlsConfig>,
+    /// Whether new connections start with a PROXY v2 header.
+    #[serde(skip_serializing_if = "SendProxyProtocol::is_off")]
+    pub proxy_protocol: SendProxyProtocol,
 }
 
 impl BackendConfig {
@@ -178,6 +206,8 @@ impl BackendConfig {
             address,
             weight: 1,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            tls: None,
+            proxy_protocol: SendProxyProtocol::Off,
         }
     }
 }

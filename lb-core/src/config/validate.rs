@@ -10,6 +10,7 @@ use super::model::{
     UpstreamConfig,
 };
 use super::node::{Node, Pos, Spanned};
+use super::tls;
 use super::walk::{
     Got, Problem, Section, Walker, address, boolean, cidr, duration, int, ratio, retry_condition,
     status_range, text, url_path,
@@ -54,10 +55,10 @@ pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> 
         return Err(ConfigErrors(w.errors));
     }
     let top = w.section(Some(root), "", &SECTIONS);
-    let (server, server_listen) = server(&mut w, &top);
+    let (server, server_listen, redirect_pos) = server(&mut w, &top);
     let upstream = upstream(&mut w, &top);
     let load_balancer = load_balancer(&mut w, &top);
-    let backends = backends(&mut w, &top);
+    let backends = backends(&mut w, &top, &upstream);
     let health_check = health_check(&mut w, &top);
     let circuit_breaker = circuit_breaker(&mut w, &top);
     let retry = retry(&mut w, &top);
@@ -67,12 +68,19 @@ pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> 
         pos: None,
         ok: metrics.enabled,
     };
+    let redirect_listen = Got {
+        value: (server.http_redirect.as_ref()).map_or(server.listen, |redirect| redirect.listen),
+        pos: None,
+        ok: server.http_redirect.is_some(),
+    };
     let listeners = [
         ("server.listen", &server_listen),
         ("metrics.listen", &metrics_listen),
+        ("server.http_redirect.listen", &redirect_listen),
     ];
     let admin = super::operate::admin(&mut w, &top, &listeners);
     let reload = super::operate::reload(&mut w, &top);
+    tls::check_listeners(&mut w, &server, redirect_pos, &server_listen, &metrics);
     if w.errors.is_empty() {
         return Ok(Config {
             server,
@@ -92,8 +100,8 @@ pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> 
     Err(errors)
 }
 
-fn server(w: &mut Walker<'_>, top: &Section<'_>) -> (ServerConfig, Got<SocketAddr>) {
-    const FIELDS: [&str; 13] = [
+fn server(w: &mut Walker<'_>, top: &Section<'_>) -> (ServerConfig, Got<SocketAddr>, Pos) {
+    const FIELDS: [&str; 16] = [
         "listen",
         "workers",
         "max_client_connections",
@@ -107,6 +115,9 @@ fn server(w: &mut Walker<'_>, top: &Section<'_>) -> (ServerConfig, Got<SocketAdd
         "max_uri_bytes",
         "trusted_proxies",
         "h2c",
+        "tls",
+        "proxy_protocol",
+        "http_redirect",
     ];
     let d = ServerConfig::default();
     let s = w.section(top.get("server"), "server", &FIELDS);
@@ -166,8 +177,20 @@ fn server(w: &mut Walker<'_>, top: &Section<'_>) -> (ServerConfig, Got<SocketAdd
         max_uri_bytes: w.get(&s, "max_uri_bytes", d.max_uri_bytes, int(1)).value,
         trusted_proxies: trusted_proxies(w, &s),
         h2c: w.get(&s, "h2c", d.h2c, boolean).value,
+        tls: tls::server_tls(w, &s),
+        proxy_protocol: Default::default(),
+        http_redirect: None,
     };
-    (config, listen)
+    let proxy_protocol = tls::proxy_protocol(w, &s, &config.trusted_proxies);
+    let redirect = tls::http_redirect(w, &s, listen.value);
+    let (http_redirect, redirect_pos) = redirect.unzip();
+    let config = ServerConfig {
+        proxy_protocol,
+        http_redirect,
+        ..config
+    };
+    tls::check_h2c(w, &s, &config);
+    (config, listen, redirect_pos.flatten())
 }
 
 /// `server.trusted_proxies`: a list of CIDR ranges, each problem reported at its item.
@@ -205,11 +228,13 @@ fn trusted_proxies(w: &mut Walker<'_>, s: &Section<'_>) -> Vec<Cidr> {
 }
 
 fn upstream(w: &mut Walker<'_>, top: &Section<'_>) -> UpstreamConfig {
-    const FIELDS: [&str; 4] = [
+    const FIELDS: [&str; 6] = [
         "connect_timeout",
         "pool_idle_timeout",
         "pool_max_idle_per_backend",
         "max_response_header_bytes",
+        "tls",
+        "proxy_protocol",
     ];
     let d = UpstreamConfig::default();
     let s = w.section(top.get("upstream"), "upstream", &FIELDS);
@@ -241,6 +266,8 @@ fn upstream(w: &mut Walker<'_>, top: &Section<'_>) -> UpstreamConfig {
                 int(1024),
             )
             .value,
+        tls: tls::upstream_tls(w, &s, None),
+        proxy_protocol: tls::send_proxy_protocol(w, &s, d.proxy_protocol),
     }
 }
 
@@ -268,8 +295,19 @@ fn load_balancer(w: &mut Walker<'_>, top: &Section<'_>) -> LoadBalancerConfig {
     }
 }
 
-fn backends(w: &mut Walker<'_>, top: &Section<'_>) -> Vec<BackendConfig> {
-    const FIELDS: [&str; 4] = ["name", "address", "weight", "max_connections"];
+fn backends(
+    w: &mut Walker<'_>,
+    top: &Section<'_>,
+    upstream: &UpstreamConfig,
+) -> Vec<BackendConfig> {
+    const FIELDS: [&str; 6] = [
+        "name",
+        "address",
+        "weight",
+        "max_connections",
+        "tls",
+        "proxy_protocol",
+    ];
     let items = match top.get("backends") {
         None => {
             let problem = Problem::new("missing required field")
@@ -330,6 +368,8 @@ fn backends(w: &mut Walker<'_>, top: &Section<'_>) -> Vec<BackendConfig> {
         let max_connections = w
             .get(&s, "max_connections", DEFAULT_MAX_CONNECTIONS, int(1))
             .value;
+        let tls = tls::upstream_tls(w, &s, upstream.tls.clone());
+        let proxy_protocol = tls::send_proxy_protocol(w, &s, upstream.proxy_protocol);
         if !address.ok || !name.ok {
             continue;
         }
@@ -373,6 +413,8 @@ fn backends(w: &mut Walker<'_>, top: &Section<'_>) -> Vec<BackendConfig> {
             address: address.value,
             weight,
             max_connections,
+            tls,
+            proxy_protocol,
         });
     }
     out

@@ -81,6 +81,11 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// The file's name as given (`origin`), which relative paths are taken from.
+    pub(crate) fn file(&self) -> &str {
+        self.file
+    }
+
     pub(crate) fn report(&mut self, pos: Pos, field: &str, problem: Problem) {
         self.errors.push(ConfigError {
             file: self.file.to_owned(),

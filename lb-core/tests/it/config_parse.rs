@@ -150,6 +150,7 @@ metrics:
                 .map(|text| text.parse().unwrap())
                 .collect(),
             h2c: true,
+            ..ServerConfig::default()
         }
     );
     assert_eq!(
@@ -159,6 +160,7 @@ metrics:
             pool_idle_timeout: Duration::ZERO,
             pool_max_idle_per_backend: 0,
             max_response_header_bytes: 4096,
+            ..UpstreamConfig::default()
         }
     );
     assert_eq!(config.load_balancer.algorithm, Algorithm::P2c);
@@ -168,7 +170,8 @@ metrics:
             name: "a".into(),
             address: addr("[::1]:9001"),
             weight: 3,
-            max_connections: 7
+            max_connections: 7,
+            ..BackendConfig::new(addr("[::1]:9001"))
         }]
     );
     assert_eq!(

@@ -1,44 +1,99 @@
-//! One client connection: its timers ([`timed_io`]), and its driver — our own HTTP/1.1 loop
-//! over the codec ([`h1`]), or hyper's server when `server.h2c` is on ([`hyper`]).
+//! One client connection: what comes before HTTP on listeners with TLS or the PROXY protocol
+//! ([`preamble`]), its timers ([`timed_io`]), and its driver — our own HTTP/1.1 loop over the
+//! codec ([`h1`]), or hyper's server when `server.h2c` is on ([`hyper`]).
 //!
-//! An HTTP/1 connection is served by its own task ([`serve_http1`]). When it has been quiet
-//! between requests for `server.idle_release_after`, the loop's buffers are dropped and the
-//! socket waits, holding no buffer, for the client's next bytes.
+//! An HTTP/1 connection is served by its own task ([`serve_http1`]), generic over its stream
+//! ([`stream`]: plain TCP or TLS), so a plain connection runs its own copy of the loop. When it
+//! has been quiet between requests for `server.idle_release_after`, the loop's buffers are
+//! dropped and the socket waits, holding no buffer, for the client's next bytes.
 
 pub(crate) mod h1;
 pub(crate) mod hyper;
+pub(crate) mod preamble;
+pub(crate) mod stream;
 pub(crate) mod timed_io;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use lb_core::config::ServerConfig;
+use bytes::BytesMut;
+use lb_core::config::{Config, ProxyProtocol};
+use lb_core::net::Cidr;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
 use crate::proto::h1::request::Limits;
+use crate::proxy::edge::Redirect;
 use crate::proxy::{ClientInfo, limits};
 use crate::runtime::Shared;
+use crate::tls::ServerTls;
+use preamble::{Opened, Preamble};
+use stream::ClientStream;
 use timed_io::{Http1Timers, TimedIo};
 
+/// What kind of listener the drivers serve.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ListenerKind {
+    /// HTTPS: the TLS terminator.
+    pub tls: Option<Arc<ServerTls>>,
+    /// The plain listener that redirects to HTTPS.
+    pub redirect: Option<Arc<Redirect>>,
+}
+
 /// The connection drivers of one listener, set up from its configuration (again when a reload
-/// changes `server`).
+/// changes it).
 pub(crate) struct Drivers {
     /// Every connection task, so that shutdown can wait for them.
     tracker: TaskTracker,
     idle_timeout: Duration,
     timers: Http1Timers,
     limits: Limits,
+    /// `server.trusted_proxies`, to describe each client.
+    trusted_proxies: Vec<Cidr>,
     /// hyper's server, when `server.h2c` is on.
     hyper: Option<hyper::HyperDriver>,
+    /// TLS, the PROXY protocol, the redirect: `None` on a plain listener, whose connections go
+    /// straight to HTTP.
+    preamble: Option<Arc<Preamble>>,
 }
 
 impl Drivers {
-    /// The drivers for `server`'s settings; connection tasks are spawned on `tracker`.
-    pub(crate) fn new(server: &ServerConfig, tracker: &TaskTracker) -> Self {
+    /// Whether `config` would give other drivers than `old`: what the drivers read of it.
+    pub(crate) fn differ(config: &Config, old: &Config) -> bool {
+        let want_local =
+            |config: &Config| (config.backends.iter()).any(|b| !b.proxy_protocol.is_off());
+        config.server != old.server || want_local(config) != want_local(old)
+    }
+
+    /// Whether hyper serves connections of these drivers (they then need its graceful close).
+    pub(crate) fn has_hyper(&self) -> bool {
+        self.hyper.is_some()
+    }
+
+    /// The drivers of a listener of `kind` under `config`; connection tasks are spawned on
+    /// `tracker`.
+    pub(crate) fn new(config: &Config, kind: ListenerKind, tracker: &TaskTracker) -> Self {
+        let server = &config.server;
+        let proxy_protocol = server.proxy_protocol == ProxyProtocol::Accept;
+        let want_local = (config.backends.iter()).any(|backend| !backend.proxy_protocol.is_off());
+        let edge = kind.tls.is_some() || kind.redirect.is_some() || proxy_protocol || want_local;
+        let preamble = edge.then(|| {
+            Arc::new(Preamble {
+                tls: kind.tls,
+                proxy_protocol,
+                trusted_proxies: server.trusted_proxies.clone(),
+                redirect: kind.redirect.clone(),
+                want_local,
+                header_read_timeout: server.header_read_timeout,
+            })
+        });
+        // h2c is cleartext HTTP/2 with prior knowledge: validation keeps it off listeners with
+        // TLS or the PROXY protocol; the redirect listener answers HTTP/1 only.
+        let h2c = server.h2c && preamble.is_none();
         Self {
             tracker: tracker.clone(),
             idle_timeout: server.idle_timeout,
@@ -47,23 +102,39 @@ impl Drivers {
                 release_after: server.idle_release_after,
             },
             limits: limits(server),
-            hyper: server.h2c.then(|| hyper::HyperDriver::new(server)),
+            trusted_proxies: server.trusted_proxies.clone(),
+            hyper: h2c.then(|| hyper::HyperDriver::new(server)),
+            preamble,
         }
     }
 
-    /// Serves an accepted connection on a task of its own, which holds `permit` until the
-    /// connection closes.
+    /// Serves a connection accepted from `peer` on a task of its own, which holds `permit`
+    /// until the connection closes.
     pub(crate) fn spawn(
         &self,
         stream: TcpStream,
-        client: Arc<ClientInfo>,
+        peer: SocketAddr,
         shared: Arc<Shared>,
         permit: OwnedSemaphorePermit,
     ) {
+        if let Some(preamble) = &self.preamble {
+            let edge = serve_edge(
+                preamble.clone(),
+                stream,
+                peer,
+                shared,
+                (self.idle_timeout, self.timers, self.limits),
+                permit,
+            );
+            self.tracker.spawn(edge);
+            return;
+        }
+        let client = Arc::new(ClientInfo::new(peer, &self.trusted_proxies));
         match &self.hyper {
             None => {
                 let io = TimedIo::new(stream, self.idle_timeout, Some(self.timers));
-                let task = serve_http1(io, client, shared, self.limits, permit);
+                let read = BytesMut::new();
+                let task = serve_http1(io, client, shared, self.limits, permit, read);
                 self.tracker.spawn(task);
             }
             Some(hyper) => {
@@ -82,19 +153,51 @@ impl Drivers {
     }
 }
 
+/// A connection on a listener with TLS, the PROXY protocol or a redirect: its preamble, then
+/// HTTP/1 on the stream it gives.
+async fn serve_edge(
+    preamble: Arc<Preamble>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    (idle_timeout, timers, limits): (Duration, Http1Timers, Limits),
+    permit: OwnedSemaphorePermit,
+) {
+    let accepted = tokio::time::Instant::now();
+    let opened = preamble.open(stream, peer, accepted, &shared.metrics).await;
+    let Some((opened, client)) = opened else {
+        drop(OpenConnection::new(&shared.metrics, permit));
+        return;
+    };
+    let client = Arc::new(client);
+    match opened {
+        Opened::Plain(stream, read) => {
+            let io = TimedIo::accepted_at(stream, idle_timeout, Some(timers), accepted);
+            Box::pin(serve_http1(io, client, shared, limits, permit, read)).await;
+        }
+        Opened::Tls(stream) => {
+            let io = TimedIo::accepted_at(*stream, idle_timeout, Some(timers), accepted);
+            let read = BytesMut::new();
+            Box::pin(serve_http1(io, client, shared, limits, permit, read)).await;
+        }
+    }
+}
+
 /// Serves HTTP/1 on one client connection until it closes. When it has been quiet between
 /// requests for the release delay, its buffers are freed and the socket waits, holding no
-/// buffer, for the client's next bytes.
+/// buffer, for the client's next bytes. `read`: the client's bytes already read (after a
+/// PROXY header).
 ///
 /// This is the connection's task: it takes everything by value and returns an `async move`
 /// block, so that the task holds each part once (docs/performance.md, item 23).
 #[allow(clippy::manual_async_fn)] // see above
-fn serve_http1(
-    mut io: TimedIo<TcpStream>,
+fn serve_http1<S: ClientStream>(
+    mut io: TimedIo<S>,
     client: Arc<ClientInfo>,
     shared: Arc<Shared>,
     limits: Limits,
     permit: OwnedSemaphorePermit,
+    read: BytesMut,
 ) -> impl Future<Output = ()> + Send + 'static {
     async move {
         let _open = OpenConnection {
@@ -103,8 +206,10 @@ fn serve_http1(
         };
         let shared = &*shared;
         let mut resumed = false;
+        let mut read = Some(read);
         loop {
-            match h1::serve(&mut io, shared, &client, &limits, resumed).await {
+            let first = read.take().unwrap_or_default();
+            match h1::serve(&mut io, shared, &client, &limits, resumed, first).await {
                 h1::Served::Closed => return,
                 h1::Served::Release => resumed = true,
             }

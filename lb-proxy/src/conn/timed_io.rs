@@ -17,8 +17,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
+
+use super::stream::ClientStream;
 
 /// The HTTP/1 timers of a client connection.
 #[derive(Debug, Clone, Copy)]
@@ -66,10 +67,40 @@ impl<T> TimedIo<T> {
     /// with `http1`, a head that takes longer than its header read timeout fails it too (the
     /// first head is timed from now, the accept).
     pub fn new(inner: T, idle_timeout: Duration, http1: Option<Http1Timers>) -> Self {
+        // One clock read: a plain connection is timed from now, its accept.
         let now = Instant::now();
         let head_deadline = http1.map(|http1| now + http1.header_read_timeout);
         let first = tick(idle_timeout, http1)
             .min(http1.map_or(Duration::MAX, |http1| http1.header_read_timeout));
+        Self::with_timer(inner, idle_timeout, http1, now, head_deadline, first)
+    }
+
+    /// As [`TimedIo::new`] for a connection accepted at `accepted` (before its TLS handshake
+    /// or PROXY header): the first head's deadline counts from then, so the handshake, the
+    /// header and the first request head share one `header_read_timeout`.
+    pub fn accepted_at(
+        inner: T,
+        idle_timeout: Duration,
+        http1: Option<Http1Timers>,
+        accepted: Instant,
+    ) -> Self {
+        let now = Instant::now();
+        let head_deadline = http1.map(|http1| accepted + http1.header_read_timeout);
+        let first =
+            tick(idle_timeout, http1).min(head_deadline.map_or(Duration::MAX, |deadline| {
+                deadline.saturating_duration_since(now)
+            }));
+        Self::with_timer(inner, idle_timeout, http1, now, head_deadline, first)
+    }
+
+    fn with_timer(
+        inner: T,
+        idle_timeout: Duration,
+        http1: Option<Http1Timers>,
+        now: Instant,
+        head_deadline: Option<Instant>,
+        first: Duration,
+    ) -> Self {
         Self {
             inner,
             idle_timeout,
@@ -204,7 +235,7 @@ fn tick(idle_timeout: Duration, http1: Option<Http1Timers>) -> Duration {
     }
 }
 
-impl TimedIo<TcpStream> {
+impl<S: ClientStream> TimedIo<S> {
     /// Called before each write of `bytes`: sets `TCP_NODELAY` before any write but a
     /// connection's first small one. That one leaves at once anyway, since nothing is
     /// unacknowledged yet for Nagle's algorithm to wait on; so a connection that carries one
@@ -222,7 +253,7 @@ impl TimedIo<TcpStream> {
     /// Sets `TCP_NODELAY` now.
     pub fn set_nodelay(&mut self) {
         if !self.nodelay {
-            let _ = self.inner.set_nodelay(true);
+            let _ = self.inner.tcp().set_nodelay(true);
             self.nodelay = true;
         }
     }
@@ -230,7 +261,7 @@ impl TimedIo<TcpStream> {
     /// Waits, holding no buffer, until the released connection's client sends again
     /// (`Ok(true)`), or its idle timeout passes (`Ok(false)`).
     pub fn poll_parked(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
-        if self.inner.poll_read_ready(cx)?.is_ready() {
+        if self.inner.has_buffered_input() || self.inner.tcp().poll_read_ready(cx)?.is_ready() {
             let now = Instant::now();
             self.quiet_since = now;
             self.active = false;

@@ -175,9 +175,9 @@ async fn answer(request: Request<Incoming>, control: Weak<Control>) -> SideRespo
             ),
             Err(failure) => {
                 let status = match &failure {
-                    ReloadError::Load(LoadError::Invalid(_)) | ReloadError::Token(_) => {
-                        StatusCode::UNPROCESSABLE_ENTITY
-                    }
+                    ReloadError::Load(LoadError::Invalid(_))
+                    | ReloadError::Token(_)
+                    | ReloadError::Tls(_) => StatusCode::UNPROCESSABLE_ENTITY,
                     ReloadError::Load(LoadError::Read { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
                     ReloadError::Bind { .. } | ReloadError::NoSource => StatusCode::CONFLICT,
                 };

@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
-use lb_core::config::{AdminConfig, Change, Config, TokenSource, diff};
+use lb_core::config::{AdminConfig, BackendConfig, Change, Config, TokenSource, diff};
 use lb_core::retry::RetryBudget;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
@@ -25,6 +25,7 @@ use crate::listener::{AcceptLoop, ConnectionLimit};
 use crate::metrics::Metrics;
 use crate::runtime::{Runtime, Shared, new_backend};
 use crate::shutdown::Shutdown;
+use crate::tls::{ServerTls, TlsError};
 use crate::upstream::backend::Backend;
 use crate::upstream::health::HealthCheckers;
 
@@ -67,6 +68,9 @@ pub enum ReloadError {
     /// The admin API's token could not be read.
     #[error("admin token: {0}")]
     Token(String),
+    /// A certificate, key or CA file of the new configuration cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// The running daemon's tasks, changed only under [`Control`]'s lock.
@@ -74,6 +78,8 @@ pub enum ReloadError {
 pub(crate) struct Live {
     /// The proxy's accept loop.
     pub(crate) proxy: AcceptLoop,
+    /// The redirect to HTTPS's accept loop, when `server.http_redirect` is set.
+    pub(crate) redirect: Option<AcceptLoop>,
     /// Accept loops of addresses a reload moved away from: their connections live on.
     pub(crate) retired: Vec<JoinHandle<()>>,
     /// The metrics endpoint.
@@ -84,6 +90,8 @@ pub(crate) struct Live {
     pub(crate) health: HealthCheckers,
     /// The configuration file's watcher, when `reload.watch` is on.
     pub(crate) watcher: Option<Watcher>,
+    /// The certificates' watcher, when `server.tls.watch` is on.
+    pub(crate) tls_watch: Option<JoinHandle<()>>,
 }
 
 /// The daemon's control: the shared state, and the live tasks behind one lock.
@@ -95,6 +103,8 @@ pub(crate) struct Control {
     pub(crate) source: Option<ConfigSource>,
     /// The admin API's bearer token, when one is configured.
     pub(crate) token: ArcSwapOption<String>,
+    /// The TLS terminator of the proxy listener, when `server.tls` is set.
+    pub(crate) tls: Option<Arc<ServerTls>>,
     pub(crate) limit: Arc<ConnectionLimit>,
     pub(crate) tracker: TaskTracker,
     live: Mutex<Option<Live>>,
@@ -109,8 +119,13 @@ impl Control {
         shutdown: Arc<Shutdown>,
     ) -> Result<Control, StartError> {
         let token = read_token(&config.admin).map_err(StartError::Token)?;
+        check_upstream_tls(config.backends.iter())?;
         let prebound = endpoints::bind_at_start(&config, options.inherited).await?;
         let metrics = Arc::new(Metrics::new());
+        let tls = match &config.server.tls {
+            Some(settings) => Some(Arc::new(ServerTls::new(settings, metrics.clone())?)),
+            None => None,
+        };
         let config = Arc::new(config);
         metrics.config.loaded(config_hash(&config), unix_now());
         let limit = Arc::new(ConnectionLimit::new(config.server.max_client_connections));
@@ -119,6 +134,7 @@ impl Control {
             shared,
             source: options.source,
             token: ArcSwapOption::new(token.map(Arc::new)),
+            tls,
             limit,
             tracker: TaskTracker::new(),
             live: Mutex::new(None),
@@ -136,13 +152,11 @@ impl Control {
         let prebound = prebound.expect("installed once, after start");
         let runtime = self.shared.runtime.load_full();
         let config = &runtime.config;
-        let proxy = AcceptLoop::start(
-            prebound.proxy.listener,
-            prebound.proxy.addr,
-            &self.shared,
-            &self.limit,
-            &self.tracker,
-        );
+        let proxy = endpoints::proxy(prebound.proxy, self);
+        let redirect = prebound.redirect.zip(config.server.http_redirect.as_ref());
+        let redirect = redirect.map(|(bound, settings)| {
+            endpoints::redirect_on((Arc::new(bound.listener), bound.addr), settings, self)
+        });
         let metrics = prebound
             .metrics
             .map(|bound| endpoints::metrics(bound, config, self));
@@ -155,15 +169,23 @@ impl Control {
         let watcher = self.watcher(config);
         let live = Live {
             proxy,
+            redirect,
             retired: Vec::new(),
             metrics,
             admin,
             health,
             watcher,
+            tls_watch: self.tls_watch(),
         };
         let addresses = live.addresses();
         *self.live.lock().await = Some(live);
         addresses
+    }
+
+    /// Watches the certificates' files when `server.tls.watch` is on.
+    fn tls_watch(&self) -> Option<JoinHandle<()>> {
+        let tls = self.tls.as_ref().filter(|tls| tls.settings().watch)?;
+        crate::tls::watch::spawn(tls.clone(), self.shared.shutdown.clone())
     }
 
     fn watcher(self: &Arc<Self>, config: &Config) -> Option<Watcher> {
@@ -185,7 +207,7 @@ impl Control {
                 return Err(error.into());
             }
         };
-        self.apply(config).await
+        Box::pin(self.apply(config)).await
     }
 
     /// Applies `config`: all of it, or nothing when a listener cannot be bound.
@@ -197,7 +219,8 @@ impl Control {
         let Some(live) = live.as_mut() else {
             return Err(ReloadError::NoSource);
         };
-        let result = apply(self, live, config).await;
+        // Boxed: a configuration is large, and reloads are rare.
+        let result = Box::pin(apply(self, live, config)).await;
         let metrics = &self.shared.metrics.config;
         metrics.count_reload(result.is_ok());
         match &result {
@@ -247,6 +270,10 @@ impl Control {
         let endpoint = |endpoint: &Option<Endpoint>| endpoint.as_ref().map(|e| e.listener.clone());
         let listeners = [
             ("proxy", Some(live.proxy.listener.clone())),
+            (
+                "redirect",
+                live.redirect.as_ref().map(|r| r.listener.clone()),
+            ),
             ("metrics", endpoint(&live.metrics)),
             ("admin", endpoint(&live.admin)),
         ];
@@ -276,20 +303,28 @@ impl Control {
         );
         let Live {
             proxy,
+            redirect,
             retired,
             metrics,
             admin,
             mut health,
             watcher,
+            tls_watch,
         } = live;
         drop(watcher);
+        if let Some(tls_watch) = tls_watch {
+            tls_watch.abort();
+        }
         health.stop_all();
         let endpoints: Vec<_> = [metrics, admin]
             .into_iter()
             .flatten()
             .map(Endpoint::stop)
             .collect();
-        let loops: Vec<_> = retired.into_iter().chain([proxy.retire()]).collect();
+        let loops: Vec<_> = (retired.into_iter())
+            .chain([proxy.retire()])
+            .chain(redirect.map(AcceptLoop::retire))
+            .collect();
         let drained = async {
             for task in loops {
                 let _ = task.await;
@@ -321,8 +356,23 @@ async fn apply(
         .collect();
     // What cannot change while the daemon runs stays as it is, and says so in the report.
     config.server.workers = old.config.server.workers;
+    if config.server.tls.is_some() != old.config.server.tls.is_some() {
+        config.server.tls = old.config.server.tls.clone();
+    }
     let token = read_token(&config.admin).map_err(ReloadError::Token)?;
+    let joining = diff(&old.config, &config)
+        .into_iter()
+        .filter_map(|change| match change {
+            Change::BackendAdded(backend) => Some(backend),
+            _ => None,
+        });
+    check_upstream_tls(joining.collect::<Vec<_>>().iter())?;
     let rebinds = Rebinds::prepare(&old.config, &config, live).await?;
+    // The certificates last: the one step that changes something and may still fail (every
+    // certificate loads, or none is swapped in).
+    if let (Some(tls), Some(settings)) = (&control.tls, &config.server.tls) {
+        tls.apply(settings)?;
+    }
 
     // From here on nothing fails.
     let changes = diff(&old.config, &config);
@@ -395,6 +445,13 @@ async fn apply(
             .reconfigure(&config.health_check, &runtime.backends);
     }
     rebinds.install(control, live, &config);
+    if config.server.tls != old.config.server.tls {
+        // The certificates may live in other directories now.
+        if let Some(watch) = live.tls_watch.take() {
+            watch.abort();
+        }
+        live.tls_watch = control.tls_watch();
+    }
     if live.watcher.is_none() {
         live.watcher = control.watcher(&config);
     }
@@ -406,6 +463,19 @@ async fn apply(
         addresses: live.addresses(),
         hash: config_hash(&config),
     })
+}
+
+/// Builds the TLS settings of each backend reached over TLS, so that a CA or client
+/// certificate that cannot be used refuses the start or the reload rather than every request.
+fn check_upstream_tls<'a>(
+    backends: impl Iterator<Item = &'a BackendConfig>,
+) -> Result<(), TlsError> {
+    for backend in backends {
+        if let Some(tls) = &backend.tls {
+            crate::tls::client::upstream_tls(tls, backend.address)?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads the admin API's token from its file or environment variable.

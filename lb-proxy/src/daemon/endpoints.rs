@@ -1,5 +1,5 @@
-//! The listeners a reload may move — the proxy, the metrics endpoint, the admin API — and how
-//! they move: every new address is bound before anything changes (so a bind failure leaves the
+//! The listeners a reload may move — the proxy, the redirect to HTTPS, the metrics endpoint,
+//! the admin API — and how they move: every new address is bound before anything changes (so a bind failure leaves the
 //! running configuration as it was), then the new listener serves before the old one closes.
 //! At start, a listener taken over from a previous process is used when its address is the one
 //! configured.
@@ -7,14 +7,16 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use lb_core::config::Config;
+use lb_core::config::{Config, RedirectConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::control::{Control, Live, ReloadError};
 use super::takeover::Inherited;
 use super::{StartError, admin};
+use crate::conn::ListenerKind;
 use crate::listener::AcceptLoop;
+use crate::proxy::edge::Redirect;
 use crate::shutdown::Shutdown;
 
 /// A bound listener, not yet served.
@@ -28,6 +30,7 @@ pub(crate) struct Bound {
 #[derive(Debug)]
 pub(crate) struct Prebound {
     pub(crate) proxy: Bound,
+    pub(crate) redirect: Option<Bound>,
     pub(crate) metrics: Option<Bound>,
     pub(crate) admin: Option<Bound>,
 }
@@ -41,6 +44,14 @@ pub(crate) async fn bind_at_start(
     let proxy = take_or_bind("proxy", config.server.listen, inherited.proxy)
         .await
         .map_err(bind_error)?;
+    let redirect = match &config.server.http_redirect {
+        Some(redirect) => Some(
+            take_or_bind("redirect", redirect.listen, inherited.redirect)
+                .await
+                .map_err(bind_error)?,
+        ),
+        None => None,
+    };
     let metrics = match config.metrics.enabled {
         true => Some(
             take_or_bind("metrics", config.metrics.listen, inherited.metrics)
@@ -59,6 +70,7 @@ pub(crate) async fn bind_at_start(
     };
     Ok(Prebound {
         proxy,
+        redirect,
         metrics,
         admin,
     })
@@ -104,6 +116,42 @@ pub(crate) async fn bind(what: &'static str, addr: SocketAddr) -> Result<Bound, 
         .map_err(|error| (what, addr, error))?;
     let addr = listener.local_addr().map_err(|error| (what, addr, error))?;
     Ok(Bound { listener, addr })
+}
+
+/// Accepts client traffic on `bound` (HTTPS when the daemon terminates TLS).
+pub(crate) fn proxy(bound: Bound, control: &Arc<Control>) -> AcceptLoop {
+    let kind = ListenerKind {
+        tls: control.tls.clone(),
+        redirect: None,
+    };
+    AcceptLoop::start(
+        Arc::new(bound.listener),
+        bound.addr,
+        kind,
+        &control.shared,
+        &control.limit,
+        &control.tracker,
+    )
+}
+
+/// Serves the redirect to HTTPS on `listener` with `settings`.
+pub(crate) fn redirect_on(
+    (listener, addr): (Arc<TcpListener>, SocketAddr),
+    settings: &RedirectConfig,
+    control: &Arc<Control>,
+) -> AcceptLoop {
+    let kind = ListenerKind {
+        tls: None,
+        redirect: Some(Arc::new(Redirect::new(settings))),
+    };
+    AcceptLoop::start(
+        listener,
+        addr,
+        kind,
+        &control.shared,
+        &control.limit,
+        &control.tracker,
+    )
 }
 
 /// A small HTTP endpoint being served.
@@ -185,6 +233,7 @@ enum Plan {
 #[derive(Debug)]
 pub(crate) struct Rebinds {
     proxy: Option<Bound>,
+    redirect: Plan,
     metrics: Plan,
     admin: Plan,
 }
@@ -200,6 +249,18 @@ impl Rebinds {
         let proxy = match new.server.listen != old.server.listen {
             true => Some(bind("proxy", new.server.listen).await.map_err(bind_error)?),
             false => None,
+        };
+        let (old_redirect, new_redirect) = (&old.server.http_redirect, &new.server.http_redirect);
+        let redirect = match (live.redirect.is_some(), new_redirect) {
+            (false, None) => Plan::Keep,
+            (true, None) => Plan::Stop,
+            (running, Some(wanted))
+                if !running || old_redirect.as_ref().map(|r| r.listen) != Some(wanted.listen) =>
+            {
+                Plan::Move(bind("redirect", wanted.listen).await.map_err(bind_error)?)
+            }
+            (true, Some(_)) if old_redirect != new_redirect => Plan::Restart,
+            (_, Some(_)) => Plan::Keep,
         };
         let metrics = match (live.metrics.is_some(), new.metrics.enabled) {
             (false, false) => Plan::Keep,
@@ -223,6 +284,7 @@ impl Rebinds {
         };
         Ok(Self {
             proxy,
+            redirect,
             metrics,
             admin,
         })
@@ -231,16 +293,29 @@ impl Rebinds {
     /// Serves the new listeners, then stops the old ones.
     pub(crate) fn install(self, control: &Arc<Control>, live: &mut Live, config: &Config) {
         if let Some(bound) = self.proxy {
-            let fresh = AcceptLoop::start(
-                bound.listener,
-                bound.addr,
-                &control.shared,
-                &control.limit,
-                &control.tracker,
-            );
+            let fresh = proxy(bound, control);
             let old = std::mem::replace(&mut live.proxy, fresh);
             live.retired.push(old.retire());
         }
+        let running = live.redirect.take();
+        live.redirect = match (self.redirect, running, &config.server.http_redirect) {
+            (Plan::Keep, running, _) => running,
+            (Plan::Stop, running, _) | (_, running, None) => {
+                live.retired.extend(running.map(AcceptLoop::retire));
+                None
+            }
+            (Plan::Restart, Some(running), Some(settings)) => {
+                let bound = (running.listener.clone(), running.addr);
+                live.retired.push(running.retire());
+                Some(redirect_on(bound, settings, control))
+            }
+            (Plan::Restart, None, Some(_)) => None,
+            (Plan::Move(bound), running, Some(settings)) => {
+                let fresh = redirect_on((Arc::new(bound.listener), bound.addr), settings, control);
+                live.retired.extend(running.map(AcceptLoop::retire));
+                Some(fresh)
+            }
+        };
         let metrics = match (self.metrics, live.metrics.take()) {
             (Plan::Keep, running) => running,
             (Plan::Stop, running) => {

@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock;
 use crate::shutdown::Shutdown;
+use crate::tls::TlsError;
 use control::{Control, Live};
 pub use control::{ReloadError, ReloadReport};
 pub use source::{ConfigSource, LoadError};
@@ -52,6 +53,9 @@ pub enum StartError {
     /// The admin API's token could not be read.
     #[error("admin token: {0}")]
     Token(String),
+    /// A certificate, key or CA file cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// How the daemon starts, besides its configuration.
@@ -73,6 +77,8 @@ pub struct Daemon {
     pub metrics_addr: Option<SocketAddr>,
     /// Where the admin API is served, when enabled.
     pub admin_addr: Option<SocketAddr>,
+    /// Where the redirect to HTTPS listens, when `server.http_redirect` is set.
+    pub redirect_addr: Option<SocketAddr>,
     control: Arc<Control>,
     shutdown: Arc<Shutdown>,
     sweep: JoinHandle<()>,
@@ -122,7 +128,7 @@ impl Daemon {
     /// # Errors
     /// A listener could not be bound (the address is in use, or not this machine's).
     pub async fn start(config: Config) -> Result<Daemon, StartError> {
-        Self::start_with(config, StartOptions::default()).await
+        Box::pin(Self::start_with(config, StartOptions::default())).await
     }
 
     /// Starts serving with `options`: a source to reload from, sockets taken over.
@@ -138,6 +144,7 @@ impl Daemon {
             listen_addr: addresses.listen,
             metrics_addr: addresses.metrics,
             admin_addr: addresses.admin,
+            redirect_addr: addresses.redirect,
             control,
             shutdown,
             sweep,
@@ -151,6 +158,13 @@ impl Daemon {
         self.control.drain().await;
         self.sweep.abort();
         let _ = self.sweep.await;
+    }
+
+    /// Reads the TLS certificates, keys and ticket keys again, swapping in each one that changed
+    /// and can be served (see docs/tls.md); returns how many were refused (the old ones keep
+    /// serving). Nothing happens without `server.tls`. A reload does this too.
+    pub fn reload_certificates(&self) -> usize {
+        (self.control.tls.as_ref()).map_or(0, |tls| tls.reload_files())
     }
 
     /// A handle that asks the daemon to shut down, for signal handlers.
@@ -210,6 +224,8 @@ pub struct Addresses {
     pub metrics: Option<SocketAddr>,
     /// The admin API, when enabled.
     pub admin: Option<SocketAddr>,
+    /// The redirect to HTTPS, when set.
+    pub redirect: Option<SocketAddr>,
 }
 
 impl Live {
@@ -218,6 +234,7 @@ impl Live {
             listen: self.proxy.addr,
             metrics: self.metrics.as_ref().map(|endpoint| endpoint.addr),
             admin: self.admin.as_ref().map(|endpoint| endpoint.addr),
+            redirect: self.redirect.as_ref().map(|accept| accept.addr),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! `SO_REUSEPORT` twin would drop its queue). The exchange:
 //! 1. the new process connects and sends `TAKE\n`;
 //! 2. the old one answers `lb-takeover 1 <roles>\n` with the sockets (`SCM_RIGHTS`), in the
-//!    order of the roles (`proxy`, `metrics`, `admin`);
+//!    order of the roles (`proxy`, `redirect`, `metrics`, `admin`);
 //! 3. the new process starts serving on them and sends `READY\n`;
 //! 4. the old one stops accepting and drains within `server.shutdown_grace` (a hard deadline),
 //!    then exits. If the new process fails before `READY`, the old one keeps serving.
@@ -42,6 +42,8 @@ const GREETING: &str = "lb-takeover 1";
 pub struct Inherited {
     /// The proxy's listener.
     pub proxy: Option<std::net::TcpListener>,
+    /// The redirect to HTTPS's listener.
+    pub redirect: Option<std::net::TcpListener>,
     /// The metrics endpoint's listener.
     pub metrics: Option<std::net::TcpListener>,
     /// The admin API's listener.
@@ -159,6 +161,7 @@ impl UpgradeSocket {
             let listener = std::net::TcpListener::from(fd);
             match role {
                 "proxy" => inherited.proxy = Some(listener),
+                "redirect" => inherited.redirect = Some(listener),
                 "metrics" => inherited.metrics = Some(listener),
                 "admin" => inherited.admin = Some(listener),
                 _ => return Err(protocol(&line)),
@@ -173,7 +176,7 @@ impl UpgradeSocket {
 
 /// Receives one line and the descriptors sent with it.
 fn receive_fds(stream: &UnixStream) -> std::io::Result<(String, Vec<OwnedFd>)> {
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut data = [0u8; 256];
     let received = rustix::net::recvmsg(
@@ -273,7 +276,7 @@ fn hand_over(stream: UnixStream, sockets: Vec<(&'static str, OwnedFd)>) -> std::
     let roles: Vec<&str> = sockets.iter().map(|(role, _)| *role).collect();
     let greeting = format!("{GREETING} {}\n", roles.join(" "));
     let fds: Vec<_> = sockets.iter().map(|(_, fd)| fd.as_fd()).collect();
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     control.push(SendAncillaryMessage::ScmRights(&fds));
     rustix::net::sendmsg(

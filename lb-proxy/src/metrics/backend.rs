@@ -51,6 +51,7 @@ pub(crate) struct BackendFamilies {
     pub(super) weight: Family<BackendLabels, Gauge>,
     pub(super) drained: Family<BackendLabels, Gauge>,
     pub(super) upstream_idle: Family<BackendLabels, Gauge>,
+    pub(super) upstream_tls_errors: Family<super::tls::UpstreamTlsLabels, Counter>,
 }
 
 /// The live backends' handles, by name.
@@ -238,6 +239,14 @@ impl BackendMetrics {
                 backend: self.name.clone(),
                 result,
             });
+        }
+        for reason in super::tls::UPSTREAM_TLS_REASONS {
+            families
+                .upstream_tls_errors
+                .remove(&super::tls::UpstreamTlsLabels {
+                    backend: self.name.clone(),
+                    reason,
+                });
         }
         for to in BREAKER_STATES {
             families

@@ -8,6 +8,7 @@
 
 mod backend;
 mod serve;
+pub mod tls;
 
 pub use backend::BackendMetrics;
 pub(crate) use backend::{BackendFamilies, BackendRegistry};
@@ -215,13 +216,17 @@ pub struct Metrics {
     pub config: ConfigMetrics,
     /// `lb_runtime_tasks`: tasks alive in the async runtime, sampled at each scrape.
     runtime_tasks: Gauge,
+    /// The TLS and PROXY-protocol families.
+    pub tls: tls::TlsMetrics,
 }
 
 impl Metrics {
     /// Creates and registers every family.
     pub fn new() -> Self {
         let mut registry = Registry::default();
+        let tls = tls::TlsMetrics::register(&mut registry);
         let families = BackendFamilies {
+            upstream_tls_errors: tls.upstream_errors.clone(),
             requests: Family::default(),
             duration: HistogramFamily::new_with_constructor(duration_histogram),
             request_size: HistogramFamily::new_with_constructor(size_histogram),
@@ -371,6 +376,7 @@ impl Metrics {
             no_backend,
             config,
             runtime_tasks,
+            tls,
         }
     }
 

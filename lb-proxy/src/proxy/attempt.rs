@@ -63,6 +63,7 @@ pub(crate) async fn attempts(
                     framing,
                     prepared.expect_body,
                     now,
+                    client.addresses(),
                 );
                 // Boxed: a streamed upload is rare, and its exchange would otherwise take room in
                 // every request's future.
@@ -73,6 +74,7 @@ pub(crate) async fn attempts(
                 body: prepared.to_backend.buffered(),
                 expect_body: prepared.expect_body,
                 idempotent: prepared.idempotent,
+                client: client.addresses(),
             };
             backend.pool.send(backend.addr, outgoing, now).await
         })

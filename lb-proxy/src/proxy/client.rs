@@ -1,9 +1,15 @@
-//! What a connection knows about its client, computed once per connection: the peer, its
-//! address as `X-Forwarded-For` text, and whether it is a trusted proxy.
+//! What a connection knows about its client, computed once per connection: the peer (or the
+//! client a trusted PROXY header names), its address as `X-Forwarded-For` text, whether it is a
+//! trusted proxy, and, on listeners with TLS, a redirect or the PROXY protocol, the rest
+//! ([`Edge`]): a plain listener without them carries nothing more.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use http::header::HeaderValue;
+
+use super::edge::Redirect;
+use crate::tls::store::CertStore;
 
 /// What a connection knows about its client, computed once per connection.
 #[derive(Debug)]
@@ -15,6 +21,31 @@ pub struct ClientInfo {
     /// Whether the peer is in `server.trusted_proxies`: its `X-Forwarded-For` is then believed
     /// and appended to; otherwise it is replaced and the peer is the client.
     pub trusted: bool,
+    /// TLS, redirect and addressing facts; `None` on a plain listener that needs none.
+    pub edge: Option<Box<Edge>>,
+}
+
+/// What a connection knows beyond its peer.
+#[derive(Debug, Default)]
+pub struct Edge {
+    /// What the TLS handshake agreed, on a TLS listener.
+    pub tls: Option<TlsSession>,
+    /// The redirect to HTTPS, on the redirect listener.
+    pub redirect: Option<Arc<Redirect>>,
+    /// The client and the address it connected to (from a PROXY header, or the socket when a
+    /// backend is sent PROXY headers).
+    pub addresses: Option<(SocketAddr, SocketAddr)>,
+}
+
+/// What a client's TLS handshake agreed, for the request path and logs.
+#[derive(Debug)]
+pub struct TlsSession {
+    /// The SNI name the client sent.
+    pub sni: Option<Box<str>>,
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub version: &'static str,
+    /// The certificates the handshake chose from, to tell which site a `Host` belongs to.
+    pub store: Arc<CertStore>,
 }
 
 impl ClientInfo {
@@ -26,7 +57,21 @@ impl ClientInfo {
             peer,
             forwarded_for,
             trusted: lb_core::net::is_trusted(trusted_proxies, peer.ip()),
+            edge: None,
         }
+    }
+
+    /// `X-Forwarded-Proto`: `https` on a TLS connection.
+    pub fn proto(&self) -> &'static [u8] {
+        match &self.edge {
+            Some(edge) if edge.tls.is_some() => b"https",
+            _ => b"http",
+        }
+    }
+
+    /// The (client, destination) pair a PROXY header to a backend names, when known.
+    pub fn addresses(&self) -> Option<&(SocketAddr, SocketAddr)> {
+        self.edge.as_ref()?.addresses.as_ref()
     }
 
     /// The client's address for a request with these headers: the peer, or for a trusted peer

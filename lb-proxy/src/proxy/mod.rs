@@ -9,12 +9,14 @@
 //!
 //! # Layout
 //! - [`client`]: what a connection knows of its client (the connection builds it).
+//! - [`edge`]: the redirect listener's 308 and TLS's 421, answered before any backend.
 //! - [`body`]: the bodies by direction, and the pipe our HTTP/1 loop feeds.
 //! - [`reply`]: what the request path answers.
 
 pub(crate) mod attempt;
 pub(crate) mod body;
 pub(crate) mod client;
+pub(crate) mod edge;
 pub(crate) mod prepare;
 pub(crate) mod reply;
 pub(crate) mod respond;
@@ -66,6 +68,11 @@ pub(crate) fn handle<'a>(
     mut request: ClientRequest,
 ) -> impl Future<Output = Reply> + 'a {
     async move {
+        if let Some(edge) = &client.edge
+            && let Some(reply) = edge::intercept(shared, edge, &request)
+        {
+            return reply;
+        }
         let started = clock::now();
         let runtime = shared.runtime.load_full();
         let server = &runtime.config.server;

@@ -188,7 +188,7 @@ fn encode(
         forwarded: Forwarded {
             peer: client.forwarded_for.as_bytes(),
             append: client.trusted,
-            proto: b"http",
+            proto: client.proto(),
         },
     }))
 }

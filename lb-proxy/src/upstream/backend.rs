@@ -87,7 +87,7 @@ impl Backend {
             breaker_closed: AtomicBool::new(true),
             breaker_dirty: AtomicBool::new(false),
             metrics: backend_metrics,
-            pool: Pool::new(upstream),
+            pool: Pool::new(upstream, config, metrics),
         }
     }
 

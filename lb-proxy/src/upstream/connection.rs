@@ -2,14 +2,15 @@
 //! and the IO on it. What is exchanged over it is [`super::h1`]'s.
 
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use super::BoxError;
+use super::stream::UpstreamStream;
 use crate::proto::h1::response::ResponseError;
 
 /// Read buffer room asked for before each read.
@@ -41,37 +42,31 @@ pub enum ExchangeError {
 /// One connection to a backend and the bytes read from it but not yet consumed.
 #[derive(Debug)]
 pub struct Connection {
-    pub(super) stream: TcpStream,
+    pub(super) stream: UpstreamStream,
     pub(super) buffer: BytesMut,
+    /// The client a PROXY header on this connection named: it carries that client's requests
+    /// only. Boxed: rare, and a plain connection stays small.
+    pub(super) proxied_for: Option<Box<SocketAddr>>,
 }
 
 impl Connection {
     /// A fresh connection.
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: UpstreamStream) -> Self {
         Self {
             stream,
             buffer: BytesMut::new(),
+            proxied_for: None,
         }
     }
 
     /// Whether an idle connection can carry a request: no event since it went idle, or an
     /// event that was not the backend closing it or sending unasked bytes.
-    pub fn still_open(&self) -> bool {
-        if !self.buffer.is_empty() {
-            return false;
-        }
-        let mut cx = Context::from_waker(Waker::noop());
-        match self.stream.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            Poll::Ready(Ok(())) => {
-                let mut probe = [0u8; 1];
-                matches!(self.stream.try_read(&mut probe), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
-            }
-        }
+    pub fn still_open(&mut self) -> bool {
+        self.buffer.is_empty() && self.stream.still_open()
     }
 
     /// Writes a whole request known up front: `head`, then `body`.
+    /// The bytes may wait in a TLS stream until [`Connection::flush_if_buffered`].
     pub async fn write_request(&mut self, head: &[u8], body: &[u8]) -> io::Result<()> {
         if body.is_empty() {
             return self.stream.write_all(head).await;
@@ -90,6 +85,14 @@ impl Connection {
             body = &body[written - from_head..];
         }
         self.stream.write_all(body).await
+    }
+
+    /// Sends what a TLS stream still holds (a plain one holds nothing).
+    pub async fn flush_if_buffered(&mut self) -> io::Result<()> {
+        match self.stream.buffers_writes() {
+            true => self.stream.flush().await,
+            false => Ok(()),
+        }
     }
 
     /// Reads one byte batch into the buffer; `Ok(0)` at the end of the stream.

@@ -84,6 +84,9 @@ impl Connection {
             .write_all(head)
             .await
             .map_err(ExchangeError::Write)?;
+        if self.stream.buffers_writes() {
+            self.stream.flush().await.map_err(ExchangeError::Write)?;
+        }
         let mut upload = Upload::new(body, framing);
         // Until the body is written in full, or writing fails: a backend that answers early and
         // closes makes the write fail, and its answer is still read.

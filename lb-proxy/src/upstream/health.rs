@@ -5,6 +5,10 @@
 //! [`HealthCheckers`] keeps the tasks by backend name, so that a reload starts a checker for a
 //! backend that joins, stops the checker of one that leaves, and restarts them all when the
 //! `health_check` section changes, each starting from its backend's current verdict.
+//! A plain backend is probed with hyper's pooled client. A backend reached over TLS or sent
+//! PROXY headers is probed as requests reach it, through its own pool's connect (the same TLS
+//! settings, a v2 `LOCAL` header), one connection per probe: a certificate the balancer would
+//! refuse for requests fails the probe too.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -148,7 +152,10 @@ async fn check_loop(
             _ = ticker.tick() => {}
             _ = shutdown.started() => return,
         }
-        let outcome = probe(&client, &uri, &backend, config.timeout).await;
+        let outcome = match backend.pool.has_edge() {
+            false => probe(&client, &uri, &backend, config.timeout).await,
+            true => Box::pin(probe_own(&backend, &config.path, config.timeout)).await,
+        };
         let healthy = probe_verdict(&outcome, &config.expected_status);
         if healthy {
             success.inc()
@@ -196,4 +203,35 @@ async fn probe(
         Ok(Err(_)) => ProbeOutcome::Other,
         Err(_) => ProbeOutcome::Timeout,
     }
+}
+
+/// A probe over the backend's own connect (TLS, PROXY header), with our HTTP/1.1 client.
+async fn probe_own(backend: &Backend, path: &str, timeout: Duration) -> ProbeOutcome {
+    let host = backend
+        .pool
+        .host_name()
+        .unwrap_or(backend.authority.as_str());
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: lb-health-check\r\nConnection: close\r\n\r\n"
+    );
+    let exchange = async {
+        let Ok(mut connection) = backend.pool.connect_probe(backend.addr).await else {
+            return ProbeOutcome::ConnectError;
+        };
+        let written = connection.write_request(head.as_bytes(), b"").await;
+        if written.is_err() || connection.flush_if_buffered().await.is_err() {
+            return ProbeOutcome::Other;
+        }
+        match connection.read_response(true, 64 * 1024).await {
+            Ok((head, body)) => {
+                // Read the (small) body, as a probe of hyper's client does.
+                let _ = body.collect().await;
+                ProbeOutcome::Status(head.status.as_u16())
+            }
+            Err(_) => ProbeOutcome::Other,
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or(ProbeOutcome::Timeout)
 }

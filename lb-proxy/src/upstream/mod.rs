@@ -19,27 +19,42 @@
 //! (the daemon's sweep), idle connections the backend closed or that outlived
 //! `upstream.pool_idle_timeout` are closed, so none lingers in `CLOSE_WAIT` while traffic is
 //! quiet.
+//!
+//! A backend with `tls` is reached over TLS ([`stream`]): the handshake is part of the connect
+//! and bounded by `upstream.connect_timeout`, and a failed one (an untrusted or misnamed
+//! certificate) fails the connect, logged with its reason; nothing is ever sent in plain text
+//! instead. TLS connections are pooled like plain ones. A backend with `proxy_protocol: v2`
+//! gets a v2 header on each new connection, naming the client; such a connection then carries
+//! that client's requests only.
 
 pub(crate) mod backend;
 pub(crate) mod body;
 pub(crate) mod connection;
 pub(crate) mod h1;
 pub(crate) mod health;
+pub(crate) mod stream;
 mod upload;
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lb_core::config::UpstreamConfig;
+use lb_core::config::{BackendConfig, UpstreamConfig};
 use lb_core::retry::FailureKind;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::metrics::Metrics;
+use crate::metrics::tls::UpstreamTlsLabels;
 use crate::proto::h1::framing::Framing;
 use crate::proto::h1::response::ResponseHead;
+use crate::tls::client::{UpstreamTls, failure_reason, upstream_tls};
 pub use body::ResponseBody;
 pub use connection::{Connection, ExchangeError};
+use stream::UpstreamStream;
 pub use upload::UploadBody;
 
 /// A body error of any kind: what a streamed upload's body may fail with, and what hyper's
@@ -66,6 +81,8 @@ pub struct Pool {
     settings: PoolSettings,
     /// Set when the backend left the configuration: no connection is kept any more.
     closed: AtomicBool,
+    /// How to reach the backend beyond TCP: TLS, the PROXY header. `None` for a plain backend.
+    edge: Option<Box<UpstreamEdge>>,
 }
 
 /// A pool's limits, as atomics so that a reload changes them in place.
@@ -82,6 +99,27 @@ fn nanos(duration: Duration) -> u64 {
 }
 
 impl PoolSettings {
+    fn new(upstream: &UpstreamConfig) -> Self {
+        Self {
+            max_idle: AtomicUsize::new(upstream.pool_max_idle_per_backend),
+            idle_timeout_ns: AtomicU64::new(nanos(upstream.pool_idle_timeout)),
+            connect_timeout_ns: AtomicU64::new(nanos(upstream.connect_timeout)),
+            max_head_bytes: AtomicUsize::new(upstream.max_response_header_bytes),
+        }
+    }
+
+    fn set(&self, upstream: &UpstreamConfig) {
+        self.max_idle
+            .store(upstream.pool_max_idle_per_backend, Ordering::Relaxed);
+        (self.idle_timeout_ns).store(nanos(upstream.pool_idle_timeout), Ordering::Relaxed);
+        (self.connect_timeout_ns).store(nanos(upstream.connect_timeout), Ordering::Relaxed);
+        (self.max_head_bytes).store(upstream.max_response_header_bytes, Ordering::Relaxed);
+    }
+
+    fn max_idle(&self) -> usize {
+        self.max_idle.load(Ordering::Relaxed)
+    }
+
     fn idle_timeout(&self) -> Duration {
         Duration::from_nanos(self.idle_timeout_ns.load(Ordering::Relaxed))
     }
@@ -95,6 +133,20 @@ impl PoolSettings {
     }
 }
 
+/// TLS and the PROXY protocol towards one backend.
+#[derive(Debug)]
+struct UpstreamEdge {
+    /// The TLS settings, or why they could not be built (every connect then fails: a backend
+    /// meant for TLS is never reached in plain text).
+    tls: Option<Result<UpstreamTls, Arc<str>>>,
+    /// Whether new connections start with a PROXY v2 header.
+    proxy_protocol: bool,
+    /// The backend's name, for logs.
+    name: Arc<String>,
+    /// `lb_upstream_tls_errors_total` for this backend.
+    errors: Family<UpstreamTlsLabels, Counter>,
+}
+
 #[derive(Debug)]
 struct IdleConnection {
     connection: Connection,
@@ -102,30 +154,42 @@ struct IdleConnection {
 }
 
 impl Pool {
-    /// An empty pool with the limits of `upstream`.
-    pub fn new(upstream: &UpstreamConfig) -> Self {
+    /// An empty pool for `backend` with the limits of `upstream`.
+    pub fn new(upstream: &UpstreamConfig, backend: &BackendConfig, metrics: &Metrics) -> Self {
+        let proxy_protocol = !backend.proxy_protocol.is_off();
+        let edge = (backend.tls.is_some() || proxy_protocol).then(|| {
+            let tls = backend.tls.as_ref().map(|tls| {
+                upstream_tls(tls, backend.address).map_err(|error| {
+                    tracing::error!(backend = %backend.name, %error, "TLS to the backend cannot be set up: its requests fail");
+                    Arc::from(error.to_string())
+                })
+            });
+            Box::new(UpstreamEdge {
+                tls,
+                proxy_protocol,
+                name: Arc::new(backend.name.clone()),
+                errors: metrics.tls.upstream_errors.clone(),
+            })
+        });
         Self {
             idle: Mutex::new(Vec::new()),
-            settings: PoolSettings {
-                max_idle: AtomicUsize::new(upstream.pool_max_idle_per_backend),
-                idle_timeout_ns: AtomicU64::new(nanos(upstream.pool_idle_timeout)),
-                connect_timeout_ns: AtomicU64::new(nanos(upstream.connect_timeout)),
-                max_head_bytes: AtomicUsize::new(upstream.max_response_header_bytes),
-            },
+            settings: PoolSettings::new(upstream),
             closed: AtomicBool::new(false),
+            edge,
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<IdleConnection>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Takes the limits of `upstream` from now on; idle connections over the new count close.
     pub fn configure(&self, upstream: &UpstreamConfig) {
-        let settings = &self.settings;
-        let max_idle = upstream.pool_max_idle_per_backend;
-        settings.max_idle.store(max_idle, Ordering::Relaxed);
-        (settings.idle_timeout_ns).store(nanos(upstream.pool_idle_timeout), Ordering::Relaxed);
-        (settings.connect_timeout_ns).store(nanos(upstream.connect_timeout), Ordering::Relaxed);
-        (settings.max_head_bytes).store(upstream.max_response_header_bytes, Ordering::Relaxed);
+        self.settings.set(upstream);
         let mut idle = self.lock();
-        let excess = idle.len().saturating_sub(max_idle);
+        let excess = idle.len().saturating_sub(self.settings.max_idle());
         // The coldest go first.
         idle.drain(..excess);
     }
@@ -142,18 +206,16 @@ impl Pool {
         drop(idle);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<IdleConnection>> {
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Takes the most recently used live connection; dead or expired ones are dropped (closed).
-    fn take_idle(&self, now: Instant) -> Option<Connection> {
-        let idle_timeout = self.settings.idle_timeout();
+    /// `client`: the client a PROXY header would name, when the backend is sent one.
+    fn take_idle(&self, now: Instant, client: Option<SocketAddr>) -> Option<Connection> {
+        if self.edge.as_ref().is_some_and(|edge| edge.proxy_protocol) {
+            return self.take_idle_for(now, client);
+        }
         let mut idle = self.lock();
-        while let Some(idle_connection) = idle.pop() {
-            let expired = now.saturating_duration_since(idle_connection.since) > idle_timeout;
+        while let Some(mut idle_connection) = idle.pop() {
+            let expired =
+                now.saturating_duration_since(idle_connection.since) > self.settings.idle_timeout();
             if !expired && idle_connection.connection.still_open() {
                 return Some(idle_connection.connection);
             }
@@ -161,13 +223,24 @@ impl Pool {
         None
     }
 
+    /// Takes the warmest live connection whose PROXY header named `client`.
+    fn take_idle_for(&self, now: Instant, client: Option<SocketAddr>) -> Option<Connection> {
+        let mut idle = self.lock();
+        let found = idle
+            .iter()
+            .rposition(|idle| idle.connection.proxied_for.as_deref() == client.as_ref())?;
+        let mut idle_connection = idle.remove(found);
+        let expired =
+            now.saturating_duration_since(idle_connection.since) > self.settings.idle_timeout();
+        (!expired && idle_connection.connection.still_open()).then_some(idle_connection.connection)
+    }
+
     /// Closes the idle connections that expired or that the backend closed; returns how many
     /// are left.
     pub fn sweep(&self, now: Instant) -> usize {
-        let idle_timeout = self.settings.idle_timeout();
         let mut idle = self.lock();
-        idle.retain(|idle_connection| {
-            now.saturating_duration_since(idle_connection.since) <= idle_timeout
+        idle.retain_mut(|idle_connection| {
+            now.saturating_duration_since(idle_connection.since) <= self.settings.idle_timeout()
                 && idle_connection.connection.still_open()
         });
         idle.len()
@@ -178,7 +251,7 @@ impl Pool {
         if self.closed.load(Ordering::Relaxed) {
             return;
         }
-        let max_idle = self.settings.max_idle.load(Ordering::Relaxed);
+        let max_idle = self.settings.max_idle();
         let mut idle = self.lock();
         if idle.len() < max_idle {
             idle.push(IdleConnection {
@@ -188,20 +261,55 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, FailureKind> {
-        let stream =
-            match tokio::time::timeout(self.settings.connect_timeout(), TcpStream::connect(addr))
-                .await
-            {
-                Err(_elapsed) => return Err(FailureKind::ConnectTimeout),
-                Ok(Err(error)) if error.kind() == std::io::ErrorKind::TimedOut => {
+    async fn connect(
+        &self,
+        addr: SocketAddr,
+        client: Option<&(SocketAddr, SocketAddr)>,
+    ) -> Result<Connection, FailureKind> {
+        let connected = async {
+            let stream = match TcpStream::connect(addr).await {
+                Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
                     return Err(FailureKind::ConnectTimeout);
                 }
-                Ok(Err(_)) => return Err(FailureKind::ConnectRefused),
-                Ok(Ok(stream)) => stream,
+                Err(_) => return Err(FailureKind::ConnectRefused),
+                Ok(stream) => stream,
             };
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
+            let _ = stream.set_nodelay(true);
+            match &self.edge {
+                None => Ok(Connection::new(UpstreamStream::Plain(stream))),
+                Some(edge) => edge.connect(stream, client).await,
+            }
+        };
+        match tokio::time::timeout(self.settings.connect_timeout(), connected).await {
+            Err(_elapsed) => {
+                if let Some(edge) = self.edge.as_ref().filter(|edge| edge.tls.is_some()) {
+                    edge.count("timeout");
+                }
+                Err(FailureKind::ConnectTimeout)
+            }
+            Ok(result) => result,
+        }
+    }
+
+    /// Whether the backend is reached over TLS or sent PROXY headers.
+    pub(crate) fn has_edge(&self) -> bool {
+        self.edge.is_some()
+    }
+
+    /// The name the backend's certificate is verified for, when one is configured.
+    pub(crate) fn host_name(&self) -> Option<&str> {
+        match self.edge.as_ref()?.tls.as_ref()? {
+            Ok(tls) => match &tls.server_name {
+                rustls_pki_types::ServerName::DnsName(name) => Some(name.as_ref()),
+                _ => None,
+            },
+            Err(_) => None,
+        }
+    }
+
+    /// A new connection for a health check: TLS as for requests; a PROXY header says `LOCAL`.
+    pub(crate) async fn connect_probe(&self, addr: SocketAddr) -> Result<Connection, FailureKind> {
+        self.connect(addr, None).await
     }
 
     /// Sends a serialised request (`head`, then `body`) on an idle connection when one is alive,
@@ -219,22 +327,26 @@ impl Pool {
             body,
             expect_body,
             idempotent,
+            client,
         } = request;
         loop {
-            let (mut connection, reused) = match self.take_idle(now) {
+            let (mut connection, reused) = match self.take_idle(now, client.map(|(c, _)| *c)) {
                 Some(connection) => (connection, true),
                 // Boxed: connecting is rare with a warm pool, and inline its future would
                 // make every request's future larger by its size.
                 None => (
-                    Connection::new(
-                        Box::pin(self.connect(addr))
-                            .await
-                            .map_err(SendFailure::Connect)?,
-                    ),
+                    Box::pin(self.connect(addr, client))
+                        .await
+                        .map_err(SendFailure::Connect)?,
                     false,
                 ),
             };
-            match connection.write_request(head, body).await {
+            let mut written = connection.write_request(head, body).await;
+            if written.is_ok() && connection.stream.buffers_writes() {
+                // Boxed: only TLS connections take it.
+                written = Box::pin(connection.flush_if_buffered()).await;
+            }
+            match written {
                 Ok(()) => {}
                 Err(_) if reused => continue,
                 Err(error) => return Err(ExchangeError::Write(error).into()),
@@ -251,6 +363,7 @@ impl Pool {
 
     /// Sends a request whose body streams, on an idle connection when one is alive, else on a
     /// new one; the body is not replayable, so nothing is sent twice.
+    #[allow(clippy::too_many_arguments)] // the request's parts, as `send` takes them
     pub async fn send_streaming(
         &self,
         addr: SocketAddr,
@@ -259,10 +372,11 @@ impl Pool {
         framing: Framing,
         expect_body: bool,
         now: Instant,
+        client: Option<&(SocketAddr, SocketAddr)>,
     ) -> Result<(ResponseHead, ResponseBody), SendFailure> {
-        let connection = match self.take_idle(now) {
+        let connection = match self.take_idle(now, client.map(|(c, _)| *c)) {
             Some(connection) => connection,
-            None => Connection::new(self.connect(addr).await.map_err(SendFailure::Connect)?),
+            None => (self.connect(addr, client).await).map_err(SendFailure::Connect)?,
         };
         Ok(connection
             .exchange_streaming(
@@ -287,4 +401,59 @@ pub struct Outgoing<'a> {
     pub expect_body: bool,
     /// Whether the method is idempotent.
     pub idempotent: bool,
+    /// The client and the address it connected to, for a backend sent PROXY headers.
+    pub client: Option<&'a (SocketAddr, SocketAddr)>,
+}
+
+impl UpstreamEdge {
+    /// The PROXY header, then the TLS handshake, on a new connection.
+    async fn connect(
+        &self,
+        mut stream: TcpStream,
+        client: Option<&(SocketAddr, SocketAddr)>,
+    ) -> Result<Connection, FailureKind> {
+        if self.proxy_protocol {
+            let mut header = Vec::with_capacity(52);
+            crate::proto::proxy_protocol::write_v2(&mut header, client.copied());
+            if stream.write_all(&header).await.is_err() {
+                return Err(FailureKind::ConnectRefused);
+            }
+        }
+        let stream = match &self.tls {
+            None => UpstreamStream::Plain(stream),
+            Some(Err(why)) => {
+                tracing::warn!(backend = %self.name, error = %why, "no TLS to the backend: request not sent");
+                self.count("setup");
+                return Err(FailureKind::ConnectRefused);
+            }
+            Some(Ok(tls)) => {
+                let handshake = tls.connector.connect(tls.server_name.clone(), stream);
+                match handshake.await {
+                    Ok(stream) => UpstreamStream::Tls(Box::new(stream)),
+                    Err(error) => {
+                        let reason = failure_reason(&error);
+                        tracing::warn!(
+                            backend = %self.name, reason, %error,
+                            "TLS handshake with the backend failed: request not sent"
+                        );
+                        self.count(reason);
+                        return Err(FailureKind::ConnectRefused);
+                    }
+                }
+            }
+        };
+        let mut connection = Connection::new(stream);
+        connection.proxied_for = client
+            .filter(|_| self.proxy_protocol)
+            .map(|(c, _)| Box::new(*c));
+        Ok(connection)
+    }
+
+    fn count(&self, reason: &'static str) {
+        let labels = UpstreamTlsLabels {
+            backend: self.name.clone(),
+            reason,
+        };
+        self.errors.get_or_create(&labels).inc();
+    }
 }

@@ -121,9 +121,17 @@ impl Upload {
         loop {
             std::task::ready!(self.pending.poll_write(writer, cx)).map_err(ExchangeError::Write)?;
             if self.ended {
+                // A TLS stream may still hold the last records.
+                std::task::ready!(Pin::new(&mut *writer).poll_flush(cx))
+                    .map_err(ExchangeError::Write)?;
                 return Poll::Ready(Ok(()));
             }
-            let frame = std::task::ready!(self.body.as_mut().poll_frame(cx));
+            let Poll::Ready(frame) = self.body.as_mut().poll_frame(cx) else {
+                // While the client's body waits, what was written must reach the backend.
+                std::task::ready!(Pin::new(&mut *writer).poll_flush(cx))
+                    .map_err(ExchangeError::Write)?;
+                return Poll::Pending;
+            };
             let data = match frame {
                 None => {
                     if !self.chunked && self.left > 0 {

@@ -1,10 +1,12 @@
-//! Replays the fuzz corpora of the HTTP/1.1 codec through the fuzz targets' checks, on stable,
+//! Replays the fuzz corpora of the HTTP/1.1 codec and the PROXY protocol parser through the fuzz targets' checks, on stable,
 //! in CI: every seed and every saved finding stays a regression test.
 
 #[path = "../../../fuzz/src/chunked_check.rs"]
 mod chunked_check;
 #[path = "../../../fuzz/src/header_check.rs"]
 mod header_check;
+#[path = "../../../fuzz/src/proxy_check.rs"]
+mod proxy_check;
 #[path = "../../../fuzz/src/request_check.rs"]
 mod request_check;
 #[path = "../../../fuzz/src/response_check.rs"]
@@ -46,4 +48,9 @@ fn response_head_corpus_holds_the_properties() {
 #[test]
 fn chunked_corpus_holds_the_properties() {
     replay("chunked", chunked_check::check, 6);
+}
+
+#[test]
+fn proxy_header_corpus_holds_the_properties() {
+    replay("proxy_header", proxy_check::check, 10);
 }

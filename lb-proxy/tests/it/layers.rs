@@ -10,6 +10,7 @@ const LAYERS: &[&[&str]] = &[
     &["clock", "proto", "shutdown"],
     &["side_listener"],
     &["metrics"],
+    &["tls"],
     &["upstream"],
     &["runtime"],
     &["proxy"],

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::support::tls::{TempDir, TestCa, tls_section};
 use crate::support::{backends, balancer, client, get, scrape};
 
 const DASHBOARD: &str = "docs/grafana/lb-dashboard.json";
@@ -87,7 +88,19 @@ async fn ops_files_name_only_exported_metrics() {
     assert_eq!(answer.status, 200);
     let metrics = scrape(&daemon).await;
     daemon.shutdown().await;
-    let families = exported_families(&metrics);
+    let mut families = exported_families(&metrics);
+    // The TLS families have series once a listener serves certificates.
+    let (dir, ca) = (TempDir::new("ops"), TestCa::new("ops ca"));
+    let leaf = ca.leaf(&["ops.test"]);
+    dir.write("c.pem", &leaf.cert);
+    dir.write("k.pem", &leaf.key);
+    let server = format!(
+        "server:\n{}",
+        tls_section(&dir.0, &[("c.pem", "k.pem")], "")
+    );
+    let tls_daemon = balancer(&fleet, &server).await;
+    families.extend(exported_families(&scrape(&tls_daemon).await));
+    tls_daemon.shutdown().await;
     assert!(
         families
             .get("lb_request_duration_seconds")
@@ -119,6 +132,8 @@ async fn ops_files_name_only_exported_metrics() {
                 "lb_circuit_breaker_state",
                 "lb_retry_budget_exhausted_total",
                 "lb_no_backend_total",
+                "lb_tls_certificate_expiry_timestamp_seconds",
+                "lb_tls_certificate_reloads_total",
             ],
         ),
         (ALERTS_TEST, &["lb_requests_total"]),

@@ -9,14 +9,49 @@ use crate::balance::Algorithm;
 fn backend(name: &str, port: u16, weight: u32) -> BackendConfig {
     BackendConfig {
         name: name.to_owned(),
-        address: SocketAddr::from(([127, 0, 0, 1], port)),
         weight,
         max_connections: 100,
+        ..BackendConfig::new(SocketAddr::from(([127, 0, 0, 1], port)))
     }
 }
 
 fn config(backends: Vec<BackendConfig>) -> Config {
     Config::with_backends(backends)
+}
+
+#[test]
+fn a_backend_reached_another_way_is_a_new_backend() {
+    let old = config(vec![backend("a", 1, 1)]);
+    let mut proxied = backend("a", 1, 1);
+    proxied.proxy_protocol = crate::config::SendProxyProtocol::V2;
+    let new = config(vec![proxied.clone()]);
+    assert_eq!(
+        diff(&old, &new),
+        vec![
+            Change::BackendRemoved("a".into()),
+            Change::BackendAdded(proxied)
+        ]
+    );
+}
+
+#[test]
+fn turning_tls_on_or_off_needs_a_restart() {
+    let old = config(vec![backend("a", 1, 1)]);
+    let mut new = old.clone();
+    new.server.tls = Some(crate::config::ServerTlsConfig {
+        certificates: Vec::new(),
+        min_version: Default::default(),
+        session_tickets: true,
+        session_ticket_key_file: None,
+        watch: false,
+    });
+    let changes = diff(&old, &new);
+    assert_eq!(changes.len(), 1);
+    assert!(
+        changes[0]
+            .needs_restart(&old)
+            .is_some_and(|why| why.contains("server.tls"))
+    );
 }
 
 #[test]
@@ -85,17 +120,23 @@ fn arbitrary_config() -> impl Strategy<Value = Config> {
         let n = chosen.len();
         (
             Just(chosen),
-            prop::collection::vec((1u32..4, any::<bool>(), any::<bool>()), n),
+            prop::collection::vec((1u32..4, any::<bool>(), any::<bool>(), any::<bool>()), n),
         )
     })
     .prop_map(|(chosen, tweaks)| {
         chosen
             .into_iter()
             .zip(tweaks)
-            .map(|((name, port), (weight, moved, limited))| BackendConfig {
-                max_connections: if limited { 7 } else { 100 },
-                ..backend(name, if moved { port + 100 } else { port }, weight)
-            })
+            .map(
+                |((name, port), (weight, moved, limited, proxied))| BackendConfig {
+                    max_connections: if limited { 7 } else { 100 },
+                    proxy_protocol: match proxied {
+                        true => crate::config::SendProxyProtocol::V2,
+                        false => crate::config::SendProxyProtocol::Off,
+                    },
+                    ..backend(name, if moved { port + 100 } else { port }, weight)
+                },
+            )
             .collect::<Vec<_>>()
     })
     .prop_shuffle();
@@ -125,16 +166,21 @@ proptest! {
     }
 
     #[test]
-    fn a_backend_that_stays_at_its_address_is_never_removed(
+    fn a_backend_that_stays_at_its_address_the_same_way_is_never_removed(
         a in arbitrary_config(),
         b in arbitrary_config(),
     ) {
         for change in diff(&a, &b) {
             if let Change::BackendRemoved(name) = change {
                 let kept = b.backends.iter().any(|new| {
-                    new.name == name && a.backends.iter().any(|old| old.name == name && old.address == new.address)
+                    new.name == name
+                        && (a.backends.iter()).any(|old| {
+                            old.name == name
+                                && old.address == new.address
+                                && old.proxy_protocol == new.proxy_protocol
+                        })
                 });
-                prop_assert!(!kept, "{name} stayed where it was but was removed");
+                prop_assert!(!kept, "{name} stayed as it was but was removed");
             }
         }
     }

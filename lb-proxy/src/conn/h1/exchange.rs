@@ -7,10 +7,10 @@ use std::task::Poll;
 
 use bytes::BytesMut;
 use http::Version;
-use tokio::net::TcpStream;
 
 use super::feed::{ClientSide, Feeder};
 use super::respond;
+use crate::conn::stream::ClientStream;
 use crate::conn::timed_io::TimedIo;
 use crate::proto::h1::framing::Framing;
 use crate::proto::h1::request::RequestHead;
@@ -38,8 +38,8 @@ pub(super) enum Exchanged {
 /// A function returning an `async move` block, as [`handle`] is: an `async fn` would hold the
 /// head twice.
 #[allow(clippy::manual_async_fn)] // see above
-pub(super) fn exchange<'a>(
-    io: &'a mut TimedIo<TcpStream>,
+pub(super) fn exchange<'a, S: ClientStream>(
+    io: &'a mut TimedIo<S>,
     buffer: &'a mut BytesMut,
     out: &'a mut Vec<u8>,
     shared: &'a Shared,

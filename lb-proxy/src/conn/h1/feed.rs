@@ -11,8 +11,8 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWrite;
-use tokio::net::TcpStream;
 
+use crate::conn::stream::ClientStream;
 use crate::conn::timed_io::TimedIo;
 use crate::proto::h1::chunked::{ChunkedDecoder, Decoded};
 use crate::proto::h1::framing::Framing;
@@ -45,9 +45,9 @@ impl ClientSide<'_> {
     /// for, or else reads what the client sends next. Ready with `Ok` when something changed
     /// (the waiting side should be polled again), with an error when the client went away or
     /// the connection was idle too long; pending otherwise.
-    pub fn poll(
+    pub fn poll<S: ClientStream>(
         &mut self,
-        io: &mut TimedIo<TcpStream>,
+        io: &mut TimedIo<S>,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         if let Some(feeder) = &mut self.feeder
@@ -144,9 +144,9 @@ impl Feeder {
     /// When the request path wants more of the body: hands it the next piece (from `buffer`,
     /// reading the socket when it is empty). Ready once something was handed over or the body
     /// ended; pending while nothing is wanted or nothing has arrived.
-    fn poll_feed(
+    fn poll_feed<S: ClientStream>(
         &mut self,
-        io: &mut TimedIo<TcpStream>,
+        io: &mut TimedIo<S>,
         buffer: &mut BytesMut,
         cx: &mut Context<'_>,
     ) -> Poll<()> {
@@ -159,6 +159,14 @@ impl Feeder {
                     self.continue_left = &self.continue_left[written..];
                 }
                 Poll::Ready(_) => return self.end(Err(PipeError::Io)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        // A TLS stream may hold the `100 Continue` it took until flushed.
+        if S::BUFFERS_WRITES {
+            match Pin::new(&mut *io).poll_flush(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return self.end(Err(PipeError::Io)),
                 Poll::Pending => return Poll::Pending,
             }
         }

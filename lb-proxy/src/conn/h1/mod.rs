@@ -20,8 +20,8 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use http::{Method, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use crate::conn::stream::ClientStream;
 use crate::conn::timed_io::TimedIo;
 use crate::proto::h1::request::{self, Limits, RequestError};
 use crate::proxy::ClientInfo;
@@ -50,15 +50,17 @@ pub(crate) enum Served {
 }
 
 /// Serves requests on `io` until the connection closes or may be released. `resumed`: the
-/// connection was released before and has served a request.
-pub(crate) async fn serve(
-    io: &mut TimedIo<TcpStream>,
+/// connection was released before and has served a request. `read`: bytes of the client's
+/// already read (after a PROXY header), usually none.
+pub(crate) async fn serve<S: ClientStream>(
+    io: &mut TimedIo<S>,
     shared: &Shared,
     client: &Arc<ClientInfo>,
     limits: &Limits,
     resumed: bool,
+    read: BytesMut,
 ) -> Served {
-    let mut buffer = BytesMut::new();
+    let mut buffer = read;
     let mut out = Vec::new();
     // Whether a request was answered on this connection (since it was last resumed).
     let mut served = resumed;
@@ -125,8 +127,8 @@ pub(crate) async fn serve(
 }
 
 /// Answers a head the codec refused, then closes.
-async fn refuse(
-    io: &mut TimedIo<TcpStream>,
+async fn refuse<S: ClientStream>(
+    io: &mut TimedIo<S>,
     out: &mut Vec<u8>,
     buffer: &mut BytesMut,
     shared: &Shared,
@@ -163,8 +165,8 @@ enum Waited {
 
 /// Reads more of a request head into `buffer`. Between requests (an empty buffer) this is where
 /// a draining daemon closes the connection and the timer's release signal is taken.
-async fn read_more(
-    io: &mut TimedIo<TcpStream>,
+async fn read_more<S: ClientStream>(
+    io: &mut TimedIo<S>,
     buffer: &mut BytesMut,
     shared: &Shared,
     max_head_bytes: usize,
@@ -205,7 +207,7 @@ pub(super) fn reserve(buffer: &mut BytesMut, max_head_bytes: usize) {
 /// Closes the writing side, then reads and drops what the client still sends, for at most
 /// [`LINGER`] and [`LINGER_BYTES`]: closing a socket with unread bytes sends a reset, which can
 /// destroy the answer before the client has read it.
-async fn linger(io: &mut TimedIo<TcpStream>) {
+async fn linger<S: ClientStream>(io: &mut TimedIo<S>) {
     if io.shutdown().await.is_err() {
         return;
     }

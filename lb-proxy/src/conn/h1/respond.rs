@@ -14,9 +14,9 @@ use bytes::Bytes;
 use http::{Method, Version};
 use http_body::Body as _;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use super::feed::ClientSide;
+use crate::conn::stream::ClientStream;
 use crate::conn::timed_io::TimedIo;
 use crate::proto::h1::chunked::{CHUNK_END, LAST_CHUNK, push_chunk_size};
 use crate::proto::h1::framing::{Framing, client_framing};
@@ -30,8 +30,8 @@ const COPY_BODY_BYTES: usize = 16 * 1024;
 /// Writes `reply` to a client that sent `method` in `version`. `Ok(true)`: the connection may
 /// carry the next request; `Ok(false)`: it closes now (`last`, the reply's own `close`, or a
 /// close-delimited body); `Err`: the client or the body failed mid-response.
-pub(super) async fn write(
-    io: &mut TimedIo<TcpStream>,
+pub(super) async fn write<S: ClientStream>(
+    io: &mut TimedIo<S>,
     out: &mut Vec<u8>,
     reply: Reply,
     method: &Method,
@@ -39,37 +39,9 @@ pub(super) async fn write(
     last: bool,
     client: &mut ClientSide<'_>,
 ) -> io::Result<bool> {
-    let head_request = *method == Method::HEAD;
-    // `None`: the body is already over; `Some(None)`: its size is not known.
-    let body_size = (!reply.body.is_end_stream()).then(|| reply.body.size_hint().exact());
-    let framing = client_framing(
-        head_request,
-        reply.status,
-        version,
-        body_size,
-        reply.declared_length(),
-    );
-    let last = last || reply.close || framing.close;
-    let connection = match (version, last) {
-        (Version::HTTP_10, false) => ConnectionField::KeepAlive,
-        (Version::HTTP_10, true) => ConnectionField::None,
-        (_, true) => ConnectionField::Close,
-        (_, false) => ConnectionField::None,
-    };
-    write_response_head(
-        out,
-        ClientHead {
-            version,
-            status: reply.status,
-            reason: reply.reason(),
-            fields: reply.fields(),
-            fields_size: reply.fields_size(),
-            framing: framing.field,
-            connection,
-        },
-    );
+    let (framing, last) = head(out, &reply, method, version, last);
     let mut body = reply.body;
-    let mut left = match framing.body {
+    let mut left = match framing {
         Framing::Length(length) => length,
         _ => u64::MAX,
     };
@@ -109,7 +81,7 @@ pub(super) async fn write(
                 _ => continue,
             },
         };
-        match framing.body {
+        match framing {
             Framing::Length(_) => {
                 if data.len() as u64 > left {
                     flush(io, out).await?;
@@ -126,7 +98,7 @@ pub(super) async fn write(
             Framing::UntilClose => push_data(io, out, data).await?,
         }
     }
-    match framing.body {
+    match framing {
         Framing::Length(_) if left > 0 => {
             // The backend's body ended before its declared length: the client must not take
             // what follows for a next response.
@@ -141,7 +113,53 @@ pub(super) async fn write(
     Ok(!last)
 }
 
-async fn push_data(io: &mut TimedIo<TcpStream>, out: &mut Vec<u8>, data: Bytes) -> io::Result<()> {
+/// Writes the head of `reply` into `out`; returns how its body is framed and whether the
+/// connection closes after it. Not generic: one copy serves every stream type, as before TLS
+/// (the head writer is inlined into it).
+fn head(
+    out: &mut Vec<u8>,
+    reply: &Reply,
+    method: &Method,
+    version: Version,
+    last: bool,
+) -> (Framing, bool) {
+    let head_request = *method == Method::HEAD;
+    // `None`: the body is already over; `Some(None)`: its size is not known.
+    let body_size = (!reply.body.is_end_stream()).then(|| reply.body.size_hint().exact());
+    let framing = client_framing(
+        head_request,
+        reply.status,
+        version,
+        body_size,
+        reply.declared_length(),
+    );
+    let last = last || reply.close || framing.close;
+    let connection = match (version, last) {
+        (Version::HTTP_10, false) => ConnectionField::KeepAlive,
+        (Version::HTTP_10, true) => ConnectionField::None,
+        (_, true) => ConnectionField::Close,
+        (_, false) => ConnectionField::None,
+    };
+    write_response_head(
+        out,
+        ClientHead {
+            version,
+            status: reply.status,
+            reason: reply.reason(),
+            fields: reply.fields(),
+            fields_size: reply.fields_size(),
+            framing: framing.field,
+            connection,
+        },
+    );
+    (framing.body, last)
+}
+
+async fn push_data<S: ClientStream>(
+    io: &mut TimedIo<S>,
+    out: &mut Vec<u8>,
+    data: Bytes,
+) -> io::Result<()> {
     if data.len() <= COPY_BODY_BYTES {
         out.extend_from_slice(&data);
         if out.len() >= COPY_BODY_BYTES {
@@ -151,14 +169,21 @@ async fn push_data(io: &mut TimedIo<TcpStream>, out: &mut Vec<u8>, data: Bytes) 
     }
     flush(io, out).await?;
     io.before_write(data.len());
-    io.write_all(&data).await
+    io.write_all(&data).await?;
+    if S::BUFFERS_WRITES {
+        io.flush().await?;
+    }
+    Ok(())
 }
 
-async fn flush(io: &mut TimedIo<TcpStream>, out: &mut Vec<u8>) -> io::Result<()> {
+async fn flush<S: ClientStream>(io: &mut TimedIo<S>, out: &mut Vec<u8>) -> io::Result<()> {
     if !out.is_empty() {
         io.before_write(out.len());
         io.write_all(out).await?;
         out.clear();
+        if S::BUFFERS_WRITES {
+            io.flush().await?;
+        }
     }
     Ok(())
 }

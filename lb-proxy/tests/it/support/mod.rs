@@ -21,6 +21,7 @@ pub mod admin;
 pub mod fake_backend;
 pub mod process;
 pub mod raw;
+pub mod tls;
 
 /// Starts `count` test backends named `b0`, `b1`, ...
 pub async fn backends(count: usize) -> Vec<RunningBackend> {
