@@ -29,7 +29,9 @@ fn routes(n: usize) -> Vec<RouteMatch> {
             let mut route = RouteMatch::default();
             if i % 2 == 0 {
                 let host = format!("svc{i}.example.com");
-                route.hosts.push(HostPattern::parse(&host).expect("valid host"));
+                route
+                    .hosts
+                    .push(HostPattern::parse(&host).expect("valid host"));
                 route.path = Some(PathPattern::SegmentPrefix(format!("/v{}", i % 3)));
             } else {
                 route.path = Some(PathPattern::Prefix(format!("/svc{i}/")));
@@ -49,7 +51,11 @@ fn bench(c: &mut Criterion) {
         let host_last = format!("SVC{}.example.com:8080", (n - 2) / 2 * 2);
         let path_last = format!("/svc{}/items/42", n - 1);
         let cases = [
-            ("host", host_last.as_str(), format!("/v{}/users/7", (n - 2) / 2 * 2 % 3)),
+            (
+                "host",
+                host_last.as_str(),
+                format!("/v{}/users/7", (n - 2) / 2 * 2 % 3),
+            ),
             ("path", "www.example.com", path_last),
             ("miss", "www.example.com", "/nothing/here".to_owned()),
         ];

@@ -17,13 +17,22 @@
 //! - `node`: stage one, the positioned tree and the YAML/JSON readers.
 //! - `walk`, `validate`: stage two, value readers and the per-section rules.
 //! - `duration`: human durations, [`parse_duration`] and [`format_duration`].
+//! - [`pools`], [`routes`], [`limits`], [`auth`], [`transform`]: pools, routes and the
+//!   policies routes apply; `routing` reads them in order.
 //! - `error`: [`ConfigError`] and [`ConfigErrors`].
 
+pub mod auth;
 mod duration;
 mod error;
+pub mod limits;
 mod model;
 pub(crate) mod node;
 mod policies;
+pub mod pools;
+mod route_warnings;
+pub mod routes;
+mod routing;
+pub mod transform;
 mod validate;
 pub(crate) mod walk;
 mod warnings;
@@ -33,6 +42,10 @@ use std::path::Path;
 pub use duration::{format_duration, parse_duration};
 pub(crate) use error::closest;
 pub use error::{ConfigError, ConfigErrors};
+pub use model::{
+    AuthConfig, PathNormalizationConfig, PoolConfig, QueueConfig, RateLimitConfig, RedisConfig,
+    RouteConfig,
+};
 pub use model::{
     BackendConfig, CircuitBreakerConfig, Config, DEFAULT_MAX_CONNECTIONS, HealthCheckConfig,
     LoadBalancerConfig, MIN_MAX_HEADER_BYTES, MetricsConfig, RetryConfig, ServerConfig,

@@ -205,7 +205,11 @@ fn decode(bytes: &[u8], rules: &PathRules) -> Result<Vec<u8>, PathError> {
 
 fn push_escape(out: &mut Vec<u8>, value: u8) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    out.extend_from_slice(&[b'%', HEX[usize::from(value >> 4)], HEX[usize::from(value & 15)]]);
+    out.extend_from_slice(&[
+        b'%',
+        HEX[usize::from(value >> 4)],
+        HEX[usize::from(value & 15)],
+    ]);
 }
 
 /// Steps 4 to 6 on a decoded path that starts with `/`.
@@ -266,7 +270,14 @@ mod tests {
 
     #[test]
     fn normal_paths_are_borrowed() {
-        for path in ["/", "/a", "/a/b/", "/a.b/c..d", "/.well-known/x", "/caf%C3%A9"] {
+        for path in [
+            "/",
+            "/a",
+            "/a/b/",
+            "/a.b/c..d",
+            "/.well-known/x",
+            "/caf%C3%A9",
+        ] {
             let result = normalize_path(path, &PathRules::default()).unwrap();
             assert!(matches!(result, Cow::Borrowed(_)), "{path}");
         }
@@ -329,8 +340,14 @@ mod tests {
         assert_eq!(with("/a//b", false, Reject).as_deref(), Ok("/a//b"));
         assert_eq!(with("/a//../b", false, Reject).as_deref(), Ok("/a/b"));
         assert_eq!(with("/a%2Fb", true, Decode).as_deref(), Ok("/a/b"));
-        assert_eq!(with("/p%2F..%2Fadmin", true, Decode).as_deref(), Ok("/admin"));
-        assert_eq!(with("/p%2f..%2fadmin", true, Keep).as_deref(), Ok("/p%2F..%2Fadmin"));
+        assert_eq!(
+            with("/p%2F..%2Fadmin", true, Decode).as_deref(),
+            Ok("/admin")
+        );
+        assert_eq!(
+            with("/p%2f..%2fadmin", true, Keep).as_deref(),
+            Ok("/p%2F..%2Fadmin")
+        );
         assert_eq!(with("/p\\..\\admin", true, Decode).as_deref(), Ok("/admin"));
         assert_eq!(with("/p\\x", true, Keep).as_deref(), Ok("/p\\x"));
     }

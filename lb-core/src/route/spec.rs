@@ -119,7 +119,9 @@ impl PathPattern {
             (SegmentPrefix(a), Exact(b) | SegmentPrefix(b)) => segment_match(a, b),
             // `/a/b` as a byte prefix takes `/a/bc`; `/a` takes it only if `/a/` is a prefix.
             (SegmentPrefix(a), Prefix(b)) => {
-                a == "/" || b.strip_prefix(&**a).is_some_and(|rest| rest.starts_with('/'))
+                a == "/"
+                    || b.strip_prefix(&**a)
+                        .is_some_and(|rest| rest.starts_with('/'))
             }
         }
     }
@@ -180,7 +182,10 @@ impl RouteMatch {
     /// Whether this matches every request (a default route).
     pub fn is_catch_all(&self) -> bool {
         self.hosts.is_empty()
-            && self.path.as_ref().is_none_or(|p| p == &PathPattern::SegmentPrefix("/".into()))
+            && self
+                .path
+                .as_ref()
+                .is_none_or(|p| p == &PathPattern::SegmentPrefix("/".into()))
             && self.methods.is_empty()
             && self.headers.is_empty()
     }
@@ -223,8 +228,11 @@ impl Serialize for RouteMatch {
             map.serialize_entry("methods", &self.methods)?;
         }
         if !self.headers.is_empty() {
-            let headers: std::collections::BTreeMap<&str, &HeaderMatch> =
-                self.headers.iter().map(|h| (h.name.as_str(), &h.value)).collect();
+            let headers: std::collections::BTreeMap<&str, &HeaderMatch> = self
+                .headers
+                .iter()
+                .map(|h| (h.name.as_str(), &h.value))
+                .collect();
             map.serialize_entry("headers", &headers)?;
         }
         map.end()
@@ -261,7 +269,10 @@ mod tests {
 
     fn route(hosts: &[&str], path: Option<PathPattern>, methods: &[&str]) -> RouteMatch {
         RouteMatch {
-            hosts: hosts.iter().map(|h| HostPattern::parse(h).unwrap()).collect(),
+            hosts: hosts
+                .iter()
+                .map(|h| HostPattern::parse(h).unwrap())
+                .collect(),
             path,
             methods: methods.iter().map(|m| (*m).to_owned()).collect(),
             headers: Vec::new(),

@@ -51,7 +51,12 @@ impl HostKey {
         let name = match raw.first() {
             // An IPv6 literal keeps its brackets; no pattern holds one, so it only ever
             // reaches routes for any host.
-            Some(b'[') => &raw[..raw.iter().position(|&b| b == b']').map_or(raw.len(), |i| i + 1)],
+            Some(b'[') => {
+                &raw[..raw
+                    .iter()
+                    .position(|&b| b == b']')
+                    .map_or(raw.len(), |i| i + 1)]
+            }
             _ => match raw.iter().rposition(|&b| b == b':') {
                 Some(colon) => &raw[..colon],
                 None => raw,

@@ -31,7 +31,16 @@ fn matches_plainly(route: &RouteMatch, request: &RouteRequest<'_, Fields>) -> bo
 }
 
 const HOSTS: [&str; 5] = ["a.com", "b.a.com", "c.b.a.com", "x.org", "*.a.com"];
-const PATHS: [&str; 8] = ["/", "/api", "/api/", "/api/v1", "/apix", "/static", "/s", "/api/v1/x"];
+const PATHS: [&str; 8] = [
+    "/",
+    "/api",
+    "/api/",
+    "/api/v1",
+    "/apix",
+    "/static",
+    "/s",
+    "/api/v1/x",
+];
 
 fn host_pattern() -> impl Strategy<Value = HostPattern> {
     prop::sample::select(&HOSTS[..]).prop_map(|h| HostPattern::parse(h).unwrap())
@@ -118,7 +127,10 @@ proptest! {
 #[test]
 fn host_keys() {
     let key = |raw: &str| HostKey::new(raw.as_bytes()).map(|k| k.as_str().to_owned());
-    assert_eq!(key("API.Example.com:8080").as_deref(), Some("api.example.com"));
+    assert_eq!(
+        key("API.Example.com:8080").as_deref(),
+        Some("api.example.com")
+    );
     assert_eq!(key("example.com.").as_deref(), Some("example.com"));
     assert_eq!(key("[::1]:8080").as_deref(), Some("[::1]"));
     assert_eq!(key("").as_deref(), None);
