@@ -99,11 +99,15 @@ impl Daemon {
                 shutdown.clone(),
             )));
         }
-        if config.health_check.enabled {
-            let runtime = shared.runtime.load_full();
+        let runtime = shared.runtime.load_full();
+        for pool in runtime
+            .pools
+            .iter()
+            .filter(|p| p.config.health_check.enabled)
+        {
             side_tasks.extend(crate::upstream::health::spawn_checkers(
-                &runtime.backends,
-                &config.health_check,
+                &pool.backends,
+                &pool.config.health_check,
                 &metrics,
                 &shutdown,
             ));

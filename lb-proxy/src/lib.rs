@@ -11,9 +11,11 @@
 //!   permits.
 //! - `conn`: one client connection — its timers, our HTTP/1.1 loop over the codec, hyper's
 //!   server for h2c.
-//! - `proxy`: the request path — prepare, attempt, settle, respond.
-//! - `runtime`: the live snapshot of config, backends, selector, retry policy and budget.
-//! - `upstream`: backends, their pools and connections, the health checker.
+//! - `proxy`: the request path — route, policy, prepare, attempt, settle, respond.
+//! - `runtime`: the live snapshot: the route table and routes, the pools with their backends,
+//!   selectors, retry policies and budgets.
+//! - `upstream`: backends, their pools and connections, the health checker, the wait queue and
+//!   slow start; `policy`: the state of route policies (rate limiters, auth schemes).
 //! - Leaves any layer may use: [`proto`] (the pure HTTP/1.1 codec), `metrics`, `shutdown`,
 //!   `clock`.
 #![warn(missing_docs)]
@@ -25,6 +27,7 @@ mod conn;
 mod daemon;
 mod listener;
 mod metrics;
+mod policy;
 pub mod proto;
 mod proxy;
 mod runtime;

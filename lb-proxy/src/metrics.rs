@@ -83,6 +83,42 @@ pub struct RequestLabels {
     pub status: u16,
     /// Backend name, or `none` when no backend was reached.
     pub backend: Arc<String>,
+    /// Route name (from the configuration, never the request), or `none` before routing.
+    pub route: Arc<String>,
+}
+
+/// Labels that name a route and a backend.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteBackendLabels {
+    /// Route name.
+    pub route: Arc<String>,
+    /// Backend name.
+    pub backend: Arc<String>,
+}
+
+/// Labels of `lb_rate_limited_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// Route whose request was refused.
+    pub route: Arc<String>,
+    /// The limit's name.
+    pub limit: Arc<String>,
+}
+
+/// Labels of `lb_auth_failures_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// Route whose request was refused.
+    pub route: Arc<String>,
+    /// Why, from a fixed list (`missing`, `bad_credentials`, `expired`, ...).
+    pub reason: &'static str,
+}
+
+/// Labels that name only a pool.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    /// Pool name.
+    pub pool: Arc<String>,
 }
 
 /// Labels that name only a backend.
@@ -135,8 +171,9 @@ pub struct Metrics {
     registry: Registry,
     /// `lb_requests_total{method,status,backend}`.
     pub requests: Family<RequestLabels, Counter>,
-    /// `lb_request_duration_seconds{backend}`: from request arrival to the end of the response.
-    pub duration: HistogramFamily<BackendLabels>,
+    /// `lb_request_duration_seconds{route,backend}`: from request arrival to the end of the
+    /// response.
+    pub duration: HistogramFamily<RouteBackendLabels>,
     /// `lb_request_size_bytes{backend}`: request body bytes sent upstream.
     pub request_size: HistogramFamily<BackendLabels>,
     /// `lb_response_size_bytes{backend}`: response body bytes sent to the client.
@@ -167,6 +204,22 @@ pub struct Metrics {
     pub weight: Family<BackendLabels, Gauge>,
     /// `lb_upstream_idle_connections{backend}`: idle pooled connections, sampled by the sweep.
     pub upstream_idle: Family<BackendLabels, Gauge>,
+    /// `lb_rate_limited_total{route,limit}`: requests refused with 429.
+    pub rate_limited: Family<LimitLabels, Counter>,
+    /// `lb_auth_failures_total{route,reason}`: requests refused with 401 or 403.
+    pub auth_failures: Family<AuthLabels, Counter>,
+    /// `lb_queue_depth{pool}`: requests waiting for a backend slot.
+    pub queue_depth: Family<PoolLabels, Gauge>,
+    /// `lb_queue_wait_seconds{pool}`: how long queued requests waited for a slot.
+    pub queue_wait: HistogramFamily<PoolLabels>,
+    /// `lb_queue_rejected_total{pool}`: requests answered 503 because the queue was full or
+    /// their wait timed out.
+    pub queue_rejected: Family<PoolLabels, Counter>,
+    /// `lb_rate_limit_redis_up`: 1 while the Redis server of shared limits answers, else 0.
+    pub redis_up: Gauge,
+    /// `lb_rate_limit_redis_errors_total`: decisions Redis did not make in time (the limit's
+    /// `on_error` applied instead).
+    pub redis_errors: Counter,
 }
 
 impl Metrics {
@@ -193,15 +246,23 @@ impl Metrics {
         let no_backend = Counter::default();
         let weight = Family::<BackendLabels, Gauge>::default();
         let upstream_idle = Family::<BackendLabels, Gauge>::default();
+        let rate_limited = Family::<LimitLabels, Counter>::default();
+        let auth_failures = Family::<AuthLabels, Counter>::default();
+        let queue_depth = Family::<PoolLabels, Gauge>::default();
+        let queue_wait =
+            HistogramFamily::new_with_constructor(duration_histogram as fn() -> Histogram);
+        let queue_rejected = Family::<PoolLabels, Counter>::default();
+        let redis_up = Gauge::default();
+        let redis_errors = Counter::default();
 
         registry.register(
             "lb_requests",
-            "Requests answered, by method, status sent and backend",
+            "Requests answered, by method, status sent, backend and route",
             requests.clone(),
         );
         registry.register(
             "lb_request_duration_seconds",
-            "Time from request arrival to the end of the response, by backend",
+            "Time from request arrival to the end of the response, by route and backend",
             duration.clone(),
         );
         registry.register(
@@ -279,6 +340,41 @@ impl Metrics {
             "Idle keep-alive connections to the backend in its pool, sampled once a second",
             upstream_idle.clone(),
         );
+        registry.register(
+            "lb_rate_limited",
+            "Requests refused with 429 by a rate limit, by route and limit",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "lb_auth_failures",
+            "Requests refused with 401 or 403, by route and reason",
+            auth_failures.clone(),
+        );
+        registry.register(
+            "lb_queue_depth",
+            "Requests waiting for a backend slot in the pool's queue",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "lb_queue_wait_seconds",
+            "Time queued requests waited for a backend slot",
+            queue_wait.clone(),
+        );
+        registry.register(
+            "lb_queue_rejected",
+            "Requests answered 503 because the pool's queue was full or their wait timed out",
+            queue_rejected.clone(),
+        );
+        registry.register(
+            "lb_rate_limit_redis_up",
+            "1 while the Redis server of shared rate limits answers in time, else 0",
+            redis_up.clone(),
+        );
+        registry.register(
+            "lb_rate_limit_redis_errors",
+            "Rate-limit decisions Redis did not make in time; the limit's on_error applied",
+            redis_errors.clone(),
+        );
         Self {
             registry,
             requests,
@@ -298,6 +394,13 @@ impl Metrics {
             no_backend,
             weight,
             upstream_idle,
+            rate_limited,
+            auth_failures,
+            queue_depth,
+            queue_wait,
+            queue_rejected,
+            redis_up,
+            redis_errors,
         }
     }
 
@@ -328,8 +431,6 @@ const STATUS_SLOTS: usize = COMMON_STATUSES.len();
 pub struct BackendMetrics {
     /// The backend's name as a label value.
     pub name: Arc<String>,
-    /// `lb_request_duration_seconds{backend}`.
-    pub duration: Histogram,
     /// `lb_request_size_bytes{backend}`.
     pub request_size: Histogram,
     /// `lb_response_size_bytes{backend}`.
@@ -342,15 +443,49 @@ pub struct BackendMetrics {
     pub active: Gauge,
     /// `lb_upstream_idle_connections{backend}`.
     pub upstream_idle: Gauge,
-    /// Lazily resolved `lb_requests_total` counters for this backend, by method and status.
+    /// Handles by route: one per route that sends to the backend's pool, in the order of the
+    /// pool's route slots.
+    routes: Box<[RouteHandles]>,
+}
+
+/// The handles of one (route, backend) pair.
+#[derive(Debug)]
+pub struct RouteHandles {
+    /// `lb_request_duration_seconds{route,backend}`.
+    pub duration: Histogram,
+    /// Lazily resolved `lb_requests_total` counters, by method and status.
     requests: Box<[std::sync::OnceLock<Counter>]>,
     family: Family<RequestLabels, Counter>,
+    route: Arc<String>,
+    backend: Arc<String>,
+}
+
+impl RouteHandles {
+    /// Counts one request answered with `status`: a family lookup only the first time a
+    /// (method, status) pair is seen for this route and backend.
+    pub fn count_request(&self, method: MethodLabel, status: u16) {
+        let labels = || RequestLabels {
+            method,
+            status,
+            backend: self.backend.clone(),
+            route: self.route.clone(),
+        };
+        let Some(slot) = COMMON_STATUSES.iter().position(|&common| common == status) else {
+            self.family.get_or_create(&labels()).inc();
+            return;
+        };
+        let index = method as usize * STATUS_SLOTS + slot;
+        self.requests[index]
+            .get_or_init(|| self.family.get_or_create_owned(&labels()))
+            .inc();
+    }
 }
 
 impl BackendMetrics {
-    /// Resolves every handle of backend `name` in `metrics`, and creates its event counters at
-    /// zero so that dashboards and `increase()` see a series before the first event.
-    pub fn new(metrics: &Metrics, name: &str, weight: u32) -> Self {
+    /// Resolves every handle of backend `name` in `metrics` for the `routes` that reach it
+    /// (by slot), and creates its event counters at zero so that dashboards and `increase()`
+    /// see a series before the first event.
+    pub fn new(metrics: &Metrics, name: &str, weight: u32, routes: &[Arc<String>]) -> Self {
         let name = Arc::new(name.to_owned());
         let labels = BackendLabels {
             backend: name.clone(),
@@ -378,47 +513,37 @@ impl BackendMetrics {
         }
         let health = metrics.health.get_or_create_owned(&labels);
         health.set(1);
-        let requests = (0..MethodLabel::COUNT * STATUS_SLOTS)
-            .map(|_| std::sync::OnceLock::new())
-            .collect::<Vec<_>>()
-            .into_boxed_slice();
+        let routes = routes
+            .iter()
+            .map(|route| RouteHandles {
+                duration: metrics.duration.get_or_create_owned(&RouteBackendLabels {
+                    route: route.clone(),
+                    backend: name.clone(),
+                }),
+                requests: (0..MethodLabel::COUNT * STATUS_SLOTS)
+                    .map(|_| std::sync::OnceLock::new())
+                    .collect(),
+                family: metrics.requests.clone(),
+                route: route.clone(),
+                backend: name.clone(),
+            })
+            .collect();
         Self {
-            duration: metrics.duration.get_or_create_owned(&labels),
             request_size: metrics.request_size.get_or_create_owned(&labels),
             response_size: metrics.response_size.get_or_create_owned(&labels),
             health,
             breaker_state: metrics.breaker_state.get_or_create_owned(&labels),
             active: metrics.active.get_or_create_owned(&labels),
             upstream_idle: metrics.upstream_idle.get_or_create_owned(&labels),
-            requests,
-            family: metrics.requests.clone(),
+            routes,
             name,
         }
     }
 
-    /// Counts one request answered with `status`: a family lookup only the first time a
-    /// (method, status) pair is seen for this backend.
-    pub fn count_request(&self, method: MethodLabel, status: u16) {
-        let Some(slot) = COMMON_STATUSES.iter().position(|&common| common == status) else {
-            self.family
-                .get_or_create(&RequestLabels {
-                    method,
-                    status,
-                    backend: self.name.clone(),
-                })
-                .inc();
-            return;
-        };
-        let index = method as usize * STATUS_SLOTS + slot;
-        self.requests[index]
-            .get_or_init(|| {
-                self.family.get_or_create_owned(&RequestLabels {
-                    method,
-                    status,
-                    backend: self.name.clone(),
-                })
-            })
-            .inc();
+    /// The handles of the route in `slot` (a slot the pool gave its route; the first slot for
+    /// one out of range, which the runtime never builds).
+    pub fn route(&self, slot: usize) -> &RouteHandles {
+        self.routes.get(slot).unwrap_or(&self.routes[0])
     }
 }
 

@@ -300,6 +300,11 @@ impl RouteTable {
         table
     }
 
+    /// Whether any route names a host: when none does, the caller need not read the host.
+    pub fn uses_hosts(&self) -> bool {
+        !self.exact.is_empty() || !self.suffixes.is_empty()
+    }
+
     /// Number of routes.
     pub fn len(&self) -> usize {
         self.conditions.len()

@@ -186,8 +186,12 @@ impl Snapshot {
                     *entry.requests.entry((method, status)).or_insert(0.0) += sample.value;
                 }
                 "lb_request_duration_seconds_bucket" => {
+                    // One histogram per route reaches a backend: buckets of one bound add up.
                     if let Some(le) = sample.label("le").and_then(parse_le) {
-                        entry.buckets.push((le, sample.value));
+                        match entry.buckets.iter_mut().find(|(bound, _)| *bound == le) {
+                            Some((_, count)) => *count += sample.value,
+                            None => entry.buckets.push((le, sample.value)),
+                        }
                     }
                 }
                 "lb_backend_health_status" => entry.health = Some(sample.value),

@@ -3,7 +3,7 @@
 //! after it. The HTTP/1 loop writes it with the codec; hyper's server gets it as a response.
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 
 use crate::proto::h1::response::ResponseHead;
@@ -33,6 +33,27 @@ pub struct Reply {
     /// The connection closes after it: what follows a request the balancer refused must never
     /// be read as a next request.
     pub close: bool,
+    /// Fields a route or policy changes (removed, then added); boxed and absent on the common
+    /// path, so a plain reply stays small.
+    pub extra: Option<Box<Extra>>,
+}
+
+/// Fields changed on a reply.
+#[derive(Debug, Default)]
+pub struct Extra {
+    /// Names whose fields are left out.
+    pub remove: Vec<HeaderName>,
+    /// Fields added.
+    pub add: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Extra {
+    /// Replaces any field `name` with `value`.
+    pub fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        self.remove.push(name.clone());
+        self.add.retain(|(n, _)| *n != name);
+        self.add.push((name, value));
+    }
 }
 
 impl Reply {
@@ -43,7 +64,13 @@ impl Reply {
             head: ReplyHead::Local,
             body: ToClient::Fixed(Some(text.into())),
             close: false,
+            extra: None,
         }
+    }
+
+    /// The fields changed on this reply, created on first use.
+    pub fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Default::default)
     }
 
     /// The same reply, closing the connection after it.
@@ -58,15 +85,43 @@ impl Reply {
             ReplyHead::Backend(head) => (Some(head.fields()), None),
             ReplyHead::Local => (None, Some((&b"content-type"[..], TEXT_PLAIN))),
         };
-        backend.into_iter().flatten().chain(local)
+        let removed = self
+            .extra
+            .as_deref()
+            .map_or(&[][..], |extra| &extra.remove[..]);
+        let added = self
+            .extra
+            .as_deref()
+            .map_or(&[][..], |extra| &extra.add[..]);
+        backend
+            .into_iter()
+            .flatten()
+            .chain(local)
+            .filter(move |(name, _)| {
+                removed.is_empty()
+                    || !removed
+                        .iter()
+                        .any(|r| r.as_str().as_bytes().eq_ignore_ascii_case(name))
+            })
+            .chain(
+                added
+                    .iter()
+                    .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes())),
+            )
     }
 
     /// Room the fields take when written.
     pub fn fields_size(&self) -> usize {
-        match &self.head {
-            ReplyHead::Backend(head) => head.size(),
-            ReplyHead::Local => 48,
-        }
+        let extra = self.extra.as_deref().map_or(0, |extra| {
+            (extra.add.iter())
+                .map(|(n, v)| n.as_str().len() + v.len() + 4)
+                .sum()
+        });
+        extra
+            + match &self.head {
+                ReplyHead::Backend(head) => head.size(),
+                ReplyHead::Local => 48,
+            }
     }
 
     /// The reason phrase the backend sent (empty for the balancer's own answers).
@@ -94,6 +149,7 @@ impl Reply {
             head,
             body,
             close,
+            extra,
         } = self;
         let mut response = Response::new(body);
         *response.status_mut() = status;
@@ -105,6 +161,14 @@ impl Reply {
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; charset=utf-8"),
                 );
+            }
+        }
+        if let Some(extra) = extra {
+            for name in &extra.remove {
+                headers.remove(name);
+            }
+            for (name, value) in extra.add {
+                headers.append(name, value);
             }
         }
         if head_request && let Some(length) = declared {

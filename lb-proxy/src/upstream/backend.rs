@@ -16,6 +16,8 @@ use lb_core::health::HealthStatus;
 
 use crate::metrics::{BackendMetrics, BreakerTransitionLabels, Metrics};
 use crate::upstream::Pool;
+use crate::upstream::queue::Queue;
+use crate::upstream::slow_start::SlowStart;
 
 /// A backend of the live configuration.
 #[derive(Debug)]
@@ -40,6 +42,10 @@ pub struct Backend {
     pub metrics: BackendMetrics,
     /// Idle keep-alive connections to this backend.
     pub pool: Pool,
+    /// The wait queue of the backend's pool, told when a slot frees.
+    pub queue: Option<Arc<Queue>>,
+    /// The ramp of a backend back in rotation, when the pool has slow start.
+    pub slow_start: Option<SlowStart>,
     transitions: prometheus_client::metrics::family::Family<
         BreakerTransitionLabels,
         prometheus_client::metrics::counter::Counter,
@@ -47,15 +53,20 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// Creates a backend with its metric handles; it starts healthy with a closed breaker.
+    /// Creates a backend of `pool` with its metric handles for the `routes` that reach it; it
+    /// starts healthy with a closed breaker.
     pub fn new(
         index: usize,
         config: &lb_core::config::BackendConfig,
-        breaker: Option<CircuitBreaker>,
-        upstream: &lb_core::config::UpstreamConfig,
+        pool: &lb_core::config::PoolConfig,
         metrics: &Metrics,
+        routes: &[Arc<String>],
+        queue: Option<Arc<Queue>>,
+        now: Instant,
     ) -> Self {
-        let backend_metrics = BackendMetrics::new(metrics, &config.name, config.weight);
+        let backend_metrics = BackendMetrics::new(metrics, &config.name, config.weight, routes);
+        let breaker = &pool.circuit_breaker;
+        let breaker = breaker.enabled.then(|| CircuitBreaker::new(breaker.policy));
         let authority = http::uri::Authority::try_from(config.address.to_string().as_str())
             .expect("a socket address is a valid authority");
         Self {
@@ -68,7 +79,9 @@ impl Backend {
             breaker_closed: AtomicBool::new(true),
             breaker_dirty: AtomicBool::new(false),
             metrics: backend_metrics,
-            pool: Pool::new(upstream),
+            pool: Pool::new(&pool.upstream),
+            queue,
+            slow_start: SlowStart::new(pool.load_balancer.slow_start, now),
             transitions: metrics.breaker_transitions.clone(),
         }
     }
@@ -91,13 +104,25 @@ impl Backend {
     /// Applies a health verdict: the flag and its gauge.
     pub fn set_health(&self, status: HealthStatus) {
         let healthy = status == HealthStatus::Healthy;
-        self.healthy.store(healthy, Ordering::Relaxed);
+        let was = self.healthy.swap(healthy, Ordering::Relaxed);
+        if healthy
+            && !was
+            && let Some(ramp) = &self.slow_start
+        {
+            ramp.begin(crate::clock::now());
+        }
         self.metrics.health.set(i64::from(healthy));
     }
 
     /// Healthy, admitted by the breaker at `now`, and under `max_connections`.
     pub fn is_eligible(&self, now: Instant) -> bool {
         self.is_healthy() && self.in_flight() < self.max_connections && self.breaker_admits(now)
+    }
+
+    /// Healthy and admitted by the breaker, but at `max_connections`: a slot is worth waiting
+    /// for.
+    pub fn waits_for_slot(&self, now: Instant) -> bool {
+        self.is_healthy() && self.in_flight() >= self.max_connections && self.breaker_admits(now)
     }
 
     fn breaker_admits(&self, now: Instant) -> bool {
@@ -266,6 +291,9 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.backend.metrics.active.dec();
+        if let Some(queue) = &self.backend.queue {
+            queue.notify();
+        }
     }
 }
 

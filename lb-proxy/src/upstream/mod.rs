@@ -25,6 +25,8 @@ pub(crate) mod body;
 pub(crate) mod connection;
 pub(crate) mod h1;
 pub(crate) mod health;
+pub(crate) mod queue;
+pub(crate) mod slow_start;
 mod upload;
 
 use std::net::SocketAddr;

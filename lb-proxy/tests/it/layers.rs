@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["clock", "proto", "shutdown"],
     &["metrics"],
-    &["upstream"],
+    &["upstream", "policy"],
     &["runtime"],
     &["proxy"],
     &["conn"],

@@ -205,6 +205,8 @@ pub struct Completion {
     /// The upstream connection, once the body was read to its end and the connection may carry
     /// another exchange: given back to the backend's pool on drop.
     pub connection: Option<Connection>,
+    /// The route's slot in its pool: which of the backend's metric handles record it.
+    pub route: usize,
 }
 
 impl Drop for Completion {
@@ -213,6 +215,7 @@ impl Drop for Completion {
         let backend = self.in_flight.backend();
         backend
             .metrics
+            .route(self.route)
             .duration
             .observe(now.saturating_duration_since(self.started).as_secs_f64());
         backend.metrics.response_size.observe(self.sent as f64);

@@ -1,0 +1,73 @@
+//! A named rate limit: one budget per key, shared by every route that names the limit.
+//!
+//! Local limits keep their keys in lb-core's [`KeyedLimiter`] (exact across worker threads,
+//! bounded in memory). Limits with `shared: redis` ask the Redis server in one round trip
+//! ([`super::limit_redis`]) and, while it does not answer within `redis.timeout`, apply
+//! `redis.on_error`: the local budget (the default), allow, or deny.
+
+use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lb_core::config::RateLimitConfig;
+use lb_core::config::limits::LimitKey;
+use lb_core::ratelimit::{Decision, Gcra, KeyedLimiter, key_of_ip};
+
+/// One named limit's state.
+#[derive(Debug)]
+pub struct Limiter {
+    /// The limit's name, the `limit` label of `lb_rate_limited_total`.
+    pub name: Arc<String>,
+    /// What requests are counted by.
+    key: LimitKey,
+    /// The in-memory budgets (the only ones of a local limit; the fallback of a shared one).
+    local: KeyedLimiter,
+    /// Keys header values so that a client cannot aim two values at one budget.
+    hasher: RandomState,
+}
+
+impl Limiter {
+    /// The state of `config`, with `epoch` as the origin of its clock.
+    pub fn new(config: &RateLimitConfig, epoch: Instant) -> Self {
+        let gcra = Gcra::try_new(config.requests, config.per, config.burst).unwrap_or_else(|_| {
+            Gcra::try_new(1, Duration::from_secs(1), 1).expect("a valid limit")
+        });
+        Self {
+            name: Arc::new(config.name.clone()),
+            key: config.key.clone(),
+            local: KeyedLimiter::new(gcra, config.max_keys, epoch),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// The limit's policy.
+    pub fn gcra(&self) -> &Gcra {
+        self.local.gcra()
+    }
+
+    /// The key of a request from `client` with `headers`.
+    pub fn key(&self, client: IpAddr, headers: &http::HeaderMap) -> u128 {
+        match &self.key {
+            LimitKey::Client => key_of_ip(client),
+            LimitKey::Global => 0,
+            LimitKey::Header(name) => match headers.get(name.as_str()) {
+                // Two independent 64-bit hashes: a 128-bit key no client can aim.
+                Some(value) => {
+                    let bytes = value.as_bytes();
+                    let high = self.hasher.hash_one((0u8, bytes));
+                    let low = self.hasher.hash_one((1u8, bytes));
+                    (u128::from(high) << 64 | u128::from(low)) | 1
+                }
+                // Without the header, the client's address: leaving it out escapes nothing.
+                // Addresses are even in this space (the low bit clear), hashes odd.
+                None => key_of_ip(client) << 1,
+            },
+        }
+    }
+
+    /// Decides in memory.
+    pub fn check_local(&self, key: u128, now: Instant) -> Decision {
+        self.local.check(key, now)
+    }
+}
