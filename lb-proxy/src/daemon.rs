@@ -31,6 +31,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// An authentication scheme's key file could not be read or parsed.
+    #[error("{0}")]
+    Auth(String),
 }
 
 /// A running balancer.
@@ -65,6 +68,8 @@ impl Daemon {
     /// # Errors
     /// A listener could not be bound (the address is in use, or not this machine's).
     pub async fn start(config: Config) -> Result<Daemon, StartError> {
+        // Key files are read now, so that a missing one stops the start with its name.
+        crate::policy::auth::load_all(&config.auth).map_err(|e| StartError::Auth(e.to_string()))?;
         let config = Arc::new(config);
         let bind = |what, addr| async move {
             let listener = TcpListener::bind(addr)

@@ -14,6 +14,7 @@ use lb_core::retry::{RetryBudget, RetryPolicy};
 use lb_core::route::{PathRules, RouteTable};
 
 use crate::metrics::Metrics;
+use crate::policy::auth::Auth;
 use crate::policy::limit::Limiter;
 use crate::shutdown::Shutdown;
 use crate::upstream::backend::Backend;
@@ -41,8 +42,6 @@ pub struct Runtime {
 /// A pool as the request path uses it.
 #[derive(Debug)]
 pub struct PoolRuntime {
-    /// Its name.
-    pub name: Arc<String>,
     /// The backend table, indexed as the selector indexes it.
     pub backends: Vec<Arc<Backend>>,
     /// The balancing algorithm over `backends`.
@@ -71,6 +70,9 @@ pub struct RouteRuntime {
     pub slot: usize,
     /// Its rate limit.
     pub limit: Option<Arc<Limiter>>,
+    /// The authentication it requires: `Some(None)` when the scheme's keys could not be
+    /// loaded, and then every request is refused (fail closed).
+    pub auth: Option<Option<Arc<Auth>>>,
     /// Whether anything beyond picking a backend happens (a limit, auth, a rewrite, headers,
     /// an answer of its own): a route without is served with no further look.
     pub has_policy: bool,
@@ -93,6 +95,17 @@ impl Runtime {
         let limiters: Vec<Arc<Limiter>> = (config.rate_limits.iter())
             .map(|limit| Arc::new(Limiter::new(limit, now)))
             .collect();
+        // The daemon refuses to start when a scheme cannot load; a scheme that cannot be built
+        // here (a key file gone since) leaves its routes refusing every request.
+        let schemes: Vec<(String, Option<Arc<Auth>>)> = (config.auth.iter())
+            .map(|scheme| match Auth::new(scheme) {
+                Ok(auth) => (scheme.name.clone(), Some(Arc::new(auth))),
+                Err(error) => {
+                    tracing::error!(%error, "authentication scheme unavailable: its routes refuse every request");
+                    (scheme.name.clone(), None)
+                }
+            })
+            .collect();
         // Each route's pool and its slot among that pool's routes.
         let mut slots: Vec<Vec<Arc<String>>> = vec![Vec::new(); pool_configs.len()];
         let mut routes = Vec::with_capacity(route_configs.len());
@@ -110,6 +123,11 @@ impl Runtime {
             let limit = (route.rate_limit.as_ref())
                 .and_then(|wanted| limiters.iter().find(|l| &*l.name == wanted))
                 .cloned();
+            let auth = (route.auth.as_ref()).map(|wanted| {
+                (schemes.iter())
+                    .find(|(name, _)| name == wanted)
+                    .and_then(|(_, auth)| auth.clone())
+            });
             let has_policy = limit.is_some()
                 || route.auth.is_some()
                 || route.rewrite.is_some()
@@ -122,6 +140,7 @@ impl Runtime {
                 pool,
                 slot,
                 limit,
+                auth,
                 has_policy,
                 config: route,
             });
@@ -178,7 +197,6 @@ impl PoolRuntime {
             retry: config.retry.policy.clone(),
             budget: RetryBudget::new(config.retry.budget, now),
             slow_start: config.load_balancer.slow_start > Duration::ZERO,
-            name,
             backends,
             selector,
             queue,

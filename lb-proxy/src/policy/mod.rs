@@ -3,4 +3,5 @@
 //! them for decisions; the decisions themselves are lb-core's (GCRA) or the schemes' own
 //! verification.
 
+pub(crate) mod auth;
 pub(crate) mod limit;

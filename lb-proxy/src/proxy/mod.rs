@@ -73,9 +73,9 @@ pub(crate) fn handle<'a>(
         let started = clock::now();
         let runtime = shared.runtime.load_full();
         let server = &runtime.config.server;
-        let route = match route::find(shared, &runtime, &mut request) {
+        let route = match route::find(&runtime, &mut request) {
             Ok(index) => &runtime.routes[index],
-            Err(reply) => return reply,
+            Err(why) => return route::refusal(shared, &request, why),
         };
         let mut response_fields = None;
         if route.has_policy {

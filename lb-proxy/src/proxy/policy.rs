@@ -20,7 +20,8 @@ use super::reply::{Extra, Reply};
 use super::route::{close_if_body, set_path};
 use super::{ClientInfo, ClientRequest, respond};
 use crate::clock;
-use crate::metrics::{LimitLabels, MethodLabel};
+use crate::metrics::{AuthLabels, LimitLabels, MethodLabel};
+use crate::policy::auth::{Auth, Verdict};
 use crate::runtime::{RouteRuntime, Runtime, Shared};
 
 /// The `Host` sent upstream when a route rewrites it; the client's own goes in
@@ -105,6 +106,9 @@ pub(crate) async fn apply(
             return Err(close_if_body(reply, request));
         }
     }
+    if let Some(auth) = &route.auth {
+        authenticate(shared, route, auth.as_deref(), request).await?;
+    }
     let config = &route.config;
     let uses = |var| {
         config.request_headers.uses(var)
@@ -177,6 +181,56 @@ pub(crate) async fn apply(
     let mut extra = Box::<Extra>::default();
     response_rules(&config.response_headers, &values, &mut extra);
     Ok(Some(extra))
+}
+
+/// Checks the route's scheme; on success sets the fields it names (JWT claims).
+async fn authenticate(
+    shared: &Shared,
+    route: &RouteRuntime,
+    auth: Option<&Auth>,
+    request: &mut ClientRequest,
+) -> Result<(), Reply> {
+    let method = MethodLabel::of(&request.parts.method);
+    let verdict = match auth {
+        Some(auth) => auth.check(&request.parts).await,
+        None => {
+            let text = "503 service unavailable: authentication is unavailable\n";
+            let reply = respond::refuse(
+                shared,
+                &route.name,
+                method,
+                StatusCode::SERVICE_UNAVAILABLE,
+                text,
+            );
+            return Err(close_if_body(reply, request));
+        }
+    };
+    let denial = match verdict {
+        Verdict::Allowed(fields) => {
+            for (name, value) in fields {
+                match value {
+                    Some(value) => request.parts.headers.insert(name, value),
+                    None => request.parts.headers.remove(name),
+                };
+            }
+            return Ok(());
+        }
+        Verdict::Denied(denial) => denial,
+    };
+    let labels = AuthLabels {
+        route: route.name.clone(),
+        reason: denial.reason,
+    };
+    shared.metrics.auth_failures.get_or_create(&labels).inc();
+    let text = match denial.status {
+        StatusCode::FORBIDDEN => "403 forbidden\n",
+        _ => "401 unauthorized\n",
+    };
+    let mut reply = respond::refuse(shared, &route.name, method, denial.status, text);
+    if let Some(challenge) = denial.challenge {
+        reply.extra().set(header::WWW_AUTHENTICATE, challenge);
+    }
+    Err(close_if_body(reply, request))
 }
 
 /// The request's fields: removed, set, added.

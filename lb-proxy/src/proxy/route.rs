@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use http::StatusCode;
 use http::uri::{PathAndQuery, Uri};
-use lb_core::route::{HeaderMatch, HeaderSource, HostKey, RouteRequest, normalize_path};
+use lb_core::route::{HeaderMatch, HeaderSource, HostKey, PathError, RouteRequest, normalize_path};
 
 use super::ClientRequest;
 use super::reply::Reply;
@@ -32,27 +32,37 @@ impl HeaderSource for Fields<'_> {
     }
 }
 
-/// The index of the route `request` takes, its path normalised in place; or the refusal.
-pub(crate) fn find(
-    shared: &Shared,
-    runtime: &Runtime,
-    request: &mut ClientRequest,
-) -> Result<usize, Reply> {
-    let parts = &request.parts;
-    let normal = match normalize_path(parts.uri.path(), &runtime.path_rules) {
-        Ok(normal) => normal,
-        Err(error) => {
+/// Why a request has no route.
+#[derive(Debug)]
+pub(crate) enum NotRouted {
+    /// The path rules refuse its path: 400.
+    BadPath(PathError),
+    /// No route matches: 404.
+    NoRoute,
+}
+
+/// The answer to a request without a route.
+pub(crate) fn refusal(shared: &Shared, request: &ClientRequest, why: NotRouted) -> Reply {
+    let method = MethodLabel::of(&request.parts.method);
+    match why {
+        NotRouted::BadPath(error) => {
             let text = format!("400 bad request: {error}\n");
-            let reply = respond::refuse(
-                shared,
-                &none_label(),
-                MethodLabel::of(&parts.method),
-                StatusCode::BAD_REQUEST,
-                text,
-            );
-            return Err(reply.closing());
+            let status = StatusCode::BAD_REQUEST;
+            respond::refuse(shared, &none_label(), method, status, text).closing()
         }
-    };
+        NotRouted::NoRoute => {
+            let text = "404 not found: no route for this request\n";
+            let reply = respond::refuse(shared, &none_label(), method, StatusCode::NOT_FOUND, text);
+            close_if_body(reply, request)
+        }
+    }
+}
+
+/// The index of the route `request` takes, its path normalised in place; or why it has none.
+pub(crate) fn find(runtime: &Runtime, request: &mut ClientRequest) -> Result<usize, NotRouted> {
+    let parts = &request.parts;
+    let normal =
+        normalize_path(parts.uri.path(), &runtime.path_rules).map_err(NotRouted::BadPath)?;
     let host = match runtime.table.uses_hosts() {
         true => request
             .meta
@@ -72,15 +82,7 @@ pub(crate) fn find(
         _ => None,
     };
     let Some(index) = found else {
-        let method = MethodLabel::of(&request.parts.method);
-        let reply = respond::refuse(
-            shared,
-            &none_label(),
-            method,
-            StatusCode::NOT_FOUND,
-            "404 not found: no route for this request\n",
-        );
-        return Err(close_if_body(reply, request));
+        return Err(NotRouted::NoRoute);
     };
     if let Some(path) = changed {
         set_path(&mut request.parts.uri, &path);

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod auth;
 mod differential;
 mod exhaustion;
 mod forwarded_for;
