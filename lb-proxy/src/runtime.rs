@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use lb_core::balance::{BackendSpec, Selector};
+use lb_core::config::limits::Sharing;
 use lb_core::config::routes::ForwardPath;
 use lb_core::config::{Config, PoolConfig, RouteConfig};
 use lb_core::retry::{RetryBudget, RetryPolicy};
@@ -16,6 +17,7 @@ use lb_core::route::{PathRules, RouteTable};
 use crate::metrics::Metrics;
 use crate::policy::auth::Auth;
 use crate::policy::limit::Limiter;
+use crate::policy::limit_redis::RedisLimits;
 use crate::shutdown::Shutdown;
 use crate::upstream::backend::Backend;
 use crate::upstream::queue::Queue;
@@ -92,8 +94,16 @@ impl Runtime {
             )],
             false => config.routes.clone(),
         };
+        let redis = (config.redis.as_ref())
+            .filter(|_| {
+                config
+                    .rate_limits
+                    .iter()
+                    .any(|l| l.shared == Sharing::Redis)
+            })
+            .map(|redis| RedisLimits::start(redis, metrics));
         let limiters: Vec<Arc<Limiter>> = (config.rate_limits.iter())
-            .map(|limit| Arc::new(Limiter::new(limit, now)))
+            .map(|limit| Arc::new(Limiter::new(limit, now, redis.as_ref())))
             .collect();
         // The daemon refuses to start when a scheme cannot load; a scheme that cannot be built
         // here (a key file gone since) leaves its routes refusing every request.

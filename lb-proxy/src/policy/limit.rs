@@ -11,8 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lb_core::config::RateLimitConfig;
-use lb_core::config::limits::LimitKey;
+use lb_core::config::limits::{LimitKey, OnRedisError, Sharing};
 use lb_core::ratelimit::{Decision, Gcra, KeyedLimiter, key_of_ip};
+
+use super::limit_redis::RedisLimits;
+use crate::clock;
 
 /// One named limit's state.
 #[derive(Debug)]
@@ -25,11 +28,14 @@ pub struct Limiter {
     local: KeyedLimiter,
     /// Keys header values so that a client cannot aim two values at one budget.
     hasher: RandomState,
+    /// The Redis server of a `shared: redis` limit.
+    shared: Option<Arc<RedisLimits>>,
 }
 
 impl Limiter {
-    /// The state of `config`, with `epoch` as the origin of its clock.
-    pub fn new(config: &RateLimitConfig, epoch: Instant) -> Self {
+    /// The state of `config`, with `epoch` as the origin of its clock; `redis` is the server
+    /// of shared limits, used when the limit says `shared: redis`.
+    pub fn new(config: &RateLimitConfig, epoch: Instant, redis: Option<&Arc<RedisLimits>>) -> Self {
         let gcra = Gcra::try_new(config.requests, config.per, config.burst).unwrap_or_else(|_| {
             Gcra::try_new(1, Duration::from_secs(1), 1).expect("a valid limit")
         });
@@ -38,6 +44,10 @@ impl Limiter {
             key: config.key.clone(),
             local: KeyedLimiter::new(gcra, config.max_keys, epoch),
             hasher: RandomState::new(),
+            shared: match config.shared {
+                Sharing::Redis => redis.cloned(),
+                Sharing::Local => None,
+            },
         }
     }
 
@@ -66,8 +76,25 @@ impl Limiter {
         }
     }
 
-    /// Decides in memory.
-    pub fn check_local(&self, key: u128, now: Instant) -> Decision {
-        self.local.check(key, now)
+    /// Decides one request of `key`: in memory, or in Redis for a shared limit (then, while
+    /// Redis does not answer, as `redis.on_error` says).
+    pub async fn check(&self, key: u128) -> Decision {
+        let Some(redis) = &self.shared else {
+            return self.local.check(key, clock::now());
+        };
+        if let Some(decision) = redis.check(&self.name, key, self.gcra()).await {
+            return decision;
+        }
+        let decision = |allowed| Decision {
+            allowed,
+            remaining: 0,
+            retry_after: Duration::from_secs(u64::from(!allowed)),
+            reset_after: Duration::ZERO,
+        };
+        match redis.on_error() {
+            OnRedisError::Local => self.local.check(key, clock::now()),
+            OnRedisError::Allow => decision(true),
+            OnRedisError::Deny => decision(false),
+        }
     }
 }

@@ -5,3 +5,4 @@
 
 pub(crate) mod auth;
 pub(crate) mod limit;
+pub(crate) mod limit_redis;

@@ -19,7 +19,6 @@ use lb_core::ratelimit::{Decision, Gcra};
 use super::reply::{Extra, Reply};
 use super::route::{close_if_body, set_path};
 use super::{ClientInfo, ClientRequest, respond};
-use crate::clock;
 use crate::metrics::{AuthLabels, LimitLabels, MethodLabel};
 use crate::policy::auth::{Auth, Verdict};
 use crate::runtime::{RouteRuntime, Runtime, Shared};
@@ -88,7 +87,7 @@ pub(crate) async fn apply(
     );
     if let Some(limiter) = &route.limit {
         let key = limiter.key(client_ip, &request.parts.headers);
-        let decision = limiter.check_local(key, clock::now());
+        let decision = limiter.check(key).await;
         if !decision.allowed {
             let labels = LimitLabels {
                 route: route.name.clone(),

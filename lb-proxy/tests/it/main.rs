@@ -20,6 +20,7 @@ mod resilience;
 mod routes;
 mod routing;
 mod server_loop;
+mod shared_limits;
 mod sick_backends;
 mod timers;
 mod upstream_framing;
