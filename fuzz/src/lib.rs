@@ -7,3 +7,4 @@ pub mod config_check;
 pub mod header_check;
 pub mod request_check;
 pub mod response_check;
+pub mod route_check;

@@ -128,6 +128,15 @@ pub struct BackendLabels {
     pub backend: Arc<String>,
 }
 
+/// Labels of `lb_backend_weight`: the backend and its pool (how dashboards group backends).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WeightLabels {
+    /// Backend name.
+    pub backend: Arc<String>,
+    /// The pool it belongs to (`default` in the flat form).
+    pub pool: Arc<String>,
+}
+
 /// Labels of `lb_retries_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RetryLabels {
@@ -200,8 +209,9 @@ pub struct Metrics {
     pub retry_budget_exhausted: Counter,
     /// `lb_no_backend_total`: requests answered 503 because no backend was eligible.
     pub no_backend: Counter,
-    /// `lb_backend_weight{backend}`: configured weight (for dashboards' share of traffic).
-    pub weight: Family<BackendLabels, Gauge>,
+    /// `lb_backend_weight{backend,pool}`: configured weight (for dashboards' share of traffic),
+    /// and which pool the backend is in.
+    pub weight: Family<WeightLabels, Gauge>,
     /// `lb_upstream_idle_connections{backend}`: idle pooled connections, sampled by the sweep.
     pub upstream_idle: Family<BackendLabels, Gauge>,
     /// `lb_rate_limited_total{route,limit}`: requests refused with 429.
@@ -244,7 +254,7 @@ impl Metrics {
         let client_connections_idle = Gauge::default();
         let retry_budget_exhausted = Counter::default();
         let no_backend = Counter::default();
-        let weight = Family::<BackendLabels, Gauge>::default();
+        let weight = Family::<WeightLabels, Gauge>::default();
         let upstream_idle = Family::<BackendLabels, Gauge>::default();
         let rate_limited = Family::<LimitLabels, Counter>::default();
         let auth_failures = Family::<AuthLabels, Counter>::default();
@@ -332,7 +342,7 @@ impl Metrics {
         );
         registry.register(
             "lb_backend_weight",
-            "Configured backend weight",
+            "Configured backend weight, by backend and its pool",
             weight.clone(),
         );
         registry.register(
@@ -485,12 +495,26 @@ impl BackendMetrics {
     /// Resolves every handle of backend `name` in `metrics` for the `routes` that reach it
     /// (by slot), and creates its event counters at zero so that dashboards and `increase()`
     /// see a series before the first event.
-    pub fn new(metrics: &Metrics, name: &str, weight: u32, routes: &[Arc<String>]) -> Self {
+    pub fn new(
+        metrics: &Metrics,
+        name: &str,
+        weight: u32,
+        pool: &str,
+        routes: &[Arc<String>],
+    ) -> Self {
         let name = Arc::new(name.to_owned());
         let labels = BackendLabels {
             backend: name.clone(),
         };
-        metrics.weight.get_or_create(&labels).set(i64::from(weight));
+        let pool = Arc::new(pool.to_owned());
+        let weight_labels = WeightLabels {
+            backend: name.clone(),
+            pool,
+        };
+        metrics
+            .weight
+            .get_or_create(&weight_labels)
+            .set(i64::from(weight));
         for reason in lb_core::retry::FailureKind::LABELS {
             let _ = metrics.retries.get_or_create(&RetryLabels {
                 backend: name.clone(),

@@ -349,22 +349,28 @@ fn shadowed_routes_and_unused_pools_are_warned_with_their_positions() {
     assert_eq!(
         lines[..4],
         [
-            "config/bad/routes-shadowed.yaml:8:3: warning: pools.spare: no route sends to pool \
-             \"spare\": its backends get no traffic",
-            " 8 |   spare:",
-            "   |   ^",
-            "   = hint: send a route to it, or remove it",
+            "config/bad/routes-shadowed.yaml:16:5: warning: routes[1]: route \"api-v1\" can never \
+             match: routes[0] (\"all-api\") comes first and takes every request it would",
+            " 16 |   - name: api-v1",
+            "    |     ^",
+            "    = hint: move it above the broader route, or narrow the broader route's match",
         ],
         "{stdout}"
     );
     assert_eq!(
         lines[4],
-        "config/bad/routes-shadowed.yaml:16:5: warning: routes[1]: route \"api-v1\" can never \
-         match: routes[0] (\"all-api\") comes first and takes every request it would",
+        "config/bad/routes-shadowed.yaml:8:3: warning: pools.spare: no route sends to pool \
+         \"spare\": its backends get no traffic",
         "{stdout}"
     );
-    assert!(!stdout.contains("routes[2]"), "the default route is not shadowed: {stdout}");
-    assert!(lines.contains(&"config/bad/routes-shadowed.yaml: ok, 2 warnings"), "{stdout}");
+    assert!(
+        !stdout.contains("routes[2]"),
+        "the default route is not shadowed: {stdout}"
+    );
+    assert!(
+        lines.contains(&"config/bad/routes-shadowed.yaml: ok, 2 warnings"),
+        "{stdout}"
+    );
 }
 
 #[test]

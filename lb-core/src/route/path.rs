@@ -113,6 +113,7 @@ fn hex(byte: u8) -> Option<u8> {
 
 /// Whether `path` may already be in normal form: no escape, no backslash, no empty segment
 /// (when merging) and no segment starting with a dot. One pass, no allocation.
+#[inline]
 fn looks_normal(path: &[u8], rules: &PathRules) -> bool {
     let mut previous = 0u8;
     for &byte in path {
@@ -144,11 +145,19 @@ fn looks_normal(path: &[u8], rules: &PathRules) -> bool {
 /// assert_eq!(normalize_path("/a//b/%2e%2E/c", &rules).unwrap(), "/a/c");
 /// assert_eq!(normalize_path("/a%2Fb", &rules), Err(PathError::EncodedSlash));
 /// ```
+#[inline]
 pub fn normalize_path<'a>(path: &'a str, rules: &PathRules) -> Result<Cow<'a, str>, PathError> {
     let bytes = path.as_bytes();
     if !bytes.starts_with(b"/") || looks_normal(bytes, rules) {
         return Ok(Cow::Borrowed(path));
     }
+    rewrite(path, rules)
+}
+
+/// The slow path of [`normalize_path`]: a path that may change.
+#[inline(never)]
+fn rewrite<'a>(path: &'a str, rules: &PathRules) -> Result<Cow<'a, str>, PathError> {
+    let bytes = path.as_bytes();
     let decoded = decode(bytes, rules)?;
     let normal = remove_dot_segments(&decoded, rules)?;
     // Only ASCII went in (escapes stay escaped, decoded bytes are unreserved ASCII), and

@@ -242,6 +242,8 @@ impl Bucket {
 /// The routes of one configuration, compiled for lookup.
 #[derive(Debug)]
 pub struct RouteTable {
+    /// Route 0 matches every request: every lookup is answered without a look (the flat form).
+    first_takes_all: bool,
     conditions: Vec<Conditions>,
     exact: HashMap<Box<str>, Bucket>,
     suffixes: HashMap<Box<str>, Bucket>,
@@ -274,6 +276,7 @@ impl RouteTable {
     /// ```
     pub fn new(routes: &[RouteMatch]) -> RouteTable {
         let mut table = RouteTable {
+            first_takes_all: routes.first().is_some_and(RouteMatch::is_catch_all),
             conditions: Vec::with_capacity(routes.len()),
             exact: HashMap::new(),
             suffixes: HashMap::new(),
@@ -316,7 +319,15 @@ impl RouteTable {
     }
 
     /// The index of the first route in file order that matches `request`, or `None`.
+    #[inline]
     pub fn lookup<H: HeaderSource + ?Sized>(&self, request: &RouteRequest<'_, H>) -> Option<usize> {
+        if self.first_takes_all {
+            return Some(0);
+        }
+        self.search(request)
+    }
+
+    fn search<H: HeaderSource + ?Sized>(&self, request: &RouteRequest<'_, H>) -> Option<usize> {
         let mut best = u32::MAX;
         if let Some(host) = request.host {
             if !self.exact.is_empty()

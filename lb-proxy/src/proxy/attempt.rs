@@ -163,21 +163,36 @@ async fn wait_in_queue(queue: &Queue, pool: &PoolRuntime, until: tokio::time::In
 /// slow-start ramp keeps the pick only with the ramp's probability.
 fn pick(pool: &PoolRuntime, client: IpAddr, tried: &[usize], now: Instant) -> Option<Arc<Backend>> {
     let picked = pick_index(pool, client, tried, now)?;
+    if pool.slow_start {
+        return ramped(pool, client, tried, now, picked);
+    }
+    pool.backends.get(picked).cloned()
+}
+
+/// The slow-start check of [`pick`]: another pick, without `picked`, unless its ramp keeps it.
+#[cold]
+fn ramped(
+    pool: &PoolRuntime,
+    client: IpAddr,
+    tried: &[usize],
+    now: Instant,
+    picked: usize,
+) -> Option<Arc<Backend>> {
     let backend = pool.backends.get(picked)?;
-    if pool.slow_start
-        && let Some(ramp) = &backend.slow_start
-    {
-        let factor = ramp.factor(now);
-        if factor < 1.0 && rand::RngExt::random::<f64>(&mut rand::rng()) >= factor {
-            let mut skip = tried.to_vec();
-            skip.push(picked);
-            let other = pick_index(pool, client, &skip, now).unwrap_or(picked);
-            return pool.backends.get(other).cloned();
-        }
+    let factor = backend
+        .slow_start
+        .as_ref()
+        .map_or(1.0, |ramp| ramp.factor(now));
+    if factor < 1.0 && rand::RngExt::random::<f64>(&mut rand::rng()) >= factor {
+        let mut skip = tried.to_vec();
+        skip.push(picked);
+        let other = pick_index(pool, client, &skip, now).unwrap_or(picked);
+        return pool.backends.get(other).cloned();
     }
     Some(backend.clone())
 }
 
+#[inline(always)]
 fn pick_index(pool: &PoolRuntime, client: IpAddr, tried: &[usize], now: Instant) -> Option<usize> {
     let view = EligibleView {
         backends: &pool.backends,

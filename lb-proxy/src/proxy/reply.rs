@@ -38,6 +38,57 @@ pub struct Reply {
     pub extra: Option<Box<Extra>>,
 }
 
+/// A reply's own fields: the backend's, or the balancer's one field.
+pub enum OwnFields<'r> {
+    /// The backend's.
+    Backend(crate::proto::h1::response::Fields<'r>),
+    /// The balancer's `Content-Type`.
+    Local(Option<(&'r [u8], &'r [u8])>),
+}
+
+impl<'r> Iterator for OwnFields<'r> {
+    type Item = (&'r [u8], &'r [u8]);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            OwnFields::Backend(fields) => fields.next(),
+            OwnFields::Local(field) => field.take(),
+        }
+    }
+}
+
+/// The fields of a reply's head, as [`Reply::fields`] gives them.
+pub enum Fields<'r> {
+    /// No field changed.
+    Plain(OwnFields<'r>),
+    /// Its own fields less those removed, then those added (the index of the next).
+    Changed(OwnFields<'r>, &'r Extra, usize),
+}
+
+impl<'r> Iterator for Fields<'r> {
+    type Item = (&'r [u8], &'r [u8]);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Fields::Plain(own) => own.next(),
+            Fields::Changed(own, extra, added) => {
+                for (name, value) in own.by_ref() {
+                    let removed = (extra.remove.iter())
+                        .any(|r| r.as_str().as_bytes().eq_ignore_ascii_case(name));
+                    if !removed {
+                        return Some((name, value));
+                    }
+                }
+                let (name, value) = extra.add.get(*added)?;
+                *added += 1;
+                Some((name.as_str().as_bytes(), value.as_bytes()))
+            }
+        }
+    }
+}
+
 /// Fields changed on a reply.
 #[derive(Debug, Default)]
 pub struct Extra {
@@ -80,34 +131,16 @@ impl Reply {
     }
 
     /// The fields of the head, (name, value).
-    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        let (backend, local) = match &self.head {
-            ReplyHead::Backend(head) => (Some(head.fields()), None),
-            ReplyHead::Local => (None, Some((&b"content-type"[..], TEXT_PLAIN))),
+    pub fn fields(&self) -> Fields<'_> {
+        let own = match &self.head {
+            ReplyHead::Backend(head) => OwnFields::Backend(head.fields()),
+            ReplyHead::Local => OwnFields::Local(Some((&b"content-type"[..], TEXT_PLAIN))),
         };
-        let removed = self
-            .extra
-            .as_deref()
-            .map_or(&[][..], |extra| &extra.remove[..]);
-        let added = self
-            .extra
-            .as_deref()
-            .map_or(&[][..], |extra| &extra.add[..]);
-        backend
-            .into_iter()
-            .flatten()
-            .chain(local)
-            .filter(move |(name, _)| {
-                removed.is_empty()
-                    || !removed
-                        .iter()
-                        .any(|r| r.as_str().as_bytes().eq_ignore_ascii_case(name))
-            })
-            .chain(
-                added
-                    .iter()
-                    .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes())),
-            )
+        match self.extra.as_deref() {
+            // The common reply: its own fields, with no filter to run on each.
+            None => Fields::Plain(own),
+            Some(extra) => Fields::Changed(own, extra, 0),
+        }
     }
 
     /// Room the fields take when written.

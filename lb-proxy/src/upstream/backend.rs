@@ -64,7 +64,8 @@ impl Backend {
         queue: Option<Arc<Queue>>,
         now: Instant,
     ) -> Self {
-        let backend_metrics = BackendMetrics::new(metrics, &config.name, config.weight, routes);
+        let backend_metrics =
+            BackendMetrics::new(metrics, &config.name, config.weight, &pool.name, routes);
         let breaker = &pool.circuit_breaker;
         let breaker = breaker.enabled.then(|| CircuitBreaker::new(breaker.policy));
         let authority = http::uri::Authority::try_from(config.address.to_string().as_str())
@@ -115,6 +116,7 @@ impl Backend {
     }
 
     /// Healthy, admitted by the breaker at `now`, and under `max_connections`.
+    #[inline]
     pub fn is_eligible(&self, now: Instant) -> bool {
         self.is_healthy() && self.in_flight() < self.max_connections && self.breaker_admits(now)
     }
@@ -125,6 +127,7 @@ impl Backend {
         self.is_healthy() && self.in_flight() >= self.max_connections && self.breaker_admits(now)
     }
 
+    #[inline]
     fn breaker_admits(&self, now: Instant) -> bool {
         if self.breaker_closed.load(Ordering::Relaxed) {
             return true;
