@@ -39,6 +39,9 @@ pub struct Runtime {
     pub path_rules: PathRules,
     /// Whether the normalised path is what is sent upstream.
     pub forward_normalized: bool,
+    /// The flat form as it always was: one route, no `routes` and no `path_normalization`
+    /// written. Every request takes route 0 and its path is forwarded as received, unread.
+    pub as_before: bool,
 }
 
 /// A pool as the request path uses it.
@@ -172,6 +175,7 @@ impl Runtime {
             table: RouteTable::new(&matchers),
             path_rules: config.path_normalization.rules(),
             forward_normalized: config.path_normalization.forward == ForwardPath::Normalized,
+            as_before: config.routes.is_empty() && config.path_normalization.is_default(),
             config,
             backends,
             pools,

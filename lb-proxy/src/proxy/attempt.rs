@@ -46,25 +46,21 @@ pub(crate) async fn attempts(
             false => pick(pool, prepared.client_ip, &tried, now),
         };
         let Some(backend) = picked else {
-            if let Some(queue) = &pool.queue
-                && (behind || waits_for_slot(pool, now))
-            {
-                // Boxed: a wait in the queue is rare, and its future would otherwise take room
-                // in every request's.
-                let until = *queued_until.get_or_insert_with(|| {
-                    (tokio::time::Instant::now() + queue.timeout()).min(prepared.deadline)
-                });
-                if Box::pin(wait_in_queue(queue, pool, until)).await {
-                    continue;
-                }
-                let mut reply = respond::no_backend(shared, &route.name, prepared.method);
-                reply.extra().set(
-                    http::header::RETRY_AFTER,
-                    http::HeaderValue::from_static("1"),
-                );
-                return reply;
+            // Boxed: a wait in the queue is rare, and its future would otherwise take room in
+            // every request's.
+            let waited = Box::pin(queue_or_refuse(
+                shared,
+                pool,
+                route,
+                prepared,
+                &mut queued_until,
+                behind,
+            ));
+            match waited.await {
+                None => continue,
+                Some(Some(reply)) => return reply,
+                Some(None) => return out_of_backends(shared, route, prepared, last_failure),
             }
-            return out_of_backends(shared, route, prepared, last_failure);
         };
         // Eligibility was judged a moment ago; a racing request may have taken the last slot or
         // the last probe. Such refusals are bounded so a saturated fleet answers 503 at once.
@@ -140,6 +136,35 @@ fn out_of_backends(
         }
         None => respond::no_backend(shared, &route.name, prepared.method),
     }
+}
+
+/// No backend was picked: waits in the pool's queue when a slot is worth waiting for (`None`
+/// when one freed: pick again), answers 503 with `Retry-After` when the queue gives up, or
+/// leaves the answer to the caller (`Some(None)`) when there is nothing to wait for.
+async fn queue_or_refuse(
+    shared: &Shared,
+    pool: &PoolRuntime,
+    route: &RouteRuntime,
+    prepared: &Prepared,
+    queued_until: &mut Option<tokio::time::Instant>,
+    behind: bool,
+) -> Option<Option<Reply>> {
+    let Some(queue) = &pool.queue else {
+        return Some(None);
+    };
+    if !(behind || waits_for_slot(pool, clock::now())) {
+        return Some(None);
+    }
+    let until = *queued_until.get_or_insert_with(|| {
+        (tokio::time::Instant::now() + queue.timeout()).min(prepared.deadline)
+    });
+    if wait_in_queue(queue, pool, until).await {
+        return None;
+    }
+    let mut reply = respond::no_backend(shared, &route.name, prepared.method);
+    let retry = http::HeaderValue::from_static("1");
+    reply.extra().set(http::header::RETRY_AFTER, retry);
+    Some(Some(reply))
 }
 
 /// Whether a backend of `pool` would serve but for `max_connections`: then a slot is worth

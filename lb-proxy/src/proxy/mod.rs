@@ -123,6 +123,7 @@ pub(crate) fn handle<'a>(
 }
 
 /// `reply` with a route's response field changes on top of its own.
+#[cold]
 fn with_fields(mut reply: Reply, fields: Box<reply::Extra>) -> Reply {
     match &mut reply.extra {
         None => reply.extra = Some(fields),

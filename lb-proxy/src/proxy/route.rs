@@ -5,6 +5,10 @@
 //!
 //! A path the rules refuse is answered 400, a request no route matches 404; both close the
 //! connection when the request has a body, which is then never read.
+//!
+//! The flat form with neither `routes` nor `path_normalization` written behaves as it always
+//! did: its one route takes every request, and the path goes upstream as received. There is no
+//! route policy for a path trick to slip past, and the common configuration pays nothing.
 
 use std::borrow::Cow;
 
@@ -59,7 +63,11 @@ pub(crate) fn refusal(shared: &Shared, request: &ClientRequest, why: NotRouted) 
 }
 
 /// The index of the route `request` takes, its path normalised in place; or why it has none.
+#[inline]
 pub(crate) fn find(runtime: &Runtime, request: &mut ClientRequest) -> Result<usize, NotRouted> {
+    if runtime.as_before {
+        return Ok(0);
+    }
     let parts = &request.parts;
     let normal =
         normalize_path(parts.uri.path(), &runtime.path_rules).map_err(NotRouted::BadPath)?;
