@@ -109,6 +109,15 @@ pub(crate) async fn apply(
         authenticate(shared, route, auth.as_deref(), request).await?;
     }
     let config = &route.config;
+    let transforms = config.redirect.is_some()
+        || config.respond.is_some()
+        || config.rewrite.is_some()
+        || !config.request_headers.is_empty()
+        || !config.response_headers.is_empty();
+    if !transforms {
+        // A limit or auth alone: nothing of the request to copy for templates.
+        return Ok(None);
+    }
     let uses = |var| {
         config.request_headers.uses(var)
             || config.response_headers.uses(var)
