@@ -237,3 +237,47 @@ async fn a_route_rate_limit_answers_429_with_its_fields() {
     );
     daemon.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_shipped_routes_example_does_what_it_says() {
+    let fleet = backends(3).await;
+    let mut yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/examples/routes.yaml"
+    ))
+    .expect("the example");
+    // The example's backends and listener, moved to this test's ports.
+    for (port, backend) in [8001, 8002, 8003].into_iter().zip(&fleet) {
+        yaml = yaml.replace(&format!("127.0.0.1:{port}"), &backend.addr().to_string());
+    }
+    yaml = yaml.replace("listen: 127.0.0.1:8080", "listen: 127.0.0.1:0");
+    yaml.push_str("metrics:\n  listen: 127.0.0.1:0\n");
+    let daemon = start(&yaml).await;
+    for _ in 0..4 {
+        let answer = get_host(&daemon, "api.localhost", "/").await;
+        assert!(
+            ["b0", "b1"].contains(&answer.backend().as_str()),
+            "{}",
+            answer.backend()
+        );
+    }
+    assert_eq!(
+        get_host(&daemon, "www.localhost", "/").await.backend(),
+        "b2"
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        statuses.push(
+            get_host(&daemon, "www.localhost", "/limited/")
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    assert_eq!(&statuses[..5], [200; 5], "{statuses:?}");
+    assert!(
+        statuses[5..].contains(&429),
+        "5 per second per client: {statuses:?}"
+    );
+    daemon.shutdown().await;
+}

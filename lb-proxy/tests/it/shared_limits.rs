@@ -172,3 +172,33 @@ async fn the_shared_limit_holds_within_ten_percent_across_balancers() {
     }
     drop(redis);
 }
+
+#[tokio::test]
+async fn without_redis_on_error_decides_allow_or_deny() {
+    // A port nothing listens on: every decision fails over to on_error at once.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let fleet = backends(1).await;
+    for (on_error, want) in [("allow", 200), ("deny", 429), ("local", 200)] {
+        let yaml = config(&fleet, closed, 1).replace(
+            "  timeout: 200ms\n",
+            &format!("  timeout: 200ms\n  on_error: {on_error}\n"),
+        );
+        let daemon = lb_proxy::Daemon::start(parse(&yaml)).await.expect("starts");
+        let status = get(&client(), daemon.listen_addr, "/")
+            .await
+            .status
+            .as_u16();
+        assert_eq!(status, want, "on_error: {on_error}");
+        let metrics = scrape(&daemon).await;
+        assert_eq!(metric_sum(&metrics, "lb_rate_limit_redis_up", &[]), 0.0);
+        assert_eq!(
+            metric_sum(&metrics, "lb_rate_limit_redis_errors_total", &[]),
+            1.0
+        );
+        daemon.shutdown().await;
+    }
+}
