@@ -106,6 +106,9 @@ pub struct JwtAuth {
     /// A JWKS document on disk.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwks_file: Option<String>,
+    /// A JWKS document fetched over HTTP(S).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
     /// The algorithms a JWKS key may use (its `alg`, or the one its key type allows).
     pub algorithms: Vec<JwtAlgorithm>,
     /// The `iss` every token must carry.
@@ -302,9 +305,10 @@ fn algorithm(node: &Node) -> Result<JwtAlgorithm, Problem> {
 }
 
 fn jwt(w: &mut Walker<'_>, node: Option<&Spanned>, path: &str) -> JwtAuth {
-    const FIELDS: [&str; 7] = [
+    const FIELDS: [&str; 8] = [
         "keys",
         "jwks_file",
+        "jwks_url",
         "algorithms",
         "issuer",
         "audience",
@@ -353,8 +357,22 @@ fn jwt(w: &mut Walker<'_>, node: Option<&Spanned>, path: &str) -> JwtAuth {
         }
     }
     let jwks_file = w.get(&s, "jwks_file", None, |n| text(n).map(Some)).value;
-    if keys.is_empty() && jwks_file.is_none() {
-        let problem = Problem::new("a JWT scheme needs `keys` or `jwks_file`");
+    let jwks_url = w.get(&s, "jwks_url", None, |n| {
+        let url = text(n)?;
+        match url.starts_with("https://") || url.starts_with("http://") {
+            true => Ok(Some(url)),
+            false => Err(Problem::new(format!("\"{url}\" is not an http(s) URL"))
+                .hint("like https://login.example.com/.well-known/jwks.json")),
+        }
+    });
+    if jwks_file.is_some() && jwks_url.value.is_some() {
+        let problem = Problem::new("jwks_file and jwks_url cannot both be set")
+            .hint("one JWKS source per scheme");
+        w.report(jwks_url.pos, &s.field("jwks_url"), problem);
+    }
+    let jwks_url = jwks_url.value;
+    if keys.is_empty() && jwks_file.is_none() && jwks_url.is_none() {
+        let problem = Problem::new("a JWT scheme needs `keys`, `jwks_file` or `jwks_url`");
         w.report(s.pos, path, problem);
     }
     let algorithms = match s.get("algorithms") {
@@ -410,6 +428,7 @@ fn jwt(w: &mut Walker<'_>, node: Option<&Spanned>, path: &str) -> JwtAuth {
     JwtAuth {
         keys,
         jwks_file,
+        jwks_url,
         algorithms,
         issuer,
         audience,

@@ -305,3 +305,62 @@ async fn a_missing_key_file_stops_the_start() {
         "{error}"
     );
 }
+
+/// A one-file HTTP server for a JWKS document: 200 with the body while `up`, else 500.
+async fn jwks_server(
+    body: Vec<u8>,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (body, up) = (body.clone(), up.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = match up.load(std::sync::atomic::Ordering::SeqCst) {
+                    true => [format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len()).into_bytes(), body].concat(),
+                    false => b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec(),
+                };
+                let _ = stream.write_all(&answer).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_jwks_url_is_fetched_and_its_last_good_set_stays_when_it_fails() {
+    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let server = jwks_server(read("jwks.json"), up.clone()).await;
+    let fleet = backends(1).await;
+    let rest = format!(
+        "auth:\n  sso:\n    jwt:\n      jwks_url: http://{server}/jwks.json\n      algorithms: [RS256]\n\
+         routes:\n  - pool: web\n    auth: sso\n"
+    );
+    let daemon = lb_proxy::Daemon::start(parse(&pooled(&[("web", &fleet)], &rest)))
+        .await
+        .expect("balancer starts");
+    let rsa = EncodingKey::from_rsa_pem(&read("rsa-private.pem")).unwrap();
+    let claims = json!({"sub": "alice", "exp": now() + 600});
+    let bearer = |kid: &str| {
+        Some(format!(
+            "Bearer {}",
+            token(Algorithm::RS256, Some(kid), &rsa, claims.clone())
+        ))
+    };
+    assert_eq!(ask(&daemon, "/", bearer("rsa-jwks")).await.status, 200);
+    // The provider fails: an unknown kid finds nothing, and the keys already known still work.
+    up.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(ask(&daemon, "/", bearer("rotated")).await.status, 401);
+    assert_eq!(ask(&daemon, "/", bearer("rsa-jwks")).await.status, 200);
+    daemon.shutdown().await;
+}

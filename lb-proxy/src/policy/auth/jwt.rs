@@ -8,11 +8,13 @@
 //! before any signature is computed. `exp` is required; `exp` and `nbf` are checked with the
 //! configured leeway; `iss` and `aud` when configured.
 //!
-//! Keys come from files, or from a JWKS document on disk: a token naming an unknown `kid`
-//! triggers one re-read, at most every [`REFETCH_EVERY`]; if the read fails the last good set
-//! stays.
+//! Keys come from files, or from a JWKS document on disk or at an HTTP(S) URL (fetched with
+//! `ureq` on the blocking pool, within [`FETCH_TIMEOUT`]): a token naming an unknown `kid`
+//! triggers one re-read, at most every [`REFETCH_EVERY`], which that request waits for; if the
+//! read fails the last good set stays. A URL is first fetched in the background at start, so an
+//! identity provider that is down does not stop the balancer.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
@@ -24,8 +26,12 @@ use lb_core::config::auth::{JwtAlgorithm, JwtAuth};
 use super::{Denial, Verdict};
 use crate::clock;
 
-/// The shortest time between two reads of a JWKS file.
+/// The shortest time between two reads of a JWKS document.
 pub const REFETCH_EVERY: Duration = Duration::from_secs(10);
+/// The longest a JWKS fetch over HTTP may take.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+/// The largest JWKS document read.
+const MAX_JWKS_BYTES: u64 = 1024 * 1024;
 
 #[derive(Clone)]
 struct Key {
@@ -40,10 +46,60 @@ impl std::fmt::Debug for Key {
     }
 }
 
+/// Where a JWKS document is read from.
+#[derive(Debug, Clone)]
+enum Source {
+    File(String),
+    Url(String),
+}
+
+impl Source {
+    /// Reads the document (blocking: run it on the blocking pool) and keeps the keys allowed.
+    fn load(&self, allowed: &[Algorithm]) -> Result<Vec<Key>, String> {
+        let bytes = match self {
+            Source::File(file) => {
+                std::fs::read(file).map_err(|e| format!("cannot read {file}: {e}"))?
+            }
+            Source::Url(url) => fetch(url)?,
+        };
+        parse_jwks(&bytes, allowed).map_err(|e| format!("{}: {e}", self.name()))
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Source::File(name) | Source::Url(name) => name,
+        }
+    }
+}
+
+/// One `GET` of a JWKS URL: status 200, at most [`MAX_JWKS_BYTES`], within [`FETCH_TIMEOUT`].
+fn fetch(url: &str) -> Result<Vec<u8>, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(FETCH_TIMEOUT))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .build()
+        .into();
+    let mut response = agent
+        .get(url)
+        .call()
+        .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+    if response.status() != 200 {
+        return Err(format!("{url} answered {}", response.status()));
+    }
+    (response
+        .body_mut()
+        .with_config()
+        .limit(MAX_JWKS_BYTES)
+        .read_to_vec())
+    .map_err(|e| format!("cannot read {url}: {e}"))
+}
+
 #[derive(Debug)]
 struct Jwks {
-    file: String,
-    /// The last good key set, and when an unknown `kid` last made the file be read again.
+    source: Source,
+    /// The last good key set, and when an unknown `kid` last made the document be read again.
     state: Mutex<(Vec<Key>, Option<Instant>)>,
 }
 
@@ -51,7 +107,7 @@ struct Jwks {
 #[derive(Debug)]
 pub struct Jwt {
     keys: Vec<Key>,
-    jwks: Option<Jwks>,
+    jwks: Option<Arc<Jwks>>,
     allowed: Vec<Algorithm>,
     issuer: Option<String>,
     audience: Option<String>,
@@ -94,15 +150,28 @@ impl Jwt {
             });
         }
         let allowed: Vec<Algorithm> = config.algorithms.iter().copied().map(algorithm).collect();
-        let jwks = match &config.jwks_file {
-            None => None,
-            Some(file) => {
-                let set = read_jwks(file, &allowed)?;
-                Some(Jwks {
-                    file: file.clone(),
+        let jwks = match (&config.jwks_file, &config.jwks_url) {
+            (Some(file), _) => {
+                let source = Source::File(file.clone());
+                let set = source.load(&allowed)?;
+                Some(Arc::new(Jwks {
+                    source,
                     state: Mutex::new((set, None)),
-                })
+                }))
             }
+            (None, Some(url)) => {
+                let jwks = Arc::new(Jwks {
+                    source: Source::Url(url.clone()),
+                    state: Mutex::new((Vec::new(), None)),
+                });
+                // The first fetch in the background: a provider that is down stops nothing.
+                if tokio::runtime::Handle::try_current().is_ok() {
+                    let (jwks, allowed) = (jwks.clone(), allowed.clone());
+                    tokio::spawn(async move { jwks.reload(&allowed).await });
+                }
+                Some(jwks)
+            }
+            (None, None) => None,
         };
         let header = |text: String| {
             HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
@@ -125,8 +194,9 @@ impl Jwt {
     }
 
     /// The keys that may verify a token naming `kid` with `alg`; `Err` with the reason when
-    /// there is none.
-    fn keys_for(&self, kid: Option<&str>, alg: Algorithm) -> Result<Vec<Key>, &'static str> {
+    /// there is none. A `kid` no key has makes the JWKS document be read again, at most every
+    /// [`REFETCH_EVERY`], and this request waits for it.
+    async fn keys_for(&self, kid: Option<&str>, alg: Algorithm) -> Result<Vec<Key>, &'static str> {
         let named = |keys: &[Key]| -> Vec<Key> {
             keys.iter()
                 .filter(|k| k.kid.as_deref() == kid)
@@ -135,24 +205,27 @@ impl Jwt {
         };
         let mut found = named(&self.keys);
         if let Some(jwks) = &self.jwks {
-            let mut state = jwks.state.lock().unwrap_or_else(|p| p.into_inner());
-            let mut from_set = named(&state.0);
-            let now = clock::now();
-            let due = state
-                .1
-                .is_none_or(|last| now.saturating_duration_since(last) >= REFETCH_EVERY);
-            // Only a kid no key has makes the file be read again.
-            if found.is_empty() && from_set.is_empty() && kid.is_some() && due {
-                state.1 = Some(now);
-                match read_jwks(&jwks.file, &self.allowed) {
-                    Ok(set) => state.0 = set,
-                    Err(error) => {
-                        tracing::warn!(%error, "JWKS re-read failed; the last good key set stays")
-                    }
+            let (from_set, due) = {
+                let mut state = jwks.state.lock().unwrap_or_else(|p| p.into_inner());
+                let from_set = named(&state.0);
+                let now = clock::now();
+                let due = found.is_empty()
+                    && from_set.is_empty()
+                    && kid.is_some()
+                    && state
+                        .1
+                        .is_none_or(|last| now.saturating_duration_since(last) >= REFETCH_EVERY);
+                if due {
+                    state.1 = Some(now);
                 }
-                from_set = named(&state.0);
-            }
+                (from_set, due)
+            };
             found.extend(from_set);
+            if due {
+                jwks.reload(&self.allowed).await;
+                let state = jwks.state.lock().unwrap_or_else(|p| p.into_inner());
+                found.extend(named(&state.0));
+            }
         }
         if found.is_empty() {
             return Err("unknown_key");
@@ -165,7 +238,7 @@ impl Jwt {
     }
 
     /// Checks the bearer token in `headers`.
-    pub fn check(&self, headers: &http::HeaderMap) -> Verdict {
+    pub async fn check(&self, headers: &http::HeaderMap) -> Verdict {
         let Some(value) = headers.get(AUTHORIZATION) else {
             return Denial::unauthorized("missing", &self.challenge);
         };
@@ -180,7 +253,7 @@ impl Jwt {
             // Also `alg: none` and any algorithm the library does not know.
             return Denial::unauthorized("malformed", &self.invalid);
         };
-        let keys = match self.keys_for(header.kid.as_deref(), header.alg) {
+        let keys = match self.keys_for(header.kid.as_deref(), header.alg).await {
             Ok(keys) => keys,
             Err(reason) => return Denial::unauthorized(reason, &self.invalid),
         };
@@ -247,12 +320,29 @@ impl Jwt {
     }
 }
 
-/// The keys of a JWKS file whose algorithm (its `alg`, or the one its key type implies) is in
-/// `allowed`; others are left out.
-fn read_jwks(file: &str, allowed: &[Algorithm]) -> Result<Vec<Key>, String> {
-    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {file}: {e}"))?;
-    let set: JwkSet = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("{file} is not a JWKS document: {e}"))?;
+impl Jwks {
+    /// Reads the document again on the blocking pool; a failure keeps the last good set.
+    async fn reload(&self, allowed: &[Algorithm]) {
+        let (source, allowed) = (self.source.clone(), allowed.to_vec());
+        let loaded = tokio::task::spawn_blocking(move || source.load(&allowed)).await;
+        match loaded {
+            Ok(Ok(keys)) => {
+                let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                state.0 = keys;
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "JWKS read failed; the last good key set stays")
+            }
+            Err(error) => tracing::warn!(%error, "JWKS read failed; the last good key set stays"),
+        }
+    }
+}
+
+/// The keys of a JWKS document whose algorithm (its `alg`, or the one its key type implies) is
+/// in `allowed`; others are left out.
+fn parse_jwks(bytes: &[u8], allowed: &[Algorithm]) -> Result<Vec<Key>, String> {
+    let set: JwkSet =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a JWKS document: {e}"))?;
     let mut keys = Vec::new();
     for jwk in &set.keys {
         let implied = match &jwk.algorithm {
@@ -292,10 +382,12 @@ mod tests {
     #[test]
     fn a_jwks_file_gives_its_keys_within_the_allowed_algorithms() {
         let file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt/jwks.json");
-        let keys = read_jwks(file, &[Algorithm::RS256]).unwrap();
+        let source = Source::File(file.to_owned());
+        let keys = source.load(&[Algorithm::RS256]).unwrap();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].kid.as_deref(), Some("rsa-jwks"));
-        assert!(read_jwks(file, &[Algorithm::ES256]).unwrap().is_empty());
-        assert!(read_jwks("/nonexistent.json", &[]).is_err());
+        assert!(source.load(&[Algorithm::ES256]).unwrap().is_empty());
+        assert!(Source::File("/nonexistent.json".into()).load(&[]).is_err());
+        assert!(parse_jwks(b"{}", &[]).is_err());
     }
 }

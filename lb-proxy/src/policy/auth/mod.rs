@@ -97,7 +97,7 @@ impl Auth {
         match &self.kind {
             Kind::Basic(basic) => basic.check(&parts.headers).await,
             Kind::ApiKey(keys) => keys.check(parts),
-            Kind::Jwt(jwt) => jwt.check(&parts.headers),
+            Kind::Jwt(jwt) => jwt.check(&parts.headers).await,
         }
     }
 }
