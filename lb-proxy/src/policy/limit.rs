@@ -98,3 +98,43 @@ impl Limiter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // any instant will do as the epoch
+    fn keys_by_client_header_or_one_for_all() {
+        let config = |key| RateLimitConfig {
+            name: "l".into(),
+            requests: 1,
+            per: Duration::from_secs(1),
+            burst: 1,
+            key,
+            shared: Sharing::Local,
+            max_keys: 10,
+        };
+        let epoch = Instant::now();
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let mut with_key = http::HeaderMap::new();
+        with_key.insert("x-api-key", http::HeaderValue::from_static("k1"));
+        let mut other_key = http::HeaderMap::new();
+        other_key.insert("x-api-key", http::HeaderValue::from_static("k2"));
+        let none = http::HeaderMap::new();
+
+        let by_client = Limiter::new(&config(LimitKey::Client), epoch, None);
+        assert_ne!(by_client.key(a, &none), by_client.key(b, &none));
+        assert_eq!(by_client.key(a, &with_key), by_client.key(a, &none));
+
+        let global = Limiter::new(&config(LimitKey::Global), epoch, None);
+        assert_eq!(global.key(a, &with_key), global.key(b, &none));
+
+        let by_header = Limiter::new(&config(LimitKey::Header("x-api-key".into())), epoch, None);
+        assert_eq!(by_header.key(a, &with_key), by_header.key(b, &with_key));
+        assert_ne!(by_header.key(a, &with_key), by_header.key(a, &other_key));
+        // Without the header, the address: leaving it out escapes nothing.
+        assert_ne!(by_header.key(a, &none), by_header.key(b, &none));
+        assert_ne!(by_header.key(a, &none), by_header.key(a, &with_key));
+    }
+}

@@ -281,3 +281,42 @@ async fn the_shipped_routes_example_does_what_it_says() {
     );
     daemon.shutdown().await;
 }
+
+/// The admitted rate of a limit shared by every client stays within 5 % of the limit while
+/// many clients on two worker threads ask for far more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_limit_admits_its_rate_within_five_percent_across_workers() {
+    let fleet = backends(1).await;
+    let rest = "rate_limits:\n  all:\n    requests: 100\n    per: 1s\n    burst: 10\n    key: global\n\
+                routes:\n  - pool: web\n    rate_limit: all\n";
+    let daemon = start(&pooled(&[("web", &fleet)], rest)).await;
+    let addr = daemon.listen_addr;
+    let started = std::time::Instant::now();
+    let until = started + std::time::Duration::from_secs(2);
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            tokio::spawn(async move {
+                let client = client();
+                let mut admitted = 0u32;
+                while std::time::Instant::now() < until {
+                    admitted += u32::from(get(&client, addr, "/").await.status == 200);
+                }
+                admitted
+            })
+        })
+        .collect();
+    let mut admitted = 0u32;
+    for task in clients {
+        admitted += task.await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // 100 a second over the time taken, plus the burst of 10 (which also absorbs the moments a
+    // budget waits unused between a request and the next).
+    let want = 100.0 * elapsed + 10.0;
+    let error = (f64::from(admitted) - want).abs() / want;
+    assert!(
+        error <= 0.05,
+        "admitted {admitted} in {elapsed:.3} s, want {want:.0} ± 5 %"
+    );
+    daemon.shutdown().await;
+}
