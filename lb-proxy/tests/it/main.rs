@@ -22,5 +22,6 @@ mod routing;
 mod server_loop;
 mod shared_limits;
 mod sick_backends;
+mod slow_start;
 mod timers;
 mod upstream_framing;
