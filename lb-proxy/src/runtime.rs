@@ -81,6 +81,8 @@ pub struct RouteRuntime {
     /// Whether anything beyond picking a backend happens (a limit, auth, a rewrite, headers,
     /// an answer of its own): a route without is served with no further look.
     pub has_policy: bool,
+    /// The route's one policy is a limit kept in memory: decided in place, with no future.
+    pub local_limit_only: bool,
     /// Its configuration.
     pub config: RouteConfig,
 }
@@ -148,7 +150,15 @@ impl Runtime {
                 || route.respond.is_some()
                 || !route.request_headers.is_empty()
                 || !route.response_headers.is_empty();
+            let local_limit_only = limit.as_ref().is_some_and(|l| l.is_local())
+                && route.auth.is_none()
+                && route.rewrite.is_none()
+                && route.redirect.is_none()
+                && route.respond.is_none()
+                && route.request_headers.is_empty()
+                && route.response_headers.is_empty();
             routes.push(RouteRuntime {
+                local_limit_only,
                 name,
                 pool,
                 slot,

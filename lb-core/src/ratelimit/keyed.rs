@@ -13,6 +13,7 @@
 //! which is the price of the bound, and the only way this store can err.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -70,15 +71,26 @@ impl KeyedLimiter {
         let mut map = shard
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let tat = map.get(&key).copied().unwrap_or(0);
-        let (decision, next) = self.gcra.decide(tat, now);
-        if decision.allowed {
-            if tat == 0 && map.len() >= self.max_per_shard {
-                evict(&mut map, now, self.max_per_shard);
-            }
-            map.insert(key, next);
+        if map.len() >= self.max_per_shard && !map.contains_key(&key) {
+            evict(&mut map, now, self.max_per_shard);
         }
-        decision
+        // One hash of the key on the common path: the entry is read and written in place.
+        match map.entry(key) {
+            Entry::Occupied(mut held) => {
+                let (decision, next) = self.gcra.decide(*held.get(), now);
+                if decision.allowed {
+                    held.insert(next);
+                }
+                decision
+            }
+            Entry::Vacant(free) => {
+                let (decision, next) = self.gcra.decide(0, now);
+                if decision.allowed {
+                    free.insert(next);
+                }
+                decision
+            }
+        }
     }
 
     /// Keys held now, for tests and gauges.

@@ -76,6 +76,16 @@ impl Limiter {
         }
     }
 
+    /// Whether the limit lives in this balancer's memory only (its decision needs no wait).
+    pub fn is_local(&self) -> bool {
+        self.shared.is_none()
+    }
+
+    /// Decides one request of `key` in memory.
+    pub fn check_local(&self, key: u128) -> Decision {
+        self.local.check(key, clock::now())
+    }
+
     /// Decides one request of `key`: in memory, or in Redis for a shared limit (then, while
     /// Redis does not answer, as `redis.on_error` says).
     pub async fn check(&self, key: u128) -> Decision {

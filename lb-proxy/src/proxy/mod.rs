@@ -78,7 +78,11 @@ pub(crate) fn handle<'a>(
             Err(why) => return route::refusal(shared, &request, why),
         };
         let mut response_fields = None;
-        if route.has_policy {
+        if route.local_limit_only {
+            if let Some(refused) = policy::limit_only(shared, &runtime, route, client, &request) {
+                return refused;
+            }
+        } else if route.has_policy {
             // Boxed: most routes have no policy, and its future would take room in every
             // request's.
             match Box::pin(policy::apply(shared, &runtime, route, client, &mut request)).await {

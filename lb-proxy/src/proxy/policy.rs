@@ -21,6 +21,7 @@ use super::route::{close_if_body, set_path};
 use super::{ClientInfo, ClientRequest, respond};
 use crate::metrics::{AuthLabels, LimitLabels, MethodLabel};
 use crate::policy::auth::{Auth, Verdict};
+use crate::policy::limit::Limiter;
 use crate::runtime::{RouteRuntime, Runtime, Shared};
 
 /// The `Host` sent upstream when a route rewrites it; the client's own goes in
@@ -89,20 +90,7 @@ pub(crate) async fn apply(
         let key = limiter.key(client_ip, &request.parts.headers);
         let decision = limiter.check(key).await;
         if !decision.allowed {
-            let labels = LimitLabels {
-                route: route.name.clone(),
-                limit: limiter.name.clone(),
-            };
-            shared.metrics.rate_limited.get_or_create(&labels).inc();
-            let mut reply = respond::refuse(
-                shared,
-                &route.name,
-                method,
-                StatusCode::TOO_MANY_REQUESTS,
-                "429 too many requests\n",
-            );
-            limit_fields(reply.extra(), &limiter.name, limiter.gcra(), &decision);
-            return Err(close_if_body(reply, request));
+            return Err(too_many(shared, route, limiter, &decision, request));
         }
     }
     if let Some(auth) = &route.auth {
@@ -189,6 +177,49 @@ pub(crate) async fn apply(
     let mut extra = Box::<Extra>::default();
     response_rules(&config.response_headers, &values, &mut extra);
     Ok(Some(extra))
+}
+
+/// The route's limit alone, when it is all the route has and it lives in memory
+/// (`RouteRuntime::local_limit_only`): decided here, without the boxed future of [`apply`].
+pub(crate) fn limit_only(
+    shared: &Shared,
+    runtime: &Runtime,
+    route: &RouteRuntime,
+    client: &ClientInfo,
+    request: &ClientRequest,
+) -> Option<Reply> {
+    let limiter = route.limit.as_ref()?;
+    let trusted = &runtime.config.server.trusted_proxies;
+    let client_ip = client.address(&request.parts.headers, trusted);
+    let key = limiter.key(client_ip, &request.parts.headers);
+    let decision = limiter.check_local(key);
+    (!decision.allowed).then(|| too_many(shared, route, limiter, &decision, request))
+}
+
+/// The 429 of a refused request, counted, with `Retry-After` and the `RateLimit` fields.
+fn too_many(
+    shared: &Shared,
+    route: &RouteRuntime,
+    limiter: &Limiter,
+    decision: &Decision,
+    request: &ClientRequest,
+) -> Reply {
+    let labels = LimitLabels {
+        route: route.name.clone(),
+        limit: limiter.name.clone(),
+    };
+    shared.metrics.rate_limited.get_or_create(&labels).inc();
+    let method = MethodLabel::of(&request.parts.method);
+    let status = StatusCode::TOO_MANY_REQUESTS;
+    let mut reply = respond::refuse(
+        shared,
+        &route.name,
+        method,
+        status,
+        "429 too many requests\n",
+    );
+    limit_fields(reply.extra(), &limiter.name, limiter.gcra(), decision);
+    close_if_body(reply, request)
 }
 
 /// Checks the route's scheme; on success sets the fields it names (JWT claims).

@@ -13,10 +13,7 @@ async fn a_backend_back_in_rotation_ramps_from_its_floor() {
     let rest = "load_balancer:\n  slow_start: 30s\n\
                 health_check:\n  enabled: true\n  interval: 100ms\n  timeout: 50ms\n  \
                 unhealthy_threshold: 1\n  healthy_threshold: 1\n";
-    let yaml = pooled(&[("web", &fleet)], "").replace(
-        "health_check:\n  enabled: false\n",
-        rest,
-    );
+    let yaml = pooled(&[("web", &fleet)], "").replace("health_check:\n  enabled: false\n", rest);
     let daemon = lb_proxy::Daemon::start(parse(&yaml)).await.expect("starts");
     let health = |up: f64| {
         let daemon = &daemon;
@@ -38,6 +35,9 @@ async fn a_backend_back_in_rotation_ramps_from_its_floor() {
         b1 += usize::from(get(&client, daemon.listen_addr, "/").await.backend() == "b1");
     }
     // Round robin would give it half; just back, it keeps about a tenth of its picks.
-    assert!((1..=60).contains(&b1), "b1 took {b1} of 300 requests just after its return");
+    assert!(
+        (1..=60).contains(&b1),
+        "b1 took {b1} of 300 requests just after its return"
+    );
     daemon.shutdown().await;
 }
