@@ -13,7 +13,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(config_parse header_sanitise request_head response_head chunked)
+    targets=(config_parse header_sanitise request_head response_head chunked route)
 fi
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
