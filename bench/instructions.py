@@ -8,7 +8,7 @@ zeroes the counters, drives `wrk` for a fixed time, dumps the counters and divid
 instructions by the requests wrk completed.
 
 Usage: bench/instructions.py [--lb PATH] [--scenario keepalive|close] [--seconds S]
-                             [--connections N] [--annotate]
+                             [--connections N] [--annotate] [--extra YAML] [--header H]...
 """
 import argparse
 import glob
@@ -33,6 +33,9 @@ def main():
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--annotate", action="store_true", help="print callgrind_annotate's top functions")
     parser.add_argument("--extra", default="", help="YAML appended to lb's config, e.g. 'retry:\\n  max_attempts: 1\\n'")
+    parser.add_argument("--header", action="append", default=[],
+                        help="a header wrk sends with every request, e.g. 'Authorization: Bearer ...' (repeatable)")
+    parser.add_argument("--path", default="/", help="the path wrk asks for (default /)")
     parser.add_argument("--keep", help="copy the callgrind dump here (for callgrind_annotate or kcachegrind)")
     args = parser.parse_args()
     for tool in ("valgrind", "callgrind_control", "wrk", "nginx"):
@@ -80,7 +83,9 @@ def run_wrk(args, seconds):
     cmd = ["taskset", "-c", run.LOAD_CORE, "wrk", "-t1", f"-c{args.connections}", "-d", f"{seconds}s"]
     if args.scenario == "close":
         cmd += ["-H", "Connection: close"]
-    out = subprocess.run(cmd + [f"http://127.0.0.1:{run.PROXY_PORT['lb']}/"], check=True, text=True, capture_output=True).stdout
+    for header in args.header:
+        cmd += ["-H", header]
+    out = subprocess.run(cmd + [f"http://127.0.0.1:{run.PROXY_PORT['lb']}{args.path}"], check=True, text=True, capture_output=True).stdout
     return int(re.search(r"(\d+) requests in", out).group(1))
 
 

@@ -9,3 +9,4 @@ pub mod header_check;
 pub mod request_check;
 pub mod proxy_check;
 pub mod response_check;
+pub mod route_check;

@@ -224,7 +224,8 @@ fn parents(field: &str) -> impl Iterator<Item = &str> {
 /// One line describing a valid configuration: listener, algorithm, backends, health
 /// checking and metrics.
 pub fn summary(config: &Config) -> String {
-    let backends = config.backends.len();
+    let pools = config.pool_list();
+    let backends: usize = pools.iter().map(|pool| pool.backends.len()).sum();
     let health = &config.health_check;
     let health = if health.enabled {
         format!(
@@ -244,11 +245,16 @@ pub fn summary(config: &Config) -> String {
     } else {
         "metrics off".to_owned()
     };
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let routing = match (pools.len(), config.routes.len()) {
+        (1, 0) => String::new(),
+        (p, r) => format!("{p} pool{}, {r} route{}, ", plural(p), plural(r)),
+    };
     format!(
-        "listen {}, {}, {backends} backend{}, {health}, {metrics}",
+        "listen {}, {}, {routing}{backends} backend{}, {health}, {metrics}",
         config.server.listen,
         config.load_balancer.algorithm.as_str(),
-        if backends == 1 { "" } else { "s" },
+        plural(backends),
     )
 }
 

@@ -9,6 +9,8 @@
 //! - [`balance`]: the balancing algorithms behind one [`balance::Balancer`] trait.
 //! - [`breaker`]: the per-backend circuit breaker state machine.
 //! - [`retry`]: the retry decision, backoff with jitter, and the retry budget.
+//! - [`ratelimit`]: GCRA decisions and a per-key store bounded in memory.
+//! - [`route`]: path normalisation and the route table (first match in file order).
 //! - [`health`]: per-backend health hysteresis from active checks.
 //! - [`net`]: CIDR ranges and the client-address rule for `X-Forwarded-For`.
 //! - [`simulate`]: a discrete-event simulation of a configuration under a scenario, driving
@@ -69,5 +71,7 @@ pub mod breaker;
 pub mod config;
 pub mod health;
 pub mod net;
+pub mod ratelimit;
 pub mod retry;
+pub mod route;
 pub mod simulate;

@@ -11,11 +11,13 @@
 //!   loops and connection permits.
 //! - `conn`: one client connection — its timers, our HTTP/1.1 loop over the codec, hyper's
 //!   server for h2c.
-//! - `proxy`: the request path — prepare, attempt, settle, respond.
-//! - `runtime`: the live snapshot of config, backends, selector, retry policy and budget.
-//! - `upstream`: backends, their pools and connections, the health checker.
 //! - `tls`: the TLS terminator (certificates by SNI name, reloads, tickets) and the TLS
 //!   settings towards backends; under `upstream`, above the leaves.
+//! - `proxy`: the request path — route, policy, prepare, attempt, settle, respond.
+//! - `runtime`: the live snapshot: the route table and routes, the pools with their backends,
+//!   selectors, retry policies and budgets.
+//! - `upstream`: backends, their pools and connections, the health checker, the wait queue and
+//!   slow start; `policy`: the state of route policies (rate limiters, auth schemes).
 //! - Leaves any layer may use: [`proto`] (the pure HTTP/1.1 codec), `metrics`, `shutdown`,
 //!   `clock`, and `side_listener` (the small HTTP endpoints: metrics, admin).
 #![warn(missing_docs)]
@@ -27,6 +29,7 @@ mod conn;
 mod daemon;
 mod listener;
 mod metrics;
+mod policy;
 pub mod proto;
 mod proxy;
 mod runtime;

@@ -210,8 +210,11 @@ fn breaker_cell(breaker: Breaker) -> Cell<'static> {
     Cell::from(breaker.label()).style(style)
 }
 
-fn backend_row(b: &BackendView) -> Row<'static> {
-    Row::new(vec![
+/// A backend's row; `pool` is its pool's name on the first row of the pool's group (blank on
+/// the others), `None` when the fleet has one pool (no column).
+fn backend_row(b: &BackendView, pool: Option<String>) -> Row<'static> {
+    let pool = pool.map(|name| Cell::from(name).style(BOLD));
+    Row::new(pool.into_iter().chain([
         Cell::from(b.name.clone()),
         health_cell(b.healthy),
         breaker_cell(b.breaker),
@@ -222,7 +225,7 @@ fn backend_row(b: &BackendView) -> Row<'static> {
         Cell::from(format_latency(b.p99)),
         Cell::from(format!("{}", b.weight)),
         Cell::from(format_option(b.share, 0, "%")),
-    ])
+    ]))
 }
 
 fn draw_table(frame: &mut Frame, area: Rect, screen: &Screen) {
@@ -239,26 +242,50 @@ fn draw_table(frame: &mut Frame, area: Rect, screen: &Screen) {
         frame.render_widget(waiting.block(block), area);
         return;
     };
-    let header = Row::new([
+    // Pools group their backends (the model orders rows by pool): a POOL column names each
+    // group once, shown only when there is more than one pool.
+    let pools: std::collections::BTreeSet<&str> = (view.backends.iter())
+        .filter_map(|b| b.pool.as_deref())
+        .collect();
+    let grouped = pools.len() > 1;
+    let columns = [
         "BACKEND", "HEALTH", "BREAKER", "INFL", "REQ/S", "ERR%", "P50", "P99", "WEIGHT", "SHARE",
-    ])
-    .style(BOLD);
+    ];
+    let header = Row::new(grouped.then_some("POOL").into_iter().chain(columns)).style(BOLD);
     // The name column is as wide as the longest name (within reason); slack goes to the right.
     let longest = view.backends.iter().map(|b| b.name.chars().count()).max();
     let name_width = u16::try_from(longest.unwrap_or(0).clamp(7, 24)).unwrap_or(24);
-    let widths = [
-        Constraint::Length(name_width),
-        Constraint::Length(6),
-        Constraint::Length(9),
-        Constraint::Length(4),
-        Constraint::Length(7),
-        Constraint::Length(5),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(6),
-        Constraint::Length(5),
-    ];
-    let table = Table::new(view.backends.iter().map(backend_row), widths)
+    let pool_width = pools
+        .iter()
+        .map(|p| p.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(4, 16);
+    let pool_column = grouped.then(|| Constraint::Length(u16::try_from(pool_width).unwrap_or(16)));
+    let widths: Vec<Constraint> = pool_column
+        .into_iter()
+        .chain([
+            Constraint::Length(name_width),
+            Constraint::Length(6),
+            Constraint::Length(9),
+            Constraint::Length(4),
+            Constraint::Length(7),
+            Constraint::Length(5),
+            Constraint::Length(7),
+            Constraint::Length(7),
+            Constraint::Length(6),
+            Constraint::Length(5),
+        ])
+        .collect();
+    let rows = view.backends.iter().enumerate().map(|(index, b)| {
+        let first = index == 0 || view.backends[index - 1].pool != b.pool;
+        let pool = grouped.then(|| match first {
+            true => b.pool.clone().unwrap_or_default(),
+            false => String::new(),
+        });
+        backend_row(b, pool)
+    });
+    let table = Table::new(rows, widths)
         .header(header)
         .block(block)
         .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))

@@ -341,6 +341,52 @@ fn warnings_fail_only_with_strict() {
 }
 
 #[test]
+fn shadowed_routes_and_unused_pools_are_warned_with_their_positions() {
+    let file = "config/bad/routes-shadowed.yaml";
+    let (code, stdout, _) = lb_cli(&["check", file]);
+    assert_eq!(code, 0, "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[..4],
+        [
+            "config/bad/routes-shadowed.yaml:16:5: warning: routes[1]: route \"api-v1\" can never \
+             match: routes[0] (\"all-api\") comes first and takes every request it would",
+            " 16 |   - name: api-v1",
+            "    |     ^",
+            "    = hint: move it above the broader route, or narrow the broader route's match",
+        ],
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[4],
+        "config/bad/routes-shadowed.yaml:8:3: warning: pools.spare: no route sends to pool \
+         \"spare\": its backends get no traffic",
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("routes[2]"),
+        "the default route is not shadowed: {stdout}"
+    );
+    assert!(
+        lines.contains(&"config/bad/routes-shadowed.yaml: ok, 2 warnings"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_route_to_an_unknown_pool_is_an_error_with_a_hint() {
+    let (code, stdout, _) = lb_cli(&["check", "config/bad/unknown-pool.yaml"]);
+    assert_eq!(code, 1);
+    assert!(
+        stdout.starts_with(
+            "config/bad/unknown-pool.yaml:8:11: error: routes[0].pool: unknown pool \"apis\""
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("= hint: did you mean \"api\"?"), "{stdout}");
+}
+
+#[test]
 fn usage_errors_exit_2_and_help_lists_exit_codes() {
     assert_eq!(lb_cli(&["check"]).0, 2);
     assert_eq!(
@@ -362,6 +408,7 @@ fn show_round_trips_in_both_formats() {
         "config/config.yaml",
         "config/examples/minimal.yaml",
         "config/examples/weighted.json",
+        "config/examples/routes.yaml",
     ] {
         let bytes = std::fs::read(root().join(file)).expect("fixture");
         let original = lb_core::config::parse_bytes(&bytes, Path::new(file)).expect("valid");

@@ -65,6 +65,10 @@ pub struct IpHash {
     shift: u32,
     /// Rotation for requests without a client address.
     fallback: Cursor,
+    /// Bounded loads: no backend takes more than this factor times its share of the load.
+    balance_factor: Option<f64>,
+    /// Effective weights, by index, for the bounded-load caps.
+    weights: Vec<u64>,
 }
 
 impl IpHash {
@@ -118,7 +122,21 @@ impl IpHash {
             buckets,
             shift,
             fallback: Cursor::default(),
+            balance_factor: None,
+            weights,
         }
+    }
+
+    /// The same ring with bounded loads (Mirrokni, Thorup and Zadimoghaddam, "Consistent
+    /// Hashing with Bounded Loads", 2016; HAProxy's `hash-balance-factor`): a client goes to
+    /// the first backend on its walk whose in-flight count, with this request, stays within
+    /// `ceil(factor × (total + 1) × weight / Σ weight)` over the candidates; affinity holds
+    /// while loads are even, and a hot key spills to the next backends instead of melting
+    /// one. A factor below 1 is taken as 1. Should no candidate be under its cap (uneven
+    /// weights can allow it), the plain ring decides.
+    pub fn with_balance_factor(mut self, factor: Option<f64>) -> IpHash {
+        self.balance_factor = factor.map(|f| if f.is_finite() { f.max(1.0) } else { 1.0 });
+        self
     }
 
     /// The index of the first node at or after `key` (`points.len()` if none).
@@ -165,6 +183,11 @@ impl Balancer for IpHash {
         if slot == len {
             slot = 0;
         }
+        if let Some(factor) = self.balance_factor
+            && let Some(index) = self.bounded(&candidates, factor, slot)
+        {
+            return Some(index);
+        }
         for walked in 0..len {
             if walked == CHECK_ANY_AFTER && !candidates.any() {
                 return None;
@@ -172,6 +195,45 @@ impl Balancer for IpHash {
             let index = self.owners[slot] as usize;
             if candidates.contains(index) {
                 return Some(index);
+            }
+            slot += 1;
+            if slot == len {
+                slot = 0;
+            }
+        }
+        None
+    }
+}
+
+impl IpHash {
+    /// The first candidate from `slot` on whose load stays under its cap; `None` when there
+    /// is no candidate or none is under its cap.
+    fn bounded(
+        &self,
+        candidates: &Candidates<'_, '_>,
+        factor: f64,
+        mut slot: usize,
+    ) -> Option<usize> {
+        let (mut total, mut weight) = (0u64, 0u64);
+        for index in 0..candidates.bound() {
+            if candidates.contains(index) {
+                total += candidates.in_flight(index);
+                weight += self.weights.get(index).copied().unwrap_or(1);
+            }
+        }
+        if weight == 0 {
+            return None;
+        }
+        let len = self.points.len();
+        let budget = factor * (total + 1) as f64 / weight as f64;
+        for _ in 0..len {
+            let index = self.owners[slot] as usize;
+            if candidates.contains(index) {
+                let w = self.weights.get(index).copied().unwrap_or(1) as f64;
+                let cap = (budget * w).ceil() as u64;
+                if candidates.in_flight(index) < cap {
+                    return Some(index);
+                }
             }
             slot += 1;
             if slot == len {
@@ -215,6 +277,32 @@ mod tests {
                 let want = ring.points.partition_point(|&p| p < key);
                 assert_eq!(ring.first_at_or_after(key), want, "n = {n}, key = {key:#x}");
             }
+        }
+    }
+
+    #[test]
+    fn bounded_loads_cap_every_backend_and_keep_affinity_when_even() {
+        let ring = IpHash::new(&specs(&[1, 1, 1, 1])).with_balance_factor(Some(1.25));
+        // One hot client sends 400 requests that stay in flight: none of the four backends
+        // ends with more than ceil(1.25 × (total + 1) / 4).
+        let mut view = TestView::all_up(4);
+        for _ in 0..400 {
+            let index = pick_for(&ring, &view, 7).unwrap();
+            let total: u64 = view.in_flight.iter().sum();
+            let cap = (1.25 * (total + 1) as f64 / 4.0).ceil() as u64;
+            assert!(view.in_flight[index] < cap, "{:?}", view.in_flight);
+            view.in_flight[index] += 1;
+        }
+        assert!(
+            view.in_flight.iter().all(|&n| n <= 126),
+            "{:?}",
+            view.in_flight
+        );
+        // With even loads, the bounded ring picks what the plain ring picks.
+        let plain = IpHash::new(&specs(&[1, 1, 1, 1]));
+        let even = TestView::with_load(vec![3, 3, 3, 3]);
+        for i in 0..200 {
+            assert_eq!(pick_for(&ring, &even, i), pick_for(&plain, &even, i));
         }
     }
 

@@ -238,6 +238,21 @@ impl Selector {
         }
     }
 
+    /// As [`Selector::new`], with bounded loads for `ip_hash` when `balance_factor` is set
+    /// ([`IpHash::with_balance_factor`]); other algorithms ignore it.
+    pub fn with_balance_factor(
+        algorithm: Algorithm,
+        backends: &[BackendSpec<'_>],
+        balance_factor: Option<f64>,
+    ) -> Selector {
+        match (algorithm, balance_factor) {
+            (Algorithm::IpHash, Some(_)) => {
+                Selector::IpHash(IpHash::new(backends).with_balance_factor(balance_factor))
+            }
+            _ => Selector::new(algorithm, backends),
+        }
+    }
+
     fn inner(&self) -> &dyn Balancer {
         match self {
             Selector::RoundRobin(b) => b,

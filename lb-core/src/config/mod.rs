@@ -19,26 +19,41 @@
 //! - `duration`: human durations, [`parse_duration`] and [`format_duration`].
 //! - `tls`: `server.tls`, `server.proxy_protocol`, `server.http_redirect`, and TLS and the
 //!   PROXY protocol towards backends.
+//! - `operate`: `admin` and `reload`; `diff`: what changed between two configurations, and
+//!   what a running balancer must do about it.
+//! - [`pools`], [`routes`], [`limits`], [`auth`], [`transform`]: pools, routes and the
+//!   policies routes apply; `routing` reads them in order.
 //! - `error`: [`ConfigError`] and [`ConfigErrors`].
 
+pub mod auth;
 mod diff;
 mod duration;
 mod error;
+pub mod limits;
 mod model;
 pub(crate) mod node;
 mod operate;
 mod policies;
+pub mod pools;
+mod route_warnings;
+pub mod routes;
+mod routing;
 mod tls;
+pub mod transform;
 mod validate;
 pub(crate) mod walk;
 mod warnings;
 
 use std::path::Path;
 
-pub use diff::{Change, apply, diff};
+pub use diff::{Change, apply_pools, diff};
 pub use duration::{format_duration, parse_duration};
 pub(crate) use error::closest;
 pub use error::{ConfigError, ConfigErrors};
+pub use model::{
+    AuthConfig, PathNormalizationConfig, PoolConfig, QueueConfig, RateLimitConfig, RedisConfig,
+    RouteConfig,
+};
 pub use model::{
     BackendConfig, CircuitBreakerConfig, Config, DEFAULT_MAX_CONNECTIONS, HealthCheckConfig,
     LoadBalancerConfig, MIN_MAX_HEADER_BYTES, MetricsConfig, RetryConfig, ServerConfig,

@@ -10,8 +10,12 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
+pub use super::auth::AuthConfig;
 use super::duration;
+pub use super::limits::{RateLimitConfig, RedisConfig};
 use super::operate::{AdminConfig, ReloadConfig};
+pub use super::pools::{PoolConfig, QueueConfig};
+pub use super::routes::{PathNormalizationConfig, RouteConfig};
 use super::tls::{
     ProxyProtocol, RedirectConfig, SendProxyProtocol, ServerTlsConfig, UpstreamTlsConfig,
 };
@@ -30,7 +34,9 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// How a backend is picked for each request.
     pub load_balancer: LoadBalancerConfig,
-    /// The backends, in file order; never empty after validation.
+    /// The backends, in file order; never empty after validation in the flat form, empty
+    /// when the file defines `pools` instead.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub backends: Vec<BackendConfig>,
     /// Active health checking.
     pub health_check: HealthCheckConfig,
@@ -44,6 +50,39 @@ pub struct Config {
     pub admin: AdminConfig,
     /// How configuration changes are picked up while running.
     pub reload: ReloadConfig,
+    /// How request paths are normalised before routes see them.
+    #[serde(skip_serializing_if = "PathNormalizationConfig::is_default")]
+    pub path_normalization: PathNormalizationConfig,
+    /// The default wait queue of a pool whose backends are all at `max_connections`.
+    #[serde(skip_serializing_if = "QueueConfig::is_default")]
+    pub queue: QueueConfig,
+    /// Named pools, in file order. In the flat form (`backends` at the top) the top-level
+    /// sections are one more pool, named `default`, listed first by [`Config::pool_list`];
+    /// pools written here inherit those sections field by field.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "super::pools::serialize"
+    )]
+    pub pools: Vec<PoolConfig>,
+    /// Routes in file order, the first match wins; empty means one route, `default`, that
+    /// takes every request to the first pool.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteConfig>,
+    /// Named rate limits; routes that name the same limit share one budget.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "super::limits::serialize"
+    )]
+    pub rate_limits: Vec<RateLimitConfig>,
+    /// The Redis server of limits with `shared: redis`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisConfig>,
+    /// Named authentication schemes, for routes to require.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "super::auth::serialize"
+    )]
+    pub auth: Vec<AuthConfig>,
 }
 
 impl Config {
@@ -60,6 +99,13 @@ impl Config {
             metrics: MetricsConfig::default(),
             admin: AdminConfig::default(),
             reload: ReloadConfig::default(),
+            path_normalization: PathNormalizationConfig::default(),
+            queue: QueueConfig::default(),
+            pools: Vec::new(),
+            routes: Vec::new(),
+            rate_limits: Vec::new(),
+            redis: None,
+            auth: Vec::new(),
         }
     }
 }
@@ -177,6 +223,17 @@ impl Default for UpstreamConfig {
 pub struct LoadBalancerConfig {
     /// Which algorithm picks the backend.
     pub algorithm: Algorithm,
+    /// `ip_hash` only: no backend takes more than this factor times the mean load (consistent
+    /// hashing with bounded loads); `None` leaves affinity unbounded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash_balance_factor: Option<f64>,
+    /// A backend that joins or returns to rotation ramps its share of traffic from 10 % to
+    /// its full weight over this long; zero turns slow start off.
+    #[serde(
+        serialize_with = "duration::serialize",
+        skip_serializing_if = "Duration::is_zero"
+    )]
+    pub slow_start: Duration,
 }
 
 /// One entry of `backends`.

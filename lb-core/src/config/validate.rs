@@ -21,7 +21,7 @@ use crate::health::HealthPolicy;
 use crate::net::Cidr;
 use crate::retry::{BudgetPolicy, RetryPolicy};
 
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 17] = [
     "server",
     "upstream",
     "load_balancer",
@@ -32,7 +32,18 @@ const SECTIONS: [&str; 10] = [
     "metrics",
     "admin",
     "reload",
+    // Routes and pools (routing.rs and the files it names).
+    "path_normalization",
+    "queue",
+    "pools",
+    "routes",
+    "rate_limits",
+    "redis",
+    "auth",
 ];
+
+/// The fields of `load_balancer`.
+const LOAD_BALANCER_FIELDS: [&str; 3] = ["algorithm", "hash_balance_factor", "slow_start"];
 
 /// Builds the validated configuration from the tree, or every problem found in it.
 pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> {
@@ -56,12 +67,35 @@ pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> 
     }
     let top = w.section(Some(root), "", &SECTIONS);
     let (server, server_listen, redirect_pos) = server(&mut w, &top);
-    let upstream = upstream(&mut w, &top);
-    let load_balancer = load_balancer(&mut w, &top);
-    let backends = backends(&mut w, &top, &upstream);
-    let health_check = health_check(&mut w, &top);
-    let circuit_breaker = circuit_breaker(&mut w, &top);
-    let retry = retry(&mut w, &top);
+    let upstream = upstream(&mut w, top.get("upstream"), "upstream", Default::default());
+    let load_balancer = load_balancer(
+        &mut w,
+        top.get("load_balancer"),
+        "load_balancer",
+        Default::default(),
+    );
+    let flat = top.get("pools").is_none();
+    let backends = backends(
+        &mut w,
+        top.get("backends"),
+        "backends",
+        top.pos,
+        flat,
+        &upstream,
+    );
+    let health_check = health_check(
+        &mut w,
+        top.get("health_check"),
+        "health_check",
+        Default::default(),
+    );
+    let circuit_breaker = circuit_breaker(
+        &mut w,
+        top.get("circuit_breaker"),
+        "circuit_breaker",
+        Default::default(),
+    );
+    let retry = retry(&mut w, top.get("retry"), "retry", Default::default());
     let metrics = metrics(&mut w, &top, &server_listen);
     let metrics_listen = Got {
         value: metrics.listen,
@@ -81,19 +115,22 @@ pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> 
     let admin = super::operate::admin(&mut w, &top, &listeners);
     let reload = super::operate::reload(&mut w, &top);
     tls::check_listeners(&mut w, &server, redirect_pos, &server_listen, &metrics);
+    let mut config = Config {
+        server,
+        upstream,
+        load_balancer,
+        backends,
+        health_check,
+        circuit_breaker,
+        retry,
+        metrics,
+        admin,
+        reload,
+        ..Config::with_backends(Vec::new())
+    };
+    super::routing::read(&mut w, &top, &mut config);
     if w.errors.is_empty() {
-        return Ok(Config {
-            server,
-            upstream,
-            load_balancer,
-            backends,
-            health_check,
-            circuit_breaker,
-            retry,
-            metrics,
-            admin,
-            reload,
-        });
+        return Ok(config);
     }
     let mut errors = ConfigErrors(w.errors);
     errors.sort();
@@ -227,7 +264,12 @@ fn trusted_proxies(w: &mut Walker<'_>, s: &Section<'_>) -> Vec<Cidr> {
     }
 }
 
-fn upstream(w: &mut Walker<'_>, top: &Section<'_>) -> UpstreamConfig {
+pub(crate) fn upstream(
+    w: &mut Walker<'_>,
+    node: Option<&Spanned>,
+    path: &str,
+    d: UpstreamConfig,
+) -> UpstreamConfig {
     const FIELDS: [&str; 6] = [
         "connect_timeout",
         "pool_idle_timeout",
@@ -236,8 +278,7 @@ fn upstream(w: &mut Walker<'_>, top: &Section<'_>) -> UpstreamConfig {
         "tls",
         "proxy_protocol",
     ];
-    let d = UpstreamConfig::default();
-    let s = w.section(top.get("upstream"), "upstream", &FIELDS);
+    let s = w.section(node, path, &FIELDS);
     UpstreamConfig {
         connect_timeout: w
             .get(&s, "connect_timeout", d.connect_timeout, duration(true))
@@ -266,14 +307,19 @@ fn upstream(w: &mut Walker<'_>, top: &Section<'_>) -> UpstreamConfig {
                 int(1024),
             )
             .value,
-        tls: tls::upstream_tls(w, &s, None),
+        tls: tls::upstream_tls(w, &s, d.tls.clone()),
         proxy_protocol: tls::send_proxy_protocol(w, &s, d.proxy_protocol),
     }
 }
 
-fn load_balancer(w: &mut Walker<'_>, top: &Section<'_>) -> LoadBalancerConfig {
-    let s = w.section(top.get("load_balancer"), "load_balancer", &["algorithm"]);
-    let algorithm = w.get(&s, "algorithm", Algorithm::default(), |node| {
+pub(crate) fn load_balancer(
+    w: &mut Walker<'_>,
+    node: Option<&Spanned>,
+    path: &str,
+    d: LoadBalancerConfig,
+) -> LoadBalancerConfig {
+    let s = w.section(node, path, &LOAD_BALANCER_FIELDS);
+    let algorithm = w.get(&s, "algorithm", d.algorithm, |node| {
         let Node::Str(name) = node else {
             return Err(Problem::new(format!(
                 "expected an algorithm name, found {}",
@@ -290,14 +336,23 @@ fn load_balancer(w: &mut Walker<'_>, top: &Section<'_>) -> LoadBalancerConfig {
             None => problem.hint(format!("expected one of: {}", names.join(", "))),
         })
     });
+    let (hash_balance_factor, slow_start) = super::pools::balance_extras(w, &s, &d);
     LoadBalancerConfig {
         algorithm: algorithm.value,
+        hash_balance_factor,
+        slow_start,
     }
 }
 
-fn backends(
+/// The list of backends at `node` (`path` names it); `required` when its absence is an error
+/// (the flat form without pools); `at` is where to report a missing list; `upstream` gives
+/// the TLS and PROXY settings a backend inherits.
+pub(crate) fn backends(
     w: &mut Walker<'_>,
-    top: &Section<'_>,
+    node: Option<&Spanned>,
+    path: &str,
+    at: Pos,
+    required: bool,
     upstream: &UpstreamConfig,
 ) -> Vec<BackendConfig> {
     const FIELDS: [&str; 6] = [
@@ -308,11 +363,12 @@ fn backends(
         "tls",
         "proxy_protocol",
     ];
-    let items = match top.get("backends") {
+    let items = match node {
+        None if !required => return Vec::new(),
         None => {
             let problem = Problem::new("missing required field")
                 .hint("list at least one backend with its address");
-            w.report(top.pos, "backends", problem);
+            w.report(at, path, problem);
             return Vec::new();
         }
         Some(Spanned {
@@ -320,11 +376,7 @@ fn backends(
             pos,
         }) => {
             if items.is_empty() {
-                w.report(
-                    *pos,
-                    "backends",
-                    Problem::new("must list at least one backend"),
-                );
+                w.report(*pos, path, Problem::new("must list at least one backend"));
             }
             items
         }
@@ -333,7 +385,7 @@ fn backends(
                 "expected a list of backends, found {}",
                 other.node.kind()
             ));
-            w.report(other.pos, "backends", problem);
+            w.report(other.pos, path, problem);
             return Vec::new();
         }
     };
@@ -341,7 +393,7 @@ fn backends(
     // Where each accepted backend's name and address were written, for duplicate messages.
     let mut seen: Vec<(String, Pos, SocketAddr, Pos, String)> = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let path = format!("backends[{i}]");
+        let path = format!("{path}[{i}]");
         if !matches!(item.node, Node::Map(_)) {
             w.report(
                 item.pos,
@@ -425,7 +477,12 @@ fn on_line(pos: Pos) -> String {
         .unwrap_or_default()
 }
 
-fn health_check(w: &mut Walker<'_>, top: &Section<'_>) -> HealthCheckConfig {
+pub(crate) fn health_check(
+    w: &mut Walker<'_>,
+    node: Option<&Spanned>,
+    path: &str,
+    d: HealthCheckConfig,
+) -> HealthCheckConfig {
     const FIELDS: [&str; 7] = [
         "enabled",
         "path",
@@ -435,8 +492,7 @@ fn health_check(w: &mut Walker<'_>, top: &Section<'_>) -> HealthCheckConfig {
         "unhealthy_threshold",
         "healthy_threshold",
     ];
-    let d = HealthCheckConfig::default();
-    let s = w.section(top.get("health_check"), "health_check", &FIELDS);
+    let s = w.section(node, path, &FIELDS);
     let interval = w.get(&s, "interval", d.interval, duration(true));
     let timeout = w.get(&s, "timeout", d.timeout, duration(true));
     if interval.ok && timeout.ok && timeout.value >= interval.value {
@@ -464,7 +520,12 @@ fn health_check(w: &mut Walker<'_>, top: &Section<'_>) -> HealthCheckConfig {
     }
 }
 
-fn circuit_breaker(w: &mut Walker<'_>, top: &Section<'_>) -> CircuitBreakerConfig {
+pub(crate) fn circuit_breaker(
+    w: &mut Walker<'_>,
+    node: Option<&Spanned>,
+    path: &str,
+    d: CircuitBreakerConfig,
+) -> CircuitBreakerConfig {
     const FIELDS: [&str; 6] = [
         "enabled",
         "failure_threshold",
@@ -473,8 +534,7 @@ fn circuit_breaker(w: &mut Walker<'_>, top: &Section<'_>) -> CircuitBreakerConfi
         "half_open_max_requests",
         "success_threshold",
     ];
-    let d = CircuitBreakerConfig::default();
-    let s = w.section(top.get("circuit_breaker"), "circuit_breaker", &FIELDS);
+    let s = w.section(node, path, &FIELDS);
     let open = w.get(
         &s,
         "open_duration",
@@ -532,7 +592,12 @@ fn circuit_breaker(w: &mut Walker<'_>, top: &Section<'_>) -> CircuitBreakerConfi
     CircuitBreakerConfig { enabled, policy }
 }
 
-fn retry(w: &mut Walker<'_>, top: &Section<'_>) -> RetryConfig {
+pub(crate) fn retry(
+    w: &mut Walker<'_>,
+    node: Option<&Spanned>,
+    path: &str,
+    d: RetryConfig,
+) -> RetryConfig {
     const FIELDS: [&str; 6] = [
         "max_attempts",
         "base_delay",
@@ -541,8 +606,7 @@ fn retry(w: &mut Walker<'_>, top: &Section<'_>) -> RetryConfig {
         "budget_ratio",
         "budget_min_per_sec",
     ];
-    let d = RetryConfig::default();
-    let s = w.section(top.get("retry"), "retry", &FIELDS);
+    let s = w.section(node, path, &FIELDS);
     let base = w.get(&s, "base_delay", d.policy.base_delay(), duration(false));
     let max = w.get(&s, "max_delay", d.policy.max_delay(), duration(false));
     if base.ok && max.ok && base.value > max.value {
@@ -569,7 +633,9 @@ fn retry(w: &mut Walker<'_>, top: &Section<'_>) -> RetryConfig {
                 match retry_condition(&item.node) {
                     Ok(condition) if !conditions.contains(&condition) => conditions.push(condition),
                     Ok(_) => {}
-                    Err(problem) => w.report(item.pos, &format!("retry.retry_on[{i}]"), problem),
+                    Err(problem) => {
+                        w.report(item.pos, &format!("{}[{i}]", s.field("retry_on")), problem)
+                    }
                 }
             }
             conditions
@@ -580,7 +646,7 @@ fn retry(w: &mut Walker<'_>, top: &Section<'_>) -> RetryConfig {
                 other.node.kind()
             ))
             .hint("like [connect_error, timeout, 503]");
-            w.report(other.pos, "retry.retry_on", problem);
+            w.report(other.pos, &s.field("retry_on"), problem);
             d.policy.retry_on().to_vec()
         }
     };

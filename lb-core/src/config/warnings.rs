@@ -12,7 +12,7 @@
 use std::fmt;
 
 use super::node::{self, Node, Pos};
-use super::{Config, Format, format_duration};
+use super::{Config, Format, PoolConfig, format_duration};
 use crate::balance::Algorithm;
 
 /// One setting that is valid but probably not what was meant.
@@ -57,15 +57,23 @@ const DOMINANT_WEIGHT_SHARE: f64 = 0.9;
 pub fn warnings(config: &Config) -> Vec<ConfigWarning> {
     let mut out = Vec::new();
     server(config, &mut out);
-    weights(config, &mut out);
-    failure_detection(config, &mut out);
-    retry(config, &mut out);
+    for pool in config.pool_list() {
+        // The flat form's pool is the top level; a written pool is under `pools.NAME.`.
+        let prefix = match config.pools.iter().any(|p| p.name == pool.name) {
+            true => format!("pools.{}.", pool.name),
+            false => String::new(),
+        };
+        weights(&prefix, &pool, &mut out);
+        failure_detection(&prefix, &pool, &mut out);
+        retry(&prefix, &pool, &mut out);
+    }
     metrics(config, &mut out);
     admin(config, &mut out);
+    super::route_warnings::routes(config, &mut out);
     out
 }
 
-fn warning(field: &str, related: &[&str], message: String, hint: &str) -> ConfigWarning {
+pub(crate) fn warning(field: &str, related: &[&str], message: String, hint: &str) -> ConfigWarning {
     ConfigWarning {
         field: field.to_owned(),
         related: related.iter().map(|r| (*r).to_owned()).collect(),
@@ -104,17 +112,17 @@ fn uses_weights(algorithm: Algorithm) -> Option<bool> {
     }
 }
 
-fn weights(config: &Config, out: &mut Vec<ConfigWarning>) {
-    let backends = &config.backends;
+fn weights(prefix: &str, pool: &PoolConfig, out: &mut Vec<ConfigWarning>) {
+    let backends = &pool.backends;
     if backends.len() < 2 {
         return;
     }
-    let algorithm = config.load_balancer.algorithm;
+    let algorithm = pool.load_balancer.algorithm;
     let first = backends[0].weight;
     let unequal = backends.iter().position(|b| b.weight != first);
     match (uses_weights(algorithm), unequal) {
         (Some(true), None) => out.push(warning(
-            "load_balancer.algorithm",
+            &format!("{prefix}load_balancer.algorithm"),
             &[],
             format!(
                 "{} is weighted but every backend has weight {first}, so the weights have no effect",
@@ -133,8 +141,8 @@ fn weights(config: &Config, out: &mut Vec<ConfigWarning>) {
                 let share = f64::from(weight) / total as f64;
                 if share > DOMINANT_WEIGHT_SHARE {
                     out.push(warning(
-                        &format!("backends[{index}].weight"),
-                        &["load_balancer.algorithm"],
+                        &format!("{prefix}backends[{index}].weight"),
+                        &[&format!("{prefix}load_balancer.algorithm")],
                         format!(
                             "backend \"{}\" carries {:.0}% of the total weight ({weight} of \
                              {total}); the others get almost no traffic",
@@ -150,8 +158,8 @@ fn weights(config: &Config, out: &mut Vec<ConfigWarning>) {
             // Point at a weight someone wrote: the first that is not the default of 1.
             let index = backends.iter().position(|b| b.weight != 1).unwrap_or(differs);
             out.push(warning(
-            &format!("backends[{index}].weight"),
-            &["load_balancer.algorithm"],
+            &format!("{prefix}backends[{index}].weight"),
+            &[&format!("{prefix}load_balancer.algorithm")],
             format!(
                 "backends have different weights but {} ignores them",
                 algorithm.as_str()
@@ -163,12 +171,12 @@ fn weights(config: &Config, out: &mut Vec<ConfigWarning>) {
     }
 }
 
-fn failure_detection(config: &Config, out: &mut Vec<ConfigWarning>) {
-    let health = &config.health_check;
+fn failure_detection(prefix: &str, pool: &PoolConfig, out: &mut Vec<ConfigWarning>) {
+    let health = &pool.health_check;
     if health.enabled && health.timeout * 2 > health.interval {
         out.push(warning(
-            "health_check.timeout",
-            &["health_check.interval"],
+            &format!("{prefix}health_check.timeout"),
+            &[&format!("{prefix}health_check.interval")],
             format!(
                 "is more than half of interval ({} of {}): a slow backend is probed almost \
                  continuously",
@@ -178,10 +186,10 @@ fn failure_detection(config: &Config, out: &mut Vec<ConfigWarning>) {
             "keep timeout at most half of interval",
         ));
     }
-    if !health.enabled && !config.circuit_breaker.enabled {
+    if !health.enabled && !pool.circuit_breaker.enabled {
         out.push(warning(
-            "health_check.enabled",
-            &["circuit_breaker.enabled"],
+            &format!("{prefix}health_check.enabled"),
+            &[&format!("{prefix}circuit_breaker.enabled")],
             "health checks and the circuit breaker are both disabled: a failing backend keeps \
              receiving traffic"
                 .to_owned(),
@@ -190,12 +198,12 @@ fn failure_detection(config: &Config, out: &mut Vec<ConfigWarning>) {
     }
 }
 
-fn retry(config: &Config, out: &mut Vec<ConfigWarning>) {
-    let attempts = config.retry.policy.max_attempts();
-    let backends = config.backends.len();
+fn retry(prefix: &str, pool: &PoolConfig, out: &mut Vec<ConfigWarning>) {
+    let attempts = pool.retry.policy.max_attempts();
+    let backends = pool.backends.len();
     if attempts > 1 && usize::try_from(attempts).is_ok_and(|a| a > backends) {
         out.push(warning(
-            "retry.max_attempts",
+            &format!("{prefix}retry.max_attempts"),
             &[],
             format!(
                 "{attempts} attempts for {backends} backend{}: retries go to a backend not yet \

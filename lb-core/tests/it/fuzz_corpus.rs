@@ -16,3 +16,18 @@ fn config_parse_corpus_holds_the_properties() {
     }
     assert!(replayed >= 5, "only {replayed} seeds in {}", dir.display());
 }
+
+#[path = "../../../fuzz/src/route_check.rs"]
+mod route_check;
+
+#[test]
+fn route_corpus_holds_the_properties() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/route");
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(&dir).expect("corpus directory") {
+        let path = entry.expect("corpus entry").path();
+        route_check::check(&std::fs::read(&path).expect("corpus file"));
+        replayed += 1;
+    }
+    assert!(replayed >= 8, "only {replayed} seeds in {}", dir.display());
+}

@@ -4,6 +4,7 @@
 mod balance_props;
 mod config_duration;
 mod config_parse;
+mod config_routes;
 mod config_tls;
 mod config_validation;
 mod fuzz_corpus;

@@ -80,6 +80,9 @@ pub struct BackendView {
     pub p99: Option<f64>,
     /// `lb_backend_weight`.
     pub weight: f64,
+    /// The pool the backend belongs to (the `pool` label of `lb_backend_weight`); `None` from a
+    /// daemon that predates pools.
+    pub pool: Option<String>,
     /// This backend's share of the window's backend traffic, in percent.
     pub share: Option<f64>,
 }
@@ -160,6 +163,7 @@ struct BackendScrape {
     breaker: Option<f64>,
     active: Option<f64>,
     weight: Option<f64>,
+    pool: Option<String>,
 }
 
 /// The parts of a scrape the model keeps.
@@ -186,14 +190,21 @@ impl Snapshot {
                     *entry.requests.entry((method, status)).or_insert(0.0) += sample.value;
                 }
                 "lb_request_duration_seconds_bucket" => {
+                    // One histogram per route reaches a backend: buckets of one bound add up.
                     if let Some(le) = sample.label("le").and_then(parse_le) {
-                        entry.buckets.push((le, sample.value));
+                        match entry.buckets.iter_mut().find(|(bound, _)| *bound == le) {
+                            Some((_, count)) => *count += sample.value,
+                            None => entry.buckets.push((le, sample.value)),
+                        }
                     }
                 }
                 "lb_backend_health_status" => entry.health = Some(sample.value),
                 "lb_circuit_breaker_state" => entry.breaker = Some(sample.value),
                 "lb_active_connections" => entry.active = Some(sample.value),
-                "lb_backend_weight" => entry.weight = Some(sample.value),
+                "lb_backend_weight" => {
+                    entry.weight = Some(sample.value);
+                    entry.pool = sample.label("pool").map(str::to_owned);
+                }
                 _ => {}
             }
         }
@@ -375,12 +386,15 @@ impl Model {
                 p50: quantile(0.5, &buckets),
                 p99: quantile(0.99, &buckets),
                 weight: scrape.weight.unwrap_or(0.0),
+                pool: scrape.pool.clone(),
                 share: None,
             });
         }
         for (row, requests) in rows.iter_mut().zip(row_requests) {
             row.share = percent(requests, backend_requests);
         }
+        // Pools group their backends: by pool, then by name (the map's order).
+        rows.sort_by(|a, b| a.pool.cmp(&b.pool));
         totals.rate = per_second(all_requests);
         totals.error_pct = percent(all_errors, all_requests);
         totals.p50 = quantile(0.5, &all_buckets);

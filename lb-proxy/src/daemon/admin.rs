@@ -177,6 +177,7 @@ async fn answer(request: Request<Incoming>, control: Weak<Control>) -> SideRespo
                 let status = match &failure {
                     ReloadError::Load(LoadError::Invalid(_))
                     | ReloadError::Token(_)
+                    | ReloadError::Auth(_)
                     | ReloadError::Tls(_) => StatusCode::UNPROCESSABLE_ENTITY,
                     ReloadError::Load(LoadError::Read { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
                     ReloadError::Bind { .. } | ReloadError::NoSource => StatusCode::CONFLICT,
@@ -229,6 +230,7 @@ fn backend_json(backend: &Backend, now: std::time::Instant) -> Value {
     }
     json!({
         "name": backend.name(),
+        "pool": backend.metrics.pool.as_str(),
         "address": backend.addr.to_string(),
         "weight": backend.weight(),
         "configured_weight": backend.configured_weight(),

@@ -2,32 +2,31 @@
 //! signal, the admin API, the file watcher) and the admin API's runtime changes (drain, weight,
 //! breaker reset) all take the same lock, so changes apply one at a time, in order.
 //!
-//! What a reload does is in [`super::endpoints`] (listeners) and the `apply` function below:
-//! the diff of the live configuration and the new one (`lb_core::config::diff`) applied in one
-//! exhaustive `match`, then one new snapshot swapped in.
+//! What a reload does is in [`super::endpoints`] (listeners) and [`super::reload`]: the diff of
+//! the live configuration and the new one (`lb_core::config::diff`) applied in one exhaustive
+//! `match`, then one new snapshot swapped in.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
-use lb_core::config::{AdminConfig, BackendConfig, Change, Config, TokenSource, diff};
-use lb_core::retry::RetryBudget;
+use lb_core::config::{AdminConfig, BackendConfig, Config, TokenSource};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
-use super::endpoints::{self, Endpoint, Prebound, Rebinds};
+use super::endpoints::{self, Endpoint, Prebound};
 use super::source::{ConfigSource, LoadError};
 use super::watch::Watcher;
 use super::{Addresses, StartError, StartOptions};
 use crate::clock;
 use crate::listener::{AcceptLoop, ConnectionLimit};
 use crate::metrics::Metrics;
-use crate::runtime::{Runtime, Shared, new_backend};
+use crate::runtime::Shared;
 use crate::shutdown::Shutdown;
 use crate::tls::{ServerTls, TlsError};
 use crate::upstream::backend::Backend;
-use crate::upstream::health::HealthCheckers;
+use crate::upstream::health::PoolCheckers;
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +70,9 @@ pub enum ReloadError {
     /// A certificate, key or CA file of the new configuration cannot be used.
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
+    /// An authentication scheme's key file could not be read or parsed.
+    #[error("{0}")]
+    Auth(String),
 }
 
 /// The running daemon's tasks, changed only under [`Control`]'s lock.
@@ -86,8 +88,8 @@ pub(crate) struct Live {
     pub(crate) metrics: Option<Endpoint>,
     /// The admin API.
     pub(crate) admin: Option<Endpoint>,
-    /// One checker per backend.
-    pub(crate) health: HealthCheckers,
+    /// One checker per backend, by pool.
+    pub(crate) health: PoolCheckers,
     /// The configuration file's watcher, when `reload.watch` is on.
     pub(crate) watcher: Option<Watcher>,
     /// The certificates' watcher, when `server.tls.watch` is on.
@@ -119,7 +121,10 @@ impl Control {
         shutdown: Arc<Shutdown>,
     ) -> Result<Control, StartError> {
         let token = read_token(&config.admin).map_err(StartError::Token)?;
-        check_upstream_tls(config.backends.iter())?;
+        let pools = config.pool_list();
+        check_upstream_tls(pools.iter().flat_map(|pool| pool.backends.iter()))?;
+        // Key files are read now, so that a missing one stops the start with its name.
+        crate::policy::auth::load_all(&config.auth).map_err(|e| StartError::Auth(e.to_string()))?;
         let prebound = endpoints::bind_at_start(&config, options.inherited).await?;
         let metrics = Arc::new(Metrics::new());
         let tls = match &config.server.tls {
@@ -161,11 +166,14 @@ impl Control {
             .metrics
             .map(|bound| endpoints::metrics(bound, config, self));
         let admin = prebound.admin.map(|bound| endpoints::admin(bound, self));
-        let health = HealthCheckers::start(
-            &config.health_check,
-            &runtime.backends,
-            &self.shared.shutdown,
-        );
+        let pools = (runtime.pools.iter()).map(|pool| {
+            (
+                pool.config.name.as_str(),
+                &pool.config.health_check,
+                &pool.backends[..],
+            )
+        });
+        let health = PoolCheckers::start(pools, &self.shared.shutdown);
         let watcher = self.watcher(config);
         let live = Live {
             proxy,
@@ -183,12 +191,12 @@ impl Control {
     }
 
     /// Watches the certificates' files when `server.tls.watch` is on.
-    fn tls_watch(&self) -> Option<JoinHandle<()>> {
+    pub(super) fn tls_watch(&self) -> Option<JoinHandle<()>> {
         let tls = self.tls.as_ref().filter(|tls| tls.settings().watch)?;
         crate::tls::watch::spawn(tls.clone(), self.shared.shutdown.clone())
     }
 
-    fn watcher(self: &Arc<Self>, config: &Config) -> Option<Watcher> {
+    pub(super) fn watcher(self: &Arc<Self>, config: &Config) -> Option<Watcher> {
         let source = self.source.as_ref().filter(|_| config.reload.watch)?;
         Watcher::start(&source.path, config.reload.debounce, Arc::downgrade(self))
     }
@@ -220,7 +228,7 @@ impl Control {
             return Err(ReloadError::NoSource);
         };
         // Boxed: a configuration is large, and reloads are rare.
-        let result = Box::pin(apply(self, live, config)).await;
+        let result = Box::pin(super::reload::apply(self, live, config)).await;
         let metrics = &self.shared.metrics.config;
         metrics.count_reload(result.is_ok());
         match &result {
@@ -251,11 +259,7 @@ impl Control {
         let backend = runtime.backend(name)?;
         let result = change(backend);
         if resnapshot {
-            let snapshot = Runtime::assemble(
-                runtime.config.clone(),
-                runtime.backends.clone(),
-                runtime.budget.clone(),
-            );
+            let snapshot = runtime.rebuilt(&self.shared.metrics);
             self.shared.runtime.store(Arc::new(snapshot));
         }
         Some(result)
@@ -342,132 +346,9 @@ impl Control {
     }
 }
 
-/// The reload itself, under the lock: listeners bound first (a failure changes nothing), then
-/// each change applied, then the new snapshot.
-async fn apply(
-    control: &Arc<Control>,
-    live: &mut Live,
-    mut config: Config,
-) -> Result<ReloadReport, ReloadError> {
-    let old = control.shared.runtime.load_full();
-    let needs_restart: Vec<String> = (diff(&old.config, &config).iter())
-        .filter_map(|change| change.needs_restart(&old.config))
-        .map(str::to_owned)
-        .collect();
-    // What cannot change while the daemon runs stays as it is, and says so in the report.
-    config.server.workers = old.config.server.workers;
-    if config.server.tls.is_some() != old.config.server.tls.is_some() {
-        config.server.tls = old.config.server.tls.clone();
-    }
-    let token = read_token(&config.admin).map_err(ReloadError::Token)?;
-    let joining = diff(&old.config, &config)
-        .into_iter()
-        .filter_map(|change| match change {
-            Change::BackendAdded(backend) => Some(backend),
-            _ => None,
-        });
-    check_upstream_tls(joining.collect::<Vec<_>>().iter())?;
-    let rebinds = Rebinds::prepare(&old.config, &config, live).await?;
-    // The certificates last: the one step that changes something and may still fail (every
-    // certificate loads, or none is swapped in).
-    if let (Some(tls), Some(settings)) = (&control.tls, &config.server.tls) {
-        tls.apply(settings)?;
-    }
-
-    // From here on nothing fails.
-    let changes = diff(&old.config, &config);
-    let metrics = &control.shared.metrics;
-    let mut backends = old.backends.clone();
-    let mut leaving: Vec<Arc<Backend>> = Vec::new();
-    let mut budget = old.budget.clone();
-    let mut notes = Vec::new();
-    let mut restart_checkers = false;
-    for change in &changes {
-        match change {
-            Change::BackendRemoved(name) => {
-                if let Some(at) = backends.iter().position(|b| b.name() == name) {
-                    leaving.push(backends.remove(at));
-                }
-                live.health.remove(name);
-            }
-            Change::BackendAdded(backend) => {
-                let backend = Arc::new(new_backend(&config, backend, metrics));
-                live.health.add(&backend);
-                backends.push(backend);
-            }
-            Change::BackendUpdated(update) => {
-                if let Some(backend) = backends.iter().find(|b| b.name() == update.name)
-                    && backend.update(update).0
-                {
-                    notes.push(format!(
-                        "backend {}: the file changed it, its runtime overrides were cleared",
-                        update.name
-                    ));
-                }
-            }
-            Change::BackendOrder(order) => {
-                backends
-                    .sort_by_key(|backend| order.iter().position(|name| name == backend.name()));
-            }
-            // The selector is built for every snapshot, from the new section.
-            Change::LoadBalancer(_) => {}
-            Change::HealthCheck(_) => restart_checkers = true,
-            Change::CircuitBreaker(breaker) => {
-                let policy = breaker.enabled.then_some(breaker.policy);
-                for backend in &backends {
-                    backend.set_breaker_policy(policy);
-                }
-            }
-            Change::Retry(retry) => budget = Arc::new(RetryBudget::new(retry.budget, clock::now())),
-            Change::Upstream(upstream) => {
-                for backend in &backends {
-                    backend.pool.configure(upstream);
-                }
-            }
-            // The accept loops take the new settings for the connections they accept next;
-            // a new address was bound above.
-            Change::Server(server) => control.limit.resize(server.max_client_connections),
-            // Endpoints move or restart below, with the sockets bound above.
-            Change::Metrics(_) | Change::Admin(_) => {}
-            Change::Reload(_) => live.watcher = None,
-        }
-    }
-    let config = Arc::new(config);
-    let snapshot = Runtime::assemble(config.clone(), backends, budget);
-    control.shared.runtime.store(Arc::new(snapshot));
-    // After the swap no snapshot hands them out; their requests in flight finish.
-    for backend in leaving {
-        backend.retire();
-    }
-    if restart_checkers {
-        let runtime = control.shared.runtime.load();
-        live.health
-            .reconfigure(&config.health_check, &runtime.backends);
-    }
-    rebinds.install(control, live, &config);
-    if config.server.tls != old.config.server.tls {
-        // The certificates may live in other directories now.
-        if let Some(watch) = live.tls_watch.take() {
-            watch.abort();
-        }
-        live.tls_watch = control.tls_watch();
-    }
-    if live.watcher.is_none() {
-        live.watcher = control.watcher(&config);
-    }
-    control.token.store(token.map(Arc::new));
-    Ok(ReloadReport {
-        changes: changes.iter().map(Change::subject).collect(),
-        needs_restart,
-        notes,
-        addresses: live.addresses(),
-        hash: config_hash(&config),
-    })
-}
-
 /// Builds the TLS settings of each backend reached over TLS, so that a CA or client
 /// certificate that cannot be used refuses the start or the reload rather than every request.
-fn check_upstream_tls<'a>(
+pub(super) fn check_upstream_tls<'a>(
     backends: impl Iterator<Item = &'a BackendConfig>,
 ) -> Result<(), TlsError> {
     for backend in backends {
@@ -479,7 +360,7 @@ fn check_upstream_tls<'a>(
 }
 
 /// Reads the admin API's token from its file or environment variable.
-fn read_token(admin: &AdminConfig) -> Result<Option<String>, String> {
+pub(super) fn read_token(admin: &AdminConfig) -> Result<Option<String>, String> {
     let token = match (&admin.token, admin.enabled) {
         (_, false) | (None, _) => return Ok(None),
         (Some(TokenSource::File(path)), true) => std::fs::read_to_string(path)
@@ -501,7 +382,7 @@ pub(crate) fn config_hash(config: &Config) -> String {
     format!("{:016x}", lb_core::balance::hash::fnv1a64(&json))
 }
 
-fn unix_now() -> f64 {
+pub(super) fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |since| since.as_secs_f64())

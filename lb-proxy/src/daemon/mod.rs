@@ -17,6 +17,7 @@
 mod admin;
 mod control;
 mod endpoints;
+mod reload;
 mod source;
 mod takeover;
 mod watch;
@@ -56,6 +57,9 @@ pub enum StartError {
     /// A certificate, key or CA file cannot be used.
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
+    /// An authentication scheme's key file could not be read or parsed.
+    #[error("{0}")]
+    Auth(String),
 }
 
 /// How the daemon starts, besides its configuration.

@@ -7,8 +7,8 @@
 //! counts both, and its `max_connections` bounds both), and the series go only when neither is
 //! left. The registry's lock is taken when a backend joins or leaves, never per request.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 
 use lb_core::breaker::BreakerState;
 use lb_core::retry::FailureKind;
@@ -18,16 +18,16 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
 use super::{
-    BackendLabels, BreakerTransitionLabels, HealthCheckLabels, HistogramFamily, MethodLabel,
-    RequestLabels, RetryLabels,
+    BackendLabels, BreakerTransitionLabels, HealthCheckLabels, HistogramFamily, RetryLabels,
+    WeightLabels,
 };
 
 /// Status codes whose `lb_requests_total` counters a backend keeps pre-resolved; any other code
 /// takes one family lookup per request.
-const COMMON_STATUSES: [u16; 18] = [
+pub(super) const COMMON_STATUSES: [u16; 18] = [
     200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 408, 413, 429, 500, 502, 503, 504,
 ];
-const STATUS_SLOTS: usize = COMMON_STATUSES.len();
+pub(super) const STATUS_SLOTS: usize = COMMON_STATUSES.len();
 const BREAKER_STATES: [BreakerState; 3] = [
     BreakerState::Closed,
     BreakerState::Open,
@@ -38,8 +38,6 @@ const BREAKER_STATES: [BreakerState; 3] = [
 /// what its series are removed from.
 #[derive(Debug, Clone)]
 pub(crate) struct BackendFamilies {
-    pub(super) requests: Family<RequestLabels, Counter>,
-    pub(super) duration: HistogramFamily<BackendLabels>,
     pub(super) request_size: HistogramFamily<BackendLabels>,
     pub(super) response_size: HistogramFamily<BackendLabels>,
     pub(super) health: Family<BackendLabels, Gauge>,
@@ -48,7 +46,7 @@ pub(crate) struct BackendFamilies {
     pub(super) retries: Family<RetryLabels, Counter>,
     pub(super) health_checks: Family<HealthCheckLabels, Counter>,
     pub(super) breaker_transitions: Family<BreakerTransitionLabels, Counter>,
-    pub(super) weight: Family<BackendLabels, Gauge>,
+    pub(super) weight: Family<WeightLabels, Gauge>,
     pub(super) drained: Family<BackendLabels, Gauge>,
     pub(super) upstream_idle: Family<BackendLabels, Gauge>,
     pub(super) upstream_tls_errors: Family<super::tls::UpstreamTlsLabels, Counter>,
@@ -67,19 +65,22 @@ impl BackendRegistry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The handles of backend `name`: those of a live backend of that name, else new series
-    /// (event counters created at zero, so dashboards and `increase()` see them before the
-    /// first event).
+    /// The handles of backend `name` of `pool`: those of a live backend of that name in that
+    /// pool, else new series (event counters created at zero, so dashboards and `increase()`
+    /// see them before the first event). A backend that moved to another pool gets its own
+    /// handles (the same series but its weight's, which names the pool).
     pub(crate) fn acquire(
         self: &Arc<Self>,
         families: &BackendFamilies,
         name: &str,
+        pool: &Arc<String>,
     ) -> Arc<BackendMetrics> {
         let mut live = self.lock();
-        if let Some(metrics) = live.get(name).and_then(Weak::upgrade) {
+        let existing = live.get(name).and_then(Weak::upgrade);
+        if let Some(metrics) = existing.filter(|metrics| metrics.pool == *pool) {
             return metrics;
         }
-        let metrics = Arc::new(BackendMetrics::create(families, name, self.clone()));
+        let metrics = Arc::new(BackendMetrics::create(families, name, pool, self.clone()));
         live.insert(name.to_owned(), Arc::downgrade(&metrics));
         metrics
     }
@@ -90,8 +91,8 @@ impl BackendRegistry {
 pub struct BackendMetrics {
     /// The backend's name as a label value.
     pub name: Arc<String>,
-    /// `lb_request_duration_seconds{backend}`.
-    pub duration: Histogram,
+    /// The pool it belongs to.
+    pub pool: Arc<String>,
     /// `lb_request_size_bytes{backend}`.
     pub request_size: Histogram,
     /// `lb_response_size_bytes{backend}`.
@@ -104,7 +105,7 @@ pub struct BackendMetrics {
     pub active: Gauge,
     /// `lb_upstream_idle_connections{backend}`.
     pub upstream_idle: Gauge,
-    /// `lb_backend_weight{backend}`: the weight the balancer uses.
+    /// `lb_backend_weight{backend,pool}`: the weight the balancer uses.
     pub weight: Gauge,
     /// `lb_backend_drained{backend}`.
     pub drained: Gauge,
@@ -114,16 +115,17 @@ pub struct BackendMetrics {
     retries: [Counter; FailureKind::LABELS.len()],
     /// `lb_circuit_breaker_transitions_total{backend,to}`, in the order of `BREAKER_STATES`.
     transitions: [Counter; 3],
-    /// Lazily resolved `lb_requests_total` counters, by method and common status.
-    requests: Box<[OnceLock<Counter>]>,
-    /// Uncommon (method, status) pairs this backend created series for, so they can be removed.
-    uncommon: Mutex<HashSet<(MethodLabel, u16)>>,
     families: BackendFamilies,
     registry: Arc<BackendRegistry>,
 }
 
 impl BackendMetrics {
-    fn create(families: &BackendFamilies, name: &str, registry: Arc<BackendRegistry>) -> Self {
+    fn create(
+        families: &BackendFamilies,
+        name: &str,
+        pool: &Arc<String>,
+        registry: Arc<BackendRegistry>,
+    ) -> Self {
         let name = Arc::new(name.to_owned());
         let labels = BackendLabels {
             backend: name.clone(),
@@ -150,49 +152,27 @@ impl BackendMetrics {
         });
         let health = families.health.get_or_create_owned(&labels);
         health.set(1);
-        let requests = (0..MethodLabel::COUNT * STATUS_SLOTS)
-            .map(|_| OnceLock::new())
-            .collect::<Vec<_>>()
-            .into_boxed_slice();
+        let weight = WeightLabels {
+            backend: name.clone(),
+            pool: pool.clone(),
+        };
         Self {
-            duration: families.duration.get_or_create_owned(&labels),
             request_size: families.request_size.get_or_create_owned(&labels),
             response_size: families.response_size.get_or_create_owned(&labels),
             health,
             breaker_state: families.breaker_state.get_or_create_owned(&labels),
             active: families.active.get_or_create_owned(&labels),
             upstream_idle: families.upstream_idle.get_or_create_owned(&labels),
-            weight: families.weight.get_or_create_owned(&labels),
+            weight: families.weight.get_or_create_owned(&weight),
             drained: families.drained.get_or_create_owned(&labels),
             health_checks,
             retries,
             transitions,
-            requests,
-            uncommon: Mutex::default(),
             families: families.clone(),
             registry,
+            pool: pool.clone(),
             name,
         }
-    }
-
-    /// Counts one request answered with `status`: a family lookup only the first time a
-    /// (method, status) pair is seen for this backend.
-    pub fn count_request(&self, method: MethodLabel, status: u16) {
-        let labels = || RequestLabels {
-            method,
-            status,
-            backend: self.name.clone(),
-        };
-        let Some(slot) = COMMON_STATUSES.iter().position(|&common| common == status) else {
-            let mut uncommon = self.uncommon.lock().unwrap_or_else(|p| p.into_inner());
-            uncommon.insert((method, status));
-            self.families.requests.get_or_create(&labels()).inc();
-            return;
-        };
-        let index = method as usize * STATUS_SLOTS + slot;
-        self.requests[index]
-            .get_or_init(|| self.families.requests.get_or_create_owned(&labels()))
-            .inc();
     }
 
     /// Counts a retry after a failure of `kind`.
@@ -215,17 +195,16 @@ impl BackendMetrics {
         let labels = BackendLabels {
             backend: self.name.clone(),
         };
+        families.weight.remove(&self.weight_labels());
         for family in [
             &families.health,
             &families.breaker_state,
             &families.active,
-            &families.weight,
             &families.drained,
             &families.upstream_idle,
         ] {
             family.remove(&labels);
         }
-        families.duration.remove(&labels);
         families.request_size.remove(&labels);
         families.response_size.remove(&labels);
         for reason in FailureKind::LABELS {
@@ -256,18 +235,12 @@ impl BackendMetrics {
                     to: to.as_str(),
                 });
         }
-        let common = COMMON_STATUSES.iter().copied();
-        let methods = MethodLabel::ALL.iter().copied();
-        let uncommon = self.uncommon.lock().unwrap_or_else(|p| p.into_inner());
-        let pairs = methods
-            .flat_map(|method| common.clone().map(move |status| (method, status)))
-            .chain(uncommon.iter().copied());
-        for (method, status) in pairs {
-            families.requests.remove(&RequestLabels {
-                method,
-                status,
-                backend: self.name.clone(),
-            });
+    }
+
+    fn weight_labels(&self) -> WeightLabels {
+        WeightLabels {
+            backend: self.name.clone(),
+            pool: self.pool.clone(),
         }
     }
 }
@@ -279,9 +252,16 @@ impl Drop for BackendMetrics {
         let successor = {
             let mut live = self.registry.lock();
             let successor = live.get(self.name.as_str()).and_then(Weak::upgrade);
-            if successor.is_none() {
-                live.remove(self.name.as_str());
-                self.remove_series();
+            match &successor {
+                None => {
+                    live.remove(self.name.as_str());
+                    self.remove_series();
+                }
+                // The name lives on in another pool: only the weight's series names this one.
+                Some(next) if next.pool != self.pool => {
+                    self.families.weight.remove(&self.weight_labels());
+                }
+                Some(_) => {}
             }
             successor
         };

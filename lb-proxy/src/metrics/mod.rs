@@ -7,11 +7,14 @@
 //! by [`serve`] on its own listener.
 
 mod backend;
+pub mod route;
 mod serve;
 pub mod tls;
 
 pub use backend::BackendMetrics;
 pub(crate) use backend::{BackendFamilies, BackendRegistry};
+pub use route::{PoolLabels, RouteHandles};
+pub(crate) use route::{RouteFamilies, RouteRegistry};
 pub(crate) use serve::serve;
 
 use std::sync::Arc;
@@ -98,6 +101,8 @@ pub struct RequestLabels {
     pub status: u16,
     /// Backend name, or `none` when no backend was reached.
     pub backend: Arc<String>,
+    /// Route name (from the configuration, never the request), or `none` before routing.
+    pub route: Arc<String>,
 }
 
 /// Labels that name only a backend.
@@ -105,6 +110,15 @@ pub struct RequestLabels {
 pub struct BackendLabels {
     /// Backend name.
     pub backend: Arc<String>,
+}
+
+/// Labels of `lb_backend_weight`: the backend and its pool (how dashboards group backends).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WeightLabels {
+    /// Backend name.
+    pub backend: Arc<String>,
+    /// The pool it belongs to (`default` in the flat form).
+    pub pool: Arc<String>,
 }
 
 /// Labels of `lb_retries_total`.
@@ -200,7 +214,12 @@ pub struct Metrics {
     /// The families labelled by backend, from which [`Metrics::backend`] resolves handles.
     families: BackendFamilies,
     backends: Arc<BackendRegistry>,
-    /// `lb_requests_total{method,status,backend}`; answers given without a backend count here.
+    /// The families labelled by route and backend, from which [`Metrics::route`] resolves
+    /// handles.
+    route_families: RouteFamilies,
+    routes: Arc<RouteRegistry>,
+    /// `lb_requests_total{method,status,backend,route}`; answers given without a backend count
+    /// here.
     pub requests: Family<RequestLabels, Counter>,
     /// `lb_client_connections`: client connections open now.
     pub client_connections: Gauge,
@@ -218,6 +237,8 @@ pub struct Metrics {
     runtime_tasks: Gauge,
     /// The TLS and PROXY-protocol families.
     pub tls: tls::TlsMetrics,
+    /// Route policies, the pools' queues, Redis.
+    pub policy: route::PolicyMetrics,
 }
 
 impl Metrics {
@@ -225,10 +246,12 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let tls = tls::TlsMetrics::register(&mut registry);
-        let families = BackendFamilies {
-            upstream_tls_errors: tls.upstream_errors.clone(),
+        let route_families = RouteFamilies {
             requests: Family::default(),
             duration: HistogramFamily::new_with_constructor(duration_histogram),
+        };
+        let families = BackendFamilies {
+            upstream_tls_errors: tls.upstream_errors.clone(),
             request_size: HistogramFamily::new_with_constructor(size_histogram),
             response_size: HistogramFamily::new_with_constructor(size_histogram),
             health: Family::default(),
@@ -244,13 +267,13 @@ impl Metrics {
         let f = &families;
         registry.register(
             "lb_requests",
-            "Requests answered, by method, status sent and backend",
-            f.requests.clone(),
+            "Requests answered, by method, status sent, backend and route",
+            route_families.requests.clone(),
         );
         registry.register(
             "lb_request_duration_seconds",
-            "Time from request arrival to the end of the response, by backend",
-            f.duration.clone(),
+            "Time from request arrival to the end of the response, by route and backend",
+            route_families.duration.clone(),
         );
         registry.register(
             "lb_request_size_bytes",
@@ -294,7 +317,7 @@ impl Metrics {
         );
         registry.register(
             "lb_backend_weight",
-            "Backend weight the balancer uses (a runtime override included)",
+            "Backend weight the balancer uses (a runtime override included), by backend and its pool",
             f.weight.clone(),
         );
         registry.register(
@@ -364,11 +387,15 @@ impl Metrics {
             "Tasks alive in the async runtime (connections, health checkers, endpoints), sampled at each scrape",
             runtime_tasks.clone(),
         );
+        let policy = route::PolicyMetrics::register(&mut registry);
         Self {
             registry,
-            requests: families.requests.clone(),
+            requests: route_families.requests.clone(),
             families,
             backends: Arc::default(),
+            route_families,
+            routes: Arc::default(),
+            policy,
             client_connections,
             client_connections_accepted,
             client_connections_idle,
@@ -380,9 +407,14 @@ impl Metrics {
         }
     }
 
-    /// The handles of backend `name`, shared with any live backend of that name.
-    pub fn backend(&self, name: &str) -> Arc<BackendMetrics> {
-        self.backends.acquire(&self.families, name)
+    /// The handles of backend `name` of `pool`, shared with any live backend of that name.
+    pub fn backend(&self, name: &str, pool: &Arc<String>) -> Arc<BackendMetrics> {
+        self.backends.acquire(&self.families, name, pool)
+    }
+
+    /// The handles of `route` on `backend`, shared with any live snapshot that has the pair.
+    pub fn route(&self, route: &Arc<String>, backend: &Arc<String>) -> Arc<RouteHandles> {
+        self.routes.acquire(&self.route_families, route, backend)
     }
 
     /// Renders the registry in the Prometheus text format.

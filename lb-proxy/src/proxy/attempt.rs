@@ -1,6 +1,8 @@
-//! Phase two: attempts. Each picks an eligible backend (skipping those tried for this request
-//! while another is left), takes an in-flight slot and the breaker's admission, and sends the
-//! request within the request's deadline; [`super::settle`] decides what the outcome means.
+//! Phase two: attempts. Each picks an eligible backend of the route's pool (skipping those
+//! tried for this request while another is left), takes an in-flight slot and the breaker's
+//! admission, and sends the request within the request's deadline; [`super::settle`] decides
+//! what the outcome means. When every backend that could serve is at `max_connections` and the
+//! pool has a queue, the request waits there for a slot, behind those already waiting.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -15,26 +17,53 @@ use super::reply::Reply;
 use super::respond;
 use super::settle::{self, Settled};
 use crate::clock;
-use crate::runtime::{Runtime, Shared};
+use crate::runtime::{PoolRuntime, RouteRuntime, Shared};
 use crate::upstream::backend::{Backend, EligibleView};
+use crate::upstream::queue::Queue;
 use crate::upstream::{Outgoing, UploadBody};
 
 /// Runs attempts until one is the answer.
 pub(crate) async fn attempts(
     shared: &Shared,
-    runtime: &Runtime,
+    pool: &PoolRuntime,
+    route: &RouteRuntime,
     client: &ClientInfo,
     prepared: &mut Prepared,
 ) -> Reply {
-    runtime.budget.deposit(prepared.started);
+    pool.budget.deposit(prepared.started);
     let mut tried: Vec<usize> = Vec::new();
     let mut refusals = 0usize;
     let mut attempt: u32 = 1;
-    let mut last_failure: Option<(Arc<Backend>, FailureKind)> = None;
+    // The backend (by table index) whose failure is the answer if nothing else is.
+    let mut last_failure: Option<(usize, FailureKind)> = None;
+    // When the first wait in the queue ends at the latest.
+    let mut queued_until: Option<tokio::time::Instant> = None;
     loop {
         let now = clock::now();
-        let Some((index, backend)) = pick(runtime, prepared.client_ip, &tried, now) else {
-            return out_of_backends(shared, prepared, last_failure);
+        // A newcomer does not take the slot that those already waiting wait for.
+        let behind = queued_until.is_none() && pool.queue.as_ref().is_some_and(|q| q.is_waiting());
+        let picked = match behind {
+            true => None,
+            false => pick(pool, prepared.client_ip, &tried, now),
+        };
+        let Some((index, backend)) = picked else {
+            // Boxed: a wait in the queue is rare, and its future would otherwise take room in
+            // every request's.
+            let waited = Box::pin(queue_or_refuse(
+                shared,
+                pool,
+                route,
+                prepared,
+                &mut queued_until,
+                behind,
+            ));
+            match waited.await {
+                None => continue,
+                Some(Some(reply)) => return reply,
+                Some(None) => {
+                    return out_of_backends(shared, pool, route, prepared, last_failure);
+                }
+            }
         };
         // Eligibility was judged a moment ago; a racing request may have taken the last slot or
         // the last probe. Such refusals are bounded so a saturated fleet answers 503 at once.
@@ -42,8 +71,8 @@ pub(crate) async fn attempts(
         let Some((slot, admission)) = reserved.filter(|(_, admission)| !admission.is_rejected())
         else {
             refusals += 1;
-            if refusals > runtime.backends.len() {
-                return respond::no_backend(shared, prepared.method);
+            if refusals > pool.backends.len() {
+                return respond::no_backend(shared, &route.name, prepared.method);
             }
             tried.push(index);
             continue;
@@ -79,19 +108,20 @@ pub(crate) async fn attempts(
             backend.pool.send(backend.addr, outgoing, now).await
         })
         .await;
+        let handles = &pool.handles[index][route.slot];
         let settled = settle::settle(
-            shared, runtime, &backend, prepared, attempt, outcome, slot, admission,
+            shared, pool, route, handles, &backend, prepared, attempt, outcome, slot, admission,
         );
         match settled {
             Settled::Answer(reply) => return reply,
             Settled::Retry { backoff, kind } => {
                 if !settle::wait_backoff(backoff, prepared.deadline).await {
-                    let failure = Some((backend, FailureKind::ResponseTimeout));
-                    return out_of_backends(shared, prepared, failure);
+                    let failure = Some((index, FailureKind::ResponseTimeout));
+                    return out_of_backends(shared, pool, route, prepared, failure);
                 }
                 tried.push(index);
                 attempt += 1;
-                last_failure = Some((backend, kind));
+                last_failure = Some((index, kind));
             }
         }
     }
@@ -101,26 +131,106 @@ pub(crate) async fn attempts(
 /// eligible at all.
 fn out_of_backends(
     shared: &Shared,
+    pool: &PoolRuntime,
+    route: &RouteRuntime,
     prepared: &Prepared,
-    last_failure: Option<(Arc<Backend>, FailureKind)>,
+    last_failure: Option<(usize, FailureKind)>,
 ) -> Reply {
     match last_failure {
-        Some((backend, kind)) => {
-            respond::failure_reply(&backend, prepared.method, kind, prepared.started)
+        Some((index, kind)) => {
+            let (method, started) = (prepared.method, prepared.started);
+            let handles = pool.handles(index, route.slot);
+            respond::failure_reply(handles, method, kind, started)
         }
-        None => respond::no_backend(shared, prepared.method),
+        None => respond::no_backend(shared, &route.name, prepared.method),
     }
 }
 
-/// Picks an eligible backend, preferring one not yet tried for this request.
+/// No backend was picked: waits in the pool's queue when a slot is worth waiting for (`None`
+/// when one freed: pick again), answers 503 with `Retry-After` when the queue gives up, or
+/// leaves the answer to the caller (`Some(None)`) when there is nothing to wait for.
+async fn queue_or_refuse(
+    shared: &Shared,
+    pool: &PoolRuntime,
+    route: &RouteRuntime,
+    prepared: &Prepared,
+    queued_until: &mut Option<tokio::time::Instant>,
+    behind: bool,
+) -> Option<Option<Reply>> {
+    let Some(queue) = &pool.queue else {
+        return Some(None);
+    };
+    if !(behind || waits_for_slot(pool, clock::now())) {
+        return Some(None);
+    }
+    let until = *queued_until.get_or_insert_with(|| {
+        (tokio::time::Instant::now() + queue.timeout()).min(prepared.deadline)
+    });
+    if wait_in_queue(queue, pool, until).await {
+        return None;
+    }
+    let mut reply = respond::no_backend(shared, &route.name, prepared.method);
+    let retry = http::HeaderValue::from_static("1");
+    reply.extra().set(http::header::RETRY_AFTER, retry);
+    Some(Some(reply))
+}
+
+/// Whether a backend of `pool` would serve but for `max_connections`: then a slot is worth
+/// waiting for.
+fn waits_for_slot(pool: &PoolRuntime, now: Instant) -> bool {
+    pool.backends
+        .iter()
+        .any(|backend| backend.waits_for_slot(now))
+}
+
+/// Waits in the pool's queue until a slot frees or `until`; true when one freed.
+async fn wait_in_queue(queue: &Queue, pool: &PoolRuntime, until: tokio::time::Instant) -> bool {
+    let has_room = || {
+        let now = clock::now();
+        pool.backends.iter().any(|backend| backend.is_eligible(now))
+    };
+    queue.wait(until, has_room).await.is_ok()
+}
+
+/// Picks an eligible backend, preferring one not yet tried for this request; a backend in its
+/// slow-start ramp keeps the pick only with the ramp's probability.
 fn pick(
-    runtime: &Runtime,
+    pool: &PoolRuntime,
     client: IpAddr,
     tried: &[usize],
     now: Instant,
 ) -> Option<(usize, Arc<Backend>)> {
+    let picked = pick_index(pool, client, tried, now)?;
+    if pool.slow_start {
+        return ramped(pool, client, tried, now, picked);
+    }
+    Some((picked, pool.backends.get(picked)?.clone()))
+}
+
+/// The slow-start check of [`pick`]: another pick, without `picked`, unless its ramp keeps it.
+#[cold]
+fn ramped(
+    pool: &PoolRuntime,
+    client: IpAddr,
+    tried: &[usize],
+    now: Instant,
+    picked: usize,
+) -> Option<(usize, Arc<Backend>)> {
+    let backend = pool.backends.get(picked)?;
+    let factor = backend.slow_start.factor(now);
+    if factor < 1.0 && rand::RngExt::random::<f64>(&mut rand::rng()) >= factor {
+        let mut skip = tried.to_vec();
+        skip.push(picked);
+        let other = pick_index(pool, client, &skip, now).unwrap_or(picked);
+        return Some((other, pool.backends.get(other)?.clone()));
+    }
+    Some((picked, backend.clone()))
+}
+
+#[inline(always)]
+fn pick_index(pool: &PoolRuntime, client: IpAddr, tried: &[usize], now: Instant) -> Option<usize> {
     let view = EligibleView {
-        backends: &runtime.backends,
+        backends: &pool.backends,
         now,
     };
     let mut rng = rand::rng();
@@ -128,18 +238,14 @@ fn pick(
         client: Some(client),
         exclude: tried,
     };
-    let index = runtime
-        .selector
-        .pick(&view, &context, &mut rng)
-        .or_else(|| {
-            if tried.is_empty() {
-                return None;
-            }
-            let again = PickContext {
-                client: Some(client),
-                exclude: &[],
-            };
-            runtime.selector.pick(&view, &again, &mut rng)
-        })?;
-    Some((index, runtime.backends.get(index)?.clone()))
+    pool.selector.pick(&view, &context, &mut rng).or_else(|| {
+        if tried.is_empty() {
+            return None;
+        }
+        let again = PickContext {
+            client: Some(client),
+            exclude: &[],
+        };
+        pool.selector.pick(&view, &again, &mut rng)
+    })
 }

@@ -64,6 +64,7 @@ pub(crate) fn intercept(shared: &Shared, edge: &Edge, request: &ClientRequest) -
         );
         respond::refuse(
             shared,
+            &respond::none_label(),
             MethodLabel::of(&request.parts.method),
             StatusCode::MISDIRECTED_REQUEST,
             "421 misdirected request: this connection was opened for another site's \
@@ -98,7 +99,16 @@ fn redirect_reply(shared: &Shared, redirect: &Redirect, request: &ClientRequest)
     let method = MethodLabel::of(&parts.method);
     let Some(host) = request.meta.host.as_ref() else {
         let text = "400 bad request: a redirect to HTTPS needs a Host header\n";
-        return Some(respond::refuse(shared, method, StatusCode::BAD_REQUEST, text).closing());
+        return Some(
+            respond::refuse(
+                shared,
+                &respond::none_label(),
+                method,
+                StatusCode::BAD_REQUEST,
+                text,
+            )
+            .closing(),
+        );
     };
     let target = parts
         .uri
@@ -121,7 +131,13 @@ fn redirect_reply(shared: &Shared, redirect: &Redirect, request: &ClientRequest)
     );
     let parsed = response::parse(head.as_bytes(), true, head.len()).ok()??;
     let head = parsed.into_head(bytes::Bytes::from(head));
-    let reply = respond::refuse(shared, method, StatusCode::PERMANENT_REDIRECT, text);
+    let reply = respond::refuse(
+        shared,
+        &respond::none_label(),
+        method,
+        StatusCode::PERMANENT_REDIRECT,
+        text,
+    );
     Some(Reply {
         head: ReplyHead::Backend(head),
         ..reply

@@ -1,4 +1,6 @@
 //! The request path, as named phases that read top-down:
+//! [`route`] (the path normalised, the route found) → [`policy`] (a route's limit, auth,
+//! answer, rewrites; only for routes that have one) →
 //! [`prepare`] (limits, the body, the upstream head) → [`attempt`] (pick, admit, send) →
 //! [`settle`] (classify, breaker, retry decision) → [`respond`] (the reply, or the failure's
 //! status in one place).
@@ -17,9 +19,11 @@ pub(crate) mod attempt;
 pub(crate) mod body;
 pub(crate) mod client;
 pub(crate) mod edge;
+pub(crate) mod policy;
 pub(crate) mod prepare;
 pub(crate) mod reply;
 pub(crate) mod respond;
+pub(crate) mod route;
 pub(crate) mod settle;
 
 use std::sync::Arc;
@@ -76,11 +80,35 @@ pub(crate) fn handle<'a>(
         let started = clock::now();
         let runtime = shared.runtime.load_full();
         let server = &runtime.config.server;
+        let route = match route::find(&runtime, &mut request) {
+            Ok(index) => &runtime.routes[index],
+            Err(why) => return route::refusal(shared, &request, why),
+        };
+        let mut response_fields = None;
+        if route.local_limit_only {
+            if let Some(refused) = policy::limit_only(shared, &runtime, route, client, &request) {
+                return refused;
+            }
+        } else if route.has_policy {
+            // Boxed: most routes have no policy, and its future would take room in every
+            // request's.
+            match Box::pin(policy::apply(shared, &runtime, route, client, &mut request)).await {
+                Ok(fields) => response_fields = fields,
+                Err(reply) => return reply,
+            }
+        }
+        // Validation gives every route without an answer of its own a pool.
+        let Some(pool) = route.pool.and_then(|index| runtime.pools.get(index)) else {
+            let method = MethodLabel::of(&request.parts.method);
+            let text = "500 internal error: the route has no pool\n";
+            let status = StatusCode::INTERNAL_SERVER_ERROR;
+            return respond::refuse(shared, &route.name, method, status, text).closing();
+        };
         // Only a request with a body needs to learn whether that body failed.
         let fault: Option<Arc<BodyFault>> = request.body.is_some().then(Default::default);
         let refuse = |request: &ClientRequest, status, text| {
             let method = MethodLabel::of(&request.parts.method);
-            respond::refuse(shared, method, status, text).closing()
+            respond::refuse(shared, &route.name, method, status, text).closing()
         };
         let to_backend = match prepare::take_body(server, &mut request, &fault) {
             Ok(prepare::Body::Ready(body)) => body,
@@ -97,8 +125,25 @@ pub(crate) fn handle<'a>(
         };
         let mut prepared = prepare::prepare(server, client, &request, to_backend, fault, started);
         // Borrowed, not moved: the prepared request is large, and moving it costs a copy.
-        attempt::attempts(shared, &runtime, client, &mut prepared).await
+        let reply = attempt::attempts(shared, pool, route, client, &mut prepared).await;
+        match response_fields {
+            None => reply,
+            Some(fields) => with_fields(reply, fields),
+        }
     }
+}
+
+/// `reply` with a route's response field changes on top of its own.
+#[cold]
+fn with_fields(mut reply: Reply, fields: Box<reply::Extra>) -> Reply {
+    match &mut reply.extra {
+        None => reply.extra = Some(fields),
+        Some(extra) => {
+            extra.remove.extend(fields.remove);
+            extra.add.extend(fields.add);
+        }
+    }
+    reply
 }
 
 /// A request hyper parsed (h2c, HTTP/2): the codec's rules, then the request path.

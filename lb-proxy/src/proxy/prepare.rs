@@ -145,7 +145,12 @@ pub(crate) fn prepare(
     };
     let head = (meta.host.as_ref()).map(|host| {
         let host = host.as_bytes();
-        encode(parts, Some(host), host, framing_field, client)
+        // A route may send another `Host` upstream; the client's goes in X-Forwarded-Host.
+        let upstream = match parts.extensions.get::<super::policy::UpstreamHost>() {
+            Some(rewritten) => rewritten.0.as_bytes(),
+            None => host,
+        };
+        encode(parts, Some(host), upstream, framing_field, client)
     });
     Prepared {
         method: MethodLabel::of(&parts.method),

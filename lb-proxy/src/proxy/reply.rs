@@ -3,7 +3,7 @@
 //! after it. The HTTP/1 loop writes it with the codec; hyper's server gets it as a response.
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 
 use crate::proto::h1::response::ResponseHead;
@@ -33,6 +33,78 @@ pub struct Reply {
     /// The connection closes after it: what follows a request the balancer refused must never
     /// be read as a next request.
     pub close: bool,
+    /// Fields a route or policy changes (removed, then added); boxed and absent on the common
+    /// path, so a plain reply stays small.
+    pub extra: Option<Box<Extra>>,
+}
+
+/// A reply's own fields: the backend's, or the balancer's one field.
+pub enum OwnFields<'r> {
+    /// The backend's.
+    Backend(crate::proto::h1::response::Fields<'r>),
+    /// The balancer's `Content-Type`.
+    Local(Option<(&'r [u8], &'r [u8])>),
+}
+
+impl<'r> Iterator for OwnFields<'r> {
+    type Item = (&'r [u8], &'r [u8]);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            OwnFields::Backend(fields) => fields.next(),
+            OwnFields::Local(field) => field.take(),
+        }
+    }
+}
+
+/// The fields of a reply's head, as [`Reply::fields`] gives them.
+pub enum Fields<'r> {
+    /// No field changed.
+    Plain(OwnFields<'r>),
+    /// Its own fields less those removed, then those added (the index of the next).
+    Changed(OwnFields<'r>, &'r Extra, usize),
+}
+
+impl<'r> Iterator for Fields<'r> {
+    type Item = (&'r [u8], &'r [u8]);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Fields::Plain(own) => own.next(),
+            Fields::Changed(own, extra, added) => {
+                for (name, value) in own.by_ref() {
+                    let removed = (extra.remove.iter())
+                        .any(|r| r.as_str().as_bytes().eq_ignore_ascii_case(name));
+                    if !removed {
+                        return Some((name, value));
+                    }
+                }
+                let (name, value) = extra.add.get(*added)?;
+                *added += 1;
+                Some((name.as_str().as_bytes(), value.as_bytes()))
+            }
+        }
+    }
+}
+
+/// Fields changed on a reply.
+#[derive(Debug, Default)]
+pub struct Extra {
+    /// Names whose fields are left out.
+    pub remove: Vec<HeaderName>,
+    /// Fields added.
+    pub add: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Extra {
+    /// Replaces any field `name` with `value`.
+    pub fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        self.remove.push(name.clone());
+        self.add.retain(|(n, _)| *n != name);
+        self.add.push((name, value));
+    }
 }
 
 impl Reply {
@@ -43,7 +115,13 @@ impl Reply {
             head: ReplyHead::Local,
             body: ToClient::Fixed(Some(text.into())),
             close: false,
+            extra: None,
         }
+    }
+
+    /// The fields changed on this reply, created on first use.
+    pub fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Default::default)
     }
 
     /// The same reply, closing the connection after it.
@@ -53,20 +131,30 @@ impl Reply {
     }
 
     /// The fields of the head, (name, value).
-    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        let (backend, local) = match &self.head {
-            ReplyHead::Backend(head) => (Some(head.fields()), None),
-            ReplyHead::Local => (None, Some((&b"content-type"[..], TEXT_PLAIN))),
+    pub fn fields(&self) -> Fields<'_> {
+        let own = match &self.head {
+            ReplyHead::Backend(head) => OwnFields::Backend(head.fields()),
+            ReplyHead::Local => OwnFields::Local(Some((&b"content-type"[..], TEXT_PLAIN))),
         };
-        backend.into_iter().flatten().chain(local)
+        match self.extra.as_deref() {
+            // The common reply: its own fields, with no filter to run on each.
+            None => Fields::Plain(own),
+            Some(extra) => Fields::Changed(own, extra, 0),
+        }
     }
 
     /// Room the fields take when written.
     pub fn fields_size(&self) -> usize {
-        match &self.head {
-            ReplyHead::Backend(head) => head.size(),
-            ReplyHead::Local => 48,
-        }
+        let extra = self.extra.as_deref().map_or(0, |extra| {
+            (extra.add.iter())
+                .map(|(n, v)| n.as_str().len() + v.len() + 4)
+                .sum()
+        });
+        extra
+            + match &self.head {
+                ReplyHead::Backend(head) => head.size(),
+                ReplyHead::Local => 48,
+            }
     }
 
     /// The reason phrase the backend sent (empty for the balancer's own answers).
@@ -94,6 +182,7 @@ impl Reply {
             head,
             body,
             close,
+            extra,
         } = self;
         let mut response = Response::new(body);
         *response.status_mut() = status;
@@ -105,6 +194,14 @@ impl Reply {
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; charset=utf-8"),
                 );
+            }
+        }
+        if let Some(extra) = extra {
+            for name in &extra.remove {
+                headers.remove(name);
+            }
+            for (name, value) in extra.add {
+                headers.append(name, value);
             }
         }
         if head_request && let Some(length) = declared {

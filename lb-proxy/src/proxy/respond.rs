@@ -12,12 +12,12 @@ use lb_core::retry::FailureKind;
 use super::body::{Completion, ToClient};
 use super::reply::{Reply, ReplyHead};
 use crate::clock;
-use crate::metrics::{MethodLabel, RequestLabels};
+use crate::metrics::{MethodLabel, RequestLabels, RouteHandles};
 use crate::proto::h1::request::RequestError;
 use crate::proto::h1::response::ResponseHead;
 use crate::runtime::Shared;
 use crate::upstream::ResponseBody;
-use crate::upstream::backend::{Backend, InFlight};
+use crate::upstream::backend::InFlight;
 
 /// The answer to a body over `server.max_request_body_bytes`.
 pub(crate) const TOO_LARGE: &str = "413 payload too large\n";
@@ -27,6 +27,7 @@ pub(crate) const BAD_BODY: &str = "400 bad request body\n";
 pub(crate) const BODY_TIMEOUT: &str = "408 request body timeout\n";
 
 /// A backend's response, passed on; the slot and the metrics ride on its body until its end.
+/// `route` holds the metric handles of the route on this backend.
 pub(crate) fn proxied(
     head: ResponseHead,
     body: ResponseBody,
@@ -34,30 +35,32 @@ pub(crate) fn proxied(
     method: MethodLabel,
     started: Instant,
     request_bytes: u64,
+    route: &Arc<RouteHandles>,
 ) -> Reply {
     let backend = slot.backend();
-    let metrics = &backend.metrics;
-    metrics.count_request(method, head.status.as_u16());
+    route.count_request(method, head.status.as_u16());
     // A drained or removed backend's clients reconnect, and land elsewhere.
     let close = backend.leaving();
-    metrics.request_size.observe(request_bytes as f64);
+    backend.metrics.request_size.observe(request_bytes as f64);
     let completion = Completion {
         in_flight: slot,
         started,
         sent: 0,
         connection: None,
+        route: route.clone(),
     };
     Reply {
         status: head.status,
         head: ReplyHead::Backend(head),
         body: ToClient::proxied(body, completion),
         close,
+        extra: None,
     }
 }
 
 /// The one place a failed exchange becomes the client's status.
 pub(crate) fn failure_reply(
-    backend: &Backend,
+    handles: &RouteHandles,
     method: MethodLabel,
     kind: FailureKind,
     started: Instant,
@@ -77,17 +80,19 @@ pub(crate) fn failure_reply(
         ),
         FailureKind::Status(_) => (StatusCode::BAD_GATEWAY, "502 bad gateway\n"),
     };
-    backend.metrics.count_request(method, status.as_u16());
+    handles.count_request(method, status.as_u16());
     let elapsed = clock::now().saturating_duration_since(started);
-    backend.metrics.duration.observe(elapsed.as_secs_f64());
+    handles.duration.observe(elapsed.as_secs_f64());
     Reply::local(status, Bytes::from_static(text.as_bytes()))
 }
 
-/// No backend is eligible: 503.
-pub(crate) fn no_backend(shared: &Shared, method: MethodLabel) -> Reply {
+/// No backend is eligible (or the queue gave up): 503, with `Retry-After` when the wait was
+/// for a slot.
+pub(crate) fn no_backend(shared: &Shared, route: &Arc<String>, method: MethodLabel) -> Reply {
     shared.metrics.no_backend.inc();
     refuse(
         shared,
+        route,
         method,
         StatusCode::SERVICE_UNAVAILABLE,
         "503 service unavailable: no backend available\n",
@@ -99,12 +104,22 @@ pub(crate) fn refuse_request(shared: &Shared, method: &Method, error: RequestErr
     let status = error.status();
     let reason = status.canonical_reason().unwrap_or("").to_ascii_lowercase();
     let text = format!("{} {reason}: {error}\n", status.as_str());
-    refuse(shared, MethodLabel::of(method), status, Bytes::from(text)).closing()
+    let route = none_label();
+    refuse(
+        shared,
+        &route,
+        MethodLabel::of(method),
+        status,
+        Bytes::from(text),
+    )
+    .closing()
 }
 
-/// An answer given without a backend; counted under `backend="none"`.
+/// An answer given without a backend; counted under `backend="none"` and its route (`none`
+/// before routing).
 pub(crate) fn refuse(
     shared: &Shared,
+    route: &Arc<String>,
     method: MethodLabel,
     status: StatusCode,
     text: impl Into<Bytes>,
@@ -113,12 +128,14 @@ pub(crate) fn refuse(
         method,
         status: status.as_u16(),
         backend: none_label(),
+        route: route.clone(),
     };
     shared.metrics.requests.get_or_create(&labels).inc();
     Reply::local(status, text)
 }
 
-fn none_label() -> Arc<String> {
+/// `none`: the label of no backend, and of no route.
+pub(crate) fn none_label() -> Arc<String> {
     static NONE: std::sync::OnceLock<Arc<String>> = std::sync::OnceLock::new();
     NONE.get_or_init(|| Arc::new("none".to_owned())).clone()
 }

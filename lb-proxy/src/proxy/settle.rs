@@ -12,8 +12,9 @@ use super::prepare::Prepared;
 use super::reply::Reply;
 use super::respond::{self, BAD_BODY, TOO_LARGE};
 use crate::clock;
+use crate::metrics::RouteHandles;
 use crate::proto::h1::response::ResponseHead;
-use crate::runtime::{Runtime, Shared};
+use crate::runtime::{PoolRuntime, RouteRuntime, Shared};
 use crate::upstream::backend::{Admitted, Backend, InFlight};
 use crate::upstream::{ResponseBody, SendFailure};
 
@@ -42,7 +43,9 @@ pub(crate) enum Settled {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn settle(
     shared: &Shared,
-    runtime: &Runtime,
+    pool: &PoolRuntime,
+    route: &RouteRuntime,
+    handles: &Arc<RouteHandles>,
     backend: &Arc<Backend>,
     prepared: &Prepared,
     attempt: u32,
@@ -51,10 +54,10 @@ pub(crate) fn settle(
     admitted: Admitted<'_>,
 ) -> Settled {
     let now = clock::now();
-    let may_retry = prepared.replayable && attempt < runtime.retry.max_attempts();
+    let may_retry = prepared.replayable && attempt < pool.retry.max_attempts();
     let proxied = |head, body, slot| {
-        let (method, started) = (prepared.method, prepared.started);
-        respond::proxied(head, body, slot, method, started, prepared.request_bytes)
+        let (method, started, bytes) = (prepared.method, prepared.started, prepared.request_bytes);
+        respond::proxied(head, body, slot, method, started, bytes, handles)
     };
     // A backend's 5xx that may be retried is kept: it is the answer if no retry happens.
     let (kind, kept) = match outcome {
@@ -62,7 +65,7 @@ pub(crate) fn settle(
             let status = head.status;
             let kind = FailureKind::Status(status.as_u16());
             let retry_wanted = status.is_server_error()
-                && (runtime.retry.retry_on().iter()).any(|condition| kind.matches(condition));
+                && (pool.retry.retry_on().iter()).any(|condition| kind.matches(condition));
             admitted.record(!status.is_server_error(), now);
             if !retry_wanted || !may_retry {
                 return Settled::Answer(proxied(head, body, slot));
@@ -79,7 +82,7 @@ pub(crate) fn settle(
                     true => (StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE),
                     false => (StatusCode::BAD_REQUEST, BAD_BODY),
                 };
-                let refused = respond::refuse(shared, prepared.method, status, text);
+                let refused = respond::refuse(shared, &route.name, prepared.method, status, text);
                 return Settled::Answer(refused.closing());
             }
             let kind = classify(&error);
@@ -93,13 +96,13 @@ pub(crate) fn settle(
         }
     };
     let retry = may_retry
-        .then(|| decide(shared, runtime, backend, prepared, attempt, kind, now))
+        .then(|| decide(shared, pool, backend, prepared, attempt, kind, now))
         .flatten();
     match (retry, kept) {
         (Some(backoff), _) => Settled::Retry { backoff, kind },
         (None, Some((head, body, slot))) => Settled::Answer(proxied(head, body, slot)),
         (None, None) => Settled::Answer(respond::failure_reply(
-            backend,
+            handles,
             prepared.method,
             kind,
             prepared.started,
@@ -110,7 +113,7 @@ pub(crate) fn settle(
 /// Asks lb-core whether to retry; counts the retry or the budget refusal.
 fn decide(
     shared: &Shared,
-    runtime: &Runtime,
+    pool: &PoolRuntime,
     backend: &Backend,
     prepared: &Prepared,
     attempt: u32,
@@ -123,7 +126,7 @@ fn decide(
         idempotent: prepared.idempotent,
         body_replayable: prepared.replayable,
     };
-    let decision = (runtime.retry).decide(&failure, &runtime.budget, now, &mut rand::rng());
+    let decision = (pool.retry).decide(&failure, &pool.budget, now, &mut rand::rng());
     match decision {
         RetryDecision::Retry { backoff } => {
             backend.metrics.count_retry(&kind);

@@ -18,11 +18,13 @@ use std::time::Instant;
 
 use lb_core::balance::BackendView;
 use lb_core::breaker::{Admission, BreakerPolicy, BreakerState, CircuitBreaker, Transition};
-use lb_core::config::{BackendConfig, UpstreamConfig};
+use lb_core::config::{BackendConfig, PoolConfig};
 use lb_core::health::HealthStatus;
 
 use crate::metrics::{BackendMetrics, Metrics};
 use crate::upstream::Pool;
+use crate::upstream::queue::Queue;
+use crate::upstream::slow_start::SlowStart;
 
 /// Why a backend is out of rotation, as bits of one atomic: eligible only when none is set.
 const UNHEALTHY: u8 = 1;
@@ -55,6 +57,10 @@ pub struct Backend {
     pub metrics: Arc<BackendMetrics>,
     /// Idle keep-alive connections to this backend.
     pub pool: Pool,
+    /// The wait queue of the backend's pool, told when a slot frees.
+    pub queue: Arc<Queue>,
+    /// The ramp of a backend back in rotation (its duration 0 when the pool has no slow start).
+    pub slow_start: SlowStart,
 }
 
 /// Whether a backend came back from a change with its runtime overrides cleared.
@@ -62,18 +68,23 @@ pub struct Backend {
 pub struct OverridesCleared(pub bool);
 
 impl Backend {
-    /// Creates a backend with its metric handles; it starts healthy with a closed breaker.
+    /// Creates a backend of `pool` (named `pool_name`) with its metric handles; it starts
+    /// healthy with a closed breaker, out of any slow-start ramp.
     pub fn new(
         config: &BackendConfig,
-        breaker: Option<BreakerPolicy>,
-        upstream: &UpstreamConfig,
+        pool: &PoolConfig,
+        pool_name: &Arc<String>,
+        queue: Arc<Queue>,
         metrics: &Metrics,
+        now: Instant,
     ) -> Self {
-        let backend_metrics = metrics.backend(&config.name);
+        let backend_metrics = metrics.backend(&config.name, pool_name);
         backend_metrics.weight.set(i64::from(config.weight));
         backend_metrics.health.set(1);
         backend_metrics.drained.set(0);
         backend_metrics.breaker_state.set(0);
+        let breaker = &pool.circuit_breaker;
+        let breaker = breaker.enabled.then_some(breaker.policy);
         let authority = http::uri::Authority::try_from(config.address.to_string().as_str())
             .expect("a socket address is a valid authority");
         Self {
@@ -87,7 +98,9 @@ impl Backend {
             breaker_closed: AtomicBool::new(true),
             breaker_dirty: AtomicBool::new(false),
             metrics: backend_metrics,
-            pool: Pool::new(upstream, config, metrics),
+            pool: Pool::new(&pool.upstream, config, metrics),
+            queue,
+            slow_start: SlowStart::new(pool.load_balancer.slow_start, now),
         }
     }
 
@@ -122,7 +135,10 @@ impl Backend {
     /// Applies a health verdict: the flag and its gauge.
     pub fn set_health(&self, status: HealthStatus) {
         let healthy = status == HealthStatus::Healthy;
-        self.set_bit(UNHEALTHY, !healthy);
+        let was = self.set_bit(UNHEALTHY, !healthy);
+        if healthy && was & UNHEALTHY != 0 {
+            self.slow_start.begin(crate::clock::now());
+        }
         self.metrics.health.set(i64::from(healthy));
     }
 
@@ -133,11 +149,13 @@ impl Backend {
 
     /// Drains the backend (no new requests; those in flight finish) or puts it back.
     pub fn set_drained(&self, drained: bool) {
-        self.set_bit(DRAINED, drained);
+        let was = self.set_bit(DRAINED, drained);
         self.metrics.drained.set(i64::from(drained));
         if drained {
             // No new request will use them.
             self.pool.clear();
+        } else if was & DRAINED != 0 {
+            self.slow_start.begin(crate::clock::now());
         }
     }
 
@@ -163,11 +181,12 @@ impl Backend {
         self.out.load(Ordering::Relaxed) != 0
     }
 
-    fn set_bit(&self, bit: u8, on: bool) {
+    /// Sets or clears `bit`; the bits as they were.
+    fn set_bit(&self, bit: u8, on: bool) -> u8 {
         match on {
             true => self.out.fetch_or(bit, Ordering::Relaxed),
             false => self.out.fetch_and(!bit, Ordering::Relaxed),
-        };
+        }
     }
 
     /// The weight the balancer uses: the override if one is set, else the configured weight.
@@ -214,6 +233,15 @@ impl Backend {
             && self.breaker_admits(now)
     }
 
+    /// Healthy and admitted by the breaker, but at `max_connections`: a slot is worth waiting
+    /// for.
+    pub fn waits_for_slot(&self, now: Instant) -> bool {
+        !self.out_of_rotation()
+            && self.in_flight() >= self.max_connections()
+            && self.breaker_admits(now)
+    }
+
+    #[inline]
     fn breaker_admits(&self, now: Instant) -> bool {
         if self.breaker_closed.load(Ordering::Relaxed) {
             return true;
@@ -422,6 +450,7 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.backend.metrics.active.dec();
+        self.backend.queue.notify();
     }
 }
 

@@ -110,6 +110,59 @@ impl HealthCheckers {
     }
 }
 
+/// The checkers of every pool, by pool name: each pool checks its backends under its own
+/// `health_check`.
+#[derive(Debug)]
+pub(crate) struct PoolCheckers {
+    pools: HashMap<String, HealthCheckers>,
+    shutdown: Arc<Shutdown>,
+}
+
+impl PoolCheckers {
+    /// Checkers for every pool of `pools` (name, settings, backends).
+    pub(crate) fn start<'a>(
+        pools: impl Iterator<Item = (&'a str, &'a HealthCheckConfig, &'a [Arc<Backend>])>,
+        shutdown: &Arc<Shutdown>,
+    ) -> Self {
+        let mut checkers = Self {
+            pools: HashMap::new(),
+            shutdown: shutdown.clone(),
+        };
+        for (name, config, backends) in pools {
+            checkers.add_pool(name, config, backends);
+        }
+        checkers
+    }
+
+    /// Starts checking a pool that joined.
+    pub(crate) fn add_pool(
+        &mut self,
+        name: &str,
+        config: &HealthCheckConfig,
+        backends: &[Arc<Backend>],
+    ) {
+        let checkers = HealthCheckers::start(config, backends, &self.shutdown);
+        self.pools.insert(name.to_owned(), checkers);
+    }
+
+    /// Stops checking a pool that left.
+    pub(crate) fn remove_pool(&mut self, name: &str) {
+        self.pools.remove(name);
+    }
+
+    /// A pool's checkers, when it has any.
+    pub(crate) fn pool(&mut self, name: &str) -> Option<&mut HealthCheckers> {
+        self.pools.get_mut(name)
+    }
+
+    /// Stops every checker.
+    pub(crate) fn stop_all(&mut self) {
+        for checkers in self.pools.values_mut() {
+            checkers.stop_all();
+        }
+    }
+}
+
 impl Drop for HealthCheckers {
     fn drop(&mut self) {
         self.stop_all();

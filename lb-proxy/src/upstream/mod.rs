@@ -32,6 +32,8 @@ pub(crate) mod body;
 pub(crate) mod connection;
 pub(crate) mod h1;
 pub(crate) mod health;
+pub(crate) mod queue;
+pub(crate) mod slow_start;
 pub(crate) mod stream;
 mod upload;
 

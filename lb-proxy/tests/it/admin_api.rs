@@ -296,7 +296,7 @@ async fn weight_overrides_change_the_share_and_can_be_removed() {
     assert!(
         scrape(&daemon)
             .await
-            .contains("lb_backend_weight{backend=\"b0\"} 3")
+            .contains("lb_backend_weight{backend=\"b0\",pool=\"default\"} 3")
     );
     let removed = admin::set_weight(admin, "b0", None).await;
     assert_eq!(

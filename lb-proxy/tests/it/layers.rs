@@ -11,7 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["side_listener"],
     &["metrics"],
     &["tls"],
-    &["upstream"],
+    &["upstream", "policy"],
     &["runtime"],
     &["proxy"],
     &["conn"],

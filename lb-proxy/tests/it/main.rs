@@ -4,6 +4,7 @@
 mod support;
 
 mod admin_api;
+mod auth;
 mod differential;
 mod exhaustion;
 mod forwarded_for;
@@ -16,12 +17,17 @@ mod lifecycle;
 mod limits;
 mod ops_files;
 mod proxy_protocol;
+mod queue;
 mod reload;
+mod reload_routes;
 mod resilience;
+mod routes;
 mod routing;
 mod server_loop;
+mod shared_limits;
 mod sick_backends;
 mod sighup;
+mod slow_start;
 mod timers;
 mod tls_termination;
 mod tls_tools;

@@ -77,8 +77,8 @@ async fn a_reload_adds_removes_and_reweights_and_the_series_follow() {
         !after.contains("backend=\"b0\""),
         "b0's series are gone:\n{after}"
     );
-    assert!(after.contains("lb_backend_weight{backend=\"b2\"} 1"));
-    assert!(after.contains("lb_backend_weight{backend=\"b1\"} 3"));
+    assert!(after.contains("lb_backend_weight{backend=\"b2\",pool=\"default\"} 1"));
+    assert!(after.contains("lb_backend_weight{backend=\"b1\",pool=\"default\"} 3"));
     assert_eq!(
         metric_sum(&after, "lb_config_reloads_total", &["result=\"success\""]),
         1.0

@@ -210,3 +210,55 @@ fn latency_formats() {
     assert_eq!(format_latency(Some(0.095_75)), "95.8ms");
     assert_eq!(format_latency(Some(2.5)), "2.50s");
 }
+
+#[test]
+fn pools_group_their_backends() {
+    let text = |n: u32| {
+        let mut out = String::new();
+        for (backend, pool) in [("web-1", "web"), ("api-2", "api"), ("api-1", "api")] {
+            out.push_str(&format!(
+                "lb_backend_weight{{backend=\"{backend}\",pool=\"{pool}\"}} 1\n\
+                 lb_backend_health_status{{backend=\"{backend}\"}} 1\n\
+                 lb_requests_total{{method=\"GET\",status=\"200\",backend=\"{backend}\",route=\"r\"}} {n}\n"
+            ));
+        }
+        out
+    };
+    let (first, second) = (text(1), text(5));
+    let grouped = model(&[&first, &second]);
+    let order: Vec<&str> = (grouped.view().unwrap().backends.iter())
+        .map(|b| b.name.as_str())
+        .collect();
+    assert_eq!(order, ["api-1", "api-2", "web-1"]);
+    let connection = Connection::Connected;
+    let lines = render(&screen(&grouped, &connection), 100, 24);
+    let header = lines
+        .iter()
+        .find(|l| l.contains("BACKEND"))
+        .expect("header");
+    assert!(
+        header.contains("POOL") && header.find("POOL") < header.find("BACKEND"),
+        "{header}"
+    );
+    let api_1 = lines
+        .iter()
+        .find(|l| l.contains("api-1"))
+        .expect("api-1 row");
+    let api_2 = lines
+        .iter()
+        .find(|l| l.contains("api-2"))
+        .expect("api-2 row");
+    let web_1 = lines
+        .iter()
+        .find(|l| l.contains("web-1"))
+        .expect("web-1 row");
+    assert!(
+        api_1.contains(" api ") && !api_2.contains(" api "),
+        "{api_1}\n{api_2}"
+    );
+    assert!(web_1.contains(" web "), "{web_1}");
+    // One pool (the flat form): no POOL column.
+    let one = model(&[SCRAPE1, SCRAPE2]);
+    let lines = render(&screen(&one, &connection), 100, 24);
+    assert!(!lines.iter().any(|l| l.contains("POOL")));
+}

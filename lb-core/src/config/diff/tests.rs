@@ -19,19 +19,87 @@ fn config(backends: Vec<BackendConfig>) -> Config {
     Config::with_backends(backends)
 }
 
+fn removed(name: &str) -> Change {
+    Change::BackendRemoved {
+        pool: "default".into(),
+        name: name.into(),
+    }
+}
+
+fn added(backend: BackendConfig) -> Change {
+    Change::BackendAdded {
+        pool: "default".into(),
+        backend,
+    }
+}
+
+fn pool(name: &str, backends: Vec<BackendConfig>) -> PoolConfig {
+    let flat = config(backends);
+    PoolConfig {
+        name: name.to_owned(),
+        ..flat.pool_list().remove(0)
+    }
+}
+
+#[test]
+fn a_backend_that_moves_to_another_pool_leaves_one_and_joins_the_other() {
+    let mut old = config(Vec::new());
+    old.pools = vec![
+        pool("p", vec![backend("a", 1, 1)]),
+        pool("q", vec![backend("b", 2, 1)]),
+    ];
+    let mut new = old.clone();
+    new.pools = vec![
+        pool("p", Vec::new()),
+        pool("q", vec![backend("b", 2, 1), backend("a", 1, 1)]),
+    ];
+    let changes = diff(&old, &new);
+    assert_eq!(
+        changes,
+        [
+            Change::BackendRemoved {
+                pool: "p".into(),
+                name: "a".into()
+            },
+            Change::BackendAdded {
+                pool: "q".into(),
+                backend: backend("a", 1, 1)
+            },
+        ]
+    );
+    assert_eq!(apply_pools(&old.pool_list(), &changes), new.pool_list());
+}
+
+#[test]
+fn a_pool_section_and_the_routes_are_changes_of_their_own() {
+    let mut old = config(Vec::new());
+    old.pools = vec![
+        pool("p", vec![backend("a", 1, 1)]),
+        pool("q", vec![backend("b", 2, 1)]),
+    ];
+    let mut new = old.clone();
+    new.pools[1].queue.size = 10;
+    new.pools.reverse();
+    new.routes = vec![crate::config::RouteConfig::catch_all("all", "q")];
+    let changes = diff(&old, &new);
+    assert_eq!(
+        changes,
+        [
+            Change::PoolOrder(vec!["q".into(), "p".into()]),
+            Change::Queue("q".into(), new.pools[0].queue),
+            Change::Routes,
+        ]
+    );
+    assert_eq!(changes[1].subject(), "pools.q.queue");
+}
+
 #[test]
 fn a_backend_reached_another_way_is_a_new_backend() {
     let old = config(vec![backend("a", 1, 1)]);
     let mut proxied = backend("a", 1, 1);
     proxied.proxy_protocol = crate::config::SendProxyProtocol::V2;
     let new = config(vec![proxied.clone()]);
-    assert_eq!(
-        diff(&old, &new),
-        vec![
-            Change::BackendRemoved("a".into()),
-            Change::BackendAdded(proxied)
-        ]
-    );
+    assert_eq!(diff(&old, &new), vec![removed("a"), added(proxied)]);
 }
 
 #[test]
@@ -70,14 +138,17 @@ fn a_changed_address_is_a_new_backend_and_a_weight_an_update() {
     assert_eq!(
         changes,
         [
-            Change::BackendRemoved("b".into()),
-            Change::BackendRemoved("c".into()),
-            Change::BackendUpdated(backend("a", 1, 5)),
-            Change::BackendAdded(backend("b", 9, 1)),
-            Change::BackendAdded(backend("d", 4, 1)),
+            removed("b"),
+            removed("c"),
+            Change::BackendUpdated {
+                pool: "default".into(),
+                backend: backend("a", 1, 5)
+            },
+            added(backend("b", 9, 1)),
+            added(backend("d", 4, 1)),
         ]
     );
-    assert_eq!(apply(&old, &changes), new);
+    assert_eq!(apply_pools(&old.pool_list(), &changes), new.pool_list());
 }
 
 #[test]
@@ -86,7 +157,10 @@ fn a_new_order_is_one_change() {
     let new = config(vec![backend("b", 2, 1), backend("a", 1, 1)]);
     assert_eq!(
         diff(&old, &new),
-        [Change::BackendOrder(vec!["b".into(), "a".into()])]
+        [Change::BackendOrder {
+            pool: "default".into(),
+            order: vec!["b".into(), "a".into()]
+        }]
     );
 }
 
@@ -153,6 +227,35 @@ fn arbitrary_config() -> impl Strategy<Value = Config> {
     )
 }
 
+/// Pools drawn from a small world: two or three named pools over the same backends, some
+/// moving between them, with or without the flat form's `default` pool beside them.
+fn arbitrary_pools() -> impl Strategy<Value = Config> {
+    let names = prop::sample::subsequence(vec!["p", "q", "r"], 1..=3).prop_shuffle();
+    (names, arbitrary_config(), any::<bool>(), 0usize..3).prop_map(|(names, base, flat, queue)| {
+        let mut config = base.clone();
+        let mut backends = base.backends.clone();
+        if !flat {
+            config.backends.clear();
+        } else {
+            backends.truncate(1);
+            config.backends = std::mem::take(&mut backends);
+            backends = base.backends[1..].to_vec();
+        }
+        let per = backends.len().div_ceil(names.len()).max(1);
+        config.pools = (names.iter().enumerate())
+            .map(|(i, name)| {
+                let mut pool = pool(
+                    name,
+                    backends.iter().skip(i * per).take(per).cloned().collect(),
+                );
+                pool.queue.size = queue * i;
+                pool
+            })
+            .collect();
+        config
+    })
+}
+
 proptest! {
     #[test]
     fn the_diff_of_a_config_with_itself_is_empty(config in arbitrary_config()) {
@@ -162,7 +265,16 @@ proptest! {
     #[test]
     fn applying_the_diff_of_a_to_b_gives_b(a in arbitrary_config(), b in arbitrary_config()) {
         let changes = diff(&a, &b);
-        prop_assert_eq!(apply(&a, &changes), b);
+        prop_assert_eq!(apply_pools(&a.pool_list(), &changes), b.pool_list());
+    }
+
+    #[test]
+    fn applying_the_diff_of_pools_gives_the_new_pools(
+        a in arbitrary_pools(),
+        b in arbitrary_pools(),
+    ) {
+        let changes = diff(&a, &b);
+        prop_assert_eq!(apply_pools(&a.pool_list(), &changes), b.pool_list());
     }
 
     #[test]
@@ -171,7 +283,7 @@ proptest! {
         b in arbitrary_config(),
     ) {
         for change in diff(&a, &b) {
-            if let Change::BackendRemoved(name) = change {
+            if let Change::BackendRemoved { name, .. } = change {
                 let kept = b.backends.iter().any(|new| {
                     new.name == name
                         && (a.backends.iter()).any(|old| {

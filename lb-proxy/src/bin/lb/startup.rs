@@ -22,6 +22,25 @@ pub(crate) fn init_logging(filter: Option<&str>) {
 
 /// One line on what a configuration serves.
 pub(crate) fn summary(config: &Config) -> String {
+    if !config.pools.is_empty() {
+        let pools: Vec<String> = (config.pool_list().iter())
+            .map(|pool| {
+                let algorithm = pool.load_balancer.algorithm.as_str();
+                format!(
+                    "{} ({algorithm}, {} backend(s))",
+                    pool.name,
+                    pool.backends.len()
+                )
+            })
+            .collect();
+        let routes = config.routes.len().max(1);
+        return format!(
+            "listen {}, {routes} route(s) over {} pool(s): {}",
+            config.server.listen,
+            pools.len(),
+            pools.join(", ")
+        );
+    }
     let backends: Vec<String> = config
         .backends
         .iter()

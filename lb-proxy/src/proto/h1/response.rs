@@ -71,10 +71,11 @@ pub struct ResponseHead {
 
 impl ResponseHead {
     /// The fields to forward, (name, value), names in the backend's case.
-    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        self.fields
-            .iter()
-            .map(|(name, value)| (&self.bytes[name.clone()], &self.bytes[value.clone()]))
+    pub fn fields(&self) -> Fields<'_> {
+        Fields {
+            head: self,
+            fields: self.fields.iter(),
+        }
     }
 
     /// The reason phrase as the backend sent it.
@@ -100,6 +101,26 @@ impl ResponseHead {
             };
             headers.append(name, value);
         }
+    }
+}
+
+/// The fields of a [`ResponseHead`] to forward, (name, value).
+#[derive(Debug, Clone)]
+pub struct Fields<'h> {
+    head: &'h ResponseHead,
+    fields: std::slice::Iter<'h, (Range<usize>, Range<usize>)>,
+}
+
+impl<'h> Iterator for Fields<'h> {
+    type Item = (&'h [u8], &'h [u8]);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let (name, value) = self.fields.next()?;
+        Some((
+            &self.head.bytes[name.clone()],
+            &self.head.bytes[value.clone()],
+        ))
     }
 }
 

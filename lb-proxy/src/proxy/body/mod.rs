@@ -20,6 +20,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::metrics::RouteHandles;
 use crate::upstream::backend::InFlight;
 use crate::upstream::{Connection, ResponseBody};
 pub use pipe::{Pipe, PipeBody, PipeError};
@@ -205,16 +206,15 @@ pub struct Completion {
     /// The upstream connection, once the body was read to its end and the connection may carry
     /// another exchange: given back to the backend's pool on drop.
     pub connection: Option<Connection>,
+    /// The metric handles of the request's route on this backend.
+    pub route: Arc<RouteHandles>,
 }
 
 impl Drop for Completion {
     fn drop(&mut self) {
         let now = crate::clock::now();
         let backend = self.in_flight.backend();
-        backend
-            .metrics
-            .duration
-            .observe(now.saturating_duration_since(self.started).as_secs_f64());
+        (self.route.duration).observe(now.saturating_duration_since(self.started).as_secs_f64());
         backend.metrics.response_size.observe(self.sent as f64);
         if let Some(connection) = self.connection.take() {
             backend.pool.put(connection, now);

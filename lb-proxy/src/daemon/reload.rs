@@ -1,0 +1,249 @@
+//! A reload applied, under the control's lock: everything that may fail first (the token, the
+//! backends' TLS files, the authentication schemes' key files, the listeners, the
+//! certificates), so that a refused reload changes nothing; then each change of the diff, pool
+//! by pool, in one exhaustive `match`; then one new snapshot swapped in.
+//!
+//! Pools, backends, budgets, queues and rate-limit state that stay are the same objects in the
+//! next snapshot: a reload does not reset what the balancer learned or what a client spent.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use lb_core::config::{Change, Config, diff};
+use lb_core::retry::RetryBudget;
+
+use super::control::{
+    Control, Live, ReloadError, ReloadReport, check_upstream_tls, config_hash, read_token,
+};
+use super::endpoints::Rebinds;
+use crate::clock;
+use crate::runtime::{Policies, PoolState, Runtime};
+use crate::upstream::backend::Backend;
+
+/// The reload itself: see the module's documentation.
+pub(super) async fn apply(
+    control: &Arc<Control>,
+    live: &mut Live,
+    mut config: Config,
+) -> Result<ReloadReport, ReloadError> {
+    let old = control.shared.runtime.load_full();
+    let needs_restart: Vec<String> = (diff(&old.config, &config).iter())
+        .filter_map(|change| change.needs_restart(&old.config))
+        .map(str::to_owned)
+        .collect();
+    // What cannot change while the daemon runs stays as it is, and says so in the report.
+    config.server.workers = old.config.server.workers;
+    if config.server.tls.is_some() != old.config.server.tls.is_some() {
+        config.server.tls = old.config.server.tls.clone();
+    }
+    let token = read_token(&config.admin).map_err(ReloadError::Token)?;
+    let changes = diff(&old.config, &config);
+    let joining = changes.iter().flat_map(|change| match change {
+        Change::BackendAdded { backend, .. } => std::slice::from_ref(backend),
+        Change::PoolAdded(pool) => &pool.backends[..],
+        _ => &[],
+    });
+    check_upstream_tls(joining)?;
+    // Key files are read again on every reload (a rotated key is taken), and a bad one refuses
+    // the reload rather than every request of its routes.
+    let schemes = crate::policy::auth::load_all(&config.auth)
+        .map_err(|error| ReloadError::Auth(error.to_string()))?;
+    let rebinds = Rebinds::prepare(&old.config, &config, live).await?;
+    // The certificates last: the one step that changes something and may still fail (every
+    // certificate loads, or none is swapped in).
+    if let (Some(tls), Some(settings)) = (&control.tls, &config.server.tls) {
+        tls.apply(settings)?;
+    }
+
+    // From here on nothing fails.
+    let metrics = &control.shared.metrics;
+    let now = clock::now();
+    let pool_configs = config.pool_list();
+    let mut pools = Pools {
+        states: old.pool_states(),
+        leaving: Vec::new(),
+        notes: Vec::new(),
+        recheck: HashSet::new(),
+    };
+    for change in &changes {
+        match change {
+            Change::PoolRemoved(name) => {
+                if let Some(at) = pools.position(name) {
+                    pools.leaving.extend(pools.states.remove(at).backends);
+                }
+                live.health.remove_pool(name);
+            }
+            Change::PoolAdded(pool) => {
+                let state = PoolState::new(pool, metrics, now);
+                for backend in &state.backends {
+                    backend.slow_start.begin(now);
+                }
+                let backends = &state.backends[..];
+                live.health
+                    .add_pool(&pool.name, &pool.health_check, backends);
+                pools.states.push(state);
+            }
+            Change::PoolOrder(order) => {
+                (pools.states).sort_by_key(|state| order.iter().position(|n| *n == *state.name));
+            }
+            Change::BackendRemoved { pool, name } => {
+                if let Some(state) = pools.state(pool)
+                    && let Some(at) = state.backends.iter().position(|b| b.name() == name)
+                {
+                    let backend = state.backends.remove(at);
+                    pools.leaving.push(backend);
+                }
+                if let Some(checkers) = live.health.pool(pool) {
+                    checkers.remove(name);
+                }
+            }
+            Change::BackendAdded { pool, backend } => {
+                let Some(config) = pool_configs.iter().find(|p| p.name == *pool) else {
+                    continue;
+                };
+                let Some(state) = pools.state(pool) else {
+                    continue;
+                };
+                let backend = state.new_backend(config, backend, metrics, now);
+                backend.slow_start.begin(now);
+                if let Some(checkers) = live.health.pool(pool) {
+                    checkers.add(&backend);
+                }
+                state.backends.push(backend);
+            }
+            Change::BackendUpdated {
+                pool,
+                backend: update,
+            } => {
+                let cleared = (pools.state(pool))
+                    .and_then(|state| state.backends.iter().find(|b| b.name() == update.name))
+                    .is_some_and(|backend| backend.update(update).0);
+                if cleared {
+                    pools.notes.push(format!(
+                        "backend {}: the file changed it, its runtime overrides were cleared",
+                        update.name
+                    ));
+                }
+            }
+            Change::BackendOrder { pool, order } => {
+                if let Some(state) = pools.state(pool) {
+                    (state.backends).sort_by_key(|b| order.iter().position(|n| n == b.name()));
+                }
+            }
+            // The selector is built for every snapshot, from the new section; a ramp takes the
+            // new length.
+            Change::LoadBalancer(pool, section) => {
+                for backend in pools.backends(pool) {
+                    backend.slow_start.set_duration(section.slow_start);
+                }
+            }
+            Change::HealthCheck(pool, _) => {
+                pools.recheck.insert(pool.clone());
+            }
+            Change::CircuitBreaker(pool, breaker) => {
+                let policy = breaker.enabled.then_some(breaker.policy);
+                for backend in pools.backends(pool) {
+                    backend.set_breaker_policy(policy);
+                }
+            }
+            Change::Retry(pool, retry) => {
+                if let Some(state) = pools.state(pool) {
+                    state.budget = Arc::new(RetryBudget::new(retry.budget, now));
+                }
+            }
+            Change::Upstream(pool, upstream) => {
+                for backend in pools.backends(pool) {
+                    backend.pool.configure(upstream);
+                }
+            }
+            Change::Queue(pool, queue) => {
+                if let Some(state) = pools.state(pool) {
+                    state.queue.configure(queue);
+                }
+            }
+            // Routes are built for every snapshot; the policies below keep what stays.
+            Change::Routes
+            | Change::PathNormalization
+            | Change::RateLimits
+            | Change::Redis
+            | Change::Auth => {}
+            // The accept loops take the new settings for the connections they accept next;
+            // a new address was bound above.
+            Change::Server(server) => control.limit.resize(server.max_client_connections),
+            // Endpoints move or restart below, with the sockets bound above.
+            Change::Metrics(_) | Change::Admin(_) => {}
+            Change::Reload(_) => live.watcher = None,
+        }
+    }
+    let Pools {
+        mut states,
+        leaving,
+        notes,
+        recheck,
+        ..
+    } = pools;
+    // The snapshot takes the pools in the file's order.
+    states.sort_by_key(|state| pool_configs.iter().position(|p| p.name == *state.name));
+    let policies = Policies::build(&config, Some(&old.policies), Some(schemes), metrics, now);
+    let config = Arc::new(config);
+    let snapshot = Runtime::assemble(config.clone(), states, Arc::new(policies), metrics);
+    control.shared.runtime.store(Arc::new(snapshot));
+    // After the swap no snapshot hands them out; their requests in flight finish.
+    for backend in leaving {
+        backend.retire();
+    }
+    let runtime = control.shared.runtime.load();
+    for pool in runtime
+        .pools
+        .iter()
+        .filter(|p| recheck.contains(&p.config.name))
+    {
+        if let Some(checkers) = live.health.pool(&pool.config.name) {
+            checkers.reconfigure(&pool.config.health_check, &pool.backends);
+        }
+    }
+    rebinds.install(control, live, &config);
+    if config.server.tls != old.config.server.tls {
+        // The certificates may live in other directories now.
+        if let Some(watch) = live.tls_watch.take() {
+            watch.abort();
+        }
+        live.tls_watch = control.tls_watch();
+    }
+    if live.watcher.is_none() {
+        live.watcher = control.watcher(&config);
+    }
+    control.token.store(token.map(Arc::new));
+    Ok(ReloadReport {
+        changes: changes.iter().map(Change::subject).collect(),
+        needs_restart,
+        notes,
+        addresses: live.addresses(),
+        hash: config_hash(&config),
+    })
+}
+
+/// The pools as a reload changes them.
+struct Pools {
+    /// What each pool keeps, by name.
+    states: Vec<PoolState>,
+    /// Backends that leave: retired once the new snapshot is live.
+    leaving: Vec<Arc<Backend>>,
+    notes: Vec<String>,
+    /// Pools whose health checks restart under new settings.
+    recheck: HashSet<String>,
+}
+
+impl Pools {
+    fn position(&self, name: &str) -> Option<usize> {
+        self.states.iter().position(|state| *state.name == name)
+    }
+
+    fn state(&mut self, name: &str) -> Option<&mut PoolState> {
+        self.states.iter_mut().find(|state| *state.name == name)
+    }
+
+    fn backends(&mut self, name: &str) -> &[Arc<Backend>] {
+        self.state(name).map_or(&[], |state| &state.backends[..])
+    }
+}
