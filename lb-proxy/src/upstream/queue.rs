@@ -116,10 +116,15 @@ impl Queue {
     }
 
     /// A slot freed: wakes the oldest waiter still there.
+    #[inline]
     pub fn notify(&self) {
-        if self.len.load(Ordering::Acquire) == 0 {
-            return;
+        if self.len.load(Ordering::Acquire) != 0 {
+            self.wake_oldest();
         }
+    }
+
+    #[cold]
+    fn wake_oldest(&self) {
         let mut waiters = self.lock();
         while let Some(waiter) = waiters.pop_front() {
             self.len.fetch_sub(1, Ordering::AcqRel);
