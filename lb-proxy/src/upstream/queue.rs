@@ -239,16 +239,25 @@ mod tests {
         assert!(!q.is_waiting());
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn turned_off_it_wakes_its_waiters_and_takes_no_more() {
-        let q = queue(2);
-        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    /// A request waiting in `q` (with no room) until `until`, once it is in line.
+    async fn wait_in_line(
+        q: &Arc<Queue>,
+        until: tokio::time::Instant,
+    ) -> tokio::task::JoinHandle<Result<(), QueueRejected>> {
         let waiting = tokio::spawn({
             let q = q.clone();
             async move { q.wait(until, || false).await }
         });
         tokio::task::yield_now().await;
         assert!(q.is_waiting());
+        waiting
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn turned_off_it_wakes_its_waiters_and_takes_no_more() {
+        let q = queue(2);
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        let waiting = wait_in_line(&q, until).await;
         q.configure(&QueueConfig {
             size: 0,
             timeout: Duration::from_secs(1),
@@ -263,12 +272,7 @@ mod tests {
     async fn a_client_that_leaves_frees_its_place() {
         let q = queue(1);
         let until = tokio::time::Instant::now() + Duration::from_secs(5);
-        let waiting = tokio::spawn({
-            let q = q.clone();
-            async move { q.wait(until, || false).await }
-        });
-        tokio::task::yield_now().await;
-        assert!(q.is_waiting());
+        let waiting = wait_in_line(&q, until).await;
         waiting.abort();
         let _ = waiting.await;
         assert!(!q.is_waiting());

@@ -18,7 +18,7 @@ use crate::support::*;
 const ADMIN: &str = "admin:\n  listen: 127.0.0.1:0\n";
 
 /// A daemon reading `yaml` from a file in a fresh directory, with the admin API on.
-async fn from_file(tag: &str, yaml: &str) -> (Daemon, PathBuf) {
+pub async fn from_file(tag: &str, yaml: &str) -> (Daemon, PathBuf) {
     let path = temp_dir(tag).join("lb.yaml");
     write_file(&path, yaml);
     let config = ConfigSource::file(&path).load().expect("valid test config");

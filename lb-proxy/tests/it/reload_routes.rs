@@ -2,38 +2,14 @@
 //! backend moves between pools, and what a client spent of a rate limit survives a reload that
 //! leaves the limit alone (and is given back when the limit changes).
 
-use std::path::PathBuf;
+use lb_proxy::Daemon;
 
-use bytes::Bytes;
-use http::Request;
-use http_body_util::Full;
-use lb_proxy::{ConfigSource, Daemon, StartOptions};
-
-use crate::routes::pooled;
-use crate::support::admin::{self, temp_dir, write_file};
+use crate::reload::from_file;
+use crate::routes::{get_host, pooled};
+use crate::support::admin::{self, write_file};
 use crate::support::*;
 
 const ADMIN: &str = "admin:\n  listen: 127.0.0.1:0\n";
-
-async fn from_file(tag: &str, yaml: &str) -> (Daemon, PathBuf) {
-    let path = temp_dir(tag).join("lb.yaml");
-    write_file(&path, yaml);
-    let config = ConfigSource::file(&path).load().expect("valid test config");
-    let options = StartOptions {
-        source: Some(ConfigSource::file(&path)),
-        ..StartOptions::default()
-    };
-    let daemon = Daemon::start_with(config, options).await.expect("starts");
-    (daemon, path)
-}
-
-async fn get_host(daemon: &Daemon, host: &str, path: &str) -> Answer {
-    let request = Request::get(format!("http://{}{path}", daemon.listen_addr))
-        .header("host", host)
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    send(&client(), request).await
-}
 
 #[tokio::test]
 async fn a_pool_and_its_route_join_and_leave_and_a_backend_moves_between_pools() {

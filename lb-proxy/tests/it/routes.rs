@@ -36,7 +36,7 @@ async fn start(yaml: &str) -> Daemon {
     Daemon::start(parse(yaml)).await.expect("balancer starts")
 }
 
-async fn get_host(daemon: &Daemon, host: &str, path: &str) -> crate::support::Answer {
+pub async fn get_host(daemon: &Daemon, host: &str, path: &str) -> crate::support::Answer {
     let request = Request::get(format!("http://{}{path}", daemon.listen_addr))
         .header("host", host)
         .body(Full::new(Bytes::new()))
