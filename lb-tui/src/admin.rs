@@ -236,6 +236,7 @@ mod tests {
     fn status(in_flight: u64, drain_done: bool) -> BackendStatus {
         BackendStatus {
             name: "demo-2".into(),
+            pool: None,
             address: "127.0.0.1:8002".into(),
             weight: 1,
             configured_weight: 1,

@@ -49,6 +49,7 @@ pub fn table(backends: &[BackendStatus]) -> String {
     );
     let header = [
         "BACKEND",
+        "POOL",
         "ADDRESS",
         "WEIGHT",
         "HEALTH",
@@ -56,11 +57,12 @@ pub fn table(backends: &[BackendStatus]) -> String {
         "IN-FLIGHT",
         "DRAIN",
     ];
-    let rows: Vec<[String; 7]> = backends
+    let rows: Vec<[String; 8]> = backends
         .iter()
         .map(|b| {
             [
                 printable(&b.name),
+                printable(b.pool.as_deref().unwrap_or("-")),
                 printable(&b.address),
                 weight(b),
                 health(b),
@@ -166,6 +168,7 @@ mod tests {
     fn backend(name: &str) -> BackendStatus {
         BackendStatus {
             name: name.into(),
+            pool: Some("default".into()),
             address: "127.0.0.1:8001".into(),
             weight: 1,
             configured_weight: 1,
@@ -206,17 +209,17 @@ mod tests {
         };
         let expected = "\
 3 backends: 1 healthy, 2 drained, 5 in flight
-BACKEND        ADDRESS         WEIGHT  HEALTH  BREAKER    IN-FLIGHT  DRAIN
-b1             127.0.0.1:8001  5*      up      closed     3          -
-b2             10.0.0.2:8002   1       DOWN    half-open  0          drained
-backend-three  127.0.0.1:8001  1       x       open       2          draining
+BACKEND        POOL     ADDRESS         WEIGHT  HEALTH  BREAKER    IN-FLIGHT  DRAIN
+b1             default  127.0.0.1:8001  5*      up      closed     3          -
+b2             default  10.0.0.2:8002   1       DOWN    half-open  0          drained
+backend-three  default  127.0.0.1:8001  1       x       open       2          draining
 * set at runtime; the file says b1 1; `lb-cli weight NAME --reset` restores it
 ";
         assert_eq!(table(&[b1, b2, b3]), expected);
         assert_eq!(
             table(&[]),
             "0 backends: 0 healthy, 0 drained, 0 in flight\n\
-             BACKEND  ADDRESS  WEIGHT  HEALTH  BREAKER  IN-FLIGHT  DRAIN\n"
+             BACKEND  POOL  ADDRESS  WEIGHT  HEALTH  BREAKER  IN-FLIGHT  DRAIN\n"
         );
     }
 

@@ -88,9 +88,9 @@ fn backends_prints_a_table_with_the_token_from_a_file() {
     );
     let expected = "\
 2 backends: 1 healthy, 1 drained, 3 in flight
-BACKEND  ADDRESS         WEIGHT  HEALTH  BREAKER  IN-FLIGHT  DRAIN
-b1       127.0.0.1:8001  5*      up      closed   3          -
-b2       127.0.0.1:8002  1       DOWN    open     0          drained
+BACKEND  POOL  ADDRESS         WEIGHT  HEALTH  BREAKER  IN-FLIGHT  DRAIN
+b1       -     127.0.0.1:8001  5*      up      closed   3          -
+b2       -     127.0.0.1:8002  1       DOWN    open     0          drained
 * set at runtime; the file says b1 1; `lb-cli weight NAME --reset` restores it
 ";
     assert_eq!(run.stdout, expected);

@@ -26,6 +26,7 @@ fn b1_with(key: &str, value: Option<Value>) -> Value {
 fn backends_decode() {
     let expected_b1 = BackendStatus {
         name: "b1".into(),
+        pool: None,
         address: "127.0.0.1:8001".into(),
         weight: 5,
         configured_weight: 1,

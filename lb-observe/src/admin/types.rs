@@ -12,8 +12,12 @@ use serde_json::Value;
 /// One backend as the daemon sees it now (`GET /backends/{name}` and every per-backend call).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct BackendStatus {
-    /// The backend's name (its identity across reloads).
+    /// The backend's name (its identity across reloads; unique across pools).
     pub name: String,
+    /// The pool it belongs to (`default` in the flat form); absent from daemons older than
+    /// pools, so not required.
+    #[serde(default)]
+    pub pool: Option<String>,
     /// Where it is, `host:port`.
     pub address: String,
     /// The weight the balancer uses now: the override when one is set, else the file's.
