@@ -192,3 +192,31 @@ async fn a_queue_and_slow_start_change_in_place() {
     assert_eq!(get(&client(), daemon.listen_addr, "/").await.status, 200);
     daemon.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_key_file_that_cannot_be_read_refuses_the_reload_and_the_old_keys_serve() {
+    let fleet = backends(1).await;
+    let keys = admin::temp_dir("auth-reload").join("keys.txt");
+    let secured = |file: &str| {
+        let rest = format!(
+            "auth:\n  sso:\n    jwt:\n      keys: [{{algorithm: RS256, file: {file}}}]\n\
+             routes:\n  - name: web\n    pool: web\n    auth: sso\n"
+        );
+        format!("{ADMIN}{}", pooled(&[("web", &fleet)], &rest))
+    };
+    let public = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt/rsa-public.pem");
+    let (daemon, path) = from_file("auth-reload", &secured(public)).await;
+    assert_eq!(get(&client(), daemon.listen_addr, "/").await.status, 401);
+
+    write_file(&path, &secured(&keys.display().to_string()));
+    let error = daemon.reloader().reload().await.expect_err("refused");
+    assert!(error.to_string().contains("keys.txt"), "{error}");
+    // Still the old scheme: an anonymous request is refused, not let through.
+    assert_eq!(get(&client(), daemon.listen_addr, "/").await.status, 401);
+    let metrics = scrape(&daemon).await;
+    assert!(
+        metrics.contains("lb_config_last_reload_successful 0"),
+        "{metrics}"
+    );
+    daemon.shutdown().await;
+}
