@@ -180,16 +180,41 @@ pub fn tls_findings(config: &Config, now: i64) -> Vec<Finding> {
     if let Some(tls) = &config.upstream.tls {
         upstream(tls, "upstream.tls", now, &mut out);
     }
-    for (i, backend) in config.backends.iter().enumerate() {
-        // A backend that inherits upstream.tls was checked there.
+    backends(
+        &config.backends,
+        config.upstream.tls.as_ref(),
+        "",
+        now,
+        &mut out,
+    );
+    for pool in &config.pools {
+        let at = format!("pools.{}.", pool.name);
+        let inherited = pool.upstream.tls.as_ref();
+        // A pool that inherits upstream.tls was checked there.
+        if let Some(tls) = inherited.filter(|tls| Some(*tls) != config.upstream.tls.as_ref()) {
+            upstream(tls, &format!("{at}upstream.tls"), now, &mut out);
+        }
+        backends(&pool.backends, inherited, &at, now, &mut out);
+    }
+    out
+}
+
+/// The TLS files of `list`'s backends that do not inherit `inherited` (checked with it).
+fn backends(
+    list: &[lb_core::config::BackendConfig],
+    inherited: Option<&UpstreamTlsConfig>,
+    at: &str,
+    now: i64,
+    out: &mut Vec<Finding>,
+) {
+    for (i, backend) in list.iter().enumerate() {
         match &backend.tls {
-            Some(tls) if Some(tls) != config.upstream.tls.as_ref() => {
-                upstream(tls, &format!("backends[{i}].tls"), now, &mut out)
+            Some(tls) if Some(tls) != inherited => {
+                upstream(tls, &format!("{at}backends[{i}].tls"), now, out)
             }
             _ => {}
         }
     }
-    out
 }
 
 fn upstream(tls: &UpstreamTlsConfig, field: &str, now: i64, out: &mut Vec<Finding>) {

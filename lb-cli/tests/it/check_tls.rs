@@ -220,3 +220,19 @@ fn the_binary_fails_on_a_tls_error_and_points_at_the_line() {
     assert!(text.contains("server.tls.certificates[0].cert"), "{text}");
     assert!(text.contains("no such file"), "{text}");
 }
+
+#[test]
+fn a_pools_tls_files_are_checked_under_the_pools_name() {
+    let dir = Dir::new("pools");
+    dir.write("ca.pem", "not a certificate\n");
+    let body = "pools:\n  api:\n    upstream:\n      tls: {ca_file: ca.pem}\n    backends:\n      - address: 127.0.0.1:8002\n        name: api-1\n  web:\n    backends:\n      - address: 127.0.0.1:8003\n        name: web-1\n        tls: {ca_file: missing.pem}\n";
+    let path = config(&dir, body);
+    let fields: Vec<String> = found(&path).into_iter().map(|f| f.2).collect();
+    assert_eq!(
+        fields,
+        [
+            "pools.api.upstream.tls.ca_file",
+            "pools.web.backends[0].tls.ca_file"
+        ]
+    );
+}

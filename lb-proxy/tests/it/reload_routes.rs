@@ -204,7 +204,10 @@ async fn a_key_file_that_cannot_be_read_refuses_the_reload_and_the_old_keys_serv
         );
         format!("{ADMIN}{}", pooled(&[("web", &fleet)], &rest))
     };
-    let public = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt/rsa-public.pem");
+    let public = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/jwt/rsa-public.pem"
+    );
     let (daemon, path) = from_file("auth-reload", &secured(public)).await;
     assert_eq!(get(&client(), daemon.listen_addr, "/").await.status, 401);
 
