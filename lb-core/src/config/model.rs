@@ -137,6 +137,10 @@ pub struct ServerConfig {
     /// On shutdown, in-flight requests get this long to finish.
     #[serde(serialize_with = "duration::serialize")]
     pub shutdown_grace: Duration,
+    /// A tunnel (a connection a backend switched to WebSocket or another protocol with `101`)
+    /// is closed after no byte moved either way for this long.
+    #[serde(serialize_with = "duration::serialize")]
+    pub upgrade_idle_timeout: Duration,
     /// Largest request head (request line and headers) accepted; larger ones get 431.
     pub max_header_bytes: usize,
     /// Longest request target accepted; longer ones get 414.
@@ -172,6 +176,7 @@ impl Default for ServerConfig {
             idle_release_after: Duration::from_secs(1),
             max_request_body_bytes: 10 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
+            upgrade_idle_timeout: Duration::from_secs(300),
             max_header_bytes: 64 * 1024,
             max_uri_bytes: 8 * 1024,
             trusted_proxies: Vec::new(),

@@ -138,7 +138,7 @@ pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> 
 }
 
 fn server(w: &mut Walker<'_>, top: &Section<'_>) -> (ServerConfig, Got<SocketAddr>, Pos) {
-    const FIELDS: [&str; 16] = [
+    const FIELDS: [&str; 17] = [
         "listen",
         "workers",
         "max_client_connections",
@@ -148,6 +148,7 @@ fn server(w: &mut Walker<'_>, top: &Section<'_>) -> (ServerConfig, Got<SocketAdd
         "idle_release_after",
         "max_request_body_bytes",
         "shutdown_grace",
+        "upgrade_idle_timeout",
         "max_header_bytes",
         "max_uri_bytes",
         "trusted_proxies",
@@ -202,6 +203,14 @@ fn server(w: &mut Walker<'_>, top: &Section<'_>) -> (ServerConfig, Got<SocketAdd
             .value,
         shutdown_grace: w
             .get(&s, "shutdown_grace", d.shutdown_grace, duration(false))
+            .value,
+        upgrade_idle_timeout: w
+            .get(
+                &s,
+                "upgrade_idle_timeout",
+                d.upgrade_idle_timeout,
+                duration(true),
+            )
             .value,
         max_header_bytes: w
             .get(

@@ -85,6 +85,7 @@ server:
   request_timeout: 1m30s
   idle_timeout: 2m
   idle_release_after: 250ms
+  upgrade_idle_timeout: 45s
   max_request_body_bytes: 1024
   shutdown_grace: 0
   max_header_bytes: 16384
@@ -143,6 +144,7 @@ metrics:
             idle_release_after: Duration::from_millis(250),
             max_request_body_bytes: 1024,
             shutdown_grace: Duration::ZERO,
+            upgrade_idle_timeout: Duration::from_secs(45),
             max_header_bytes: 16384,
             max_uri_bytes: 100,
             trusted_proxies: ["10.0.0.0/8", "192.168.1.7/32", "::1/128"]

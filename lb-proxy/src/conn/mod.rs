@@ -12,6 +12,7 @@ pub(crate) mod hyper;
 pub(crate) mod preamble;
 pub(crate) mod stream;
 pub(crate) mod timed_io;
+pub(crate) mod tunnel;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

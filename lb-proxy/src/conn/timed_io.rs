@@ -149,6 +149,21 @@ impl<T> TimedIo<T> {
         std::mem::take(&mut self.release_due)
     }
 
+    /// The connection now carries a tunnel: only its idle timeout is left, `idle_timeout`
+    /// (`server.upgrade_idle_timeout`), counted from now; no head is timed and no release is
+    /// signalled any more.
+    pub fn time_as_tunnel(&mut self, idle_timeout: Duration) {
+        let now = Instant::now();
+        self.idle_timeout = idle_timeout;
+        self.http1 = None;
+        self.head_deadline = None;
+        self.waiting = false;
+        self.release_due = false;
+        self.active = false;
+        self.quiet_since = now;
+        self.timer.as_mut().reset(now + tick(idle_timeout, None));
+    }
+
     /// Checks the timers without reading or writing, for a driver that waits on something
     /// else: ready with the error once the connection has been idle too long.
     pub fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {

@@ -49,6 +49,7 @@ pub(crate) struct BackendFamilies {
     pub(super) weight: Family<WeightLabels, Gauge>,
     pub(super) drained: Family<BackendLabels, Gauge>,
     pub(super) upstream_idle: Family<BackendLabels, Gauge>,
+    pub(super) upgraded: Family<BackendLabels, Gauge>,
     pub(super) upstream_tls_errors: Family<super::tls::UpstreamTlsLabels, Counter>,
 }
 
@@ -105,6 +106,8 @@ pub struct BackendMetrics {
     pub active: Gauge,
     /// `lb_upstream_idle_connections{backend}`.
     pub upstream_idle: Gauge,
+    /// `lb_upgraded_connections{backend}`: tunnels open to the backend.
+    pub upgraded: Gauge,
     /// `lb_backend_weight{backend,pool}`: the weight the balancer uses.
     pub weight: Gauge,
     /// `lb_backend_drained{backend}`.
@@ -163,6 +166,7 @@ impl BackendMetrics {
             breaker_state: families.breaker_state.get_or_create_owned(&labels),
             active: families.active.get_or_create_owned(&labels),
             upstream_idle: families.upstream_idle.get_or_create_owned(&labels),
+            upgraded: families.upgraded.get_or_create_owned(&labels),
             weight: families.weight.get_or_create_owned(&weight),
             drained: families.drained.get_or_create_owned(&labels),
             health_checks,
@@ -202,6 +206,7 @@ impl BackendMetrics {
             &families.active,
             &families.drained,
             &families.upstream_idle,
+            &families.upgraded,
         ] {
             family.remove(&labels);
         }

@@ -263,6 +263,7 @@ impl Metrics {
             weight: Family::default(),
             drained: Family::default(),
             upstream_idle: Family::default(),
+            upgraded: Family::default(),
         };
         let f = &families;
         registry.register(
@@ -329,6 +330,11 @@ impl Metrics {
             "lb_upstream_idle_connections",
             "Idle keep-alive connections to the backend in its pool, sampled once a second",
             f.upstream_idle.clone(),
+        );
+        registry.register(
+            "lb_upgraded_connections",
+            "Connections switched to another protocol (WebSocket...) and tunnelled to the backend, open now",
+            f.upgraded.clone(),
         );
         let client_connections = Gauge::default();
         let client_connections_accepted = Counter::default();

@@ -104,6 +104,7 @@ pub(crate) async fn attempts(
                 expect_body: prepared.expect_body,
                 idempotent: prepared.idempotent,
                 client: client.addresses(),
+                upgrade: prepared.upgrade,
             };
             backend.pool.send(backend.addr, outgoing, now).await
         })

@@ -59,6 +59,8 @@ pub(crate) struct Prepared {
     pub started: Instant,
     /// Arrival plus `server.request_timeout`.
     pub deadline: tokio::time::Instant,
+    /// A well-formed upgrade request (its head carries `Upgrade`): a `101` answers it.
+    pub upgrade: bool,
 }
 
 impl Prepared {
@@ -67,7 +69,10 @@ impl Prepared {
     pub fn head_for(&self, client: &ClientInfo, authority: &[u8]) -> Bytes {
         match (&self.head, &self.unhosted) {
             (Some(head), _) => head.clone(),
-            (None, Some(parts)) => encode(parts, None, authority, self.framing_field, client),
+            // Only HTTP/1.0 names no host, and it has no upgrades.
+            (None, Some(parts)) => {
+                encode(parts, None, authority, self.framing_field, client, false)
+            }
             (None, None) => unreachable!("a request has a head or keeps its parts"),
         }
     }
@@ -150,7 +155,14 @@ pub(crate) fn prepare(
             Some(rewritten) => rewritten.0.as_bytes(),
             None => host,
         };
-        encode(parts, Some(host), upstream, framing_field, client)
+        encode(
+            parts,
+            Some(host),
+            upstream,
+            framing_field,
+            client,
+            meta.upgrade,
+        )
     });
     Prepared {
         method: MethodLabel::of(&parts.method),
@@ -167,17 +179,19 @@ pub(crate) fn prepare(
         request_bytes,
         fault,
         started,
+        upgrade: meta.upgrade,
     }
 }
 
 /// The upstream head: origin-form target, `host` as `Host`, the client's host (if it named one)
-/// as `X-Forwarded-Host`.
+/// as `X-Forwarded-Host`; the client's `Upgrade` when `upgrade`.
 fn encode(
     parts: &http::request::Parts,
     client_host: Option<&[u8]>,
     host: &[u8],
     framing: FramingField,
     client: &ClientInfo,
+    upgrade: bool,
 ) -> Bytes {
     let target = match parts.uri.path_and_query() {
         Some(target) => target.as_str().as_bytes(),
@@ -194,6 +208,10 @@ fn encode(
             peer: client.forwarded_for.as_bytes(),
             append: client.trusted,
             proto: client.proto(),
+        },
+        upgrade: match upgrade {
+            true => (parts.headers.get(http::header::UPGRADE)).map(|value| value.as_bytes()),
+            false => None,
         },
     }))
 }

@@ -115,6 +115,13 @@ impl ResponseBody {
         }
     }
 
+    /// The connection of a `101` answer, for the tunnel: its body is empty and the connection
+    /// never goes back to the pool.
+    pub fn take_upgraded(&mut self) -> Option<Connection> {
+        debug_assert!(!self.reusable && self.upload.is_none());
+        self.connection.take()
+    }
+
     fn fail(&mut self, error: BodyReadError) -> Poll<Option<Result<Frame<Bytes>, BodyReadError>>> {
         self.state = State::Done;
         self.connection = None;

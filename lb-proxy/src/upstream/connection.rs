@@ -59,6 +59,12 @@ impl Connection {
         }
     }
 
+    /// The stream and the bytes read beyond the last response: a switched connection's, for
+    /// the tunnel that carries it on.
+    pub fn into_parts(self) -> (UpstreamStream, BytesMut) {
+        (self.stream, self.buffer)
+    }
+
     /// Whether an idle connection can carry a request: no event since it went idle, or an
     /// event that was not the backend closing it or sending unasked bytes.
     pub fn still_open(&mut self) -> bool {

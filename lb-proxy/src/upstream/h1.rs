@@ -19,18 +19,24 @@ use crate::proto::h1::framing::Framing;
 use crate::proto::h1::response::{self, ResponseHead};
 
 impl Connection {
-    /// Polls for the final response head (interim 1xx responses are skipped): ready with the
-    /// head once one is complete. `answered` tracks whether any response byte arrived.
+    /// Polls for the final response head (interim 1xx responses are skipped; a `101` is final
+    /// when `upgrade` says the request asked for one): ready with the head once one is
+    /// complete. `answered` tracks whether any response byte arrived.
     pub(super) fn poll_head(
         &mut self,
         cx: &mut Context<'_>,
         expect_body: bool,
         max_head_bytes: usize,
+        upgrade: bool,
         answered: &mut bool,
     ) -> Poll<Result<ResponseHead, ExchangeError>> {
         loop {
-            if let Some(parsed) = response::parse(&self.buffer, expect_body, max_head_bytes)? {
-                let interim = parsed.status().is_informational();
+            let parsed =
+                response::parse_answer(&self.buffer, expect_body, max_head_bytes, upgrade)?;
+            if let Some(parsed) = parsed {
+                let status = parsed.status();
+                let interim =
+                    status.is_informational() && status != http::StatusCode::SWITCHING_PROTOCOLS;
                 let bytes = self.buffer.split_to(parsed.length).freeze();
                 *answered = true;
                 if interim {
@@ -54,15 +60,18 @@ impl Connection {
     }
 
     /// Reads the response head and frames its body. `expect_body` is false for a HEAD
-    /// request; a head longer than `max_head_bytes` is an error.
+    /// request; a head longer than `max_head_bytes` is an error; `upgrade`: the request asked
+    /// for an upgrade, and a `101` answers it (its connection then leaves with
+    /// [`ResponseBody::take_upgraded`]).
     pub async fn read_response(
         mut self,
         expect_body: bool,
         max_head_bytes: usize,
+        upgrade: bool,
     ) -> Result<(ResponseHead, ResponseBody), ExchangeError> {
         let mut answered = false;
         let head = std::future::poll_fn(|cx| {
-            self.poll_head(cx, expect_body, max_head_bytes, &mut answered)
+            self.poll_head(cx, expect_body, max_head_bytes, upgrade, &mut answered)
         })
         .await?;
         let body = ResponseBody::new(self, head.body, head.reusable);
@@ -95,7 +104,7 @@ impl Connection {
         let mut answered = false;
         let head = std::future::poll_fn(|cx| {
             if let Poll::Ready(head) =
-                self.poll_head(cx, expect_body, max_head_bytes, &mut answered)
+                self.poll_head(cx, expect_body, max_head_bytes, false, &mut answered)
             {
                 return Poll::Ready(head);
             }
@@ -109,7 +118,13 @@ impl Connection {
                             Err(error) => return Poll::Ready(Err(error)),
                         }
                         // The head may have arrived while the last bytes were written.
-                        return self.poll_head(cx, expect_body, max_head_bytes, &mut answered);
+                        return self.poll_head(
+                            cx,
+                            expect_body,
+                            max_head_bytes,
+                            false,
+                            &mut answered,
+                        );
                     }
                     Poll::Pending => {}
                 }

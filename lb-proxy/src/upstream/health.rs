@@ -275,7 +275,7 @@ async fn probe_own(backend: &Backend, path: &str, timeout: Duration) -> ProbeOut
         if written.is_err() || connection.flush_if_buffered().await.is_err() {
             return ProbeOutcome::Other;
         }
-        match connection.read_response(true, 64 * 1024).await {
+        match connection.read_response(true, 64 * 1024, false).await {
             Ok((head, body)) => {
                 // Read the (small) body, as a probe of hyper's client does.
                 let _ = body.collect().await;

@@ -330,6 +330,7 @@ impl Pool {
             expect_body,
             idempotent,
             client,
+            upgrade,
         } = request;
         loop {
             let (mut connection, reused) = match self.take_idle(now, client.map(|(c, _)| *c)) {
@@ -354,7 +355,7 @@ impl Pool {
                 Err(error) => return Err(ExchangeError::Write(error).into()),
             }
             match connection
-                .read_response(expect_body, self.settings.max_head_bytes())
+                .read_response(expect_body, self.settings.max_head_bytes(), upgrade)
                 .await
             {
                 Err(ExchangeError::ClosedWithoutAnswer) if reused && idempotent => continue,
@@ -405,6 +406,9 @@ pub struct Outgoing<'a> {
     pub idempotent: bool,
     /// The client and the address it connected to, for a backend sent PROXY headers.
     pub client: Option<&'a (SocketAddr, SocketAddr)>,
+    /// The request asks for an upgrade: a `101` answers it, and the connection becomes the
+    /// backend end of a tunnel (never pooled again).
+    pub upgrade: bool,
 }
 
 impl UpstreamEdge {

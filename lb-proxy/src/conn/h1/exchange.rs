@@ -15,7 +15,7 @@ use crate::conn::timed_io::TimedIo;
 use crate::proto::h1::framing::Framing;
 use crate::proto::h1::request::RequestHead;
 use crate::proxy::ClientInfo;
-use crate::proxy::body::{FromClient, Pipe};
+use crate::proxy::body::{FromClient, Pipe, Upgraded};
 use crate::proxy::{ClientRequest, handle};
 use crate::runtime::Shared;
 
@@ -31,6 +31,9 @@ pub(super) enum Exchanged {
     },
     /// The client went away, or the response could not be sent whole.
     Failed,
+    /// The backend switched protocols (`101` sent to the client): the connection is a tunnel
+    /// to that backend from now on. Boxed: rare, and large.
+    Upgraded(Box<Upgraded>),
 }
 
 /// Runs the request path for one head and writes its reply.
@@ -52,6 +55,7 @@ pub(super) fn exchange<'a, S: ClientStream>(
         let method = parts.method.clone();
         let version = parts.version;
         let keep_alive = meta.keep_alive;
+        let upgrade = meta.upgrade;
         let (feeder, body) = if meta.body.is_empty() {
             (None, None)
         } else {
@@ -91,6 +95,11 @@ pub(super) fn exchange<'a, S: ClientStream>(
         let Some(reply) = reply else {
             return Exchanged::Failed;
         };
+        if upgrade {
+            // Boxed: upgrades are rare.
+            let upgrading = answer_upgrade(io, out, reply, &method, &mut client_side, shared);
+            return Box::pin(upgrading).await;
+        }
         // A body still arriving may end while the response streams (an echo): the connection
         // is announced as kept, and closed after the response only if part of the body was
         // never read.
@@ -103,5 +112,40 @@ pub(super) fn exchange<'a, S: ClientStream>(
             Ok(_) => Exchanged::Close { unread },
             Err(_) => Exchanged::Failed,
         }
+    }
+}
+
+/// Writes the answer to an upgrade request. A `101` (only a backend's, to this request) makes
+/// the connection a tunnel. Any other answer leaves it HTTP/1.1; but bytes the client sent
+/// behind its upgrade request were meant for a tunnel that did not open, and are never read as
+/// a next request: then the connection closes after the answer.
+async fn answer_upgrade<S: ClientStream>(
+    io: &mut TimedIo<S>,
+    out: &mut Vec<u8>,
+    mut reply: crate::proxy::reply::Reply,
+    method: &http::Method,
+    client_side: &mut ClientSide<'_>,
+    shared: &Shared,
+) -> Exchanged {
+    let upgraded = match reply.status {
+        http::StatusCode::SWITCHING_PROTOCOLS => reply.body.take_upgraded(),
+        _ => None,
+    };
+    let last = shared.shutdown.is_started() || !client_side.buffer.is_empty();
+    let written = respond::write(
+        io,
+        out,
+        reply,
+        method,
+        Version::HTTP_11,
+        last && upgraded.is_none(),
+        client_side,
+    )
+    .await;
+    match (written, upgraded) {
+        (Ok(true), Some(upgraded)) => Exchanged::Upgraded(Box::new(upgraded)),
+        (Ok(true), None) => Exchanged::KeepOpen,
+        (Ok(false), _) => Exchanged::Close { unread: true },
+        (Err(_), _) => Exchanged::Failed,
     }
 }

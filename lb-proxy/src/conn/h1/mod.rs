@@ -122,6 +122,11 @@ pub(crate) async fn serve<S: ClientStream>(
                 return Served::Closed;
             }
             Exchanged::Failed => return Served::Closed,
+            Exchanged::Upgraded(upgraded) => {
+                let idle = shared.runtime.load().config.server.upgrade_idle_timeout;
+                Box::pin(crate::conn::tunnel::run(io, &mut buffer, *upgraded, idle)).await;
+                return Served::Closed;
+            }
         }
     }
 }

@@ -135,6 +135,9 @@ fn head(
     );
     let last = last || reply.close || framing.close;
     let connection = match (version, last) {
+        // Only a backend's answer to an upgrade request has this status (the codec refuses
+        // any other `101`).
+        _ if reply.status == http::StatusCode::SWITCHING_PROTOCOLS => ConnectionField::Upgrade,
         (Version::HTTP_10, false) => ConnectionField::KeepAlive,
         (Version::HTTP_10, true) => ConnectionField::None,
         (_, true) => ConnectionField::Close,

@@ -20,7 +20,9 @@ pub enum FieldKind {
     Expect,
     /// `Date`.
     Date,
-    /// `Keep-Alive`, `TE`, `Trailer`, `Upgrade`, `Proxy-Connection` or any `Proxy-*` field.
+    /// `Upgrade`: hop-by-hop, forwarded only with a well-formed upgrade request and its `101`.
+    Upgrade,
+    /// `Keep-Alive`, `TE`, `Trailer`, `Proxy-Connection` or any `Proxy-*` field.
     HopByHop,
     /// `X-Forwarded-For`.
     ForwardedFor,
@@ -45,7 +47,7 @@ impl FieldKind {
             (4, b'd') if is(b"date") => FieldKind::Date,
             (6, b'e') if is(b"expect") => FieldKind::Expect,
             (7, b't') if is(b"trailer") => FieldKind::HopByHop,
-            (7, b'u') if is(b"upgrade") => FieldKind::HopByHop,
+            (7, b'u') if is(b"upgrade") => FieldKind::Upgrade,
             (10, b'c') if is(b"connection") => FieldKind::Connection,
             (10, b'k') if is(b"keep-alive") => FieldKind::HopByHop,
             (14, b'c') if is(b"content-length") => FieldKind::ContentLength,
@@ -62,7 +64,10 @@ impl FieldKind {
     pub fn is_hop_by_hop(self) -> bool {
         matches!(
             self,
-            FieldKind::Connection | FieldKind::TransferEncoding | FieldKind::HopByHop
+            FieldKind::Connection
+                | FieldKind::TransferEncoding
+                | FieldKind::HopByHop
+                | FieldKind::Upgrade
         )
     }
 }
@@ -75,6 +80,8 @@ pub struct ConnectionTokens<'a> {
     pub close: bool,
     /// `keep-alive` was listed.
     pub keep_alive: bool,
+    /// `upgrade` was listed: the message asks for (or agrees to) a protocol switch.
+    pub upgrade: bool,
     /// Other listed names, as sent; empty in the usual case, so nothing is allocated.
     names: Vec<&'a [u8]>,
 }
@@ -91,6 +98,10 @@ impl<'a> ConnectionTokens<'a> {
             self.keep_alive = true;
             return;
         }
+        if line.eq_ignore_ascii_case(b"upgrade") {
+            self.upgrade = true;
+            return;
+        }
         for token in line.split(|&byte| byte == b',') {
             let token = token.trim_ascii();
             if token.is_empty() {
@@ -100,6 +111,8 @@ impl<'a> ConnectionTokens<'a> {
                 self.close = true;
             } else if token.eq_ignore_ascii_case(b"keep-alive") {
                 self.keep_alive = true;
+            } else if token.eq_ignore_ascii_case(b"upgrade") {
+                self.upgrade = true;
             } else {
                 self.names.push(token);
             }
@@ -141,7 +154,7 @@ mod tests {
             ("date", FieldKind::Date),
             ("TE", FieldKind::HopByHop),
             ("Trailer", FieldKind::HopByHop),
-            ("upgrade", FieldKind::HopByHop),
+            ("upgrade", FieldKind::Upgrade),
             ("Keep-Alive", FieldKind::HopByHop),
             ("Proxy-Connection", FieldKind::HopByHop),
             ("proxy-authorization", FieldKind::HopByHop),
@@ -171,6 +184,12 @@ mod tests {
         let mut plain = ConnectionTokens::default();
         plain.read(b" close ");
         assert!(plain.close && !plain.names_any());
+        let mut upgrade = ConnectionTokens::default();
+        upgrade.read(b"Upgrade");
+        assert!(upgrade.upgrade && !upgrade.names_any());
+        let mut listed = ConnectionTokens::default();
+        listed.read(b"keep-alive, UPGRADE");
+        assert!(listed.upgrade && listed.keep_alive && !listed.names_any());
     }
 
     #[test]

@@ -118,6 +118,9 @@ pub struct RequestMeta {
     pub keep_alive: bool,
     /// Whether the client waits for `100 Continue` before sending its body.
     pub expect_continue: bool,
+    /// Whether this is a well-formed upgrade request ([`FieldFacts::upgrade`]): its `Upgrade`
+    /// field is forwarded, and a `101` answer turns the connection into a tunnel.
+    pub upgrade: bool,
 }
 
 /// What the field lines of a head told the rules.
@@ -130,6 +133,8 @@ struct FieldFacts<'a> {
     codings: TransferCodings,
     connection: ConnectionTokens<'a>,
     expect: Option<&'a [u8]>,
+    upgrades: u32,
+    upgrade: Option<&'a [u8]>,
 }
 
 impl<'a> FieldFacts<'a> {
@@ -146,8 +151,31 @@ impl<'a> FieldFacts<'a> {
             FieldKind::TransferEncoding => self.codings.read(value),
             FieldKind::Connection => self.connection.read(value),
             FieldKind::Expect => self.expect = Some(value),
+            FieldKind::Upgrade => {
+                self.upgrades += 1;
+                self.upgrade = Some(value);
+            }
             _ => {}
         }
+    }
+
+    /// Whether the head is a well-formed upgrade request (RFC 9110 §7.8), the only kind the
+    /// balancer forwards with its `Upgrade` field: HTTP/1.1, `upgrade` listed in `Connection`,
+    /// one non-empty `Upgrade` line that does not ask for `h2c` (HTTP/2 is offered by prior
+    /// knowledge, not by a switch in the middle of a connection), no body declared at all, and
+    /// the connection kept. Anything else is an ordinary request whose `Upgrade` is dropped as
+    /// hop-by-hop: bytes after a head that does not qualify are always read as a next request,
+    /// never tunnelled.
+    fn upgrade(&self, version: Version, keep_alive: bool) -> bool {
+        version == Version::HTTP_11
+            && keep_alive
+            && self.connection.upgrade
+            && self.upgrades == 1
+            && !self.codings.present
+            && self.lengths[0].is_none()
+            && self.upgrade.is_some_and(|value| {
+                !value.trim_ascii().is_empty() && !super::fields::has_token(value, b"h2c")
+            })
     }
 
     /// The rules over the facts, for a request with `version`, `method` and target `form`.
@@ -184,11 +212,14 @@ impl<'a> FieldFacts<'a> {
             Some(_) => return Err(RequestError::Expectation),
         };
         let asked = version == Version::HTTP_11 || self.connection.keep_alive;
+        let keep_alive = asked && !self.connection.close && !close;
         Ok(Conclusion {
             body,
             declares_body: self.codings.present || self.lengths[0].is_some(),
-            keep_alive: asked && !self.connection.close && !close,
+            keep_alive,
             expect_continue,
+            // Read only when `Upgrade` was sent: the common head pays one compare.
+            upgrade: self.upgrade.is_some() && self.upgrade(version, keep_alive),
         })
     }
 
@@ -230,6 +261,7 @@ struct Conclusion {
     declares_body: bool,
     keep_alive: bool,
     expect_continue: bool,
+    upgrade: bool,
 }
 
 /// Parses the request head at the start of `buffer`: `Ok(None)` while it is incomplete (and
@@ -320,6 +352,7 @@ pub fn parse(buffer: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Requ
             declares_body: conclusion.declares_body,
             keep_alive: conclusion.keep_alive,
             expect_continue: conclusion.expect_continue,
+            upgrade: conclusion.upgrade,
         },
     }))
 }
@@ -382,6 +415,8 @@ pub fn check_parts(
         declares_body: conclusion.declares_body || !body.is_empty(),
         keep_alive: conclusion.keep_alive,
         expect_continue: conclusion.expect_continue,
+        // hyper's servers do not hand over the connection: no request of theirs is tunnelled.
+        upgrade: false,
     })
 }
 

@@ -149,11 +149,24 @@ impl Parsed {
 
 /// Parses the response head at the start of `buffer`: `Ok(None)` while it is incomplete and
 /// within `max_head_bytes`. `expect_body` is false for a HEAD request, whose response has no
-/// body whatever its fields say.
+/// body whatever its fields say. A `101` is an error: the request asked for no upgrade.
 pub fn parse(
     buffer: &[u8],
     expect_body: bool,
     max_head_bytes: usize,
+) -> Result<Option<Parsed>, ResponseError> {
+    parse_answer(buffer, expect_body, max_head_bytes, false)
+}
+
+/// [`parse`] for the answer to a request that asked for an upgrade when `upgrade_asked`: a
+/// `101` is then the final head, with no body, its connection never reusable, and its
+/// `Upgrade` field kept for the client. A `101` without `Upgrade` and `Connection: upgrade`
+/// (RFC 9110 §15.2.2) is malformed.
+pub fn parse_answer(
+    buffer: &[u8],
+    expect_body: bool,
+    max_head_bytes: usize,
+    upgrade_asked: bool,
 ) -> Result<Option<Parsed>, ResponseError> {
     if buffer.is_empty() {
         return Ok(None);
@@ -186,9 +199,11 @@ pub fn parse(
         .code
         .and_then(|code| StatusCode::from_u16(code).ok())
         .ok_or(ResponseError::Malformed("invalid status code"))?;
-    if status == StatusCode::SWITCHING_PROTOCOLS {
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    if switching && !upgrade_asked {
         return Err(ResponseError::UnaskedSwitch);
     }
+    let mut upgrades = 0u32;
     let base = buffer.as_ptr() as usize;
     let range = |slice: &[u8]| {
         let start = slice.as_ptr() as usize - base;
@@ -204,6 +219,11 @@ pub fn parse(
             FieldKind::Connection => connection.read(field.value),
             FieldKind::TransferEncoding => codings.read(field.value),
             FieldKind::HopByHop => {}
+            FieldKind::Upgrade if switching => {
+                upgrades += 1;
+                fields.push((range(field.name.as_bytes()), range(field.value)));
+            }
+            FieldKind::Upgrade => {}
             FieldKind::ContentLength => match lengths.iter_mut().find(|slot| slot.is_none()) {
                 Some(slot) => *slot = Some(field.value),
                 None => more_lengths.push(field.value),
@@ -220,6 +240,27 @@ pub fn parse(
         Version::HTTP_11 => !connection.close,
         _ => connection.keep_alive,
     };
+    if switching {
+        if upgrades != 1 || !connection.upgrade || version != Version::HTTP_11 {
+            return Err(ResponseError::Malformed(
+                "101 without one Upgrade and Connection: upgrade",
+            ));
+        }
+        // What follows is the switched protocol's, never a next response.
+        return Ok(Some(Parsed {
+            length,
+            head: ResponseHead {
+                version,
+                status,
+                bytes: Bytes::new(),
+                reason: 0..0,
+                fields,
+                declared_length: None,
+                body: Framing::NONE,
+                reusable: false,
+            },
+        }));
+    }
     let (body, reusable) = framing(version, status, expect_body, codings, declared_length)?;
     // httparse hands out a reason phrase that is not UTF-8 (obs-text) as a static "", which
     // does not lie in the buffer: only a phrase that does is kept.

@@ -129,11 +129,15 @@ pub struct UpstreamHead<'a> {
     pub framing: FramingField,
     /// The forwarding fields.
     pub forwarded: Forwarded<'a>,
+    /// The client's `Upgrade` value, for a well-formed upgrade request only: sent with
+    /// `Connection: upgrade`, the two fields the balancer otherwise drops as hop-by-hop.
+    pub upgrade: Option<&'a [u8]>,
 }
 
 /// Serialises an upstream request head: the request line, `Host`, the client's end-to-end
 /// fields (less hop-by-hop ones, those `Connection` names, framing, `Expect`, `Host` and
-/// `X-Forwarded-*`), the framing field, then `X-Forwarded-For`, `-Proto` and `-Host`.
+/// `X-Forwarded-*`), the framing field, `Connection: upgrade` and `Upgrade` when
+/// [`UpstreamHead::upgrade`] says so, then `X-Forwarded-For`, `-Proto` and `-Host`.
 pub fn write_request_head(head: &UpstreamHead<'_>) -> Vec<u8> {
     let mut tokens = ConnectionTokens::default();
     for line in head.headers.get_all(header::CONNECTION) {
@@ -161,6 +165,10 @@ pub fn write_request_head(head: &UpstreamHead<'_>) -> Vec<u8> {
         }
     }
     head.framing.push(&mut out);
+    if let Some(protocols) = head.upgrade {
+        push_field(&mut out, b"connection", b"upgrade");
+        push_field(&mut out, b"upgrade", protocols);
+    }
     out.extend_from_slice(b"x-forwarded-for: ");
     if head.forwarded.append {
         // Several lines form one list (RFC 9110 §5.3): join them all, then add the peer.
@@ -188,6 +196,8 @@ pub enum ConnectionField {
     Close,
     /// `Connection: keep-alive`, for an HTTP/1.0 client whose connection stays open.
     KeepAlive,
+    /// `Connection: upgrade`, on a `101` that switches the connection to a tunnel.
+    Upgrade,
 }
 
 /// A response head as sent to a client.
@@ -228,6 +238,7 @@ pub fn write_response_head<'f>(
         ConnectionField::None => {}
         ConnectionField::Close => push_field(out, b"connection", b"close"),
         ConnectionField::KeepAlive => push_field(out, b"connection", b"keep-alive"),
+        ConnectionField::Upgrade => push_field(out, b"connection", b"upgrade"),
     }
     if !dated {
         out.extend_from_slice(b"date: ");
@@ -302,8 +313,40 @@ mod tests {
                 append,
                 proto: b"http",
             },
+            upgrade: None,
         };
         String::from_utf8(write_request_head(&head)).unwrap()
+    }
+
+    #[test]
+    fn an_upgrade_is_forwarded_only_when_the_head_says_so() {
+        let headers = map(&[
+            ("host", "a"),
+            ("connection", "upgrade"),
+            ("upgrade", "evil"),
+            ("sec-websocket-key", "k"),
+        ]);
+        let mut head = UpstreamHead {
+            method: &Method::GET,
+            target: b"/ws",
+            host: b"a",
+            client_host: None,
+            headers: &headers,
+            framing: FramingField::None,
+            forwarded: Forwarded {
+                peer: b"192.0.2.7",
+                append: false,
+                proto: b"http",
+            },
+            upgrade: None,
+        };
+        let plain = String::from_utf8(write_request_head(&head)).unwrap();
+        assert!(!plain.contains("upgrade"), "{plain}");
+        assert!(plain.contains("sec-websocket-key: k\r\n"));
+        head.upgrade = Some(b"websocket");
+        let upgrade = String::from_utf8(write_request_head(&head)).unwrap();
+        assert!(upgrade.contains("\r\nconnection: upgrade\r\nupgrade: websocket\r\n"));
+        assert_eq!(upgrade.matches("upgrade").count(), 2, "{upgrade}");
     }
 
     #[test]

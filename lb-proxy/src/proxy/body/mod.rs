@@ -248,6 +248,58 @@ impl ToClient {
     }
 }
 
+impl ToClient {
+    /// The backend's end of a switched connection, when this is the (empty) body of a `101`
+    /// that answered an upgrade request: the connection and the backend's in-flight slot,
+    /// which the tunnel holds until it closes. The body is left empty.
+    pub fn take_upgraded(&mut self) -> Option<Upgraded> {
+        let ToClient::Proxied { inner, .. } = self else {
+            return None;
+        };
+        let connection = inner.take_upgraded()?;
+        let ToClient::Proxied { completion, .. } = std::mem::replace(self, ToClient::Fixed(None))
+        else {
+            unreachable!("matched above");
+        };
+        completion.in_flight.backend().metrics.upgraded.inc();
+        Some(Upgraded {
+            connection,
+            guard: TunnelGuard { completion },
+        })
+    }
+}
+
+/// A connection a backend switched to another protocol with `101`, and what the tunnel over it
+/// holds while open. The connection never returns to the pool.
+#[derive(Debug)]
+pub struct Upgraded {
+    /// The backend connection; its buffer holds what the backend sent after the `101`.
+    pub connection: Connection,
+    /// The backend's slot, held until the tunnel closes.
+    pub guard: TunnelGuard,
+}
+
+/// An open tunnel's hold on its backend: the in-flight slot (it counts against
+/// `max_connections` and for least connections) and `lb_upgraded_connections{backend}`, both
+/// given back on drop; the request's metrics are recorded then.
+#[derive(Debug)]
+pub struct TunnelGuard {
+    completion: Completion,
+}
+
+impl TunnelGuard {
+    /// Notes the bytes the tunnel carried to the client, for the response size metric.
+    pub fn sent(&mut self, bytes: u64) {
+        self.completion.sent = bytes;
+    }
+}
+
+impl Drop for TunnelGuard {
+    fn drop(&mut self) {
+        self.completion.in_flight.backend().metrics.upgraded.dec();
+    }
+}
+
 impl Body for ToClient {
     type Data = Bytes;
     type Error = BoxError;

@@ -159,6 +159,41 @@ fn expect_100_continue_is_noted_and_other_expectations_refused() {
     );
 }
 
+#[test]
+fn only_a_well_formed_upgrade_request_is_an_upgrade() {
+    let upgrade = |head: &str| complete(head.as_bytes()).meta.upgrade;
+    let ws = "Upgrade: websocket\r\nSec-WebSocket-Key: k\r\n";
+    assert!(upgrade(&format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n{ws}\r\n"
+    )));
+    assert!(upgrade(&format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, upgrade\r\n{ws}\r\n"
+    )));
+    let not = [
+        // No `upgrade` in Connection, or no Upgrade field.
+        format!("GET / HTTP/1.1\r\nHost: x\r\n{ws}\r\n"),
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\n\r\n".to_string(),
+        // HTTP/1.0 has no upgrades.
+        format!("GET / HTTP/1.0\r\nHost: x\r\nConnection: upgrade\r\n{ws}\r\n"),
+        // Two Upgrade lines, an empty one, h2c.
+        format!("GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\n{ws}Upgrade: b\r\n\r\n"),
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: \r\n\r\n".to_string(),
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n".to_string(),
+        // A declared body (any: its bytes and a tunnel's could not be told apart).
+        format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\n{ws}Content-Length: 0\r\n\r\n"
+        ),
+        format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\n{ws}Transfer-Encoding: chunked\r\n\r\n"
+        ),
+        // A connection that closes.
+        format!("GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade, close\r\n{ws}\r\n"),
+    ];
+    for head in not {
+        assert!(!upgrade(&head), "{head}");
+    }
+}
+
 /// Every refusal, with the verdict it must get: the table `docs/security.md` points to.
 #[test]
 fn hostile_heads_are_refused_with_their_verdict() {
@@ -259,6 +294,8 @@ fn arbitrary_head() -> impl Strategy<Value = Vec<u8>> {
         "Expect: 100-continue",
         "Expect: nope",
         "X-A: 1",
+        "Connection: upgrade",
+        "Upgrade: websocket",
     ]);
     (method, target, version, prop::collection::vec(field, 0..6)).prop_map(
         |(method, target, version, fields)| {
@@ -305,6 +342,12 @@ proptest! {
                 if text.contains("content-length") {
                     prop_assert!(!parsed.meta.keep_alive);
                 }
+            }
+            // An upgrade is never a request with a body, nor one whose connection closes.
+            if parsed.meta.upgrade {
+                prop_assert!(parsed.meta.body.is_empty() && !parsed.meta.declares_body);
+                prop_assert!(parsed.meta.keep_alive && parsed.parts.version == Version::HTTP_11);
+                prop_assert!(text.contains("\r\nupgrade:") && text.contains("upgrade\r\n"));
             }
             // Every prefix is incomplete: no head is valid before its end.
             for cut in 0..head.len() {

@@ -192,6 +192,44 @@ fn unusable_heads_are_errors_of_their_kind() {
 }
 
 #[test]
+fn a_101_is_an_answer_only_to_an_upgrade_request() {
+    use ResponseError::*;
+    let wire = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                 Sec-WebSocket-Accept: a\r\nContent-Length: 5\r\n\r\nframe";
+    assert_eq!(parse(wire, true, MAX).unwrap_err(), UnaskedSwitch);
+    let parsed = parse_answer(wire, true, MAX, true).unwrap().unwrap();
+    assert_eq!(
+        parsed.length,
+        wire.len() - 5,
+        "the bytes after the head are the tunnel's"
+    );
+    let head = parsed.into_head(Bytes::copy_from_slice(&wire[..wire.len() - 5]));
+    assert_eq!(head.status, StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(head.body, Framing::NONE);
+    assert!(!head.reusable);
+    assert_eq!(names(&head), ["Upgrade", "Sec-WebSocket-Accept"]);
+    for bad in [
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\r\n",
+        "HTTP/1.1 101 S\r\nConnection: upgrade\r\nUpgrade: a\r\nUpgrade: b\r\n\r\n",
+        "HTTP/1.0 101 S\r\nConnection: upgrade\r\nUpgrade: a\r\n\r\n",
+    ] {
+        assert!(
+            matches!(
+                parse_answer(bad.as_bytes(), true, MAX, true),
+                Err(Malformed(_))
+            ),
+            "{bad}"
+        );
+    }
+    // An ordinary answer to an upgrade request is an ordinary response, its Upgrade dropped.
+    let refused = b"HTTP/1.1 200 OK\r\nUpgrade: websocket\r\nContent-Length: 0\r\n\r\n";
+    let parsed = parse_answer(refused, true, MAX, true).unwrap().unwrap();
+    let head = parsed.into_head(Bytes::copy_from_slice(refused));
+    assert!(head.reusable && names(&head).is_empty());
+}
+
+#[test]
 fn hop_by_hop_framing_and_named_fields_are_left_out() {
     let head = head(
         "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Private\r\nKeep-Alive: timeout=5\r\n\

@@ -1,0 +1,146 @@
+//! A tunnel: the client connection after a backend answered its upgrade request with `101`
+//! (WebSocket, or any protocol the two agree on), joined byte for byte to that backend
+//! connection until either side closes.
+//!
+//! The bytes the client sent after its upgrade request, while the backend had not answered,
+//! were held in the connection's buffer, never read as a request: they are the tunnel's first
+//! bytes towards the backend; those the backend sent right behind its `101` go to the client
+//! first. A side that ends its stream (EOF) has that end passed on (a half close) while the
+//! other direction goes on. The tunnel closes when both directions have ended, when either
+//! socket fails, or when no byte moved either way for `server.upgrade_idle_timeout` (the client
+//! connection's timer, which sees every byte of both directions); on shutdown, at the end of
+//! `server.shutdown_grace` with the other connections. While open it holds the backend's
+//! in-flight slot and counts in `lb_upgraded_connections{backend}`.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::conn::stream::ClientStream;
+use crate::conn::timed_io::TimedIo;
+use crate::proxy::body::Upgraded;
+
+/// Room of each direction's buffer.
+const TUNNEL_BUFFER: usize = 16 * 1024;
+
+/// Carries the tunnel until it closes. `held`: the client's bytes read after its upgrade
+/// request.
+pub(crate) async fn run<S: ClientStream>(
+    io: &mut TimedIo<S>,
+    held: &mut BytesMut,
+    upgraded: Upgraded,
+    idle_timeout: Duration,
+) {
+    let Upgraded {
+        connection,
+        mut guard,
+    } = upgraded;
+    let (mut backend, from_backend) = connection.into_parts();
+    io.time_as_tunnel(idle_timeout);
+    let mut up = Half::with(std::mem::take(held));
+    let mut down = Half::with(from_backend);
+    let ended = std::future::poll_fn(|cx| {
+        let up_done = match up.poll_copy(cx, Pin::new(&mut *io), Pin::new(&mut backend)) {
+            Poll::Ready(Ok(_)) => true,
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            Poll::Pending => false,
+        };
+        let down_done = match down.poll_copy(cx, Pin::new(&mut backend), Pin::new(&mut *io)) {
+            Poll::Ready(Ok(_)) => true,
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            Poll::Pending => false,
+        };
+        if up_done && down_done {
+            return Poll::Ready(Ok(()));
+        }
+        // A direction that has ended no longer reads the client: the timer is watched here.
+        io.poll_idle(cx).map(Err)
+    })
+    .await;
+    guard.sent(down.moved);
+    if let Err(error) = ended {
+        tracing::debug!(%error, "tunnel closed");
+    }
+}
+
+/// One direction of the tunnel: what was read and not yet written.
+struct Half {
+    buffer: BytesMut,
+    /// The reader ended its stream; once the buffer is written the writer is shut down.
+    eof: bool,
+    /// Bytes were written since the last flush (a TLS stream may hold them).
+    unflushed: bool,
+    /// Ended: everything written and the writer shut down.
+    done: bool,
+    /// Bytes written.
+    moved: u64,
+}
+
+impl Half {
+    /// A direction whose first bytes to write are `first`.
+    fn with(first: BytesMut) -> Self {
+        let mut buffer = first;
+        buffer.reserve(TUNNEL_BUFFER.saturating_sub(buffer.len()));
+        Self {
+            buffer,
+            eof: false,
+            unflushed: false,
+            done: false,
+            moved: 0,
+        }
+    }
+
+    /// Moves bytes from `reader` to `writer` until either would block; ready once the reader
+    /// ended and all of it was passed on.
+    fn poll_copy<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut reader: Pin<&mut R>,
+        mut writer: Pin<&mut W>,
+    ) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + ?Sized,
+        W: AsyncWrite + ?Sized,
+    {
+        if self.done {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            while !self.buffer.is_empty() {
+                let written = ready!(writer.as_mut().poll_write(cx, &self.buffer))?;
+                if written == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                let _ = self.buffer.split_to(written);
+                self.moved += written as u64;
+                self.unflushed = true;
+            }
+            if self.unflushed {
+                ready!(writer.as_mut().poll_flush(cx))?;
+                self.unflushed = false;
+            }
+            if self.eof {
+                ready!(writer.as_mut().poll_shutdown(cx))?;
+                self.done = true;
+                return Poll::Ready(Ok(()));
+            }
+            // The buffer is empty here: reading into it again reuses its allocation.
+            self.buffer.reserve(TUNNEL_BUFFER);
+            let read = ready!(tokio_util::io::poll_read_buf(
+                reader.as_mut(),
+                cx,
+                &mut self.buffer
+            ))?;
+            if read == 0 {
+                self.eof = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
