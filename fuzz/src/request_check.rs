@@ -79,7 +79,21 @@ fn forwarded_head_parses_back(head: &RequestHead) {
             append: false,
             proto: b"http",
         },
+        // As the request path sends it: the client's Upgrade only for a well-formed upgrade.
+        upgrade: head
+            .meta
+            .upgrade
+            .then(|| head.parts.headers.get(http::header::UPGRADE))
+            .flatten()
+            .map(|value| value.as_bytes()),
     });
+    // An upgrade is forwarded only for a well-formed upgrade request, and then once.
+    let text = String::from_utf8_lossy(&written).to_ascii_lowercase();
+    let upgrades = text.matches("\r\nupgrade:").count();
+    assert_eq!(upgrades, usize::from(head.meta.upgrade), "{text}");
+    if head.meta.upgrade {
+        assert!(head.meta.body.is_empty() && head.meta.keep_alive);
+    }
     // Read back by httparse (hyper's parser) with room for the fields the balancer adds: the
     // upstream head holds up to five more than the client's, so a backend's own limit on the
     // count, not ours, applies to it.

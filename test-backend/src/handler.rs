@@ -41,6 +41,8 @@ pub(crate) enum Route {
     EchoBody,
     Count,
     Bytes(u64),
+    /// `/ws`: the WebSocket echo.
+    WebSocket,
     /// A recognised endpoint with an unusable parameter; the message says what is allowed.
     BadRequest(&'static str),
 }
@@ -52,6 +54,7 @@ impl Route {
             "/echo" => return Route::Echo,
             "/echo/body" => return Route::EchoBody,
             "/count" => return Route::Count,
+            "/ws" => return Route::WebSocket,
             _ => {}
         }
         if let Some(code) = path.strip_prefix("/status/") {
@@ -139,6 +142,7 @@ pub(crate) async fn handle(
         }
         Route::Count => count(&shared, req.into_body()).await,
         Route::Bytes(n) => shared.respond(StatusCode::OK, OCTETS, ResponseBody::pattern(n)),
+        Route::WebSocket => crate::websocket::upgrade(&shared, req),
         Route::BadRequest(why) => text(StatusCode::BAD_REQUEST, why.into()),
         // Answered above; the same answer keeps this match total without a panic.
         Route::Health => health(&shared),
@@ -216,7 +220,7 @@ async fn count(shared: &Shared, mut body: Incoming) -> Response<ResponseBody> {
 }
 
 impl Shared {
-    fn respond(
+    pub(crate) fn respond(
         &self,
         status: StatusCode,
         content_type: HeaderValue,
@@ -251,6 +255,7 @@ mod tests {
             ("/echo", Route::Echo),
             ("/echo/body", Route::EchoBody),
             ("/count", Route::Count),
+            ("/ws", Route::WebSocket),
             (
                 "/status/503",
                 Route::Status(StatusCode::SERVICE_UNAVAILABLE),

@@ -18,6 +18,7 @@
 //! | `/echo/body` | the request body streamed straight back, unbuffered |
 //! | `/count` | `bytes=N fnv1a64=HEX` of the request body, streamed ([`Fnv1a64`]) |
 //! | `/bytes/{n}` | `n` bytes (≤ 1 GiB), byte `i` = `i % 251` ([`pattern_byte`]) |
+//! | `/ws` | a WebSocket echo: text and binary messages come back as sent; 426 without a handshake |
 //! | anything else (`/api/test`, `/health/x`) | what `/` answers: a balancer may route any path here |
 //!
 //! Fault injection (`fail_rate`, `latency`) applies to every path except `/health`; both can be
@@ -31,6 +32,7 @@
 //! - `body`: the response body type, the `/bytes` pattern and the FNV-1a checksum;
 //! - `handler`: routing and endpoints;
 //! - `tls`: the HTTPS mode;
+//! - `websocket`: the `/ws` echo (tokio-tungstenite);
 //! - `stats`: the counters tests read.
 
 #![warn(missing_docs)]
@@ -41,6 +43,7 @@ pub mod cli;
 mod handler;
 mod stats;
 mod tls;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -321,13 +324,13 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     let served = match acceptor {
         None => {
             builder
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await
         }
         Some(acceptor) => match acceptor.accept(stream).await {
             Ok(stream) => {
                 builder
-                    .serve_connection(TokioIo::new(stream), service)
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .await
             }
             Err(e) => {

@@ -5,17 +5,18 @@
 //! The bytes the client sent after its upgrade request, while the backend had not answered,
 //! were held in the connection's buffer, never read as a request: they are the tunnel's first
 //! bytes towards the backend; those the backend sent right behind its `101` go to the client
-//! first. A side that ends its stream (EOF) has that end passed on (a half close) while the
-//! other direction goes on. The tunnel closes when both directions have ended, when either
-//! socket fails, or when no byte moved either way for `server.upgrade_idle_timeout` (the client
-//! connection's timer, which sees every byte of both directions); on shutdown, at the end of
-//! `server.shutdown_grace` with the other connections. While open it holds the backend's
-//! in-flight slot and counts in `lb_upgraded_connections{backend}`.
+//! first. When one side ends its stream (EOF), what it sent is passed on with the end (a write
+//! shutdown), and the tunnel closes, as nginx's does: WebSocket and the protocols run over
+//! upgrades do not half-close, and a tunnel left half open would hold its backend slot until
+//! the idle timeout. The tunnel also closes when either socket fails, when no byte moved
+//! either way for `server.upgrade_idle_timeout` (the client connection's timer, which sees
+//! every byte of both directions), and at the end of `server.shutdown_grace` once shutdown has
+//! begun. While open it holds the backend's in-flight slot and counts in
+//! `lb_upgraded_connections{backend}`.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -23,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::conn::stream::ClientStream;
 use crate::conn::timed_io::TimedIo;
 use crate::proxy::body::Upgraded;
+use crate::runtime::Shared;
 
 /// Room of each direction's buffer.
 const TUNNEL_BUFFER: usize = 16 * 1024;
@@ -33,31 +35,38 @@ pub(crate) async fn run<S: ClientStream>(
     io: &mut TimedIo<S>,
     held: &mut BytesMut,
     upgraded: Upgraded,
-    idle_timeout: Duration,
+    shared: &Shared,
 ) {
     let Upgraded {
         connection,
         mut guard,
     } = upgraded;
+    let server = &shared.runtime.load().config.server;
+    let (idle_timeout, grace) = (server.upgrade_idle_timeout, server.shutdown_grace);
     let (mut backend, from_backend) = connection.into_parts();
     io.time_as_tunnel(idle_timeout);
     let mut up = Half::with(std::mem::take(held));
     let mut down = Half::with(from_backend);
+    let mut shutdown = std::pin::pin!(shared.shutdown.started());
+    let mut grace_over: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let ended = std::future::poll_fn(|cx| {
-        let up_done = match up.poll_copy(cx, Pin::new(&mut *io), Pin::new(&mut backend)) {
-            Poll::Ready(Ok(_)) => true,
-            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-            Poll::Pending => false,
-        };
-        let down_done = match down.poll_copy(cx, Pin::new(&mut backend), Pin::new(&mut *io)) {
-            Poll::Ready(Ok(_)) => true,
-            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-            Poll::Pending => false,
-        };
-        if up_done && down_done {
-            return Poll::Ready(Ok(()));
+        match up.poll_copy(cx, Pin::new(&mut *io), Pin::new(&mut backend)) {
+            Poll::Ready(result) => return Poll::Ready(result),
+            Poll::Pending => {}
         }
-        // A direction that has ended no longer reads the client: the timer is watched here.
+        match down.poll_copy(cx, Pin::new(&mut backend), Pin::new(&mut *io)) {
+            Poll::Ready(result) => return Poll::Ready(result),
+            Poll::Pending => {}
+        }
+        if grace_over.is_none() && shutdown.as_mut().poll(cx).is_ready() {
+            grace_over = Some(Box::pin(tokio::time::sleep(grace)));
+        }
+        if let Some(sleep) = &mut grace_over
+            && sleep.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Err(io::Error::other("shutdown grace over")));
+        }
+        // A write that waits does not read the client: its timer is watched here too.
         io.poll_idle(cx).map(Err)
     })
     .await;

@@ -32,4 +32,5 @@ mod timers;
 mod tls_termination;
 mod tls_tools;
 mod tls_upstream;
+mod upgrades;
 mod upstream_framing;

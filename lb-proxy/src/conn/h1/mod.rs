@@ -123,8 +123,7 @@ pub(crate) async fn serve<S: ClientStream>(
             }
             Exchanged::Failed => return Served::Closed,
             Exchanged::Upgraded(upgraded) => {
-                let idle = shared.runtime.load().config.server.upgrade_idle_timeout;
-                Box::pin(crate::conn::tunnel::run(io, &mut buffer, *upgraded, idle)).await;
+                Box::pin(crate::conn::tunnel::run(io, &mut buffer, *upgraded, shared)).await;
                 return Served::Closed;
             }
         }

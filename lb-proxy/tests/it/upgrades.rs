@@ -1,0 +1,307 @@
+//! Upgrades over HTTP/1.1 (WebSocket): a well-formed upgrade request reaches the backend with
+//! its `Upgrade`, the connection becomes a tunnel only after the backend's `101`, and the
+//! tunnel holds the backend's slot, shows in `lb_upgraded_connections`, closes when idle and on
+//! shutdown. A refused upgrade leaves the client on HTTP/1.1, and bytes the client sent before
+//! the `101` are never read as a second request.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::fake_backend::{Behaviour, FakeBackend, read_until_closed};
+use crate::support::raw::{get_on, read_response};
+use crate::support::*;
+
+/// A WebSocket handshake for `path` (RFC 6455's sample key).
+fn handshake(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+}
+
+/// Reads a response head (up to its empty line) off `stream`, and what came after it.
+async fn read_head(stream: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = find(&bytes, b"\r\n\r\n") {
+            let rest = bytes.split_off(end + 4);
+            return (String::from_utf8(bytes).unwrap(), rest);
+        }
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("a response head in time")
+            .unwrap();
+        assert!(read > 0, "closed before a head: {bytes:?}");
+        bytes.extend_from_slice(&chunk[..read]);
+    }
+}
+
+async fn upgraded(daemon: &lb_proxy::Daemon) -> f64 {
+    metric_sum(&scrape(daemon).await, "lb_upgraded_connections", &[])
+}
+
+async fn active(daemon: &lb_proxy::Daemon) -> f64 {
+    metric_sum(&scrape(daemon).await, "lb_active_connections", &[])
+}
+
+#[tokio::test]
+async fn a_websocket_client_exchanges_text_binary_and_a_close_through_the_balancer() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, "").await;
+    let url = format!("ws://{}/ws", daemon.listen_addr);
+    let (mut socket, response) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(response.status(), 101);
+    assert_eq!(response.headers()["x-backend"], fleet[0].name());
+    socket.send(Message::text("hello")).await.unwrap();
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::text("hello")
+    );
+    let binary = vec![0u8, 1, 2, 254, 255];
+    socket.send(Message::binary(binary.clone())).await.unwrap();
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::binary(binary)
+    );
+    // A larger message crosses several reads and writes of the tunnel.
+    let large = "x".repeat(300_000);
+    socket.send(Message::text(large.clone())).await.unwrap();
+    assert_eq!(socket.next().await.unwrap().unwrap(), Message::text(large));
+    // While open, the tunnel is counted and holds the backend's in-flight slot.
+    assert_eq!(upgraded(&daemon).await, 1.0);
+    assert_eq!(active(&daemon).await, 1.0);
+    socket.close(None).await.unwrap();
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Close(_))) | None => break,
+            Some(Ok(other)) => panic!("after the close: {other:?}"),
+            Some(Err(_)) => break,
+        }
+    }
+    // The backend closed after the close handshake: the tunnel closes the client's end too.
+    let mut socket = socket.into_inner();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut rest)).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            upgraded(&daemon).await == 0.0
+        })
+        .await,
+        "the tunnel did not close"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            upgraded(&daemon).await == 0.0 && active(&daemon).await == 0.0
+        })
+        .await,
+        "the tunnel's slot was not given back"
+    );
+    // The metric's backend label is the backend's name.
+    let metrics = scrape(&daemon).await;
+    assert!(
+        metrics.contains(&format!(
+            "lb_upgraded_connections{{backend=\"{}\"}} 0",
+            fleet[0].name()
+        )),
+        "{metrics}"
+    );
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn bytes_sent_before_the_101_are_the_tunnels_first_bytes() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, "").await;
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    // The handshake and a first masked text frame "hi", in one write, before any answer.
+    let mut wire = handshake("/ws").into_bytes();
+    wire.extend_from_slice(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
+    stream.write_all(&wire).await.unwrap();
+    let (head, mut rest) = read_head(&mut stream).await;
+    assert!(
+        head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{head}"
+    );
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("\r\nconnection: upgrade\r\n"), "{head}");
+    assert!(lower.contains("\r\nupgrade: websocket\r\n"), "{head}");
+    assert!(
+        lower.contains("\r\nsec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"),
+        "{head}"
+    );
+    assert!(!lower.contains("content-length") && !lower.contains("transfer-encoding"));
+    // The backend echoes the held frame, unmasked.
+    while rest.len() < 4 {
+        let mut chunk = [0u8; 64];
+        let read = stream.read(&mut chunk).await.unwrap();
+        assert!(read > 0);
+        rest.extend_from_slice(&chunk[..read]);
+    }
+    assert_eq!(rest, [0x81, 0x02, b'h', b'i']);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_upgrade_leaves_the_client_on_http_1_1() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, "").await;
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    // `/` answers 200 whatever the request asks for.
+    stream.write_all(handshake("/").as_bytes()).await.unwrap();
+    let refused = read_response(&mut stream).await;
+    assert_eq!(refused.status, 200);
+    assert!(String::from_utf8_lossy(&refused.body).starts_with("hello from"));
+    // The same connection carries the next request as HTTP/1.1.
+    assert_eq!(get_on(&mut stream, "/").await.status, 200);
+    // A 426 is a response like any other.
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut stream).await.status, 426);
+    assert_eq!(get_on(&mut stream, "/").await.status, 200);
+    assert_eq!(upgraded(&daemon).await, 0.0);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn bytes_after_a_refused_upgrade_never_reach_the_backend_as_a_request() {
+    let fake = FakeBackend::start(vec![Behaviour::Respond("no switch")]).await;
+    let yaml = config_yaml(&[fake.spec("fake")], "");
+    let daemon = lb_proxy::Daemon::start(parse(&yaml)).await.unwrap();
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    let mut wire = handshake("/chat").into_bytes();
+    wire.extend_from_slice(b"GET /smuggled HTTP/1.1\r\nHost: test\r\n\r\n");
+    stream.write_all(&wire).await.unwrap();
+    let answer = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    let text = answer.text();
+    assert!(answer.closed, "{text}");
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+    let received = fake.received_text();
+    assert!(!received.contains("smuggled"), "{received}");
+    assert_eq!(fake.request_heads(), 1, "{received}");
+    // The upgrade request itself was forwarded with its Upgrade.
+    let lower = received.to_ascii_lowercase();
+    assert!(
+        lower.contains("\r\nconnection: upgrade\r\nupgrade: websocket\r\n"),
+        "{received}"
+    );
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_malformed_upgrade_request_is_an_ordinary_request_without_upgrade() {
+    let fake = FakeBackend::start(vec![Behaviour::Respond("plain")]).await;
+    let yaml = config_yaml(&[fake.spec("fake")], "");
+    let daemon = lb_proxy::Daemon::start(parse(&yaml)).await.unwrap();
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    // A body with the upgrade: not a well-formed upgrade, so its Upgrade is dropped.
+    stream
+        .write_all(
+            b"POST /u HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
+              Content-Length: 3\r\n\r\nabc",
+        )
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut stream).await.status, 200);
+    let received = fake.received_text().to_ascii_lowercase();
+    assert!(!received.contains("upgrade"), "{received}");
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_101_to_a_request_that_asked_for_no_upgrade_is_a_bad_gateway() {
+    let fake = FakeBackend::start(vec![Behaviour::Raw(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\nGET /x",
+    )])
+    .await;
+    let yaml = config_yaml(&[fake.spec("fake")], "retry:\n  max_attempts: 1\n");
+    let daemon = lb_proxy::Daemon::start(parse(&yaml)).await.unwrap();
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    assert_eq!(get_on(&mut stream, "/").await.status, 502);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_open_tunnel_holds_the_backends_slot_against_max_connections() {
+    let fleet = backends(1).await;
+    let backend = &fleet[0];
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\nmetrics:\n  listen: 127.0.0.1:0\n\
+         health_check:\n  enabled: false\nbackends:\n  - name: {}\n    address: {}\n    max_connections: 1\n",
+        backend.name(),
+        backend.addr()
+    );
+    let daemon = lb_proxy::Daemon::start(parse(&yaml)).await.unwrap();
+    let url = format!("ws://{}/ws", daemon.listen_addr);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    assert_eq!(get_on(&mut stream, "/").await.status, 503);
+    socket.close(None).await.unwrap();
+    while let Some(Ok(_)) = socket.next().await {}
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            upgraded(&daemon).await == 0.0
+        })
+        .await
+    );
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    assert_eq!(get_on(&mut stream, "/").await.status, 200);
+    daemon.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quiet_tunnel_is_closed_at_the_upgrade_idle_timeout() {
+    let fleet = backends(1).await;
+    // The client connection's own idle timeout is shorter: the tunnel's replaces it.
+    let extra = "server:\n  idle_timeout: 5s\n  upgrade_idle_timeout: 40s\n";
+    let daemon = balancer(&fleet, extra).await;
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    stream.write_all(handshake("/ws").as_bytes()).await.unwrap();
+    let (head, _) = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let started = Instant::now();
+    let answer = read_until_closed(&mut stream, Duration::from_secs(120)).await;
+    let took = started.elapsed();
+    assert!(
+        answer.closed && answer.bytes.is_empty(),
+        "{:?}",
+        answer.text()
+    );
+    // Looked at every eighth of the timeout.
+    assert!(
+        took >= Duration::from_secs(40) && took <= Duration::from_secs(46),
+        "{took:?}"
+    );
+    daemon.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_tunnel_ends_with_the_shutdown_grace() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, "server:\n  shutdown_grace: 3s\n").await;
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    stream.write_all(handshake("/ws").as_bytes()).await.unwrap();
+    let (head, _) = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let started = Instant::now();
+    daemon.shutdown().await;
+    assert!(
+        started.elapsed() <= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let answer = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(answer.closed, "{:?}", answer.text());
+}
