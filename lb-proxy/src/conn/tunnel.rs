@@ -29,10 +29,28 @@ use crate::runtime::Shared;
 /// Room of each direction's buffer.
 const TUNNEL_BUFFER: usize = 16 * 1024;
 
+/// The client's end of a tunnel.
+pub(crate) trait TunnelClient: AsyncRead + AsyncWrite + Unpin {
+    /// Switches the connection's timers to the tunnel's: `server.upgrade_idle_timeout` only.
+    fn time_as_tunnel(&mut self, idle_timeout: std::time::Duration);
+    /// Ready with an error once the connection has been idle too long.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error>;
+}
+
+impl<S: ClientStream> TunnelClient for TimedIo<S> {
+    fn time_as_tunnel(&mut self, idle_timeout: std::time::Duration) {
+        TimedIo::time_as_tunnel(self, idle_timeout);
+    }
+
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        TimedIo::poll_idle(self, cx)
+    }
+}
+
 /// Carries the tunnel until it closes. `held`: the client's bytes read after its upgrade
 /// request.
-pub(crate) async fn run<S: ClientStream>(
-    io: &mut TimedIo<S>,
+pub(crate) async fn run<C: TunnelClient>(
+    io: &mut C,
     held: &mut BytesMut,
     upgraded: Upgraded,
     shared: &Shared,

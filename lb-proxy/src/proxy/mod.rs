@@ -147,10 +147,13 @@ fn with_fields(mut reply: Reply, fields: Box<reply::Extra>) -> Reply {
 }
 
 /// A request hyper parsed (h2c, HTTP/2): the codec's rules, then the request path.
+/// `can_upgrade`: hyper would hand the connection over, so a well-formed upgrade request is
+/// forwarded as one.
 pub(crate) async fn handle_hyper(
     shared: &Shared,
     client: &Arc<ClientInfo>,
     request: Request<Incoming>,
+    can_upgrade: bool,
 ) -> Reply {
     let (parts, body) = request.into_parts();
     let body = (!body.is_end_stream()).then_some(body);
@@ -164,7 +167,8 @@ pub(crate) async fn handle_hyper(
     let limits = limits(&shared.runtime.load().config.server);
     match request::check_parts(&parts, &limits, framing) {
         Err(error) => respond::refuse_request(shared, &parts.method, error),
-        Ok(meta) => {
+        Ok(mut meta) => {
+            meta.upgrade &= can_upgrade;
             let body = body.map(FromClient::Hyper);
             let request = ClientRequest { parts, meta, body };
             handle(shared, client, request).await

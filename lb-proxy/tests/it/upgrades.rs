@@ -262,29 +262,32 @@ async fn an_open_tunnel_holds_the_backends_slot_against_max_connections() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_quiet_tunnel_is_closed_at_the_upgrade_idle_timeout() {
-    let fleet = backends(1).await;
-    // The client connection's own idle timeout is shorter: the tunnel's replaces it.
-    let extra = "server:\n  idle_timeout: 5s\n  upgrade_idle_timeout: 40s\n";
-    let daemon = balancer(&fleet, extra).await;
-    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
-    stream.write_all(handshake("/ws").as_bytes()).await.unwrap();
-    let (head, _) = read_head(&mut stream).await;
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    let started = Instant::now();
-    let answer = read_until_closed(&mut stream, Duration::from_secs(120)).await;
-    let took = started.elapsed();
-    assert!(
-        answer.closed && answer.bytes.is_empty(),
-        "{:?}",
-        answer.text()
-    );
-    // Looked at every eighth of the timeout.
-    assert!(
-        took >= Duration::from_secs(40) && took <= Duration::from_secs(46),
-        "{took:?}"
-    );
-    daemon.shutdown().await;
+async fn a_quiet_tunnel_is_closed_at_the_upgrade_idle_timeout_on_both_paths() {
+    for h2c in [false, true] {
+        let fleet = backends(1).await;
+        // The client connection's own idle timeout is shorter: the tunnel's replaces it.
+        let extra =
+            format!("server:\n  h2c: {h2c}\n  idle_timeout: 5s\n  upgrade_idle_timeout: 40s\n");
+        let daemon = balancer(&fleet, &extra).await;
+        let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+        stream.write_all(handshake("/ws").as_bytes()).await.unwrap();
+        let (head, _) = read_head(&mut stream).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "h2c={h2c}: {head}");
+        let started = Instant::now();
+        let answer = read_until_closed(&mut stream, Duration::from_secs(120)).await;
+        let took = started.elapsed();
+        assert!(
+            answer.closed && answer.bytes.is_empty(),
+            "h2c={h2c}: {:?}",
+            answer.text()
+        );
+        // Looked at every eighth of the timeout.
+        assert!(
+            took >= Duration::from_secs(40) && took <= Duration::from_secs(46),
+            "h2c={h2c}: {took:?}"
+        );
+        daemon.shutdown().await;
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -304,4 +307,73 @@ async fn an_open_tunnel_ends_with_the_shutdown_grace() {
     );
     let answer = read_until_closed(&mut stream, Duration::from_secs(10)).await;
     assert!(answer.closed, "{:?}", answer.text());
+}
+
+/// On a listener with `server.h2c`, hyper serves HTTP/1: the same tunnel, the same refusals.
+#[tokio::test]
+async fn a_listener_with_h2c_tunnels_websocket_and_refuses_smuggling_too() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, "server:\n  h2c: true\n").await;
+    let url = format!("ws://{}/ws", daemon.listen_addr);
+    let (mut socket, response) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(response.status(), 101);
+    socket.send(Message::text("over hyper")).await.unwrap();
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::text("over hyper")
+    );
+    socket
+        .send(Message::binary(vec![7u8; 70_000]))
+        .await
+        .unwrap();
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::binary(vec![7u8; 70_000])
+    );
+    assert_eq!(upgraded(&daemon).await, 1.0);
+    socket.close(None).await.unwrap();
+    while let Some(Ok(_)) = socket.next().await {}
+    drop(socket);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            upgraded(&daemon).await == 0.0 && active(&daemon).await == 0.0
+        })
+        .await
+    );
+    // Held bytes after the handshake are the tunnel's first bytes on this path too.
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    let mut wire = handshake("/ws").into_bytes();
+    wire.extend_from_slice(&[0x82, 0x81, 9, 9, 9, 9, 0x41 ^ 9]);
+    stream.write_all(&wire).await.unwrap();
+    let (head, mut rest) = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("\r\nconnection: upgrade\r\n"),
+        "{head}"
+    );
+    while rest.len() < 3 {
+        let mut chunk = [0u8; 64];
+        let read = stream.read(&mut chunk).await.unwrap();
+        assert!(read > 0);
+        rest.extend_from_slice(&chunk[..read]);
+    }
+    assert_eq!(rest, [0x82, 0x01, 0x41]);
+    daemon.shutdown().await;
+
+    let fake = FakeBackend::start(vec![Behaviour::Respond("no switch")]).await;
+    let yaml = config_yaml(&[fake.spec("fake")], "server:\n  h2c: true\n");
+    let daemon = lb_proxy::Daemon::start(parse(&yaml)).await.unwrap();
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    let mut wire = handshake("/chat").into_bytes();
+    wire.extend_from_slice(b"GET /smuggled HTTP/1.1\r\nHost: test\r\n\r\n");
+    stream.write_all(&wire).await.unwrap();
+    let answer = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    let text = answer.text();
+    assert!(answer.closed, "{text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+    let received = fake.received_text();
+    assert!(!received.contains("smuggled"), "{received}");
+    assert_eq!(fake.request_heads(), 1, "{received}");
+    daemon.shutdown().await;
 }

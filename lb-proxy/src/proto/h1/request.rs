@@ -415,8 +415,8 @@ pub fn check_parts(
         declares_body: conclusion.declares_body || !body.is_empty(),
         keep_alive: conclusion.keep_alive,
         expect_continue: conclusion.expect_continue,
-        // hyper's servers do not hand over the connection: no request of theirs is tunnelled.
-        upgrade: false,
+        // HTTP/1.1 only: an HTTP/2 request never is one (its extended CONNECT is not offered).
+        upgrade: conclusion.upgrade,
     })
 }
 

@@ -366,6 +366,7 @@ proptest! {
             prop_assert_eq!(again.body, parsed.meta.body);
             prop_assert_eq!(again.keep_alive, parsed.meta.keep_alive);
             prop_assert_eq!(again.expect_continue, parsed.meta.expect_continue);
+            prop_assert_eq!(again.upgrade, parsed.meta.upgrade);
         }
     }
 }
