@@ -254,6 +254,7 @@ fn shipped_configs_are_ok() {
         "config/examples/weighted.json",
         "config/examples/p2c.yaml",
         "config/examples/least-connections.yaml",
+        "config/examples/h2.yaml",
     ];
     let mut args = vec!["check"];
     args.extend(files);
