@@ -29,6 +29,7 @@ pub mod auth;
 mod diff;
 mod duration;
 mod error;
+mod http2;
 pub mod limits;
 mod model;
 pub(crate) mod node;
@@ -50,6 +51,7 @@ pub use diff::{Change, apply_pools, diff};
 pub use duration::{format_duration, parse_duration};
 pub(crate) use error::closest;
 pub use error::{ConfigError, ConfigErrors};
+pub use http2::Http2Config;
 pub use model::{
     AuthConfig, PathNormalizationConfig, PoolConfig, QueueConfig, RateLimitConfig, RedisConfig,
     RouteConfig,

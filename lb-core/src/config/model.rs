@@ -137,6 +137,8 @@ pub struct ServerConfig {
     /// On shutdown, in-flight requests get this long to finish.
     #[serde(serialize_with = "duration::serialize")]
     pub shutdown_grace: Duration,
+    /// Limits of HTTP/2 client connections.
+    pub http2: super::http2::Http2Config,
     /// A tunnel (a connection a backend switched to WebSocket or another protocol with `101`)
     /// is closed after no byte moved either way for this long.
     #[serde(serialize_with = "duration::serialize")]
@@ -177,6 +179,7 @@ impl Default for ServerConfig {
             max_request_body_bytes: 10 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
             upgrade_idle_timeout: Duration::from_secs(300),
+            http2: Default::default(),
             max_header_bytes: 64 * 1024,
             max_uri_bytes: 8 * 1024,
             trusted_proxies: Vec::new(),

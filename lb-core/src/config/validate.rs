@@ -138,7 +138,7 @@ pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> 
 }
 
 fn server(w: &mut Walker<'_>, top: &Section<'_>) -> (ServerConfig, Got<SocketAddr>, Pos) {
-    const FIELDS: [&str; 17] = [
+    const FIELDS: [&str; 18] = [
         "listen",
         "workers",
         "max_client_connections",
@@ -149,6 +149,7 @@ fn server(w: &mut Walker<'_>, top: &Section<'_>) -> (ServerConfig, Got<SocketAdd
         "max_request_body_bytes",
         "shutdown_grace",
         "upgrade_idle_timeout",
+        "http2",
         "max_header_bytes",
         "max_uri_bytes",
         "trusted_proxies",
@@ -212,6 +213,7 @@ fn server(w: &mut Walker<'_>, top: &Section<'_>) -> (ServerConfig, Got<SocketAdd
                 duration(true),
             )
             .value,
+        http2: super::http2::http2(w, &s),
         max_header_bytes: w
             .get(
                 &s,

@@ -86,6 +86,9 @@ server:
   idle_timeout: 2m
   idle_release_after: 250ms
   upgrade_idle_timeout: 45s
+  http2:
+    max_concurrent_streams: 50
+    initial_stream_window_bytes: 131072
   max_request_body_bytes: 1024
   shutdown_grace: 0
   max_header_bytes: 16384
@@ -145,6 +148,11 @@ metrics:
             max_request_body_bytes: 1024,
             shutdown_grace: Duration::ZERO,
             upgrade_idle_timeout: Duration::from_secs(45),
+            http2: lb_core::config::Http2Config {
+                max_concurrent_streams: 50,
+                initial_stream_window_bytes: 131_072,
+                ..Default::default()
+            },
             max_header_bytes: 16384,
             max_uri_bytes: 100,
             trusted_proxies: ["10.0.0.0/8", "192.168.1.7/32", "::1/128"]

@@ -53,10 +53,19 @@ impl HyperDriver {
             .header_read_timeout(server.header_read_timeout)
             .max_buf_size(server.max_header_bytes.max(MIN_MAX_HEADER_BYTES))
             .keep_alive(true);
+        // `server.http2` (Envoy's edge defaults): streams, windows, and the caps that close a
+        // connection which resets streams faster than it lets them run (rapid reset). The
+        // header list, CONTINUATION frames included, is held to `server.max_header_bytes`.
+        let http2 = &server.http2;
         builder
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(http2.max_concurrent_streams)
+            .initial_stream_window_size(http2.initial_stream_window_bytes)
+            .initial_connection_window_size(http2.initial_connection_window_bytes)
+            .max_pending_accept_reset_streams(http2.max_pending_reset_streams)
+            .max_local_error_reset_streams(http2.max_local_error_reset_streams)
             .keep_alive_interval(None);
         Self {
             builder,

@@ -1,0 +1,113 @@
+//! `server.http2`: the limits of HTTP/2 client connections (served by hyper under `server.h2c`).
+//! Defaults follow Envoy's guidance for an edge proxy: 100 concurrent streams, a 64 KiB stream
+//! window and a 1 MiB connection window, so one client cannot make the balancer buffer much or
+//! hold many backend requests. The rapid-reset caps (CVE-2023-44487) bound the streams a client
+//! may open and reset before the balancer has even accepted them, and the streams the balancer
+//! itself had to reset for a client's protocol errors; past either, the connection is closed
+//! with GOAWAY. The header list (and so a CONTINUATION flood) is bounded by
+//! `server.max_header_bytes`.
+
+use serde::Serialize;
+
+use super::node::Node;
+use super::walk::{Problem, Section, Walker, int};
+
+/// Largest HTTP/2 flow-control window (RFC 9113 §6.9.1).
+pub const MAX_WINDOW: u32 = (1 << 31) - 1;
+/// Smallest window accepted: the protocol's initial value. Less only slows every stream.
+pub const MIN_WINDOW: u32 = 65_535;
+
+/// `server.http2`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Http2Config {
+    /// Streams a client may have open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub max_concurrent_streams: u32,
+    /// Flow-control window of each stream: request body bytes a client may send ahead.
+    pub initial_stream_window_bytes: u32,
+    /// Flow-control window of a whole connection.
+    pub initial_connection_window_bytes: u32,
+    /// Streams a client may open and reset before they are accepted; more closes the
+    /// connection (rapid reset).
+    pub max_pending_reset_streams: usize,
+    /// Streams the balancer may reset for a client's protocol errors; more closes the
+    /// connection.
+    pub max_local_error_reset_streams: usize,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 100,
+            initial_stream_window_bytes: 64 * 1024,
+            initial_connection_window_bytes: 1024 * 1024,
+            max_pending_reset_streams: 20,
+            max_local_error_reset_streams: 1024,
+        }
+    }
+}
+
+/// A window size: [`MIN_WINDOW`]..=[`MAX_WINDOW`].
+fn window(node: &Node) -> Result<u32, Problem> {
+    let value: u32 = int(i128::from(MIN_WINDOW))(node)?;
+    if value > MAX_WINDOW {
+        return Err(Problem::new(format!(
+            "must be at most {MAX_WINDOW} (2^31 - 1), found {value}"
+        )));
+    }
+    Ok(value)
+}
+
+/// Reads `server.http2`.
+pub(crate) fn http2(w: &mut Walker<'_>, s: &Section<'_>) -> Http2Config {
+    const FIELDS: [&str; 5] = [
+        "max_concurrent_streams",
+        "initial_stream_window_bytes",
+        "initial_connection_window_bytes",
+        "max_pending_reset_streams",
+        "max_local_error_reset_streams",
+    ];
+    let d = Http2Config::default();
+    let h = w.section(s.get("http2"), &s.field("http2"), &FIELDS);
+    Http2Config {
+        max_concurrent_streams: w
+            .get(
+                &h,
+                "max_concurrent_streams",
+                d.max_concurrent_streams,
+                int(1),
+            )
+            .value,
+        initial_stream_window_bytes: w
+            .get(
+                &h,
+                "initial_stream_window_bytes",
+                d.initial_stream_window_bytes,
+                window,
+            )
+            .value,
+        initial_connection_window_bytes: w
+            .get(
+                &h,
+                "initial_connection_window_bytes",
+                d.initial_connection_window_bytes,
+                window,
+            )
+            .value,
+        max_pending_reset_streams: w
+            .get(
+                &h,
+                "max_pending_reset_streams",
+                d.max_pending_reset_streams,
+                int(1),
+            )
+            .value,
+        max_local_error_reset_streams: w
+            .get(
+                &h,
+                "max_local_error_reset_streams",
+                d.max_local_error_reset_streams,
+                int(1),
+            )
+            .value,
+    }
+}

@@ -1,0 +1,113 @@
+//! `server.http2`: the limits of HTTP/2 client connections (h2c with prior knowledge). A client
+//! never has more requests in flight upstream than `max_concurrent_streams`, however many
+//! streams it asks for, and a client that opens and cancels streams as fast as it can (rapid
+//! reset) neither exceeds that limit upstream nor keeps other clients from being served; the
+//! requests it cancelled free their backend slots.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+use crate::support::*;
+
+const LIMITS: &str = "server:\n  h2c: true\n  http2:\n    max_concurrent_streams: 5\n";
+
+/// An HTTP/2 connection (prior knowledge) to `addr`.
+async fn h2_connection(addr: std::net::SocketAddr) -> http2::SendRequest<Empty<Bytes>> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+fn request(addr: std::net::SocketAddr, path: &str) -> http::Request<Empty<Bytes>> {
+    http::Request::builder()
+        .uri(format!("http://{addr}{path}"))
+        .body(Empty::new())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn one_connection_never_has_more_streams_upstream_than_the_limit() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, LIMITS).await;
+    let mut sender = h2_connection(daemon.listen_addr).await;
+    // One exchange first: the client then knows the balancer's SETTINGS (before them it may
+    // open more streams, which the balancer refuses with REFUSED_STREAM).
+    let first = sender
+        .send_request(request(daemon.listen_addr, "/"))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    fleet[0].stats().reset();
+    let calls: Vec<_> = (0..30)
+        .map(|_| {
+            let mut sender = sender.clone();
+            let addr = daemon.listen_addr;
+            tokio::spawn(async move {
+                sender.ready().await.unwrap();
+                sender
+                    .send_request(request(addr, "/delay/100"))
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), 200);
+    }
+    let stats = fleet[0].stats();
+    assert_eq!(stats.requests.load(Relaxed), 30);
+    let peak = stats.max_in_flight.load(Relaxed);
+    assert!((1..=5).contains(&peak), "{peak} requests at once upstream");
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rapid_reset_client_stays_within_the_limit_and_others_are_served() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, LIMITS).await;
+    let addr = daemon.listen_addr;
+    let attacker = tokio::spawn(async move {
+        // Connections the balancer closes for resetting too much are opened again.
+        for _ in 0..20 {
+            let mut sender = h2_connection(addr).await;
+            for _ in 0..100 {
+                if sender.ready().await.is_err() {
+                    break;
+                }
+                // Sent, then dropped at once: the stream is reset (CANCEL).
+                let call = sender.send_request(request(addr, "/delay/2000"));
+                drop(call);
+            }
+        }
+    });
+    // Meanwhile an ordinary client is answered.
+    let mut sender = h2_connection(addr).await;
+    for _ in 0..20 {
+        sender.ready().await.unwrap();
+        let response = sender.send_request(request(addr, "/")).await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    attacker.await.unwrap();
+    let peak = fleet[0].stats().max_in_flight.load(Relaxed);
+    // Each of the attacker's connections at most at the limit, the ordinary client one more.
+    assert!(peak <= 5 + 1, "{peak} requests at once upstream");
+    // Every cancelled request gave its backend slot back.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            metric_sum(&scrape(&daemon).await, "lb_active_connections", &[]) == 0.0
+        })
+        .await,
+        "cancelled streams still hold backend slots"
+    );
+    daemon.shutdown().await;
+}
