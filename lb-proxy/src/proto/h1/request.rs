@@ -118,7 +118,7 @@ pub struct RequestMeta {
     pub keep_alive: bool,
     /// Whether the client waits for `100 Continue` before sending its body.
     pub expect_continue: bool,
-    /// Whether this is a well-formed upgrade request ([`FieldFacts::upgrade`]): its `Upgrade`
+    /// Whether this is a well-formed upgrade request (rule R19 of docs/security.md): its `Upgrade`
     /// field is forwarded, and a `101` answer turns the connection into a tunnel.
     pub upgrade: bool,
 }
