@@ -111,3 +111,46 @@ async fn a_rapid_reset_client_stays_within_the_limit_and_others_are_served() {
     );
     daemon.shutdown().await;
 }
+
+/// `h2load` (Debian's `nghttp2-client`), when installed: without it the test says so and
+/// passes, unless `LB_REQUIRE_H2LOAD=1` (CI sets it) makes its absence a failure.
+fn h2load() -> Option<&'static str> {
+    let found = ["/usr/bin/h2load", "/usr/local/bin/h2load"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var("LB_REQUIRE_H2LOAD").as_deref() != Ok("1"),
+            "LB_REQUIRE_H2LOAD=1 but h2load is not installed (apt-get install nghttp2-client)"
+        );
+        eprintln!("SKIPPED: h2load is not installed; the HTTP/2 smoke test does not run");
+    }
+    found
+}
+
+#[tokio::test]
+async fn h2load_gets_every_request_answered_over_h2c() {
+    let Some(h2load) = h2load() else { return };
+    let fleet = backends(2).await;
+    // The default limits. (h2load opens its streams before it reads the balancer's SETTINGS:
+    // above a lower limit, the extra streams are refused, as they should be.)
+    let daemon = balancer(&fleet, "server:\n  h2c: true\n").await;
+    let url = format!("http://{}/", daemon.listen_addr);
+    // Many streams over few connections: 10 at once on each of 4.
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(h2load)
+            .args(["-n", "2000", "-c", "4", "-m", "10", &url])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("requests: 2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed"),
+        "{text}"
+    );
+    assert!(text.contains("status codes: 2000 2xx"), "{text}");
+    daemon.shutdown().await;
+}
