@@ -403,6 +403,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// The daemon's shutdown signal.
     pub shutdown: Arc<Shutdown>,
+    /// The access log, when `access_log` is on; set up at start (a change needs a restart).
+    pub access_log: Option<Arc<crate::access_log::AccessLog>>,
 }
 
 impl Shared {
@@ -418,6 +420,7 @@ impl Shared {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
             shutdown,
+            access_log: None,
         }
     }
 }

@@ -60,6 +60,15 @@ pub enum StartError {
     /// An authentication scheme's key file could not be read or parsed.
     #[error("{0}")]
     Auth(String),
+    /// The access log's target could not be opened.
+    #[error("access log {target}: {source}")]
+    AccessLog {
+        /// The target, as the configuration names it.
+        target: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// How the daemon starts, besides its configuration.
@@ -120,6 +129,14 @@ impl Reloader {
     /// A new listener could not be bound, or the admin token could not be read.
     pub async fn apply(&self, config: Config) -> Result<ReloadReport, ReloadError> {
         self.0.apply(config).await
+    }
+
+    /// Reopens the access log's file (after logrotate renamed it): the next line goes to a
+    /// new file at the configured path. Nothing happens for other targets.
+    pub fn reopen_logs(&self) {
+        if let Some(log) = &self.0.shared.access_log {
+            log.reopen();
+        }
     }
 }
 

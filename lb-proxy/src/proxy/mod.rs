@@ -14,11 +14,13 @@
 //! - [`edge`]: the redirect listener's 308 and TLS's 421, answered before any backend.
 //! - [`body`]: the bodies by direction, and the pipe our HTTP/1 loop feeds.
 //! - [`reply`]: what the request path answers.
+//! - [`logged`]: the request path with the access log on.
 
 pub(crate) mod attempt;
 pub(crate) mod body;
 pub(crate) mod client;
 pub(crate) mod edge;
+pub(crate) mod logged;
 pub(crate) mod policy;
 pub(crate) mod prepare;
 pub(crate) mod reply;
@@ -26,9 +28,11 @@ pub(crate) mod respond;
 pub(crate) mod route;
 pub(crate) mod settle;
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use http::{Request, StatusCode};
+use tokio_util::either::Either;
 use http_body::Body as _;
 use hyper::body::Incoming;
 
@@ -61,16 +65,35 @@ pub(crate) fn limits(server: &lb_core::config::ServerConfig) -> Limits {
     }
 }
 
+/// The future of one request: the request path alone, or (boxed) with its access-log record.
+pub(crate) type Handling<'a, F> = Either<F, Pin<Box<dyn Future<Output = Reply> + Send + 'a>>>;
+
 /// Proxies one request to a backend and returns the reply to send.
+///
+/// With the access log off, this is [`serve`] and nothing more: the choice is made here,
+/// once, so that the request's future holds no room for the log's.
+pub(crate) fn handle<'a>(
+    shared: &'a Shared,
+    client: &'a Arc<ClientInfo>,
+    request: ClientRequest,
+) -> Handling<'a, impl Future<Output = Reply> + Send + 'a> {
+    match &shared.access_log {
+        None => Either::Left(serve(shared, client, request, None)),
+        Some(log) => Either::Right(Box::pin(logged::logged(shared, log, client, request))),
+    }
+}
+
+/// The request path: `log`, when the access log is on, gathers the request's facts.
 ///
 /// A function returning an `async move` block: an `async fn` would hold its arguments twice in
 /// the request's future (docs/performance.md, item 21).
 #[allow(clippy::manual_async_fn)] // see above
-pub(crate) fn handle<'a>(
+pub(crate) fn serve<'a>(
     shared: &'a Shared,
     client: &'a Arc<ClientInfo>,
     mut request: ClientRequest,
-) -> impl Future<Output = Reply> + 'a {
+    mut log: Option<&'a mut logged::Logged>,
+) -> impl Future<Output = Reply> + Send + 'a {
     async move {
         if let Some(edge) = &client.edge
             && let Some(reply) = edge::intercept(shared, edge, &request)
@@ -84,6 +107,9 @@ pub(crate) fn handle<'a>(
             Ok(index) => &runtime.routes[index],
             Err(why) => return route::refusal(shared, &request, why),
         };
+        if let Some(logged) = log.as_deref_mut() {
+            logged.record.route = Some(route.name.clone());
+        }
         let mut response_fields = None;
         if route.local_limit_only {
             if let Some(refused) = policy::limit_only(shared, &runtime, route, client, &request) {
@@ -106,6 +132,10 @@ pub(crate) fn handle<'a>(
         };
         // Only a request with a body needs to learn whether that body failed.
         let fault: Option<Arc<BodyFault>> = request.body.is_some().then(Default::default);
+        if let Some(logged) = log.as_deref_mut() {
+            logged.record.pool = Some(pool.state.name.clone());
+            logged.body = fault.clone();
+        }
         let refuse = |request: &ClientRequest, status, text| {
             let method = MethodLabel::of(&request.parts.method);
             respond::refuse(shared, &route.name, method, status, text).closing()
@@ -125,7 +155,7 @@ pub(crate) fn handle<'a>(
         };
         let mut prepared = prepare::prepare(server, client, &request, to_backend, fault, started);
         // Borrowed, not moved: the prepared request is large, and moving it costs a copy.
-        let reply = attempt::attempts(shared, pool, route, client, &mut prepared).await;
+        let reply = attempt::attempts(shared, pool, route, client, &mut prepared, log).await;
         match response_fields {
             None => reply,
             Some(fields) => with_fields(reply, fields),

@@ -48,6 +48,7 @@ pub(crate) fn proxied(
         sent: 0,
         connection: None,
         route: route.clone(),
+        log: None,
     };
     Reply {
         status: head.status,
