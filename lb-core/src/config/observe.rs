@@ -200,8 +200,11 @@ pub(super) fn access_log(w: &mut Walker<'_>, top: &Section<'_>) -> AccessLogConf
     };
     if kind.ok {
         if file.pos.is_some() && kind.value != "file" {
-            let problem = Problem::new(format!("a path is only read with target: file, not {}", kind.value))
-                .hint("set `target: file`, or remove `path`");
+            let problem = Problem::new(format!(
+                "a path is only read with target: file, not {}",
+                kind.value
+            ))
+            .hint("set `target: file`, or remove `path`");
             w.report(file.pos, "access_log.path", problem);
         }
         if syslog_present && kind.value != "syslog" {
@@ -210,12 +213,20 @@ pub(super) fn access_log(w: &mut Walker<'_>, top: &Section<'_>) -> AccessLogConf
                 kind.value
             ))
             .hint("set `target: syslog`, or remove `syslog`");
-            w.report(s.get("syslog").and_then(|n| n.pos), "access_log.syslog", problem);
+            w.report(
+                s.get("syslog").and_then(|n| n.pos),
+                "access_log.syslog",
+                problem,
+            );
         }
     }
     let sample = {
         let ds = SampleConfig::default();
-        let ss = w.section(s.get("sample"), "access_log.sample", &["errors_only", "one_in"]);
+        let ss = w.section(
+            s.get("sample"),
+            "access_log.sample",
+            &["errors_only", "one_in"],
+        );
         SampleConfig {
             errors_only: w.get(&ss, "errors_only", ds.errors_only, boolean).value,
             one_in: w.get(&ss, "one_in", ds.one_in, int(1)).value,
@@ -235,8 +246,7 @@ fn format(node: &Node) -> Result<AccessLogFormat, Problem> {
     match text(node)?.as_str() {
         "json" => Ok(AccessLogFormat::Json),
         "combined" => Ok(AccessLogFormat::Combined),
-        other => Err(Problem::new(format!("unknown format \"{other}\""))
-            .hint("json or combined")),
+        other => Err(Problem::new(format!("unknown format \"{other}\"")).hint("json or combined")),
     }
 }
 
@@ -332,12 +342,13 @@ pub(super) fn request_id(w: &mut Walker<'_>, top: &Section<'_>) -> RequestIdConf
 /// A header name (RFC 9110 token), kept in lower case; not one the balancer writes itself.
 fn header_name(node: &Node) -> Result<String, Problem> {
     let name = text(node)?.to_ascii_lowercase();
-    let token = name.bytes().all(|b| {
-        b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-    });
+    let token = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if !token {
-        return Err(Problem::new(format!("\"{name}\" is not a header name"))
-            .hint("like X-Request-Id"));
+        return Err(
+            Problem::new(format!("\"{name}\" is not a header name")).hint("like X-Request-Id")
+        );
     }
     const OURS: [&str; 11] = [
         "host",
@@ -371,7 +382,15 @@ mod tests {
         assert!(is_request_id(&[b'a'; MAX_REQUEST_ID]));
         assert!(!is_request_id(&[b'a'; MAX_REQUEST_ID + 1]));
         assert!(!is_request_id(b""));
-        for bad in [&b"a b"[..], b"a\"b", b"a\\b", b"a/b", b"a\x00", b"\xc3\xa9", b"a,b"] {
+        for bad in [
+            &b"a b"[..],
+            b"a\"b",
+            b"a\\b",
+            b"a/b",
+            b"a\x00",
+            b"\xc3\xa9",
+            b"a,b",
+        ] {
             assert!(!is_request_id(bad), "{bad:?}");
         }
     }

@@ -228,7 +228,10 @@ mod tests {
     fn dates_match_known_instants() {
         let at = |secs: u64, millis: u64| {
             let mut out = Vec::new();
-            rfc3339(UNIX_EPOCH + Duration::from_millis(secs * 1000 + millis), &mut out);
+            rfc3339(
+                UNIX_EPOCH + Duration::from_millis(secs * 1000 + millis),
+                &mut out,
+            );
             String::from_utf8(out).unwrap()
         };
         assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");

@@ -231,7 +231,10 @@ impl ErrorLog {
         metrics.write_errors.inc();
         self.since += 1;
         let now = crate::clock::now();
-        if self.last.is_none_or(|last| now.duration_since(last) >= ERROR_LOG_EVERY) {
+        if self
+            .last
+            .is_none_or(|last| now.duration_since(last) >= ERROR_LOG_EVERY)
+        {
             tracing::warn!(%error, errors = self.since, "access log: lines could not be written");
             self.last = Some(now);
             self.since = 0;

@@ -138,7 +138,12 @@ pub(crate) async fn attempts(
 
 /// Adds an attempt's backend, outcome and duration (from `sent` to now) to the log's record.
 #[cold]
-fn record_attempt(record: &mut Record, backend: &Backend, outcome: &settle::Outcome, sent: Instant) {
+fn record_attempt(
+    record: &mut Record,
+    backend: &Backend,
+    outcome: &settle::Outcome,
+    sent: Instant,
+) {
     let end = match outcome {
         Ok(Ok((head, _))) => AttemptEnd::Status(head.status.as_u16()),
         Ok(Err(failure)) => AttemptEnd::Failure(settle::classify(failure).label()),

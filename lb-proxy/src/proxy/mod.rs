@@ -32,9 +32,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use http::{Request, StatusCode};
-use tokio_util::either::Either;
 use http_body::Body as _;
 use hyper::body::Incoming;
+use tokio_util::either::Either;
 
 use crate::clock;
 use crate::metrics::MethodLabel;

@@ -147,7 +147,9 @@ async fn serve(config: Option<Config>, source: ConfigSource, args: &Args) -> Exi
     if let Some(upgrade) = upgrade {
         drop(daemon.offer_takeover(upgrade));
     }
-    let traffic = fleet.as_ref().map(|fleet| fleet.show(&daemon, log_on_stdout));
+    let traffic = fleet
+        .as_ref()
+        .map(|fleet| fleet.show(&daemon, log_on_stdout));
     let stopper = daemon.stopper();
     let reloader = daemon.reloader();
     tokio::spawn(async move {

@@ -158,7 +158,10 @@ impl Signals {
                 SignalKind::hangup(),
                 "SIGHUP (reload through the admin API)",
             ),
-            user1: register(SignalKind::user_defined1(), "SIGUSR1 (no access-log reopen)"),
+            user1: register(
+                SignalKind::user_defined1(),
+                "SIGUSR1 (no access-log reopen)",
+            ),
         }
     }
 
