@@ -378,3 +378,93 @@ async fn an_unopenable_file_stops_the_start_with_its_name() {
         .to_string();
     assert!(error.contains("/nonexistent-dir-lb/access.log"), "{error}");
 }
+
+/// `logrotate`, or `None` (the test then says so and passes, unless `LB_REQUIRE_LOGROTATE=1`,
+/// which CI sets, makes its absence a failure).
+fn logrotate() -> Option<std::path::PathBuf> {
+    let found = [
+        "/usr/sbin/logrotate",
+        "/usr/bin/logrotate",
+        "/sbin/logrotate",
+    ]
+    .into_iter()
+    .map(std::path::PathBuf::from)
+    .find(|candidate| candidate.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var("LB_REQUIRE_LOGROTATE").as_deref() != Ok("1"),
+            "LB_REQUIRE_LOGROTATE=1 but logrotate is not installed (apt-get install logrotate)"
+        );
+        eprintln!("SKIPPED: logrotate is not installed; config/logrotate/lb is not run");
+    }
+    found
+}
+
+/// The shipped `config/logrotate/lb`, run by the real logrotate against the real binary (its
+/// path and its postrotate signal pointed at this test's): the old lines are in the rotated
+/// file, the new ones in a new file lb made, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_logrotate_file_rotates_without_losing_a_line() {
+    let Some(logrotate) = logrotate() else {
+        return;
+    };
+    let fleet = backends(1).await;
+    let dir = temp_dir("access-logrotate");
+    let path = dir.join("access.log");
+    let config = dir.join("lb.yaml");
+    let extra = format!("access_log:\n  target: file\n  path: {}\n", path.display());
+    write_file(&config, &config_yaml(&specs(&fleet), &extra));
+    let lb = Lb::start_async(&config, &[]).await;
+    let client = client();
+    for index in 0..10 {
+        get(&client, lb.listen, &format!("/before/{index}")).await;
+    }
+    wait_lines(&path, 10).await;
+
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/logrotate/lb"),
+    )
+    .unwrap();
+    assert!(shipped.contains("/var/log/lb/access.log {"));
+    assert!(shipped.contains("systemctl kill --signal=USR1 --kill-whom=main lb.service"));
+    let rules = shipped
+        .replace("/var/log/lb/access.log", &path.display().to_string())
+        .replace(
+            "systemctl kill --signal=USR1 --kill-whom=main lb.service",
+            &format!("kill -USR1 {}", lb.child.id()),
+        );
+    let rules_path = dir.join("logrotate.conf");
+    std::fs::write(&rules_path, rules).unwrap();
+    let output = std::process::Command::new(logrotate)
+        .arg("--force")
+        .arg("--state")
+        .arg(dir.join("state"))
+        .arg(&rules_path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "logrotate: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async { path.exists() }).await,
+        "lb opened a new file"
+    );
+    for index in 0..15 {
+        get(&client, lb.listen, &format!("/after/{index}")).await;
+    }
+    let after = wait_lines(&path, 15).await;
+    assert!(after.iter().all(|line| line.contains("/after/")));
+    let rotated: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|file| {
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("access.log-")
+        })
+        .collect();
+    assert_eq!(rotated.len(), 1, "{rotated:?}");
+    let before = lines(&rotated[0]);
+    assert_eq!(before.len(), 10, "delaycompress keeps it plain, whole");
+}
