@@ -36,6 +36,8 @@ pub struct Reply {
     /// Fields a route or policy changes (removed, then added); boxed and absent on the common
     /// path, so a plain reply stays small.
     pub extra: Option<Box<Extra>>,
+    /// The request id's field, written last in place of any the backend sent.
+    pub request_id: Option<(HeaderName, HeaderValue)>,
 }
 
 /// A reply's own fields: the backend's, or the balancer's one field.
@@ -58,12 +60,11 @@ impl<'r> Iterator for OwnFields<'r> {
     }
 }
 
-/// The fields of a reply's head, as [`Reply::fields`] gives them.
-pub enum Fields<'r> {
-    /// No field changed.
-    Plain(OwnFields<'r>),
-    /// Its own fields less those removed, then those added (the index of the next).
-    Changed(OwnFields<'r>, &'r Extra, usize),
+/// The fields of a reply's head, as [`Reply::fields`] gives them: its own and changed ones,
+/// then the request id (in place of any of the same name).
+pub struct Fields<'r> {
+    listed: Listed<'r>,
+    id: Option<(&'r [u8], &'r [u8])>,
 }
 
 impl<'r> Iterator for Fields<'r> {
@@ -71,9 +72,34 @@ impl<'r> Iterator for Fields<'r> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
+        let Some((id_name, _)) = self.id else {
+            return self.listed.next();
+        };
+        for (name, value) in self.listed.by_ref() {
+            if !name.eq_ignore_ascii_case(id_name) {
+                return Some((name, value));
+            }
+        }
+        self.id.take()
+    }
+}
+
+/// A reply's own fields, with a route's changes.
+pub enum Listed<'r> {
+    /// No field changed.
+    Plain(OwnFields<'r>),
+    /// Its own fields less those removed, then those added (the index of the next).
+    Changed(OwnFields<'r>, &'r Extra, usize),
+}
+
+impl<'r> Iterator for Listed<'r> {
+    type Item = (&'r [u8], &'r [u8]);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
         match self {
-            Fields::Plain(own) => own.next(),
-            Fields::Changed(own, extra, added) => {
+            Listed::Plain(own) => own.next(),
+            Listed::Changed(own, extra, added) => {
                 for (name, value) in own.by_ref() {
                     let removed = (extra.remove.iter())
                         .any(|r| r.as_str().as_bytes().eq_ignore_ascii_case(name));
@@ -116,6 +142,7 @@ impl Reply {
             body: ToClient::Fixed(Some(text.into())),
             close: false,
             extra: None,
+            request_id: None,
         }
     }
 
@@ -136,11 +163,14 @@ impl Reply {
             ReplyHead::Backend(head) => OwnFields::Backend(head.fields()),
             ReplyHead::Local => OwnFields::Local(Some((&b"content-type"[..], TEXT_PLAIN))),
         };
-        match self.extra.as_deref() {
+        let listed = match self.extra.as_deref() {
             // The common reply: its own fields, with no filter to run on each.
-            None => Fields::Plain(own),
-            Some(extra) => Fields::Changed(own, extra, 0),
-        }
+            None => Listed::Plain(own),
+            Some(extra) => Listed::Changed(own, extra, 0),
+        };
+        let id = (self.request_id.as_ref())
+            .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
+        Fields { listed, id }
     }
 
     /// Room the fields take when written.
@@ -150,7 +180,9 @@ impl Reply {
                 .map(|(n, v)| n.as_str().len() + v.len() + 4)
                 .sum()
         });
+        let id = (self.request_id.as_ref()).map_or(0, |(n, v)| n.as_str().len() + v.len() + 4);
         extra
+            + id
             + match &self.head {
                 ReplyHead::Backend(head) => head.size(),
                 ReplyHead::Local => 48,
@@ -183,6 +215,7 @@ impl Reply {
             body,
             close,
             extra,
+            request_id,
         } = self;
         let mut response = Response::new(body);
         *response.status_mut() = status;
@@ -203,6 +236,9 @@ impl Reply {
             for (name, value) in extra.add {
                 headers.append(name, value);
             }
+        }
+        if let Some((name, value)) = request_id {
+            headers.insert(name, value);
         }
         if head_request && let Some(length) = declared {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));

@@ -56,6 +56,7 @@ pub(crate) fn proxied(
         body: ToClient::proxied(body, completion),
         close,
         extra: None,
+        request_id: None,
     }
 }
 

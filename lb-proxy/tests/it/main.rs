@@ -21,6 +21,7 @@ mod proxy_protocol;
 mod queue;
 mod reload;
 mod reload_routes;
+mod request_id;
 mod resilience;
 mod routes;
 mod routing;
