@@ -20,8 +20,9 @@ pub const MAX_APP_NAME: usize = 48;
 /// The longest request id a trusted client's may be.
 pub const MAX_REQUEST_ID: usize = 64;
 
-/// `access_log`: one line per request, off unless the section is written.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// `access_log`: one line per request, off unless the section is written. Serialized as the
+/// file writes it (`target: file` and `path`), so that `lb-cli show` parses back.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccessLogConfig {
     /// Whether lines are written; true as soon as the section is written.
     pub enabled: bool,
@@ -54,6 +55,44 @@ impl AccessLogConfig {
     }
 }
 
+impl Serialize for AccessLogConfig {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("enabled", &self.enabled)?;
+        map.serialize_entry("format", &self.format)?;
+        match &self.target {
+            AccessLogTarget::Stdout => map.serialize_entry("target", "stdout")?,
+            AccessLogTarget::Stderr => map.serialize_entry("target", "stderr")?,
+            AccessLogTarget::File(path) => {
+                map.serialize_entry("target", "file")?;
+                map.serialize_entry("path", path)?;
+            }
+            AccessLogTarget::Syslog(syslog) => {
+                map.serialize_entry("target", "syslog")?;
+                map.serialize_entry("syslog", syslog)?;
+            }
+        }
+        map.serialize_entry("sample", &self.sample)?;
+        map.serialize_entry("buffer", &self.buffer)?;
+        map.end()
+    }
+}
+
+impl Serialize for SyslogConfig {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(3))?;
+        match &self.destination {
+            SyslogDestination::Socket(path) => map.serialize_entry("socket", path)?,
+            SyslogDestination::Address(address) => map.serialize_entry("address", address)?,
+        }
+        map.serialize_entry("facility", facility_name(self.facility))?;
+        map.serialize_entry("app_name", &self.app_name)?;
+        map.end()
+    }
+}
+
 /// How an access-log line is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -65,8 +104,7 @@ pub enum AccessLogFormat {
 }
 
 /// Where access-log lines go.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum AccessLogTarget {
     /// The standard output.
     Stdout,
@@ -79,7 +117,7 @@ pub enum AccessLogTarget {
 }
 
 /// `access_log.syslog`: where and as what lines go to syslog.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SyslogConfig {
     /// The Unix datagram socket or the UDP address.
     pub destination: SyslogDestination,
@@ -90,8 +128,7 @@ pub struct SyslogConfig {
 }
 
 /// Where syslog messages are sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyslogDestination {
     /// A Unix datagram socket, like `/dev/log`.
     Socket(PathBuf),

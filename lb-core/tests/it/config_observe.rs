@@ -183,3 +183,23 @@ fn an_access_log_change_needs_a_restart_and_a_request_id_change_does_not() {
     assert!(changes[0].needs_restart(&old).is_some());
     assert!(changes[1].needs_restart(&old).is_none());
 }
+
+#[test]
+fn shown_sections_parse_back_equal() {
+    for section in [
+        "access_log:\n  format: combined\n  target: file\n  path: /var/log/lb/a.log\n  sample: {errors_only: true, one_in: 3}\n  buffer: 10\n",
+        "access_log:\n  target: syslog\n  syslog: {address: 10.0.0.5:514, facility: daemon, app_name: edge}\n",
+        "access_log:\n  enabled: false\n  target: syslog\n",
+        "access_log:\n  target: stderr\nrequest_id:\n  enabled: false\n  header: X-Trace-Id\n",
+    ] {
+        let config = ok(section);
+        let yaml = serde_saphyr::to_string(&config).expect("yaml");
+        let back = parse(&yaml, Format::Yaml, "/etc/lb/lb.yaml")
+            .unwrap_or_else(|errors| panic!("{errors}\n{yaml}"));
+        assert_eq!(back, config, "{yaml}");
+        let json = serde_json::to_string(&config).expect("json");
+        let back = parse(&json, Format::Json, "/etc/lb/lb.json")
+            .unwrap_or_else(|errors| panic!("{errors}\n{json}"));
+        assert_eq!(back, config, "{json}");
+    }
+}
