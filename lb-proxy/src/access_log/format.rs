@@ -196,9 +196,12 @@ pub(crate) fn rfc3339(time: SystemTime, out: &mut Vec<u8>) {
     );
 }
 
-/// The UTC calendar date and time of `time`: ((year, month, day), (hour, minute, second, ms)).
-/// Days to a date by Howard Hinnant's `civil_from_days`.
-fn civil(time: SystemTime) -> ((i64, u8, u8), (u8, u8, u8, u16)) {
+/// A UTC date (year, month, day) and time of day (hour, minute, second, millisecond).
+type Civil = ((i64, u8, u8), (u8, u8, u8, u16));
+
+/// The UTC calendar date and time of `time`. Days to a date by Howard Hinnant's
+/// `civil_from_days`.
+fn civil(time: SystemTime) -> Civil {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let seconds = since.as_secs() as i64;
     let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));

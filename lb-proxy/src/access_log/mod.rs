@@ -80,7 +80,8 @@ impl AccessLog {
             return;
         }
         if self.sample.one_in > 1
-            && self.seen.fetch_add(1, Ordering::Relaxed) % u64::from(self.sample.one_in) != 0
+            && !(self.seen.fetch_add(1, Ordering::Relaxed))
+                .is_multiple_of(u64::from(self.sample.one_in))
         {
             return;
         }

@@ -158,7 +158,8 @@ impl Daemon {
     /// A listener could not be bound, or the admin token could not be read.
     pub async fn start_with(config: Config, options: StartOptions) -> Result<Daemon, StartError> {
         let shutdown = Arc::new(Shutdown::default());
-        let control = Arc::new(Control::start(config, options, shutdown.clone()).await?);
+        // Boxed: the start runs once, and its future is large.
+        let control = Arc::new(Box::pin(Control::start(config, options, shutdown.clone())).await?);
         let addresses = control.install().await;
         let sweep = tokio::spawn(sweep_pools(control.clone()));
         Ok(Daemon {
