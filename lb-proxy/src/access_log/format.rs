@@ -32,9 +32,14 @@ pub(crate) fn json(record: &Record, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\",\"client\":\"");
     let _ = write!(out, "{}", record.client);
     out.extend_from_slice(b"\",\"method\":");
-    string(record.method.as_str(), out);
-    out.extend_from_slice(b",\"target\":");
-    string(&target(record), out);
+    match &record.request {
+        Some((method, uri)) => {
+            string(method.as_str(), out);
+            out.extend_from_slice(b",\"target\":");
+            string(&target(uri), out);
+        }
+        None => out.extend_from_slice(b"null,\"target\":null"),
+    }
     let _ = write!(
         out,
         ",\"protocol\":\"{}\",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":",
@@ -113,10 +118,18 @@ pub(crate) fn combined(record: &Record, out: &mut Vec<u8>) {
         out,
         "{day:02}/{month}/{year}:{hour:02}:{minute:02}:{second:02} +0000] \""
     );
-    escaped(record.method.as_str(), out);
-    out.push(b' ');
-    escaped(&target(record), out);
-    let _ = write!(out, " {}\" {} ", protocol(record.version), record.status);
+    match &record.request {
+        Some((method, uri)) => {
+            escaped(method.as_str(), out);
+            out.push(b' ');
+            escaped(&target(uri), out);
+            let _ = write!(out, " {}\" {} ", protocol(record.version), record.status);
+        }
+        // A refused head: its request line is not repeated.
+        None => {
+            let _ = write!(out, "-\" {} ", record.status);
+        }
+    }
     match record.bytes_out {
         0 => out.push(b'-'),
         bytes => {
@@ -128,8 +141,7 @@ pub(crate) fn combined(record: &Record, out: &mut Vec<u8>) {
 
 /// The target as received: the origin form's path and query, or the whole URI for the
 /// absolute and authority forms (rare; `Uri` keeps no text of those).
-fn target(record: &Record) -> std::borrow::Cow<'_, str> {
-    let uri = &record.target;
+fn target(uri: &http::Uri) -> std::borrow::Cow<'_, str> {
     match (uri.scheme(), uri.path_and_query()) {
         (None, Some(target)) => std::borrow::Cow::Borrowed(target.as_str()),
         _ => std::borrow::Cow::Owned(uri.to_string()),

@@ -40,10 +40,9 @@ pub(crate) struct Record {
     /// The client's address, after the trust rules (`X-Forwarded-For` from trusted proxies,
     /// the PROXY header).
     pub client: IpAddr,
-    /// The method.
-    pub method: Method,
-    /// The request target as received (path and query; never rewritten).
-    pub target: Uri,
+    /// The method and the request target as received (never rewritten); `None` for a head the
+    /// codec refused, whose request line is not to be trusted.
+    pub request: Option<(Method, Uri)>,
     /// The protocol version.
     pub version: Version,
     /// The status sent; 0 until known.
@@ -71,6 +70,29 @@ pub(crate) struct Record {
 }
 
 impl Record {
+    /// A record of a request that arrived at `started` (`time` on the wall clock) from
+    /// `client`, with nothing else known yet.
+    pub fn new(time: SystemTime, started: Instant, client: IpAddr, version: Version) -> Self {
+        Record {
+            time,
+            started,
+            client,
+            request: None,
+            version,
+            status: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            duration: Duration::ZERO,
+            route: None,
+            pool: None,
+            attempts: Vec::new(),
+            request_id: None,
+            tls_version: None,
+            sni: None,
+            trace_id: None,
+        }
+    }
+
     /// The backend that gave the answer: the last attempt's.
     pub fn backend(&self) -> Option<&Arc<String>> {
         self.attempts.last().map(|attempt| &attempt.backend)

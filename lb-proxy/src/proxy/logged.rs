@@ -65,25 +65,11 @@ pub(crate) async fn logged(
     let runtime = shared.runtime.load();
     let parts = &request.parts;
     let tls = client.edge.as_ref().and_then(|edge| edge.tls.as_ref());
-    let record = Record {
-        time: SystemTime::now(),
-        started,
-        client: client.address(&parts.headers, &runtime.config.server.trusted_proxies),
-        method: parts.method.clone(),
-        target: parts.uri.clone(),
-        version: parts.version,
-        status: 0,
-        bytes_in: 0,
-        bytes_out: 0,
-        duration: Default::default(),
-        route: None,
-        pool: None,
-        attempts: Vec::new(),
-        request_id: None,
-        tls_version: tls.map(|tls| tls.version),
-        sni: tls.and_then(|tls| tls.sni.clone()),
-        trace_id: None,
-    };
+    let client_ip = client.address(&parts.headers, &runtime.config.server.trusted_proxies);
+    let mut record = Record::new(SystemTime::now(), started, client_ip, parts.version);
+    record.request = Some((parts.method.clone(), parts.uri.clone()));
+    record.tls_version = tls.map(|tls| tls.version);
+    record.sni = tls.and_then(|tls| tls.sni.clone());
     drop(runtime);
     let mut pending = Pending(Some(Box::new(Logged {
         record,

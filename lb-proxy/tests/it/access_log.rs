@@ -468,3 +468,28 @@ async fn the_shipped_logrotate_file_rotates_without_losing_a_line() {
     let before = lines(&rotated[0]);
     assert_eq!(before.len(), 10, "delaycompress keeps it plain, whole");
 }
+
+/// A head the codec refuses is logged with its status and the peer, and no request line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_head_is_logged_without_its_request_line() {
+    let fleet = backends(1).await;
+    let path = temp_dir("access-refused").join("access.log");
+    let extra = format!("access_log:\n  target: file\n  path: {}\n", path.display());
+    let daemon = balancer(&fleet, &extra).await;
+    let mut stream = tokio::net::TcpStream::connect(daemon.listen_addr)
+        .await
+        .unwrap();
+    let (answer, _) = crate::support::raw::ask(
+        &mut stream,
+        b"GET /secret?token=1 HTTP/1.1\r\nHost: a b\r\n\r\n",
+    )
+    .await;
+    assert_eq!(answer.status, 400);
+    let found = wait_lines(&path, 1).await;
+    let record = json(&found[0]);
+    assert_eq!(record["status"], 400);
+    assert!(record["method"].is_null() && record["target"].is_null());
+    assert_eq!(record["client"], "127.0.0.1");
+    assert!(!found[0].contains("secret"));
+    daemon.shutdown().await;
+}
