@@ -8,6 +8,8 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use http::Method;
+
 use super::body::{BodyFault, ToClient};
 use super::reply::Reply;
 use super::{ClientInfo, ClientRequest, serve};
@@ -87,7 +89,12 @@ pub(crate) async fn logged(
     match &mut reply.body {
         ToClient::Proxied { completion, .. } => completion.log = Some(logged),
         ToClient::Fixed(text) => {
-            let sent = text.as_ref().map_or(0, |text| text.len() as u64);
+            let head =
+                matches!(&logged.record.request, Some((method, _)) if method == Method::HEAD);
+            let sent = match head {
+                true => 0,
+                false => text.as_ref().map_or(0, |text| text.len() as u64),
+            };
             logged.finish(sent, clock::now());
         }
     }

@@ -105,12 +105,13 @@ pub(crate) fn serve<'a>(
         let started = clock::now();
         let runtime = shared.runtime.load_full();
         let server = &runtime.config.server;
+        // Boxed at once: it lives across the request's awaits, and the reply carries it.
         let request_id = (runtime.request_id.as_ref()).map(|name| {
             let id = request_id::assign(&mut request.parts.headers, name, client.trusted);
-            (name.clone(), id)
+            Box::new((name.clone(), id))
         });
-        if let (Some(logged), Some((_, id))) = (log.as_deref_mut(), &request_id) {
-            logged.record.request_id = Some(id.clone());
+        if let (Some(logged), Some(field)) = (log.as_deref_mut(), &request_id) {
+            logged.record.request_id = Some(field.1.clone());
         }
         // Every answer leaves this block, so that each carries the request id.
         let mut reply = 'answer: {

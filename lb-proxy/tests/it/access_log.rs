@@ -493,3 +493,35 @@ async fn a_refused_head_is_logged_without_its_request_line() {
     assert!(!found[0].contains("secret"));
     daemon.shutdown().await;
 }
+
+/// A client that leaves before its answer is logged with 499, as nginx does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_early_is_logged_with_499() {
+    let fleet = backends(1).await;
+    let path = temp_dir("access-499").join("access.log");
+    let extra = format!("access_log:\n  target: file\n  path: {}\n", path.display());
+    let daemon = balancer(&fleet, &extra).await;
+    let mut stream = tokio::net::TcpStream::connect(daemon.listen_addr)
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stream,
+        b"GET /delay/3000 HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    // The request reaches the backend, then the client goes.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            fleet[0].stats().snapshot().in_flight == 1
+        })
+        .await
+    );
+    drop(stream);
+    let found = wait_lines(&path, 1).await;
+    let record = json(&found[0]);
+    assert_eq!(record["status"], 499);
+    assert_eq!(record["target"], "/delay/3000");
+    assert_eq!(record["bytes_out"], 0);
+    daemon.shutdown().await;
+}
