@@ -30,13 +30,11 @@ pub(crate) mod respond;
 pub(crate) mod route;
 pub(crate) mod settle;
 
-use std::pin::Pin;
 use std::sync::Arc;
 
 use http::{Request, StatusCode};
 use http_body::Body as _;
 use hyper::body::Incoming;
-use tokio_util::either::Either;
 
 use crate::clock;
 use crate::metrics::MethodLabel;
@@ -67,25 +65,17 @@ pub(crate) fn limits(server: &lb_core::config::ServerConfig) -> Limits {
     }
 }
 
-/// The future of one request: the request path alone, or (boxed) with its access-log record.
-pub(crate) type Handling<'a, F> = Either<F, Pin<Box<dyn Future<Output = Reply> + Send + 'a>>>;
-
 /// Proxies one request to a backend and returns the reply to send.
-///
-/// With the access log off, this is [`serve`] and nothing more: the choice is made here,
-/// once, so that the request's future holds no room for the log's.
 pub(crate) fn handle<'a>(
     shared: &'a Shared,
     client: &'a Arc<ClientInfo>,
     request: ClientRequest,
-) -> Handling<'a, impl Future<Output = Reply> + Send + 'a> {
-    match &shared.access_log {
-        None => Either::Left(serve(shared, client, request, None)),
-        Some(log) => Either::Right(Box::pin(logged::logged(shared, log, client, request))),
-    }
+) -> impl Future<Output = Reply> + Send + 'a {
+    serve(shared, client, request, None)
 }
 
-/// The request path: `log`, when the access log is on, gathers the request's facts.
+/// The request path: `log`, when the access log is on, gathers the request's facts (`None`
+/// takes the log's path when the log is on).
 ///
 /// A function returning an `async move` block: an `async fn` would hold its arguments twice in
 /// the request's future (docs/performance.md, item 21).
@@ -97,6 +87,13 @@ pub(crate) fn serve<'a>(
     mut log: Option<&'a mut logged::Logged>,
 ) -> impl Future<Output = Reply> + Send + 'a {
     async move {
+        // With the access log on, the request runs again inside [`logged::logged`], boxed:
+        // off, the request's future holds no room for the log's.
+        if log.is_none()
+            && let Some(access_log) = &shared.access_log
+        {
+            return Box::pin(logged::logged(shared, access_log, client, request)).await;
+        }
         if let Some(edge) = &client.edge
             && let Some(reply) = edge::intercept(shared, edge, &request)
         {

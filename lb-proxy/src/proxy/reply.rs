@@ -159,17 +159,22 @@ impl Reply {
         self
     }
 
-    /// The fields of the head, (name, value).
-    pub fn fields(&self) -> Fields<'_> {
+    /// The fields of the head without the request id: its own, with a route's changes.
+    pub fn listed(&self) -> Listed<'_> {
         let own = match &self.head {
             ReplyHead::Backend(head) => OwnFields::Backend(head.fields()),
             ReplyHead::Local => OwnFields::Local(Some((&b"content-type"[..], TEXT_PLAIN))),
         };
-        let listed = match self.extra.as_deref() {
+        match self.extra.as_deref() {
             // The common reply: its own fields, with no filter to run on each.
             None => Listed::Plain(own),
             Some(extra) => Listed::Changed(own, extra, 0),
-        };
+        }
+    }
+
+    /// The fields of the head, (name, value), the request id's included.
+    pub fn fields(&self) -> Fields<'_> {
+        let listed = self.listed();
         let id = (self.request_id.as_deref())
             .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
         Fields { listed, id }
