@@ -120,7 +120,7 @@ pub(crate) enum NoFleet {}
 
 #[cfg(not(feature = "demo"))]
 impl NoFleet {
-    pub(crate) fn show(&self, _: &Daemon) -> tokio::task::JoinHandle<()> {
+    pub(crate) fn show(&self, _: &Daemon, _: bool) -> tokio::task::JoinHandle<()> {
         match *self {}
     }
 
