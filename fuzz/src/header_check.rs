@@ -76,6 +76,7 @@ pub fn check(data: &[u8]) {
                 append,
                 proto: b"http",
             },
+            request_id: None,
         });
         let written = header_section(&head);
         for name in HOP_BY_HOP

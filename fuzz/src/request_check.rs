@@ -79,6 +79,7 @@ fn forwarded_head_parses_back(head: &RequestHead) {
             append: false,
             proto: b"http",
         },
+        request_id: None,
     });
     // Read back by httparse (hyper's parser) with room for the fields the balancer adds: the
     // upstream head holds up to five more than the client's, so a backend's own limit on the

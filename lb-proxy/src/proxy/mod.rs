@@ -104,7 +104,7 @@ pub(crate) fn serve<'a>(
         let server = &runtime.config.server;
         // Boxed at once: it lives across the request's awaits, and the reply carries it.
         let request_id = (runtime.request_id.as_ref()).map(|name| {
-            let id = request_id::assign(&mut request.parts.headers, name, client.trusted);
+            let id = request_id::resolve(&request.parts.headers, name, client.trusted);
             Box::new((name.clone(), id))
         });
         if let (Some(logged), Some(field)) = (log.as_deref_mut(), &request_id) {
@@ -164,8 +164,9 @@ pub(crate) fn serve<'a>(
                     break 'answer refuse(&request, status, respond::TOO_LARGE);
                 }
             };
+            let id = request_id.as_deref();
             let mut prepared =
-                prepare::prepare(server, client, &request, to_backend, fault, started);
+                prepare::prepare(server, client, &request, to_backend, fault, started, id);
             // Borrowed, not moved: the prepared request is large, and moving it costs a copy.
             let reply = attempt::attempts(shared, pool, route, client, &mut prepared, log).await;
             match response_fields {

@@ -178,3 +178,29 @@ async fn h2c_responses_carry_the_id() {
     assert!(generated(id), "{id}");
     daemon.shutdown().await;
 }
+
+/// An HTTP/1.0 request without `Host` has its head written per attempt: the id is there too,
+/// once, in place of the client's.
+#[tokio::test]
+async fn a_request_without_host_carries_one_id_upstream() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, "").await;
+    let mut stream = tokio::net::TcpStream::connect(daemon.listen_addr)
+        .await
+        .unwrap();
+    let (answer, _) = crate::support::raw::ask(
+        &mut stream,
+        b"GET /echo HTTP/1.0\r\nX-Request-Id: forged\r\n\r\n",
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let returned = header(&answer.head, "x-request-id").unwrap().to_owned();
+    assert!(generated(&returned), "{returned}");
+    let body = String::from_utf8_lossy(&answer.body).into_owned();
+    let upstream: Vec<&str> = body
+        .lines()
+        .filter_map(|line| line.strip_prefix("x-request-id: "))
+        .collect();
+    assert_eq!(upstream, [returned.as_str()], "{body}");
+    daemon.shutdown().await;
+}
