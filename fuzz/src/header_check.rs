@@ -77,6 +77,7 @@ pub fn check(data: &[u8]) {
                 proto: b"http",
             },
             upgrade: None,
+            request_id: None,
         });
         let written = header_section(&head);
         for name in HOP_BY_HOP

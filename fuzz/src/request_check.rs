@@ -86,6 +86,7 @@ fn forwarded_head_parses_back(head: &RequestHead) {
             .then(|| head.parts.headers.get(http::header::UPGRADE))
             .flatten()
             .map(|value| value.as_bytes()),
+        request_id: None,
     });
     // An upgrade is forwarded only for a well-formed upgrade request, and then once.
     let text = String::from_utf8_lossy(&written).to_ascii_lowercase();

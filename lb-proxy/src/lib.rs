@@ -18,12 +18,14 @@
 //!   selectors, retry policies and budgets.
 //! - `upstream`: backends, their pools and connections, the health checker, the wait queue and
 //!   slow start; `policy`: the state of route policies (rate limiters, auth schemes).
+//! - `access_log`: the access log's records, formats and writer thread (under `upstream`).
 //! - Leaves any layer may use: [`proto`] (the pure HTTP/1.1 codec), `metrics`, `shutdown`,
 //!   `clock`, and `side_listener` (the small HTTP endpoints: metrics, admin).
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 #![warn(clippy::large_futures)]
 
+mod access_log;
 mod clock;
 mod conn;
 mod daemon;

@@ -51,6 +51,8 @@ pub struct Runtime {
     pub as_before: bool,
     /// The route policies' state.
     pub policies: Arc<Policies>,
+    /// The request id's header, when ids are on.
+    pub request_id: Option<http::HeaderName>,
 }
 
 /// What a pool keeps from one snapshot to the next.
@@ -291,6 +293,10 @@ impl Runtime {
             path_rules: config.path_normalization.rules(),
             forward_normalized: config.path_normalization.forward == ForwardPath::Normalized,
             as_before: config.routes.is_empty() && config.path_normalization.is_default(),
+            // Validation took a header name; a name http refuses would switch ids off.
+            request_id: (config.request_id.enabled)
+                .then(|| http::HeaderName::from_bytes(config.request_id.header.as_bytes()).ok())
+                .flatten(),
             config,
             backends,
             pools,
@@ -403,6 +409,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// The daemon's shutdown signal.
     pub shutdown: Arc<Shutdown>,
+    /// The access log, when `access_log` is on; set up at start (a change needs a restart).
+    pub access_log: Option<Arc<crate::access_log::AccessLog>>,
 }
 
 impl Shared {
@@ -418,6 +426,7 @@ impl Shared {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
             shutdown,
+            access_log: None,
         }
     }
 }

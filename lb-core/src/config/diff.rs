@@ -20,6 +20,7 @@ use super::model::{
     BackendConfig, CircuitBreakerConfig, Config, HealthCheckConfig, LoadBalancerConfig,
     MetricsConfig, PoolConfig, QueueConfig, ServerConfig, UpstreamConfig,
 };
+use super::observe::{AccessLogConfig, RequestIdConfig};
 use super::operate::{AdminConfig, ReloadConfig};
 use crate::config::RetryConfig;
 
@@ -92,6 +93,10 @@ pub enum Change {
     Admin(AdminConfig),
     /// How reloads happen.
     Reload(ReloadConfig),
+    /// The access log.
+    AccessLog(AccessLogConfig),
+    /// The request id.
+    RequestId(RequestIdConfig),
 }
 
 impl Change {
@@ -104,6 +109,9 @@ impl Change {
             }
             Change::Server(server) if server.tls.is_some() != old.server.tls.is_some() => {
                 Some("server.tls on or off: the listener's kind is set when it starts")
+            }
+            Change::AccessLog(_) => {
+                Some("access_log: the log's writer and its buffer are set up when lb starts")
             }
             _ => None,
         }
@@ -134,6 +142,8 @@ impl Change {
             Change::Metrics(_) => "metrics".to_owned(),
             Change::Admin(_) => "admin".to_owned(),
             Change::Reload(_) => "reload".to_owned(),
+            Change::AccessLog(_) => "access_log".to_owned(),
+            Change::RequestId(_) => "request_id".to_owned(),
         }
     }
 }
@@ -214,6 +224,8 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     section!(metrics, Metrics);
     section!(admin, Admin);
     section!(reload, Reload);
+    section!(access_log, AccessLog);
+    section!(request_id, RequestId);
     changes
 }
 
@@ -349,7 +361,9 @@ pub fn apply_pools(pools: &[PoolConfig], changes: &[Change]) -> Vec<PoolConfig> 
             | Change::Server(_)
             | Change::Metrics(_)
             | Change::Admin(_)
-            | Change::Reload(_) => {}
+            | Change::Reload(_)
+            | Change::AccessLog(_)
+            | Change::RequestId(_) => {}
         }
     }
     pools

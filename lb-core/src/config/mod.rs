@@ -19,6 +19,7 @@
 //! - `duration`: human durations, [`parse_duration`] and [`format_duration`].
 //! - `tls`: `server.tls`, `server.proxy_protocol`, `server.http_redirect`, and TLS and the
 //!   PROXY protocol towards backends.
+//! - `observe`: `access_log` and `request_id`.
 //! - `operate`: `admin` and `reload`; `diff`: what changed between two configurations, and
 //!   what a running balancer must do about it.
 //! - [`pools`], [`routes`], [`limits`], [`auth`], [`transform`]: pools, routes and the
@@ -33,6 +34,7 @@ mod http2;
 pub mod limits;
 mod model;
 pub(crate) mod node;
+mod observe;
 mod operate;
 mod policies;
 pub mod pools;
@@ -60,6 +62,10 @@ pub use model::{
     BackendConfig, CircuitBreakerConfig, Config, DEFAULT_MAX_CONNECTIONS, HealthCheckConfig,
     LoadBalancerConfig, MIN_MAX_HEADER_BYTES, MetricsConfig, RetryConfig, ServerConfig,
     UpstreamConfig,
+};
+pub use observe::{
+    AccessLogConfig, AccessLogFormat, AccessLogTarget, MAX_ACCESS_LOG_BUFFER, MAX_REQUEST_ID,
+    RequestIdConfig, SampleConfig, SyslogConfig, SyslogDestination, facility_name, is_request_id,
 };
 pub use operate::{AdminConfig, ReloadConfig, TokenSource};
 pub use tls::{

@@ -13,6 +13,7 @@ use serde::{Serialize, Serializer};
 pub use super::auth::AuthConfig;
 use super::duration;
 pub use super::limits::{RateLimitConfig, RedisConfig};
+use super::observe::{AccessLogConfig, RequestIdConfig};
 use super::operate::{AdminConfig, ReloadConfig};
 pub use super::pools::{PoolConfig, QueueConfig};
 pub use super::routes::{PathNormalizationConfig, RouteConfig};
@@ -83,6 +84,12 @@ pub struct Config {
         serialize_with = "super::auth::serialize"
     )]
     pub auth: Vec<AuthConfig>,
+    /// One line per request.
+    #[serde(skip_serializing_if = "AccessLogConfig::is_default")]
+    pub access_log: AccessLogConfig,
+    /// The id every request carries.
+    #[serde(skip_serializing_if = "RequestIdConfig::is_default")]
+    pub request_id: RequestIdConfig,
 }
 
 impl Config {
@@ -106,6 +113,8 @@ impl Config {
             rate_limits: Vec::new(),
             redis: None,
             auth: Vec::new(),
+            access_log: AccessLogConfig::default(),
+            request_id: RequestIdConfig::default(),
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::health::HealthPolicy;
 use crate::net::Cidr;
 use crate::retry::{BudgetPolicy, RetryPolicy};
 
-const SECTIONS: [&str; 17] = [
+const SECTIONS: [&str; 19] = [
     "server",
     "upstream",
     "load_balancer",
@@ -40,6 +40,9 @@ const SECTIONS: [&str; 17] = [
     "rate_limits",
     "redis",
     "auth",
+    // What is told about each request (observe.rs).
+    "access_log",
+    "request_id",
 ];
 
 /// The fields of `load_balancer`.
@@ -114,6 +117,8 @@ pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> 
     ];
     let admin = super::operate::admin(&mut w, &top, &listeners);
     let reload = super::operate::reload(&mut w, &top);
+    let access_log = super::observe::access_log(&mut w, &top);
+    let request_id = super::observe::request_id(&mut w, &top);
     tls::check_listeners(&mut w, &server, redirect_pos, &server_listen, &metrics);
     let mut config = Config {
         server,
@@ -126,6 +131,8 @@ pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> 
         metrics,
         admin,
         reload,
+        access_log,
+        request_id,
         ..Config::with_backends(Vec::new())
     };
     super::routing::read(&mut w, &top, &mut config);

@@ -19,6 +19,7 @@ use super::endpoints::{self, Endpoint, Prebound};
 use super::source::{ConfigSource, LoadError};
 use super::watch::Watcher;
 use super::{Addresses, StartError, StartOptions};
+use crate::access_log::AccessLog;
 use crate::clock;
 use crate::listener::{AcceptLoop, ConnectionLimit};
 use crate::metrics::Metrics;
@@ -134,7 +135,21 @@ impl Control {
         let config = Arc::new(config);
         metrics.config.loaded(config_hash(&config), unix_now());
         let limit = Arc::new(ConnectionLimit::new(config.server.max_client_connections));
-        let shared = Arc::new(Shared::new(config, metrics, shutdown, clock::now()));
+        let access_log = match config.access_log.enabled {
+            false => None,
+            true => {
+                let started = AccessLog::start(&config.access_log, metrics.access_log.clone());
+                let log = started.map_err(|source| StartError::AccessLog {
+                    target: describe_target(&config.access_log.target),
+                    source,
+                })?;
+                Some(Arc::new(log))
+            }
+        };
+        let shared = Arc::new(Shared {
+            access_log,
+            ..Shared::new(config, metrics, shutdown, clock::now())
+        });
         Ok(Control {
             shared,
             source: options.source,
@@ -386,4 +401,18 @@ pub(super) fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |since| since.as_secs_f64())
+}
+
+/// The access log's target as a line of text, for errors.
+fn describe_target(target: &lb_core::config::AccessLogTarget) -> String {
+    use lb_core::config::{AccessLogTarget, SyslogDestination};
+    match target {
+        AccessLogTarget::Stdout => "stdout".to_owned(),
+        AccessLogTarget::Stderr => "stderr".to_owned(),
+        AccessLogTarget::File(path) => path.display().to_string(),
+        AccessLogTarget::Syslog(syslog) => match &syslog.destination {
+            SyslogDestination::Socket(path) => format!("syslog {}", path.display()),
+            SyslogDestination::Address(address) => format!("syslog udp {address}"),
+        },
+    }
 }

@@ -60,6 +60,15 @@ pub enum StartError {
     /// An authentication scheme's key file could not be read or parsed.
     #[error("{0}")]
     Auth(String),
+    /// The access log's target could not be opened.
+    #[error("access log {target}: {source}")]
+    AccessLog {
+        /// The target, as the configuration names it.
+        target: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// How the daemon starts, besides its configuration.
@@ -121,6 +130,14 @@ impl Reloader {
     pub async fn apply(&self, config: Config) -> Result<ReloadReport, ReloadError> {
         self.0.apply(config).await
     }
+
+    /// Reopens the access log's file (after logrotate renamed it): the next line goes to a
+    /// new file at the configured path. Nothing happens for other targets.
+    pub fn reopen_logs(&self) {
+        if let Some(log) = &self.0.shared.access_log {
+            log.reopen();
+        }
+    }
 }
 
 /// How often idle upstream connections are looked at.
@@ -141,6 +158,7 @@ impl Daemon {
     /// A listener could not be bound, or the admin token could not be read.
     pub async fn start_with(config: Config, options: StartOptions) -> Result<Daemon, StartError> {
         let shutdown = Arc::new(Shutdown::default());
+        // Boxed: the start runs once, and its future is large.
         let control = Arc::new(Box::pin(Control::start(config, options, shutdown.clone())).await?);
         let addresses = control.install().await;
         let sweep = tokio::spawn(sweep_pools(control.clone()));

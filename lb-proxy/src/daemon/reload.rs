@@ -172,6 +172,8 @@ pub(super) async fn apply(
             Change::Server(server) => control.limit.resize(server.max_client_connections),
             // Endpoints move or restart below, with the sockets bound above.
             Change::Metrics(_) | Change::Admin(_) => {}
+            // The access log needs a restart; the request id is read from the snapshot.
+            Change::AccessLog(_) | Change::RequestId(_) => {}
             Change::Reload(_) => live.watcher = None,
         }
     }

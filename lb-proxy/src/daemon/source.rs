@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use lb_core::config::Config;
+use lb_core::config::{AccessLogTarget, Config};
 
 /// A configuration file and the command line's overrides of it.
 #[derive(Debug, Clone)]
@@ -16,6 +16,8 @@ pub struct ConfigSource {
     pub listen: Option<SocketAddr>,
     /// Overrides `metrics.listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// Overrides `access_log.target`, and turns the access log on.
+    pub access_log: Option<AccessLogTarget>,
 }
 
 /// Why the configuration could not be loaded.
@@ -42,6 +44,7 @@ impl ConfigSource {
             path: path.into(),
             listen: None,
             metrics_listen: None,
+            access_log: None,
         }
     }
 
@@ -67,6 +70,10 @@ impl ConfigSource {
         }
         if let Some(listen) = self.metrics_listen {
             config.metrics.listen = listen;
+        }
+        if let Some(target) = &self.access_log {
+            config.access_log.enabled = true;
+            config.access_log.target = target.clone();
         }
     }
 }

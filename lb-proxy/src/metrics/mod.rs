@@ -6,11 +6,13 @@
 //! The exposition is the Prometheus text format 0.0.4 (what `promtool check metrics` reads), served
 //! by [`serve`] on its own listener.
 
+pub mod access_log;
 mod backend;
 pub mod route;
 mod serve;
 pub mod tls;
 
+pub use access_log::AccessLogMetrics;
 pub use backend::BackendMetrics;
 pub(crate) use backend::{BackendFamilies, BackendRegistry};
 pub use route::{PoolLabels, RouteHandles};
@@ -239,6 +241,8 @@ pub struct Metrics {
     pub tls: tls::TlsMetrics,
     /// Route policies, the pools' queues, Redis.
     pub policy: route::PolicyMetrics,
+    /// The access log's lines, drops and write errors.
+    pub access_log: AccessLogMetrics,
 }
 
 impl Metrics {
@@ -394,7 +398,9 @@ impl Metrics {
             runtime_tasks.clone(),
         );
         let policy = route::PolicyMetrics::register(&mut registry);
+        let access_log = AccessLogMetrics::register(&mut registry);
         Self {
+            access_log,
             registry,
             requests: route_families.requests.clone(),
             families,

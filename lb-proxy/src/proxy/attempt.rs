@@ -12,10 +12,12 @@ use lb_core::balance::{Balancer, PickContext};
 use lb_core::retry::FailureKind;
 
 use super::ClientInfo;
+use super::logged::Logged;
 use super::prepare::Prepared;
 use super::reply::Reply;
 use super::respond;
 use super::settle::{self, Settled};
+use crate::access_log::{AttemptEnd, Record};
 use crate::clock;
 use crate::runtime::{PoolRuntime, RouteRuntime, Shared};
 use crate::upstream::backend::{Backend, EligibleView};
@@ -29,6 +31,7 @@ pub(crate) async fn attempts(
     route: &RouteRuntime,
     client: &ClientInfo,
     prepared: &mut Prepared,
+    mut log: Option<&mut Logged>,
 ) -> Reply {
     pool.budget.deposit(prepared.started);
     let mut tried: Vec<usize> = Vec::new();
@@ -109,6 +112,9 @@ pub(crate) async fn attempts(
             backend.pool.send(backend.addr, outgoing, now).await
         })
         .await;
+        if let Some(logged) = log.as_deref_mut() {
+            record_attempt(&mut logged.record, &backend, &outcome, now);
+        }
         let handles = &pool.handles[index][route.slot];
         let settled = settle::settle(
             shared, pool, route, handles, &backend, prepared, attempt, outcome, slot, admission,
@@ -116,6 +122,9 @@ pub(crate) async fn attempts(
         match settled {
             Settled::Answer(reply) => return reply,
             Settled::Retry { backoff, kind } => {
+                if let Some(logged) = log.as_deref_mut() {
+                    logged.record.retried(kind.label());
+                }
                 if !settle::wait_backoff(backoff, prepared.deadline).await {
                     let failure = Some((index, FailureKind::ResponseTimeout));
                     return out_of_backends(shared, pool, route, prepared, failure);
@@ -126,6 +135,23 @@ pub(crate) async fn attempts(
             }
         }
     }
+}
+
+/// Adds an attempt's backend, outcome and duration (from `sent` to now) to the log's record.
+#[cold]
+fn record_attempt(
+    record: &mut Record,
+    backend: &Backend,
+    outcome: &settle::Outcome,
+    sent: Instant,
+) {
+    let end = match outcome {
+        Ok(Ok((head, _))) => AttemptEnd::Status(head.status.as_u16()),
+        Ok(Err(failure)) => AttemptEnd::Failure(settle::classify(failure).label()),
+        Err(_) => AttemptEnd::Failure(FailureKind::ResponseTimeout.label()),
+    };
+    let duration = clock::now().saturating_duration_since(sent);
+    record.attempt(backend.metrics.name.clone(), end, duration);
 }
 
 /// The answer when no attempt is left: the last failure's status, or 503 when no backend was

@@ -14,14 +14,18 @@
 //! - [`edge`]: the redirect listener's 308 and TLS's 421, answered before any backend.
 //! - [`body`]: the bodies by direction, and the pipe our HTTP/1 loop feeds.
 //! - [`reply`]: what the request path answers.
+//! - [`logged`]: the request path with the access log on.
+//! - [`request_id`]: the id every request carries.
 
 pub(crate) mod attempt;
 pub(crate) mod body;
 pub(crate) mod client;
 pub(crate) mod edge;
+pub(crate) mod logged;
 pub(crate) mod policy;
 pub(crate) mod prepare;
 pub(crate) mod reply;
+pub(crate) mod request_id;
 pub(crate) mod respond;
 pub(crate) mod route;
 pub(crate) mod settle;
@@ -62,16 +66,34 @@ pub(crate) fn limits(server: &lb_core::config::ServerConfig) -> Limits {
 }
 
 /// Proxies one request to a backend and returns the reply to send.
+pub(crate) fn handle<'a>(
+    shared: &'a Shared,
+    client: &'a Arc<ClientInfo>,
+    request: ClientRequest,
+) -> impl Future<Output = Reply> + Send + 'a {
+    serve(shared, client, request, None)
+}
+
+/// The request path: `log`, when the access log is on, gathers the request's facts (`None`
+/// takes the log's path when the log is on).
 ///
 /// A function returning an `async move` block: an `async fn` would hold its arguments twice in
 /// the request's future (docs/performance.md, item 21).
 #[allow(clippy::manual_async_fn)] // see above
-pub(crate) fn handle<'a>(
+pub(crate) fn serve<'a>(
     shared: &'a Shared,
     client: &'a Arc<ClientInfo>,
     mut request: ClientRequest,
-) -> impl Future<Output = Reply> + 'a {
+    mut log: Option<&'a mut logged::Logged>,
+) -> impl Future<Output = Reply> + Send + 'a {
     async move {
+        // With the access log on, the request runs again inside [`logged::logged`], boxed:
+        // off, the request's future holds no room for the log's.
+        if log.is_none()
+            && let Some(access_log) = &shared.access_log
+        {
+            return Box::pin(logged::logged(shared, access_log, client, request)).await;
+        }
         if let Some(edge) = &client.edge
             && let Some(reply) = edge::intercept(shared, edge, &request)
         {
@@ -80,56 +102,80 @@ pub(crate) fn handle<'a>(
         let started = clock::now();
         let runtime = shared.runtime.load_full();
         let server = &runtime.config.server;
-        let route = match route::find(&runtime, &mut request) {
-            Ok(index) => &runtime.routes[index],
-            Err(why) => return route::refusal(shared, &request, why),
-        };
-        let mut response_fields = None;
-        if route.local_limit_only {
-            if let Some(refused) = policy::limit_only(shared, &runtime, route, client, &request) {
-                return refused;
-            }
-        } else if route.has_policy {
-            // Boxed: most routes have no policy, and its future would take room in every
-            // request's.
-            match Box::pin(policy::apply(shared, &runtime, route, client, &mut request)).await {
-                Ok(fields) => response_fields = fields,
-                Err(reply) => return reply,
-            }
+        // Boxed at once: it lives across the request's awaits, and the reply carries it.
+        let request_id = (runtime.request_id.as_ref()).map(|name| {
+            let id = request_id::resolve(&request.parts.headers, name, client.trusted);
+            Box::new((name.clone(), id))
+        });
+        if let (Some(logged), Some(field)) = (log.as_deref_mut(), &request_id) {
+            logged.record.request_id = Some(field.1.clone());
         }
-        // Validation gives every route without an answer of its own a pool.
-        let Some(pool) = route.pool.and_then(|index| runtime.pools.get(index)) else {
-            let method = MethodLabel::of(&request.parts.method);
-            let text = "500 internal error: the route has no pool\n";
-            let status = StatusCode::INTERNAL_SERVER_ERROR;
-            return respond::refuse(shared, &route.name, method, status, text).closing();
-        };
-        // Only a request with a body needs to learn whether that body failed.
-        let fault: Option<Arc<BodyFault>> = request.body.is_some().then(Default::default);
-        let refuse = |request: &ClientRequest, status, text| {
-            let method = MethodLabel::of(&request.parts.method);
-            respond::refuse(shared, &route.name, method, status, text).closing()
-        };
-        let to_backend = match prepare::take_body(server, &mut request, &fault) {
-            Ok(prepare::Body::Ready(body)) => body,
-            // Boxed: most requests have no body to read first.
-            Ok(prepare::Body::Buffer(body)) => {
-                match Box::pin(prepare::buffer(body, server.request_timeout, &fault)).await {
-                    Ok(bytes) => ToBackend::Buffered(bytes),
-                    Err((status, text)) => return refuse(&request, status, text),
+        // Every answer leaves this block, so that each carries the request id.
+        let mut reply = 'answer: {
+            let route = match route::find(&runtime, &mut request) {
+                Ok(index) => &runtime.routes[index],
+                Err(why) => break 'answer route::refusal(shared, &request, why),
+            };
+            if let Some(logged) = log.as_deref_mut() {
+                logged.record.route = Some(route.name.clone());
+            }
+            let mut response_fields = None;
+            if route.local_limit_only {
+                if let Some(refused) = policy::limit_only(shared, &runtime, route, client, &request)
+                {
+                    break 'answer refused;
+                }
+            } else if route.has_policy {
+                // Boxed: most routes have no policy, and its future would take room in every
+                // request's.
+                match Box::pin(policy::apply(shared, &runtime, route, client, &mut request)).await {
+                    Ok(fields) => response_fields = fields,
+                    Err(reply) => break 'answer reply,
                 }
             }
-            Err(prepare::TooLarge) => {
-                return refuse(&request, StatusCode::PAYLOAD_TOO_LARGE, respond::TOO_LARGE);
+            // Validation gives every route without an answer of its own a pool.
+            let Some(pool) = route.pool.and_then(|index| runtime.pools.get(index)) else {
+                let method = MethodLabel::of(&request.parts.method);
+                let text = "500 internal error: the route has no pool\n";
+                let status = StatusCode::INTERNAL_SERVER_ERROR;
+                break 'answer respond::refuse(shared, &route.name, method, status, text).closing();
+            };
+            // Only a request with a body needs to learn whether that body failed.
+            let fault: Option<Arc<BodyFault>> = request.body.is_some().then(Default::default);
+            if let Some(logged) = log.as_deref_mut() {
+                logged.record.pool = Some(pool.state.name.clone());
+                logged.body = fault.clone();
+            }
+            let refuse = |request: &ClientRequest, status, text| {
+                let method = MethodLabel::of(&request.parts.method);
+                respond::refuse(shared, &route.name, method, status, text).closing()
+            };
+            let to_backend = match prepare::take_body(server, &mut request, &fault) {
+                Ok(prepare::Body::Ready(body)) => body,
+                // Boxed: most requests have no body to read first.
+                Ok(prepare::Body::Buffer(body)) => {
+                    match Box::pin(prepare::buffer(body, server.request_timeout, &fault)).await {
+                        Ok(bytes) => ToBackend::Buffered(bytes),
+                        Err((status, text)) => break 'answer refuse(&request, status, text),
+                    }
+                }
+                Err(prepare::TooLarge) => {
+                    let status = StatusCode::PAYLOAD_TOO_LARGE;
+                    break 'answer refuse(&request, status, respond::TOO_LARGE);
+                }
+            };
+            let id = request_id.as_deref();
+            let mut prepared =
+                prepare::prepare(server, client, &request, to_backend, fault, started, id);
+            // Borrowed, not moved: the prepared request is large, and moving it costs a copy.
+            let reply = attempt::attempts(shared, pool, route, client, &mut prepared, log).await;
+            match response_fields {
+                None => reply,
+                Some(fields) => with_fields(reply, fields),
             }
         };
-        let mut prepared = prepare::prepare(server, client, &request, to_backend, fault, started);
-        // Borrowed, not moved: the prepared request is large, and moving it costs a copy.
-        let reply = attempt::attempts(shared, pool, route, client, &mut prepared).await;
-        match response_fields {
-            None => reply,
-            Some(fields) => with_fields(reply, fields),
-        }
+        reply.request_id = request_id;
+        reply
     }
 }
 

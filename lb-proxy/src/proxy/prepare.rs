@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::{HeaderName, HeaderValue, Method, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use lb_core::retry::is_idempotent;
@@ -69,9 +69,10 @@ impl Prepared {
     pub fn head_for(&self, client: &ClientInfo, authority: &[u8]) -> Bytes {
         match (&self.head, &self.unhosted) {
             (Some(head), _) => head.clone(),
-            // Only HTTP/1.0 names no host, and it has no upgrades.
+            // Only HTTP/1.0 names no host, and it has no upgrades; the request id is among the
+            // kept parts' fields.
             (None, Some(parts)) => {
-                encode(parts, None, authority, self.framing_field, client, false)
+                encode(parts, None, authority, self.framing_field, client, false, None)
             }
             (None, None) => unreachable!("a request has a head or keeps its parts"),
         }
@@ -130,6 +131,7 @@ pub(crate) fn prepare(
     to_backend: ToBackend,
     fault: Option<Arc<BodyFault>>,
     started: Instant,
+    request_id: Option<&(HeaderName, HeaderValue)>,
 ) -> Prepared {
     let ClientRequest { parts, meta, .. } = request;
     let replayable = !matches!(to_backend, ToBackend::Streaming(_));
@@ -162,6 +164,7 @@ pub(crate) fn prepare(
             framing_field,
             client,
             meta.upgrade,
+            request_id,
         )
     });
     Prepared {
@@ -170,7 +173,7 @@ pub(crate) fn prepare(
         idempotent: is_idempotent(parts.method.as_str()),
         expect_body: parts.method != Method::HEAD,
         deadline: tokio::time::Instant::from_std(started + server.request_timeout),
-        unhosted: head.is_none().then(|| Box::new(parts.clone())),
+        unhosted: head.is_none().then(|| unhosted(parts, request_id)),
         to_backend,
         framing,
         framing_field,
@@ -183,8 +186,22 @@ pub(crate) fn prepare(
     }
 }
 
+/// The request's parts, kept to write its head per attempt, with the request id among its
+/// fields (in place of the client's).
+#[cold]
+fn unhosted(
+    parts: &http::request::Parts,
+    request_id: Option<&(HeaderName, HeaderValue)>,
+) -> Box<http::request::Parts> {
+    let mut parts = Box::new(parts.clone());
+    if let Some((name, value)) = request_id {
+        parts.headers.insert(name.clone(), value.clone());
+    }
+    parts
+}
+
 /// The upstream head: origin-form target, `host` as `Host`, the client's host (if it named one)
-/// as `X-Forwarded-Host`; the client's `Upgrade` when `upgrade`.
+/// as `X-Forwarded-Host`; the client's `Upgrade` when `upgrade`; the request id.
 fn encode(
     parts: &http::request::Parts,
     client_host: Option<&[u8]>,
@@ -192,6 +209,7 @@ fn encode(
     framing: FramingField,
     client: &ClientInfo,
     upgrade: bool,
+    request_id: Option<&(HeaderName, HeaderValue)>,
 ) -> Bytes {
     let target = match parts.uri.path_and_query() {
         Some(target) => target.as_str().as_bytes(),
@@ -213,6 +231,7 @@ fn encode(
             true => (parts.headers.get(http::header::UPGRADE)).map(|value| value.as_bytes()),
             false => None,
         },
+        request_id: request_id.map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes())),
     }))
 }
 

@@ -36,6 +36,9 @@ pub struct Reply {
     /// Fields a route or policy changes (removed, then added); boxed and absent on the common
     /// path, so a plain reply stays small.
     pub extra: Option<Box<Extra>>,
+    /// The request id's field, written last in place of any the backend sent. Boxed: a reply
+    /// moves several times, and ids may be off.
+    pub request_id: Option<Box<(HeaderName, HeaderValue)>>,
 }
 
 /// A reply's own fields: the backend's, or the balancer's one field.
@@ -58,22 +61,47 @@ impl<'r> Iterator for OwnFields<'r> {
     }
 }
 
-/// The fields of a reply's head, as [`Reply::fields`] gives them.
-pub enum Fields<'r> {
+/// The fields of a reply's head, as [`Reply::fields`] gives them: its own and changed ones,
+/// then the request id (in place of any of the same name).
+pub struct Fields<'r> {
+    listed: Listed<'r>,
+    id: Option<(&'r [u8], &'r [u8])>,
+}
+
+impl<'r> Iterator for Fields<'r> {
+    type Item = (&'r [u8], &'r [u8]);
+
+    // Always: the head writer's loop over the fields was one function before the request id.
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        let Some((id_name, _)) = self.id else {
+            return self.listed.next();
+        };
+        for (name, value) in self.listed.by_ref() {
+            if !name.eq_ignore_ascii_case(id_name) {
+                return Some((name, value));
+            }
+        }
+        self.id.take()
+    }
+}
+
+/// A reply's own fields, with a route's changes.
+pub enum Listed<'r> {
     /// No field changed.
     Plain(OwnFields<'r>),
     /// Its own fields less those removed, then those added (the index of the next).
     Changed(OwnFields<'r>, &'r Extra, usize),
 }
 
-impl<'r> Iterator for Fields<'r> {
+impl<'r> Iterator for Listed<'r> {
     type Item = (&'r [u8], &'r [u8]);
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         match self {
-            Fields::Plain(own) => own.next(),
-            Fields::Changed(own, extra, added) => {
+            Listed::Plain(own) => own.next(),
+            Listed::Changed(own, extra, added) => {
                 for (name, value) in own.by_ref() {
                     let removed = (extra.remove.iter())
                         .any(|r| r.as_str().as_bytes().eq_ignore_ascii_case(name));
@@ -116,6 +144,7 @@ impl Reply {
             body: ToClient::Fixed(Some(text.into())),
             close: false,
             extra: None,
+            request_id: None,
         }
     }
 
@@ -130,17 +159,25 @@ impl Reply {
         self
     }
 
-    /// The fields of the head, (name, value).
-    pub fn fields(&self) -> Fields<'_> {
+    /// The fields of the head without the request id: its own, with a route's changes.
+    pub fn listed(&self) -> Listed<'_> {
         let own = match &self.head {
             ReplyHead::Backend(head) => OwnFields::Backend(head.fields()),
             ReplyHead::Local => OwnFields::Local(Some((&b"content-type"[..], TEXT_PLAIN))),
         };
         match self.extra.as_deref() {
             // The common reply: its own fields, with no filter to run on each.
-            None => Fields::Plain(own),
-            Some(extra) => Fields::Changed(own, extra, 0),
+            None => Listed::Plain(own),
+            Some(extra) => Listed::Changed(own, extra, 0),
         }
+    }
+
+    /// The fields of the head, (name, value), the request id's included.
+    pub fn fields(&self) -> Fields<'_> {
+        let listed = self.listed();
+        let id = (self.request_id.as_deref())
+            .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
+        Fields { listed, id }
     }
 
     /// Room the fields take when written.
@@ -150,7 +187,9 @@ impl Reply {
                 .map(|(n, v)| n.as_str().len() + v.len() + 4)
                 .sum()
         });
+        let id = (self.request_id.as_deref()).map_or(0, |(n, v)| n.as_str().len() + v.len() + 4);
         extra
+            + id
             + match &self.head {
                 ReplyHead::Backend(head) => head.size(),
                 ReplyHead::Local => 48,
@@ -183,6 +222,7 @@ impl Reply {
             body,
             close,
             extra,
+            request_id,
         } = self;
         let mut response = Response::new(body);
         *response.status_mut() = status;
@@ -203,6 +243,10 @@ impl Reply {
             for (name, value) in extra.add {
                 headers.append(name, value);
             }
+        }
+        if let Some(field) = request_id {
+            let (name, value) = *field;
+            headers.insert(name, value);
         }
         if head_request && let Some(length) = declared {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));

@@ -48,6 +48,7 @@ pub(crate) fn proxied(
         sent: 0,
         connection: None,
         route: route.clone(),
+        log: None,
     };
     Reply {
         status: head.status,
@@ -55,6 +56,7 @@ pub(crate) fn proxied(
         body: ToClient::proxied(body, completion),
         close,
         extra: None,
+        request_id: None,
     }
 }
 

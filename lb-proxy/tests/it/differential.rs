@@ -42,7 +42,7 @@ async fn outcome(request: &[u8], h2c: bool) -> Outcome {
             } else {
                 body
             };
-            (head.replace(&address, "BACKEND"), body)
+            (request_id_masked(&head.replace(&address, "BACKEND")), body)
         })
         .collect();
     daemon.shutdown().await;
@@ -50,6 +50,21 @@ async fn outcome(request: &[u8], h2c: bool) -> Outcome {
         status: answer.status(),
         backend,
     }
+}
+
+/// `head` with the request id's value masked: each request gets a new one, on either path.
+fn request_id_masked(head: &str) -> String {
+    let mut masked = String::with_capacity(head.len());
+    for line in head.split_inclusive("\r\n") {
+        match line.strip_prefix("x-request-id: ") {
+            Some(id) => {
+                assert_eq!(id.trim_end().len(), 32, "a generated id: {line}");
+                masked.push_str("x-request-id: ID\r\n");
+            }
+            None => masked.push_str(line),
+        }
+    }
+    masked
 }
 
 /// The data of a chunked body (the codec's own decoder: it is tested on its own).

@@ -10,7 +10,7 @@ const LAYERS: &[&[&str]] = &[
     &["clock", "proto", "shutdown"],
     &["side_listener"],
     &["metrics"],
-    &["tls"],
+    &["tls", "access_log"],
     &["upstream", "policy"],
     &["runtime"],
     &["proxy"],

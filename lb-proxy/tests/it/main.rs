@@ -3,6 +3,7 @@
 
 mod support;
 
+mod access_log;
 mod admin_api;
 mod auth;
 mod differential;
@@ -21,6 +22,7 @@ mod proxy_protocol;
 mod queue;
 mod reload;
 mod reload_routes;
+mod request_id;
 mod resilience;
 mod routes;
 mod routing;

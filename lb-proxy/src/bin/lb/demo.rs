@@ -113,7 +113,7 @@ pub(crate) const REPORT_EVERY: std::time::Duration = std::time::Duration::from_s
 /// Sends the demo's own light traffic (`GET /` every [`TRAFFIC_EVERY`]) through the balancer and
 /// prints, every [`REPORT_EVERY`], which backend answered how many: the rotation, and a backend
 /// leaving and rejoining it, are visible without a second terminal.
-pub(crate) fn drive_traffic(listen: SocketAddr) -> tokio::task::JoinHandle<()> {
+pub(crate) fn drive_traffic(listen: SocketAddr, to_stderr: bool) -> tokio::task::JoinHandle<()> {
     use http_body_util::Empty;
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
@@ -146,7 +146,10 @@ pub(crate) fn drive_traffic(listen: SocketAddr) -> tokio::task::JoinHandle<()> {
                     }
                 }
                 _ = report.tick() => {
-                    println!("{}", tally.line(REPORT_EVERY));
+                    match to_stderr {
+                        true => eprintln!("{}", tally.line(REPORT_EVERY)),
+                        false => println!("{}", tally.line(REPORT_EVERY)),
+                    }
                     tally = Tally::default();
                 }
             }
@@ -220,17 +223,23 @@ impl Fleet {
     }
 
     /// Prints what to try, and starts the demo's own light traffic.
-    pub(crate) fn show(&self, daemon: &lb_proxy::Daemon) -> tokio::task::JoinHandle<()> {
-        println!(
-            "{}",
-            banner(
-                daemon.listen_addr,
-                daemon.metrics_addr,
-                daemon.admin_addr,
-                &self.backends
-            )
+    /// `to_stderr`: stdout carries the access log, which the demo's text would interleave.
+    pub(crate) fn show(
+        &self,
+        daemon: &lb_proxy::Daemon,
+        to_stderr: bool,
+    ) -> tokio::task::JoinHandle<()> {
+        let banner = banner(
+            daemon.listen_addr,
+            daemon.metrics_addr,
+            daemon.admin_addr,
+            &self.backends,
         );
-        drive_traffic(daemon.listen_addr)
+        match to_stderr {
+            true => eprintln!("{banner}"),
+            false => println!("{banner}"),
+        }
+        drive_traffic(daemon.listen_addr, to_stderr)
     }
 
     /// Stops the backends.

@@ -28,6 +28,10 @@ struct Args {
     /// Listen address for metrics, overriding `metrics.listen`.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// Access log target, overriding `access_log.target` and turning the log on: `-` for
+    /// stdout, or a file's path.
+    #[arg(long, value_name = "TARGET")]
+    access_log: Option<PathBuf>,
     /// Run a self-contained demo: three in-process backends behind the balancer.
     #[arg(long, conflicts_with = "check")]
     demo: bool,
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         path: args.config.clone(),
         listen: args.listen,
         metrics_listen: args.metrics_listen,
+        access_log: args.access_log.as_deref().map(startup::access_log_target),
     };
     let config = match args.demo {
         true => None,
@@ -114,6 +119,9 @@ async fn serve(config: Option<Config>, source: ConfigSource, args: &Args) -> Exi
         }
     };
     let summary = startup::summary(&config);
+    // The demo's own text then goes to stderr, so stdout holds only the log's lines.
+    let log_on_stdout = config.access_log.enabled
+        && config.access_log.target == lb_core::config::AccessLogTarget::Stdout;
     let (inherited, handoff) = match takeover {
         Some(takeover) => {
             let (inherited, handoff) = takeover.into_parts();
@@ -139,7 +147,9 @@ async fn serve(config: Option<Config>, source: ConfigSource, args: &Args) -> Exi
     if let Some(upgrade) = upgrade {
         drop(daemon.offer_takeover(upgrade));
     }
-    let traffic = fleet.as_ref().map(|fleet| fleet.show(&daemon));
+    let traffic = fleet
+        .as_ref()
+        .map(|fleet| fleet.show(&daemon, log_on_stdout));
     let stopper = daemon.stopper();
     let reloader = daemon.reloader();
     tokio::spawn(async move {

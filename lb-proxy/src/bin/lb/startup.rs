@@ -20,6 +20,15 @@ pub(crate) fn init_logging(filter: Option<&str>) {
         .init();
 }
 
+/// The access log's target named on the command line: `-` is stdout, anything else a file.
+pub(crate) fn access_log_target(flag: &std::path::Path) -> lb_core::config::AccessLogTarget {
+    use lb_core::config::AccessLogTarget;
+    match flag.as_os_str() == "-" {
+        true => AccessLogTarget::Stdout,
+        false => AccessLogTarget::File(flag.to_path_buf()),
+    }
+}
+
 /// One line on what a configuration serves.
 pub(crate) fn summary(config: &Config) -> String {
     if !config.pools.is_empty() {
@@ -111,7 +120,7 @@ pub(crate) enum NoFleet {}
 
 #[cfg(not(feature = "demo"))]
 impl NoFleet {
-    pub(crate) fn show(&self, _: &Daemon) -> tokio::task::JoinHandle<()> {
+    pub(crate) fn show(&self, _: &Daemon, _: bool) -> tokio::task::JoinHandle<()> {
         match *self {}
     }
 
@@ -126,10 +135,11 @@ impl NoFleet {
 pub(crate) struct Signals {
     stop: [Option<tokio::signal::unix::Signal>; 2],
     hangup: Option<tokio::signal::unix::Signal>,
+    user1: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
-    /// Registers `SIGTERM`, `SIGINT` and `SIGHUP`.
+    /// Registers `SIGTERM`, `SIGINT`, `SIGHUP` and `SIGUSR1`.
     pub(crate) fn register() -> Self {
         use tokio::signal::unix::{SignalKind, signal};
         let register = |kind: SignalKind, name: &str| match signal(kind) {
@@ -148,12 +158,26 @@ impl Signals {
                 SignalKind::hangup(),
                 "SIGHUP (reload through the admin API)",
             ),
+            user1: register(
+                SignalKind::user_defined1(),
+                "SIGUSR1 (no access-log reopen)",
+            ),
         }
     }
 
     /// Reloads the configuration on every `SIGHUP`, on a task of its own; the outcome is logged
-    /// (and counted) by the reload itself. Resolves on `SIGTERM` or `SIGINT`.
+    /// (and counted) by the reload itself. Reopens the access log's file on every `SIGUSR1`
+    /// (logrotate). Resolves on `SIGTERM` or `SIGINT`.
     pub(crate) async fn serve(self, reloader: Reloader) {
+        if let Some(mut user1) = self.user1 {
+            let reloader = reloader.clone();
+            tokio::spawn(async move {
+                while user1.recv().await.is_some() {
+                    tracing::info!("SIGUSR1: reopening the access log");
+                    reloader.reopen_logs();
+                }
+            });
+        }
         if let Some(mut hangups) = self.hangup {
             tokio::spawn(async move {
                 while hangups.recv().await.is_some() {

@@ -21,6 +21,7 @@ use bytes::{Buf, BytesMut};
 use http::{Method, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::access_log::{AccessLog, Record};
 use crate::conn::stream::ClientStream;
 use crate::conn::timed_io::TimedIo;
 use crate::proto::h1::request::{self, Limits, RequestError};
@@ -91,7 +92,7 @@ pub(crate) async fn serve<S: ClientStream>(
             Err(error) => {
                 tracing::debug!(peer = %client.peer, %error, "request head refused");
                 // Boxed: the rare path should not size every connection's task.
-                Box::pin(refuse(io, &mut out, &mut buffer, shared, error)).await;
+                Box::pin(refuse(io, &mut out, &mut buffer, shared, client, error)).await;
                 return Served::Closed;
             }
         };
@@ -136,9 +137,13 @@ async fn refuse<S: ClientStream>(
     out: &mut Vec<u8>,
     buffer: &mut BytesMut,
     shared: &Shared,
+    client: &ClientInfo,
     error: RequestError,
 ) {
     let reply = refuse_request(shared, &Method::GET, error);
+    if let Some(log) = &shared.access_log {
+        log_refusal(log, client, &reply);
+    }
     let mut client_side = ClientSide {
         feeder: None,
         buffer,
@@ -155,6 +160,28 @@ async fn refuse<S: ClientStream>(
     );
     let _ = written.await;
     linger(io).await;
+}
+
+/// Logs a refused head: the peer (a head that failed is not read for `X-Forwarded-For`), the
+/// status, no request line.
+#[cold]
+fn log_refusal(log: &AccessLog, client: &ClientInfo, reply: &crate::proxy::reply::Reply) {
+    let now = crate::clock::now();
+    let mut record = Record::new(
+        std::time::SystemTime::now(),
+        now,
+        client.peer.ip(),
+        Version::HTTP_11,
+    );
+    record.status = reply.status.as_u16();
+    if let crate::proxy::body::ToClient::Fixed(Some(text)) = &reply.body {
+        record.bytes_out = text.len() as u64;
+    }
+    if let Some(tls) = client.edge.as_ref().and_then(|edge| edge.tls.as_ref()) {
+        record.tls_version = Some(tls.version);
+        record.sni = tls.sni.clone();
+    }
+    log.emit(&record);
 }
 
 /// What waiting for more request bytes gave.

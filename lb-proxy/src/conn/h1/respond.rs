@@ -143,18 +143,33 @@ fn head(
         (_, true) => ConnectionField::Close,
         (_, false) => ConnectionField::None,
     };
-    write_response_head(
-        out,
-        ClientHead {
-            version,
-            status: reply.status,
-            reason: reply.reason(),
-            fields: reply.fields(),
-            fields_size: reply.fields_size(),
-            framing: framing.field,
-            connection,
-        },
-    );
+    // Without a request id, the fields as they were before ids: no check per field.
+    match reply.request_id {
+        None => write_response_head(
+            out,
+            ClientHead {
+                version,
+                status: reply.status,
+                reason: reply.reason(),
+                fields: reply.listed(),
+                fields_size: reply.fields_size(),
+                framing: framing.field,
+                connection,
+            },
+        ),
+        Some(_) => write_response_head(
+            out,
+            ClientHead {
+                version,
+                status: reply.status,
+                reason: reply.reason(),
+                fields: reply.fields(),
+                fields_size: reply.fields_size(),
+                framing: framing.field,
+                connection,
+            },
+        ),
+    }
     (framing.body, last)
 }
 

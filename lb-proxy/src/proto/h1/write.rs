@@ -132,12 +132,16 @@ pub struct UpstreamHead<'a> {
     /// The client's `Upgrade` value, for a well-formed upgrade request only: sent with
     /// `Connection: upgrade`, the two fields the balancer otherwise drops as hop-by-hop.
     pub upgrade: Option<&'a [u8]>,
+    /// The request id: its field's name (lower case) and value, written in place of any field
+    /// of that name the client sent.
+    pub request_id: Option<(&'a [u8], &'a [u8])>,
 }
 
 /// Serialises an upstream request head: the request line, `Host`, the client's end-to-end
-/// fields (less hop-by-hop ones, those `Connection` names, framing, `Expect`, `Host` and
-/// `X-Forwarded-*`), the framing field, `Connection: upgrade` and `Upgrade` when
-/// [`UpstreamHead::upgrade`] says so, then `X-Forwarded-For`, `-Proto` and `-Host`.
+/// fields (less hop-by-hop ones, those `Connection` names, framing, `Expect`, `Host`,
+/// `X-Forwarded-*` and the request id's), the framing field, `Connection: upgrade` and
+/// `Upgrade` when [`UpstreamHead::upgrade`] says so, the request id, then `X-Forwarded-For`,
+/// `-Proto` and `-Host`.
 pub fn write_request_head(head: &UpstreamHead<'_>) -> Vec<u8> {
     let mut tokens = ConnectionTokens::default();
     for line in head.headers.get_all(header::CONNECTION) {
@@ -157,7 +161,10 @@ pub fn write_request_head(head: &UpstreamHead<'_>) -> Vec<u8> {
     for (name, value) in head.headers {
         let name = name.as_str().as_bytes();
         let forward = match FieldKind::of(name) {
-            FieldKind::Other | FieldKind::Date => !(named && tokens.names(name)),
+            FieldKind::Other | FieldKind::Date => {
+                !(named && tokens.names(name))
+                    && head.request_id.is_none_or(|(id_name, _)| id_name != name)
+            }
             _ => false,
         };
         if forward {
@@ -168,6 +175,9 @@ pub fn write_request_head(head: &UpstreamHead<'_>) -> Vec<u8> {
     if let Some(protocols) = head.upgrade {
         push_field(&mut out, b"connection", b"upgrade");
         push_field(&mut out, b"upgrade", protocols);
+    }
+    if let Some((name, value)) = head.request_id {
+        push_field(&mut out, name, value);
     }
     out.extend_from_slice(b"x-forwarded-for: ");
     if head.forwarded.append {
@@ -314,6 +324,7 @@ mod tests {
                 proto: b"http",
             },
             upgrade: None,
+            request_id: None,
         };
         String::from_utf8(write_request_head(&head)).unwrap()
     }
@@ -339,6 +350,7 @@ mod tests {
                 proto: b"http",
             },
             upgrade: None,
+            request_id: None,
         };
         let plain = String::from_utf8(write_request_head(&head)).unwrap();
         assert!(!plain.contains("upgrade"), "{plain}");
@@ -347,6 +359,39 @@ mod tests {
         let upgrade = String::from_utf8(write_request_head(&head)).unwrap();
         assert!(upgrade.contains("\r\nconnection: upgrade\r\nupgrade: websocket\r\n"));
         assert_eq!(upgrade.matches("upgrade").count(), 2, "{upgrade}");
+    }
+
+    #[test]
+    fn the_request_id_replaces_the_clients_whatever_connection_says() {
+        let headers = map(&[
+            ("x-request-id", "forged"),
+            ("connection", "x-request-id"),
+            ("x-request-id", "again"),
+            ("accept", "*/*"),
+        ]);
+        let head = UpstreamHead {
+            method: &Method::GET,
+            target: b"/",
+            host: b"shop.test",
+            client_host: None,
+            headers: &headers,
+            framing: FramingField::None,
+            forwarded: Forwarded {
+                peer: b"192.0.2.7",
+                append: false,
+                proto: b"http",
+            },
+            upgrade: None,
+            request_id: Some((b"x-request-id", b"0123abcd")),
+        };
+        let written = String::from_utf8(write_request_head(&head)).unwrap();
+        assert_eq!(written.matches("x-request-id").count(), 1, "{written}");
+        assert!(
+            written.contains("\r\nx-request-id: 0123abcd\r\n"),
+            "{written}"
+        );
+        assert!(!written.contains("forged") && !written.contains("again"));
+        assert!(written.contains("accept: */*"));
     }
 
     #[test]

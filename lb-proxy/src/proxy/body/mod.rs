@@ -12,7 +12,7 @@ pub mod pipe;
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -112,9 +112,10 @@ impl ToBackend {
 }
 
 /// What went wrong with the client's side of a body, so that the request path answers 413 or
-/// 400 (and does not blame the backend) when forwarding fails because of the client.
+/// 400 (and does not blame the backend) when forwarding fails because of the client; and how
+/// many of its bytes arrived, for the access log.
 #[derive(Debug, Default)]
-pub struct BodyFault(AtomicU8);
+pub struct BodyFault(AtomicU8, AtomicU64);
 
 const TOO_LARGE: u8 = 1;
 const MALFORMED: u8 = 2;
@@ -128,6 +129,11 @@ impl BodyFault {
     /// The client's framing was bad (invalid chunk, missing CRLF) or the client went away.
     pub fn malformed(&self) -> bool {
         self.0.load(Ordering::Relaxed) == MALFORMED
+    }
+
+    /// Request body bytes received so far.
+    pub fn received(&self) -> u64 {
+        self.1.load(Ordering::Relaxed)
     }
 
     fn raise(&self, fault: u8) {
@@ -170,6 +176,7 @@ impl Body for LimitedBody {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     self.seen += data.len() as u64;
+                    self.fault.1.store(self.seen, Ordering::Relaxed);
                     if self.seen > self.limit {
                         self.fault.raise(TOO_LARGE);
                         return Poll::Ready(Some(Err(BodyError::TooLarge { limit: self.limit })));
@@ -208,6 +215,8 @@ pub struct Completion {
     pub connection: Option<Connection>,
     /// The metric handles of the request's route on this backend.
     pub route: Arc<RouteHandles>,
+    /// The access-log record, written when the body ends; `None` with the log off.
+    pub log: Option<Box<super::logged::Logged>>,
 }
 
 impl Drop for Completion {
@@ -218,6 +227,9 @@ impl Drop for Completion {
         backend.metrics.response_size.observe(self.sent as f64);
         if let Some(connection) = self.connection.take() {
             backend.pool.put(connection, now);
+        }
+        if let Some(logged) = self.log.take() {
+            logged.finish(self.sent, now);
         }
     }
 }
