@@ -19,6 +19,7 @@
 //! - `duration`: human durations, [`parse_duration`] and [`format_duration`].
 //! - `tls`: `server.tls`, `server.proxy_protocol`, `server.http_redirect`, and TLS and the
 //!   PROXY protocol towards backends.
+//! - `discovery`: a pool's `discovery` block (backends from a file or DNS).
 //! - `operate`: `admin` and `reload`; `diff`: what changed between two configurations, and
 //!   what a running balancer must do about it.
 //! - [`pools`], [`routes`], [`limits`], [`auth`], [`transform`]: pools, routes and the
@@ -27,6 +28,7 @@
 
 pub mod auth;
 mod diff;
+mod discovery;
 mod duration;
 mod error;
 pub mod limits;
@@ -47,6 +49,10 @@ mod warnings;
 use std::path::Path;
 
 pub use diff::{Change, apply_pools, diff};
+pub use discovery::{
+    DEFAULT_DEBOUNCE, DiscoveryConfig, DiscoverySource, DnsDiscovery, RecordType,
+    parse_backend_file,
+};
 pub use duration::{format_duration, parse_duration};
 pub(crate) use error::closest;
 pub use error::{ConfigError, ConfigErrors};
