@@ -2,7 +2,7 @@
 //! (lb-proxy's `discovery` module) does the IO — watching a file, asking DNS — and calls these
 //! with what it got and the time; nothing here reads a clock or a socket.
 //!
-//! - [`named`]: discovered backends are named `<pool>/<name>` (the entry's name, else its
+//! - [`named`]: discovered backends are named `<pool>@<name>` (the entry's name, else its
 //!   address), so that names stay unique across pools whatever two sources return, and an
 //!   operator can tell a discovered backend from a written one.
 //! - [`from_addresses`] and [`from_srv`]: A/AAAA answers and SRV answers as backends. SRV
@@ -28,7 +28,7 @@ pub const SRV_WEIGHT_SCALE: u32 = 100;
 
 /// The name of a discovered backend of `pool` whose source calls it `name`.
 pub fn named(pool: &str, name: &str) -> String {
-    format!("{pool}/{name}")
+    format!("{pool}@{name}")
 }
 
 /// `backends` as `pool`'s: each renamed by [`named`].

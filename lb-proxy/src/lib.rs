@@ -27,6 +27,7 @@
 mod clock;
 mod conn;
 mod daemon;
+mod discovery;
 mod listener;
 mod metrics;
 mod policy;

@@ -93,7 +93,7 @@ fn merge_replaces_one_pools_backends() {
     let merged = merge(&config, "api", set.clone()).unwrap();
     assert_eq!(pool(&merged, "api").backends, set);
     assert_eq!(pool(&merged, "web").backends, pool(&config, "web").backends);
-    assert_eq!(set[0].name, "api/10.0.0.1:80");
+    assert_eq!(set[0].name, "api@10.0.0.1:80");
     // The diff of the merge is the backends joining, nothing else.
     let changes = crate::config::diff(&config, &merged);
     assert_eq!(changes.len(), 2, "{changes:?}");
@@ -163,7 +163,7 @@ fn addresses_are_sorted_and_distinct() {
     ];
     let backends = from_addresses(&api, &ips, 8080);
     let names: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
-    assert_eq!(names, ["api/10.0.0.1:8080", "api/10.0.0.2:8080"]);
+    assert_eq!(names, ["api@10.0.0.1:8080", "api@10.0.0.2:8080"]);
 }
 
 #[test]
@@ -252,7 +252,7 @@ proptest! {
         for b in &backends {
             prop_assert!(records.iter().any(|r| Some(r.priority) == lowest && r.address == b.address));
             prop_assert!(b.weight >= 1);
-            prop_assert!(b.name.starts_with("api/"));
+            prop_assert!(b.name.starts_with("api@"));
         }
         let mut addresses: Vec<_> = backends.iter().map(|b| b.address).collect();
         addresses.dedup();

@@ -7,6 +7,7 @@
 //! by [`serve`] on its own listener.
 
 mod backend;
+pub mod discovery;
 pub mod route;
 mod serve;
 pub mod tls;
@@ -239,6 +240,8 @@ pub struct Metrics {
     pub tls: tls::TlsMetrics,
     /// Route policies, the pools' queues, Redis.
     pub policy: route::PolicyMetrics,
+    /// The discovery sources.
+    pub discovery: discovery::DiscoveryMetrics,
 }
 
 impl Metrics {
@@ -388,6 +391,7 @@ impl Metrics {
             runtime_tasks.clone(),
         );
         let policy = route::PolicyMetrics::register(&mut registry);
+        let discovery = discovery::DiscoveryMetrics::register(&mut registry);
         Self {
             registry,
             requests: route_families.requests.clone(),
@@ -396,6 +400,7 @@ impl Metrics {
             route_families,
             routes: Arc::default(),
             policy,
+            discovery,
             client_connections,
             client_connections_accepted,
             client_connections_idle,
