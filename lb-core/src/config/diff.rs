@@ -76,7 +76,7 @@ pub enum Change {
     /// A pool's wait queue.
     Queue(String, QueueConfig),
     /// A pool's discovery source (its settings, or whether it has one).
-    Discovery(String, Option<DiscoveryConfig>),
+    Discovery(String, Option<Box<DiscoveryConfig>>),
     /// The routes (matching, targets, rewrites, headers, answers).
     Routes,
     /// How paths are normalised.

@@ -106,7 +106,7 @@ pub(crate) fn read(
     w: &mut Walker<'_>,
     node: Option<&Spanned>,
     path_name: &str,
-) -> Option<DiscoveryConfig> {
+) -> Option<Box<DiscoveryConfig>> {
     let node = node?;
     let s = w.section(Some(node), path_name, &FIELDS);
     let debounce = w
@@ -144,12 +144,12 @@ pub(crate) fn read(
             None
         }
     };
-    Some(DiscoveryConfig {
+    Some(Box::new(DiscoveryConfig {
         source: source?,
         debounce,
         backoff_min: backoff_min.value,
         backoff_max: backoff_max.value.max(backoff_min.value),
-    })
+    }))
 }
 
 fn dns(w: &mut Walker<'_>, node: &Spanned, path_name: &str) -> Option<DnsDiscovery> {

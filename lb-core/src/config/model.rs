@@ -41,7 +41,7 @@ pub struct Config {
     pub backends: Vec<BackendConfig>,
     /// Where the flat form's backends come from when `backends` is not written.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub discovery: Option<DiscoveryConfig>,
+    pub discovery: Option<Box<DiscoveryConfig>>,
     /// Active health checking.
     pub health_check: HealthCheckConfig,
     /// The per-backend circuit breaker.

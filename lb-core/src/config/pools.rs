@@ -47,7 +47,7 @@ pub struct PoolConfig {
     pub backends: Vec<BackendConfig>,
     /// Where the backends come from when the file does not list them.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub discovery: Option<DiscoveryConfig>,
+    pub discovery: Option<Box<DiscoveryConfig>>,
 }
 
 /// `queue`: requests that find every eligible backend of a pool at `max_connections` wait

@@ -34,7 +34,7 @@ pub(crate) struct Sources {
 #[derive(Debug)]
 struct Running {
     /// What the source was started from: a change restarts it.
-    settings: (DiscoveryConfig, UpstreamConfig),
+    settings: (Box<DiscoveryConfig>, UpstreamConfig),
     _source: Source,
     applier: JoinHandle<()>,
 }

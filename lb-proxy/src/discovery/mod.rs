@@ -85,7 +85,7 @@ pub(crate) fn start(pool: &PoolConfig, metrics: &Arc<Metrics>) -> Option<(Source
             settings.backoff_max,
             settings.debounce,
         )),
-        DiscoverySource::Dns(dns) => tokio::spawn(dns::run(context, dns, settings)),
+        DiscoverySource::Dns(dns) => tokio::spawn(dns::run(context, dns, *settings)),
     };
     Some((Source { task }, receiver))
 }
