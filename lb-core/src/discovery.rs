@@ -13,6 +13,9 @@
 //! - [`Backoff`]: the wait after failures in a row: doubling from a minimum to a cap, with
 //!   jitter, so that a broken source is not asked in a storm and many balancers do not retry
 //!   in step.
+//! - [`KeyedSet`] and [`resume`]: an etcd prefix's backends as keys are put and deleted, and what
+//!   a watch that ended does next (resume after the last revision seen, or list the prefix again
+//!   when the revisions it needs were compacted away).
 //! - [`merge`]: the live configuration with one pool's backends replaced by a discovered set,
 //!   which the daemon applies as it applies a reload.
 
@@ -239,6 +242,80 @@ pub fn keep_discovered<'s>(
         }
     }
     config
+}
+
+/// The backends under an etcd key prefix: one per key, in key order, each parsed from its
+/// value ([`crate::config::parse_backend_entry`]). A key whose new value is invalid keeps the
+/// backend it had (a source that fails keeps the last good set, key by key).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyedSet {
+    entries: BTreeMap<Vec<u8>, BackendConfig>,
+}
+
+impl KeyedSet {
+    /// `key` now holds `value`.
+    ///
+    /// # Errors
+    ///
+    /// When the value does not describe a backend; the key keeps its previous backend, if any.
+    pub fn put(
+        &mut self,
+        pool: &PoolConfig,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), crate::config::ConfigErrors> {
+        let origin = format!("etcd key {}", String::from_utf8_lossy(key));
+        let mut backend = crate::config::parse_backend_entry(value, &origin, pool)?;
+        backend.name = named(&pool.name, &backend.name);
+        self.entries.insert(key.to_vec(), backend);
+        Ok(())
+    }
+
+    /// `key` was deleted.
+    pub fn delete(&mut self, key: &[u8]) {
+        self.entries.remove(key);
+    }
+
+    /// Keeps only the keys `listed` (after a new listing has been `put`): keys deleted while
+    /// the watch was away leave, and a listed key whose value is invalid keeps its backend.
+    pub fn retain_listed<'k>(&mut self, listed: impl IntoIterator<Item = &'k [u8]>) {
+        let listed: std::collections::HashSet<&[u8]> = listed.into_iter().collect();
+        self.entries.retain(|key, _| listed.contains(&key[..]));
+    }
+
+    /// The backends, in key order.
+    pub fn backends(&self) -> Vec<BackendConfig> {
+        self.entries.values().cloned().collect()
+    }
+}
+
+/// How a watch of an etcd prefix ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchEnd {
+    /// The server cancelled it because the revision it asked for was compacted.
+    Compacted,
+    /// The stream closed or failed (the server restarted, the connection dropped, the watch
+    /// stayed silent past its keepalive).
+    Closed,
+}
+
+/// What to do after a watch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Watch again from this revision: no change is missed.
+    WatchFrom(i64),
+    /// List the whole prefix again, then watch from after the listing's revision: the changes
+    /// since the last revision seen are gone from the server's history.
+    Relist,
+}
+
+/// What follows a watch that ended as `end`, having seen every change up to `last_revision`
+/// (0 when nothing was ever listed).
+pub fn resume(end: WatchEnd, last_revision: i64) -> Resume {
+    match end {
+        WatchEnd::Closed if last_revision > 0 => Resume::WatchFrom(last_revision + 1),
+        _ => Resume::Relist,
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! `discovery`: where a pool's backends come from when they are not written in the file — a
-//! file of backends that is watched, or a DNS name re-resolved at its TTL.
+//! file of backends that is watched, a DNS name re-resolved at its TTL, or a key prefix of an
+//! etcd v3 cluster, watched.
 //!
 //! A pool with `discovery` has no `backends` of its own: its backends are what the source last
 //! gave (none until the first answer). Discovered backends enter the running balancer through
@@ -43,14 +44,17 @@ pub enum DiscoverySource {
     File(PathBuf),
     /// A DNS name.
     Dns(DnsDiscovery),
+    /// A key prefix of an etcd v3 cluster.
+    Etcd(EtcdDiscovery),
 }
 
 impl DiscoverySource {
-    /// The `source` label of the metrics: `file` or `dns`.
+    /// The `source` label of the metrics: `file`, `dns` or `etcd`.
     pub fn kind(&self) -> &'static str {
         match self {
             DiscoverySource::File(_) => "file",
             DiscoverySource::Dns(_) => "dns",
+            DiscoverySource::Etcd(_) => "etcd",
         }
     }
 }
@@ -80,6 +84,23 @@ pub struct DnsDiscovery {
     pub timeout: Duration,
 }
 
+/// `discovery.etcd`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EtcdDiscovery {
+    /// The cluster's client endpoints, `host:port` (plain HTTP/2; TLS to etcd is not supported).
+    pub endpoints: Vec<String>,
+    /// Every key under this prefix is one backend; its value is a JSON object like a `backends`
+    /// entry.
+    pub prefix: String,
+    /// How long connecting, and each request, may take.
+    #[serde(serialize_with = "duration::serialize")]
+    pub timeout: Duration,
+    /// How often the watch is asked to prove it is alive (a progress request); a watch that
+    /// stays silent for two of these is taken as dead and resumed.
+    #[serde(serialize_with = "duration::serialize")]
+    pub keepalive: Duration,
+}
+
 /// The DNS records a pool is built from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -95,7 +116,15 @@ pub enum RecordType {
 /// Default of [`DiscoveryConfig::debounce`].
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(1);
 
-const FIELDS: [&str; 5] = ["file", "dns", "debounce", "backoff_min", "backoff_max"];
+const FIELDS: [&str; 6] = [
+    "file",
+    "dns",
+    "etcd",
+    "debounce",
+    "backoff_min",
+    "backoff_max",
+];
+const ETCD_FIELDS: [&str; 4] = ["endpoints", "prefix", "timeout", "keepalive"];
 const DNS_FIELDS: [&str; 7] = [
     "name", "type", "port", "resolver", "min_ttl", "max_ttl", "timeout",
 ];
@@ -125,22 +154,26 @@ pub(crate) fn read(
         w.report(backoff_max.pos.or(s.pos), &s.field("backoff_max"), problem);
     }
     let base = base_dir(w);
-    let source = match (s.get("file"), s.get("dns")) {
-        (Some(_), None) => {
+    let given: Vec<&str> = (["file", "dns", "etcd"].into_iter())
+        .filter(|name| s.get(name).is_some())
+        .collect();
+    let source = match given[..] {
+        ["file"] => {
             let file = w.get(&s, "file", PathBuf::new(), path(&base));
             file.ok.then_some(DiscoverySource::File(file.value))
         }
-        (None, Some(dns_node)) => dns(w, dns_node, &s.field("dns")).map(DiscoverySource::Dns),
-        (None, None) => {
+        ["dns"] => dns(w, s.get("dns")?, &s.field("dns")).map(DiscoverySource::Dns),
+        [_] => etcd(w, s.get("etcd")?, &s.field("etcd")).map(DiscoverySource::Etcd),
+        [] => {
             let problem = Problem::new("a discovery block needs a source")
                 .hint("like `discovery: {file: backends.yaml}` or `discovery: {dns: {name: api.internal, port: 8080}}`");
             w.report(s.pos, path_name, problem);
             None
         }
-        (Some(_), Some(dns_node)) => {
+        [_, second, ..] => {
             let problem = Problem::new("a pool takes its backends from one source")
-                .hint("keep `file` or `dns`");
-            w.report(dns_node.pos, &s.field("dns"), problem);
+                .hint("keep one of `file`, `dns` and `etcd`");
+            w.report(s.get(second).and_then(|n| n.pos), &s.field(second), problem);
             None
         }
     };
@@ -195,6 +228,64 @@ fn dns(w: &mut Walker<'_>, node: &Spanned, path_name: &str) -> Option<DnsDiscove
     })
 }
 
+fn etcd(w: &mut Walker<'_>, node: &Spanned, path_name: &str) -> Option<EtcdDiscovery> {
+    let s = w.section(Some(node), path_name, &ETCD_FIELDS);
+    let endpoints = w.get(&s, "endpoints", Vec::new(), |node| {
+        let super::node::Node::Seq(items) = node else {
+            return Err(Problem::expected("a list of host:port endpoints", node));
+        };
+        let endpoints = (items.iter())
+            .map(|item| endpoint(&item.node))
+            .collect::<Result<Vec<String>, Problem>>()?;
+        match endpoints.is_empty() {
+            true => Err(Problem::new("must list at least one endpoint")),
+            false => Ok(endpoints),
+        }
+    });
+    if s.get("endpoints").is_none() {
+        let problem = Problem::new("missing required field").hint("like [127.0.0.1:2379]");
+        w.report(s.pos, &s.field("endpoints"), problem);
+    }
+    let prefix = w.get(&s, "prefix", String::new(), text);
+    if s.get("prefix").is_none() {
+        let problem = Problem::new("missing required field").hint("like /lb/pools/api/");
+        w.report(s.pos, &s.field("prefix"), problem);
+    }
+    let timeout = w.get(&s, "timeout", Duration::from_secs(5), duration_of(true));
+    let keepalive = w.get(&s, "keepalive", Duration::from_secs(30), duration_of(true));
+    if !(endpoints.ok && prefix.ok) || endpoints.value.is_empty() || prefix.value.is_empty() {
+        return None;
+    }
+    Some(EtcdDiscovery {
+        endpoints: endpoints.value,
+        prefix: prefix.value,
+        timeout: timeout.value,
+        keepalive: keepalive.value,
+    })
+}
+
+/// An etcd endpoint: `host:port`, optionally written `http://host:port`.
+fn endpoint(node: &super::node::Node) -> Result<String, Problem> {
+    let written = text(node)?;
+    if written.starts_with("https://") {
+        return Err(Problem::new("TLS to etcd is not supported")
+            .hint("reach etcd over plain HTTP on a trusted network, or through a local proxy"));
+    }
+    let bare = written.strip_prefix("http://").unwrap_or(&written);
+    let valid = bare.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && port.parse::<u16>().is_ok_and(|port| port > 0)
+            && !host.contains(['/', ' ', '@'])
+    });
+    match valid {
+        true => Ok(bare.to_owned()),
+        false => Err(
+            Problem::new(format!("\"{written}\" is not a host:port endpoint"))
+                .hint("like 127.0.0.1:2379 or etcd-1.internal:2379"),
+        ),
+    }
+}
+
 fn record_type(node: &super::node::Node) -> Result<RecordType, Problem> {
     match text(node)?.to_ascii_lowercase().as_str() {
         "a" => Ok(RecordType::A),
@@ -245,6 +336,39 @@ pub(crate) fn exclusive(
             "keep one: with `{second}`, the backends come from the source"
         ));
         w.report(node.pos, &s.field(second), problem);
+    }
+}
+
+/// Parses one backend written as a JSON object (an etcd value), like a `backends` entry, with
+/// `pool`'s `upstream` as the defaults; `origin` names it in errors (the key).
+///
+/// # Errors
+///
+/// Every problem found: not JSON, not an object, a bad or missing address, an unknown field.
+pub fn parse_backend_entry(
+    bytes: &[u8],
+    origin: &str,
+    pool: &super::PoolConfig,
+) -> Result<super::BackendConfig, super::ConfigErrors> {
+    let empty = || super::document_error(origin, "the value is empty", Some("a JSON object"));
+    let text = std::str::from_utf8(bytes).map_err(|_| {
+        super::document_error(origin, "the value is not UTF-8 text", Some("a JSON object"))
+    })?;
+    if text.trim().is_empty() {
+        return Err(empty());
+    }
+    let root = super::node::load(text, super::Format::Json, origin)?;
+    let list = Spanned {
+        pos: root.pos,
+        node: super::node::Node::Seq(vec![root]),
+    };
+    let mut w = Walker::new(origin);
+    let mut backends =
+        super::validate::backends(&mut w, Some(&list), "value", list.pos, true, &pool.upstream);
+    match (w.errors.is_empty(), backends.pop()) {
+        (true, Some(backend)) => Ok(backend),
+        (true, None) => Err(empty()),
+        (false, _) => Err(super::ConfigErrors(w.errors)),
     }
 }
 

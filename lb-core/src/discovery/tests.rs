@@ -286,3 +286,94 @@ proptest! {
         prop_assert_eq!(names.len(), count);
     }
 }
+
+#[test]
+fn an_etcd_prefix_is_one_backend_per_key_and_a_bad_value_keeps_the_key() {
+    let config = api();
+    let api = pool(&config, "api");
+    let mut set = KeyedSet::default();
+    set.put(
+        &api,
+        b"/lb/api/b",
+        br#"{"address": "10.0.0.2:80", "weight": 3}"#,
+    )
+    .unwrap();
+    set.put(
+        &api,
+        b"/lb/api/a",
+        br#"{"address": "10.0.0.1:80", "name": "one"}"#,
+    )
+    .unwrap();
+    let names: Vec<String> = set.backends().into_iter().map(|b| b.name).collect();
+    assert_eq!(names, ["api@one", "api@10.0.0.2:80"]);
+    let error = set
+        .put(&api, b"/lb/api/a", b"{\"address\": 5}")
+        .unwrap_err();
+    assert!(
+        error.to_string().starts_with("etcd key /lb/api/a:1:"),
+        "{error}"
+    );
+    assert!(set.put(&api, b"/lb/api/a", b"[1]").is_err());
+    assert!(set.put(&api, b"/lb/api/a", b"").is_err());
+    assert!(
+        set.put(
+            &api,
+            b"/lb/api/a",
+            b"{\"address\": \"10.0.0.1:80\", \"port\": 1}"
+        )
+        .is_err()
+    );
+    assert_eq!(
+        set.backends()[0].name,
+        "api@one",
+        "the key kept its backend"
+    );
+    set.put(&api, b"/lb/api/b", br#"{"address": "10.0.0.2:80"}"#)
+        .unwrap();
+    set.delete(b"/lb/api/b");
+    assert_eq!(set.backends().len(), 1);
+    // A listing again: what it does not name leaves; a bad value keeps its key's backend.
+    set.put(&api, b"/lb/api/c", br#"{"address": "10.0.0.3:80"}"#)
+        .unwrap();
+    assert!(set.put(&api, b"/lb/api/a", b"{}").is_err());
+    set.retain_listed([&b"/lb/api/a"[..]]);
+    let names: Vec<String> = set.backends().into_iter().map(|b| b.name).collect();
+    assert_eq!(names, ["api@one"]);
+}
+
+#[test]
+fn a_watch_resumes_after_its_revision_or_lists_again() {
+    assert_eq!(resume(WatchEnd::Closed, 41), Resume::WatchFrom(42));
+    assert_eq!(resume(WatchEnd::Closed, 0), Resume::Relist);
+    assert_eq!(resume(WatchEnd::Compacted, 41), Resume::Relist);
+}
+
+#[test]
+fn etcd_settings_are_validated() {
+    let bad = |yaml: &str| {
+        parse(yaml, Format::Yaml, "lb.yaml")
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(bad("discovery: {etcd: {prefix: /a/}}\n").contains("endpoints"));
+    assert!(bad("discovery: {etcd: {endpoints: [], prefix: /a/}}\n").contains("at least one"));
+    assert!(bad("discovery: {etcd: {endpoints: [nohost], prefix: /a/}}\n").contains("host:port"));
+    assert!(
+        bad("discovery: {etcd: {endpoints: ['https://e:2379'], prefix: /a/}}\n").contains("TLS")
+    );
+    assert!(bad("discovery: {etcd: {endpoints: ['e:2379']}}\n").contains("prefix"));
+    assert!(
+        bad("discovery: {file: a.yaml, etcd: {endpoints: ['e:2379'], prefix: /a/}}\n")
+            .contains("one source")
+    );
+    let ok = parse(
+        "discovery: {etcd: {endpoints: ['http://127.0.0.1:2379', 'etcd-2:2379'], prefix: /lb/api/}}\n",
+        Format::Yaml,
+        "lb.yaml",
+    )
+    .unwrap();
+    let crate::config::DiscoverySource::Etcd(etcd) = ok.discovery.unwrap().source else {
+        panic!("an etcd source")
+    };
+    assert_eq!(etcd.endpoints, ["127.0.0.1:2379", "etcd-2:2379"]);
+}

@@ -1,5 +1,5 @@
 //! Discovery sources: tasks that learn a pool's backends from outside the configuration file
-//! (a watched file, DNS) and publish each good answer. They decide nothing about the running
+//! (a watched file, DNS, etcd) and publish each good answer. They decide nothing about the running
 //! balancer: the daemon takes each answer, debounces it and applies it through the same diff as
 //! a reload (`daemon::discovered`), so a discovered backend is treated exactly as a written one.
 //!
@@ -11,8 +11,11 @@
 //! # Layout
 //! - `file`: a YAML or JSON list of backends, its directory watched.
 //! - `dns`: A, AAAA or SRV records, re-resolved at their TTL, failures backed off.
+//! - `etcd`: a key prefix of an etcd v3 cluster, listed then watched, resumed when the watch
+//!   ends.
 
 mod dns;
+mod etcd;
 mod file;
 
 use std::sync::Arc;
@@ -55,6 +58,11 @@ impl Context {
         self.answers.send_replace(Some(backends));
     }
 
+    /// The source is in touch and nothing changed (an etcd progress report).
+    fn alive(&self) {
+        self.metrics.discovery.answered(&self.pool_name, unix_now());
+    }
+
     /// Counts a failure; the last good answer stays.
     fn failed(&self, error: &dyn std::fmt::Display) {
         tracing::warn!(pool = %self.pool.name, source = self.kind, %error,
@@ -86,6 +94,7 @@ pub(crate) fn start(pool: &PoolConfig, metrics: &Arc<Metrics>) -> Option<(Source
             settings.debounce,
         )),
         DiscoverySource::Dns(dns) => tokio::spawn(dns::run(context, dns, *settings)),
+        DiscoverySource::Etcd(etcd) => tokio::spawn(etcd::run(context, etcd, *settings)),
     };
     Some((Source { task }, receiver))
 }

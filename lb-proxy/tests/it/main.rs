@@ -7,6 +7,7 @@ mod admin_api;
 mod auth;
 mod differential;
 mod discovery_dns;
+mod discovery_etcd;
 mod discovery_file;
 mod discovery_fleet;
 mod exhaustion;
