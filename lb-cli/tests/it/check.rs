@@ -254,6 +254,7 @@ fn shipped_configs_are_ok() {
         "config/examples/weighted.json",
         "config/examples/p2c.yaml",
         "config/examples/least-connections.yaml",
+        "config/examples/discovery.yaml",
     ];
     let mut args = vec!["check"];
     args.extend(files);
@@ -409,6 +410,7 @@ fn show_round_trips_in_both_formats() {
         "config/examples/minimal.yaml",
         "config/examples/weighted.json",
         "config/examples/routes.yaml",
+        "config/examples/discovery.yaml",
     ] {
         let bytes = std::fs::read(root().join(file)).expect("fixture");
         let original = lb_core::config::parse_bytes(&bytes, Path::new(file)).expect("valid");

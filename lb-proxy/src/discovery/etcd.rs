@@ -52,7 +52,8 @@ pub(super) async fn run(context: Context, etcd: EtcdDiscovery, settings: Discove
     };
     let mut failures: u32 = 0;
     loop {
-        let outcome = session(&context, &etcd, &mut state, &mut failures).await;
+        // Boxed: the gRPC client's futures are large, and a session starts rarely.
+        let outcome = Box::pin(session(&context, &etcd, &mut state, &mut failures)).await;
         let end = match outcome {
             Err(EtcdError::Cancelled(reason)) if reason.contains("compacted") => {
                 tracing::warn!(pool = %context.pool.name, %reason, "etcd watch compacted: listing again");
@@ -89,16 +90,14 @@ async fn session(
     state: &mut State,
     failures: &mut u32,
 ) -> Result<(), EtcdError> {
-    let timed = |future| async move {
-        tokio::time::timeout(etcd.timeout, future)
-            .await
-            .map_err(|_| EtcdError::Timeout(etcd.timeout))
-    };
     let options = ConnectOptions::new()
         .with_connect_timeout(etcd.timeout)
         .with_timeout(etcd.timeout)
         .with_keep_alive(etcd.keepalive, etcd.timeout);
-    let mut client = timed(Client::connect(etcd.endpoints.clone(), Some(options))).await??;
+    let connect = Box::pin(Client::connect(etcd.endpoints.clone(), Some(options)));
+    let mut client = tokio::time::timeout(etcd.timeout, connect)
+        .await
+        .map_err(|_| EtcdError::Timeout(etcd.timeout))??;
     let start = match state.next {
         Resume::WatchFrom(revision) => revision,
         Resume::Relist => {
