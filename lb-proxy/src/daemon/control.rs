@@ -289,6 +289,7 @@ impl Control {
         match applied {
             Ok(report) => {
                 metrics.count(kind, "applied");
+                self.shared.metrics.config.named(report.hash.clone());
                 live.sources.record(self, pool, set);
                 tracing::info!(pool, changes = ?report.changes, "discovered backends applied");
             }

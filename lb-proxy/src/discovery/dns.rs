@@ -37,19 +37,25 @@ enum LookupError {
 }
 
 pub(super) async fn run(context: Context, dns: DnsDiscovery, settings: DiscoveryConfig) {
-    let resolver = match resolver(&dns) {
-        Ok(resolver) => resolver,
-        Err(error) => {
-            // No system configuration to read: nothing to retry until a reload.
-            context.failed(&format!("cannot build a resolver: {error}"));
-            return;
-        }
-    };
     let backoff =
         Backoff::try_new(settings.backoff_min, settings.backoff_max).unwrap_or_else(|_| {
             Backoff::try_new(Duration::from_secs(1), Duration::from_secs(60)).expect("valid")
         });
     let mut failures: u32 = 0;
+    // The system's configuration may be missing or broken for a while (a container starting):
+    // tried again, backed off, like a failed lookup.
+    let resolver = loop {
+        match resolver(&dns) {
+            Ok(resolver) => break resolver,
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                context.failed(&format!("cannot build a resolver: {error}"));
+                let jitter: f64 = rand::rng().random();
+                tokio::time::sleep(backoff.delay(failures, jitter)).await;
+            }
+        }
+    };
+    failures = 0;
     loop {
         let answer = tokio::time::timeout(dns.timeout, lookup(&resolver, &dns, &context)).await;
         let answer = answer.unwrap_or_else(|_| Err(LookupError::Timeout(dns.name.clone())));

@@ -202,9 +202,15 @@ impl ConfigMetrics {
             let _ = self.reloads.get_or_create(&ReloadLabels { result });
         }
         self.last_successful.set(1);
+        self.named(hash);
+        self.last_success.set(unix_seconds);
+    }
+
+    /// Names the configuration now live without a load of the file (a discovery source
+    /// changed a pool's backends, which the hash covers).
+    pub fn named(&self, hash: String) {
         self.info.clear();
         self.info.get_or_create(&ConfigLabels { hash }).set(1);
-        self.last_success.set(unix_seconds);
     }
 }
 

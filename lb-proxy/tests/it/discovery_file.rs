@@ -104,6 +104,14 @@ async fn the_pool_follows_the_file() {
     let counts = tally(&gets(&daemon, 10).await);
     assert_eq!(counts.len(), 2, "{counts:?}");
     assert!(counts.keys().all(|b| b == "b0" || b == "b1"), "{counts:?}");
+    let info = |metrics: &str| -> Vec<String> {
+        (metrics.lines())
+            .filter(|line| line.starts_with("lb_config_info{"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let hash_before = info(&scrape(&daemon).await);
+    assert_eq!(hash_before.len(), 1);
 
     // b0 leaves, b2 joins, b1 weighs 3.
     write_file(
@@ -135,6 +143,14 @@ async fn the_pool_follows_the_file() {
         2.0
     );
     assert!(metric_sum(&metrics, "lb_discovery_last_update_timestamp_seconds", &[]) > 1.0e9);
+    let hash_after = info(&metrics);
+    assert_eq!(hash_after.len(), 1);
+    assert_ne!(
+        hash_after, hash_before,
+        "the live configuration's hash covers the set"
+    );
+    // A reload counts reloads of the file only.
+    assert_eq!(metric_sum(&metrics, "lb_config_reloads_total", &[]), 0.0);
     assert!(
         !metrics.contains("backend=\"default@b0\""),
         "b0's series left with it"
