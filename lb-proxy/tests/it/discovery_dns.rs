@@ -54,16 +54,26 @@ fn dnsmasq_binary() -> Option<PathBuf> {
 
 impl Dnsmasq {
     /// Starts dnsmasq on `port` (0: a free one) with `srv` lines (`srv-host=` values) and the
-    /// hosts file `dir/hosts`; answers carry a TTL of 1 s.
+    /// hosts file `dir/hosts`; answers carry a TTL of 1 s. A free port is one free for both UDP
+    /// and TCP when chosen; if dnsmasq still cannot bind it (another test's connection took it
+    /// meanwhile), another is tried.
     async fn start(binary: &Path, dir: &Path, port: u16, srv: &[String]) -> Dnsmasq {
-        let port = match port {
-            0 => UdpSocket::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port(),
-            port => port,
-        };
+        for _ in 0..10 {
+            let chosen = match port {
+                0 => match free_port() {
+                    Some(port) => port,
+                    None => continue,
+                },
+                port => port,
+            };
+            if let Some(dnsmasq) = Self::try_start(binary, dir, chosen, srv).await {
+                return dnsmasq;
+            }
+        }
+        panic!("dnsmasq did not start on a free port");
+    }
+
+    async fn try_start(binary: &Path, dir: &Path, port: u16, srv: &[String]) -> Option<Dnsmasq> {
         let hosts = dir.join("hosts");
         if !hosts.exists() {
             write_file(&hosts, "");
@@ -85,18 +95,26 @@ impl Dnsmasq {
             .stderr(Stdio::null())
             .spawn()
             .expect("dnsmasq starts");
-        let up = eventually(Duration::from_secs(10), || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-        })
-        .await;
-        assert!(up, "dnsmasq did not listen on {port}");
-        Dnsmasq {
+        let mut dnsmasq = Dnsmasq {
             child,
             port,
             dir: dir.to_path_buf(),
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Some(dnsmasq);
+            }
+            if dnsmasq.child.try_wait().ok().flatten().is_some() {
+                // It could not bind the port: the caller tries another.
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        None
     }
 
     /// Rewrites the hosts file and tells dnsmasq to read it again (SIGHUP).
@@ -108,6 +126,14 @@ impl Dnsmasq {
             .expect("kill runs");
         assert!(status.success());
     }
+}
+
+/// A loopback port free for both UDP and TCP now.
+fn free_port() -> Option<u16> {
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+    let port = tcp.local_addr().ok()?.port();
+    UdpSocket::bind(("127.0.0.1", port)).ok()?;
+    Some(port)
 }
 
 /// A test backend named `name` at `addr`.

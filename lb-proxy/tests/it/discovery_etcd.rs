@@ -64,18 +64,33 @@ fn free_port() -> u16 {
 }
 
 impl Etcd {
-    /// Starts etcd on the given ports (0: free ones) over `dir/data`.
+    /// Starts etcd on the given ports (0: free ones) over `dir/data`; free ports that another
+    /// test took meanwhile are replaced by others.
     async fn start(binary: &Path, dir: &Path, client_port: u16, peer_port: u16) -> Etcd {
-        let client_port = if client_port == 0 {
-            free_port()
-        } else {
-            client_port
-        };
-        let peer_port = if peer_port == 0 {
-            free_port()
-        } else {
-            peer_port
-        };
+        for _ in 0..5 {
+            let client_port = if client_port == 0 {
+                free_port()
+            } else {
+                client_port
+            };
+            let peer_port = if peer_port == 0 {
+                free_port()
+            } else {
+                peer_port
+            };
+            if let Some(etcd) = Self::try_start(binary, dir, client_port, peer_port).await {
+                return etcd;
+            }
+        }
+        panic!("etcd did not start");
+    }
+
+    async fn try_start(
+        binary: &Path,
+        dir: &Path,
+        client_port: u16,
+        peer_port: u16,
+    ) -> Option<Etcd> {
         let client = format!("http://127.0.0.1:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
         let child = Command::new(binary)
@@ -99,21 +114,26 @@ impl Etcd {
             .stderr(Stdio::null())
             .spawn()
             .expect("etcd starts");
-        let etcd = Etcd {
+        let mut etcd = Etcd {
             child,
             client_port,
             peer_port,
             dir: dir.to_path_buf(),
         };
-        let up = eventually(Duration::from_secs(20), || async {
-            match etcd.client().await {
-                Some(mut client) => client.get("probe", None).await.is_ok(),
-                None => false,
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tokio::time::Instant::now() < deadline {
+            if let Some(mut client) = etcd.client().await
+                && client.get("probe", None).await.is_ok()
+            {
+                return Some(etcd);
             }
-        })
-        .await;
-        assert!(up, "etcd did not answer on {client_port}");
-        etcd
+            if etcd.child.try_wait().ok().flatten().is_some() {
+                // It could not bind a port: the caller tries others.
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
     }
 
     async fn client(&self) -> Option<Client> {
