@@ -250,8 +250,13 @@ pub fn summary(config: &Config) -> String {
         (1, 0) => String::new(),
         (p, r) => format!("{p} pool{}, {r} route{}, ", plural(p), plural(r)),
     };
+    let discovered = pools.iter().filter(|pool| pool.discovery.is_some()).count();
+    let discovered = match discovered {
+        0 => String::new(),
+        n => format!(" (and {n} discovered pool{})", plural(n)),
+    };
     format!(
-        "listen {}, {}, {routing}{backends} backend{}, {health}, {metrics}",
+        "listen {}, {}, {routing}{backends} backend{}{discovered}, {health}, {metrics}",
         config.server.listen,
         config.load_balancer.algorithm.as_str(),
         plural(backends),

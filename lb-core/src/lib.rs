@@ -69,6 +69,7 @@
 pub mod balance;
 pub mod breaker;
 pub mod config;
+pub mod discovery;
 pub mod health;
 pub mod net;
 pub mod ratelimit;

@@ -29,6 +29,7 @@ mod access_log;
 mod clock;
 mod conn;
 mod daemon;
+mod discovery;
 mod listener;
 mod metrics;
 mod policy;

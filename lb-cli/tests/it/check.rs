@@ -255,6 +255,7 @@ fn shipped_configs_are_ok() {
         "config/examples/p2c.yaml",
         "config/examples/least-connections.yaml",
         "config/examples/h2.yaml",
+        "config/examples/discovery.yaml",
     ];
     let mut args = vec!["check"];
     args.extend(files);
@@ -410,6 +411,7 @@ fn show_round_trips_in_both_formats() {
         "config/examples/minimal.yaml",
         "config/examples/weighted.json",
         "config/examples/routes.yaml",
+        "config/examples/discovery.yaml",
     ] {
         let bytes = std::fs::read(root().join(file)).expect("fixture");
         let original = lb_core::config::parse_bytes(&bytes, Path::new(file)).expect("valid");

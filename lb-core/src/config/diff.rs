@@ -16,6 +16,7 @@
 //! anywhere in a pool's `retry` is one [`Change::Retry`]. The routes and their policies
 //! (`routes`, `path_normalization`, `rate_limits`, `redis`, `auth`) are one change each.
 
+use super::discovery::DiscoveryConfig;
 use super::model::{
     BackendConfig, CircuitBreakerConfig, Config, HealthCheckConfig, LoadBalancerConfig,
     MetricsConfig, PoolConfig, QueueConfig, ServerConfig, UpstreamConfig,
@@ -75,6 +76,8 @@ pub enum Change {
     Upstream(String, UpstreamConfig),
     /// A pool's wait queue.
     Queue(String, QueueConfig),
+    /// A pool's discovery source (its settings, or whether it has one).
+    Discovery(String, Option<Box<DiscoveryConfig>>),
     /// The routes (matching, targets, rewrites, headers, answers).
     Routes,
     /// How paths are normalised.
@@ -133,6 +136,7 @@ impl Change {
             Change::Retry(pool, _) => in_pool(pool, "retry"),
             Change::Upstream(pool, _) => in_pool(pool, "upstream"),
             Change::Queue(pool, _) => in_pool(pool, "queue"),
+            Change::Discovery(pool, _) => in_pool(pool, "discovery"),
             Change::Routes => "routes".to_owned(),
             Change::PathNormalization => "path_normalization".to_owned(),
             Change::RateLimits => "rate_limits".to_owned(),
@@ -277,6 +281,7 @@ fn pool_sections(old: &PoolConfig, new: &PoolConfig, changes: &mut Vec<Change>) 
     section!(retry, Retry);
     section!(upstream, Upstream);
     section!(queue, Queue);
+    section!(discovery, Discovery);
 }
 
 fn pool_named<'a>(pools: &'a mut [PoolConfig], name: &str) -> Option<&'a mut PoolConfig> {
@@ -351,6 +356,11 @@ pub fn apply_pools(pools: &[PoolConfig], changes: &[Change]) -> Vec<PoolConfig> 
             Change::Queue(pool, section) => {
                 if let Some(pool) = pool_named(&mut pools, pool) {
                     pool.queue = *section;
+                }
+            }
+            Change::Discovery(pool, section) => {
+                if let Some(pool) = pool_named(&mut pools, pool) {
+                    pool.discovery = section.clone();
                 }
             }
             Change::Routes

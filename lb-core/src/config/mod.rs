@@ -20,6 +20,7 @@
 //! - `tls`: `server.tls`, `server.proxy_protocol`, `server.http_redirect`, and TLS and the
 //!   PROXY protocol towards backends.
 //! - `observe`: `access_log` and `request_id`.
+//! - `discovery`: a pool's `discovery` block (backends from a file or DNS).
 //! - `operate`: `admin` and `reload`; `diff`: what changed between two configurations, and
 //!   what a running balancer must do about it.
 //! - [`pools`], [`routes`], [`limits`], [`auth`], [`transform`]: pools, routes and the
@@ -28,6 +29,7 @@
 
 pub mod auth;
 mod diff;
+mod discovery;
 mod duration;
 mod error;
 mod http2;
@@ -50,6 +52,10 @@ mod warnings;
 use std::path::Path;
 
 pub use diff::{Change, apply_pools, diff};
+pub use discovery::{
+    DEFAULT_DEBOUNCE, DiscoveryConfig, DiscoverySource, DnsDiscovery, EtcdDiscovery, RecordType,
+    parse_backend_entry, parse_backend_file,
+};
 pub use duration::{format_duration, parse_duration};
 pub(crate) use error::closest;
 pub use error::{ConfigError, ConfigErrors};

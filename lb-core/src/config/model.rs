@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 pub use super::auth::AuthConfig;
+use super::discovery::DiscoveryConfig;
 use super::duration;
 pub use super::limits::{RateLimitConfig, RedisConfig};
 use super::observe::{AccessLogConfig, RequestIdConfig};
@@ -39,6 +40,9 @@ pub struct Config {
     /// when the file defines `pools` instead.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub backends: Vec<BackendConfig>,
+    /// Where the flat form's backends come from when `backends` is not written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<Box<DiscoveryConfig>>,
     /// Active health checking.
     pub health_check: HealthCheckConfig,
     /// The per-backend circuit breaker.
@@ -100,6 +104,7 @@ impl Config {
             upstream: UpstreamConfig::default(),
             load_balancer: LoadBalancerConfig::default(),
             backends,
+            discovery: None,
             health_check: HealthCheckConfig::default(),
             circuit_breaker: CircuitBreakerConfig::default(),
             retry: RetryConfig::default(),

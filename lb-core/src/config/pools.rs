@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
+use super::discovery::DiscoveryConfig;
 use super::duration;
 use super::model::{
     BackendConfig, CircuitBreakerConfig, Config, HealthCheckConfig, LoadBalancerConfig,
@@ -40,8 +41,13 @@ pub struct PoolConfig {
     pub retry: RetryConfig,
     /// Where requests wait when every backend is at `max_connections`.
     pub queue: QueueConfig,
-    /// The backends, in file order; never empty after validation.
+    /// The backends, in file order; never empty after validation unless `discovery` is set,
+    /// in which case the daemon fills them with what the source last gave.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub backends: Vec<BackendConfig>,
+    /// Where the backends come from when the file does not list them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<Box<DiscoveryConfig>>,
 }
 
 /// `queue`: requests that find every eligible backend of a pool at `max_connections` wait
@@ -76,7 +82,7 @@ impl Config {
     /// `backends` is written at the top), then `pools` in file order.
     pub fn pool_list(&self) -> Vec<PoolConfig> {
         let mut pools = Vec::with_capacity(self.pools.len() + 1);
-        if !self.backends.is_empty() || self.pools.is_empty() {
+        if !self.backends.is_empty() || self.discovery.is_some() || self.pools.is_empty() {
             pools.push(PoolConfig {
                 name: DEFAULT_POOL.to_owned(),
                 load_balancer: self.load_balancer.clone(),
@@ -86,6 +92,7 @@ impl Config {
                 retry: self.retry.clone(),
                 queue: self.queue,
                 backends: self.backends.clone(),
+                discovery: self.discovery.clone(),
             });
         }
         pools.extend(self.pools.iter().cloned());
@@ -106,7 +113,7 @@ pub(crate) fn serialize<S: Serializer>(
     map.end()
 }
 
-const POOL_FIELDS: [&str; 7] = [
+const POOL_FIELDS: [&str; 8] = [
     "load_balancer",
     "upstream",
     "health_check",
@@ -114,6 +121,7 @@ const POOL_FIELDS: [&str; 7] = [
     "retry",
     "queue",
     "backends",
+    "discovery",
 ];
 
 /// A name for a pool, limit or scheme: letters, digits, `-`, `_` and `.`, as a metrics label
@@ -191,7 +199,9 @@ pub(crate) fn read(w: &mut Walker<'_>, top: &Section<'_>, config: &Config) -> Ve
             .hint("like `pools: {api: {backends: [{address: 127.0.0.1:8001}]}}`");
         w.report(node.pos, "pools", problem);
     }
-    let flat = !config.backends.is_empty() || top.get("backends").is_some();
+    let flat = !config.backends.is_empty()
+        || top.get("backends").is_some()
+        || top.get("discovery").is_some();
     let mut pools = Vec::new();
     for (name, pos, value) in entries {
         let path = format!("pools.{name}");
@@ -215,8 +225,12 @@ pub(crate) fn read(w: &mut Walker<'_>, top: &Section<'_>, config: &Config) -> Ve
         let retry = validate::retry(w, n, &p, config.retry.clone());
         let (n, p) = sub(&s, "queue");
         let queue = queue(w, n, &p, config.queue);
+        let (n, p) = sub(&s, "discovery");
+        let discovery = super::discovery::read(w, n, &p);
         let (n, p) = sub(&s, "backends");
-        let backends = validate::backends(w, n, &p, value.pos.or(pos), true, &upstream);
+        let required = s.get("discovery").is_none();
+        let backends = validate::backends(w, n, &p, value.pos.or(pos), required, &upstream);
+        super::discovery::exclusive(w, &s, "backends", "discovery");
         pools.push(PoolConfig {
             name,
             load_balancer,
@@ -226,6 +240,7 @@ pub(crate) fn read(w: &mut Walker<'_>, top: &Section<'_>, config: &Config) -> Ve
             retry,
             queue,
             backends,
+            discovery,
         });
     }
     pools

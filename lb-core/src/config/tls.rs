@@ -156,7 +156,7 @@ impl Serialize for SendProxyProtocol {
 }
 
 /// The directory relative paths are taken from: the configuration file's.
-pub(super) fn base_dir(w: &Walker<'_>) -> PathBuf {
+pub(crate) fn base_dir(w: &Walker<'_>) -> PathBuf {
     Path::new(w.file())
         .parent()
         .map(Path::to_path_buf)
@@ -164,7 +164,7 @@ pub(super) fn base_dir(w: &Walker<'_>) -> PathBuf {
 }
 
 /// A file path; a relative one is joined to `base`.
-pub(super) fn path(base: &Path) -> impl Fn(&Node) -> Result<PathBuf, Problem> + '_ {
+pub(crate) fn path(base: &Path) -> impl Fn(&Node) -> Result<PathBuf, Problem> + '_ {
     move |node| {
         let written = text(node)?;
         if written.contains('\0') {

@@ -21,11 +21,12 @@ use crate::health::HealthPolicy;
 use crate::net::Cidr;
 use crate::retry::{BudgetPolicy, RetryPolicy};
 
-const SECTIONS: [&str; 19] = [
+const SECTIONS: [&str; 20] = [
     "server",
     "upstream",
     "load_balancer",
     "backends",
+    "discovery",
     "health_check",
     "circuit_breaker",
     "retry",
@@ -77,7 +78,7 @@ pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> 
         "load_balancer",
         Default::default(),
     );
-    let flat = top.get("pools").is_none();
+    let flat = top.get("pools").is_none() && top.get("discovery").is_none();
     let backends = backends(
         &mut w,
         top.get("backends"),
@@ -86,6 +87,8 @@ pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> 
         flat,
         &upstream,
     );
+    let discovery = super::discovery::read(&mut w, top.get("discovery"), "discovery");
+    super::discovery::exclusive(&mut w, &top, "backends", "discovery");
     let health_check = health_check(
         &mut w,
         top.get("health_check"),
@@ -125,6 +128,7 @@ pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> 
         upstream,
         load_balancer,
         backends,
+        discovery,
         health_check,
         circuit_breaker,
         retry,

@@ -30,7 +30,7 @@ impl Problem {
         self.hint = Some(hint.into());
         self
     }
-    fn expected(what: &str, node: &Node) -> Self {
+    pub(crate) fn expected(what: &str, node: &Node) -> Self {
         Self::new(format!("expected {what}, found {}", node.kind()))
     }
 }

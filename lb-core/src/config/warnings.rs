@@ -199,6 +199,10 @@ fn failure_detection(prefix: &str, pool: &PoolConfig, out: &mut Vec<ConfigWarnin
 }
 
 fn retry(prefix: &str, pool: &PoolConfig, out: &mut Vec<ConfigWarning>) {
+    if pool.discovery.is_some() {
+        // How many backends a discovered pool will have is not known here.
+        return;
+    }
     let attempts = pool.retry.policy.max_attempts();
     let backends = pool.backends.len();
     if attempts > 1 && usize::try_from(attempts).is_ok_and(|a| a > backends) {

@@ -31,3 +31,19 @@ fn route_corpus_holds_the_properties() {
     }
     assert!(replayed >= 8, "only {replayed} seeds in {}", dir.display());
 }
+
+#[path = "../../../fuzz/src/discovery_check.rs"]
+mod discovery_check;
+
+#[test]
+fn discovered_backends_corpus_holds_the_properties() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/discovered_backends");
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(&dir).expect("corpus directory") {
+        let path = entry.expect("corpus entry").path();
+        discovery_check::check(&std::fs::read(&path).expect("corpus file"));
+        replayed += 1;
+    }
+    assert!(replayed >= 8, "only {replayed} seeds in {}", dir.display());
+}

@@ -15,7 +15,9 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
+use super::discovered::Sources;
 use super::endpoints::{self, Endpoint, Prebound};
+use super::reload::Origin;
 use super::source::{ConfigSource, LoadError};
 use super::watch::Watcher;
 use super::{Addresses, StartError, StartOptions};
@@ -95,6 +97,8 @@ pub(crate) struct Live {
     pub(crate) watcher: Option<Watcher>,
     /// The certificates' watcher, when `server.tls.watch` is on.
     pub(crate) tls_watch: Option<JoinHandle<()>>,
+    /// The discovery sources of the pools that have one, and the sets they gave.
+    pub(crate) sources: Sources,
 }
 
 /// The daemon's control: the shared state, and the live tasks behind one lock.
@@ -199,9 +203,13 @@ impl Control {
             health,
             watcher,
             tls_watch: self.tls_watch(),
+            sources: Sources::default(),
         };
         let addresses = live.addresses();
-        *self.live.lock().await = Some(live);
+        let pools = config.pool_list();
+        let mut guard = self.live.lock().await;
+        let live = guard.insert(live);
+        live.sources.sync(self, &pools);
         addresses
     }
 
@@ -242,8 +250,10 @@ impl Control {
         let Some(live) = live.as_mut() else {
             return Err(ReloadError::NoSource);
         };
+        // A pool whose backends come from a source keeps the set it has: the file lists none.
+        let config = live.sources.keep_discovered(config);
         // Boxed: a configuration is large, and reloads are rare.
-        let result = Box::pin(super::reload::apply(self, live, config)).await;
+        let result = Box::pin(super::reload::apply(self, live, config, Origin::File)).await;
         let metrics = &self.shared.metrics.config;
         metrics.count_reload(result.is_ok());
         match &result {
@@ -259,6 +269,50 @@ impl Control {
             }
         }
         result
+    }
+
+    /// Applies a discovery source's answer: `set` becomes `pool`'s backends, through the same
+    /// diff as a reload (see `super::discovered`). A set that cannot be applied (a name taken by
+    /// another pool's backend, a backend's TLS files) is refused, counted and logged, and the
+    /// pool keeps its backends.
+    pub(crate) async fn apply_discovered(
+        self: &Arc<Self>,
+        pool: &str,
+        kind: &'static str,
+        set: Vec<BackendConfig>,
+    ) {
+        let mut live = self.live.lock().await;
+        let Some(live) = live.as_mut() else {
+            return;
+        };
+        let metrics = &self.shared.metrics.discovery;
+        let current = self.shared.runtime.load_full();
+        let merged = match lb_core::discovery::merge(&current.config, pool, set.clone()) {
+            Ok(merged) => merged,
+            Err(error) => {
+                metrics.count(kind, "refused");
+                tracing::warn!(pool, %error, "discovered backends refused: the pool keeps its backends");
+                return;
+            }
+        };
+        if lb_core::config::diff(&current.config, &merged).is_empty() {
+            metrics.count(kind, "unchanged");
+            live.sources.record(self, pool, set);
+            return;
+        }
+        let applied = Box::pin(super::reload::apply(self, live, merged, Origin::Discovery)).await;
+        match applied {
+            Ok(report) => {
+                metrics.count(kind, "applied");
+                self.shared.metrics.config.named(report.hash.clone());
+                live.sources.record(self, pool, set);
+                tracing::info!(pool, changes = ?report.changes, "discovered backends applied");
+            }
+            Err(error) => {
+                metrics.count(kind, "refused");
+                tracing::warn!(pool, %error, "discovered backends refused: the pool keeps its backends");
+            }
+        }
     }
 
     /// Runs `change` on the live backends under the lock, then builds a new snapshot of the
@@ -329,8 +383,10 @@ impl Control {
             mut health,
             watcher,
             tls_watch,
+            mut sources,
         } = live;
         drop(watcher);
+        sources.stop_all();
         if let Some(tls_watch) = tls_watch {
             tls_watch.abort();
         }

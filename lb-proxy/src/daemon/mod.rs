@@ -16,6 +16,7 @@
 
 mod admin;
 mod control;
+mod discovered;
 mod endpoints;
 mod reload;
 mod source;

@@ -5,6 +5,11 @@
 //!
 //! Pools, backends, budgets, queues and rate-limit state that stay are the same objects in the
 //! next snapshot: a reload does not reset what the balancer learned or what a client spent.
+//!
+//! A discovery source's answer takes the same path ([`Origin::Discovery`]): the live
+//! configuration with one pool's backends replaced. It reads no file of the daemon's own (the
+//! token, key files and certificates are the live ones), and a backend it changes keeps its
+//! runtime overrides.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -20,12 +25,23 @@ use crate::clock;
 use crate::runtime::{Policies, PoolState, Runtime};
 use crate::upstream::backend::Backend;
 
+/// Where a change comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// The configuration file (a reload, or a configuration handed in).
+    File,
+    /// A discovery source: only one pool's backends differ from the live configuration.
+    Discovery,
+}
+
 /// The reload itself: see the module's documentation.
 pub(super) async fn apply(
     control: &Arc<Control>,
     live: &mut Live,
     mut config: Config,
+    origin: Origin,
 ) -> Result<ReloadReport, ReloadError> {
+    let file = origin == Origin::File;
     let old = control.shared.runtime.load_full();
     let needs_restart: Vec<String> = (diff(&old.config, &config).iter())
         .filter_map(|change| change.needs_restart(&old.config))
@@ -36,7 +52,10 @@ pub(super) async fn apply(
     if config.server.tls.is_some() != old.config.server.tls.is_some() {
         config.server.tls = old.config.server.tls.clone();
     }
-    let token = read_token(&config.admin).map_err(ReloadError::Token)?;
+    let token = match file {
+        true => read_token(&config.admin).map_err(ReloadError::Token)?,
+        false => control.token.load_full().map(|token| (*token).clone()),
+    };
     let changes = diff(&old.config, &config);
     let joining = changes.iter().flat_map(|change| match change {
         Change::BackendAdded { backend, .. } => std::slice::from_ref(backend),
@@ -46,12 +65,17 @@ pub(super) async fn apply(
     check_upstream_tls(joining)?;
     // Key files are read again on every reload (a rotated key is taken), and a bad one refuses
     // the reload rather than every request of its routes.
-    let schemes = crate::policy::auth::load_all(&config.auth)
-        .map_err(|error| ReloadError::Auth(error.to_string()))?;
+    let schemes = match file {
+        true => Some(
+            crate::policy::auth::load_all(&config.auth)
+                .map_err(|error| ReloadError::Auth(error.to_string()))?,
+        ),
+        false => None,
+    };
     let rebinds = Rebinds::prepare(&old.config, &config, live).await?;
     // The certificates last: the one step that changes something and may still fail (every
     // certificate loads, or none is swapped in).
-    if let (Some(tls), Some(settings)) = (&control.tls, &config.server.tls) {
+    if let (Some(tls), Some(settings), true) = (&control.tls, &config.server.tls, file) {
         tls.apply(settings)?;
     }
 
@@ -117,7 +141,7 @@ pub(super) async fn apply(
             } => {
                 let cleared = (pools.state(pool))
                     .and_then(|state| state.backends.iter().find(|b| b.name() == update.name))
-                    .is_some_and(|backend| backend.update(update).0);
+                    .is_some_and(|backend| backend.update(update, file).0);
                 if cleared {
                     pools.notes.push(format!(
                         "backend {}: the file changed it, its runtime overrides were cleared",
@@ -161,6 +185,8 @@ pub(super) async fn apply(
                     state.queue.configure(queue);
                 }
             }
+            // The sources follow the pools once the snapshot is live (below).
+            Change::Discovery(..) => {}
             // Routes are built for every snapshot; the policies below keep what stays.
             Change::Routes
             | Change::PathNormalization
@@ -186,9 +212,19 @@ pub(super) async fn apply(
     } = pools;
     // The snapshot takes the pools in the file's order.
     states.sort_by_key(|state| pool_configs.iter().position(|p| p.name == *state.name));
-    let policies = Policies::build(&config, Some(&old.policies), Some(schemes), metrics, now);
+    let policies = match schemes {
+        Some(schemes) => Arc::new(Policies::build(
+            &config,
+            Some(&old.policies),
+            Some(schemes),
+            metrics,
+            now,
+        )),
+        // Only backends changed: the policies are the live ones.
+        None => old.policies.clone(),
+    };
     let config = Arc::new(config);
-    let snapshot = Runtime::assemble(config.clone(), states, Arc::new(policies), metrics);
+    let snapshot = Runtime::assemble(config.clone(), states, policies, metrics);
     control.shared.runtime.store(Arc::new(snapshot));
     // After the swap no snapshot hands them out; their requests in flight finish.
     for backend in leaving {
@@ -215,7 +251,11 @@ pub(super) async fn apply(
     if live.watcher.is_none() {
         live.watcher = control.watcher(&config);
     }
-    control.token.store(token.map(Arc::new));
+    // Sources start, stop or restart with their pools' settings.
+    live.sources.sync(control, &pool_configs);
+    if file {
+        control.token.store(token.map(Arc::new));
+    }
     Ok(ReloadReport {
         changes: changes.iter().map(Change::subject).collect(),
         needs_restart,

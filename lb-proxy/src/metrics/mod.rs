@@ -8,6 +8,7 @@
 
 pub mod access_log;
 mod backend;
+pub mod discovery;
 pub mod route;
 mod serve;
 pub mod tls;
@@ -203,9 +204,15 @@ impl ConfigMetrics {
             let _ = self.reloads.get_or_create(&ReloadLabels { result });
         }
         self.last_successful.set(1);
+        self.named(hash);
+        self.last_success.set(unix_seconds);
+    }
+
+    /// Names the configuration now live without a load of the file (a discovery source
+    /// changed a pool's backends, which the hash covers).
+    pub fn named(&self, hash: String) {
         self.info.clear();
         self.info.get_or_create(&ConfigLabels { hash }).set(1);
-        self.last_success.set(unix_seconds);
     }
 }
 
@@ -243,6 +250,8 @@ pub struct Metrics {
     pub policy: route::PolicyMetrics,
     /// The access log's lines, drops and write errors.
     pub access_log: AccessLogMetrics,
+    /// The discovery sources.
+    pub discovery: discovery::DiscoveryMetrics,
 }
 
 impl Metrics {
@@ -399,6 +408,7 @@ impl Metrics {
         );
         let policy = route::PolicyMetrics::register(&mut registry);
         let access_log = AccessLogMetrics::register(&mut registry);
+        let discovery = discovery::DiscoveryMetrics::register(&mut registry);
         Self {
             access_log,
             registry,
@@ -408,6 +418,7 @@ impl Metrics {
             route_families,
             routes: Arc::default(),
             policy,
+            discovery,
             client_connections,
             client_connections_accepted,
             client_connections_idle,

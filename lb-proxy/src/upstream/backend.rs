@@ -212,14 +212,20 @@ impl Backend {
         self.metrics.weight.set(i64::from(self.weight()));
     }
 
-    /// Takes a changed entry of the file (same name, same address): the connection limit and
-    /// weight. The file is the newer word on this backend, so runtime overrides are cleared.
-    pub fn update(&self, config: &BackendConfig) -> OverridesCleared {
+    /// Takes a changed entry (same name, same address): the connection limit and weight.
+    /// With `clear_overrides` (the file changed this backend: it is the newer word on it) the
+    /// runtime overrides are cleared; a discovery source's change keeps them, since an operator
+    /// who drained a backend meant it to stay drained whatever its registry says.
+    pub fn update(&self, config: &BackendConfig, clear_overrides: bool) -> OverridesCleared {
         let max_connections = i64::from(config.max_connections);
         self.max_connections
             .store(max_connections, Ordering::Relaxed);
         self.configured_weight
             .store(config.weight, Ordering::Relaxed);
+        if !clear_overrides {
+            self.metrics.weight.set(i64::from(self.weight()));
+            return OverridesCleared(false);
+        }
         let had = self.weight_override().is_some() || self.is_drained();
         self.set_weight_override(None);
         self.set_drained(false);

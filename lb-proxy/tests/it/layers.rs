@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["proxy"],
     &["conn"],
     &["listener"],
+    &["discovery"],
     &["daemon"],
 ];
 

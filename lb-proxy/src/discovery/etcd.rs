@@ -1,0 +1,200 @@
+//! The etcd v3 source: every key under a prefix is one backend, its value a JSON object like a
+//! `backends` entry (the `etcd-client` crate, gRPC over plain HTTP/2).
+//!
+//! The prefix is listed once (a range read, which gives the store's revision), then watched from
+//! the revision after it, so that no change between the two is missed. A watch never freezes
+//! silently:
+//! - its stream closing or failing (etcd restarted, the connection dropped) is seen, and the
+//!   watch resumes from the revision after the last one seen (`lb_core::discovery::resume`);
+//! - a watch cancelled because that revision was compacted lists the prefix again;
+//! - every `keepalive` the watch is asked for a progress report (etcd answers with its current
+//!   revision even when nothing changed); a watch that stays silent for two of these is taken as
+//!   dead and resumed. Each report also renews `lb_discovery_last_update_timestamp_seconds`, so
+//!   its age says how long the pool has been out of touch with etcd.
+//!
+//! Failures (no endpoint reachable, a request that times out) publish nothing — the pool keeps
+//! its last good set — and are retried after a backoff that doubles per failure in a row. A key
+//! whose value does not describe a backend is logged and counted, and keeps the backend it had.
+
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions, GetOptions, WatchOptions, WatchStream};
+use lb_core::config::{DiscoveryConfig, EtcdDiscovery};
+use lb_core::discovery::{Backoff, KeyedSet, Resume, WatchEnd, resume};
+use rand::RngExt;
+
+use super::Context;
+
+/// Why the source lost touch with etcd.
+#[derive(Debug, thiserror::Error)]
+enum EtcdError {
+    #[error("etcd: {0}")]
+    Client(#[from] etcd_client::Error),
+    #[error("etcd: no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("etcd: the watch stream closed")]
+    Closed,
+    #[error("etcd: the watch stayed silent for {0:?}")]
+    Silent(Duration),
+    #[error("etcd: the watch was cancelled: {0}")]
+    Cancelled(String),
+}
+
+pub(super) async fn run(context: Context, etcd: EtcdDiscovery, settings: DiscoveryConfig) {
+    let backoff =
+        Backoff::try_new(settings.backoff_min, settings.backoff_max).unwrap_or_else(|_| {
+            Backoff::try_new(Duration::from_secs(1), Duration::from_secs(60)).expect("valid")
+        });
+    let mut state = State {
+        set: KeyedSet::default(),
+        revision: 0,
+        next: Resume::Relist,
+    };
+    let mut failures: u32 = 0;
+    loop {
+        // Boxed: the gRPC client's futures are large, and a session starts rarely.
+        let outcome = Box::pin(session(&context, &etcd, &mut state, &mut failures)).await;
+        let end = match outcome {
+            Err(EtcdError::Cancelled(reason)) if reason.contains("compacted") => {
+                tracing::warn!(pool = %context.pool.name, %reason, "etcd watch compacted: listing again");
+                WatchEnd::Compacted
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                context.failed(&error);
+                WatchEnd::Closed
+            }
+            Ok(()) => WatchEnd::Closed,
+        };
+        state.next = resume(end, state.revision);
+        if end == WatchEnd::Closed {
+            let jitter: f64 = rand::rng().random();
+            tokio::time::sleep(backoff.delay(failures.max(1), jitter)).await;
+        }
+    }
+}
+
+/// What the source knows between sessions.
+struct State {
+    set: KeyedSet,
+    /// The last revision whose changes are in `set`.
+    revision: i64,
+    /// How the next session starts.
+    next: Resume,
+}
+
+/// One connection: list (when needed), then watch until the watch ends.
+async fn session(
+    context: &Context,
+    etcd: &EtcdDiscovery,
+    state: &mut State,
+    failures: &mut u32,
+) -> Result<(), EtcdError> {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(etcd.timeout)
+        .with_timeout(etcd.timeout)
+        .with_keep_alive(etcd.keepalive, etcd.timeout);
+    let connect = Box::pin(Client::connect(etcd.endpoints.clone(), Some(options)));
+    let mut client = tokio::time::timeout(etcd.timeout, connect)
+        .await
+        .map_err(|_| EtcdError::Timeout(etcd.timeout))??;
+    let start = match state.next {
+        Resume::WatchFrom(revision) => revision,
+        Resume::Relist => {
+            let listing = client
+                .get(
+                    etcd.prefix.as_bytes(),
+                    Some(GetOptions::new().with_prefix()),
+                )
+                .await?;
+            for kv in listing.kvs() {
+                put(context, &mut state.set, kv.key(), kv.value());
+            }
+            state
+                .set
+                .retain_listed(listing.kvs().iter().map(|kv| kv.key()));
+            state.revision = listing.header().map_or(0, |h| h.revision());
+            publish(context, &state.set);
+            state.revision + 1
+        }
+    };
+    let options = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(start)
+        .with_progress_notify();
+    let mut stream = client.watch(etcd.prefix.as_bytes(), Some(options)).await?;
+    *failures = 0;
+    watch(context, etcd, state, &mut stream).await
+}
+
+/// Follows the watch until it ends; every answer (events or a progress report) proves it alive.
+async fn watch(
+    context: &Context,
+    etcd: &EtcdDiscovery,
+    state: &mut State,
+    stream: &mut WatchStream,
+) -> Result<(), EtcdError> {
+    let silence = etcd.keepalive * 2;
+    let mut last_heard = tokio::time::Instant::now();
+    let mut ask = tokio::time::interval(etcd.keepalive);
+    ask.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let message = tokio::select! {
+            message = stream.message() => message?,
+            _ = ask.tick() => {
+                if last_heard.elapsed() > silence {
+                    return Err(EtcdError::Silent(silence));
+                }
+                stream.request_progress().await?;
+                continue;
+            }
+        };
+        let Some(response) = message else {
+            return Err(EtcdError::Closed);
+        };
+        last_heard = tokio::time::Instant::now();
+        if response.canceled() {
+            let reason = match response.compact_revision() {
+                0 => response.cancel_reason().to_owned(),
+                at => format!("revision {} compacted (now {at})", state.revision + 1),
+            };
+            return Err(EtcdError::Cancelled(reason));
+        }
+        let events = response.events();
+        for event in events {
+            let Some(kv) = event.kv() else { continue };
+            // A delete's key-value is a tombstone of version 0; a put's has version 1 or more.
+            // (Read so rather than through `Event::event_type`, which panics on a type it does
+            // not know.)
+            match kv.version() {
+                0 => state.set.delete(kv.key()),
+                _ => put(context, &mut state.set, kv.key(), kv.value()),
+            }
+            state.revision = state.revision.max(kv.mod_revision());
+        }
+        if let Some(header) = response.header() {
+            // A progress report: every change up to this revision has been sent.
+            state.revision = state.revision.max(header.revision());
+        }
+        match events.is_empty() {
+            true => context.alive(),
+            false => publish(context, &state.set),
+        }
+    }
+}
+
+fn put(context: &Context, set: &mut KeyedSet, key: &[u8], value: &[u8]) {
+    if let Err(errors) = set.put(&context.pool, key, value) {
+        context.failed(&errors);
+    }
+}
+
+/// Publishes the set, unless it is empty (a pool is never emptied by its source).
+fn publish(context: &Context, set: &KeyedSet) {
+    let backends = set.backends();
+    if backends.is_empty() {
+        context.failed(&"etcd: no backend under the prefix; the pool keeps its last set");
+        return;
+    }
+    context.publish(backends);
+}
