@@ -71,9 +71,15 @@ impl Prepared {
             (Some(head), _) => head.clone(),
             // Only HTTP/1.0 names no host, and it has no upgrades; the request id is among the
             // kept parts' fields.
-            (None, Some(parts)) => {
-                encode(parts, None, authority, self.framing_field, client, false, None)
-            }
+            (None, Some(parts)) => encode(
+                parts,
+                None,
+                authority,
+                self.framing_field,
+                client,
+                false,
+                None,
+            ),
             (None, None) => unreachable!("a request has a head or keeps its parts"),
         }
     }
