@@ -382,22 +382,12 @@ async fn an_unopenable_file_stops_the_start_with_its_name() {
 /// `logrotate`, or `None` (the test then says so and passes, unless `LB_REQUIRE_LOGROTATE=1`,
 /// which CI sets, makes its absence a failure).
 fn logrotate() -> Option<std::path::PathBuf> {
-    let found = [
-        "/usr/sbin/logrotate",
-        "/usr/bin/logrotate",
-        "/sbin/logrotate",
-    ]
-    .into_iter()
-    .map(std::path::PathBuf::from)
-    .find(|candidate| candidate.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var("LB_REQUIRE_LOGROTATE").as_deref() != Ok("1"),
-            "LB_REQUIRE_LOGROTATE=1 but logrotate is not installed (apt-get install logrotate)"
-        );
-        eprintln!("SKIPPED: logrotate is not installed; config/logrotate/lb is not run");
-    }
-    found
+    crate::support::process::tool(
+        "logrotate",
+        "LB_REQUIRE_LOGROTATE",
+        "logrotate",
+        "config/logrotate/lb",
+    )
 }
 
 /// The shipped `config/logrotate/lb`, run by the real logrotate against the real binary (its

@@ -36,20 +36,12 @@ impl Drop for Dnsmasq {
 }
 
 fn dnsmasq_binary() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
-        .map(|dir| dir.join("dnsmasq"))
-        .find(|candidate| candidate.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var("LB_REQUIRE_DNSMASQ").as_deref() != Ok("1"),
-            "LB_REQUIRE_DNSMASQ=1 but dnsmasq is not installed (apt-get install dnsmasq-base)"
-        );
-        eprintln!("SKIPPED: dnsmasq is not installed; DNS discovery is not tested");
-    }
-    found
+    crate::support::process::tool(
+        "dnsmasq",
+        "LB_REQUIRE_DNSMASQ",
+        "dnsmasq-base",
+        "DNS discovery",
+    )
 }
 
 impl Dnsmasq {

@@ -39,20 +39,7 @@ impl Drop for Etcd {
 }
 
 fn etcd_binary() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join("etcd"))
-        .find(|candidate| candidate.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var("LB_REQUIRE_ETCD").as_deref() != Ok("1"),
-            "LB_REQUIRE_ETCD=1 but etcd is not installed (apt-get install etcd-server)"
-        );
-        eprintln!("SKIPPED: etcd is not installed; etcd discovery is not tested");
-    }
-    found
+    crate::support::process::tool("etcd", "LB_REQUIRE_ETCD", "etcd-server", "etcd discovery")
 }
 
 fn free_port() -> u16 {

@@ -27,20 +27,12 @@ impl Drop for Redis {
 }
 
 fn redis_binary() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join("redis-server"))
-        .find(|candidate| candidate.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var("LB_REQUIRE_REDIS").as_deref() != Ok("1"),
-            "LB_REQUIRE_REDIS=1 but redis-server is not installed (apt-get install redis-server)"
-        );
-        eprintln!("SKIPPED: redis-server is not installed; shared rate limits are not tested");
-    }
-    found
+    crate::support::process::tool(
+        "redis-server",
+        "LB_REQUIRE_REDIS",
+        "redis-server",
+        "sharing rate limits",
+    )
 }
 
 async fn start_redis(binary: &PathBuf) -> Redis {

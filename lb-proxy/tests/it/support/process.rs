@@ -127,3 +127,25 @@ impl Drop for Lb {
         let _ = self.child.wait();
     }
 }
+
+/// The installed program `name` (on `PATH` or in the usual system directories), or `None`: the
+/// test that needs it then says so and passes, unless the environment variable `require` is `1`
+/// (CI sets it) and makes its absence a failure. `package` is the Debian package that brings
+/// it, `what` what goes untested without it.
+pub fn tool(name: &str, require: &str, package: &str, what: &str) -> Option<std::path::PathBuf> {
+    let system = ["/usr/sbin", "/usr/bin", "/sbin", "/usr/local/bin"].map(std::path::PathBuf::from);
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .chain(system)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var(require).as_deref() != Ok("1"),
+            "{require}=1 but {name} is not installed (apt-get install {package})"
+        );
+        eprintln!("SKIPPED: {name} is not installed; {what} is not tested");
+    }
+    found
+}
