@@ -9,8 +9,8 @@
 //! Layers import downward only ([docs/data-plane.md](../docs/data-plane.md) draws them):
 //! - `daemon`: start, wiring, reload, the admin API, stop ([`Daemon`]); `listener`: the accept
 //!   loops and connection permits.
-//! - `discovery`: sources of pools' backends (a watched file, DNS, etcd with the `etcd`
-//!   feature), applied by the daemon through the reload's diff.
+//! - `discovery`: sources of pools' backends (a watched file, DNS, etcd), applied by the daemon
+//!   through the reload's diff.
 //! - `conn`: one client connection — its timers, our HTTP/1.1 loop over the codec, hyper's
 //!   server for h2c.
 //! - `tls`: the TLS terminator (certificates by SNI name, reloads, tickets) and the TLS

@@ -76,9 +76,6 @@ pub enum ReloadError {
     /// An authentication scheme's key file could not be read or parsed.
     #[error("{0}")]
     Auth(String),
-    /// The configuration needs what this build left out (etcd discovery without its feature).
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 /// The running daemon's tasks, changed only under [`Control`]'s lock.
@@ -133,9 +130,6 @@ impl Control {
         check_upstream_tls(pools.iter().flat_map(|pool| pool.backends.iter()))?;
         // Key files are read now, so that a missing one stops the start with its name.
         crate::policy::auth::load_all(&config.auth).map_err(|e| StartError::Auth(e.to_string()))?;
-        if let Some(why) = crate::discovery::unsupported(&config) {
-            return Err(StartError::Unsupported(why));
-        }
         let prebound = endpoints::bind_at_start(&config, options.inherited).await?;
         let metrics = Arc::new(Metrics::new());
         let tls = match &config.server.tls {

@@ -61,9 +61,6 @@ pub enum StartError {
     /// An authentication scheme's key file could not be read or parsed.
     #[error("{0}")]
     Auth(String),
-    /// The configuration needs what this build left out (etcd discovery without its feature).
-    #[error("{0}")]
-    Unsupported(String),
     /// The access log's target could not be opened.
     #[error("access log {target}: {source}")]
     AccessLog {

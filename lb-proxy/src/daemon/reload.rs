@@ -63,9 +63,6 @@ pub(super) async fn apply(
         _ => &[],
     });
     check_upstream_tls(joining)?;
-    if let Some(why) = crate::discovery::unsupported(&config) {
-        return Err(ReloadError::Unsupported(why));
-    }
     // Key files are read again on every reload (a rotated key is taken), and a bad one refuses
     // the reload rather than every request of its routes.
     let schemes = match file {

@@ -15,7 +15,6 @@
 //!   ends.
 
 mod dns;
-#[cfg(feature = "etcd")]
 mod etcd;
 mod file;
 
@@ -60,7 +59,6 @@ impl Context {
     }
 
     /// The source is in touch and nothing changed (an etcd progress report).
-    #[cfg(feature = "etcd")]
     fn alive(&self) {
         self.metrics.discovery.answered(&self.pool_name, unix_now());
     }
@@ -71,22 +69,6 @@ impl Context {
             "discovery failed: the pool keeps its last good backends");
         self.metrics.discovery.count(self.kind, "error");
     }
-}
-
-/// Why this build cannot run `config`'s discovery: a source compiled out (etcd without the
-/// `etcd` feature). Checked before a start or a reload applies anything.
-pub(crate) fn unsupported(config: &lb_core::config::Config) -> Option<String> {
-    let pools = config.pool_list();
-    let etcd = pools.iter().find(|pool| {
-        (pool.discovery.as_ref()).is_some_and(|d| matches!(d.source, DiscoverySource::Etcd(_)))
-    })?;
-    if cfg!(feature = "etcd") {
-        return None;
-    }
-    Some(format!(
-        "pool {}: etcd discovery needs lb built with `--features etcd` (which needs protoc)",
-        etcd.name
-    ))
 }
 
 /// Starts the source of `pool` (which must have `discovery`); its answers arrive on the
@@ -112,11 +94,7 @@ pub(crate) fn start(pool: &PoolConfig, metrics: &Arc<Metrics>) -> Option<(Source
             settings.debounce,
         )),
         DiscoverySource::Dns(dns) => tokio::spawn(dns::run(context, dns, *settings)),
-        #[cfg(feature = "etcd")]
         DiscoverySource::Etcd(etcd) => tokio::spawn(etcd::run(context, etcd, *settings)),
-        // Refused before any source starts (`unsupported`).
-        #[cfg(not(feature = "etcd"))]
-        DiscoverySource::Etcd(_) => return None,
     };
     Some((Source { task }, receiver))
 }

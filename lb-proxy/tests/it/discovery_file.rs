@@ -309,13 +309,3 @@ async fn a_backend_that_leaves_under_load_causes_no_error() {
     assert!(drained(&daemon).await);
     daemon.shutdown().await;
 }
-
-/// A build without the `etcd` feature says so at the start, rather than serving an empty pool.
-#[cfg(not(feature = "etcd"))]
-#[tokio::test]
-async fn etcd_discovery_in_a_build_without_it_refuses_the_start() {
-    let yaml = "server:\n  listen: 127.0.0.1:0\nmetrics:\n  enabled: false\n\
-                discovery:\n  etcd: {endpoints: [\"127.0.0.1:1\"], prefix: /lb/}\n";
-    let error = Daemon::start(parse(yaml)).await.expect_err("refused");
-    assert!(error.to_string().contains("--features etcd"), "{error}");
-}

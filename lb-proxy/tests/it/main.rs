@@ -8,7 +8,6 @@ mod admin_api;
 mod auth;
 mod differential;
 mod discovery_dns;
-#[cfg(feature = "etcd")]
 mod discovery_etcd;
 mod discovery_file;
 mod discovery_fleet;

@@ -1,5 +1,5 @@
 //! The etcd v3 source: every key under a prefix is one backend, its value a JSON object like a
-//! `backends` entry (the `etcd-client` crate, gRPC over plain HTTP/2).
+//! `backends` entry (etcd's v3 gRPC API over plain HTTP/2, [`api`]).
 //!
 //! The prefix is listed once (a range read, which gives the store's revision), then watched from
 //! the revision after it, so that no change between the two is missed. A watch never freezes
@@ -16,20 +16,27 @@
 //! its last good set — and are retried after a backoff that doubles per failure in a row. A key
 //! whose value does not describe a backend is logged and counted, and keeps the backend it had.
 
+mod api;
+
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, GetOptions, WatchOptions, WatchStream};
 use lb_core::config::{DiscoveryConfig, EtcdDiscovery};
 use lb_core::discovery::{Backoff, KeyedSet, Resume, WatchEnd, resume};
 use rand::RngExt;
 
+use self::api::{Client, Watch};
 use super::Context;
 
 /// Why the source lost touch with etcd.
 #[derive(Debug, thiserror::Error)]
 enum EtcdError {
-    #[error("etcd: {0}")]
-    Client(#[from] etcd_client::Error),
+    #[error("etcd {endpoint}: {error}")]
+    Connect {
+        endpoint: String,
+        error: tonic::transport::Error,
+    },
+    #[error("etcd: {}", .0.message())]
+    Call(#[from] tonic::Status),
     #[error("etcd: no answer within {0:?}")]
     Timeout(Duration),
     #[error("etcd: the watch stream closed")]
@@ -49,6 +56,7 @@ pub(super) async fn run(context: Context, etcd: EtcdDiscovery, settings: Discove
         set: KeyedSet::default(),
         revision: 0,
         next: Resume::Relist,
+        endpoint: 0,
     };
     let mut failures: u32 = 0;
     loop {
@@ -81,6 +89,8 @@ struct State {
     revision: i64,
     /// How the next session starts.
     next: Resume,
+    /// Which of the endpoints the next session tries first: the next one after a failure.
+    endpoint: usize,
 }
 
 /// One connection: list (when needed), then watch until the watch ends.
@@ -90,39 +100,45 @@ async fn session(
     state: &mut State,
     failures: &mut u32,
 ) -> Result<(), EtcdError> {
-    let options = ConnectOptions::new()
-        .with_connect_timeout(etcd.timeout)
-        .with_timeout(etcd.timeout)
-        .with_keep_alive(etcd.keepalive, etcd.timeout);
-    let connect = Box::pin(Client::connect(etcd.endpoints.clone(), Some(options)));
-    let mut client = tokio::time::timeout(etcd.timeout, connect)
-        .await
-        .map_err(|_| EtcdError::Timeout(etcd.timeout))??;
+    let endpoint = &etcd.endpoints[state.endpoint % etcd.endpoints.len().max(1)];
+    let connect = Box::pin(Client::connect(endpoint, etcd.timeout, etcd.keepalive));
+    let connected = tokio::time::timeout(etcd.timeout, connect).await;
+    let mut client = match connected {
+        Ok(Ok(client)) => client,
+        Ok(Err(error)) => {
+            state.endpoint = state.endpoint.wrapping_add(1);
+            return Err(EtcdError::Connect {
+                endpoint: endpoint.clone(),
+                error,
+            });
+        }
+        Err(_) => {
+            state.endpoint = state.endpoint.wrapping_add(1);
+            return Err(EtcdError::Timeout(etcd.timeout));
+        }
+    };
     let start = match state.next {
         Resume::WatchFrom(revision) => revision,
         Resume::Relist => {
-            let listing = client
-                .get(
-                    etcd.prefix.as_bytes(),
-                    Some(GetOptions::new().with_prefix()),
-                )
-                .await?;
-            for kv in listing.kvs() {
-                put(context, &mut state.set, kv.key(), kv.value());
+            let range = client.range_prefix(etcd.prefix.as_bytes());
+            let listing = tokio::time::timeout(etcd.timeout, range)
+                .await
+                .map_err(|_| EtcdError::Timeout(etcd.timeout))??;
+            for kv in &listing.kvs {
+                put(context, &mut state.set, &kv.key, &kv.value);
             }
             state
                 .set
-                .retain_listed(listing.kvs().iter().map(|kv| kv.key()));
-            state.revision = listing.header().map_or(0, |h| h.revision());
+                .retain_listed(listing.kvs.iter().map(|kv| kv.key.as_slice()));
+            state.revision = listing.header.map_or(0, |h| h.revision);
             publish(context, &state.set);
             state.revision + 1
         }
     };
-    let options = WatchOptions::new()
-        .with_prefix()
-        .with_start_revision(start)
-        .with_progress_notify();
-    let mut stream = client.watch(etcd.prefix.as_bytes(), Some(options)).await?;
+    let open = client.watch_prefix(etcd.prefix.as_bytes(), start);
+    let mut stream = tokio::time::timeout(etcd.timeout, open)
+        .await
+        .map_err(|_| EtcdError::Timeout(etcd.timeout))??;
     *failures = 0;
     watch(context, etcd, state, &mut stream).await
 }
@@ -132,7 +148,7 @@ async fn watch(
     context: &Context,
     etcd: &EtcdDiscovery,
     state: &mut State,
-    stream: &mut WatchStream,
+    stream: &mut Watch,
 ) -> Result<(), EtcdError> {
     let silence = etcd.keepalive * 2;
     let mut last_heard = tokio::time::Instant::now();
@@ -145,7 +161,7 @@ async fn watch(
                 if last_heard.elapsed() > silence {
                     return Err(EtcdError::Silent(silence));
                 }
-                stream.request_progress().await?;
+                stream.request_progress();
                 continue;
             }
         };
@@ -153,28 +169,26 @@ async fn watch(
             return Err(EtcdError::Closed);
         };
         last_heard = tokio::time::Instant::now();
-        if response.canceled() {
-            let reason = match response.compact_revision() {
-                0 => response.cancel_reason().to_owned(),
+        if response.canceled {
+            let reason = match response.compact_revision {
+                0 => response.cancel_reason,
                 at => format!("revision {} compacted (now {at})", state.revision + 1),
             };
             return Err(EtcdError::Cancelled(reason));
         }
-        let events = response.events();
+        let events = &response.events;
         for event in events {
-            let Some(kv) = event.kv() else { continue };
+            let Some(kv) = &event.kv else { continue };
             // A delete's key-value is a tombstone of version 0; a put's has version 1 or more.
-            // (Read so rather than through `Event::event_type`, which panics on a type it does
-            // not know.)
-            match kv.version() {
-                0 => state.set.delete(kv.key()),
-                _ => put(context, &mut state.set, kv.key(), kv.value()),
+            match kv.version {
+                0 => state.set.delete(&kv.key),
+                _ => put(context, &mut state.set, &kv.key, &kv.value),
             }
-            state.revision = state.revision.max(kv.mod_revision());
+            state.revision = state.revision.max(kv.mod_revision);
         }
-        if let Some(header) = response.header() {
+        if let Some(header) = &response.header {
             // A progress report: every change up to this revision has been sent.
-            state.revision = state.revision.max(header.revision());
+            state.revision = state.revision.max(header.revision);
         }
         match events.is_empty() {
             true => context.alive(),
