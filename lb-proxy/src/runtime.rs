@@ -409,8 +409,37 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// The daemon's shutdown signal.
     pub shutdown: Arc<Shutdown>,
-    /// The access log, when `access_log` is on; set up at start (a change needs a restart).
-    pub access_log: Option<Arc<crate::access_log::AccessLog>>,
+    /// The access log, when `access_log` is on; a reload that changes it swaps in a new one.
+    pub access_log: AccessLogSlot,
+}
+
+/// The access log behind its own swap, and whether there is one: the request path reads the
+/// flag (one relaxed load), and only with the log on takes the log itself.
+#[derive(Debug, Default)]
+pub struct AccessLogSlot {
+    on: std::sync::atomic::AtomicBool,
+    log: arc_swap::ArcSwapOption<crate::access_log::AccessLog>,
+}
+
+impl AccessLogSlot {
+    /// The log, when it is on.
+    pub(crate) fn current(&self) -> Option<Arc<crate::access_log::AccessLog>> {
+        match self.on.load(std::sync::atomic::Ordering::Relaxed) {
+            true => self.log.load_full(),
+            false => None,
+        }
+    }
+
+    /// Swaps in `log` (`None`: the log goes off); the log it replaces.
+    pub(crate) fn replace(
+        &self,
+        log: Option<Arc<crate::access_log::AccessLog>>,
+    ) -> Option<Arc<crate::access_log::AccessLog>> {
+        let on = log.is_some();
+        let old = self.log.swap(log);
+        self.on.store(on, std::sync::atomic::Ordering::Relaxed);
+        old
+    }
 }
 
 impl Shared {
@@ -426,7 +455,7 @@ impl Shared {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
             shutdown,
-            access_log: None,
+            access_log: AccessLogSlot::default(),
         }
     }
 }

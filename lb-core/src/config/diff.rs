@@ -113,9 +113,6 @@ impl Change {
             Change::Server(server) if server.tls.is_some() != old.server.tls.is_some() => {
                 Some("server.tls on or off: the listener's kind is set when it starts")
             }
-            Change::AccessLog(_) => {
-                Some("access_log: the log's writer and its buffer are set up when lb starts")
-            }
             _ => None,
         }
     }

@@ -19,11 +19,13 @@ pub(crate) mod sink;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::time::Duration;
 
 use lb_core::config::{AccessLogConfig, AccessLogFormat, SampleConfig};
 
 use crate::metrics::AccessLogMetrics;
 pub(crate) use record::{AttemptEnd, Record};
+pub(crate) use sink::Message;
 
 /// The room a line is formatted into at first; longer lines grow it.
 const LINE_CAPACITY: usize = 512;
@@ -32,7 +34,7 @@ const LINE_CAPACITY: usize = 512;
 #[derive(Debug)]
 pub(crate) struct AccessLog {
     /// Into the writer's bounded channel.
-    lines: SyncSender<Vec<u8>>,
+    lines: SyncSender<Message>,
     format: AccessLogFormat,
     sample: SampleConfig,
     /// Requests seen by `sample.one_in`.
@@ -69,6 +71,28 @@ impl AccessLog {
         })
     }
 
+    /// Waits, up to `limit`, until the writer has written and flushed every line sent before
+    /// (at exit, so that the last requests' lines are not lost with the process). Whether it
+    /// did.
+    pub(crate) async fn flush(&self, limit: Duration) -> bool {
+        let (done, written) = tokio::sync::oneshot::channel();
+        let deadline = crate::clock::now() + limit;
+        let mut ask = Message::Flush(done);
+        // The channel may be full behind a slow sink: try again until the deadline.
+        loop {
+            match self.lines.try_send(ask) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if crate::clock::now() < deadline => {
+                    ask = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(_) => return false,
+            }
+        }
+        let deadline = tokio::time::Instant::from_std(deadline);
+        matches!(tokio::time::timeout_at(deadline, written).await, Ok(Ok(())))
+    }
+
     /// Asks the writer to reopen its file (logrotate renamed it).
     pub(crate) fn reopen(&self) {
         self.reopen.store(true, Ordering::Release);
@@ -93,7 +117,7 @@ impl AccessLog {
         // Full: the sink is slow or stalled. Disconnected: the writer is gone (its thread
         // panicked), and nothing is written any more. Either way the line is dropped, counted.
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            self.lines.try_send(line)
+            self.lines.try_send(Message::Line(line))
         {
             self.metrics.dropped.inc();
         }

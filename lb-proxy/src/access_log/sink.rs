@@ -31,6 +31,15 @@ const TICK: Duration = Duration::from_millis(200);
 /// Write errors are logged at most once in this long (each is counted).
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// What the request path and the daemon send the writer.
+#[derive(Debug)]
+pub(crate) enum Message {
+    /// A formatted line.
+    Line(Vec<u8>),
+    /// Flush what came before, then say so.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// An opened target.
 pub(crate) enum Sink {
     /// The standard output.
@@ -171,7 +180,7 @@ impl Syslog {
 /// Writes lines from `lines` to `sink` until every sender is gone; a raised `reopen` reopens a
 /// file before the next line.
 pub(crate) fn run(
-    lines: Receiver<Vec<u8>>,
+    lines: Receiver<Message>,
     mut sink: Sink,
     reopen: Arc<AtomicBool>,
     metrics: AccessLogMetrics,
@@ -203,12 +212,19 @@ pub(crate) fn run(
             false => lines.recv_timeout(TICK),
         };
         match line {
-            Ok(line) => {
+            Ok(Message::Line(line)) => {
                 match sink.write(&line) {
                     Ok(()) => drop(metrics.lines.inc()),
                     Err(error) => errors.failed(&metrics, &error),
                 };
                 dirty = true;
+            }
+            Ok(Message::Flush(done)) => {
+                if let Err(error) = sink.flush() {
+                    errors.failed(&metrics, &error);
+                }
+                dirty = false;
+                let _ = done.send(());
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {

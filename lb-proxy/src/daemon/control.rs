@@ -76,6 +76,15 @@ pub enum ReloadError {
     /// An authentication scheme's key file could not be read or parsed.
     #[error("{0}")]
     Auth(String),
+    /// The new access log's target could not be opened.
+    #[error("access log {target}: {source}")]
+    AccessLog {
+        /// The target, as the configuration names it.
+        target: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The running daemon's tasks, changed only under [`Control`]'s lock.
@@ -139,21 +148,10 @@ impl Control {
         let config = Arc::new(config);
         metrics.config.loaded(config_hash(&config), unix_now());
         let limit = Arc::new(ConnectionLimit::new(config.server.max_client_connections));
-        let access_log = match config.access_log.enabled {
-            false => None,
-            true => {
-                let started = AccessLog::start(&config.access_log, metrics.access_log.clone());
-                let log = started.map_err(|source| StartError::AccessLog {
-                    target: describe_target(&config.access_log.target),
-                    source,
-                })?;
-                Some(Arc::new(log))
-            }
-        };
-        let shared = Arc::new(Shared {
-            access_log,
-            ..Shared::new(config, metrics, shutdown, clock::now())
-        });
+        let access_log = open_access_log(&config.access_log, &metrics)
+            .map_err(|(target, source)| StartError::AccessLog { target, source })?;
+        let shared = Arc::new(Shared::new(config, metrics, shutdown, clock::now()));
+        shared.access_log.replace(access_log);
         Ok(Control {
             shared,
             source: options.source,
@@ -457,6 +455,22 @@ pub(super) fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |since| since.as_secs_f64())
+}
+
+/// Opens `config`'s access log and starts its writer; `None` when the log is off.
+///
+/// # Errors
+/// The target, described for a message, and why it cannot be opened.
+pub(super) fn open_access_log(
+    config: &lb_core::config::AccessLogConfig,
+    metrics: &Metrics,
+) -> Result<Option<Arc<AccessLog>>, (String, std::io::Error)> {
+    if !config.enabled {
+        return Ok(None);
+    }
+    let log = AccessLog::start(config, metrics.access_log.clone())
+        .map_err(|source| (describe_target(&config.target), source))?;
+    Ok(Some(Arc::new(log)))
 }
 
 /// The access log's target as a line of text, for errors.

@@ -135,11 +135,15 @@ impl Reloader {
     /// Reopens the access log's file (after logrotate renamed it): the next line goes to a
     /// new file at the configured path. Nothing happens for other targets.
     pub fn reopen_logs(&self) {
-        if let Some(log) = &self.0.shared.access_log {
+        if let Some(log) = self.0.shared.access_log.current() {
             log.reopen();
         }
     }
 }
+
+/// How long a shutdown waits for the access log's last lines to be written (a stalled syslog
+/// socket or a full disk must not hold the exit).
+const ACCESS_LOG_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
 /// How often idle upstream connections are looked at.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -174,13 +178,22 @@ impl Daemon {
         })
     }
 
-    /// Stops accepting, waits for requests in flight up to `server.shutdown_grace`, and stops
-    /// the health checkers, the pool sweep and the side listeners.
+    /// Stops accepting, waits for requests in flight up to `server.shutdown_grace`, stops
+    /// the health checkers, the pool sweep and the side listeners, and waits (up to
+    /// [`ACCESS_LOG_FLUSH_LIMIT`]) until the access log has written its last lines.
     pub async fn shutdown(self) {
         self.shutdown.start();
         self.control.drain().await;
         self.sweep.abort();
         let _ = self.sweep.await;
+        if let Some(log) = self.control.shared.access_log.current()
+            && !log.flush(ACCESS_LOG_FLUSH_LIMIT).await
+        {
+            tracing::warn!(
+                "the access log's target took longer than {ACCESS_LOG_FLUSH_LIMIT:?}: \
+                 lines still buffered are lost"
+            );
+        }
     }
 
     /// Reads the TLS certificates, keys and ticket keys again, swapping in each one that changed

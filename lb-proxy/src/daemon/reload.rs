@@ -18,7 +18,8 @@ use lb_core::config::{Change, Config, diff};
 use lb_core::retry::RetryBudget;
 
 use super::control::{
-    Control, Live, ReloadError, ReloadReport, check_upstream_tls, config_hash, read_token,
+    Control, Live, ReloadError, ReloadReport, check_upstream_tls, config_hash, open_access_log,
+    read_token,
 };
 use super::endpoints::Rebinds;
 use crate::clock;
@@ -69,6 +70,16 @@ pub(super) async fn apply(
         true => Some(
             crate::policy::auth::load_all(&config.auth)
                 .map_err(|error| ReloadError::Auth(error.to_string()))?,
+        ),
+        false => None,
+    };
+    // A changed access log is opened now (a target that cannot be opened refuses the reload)
+    // and swapped in with the snapshot; the one it replaces writes what it holds and ends
+    // when the last request using it does.
+    let access_log = match (changes.iter()).any(|change| matches!(change, Change::AccessLog(_))) {
+        true => Some(
+            open_access_log(&config.access_log, &control.shared.metrics)
+                .map_err(|(target, source)| ReloadError::AccessLog { target, source })?,
         ),
         false => None,
     };
@@ -198,7 +209,8 @@ pub(super) async fn apply(
             Change::Server(server) => control.limit.resize(server.max_client_connections),
             // Endpoints move or restart below, with the sockets bound above.
             Change::Metrics(_) | Change::Admin(_) => {}
-            // The access log needs a restart; the request id is read from the snapshot.
+            // The access log was opened above and is swapped in below; the request id is read
+            // from the snapshot.
             Change::AccessLog(_) | Change::RequestId(_) => {}
             Change::Reload(_) => live.watcher = None,
         }
@@ -226,6 +238,9 @@ pub(super) async fn apply(
     let config = Arc::new(config);
     let snapshot = Runtime::assemble(config.clone(), states, policies, metrics);
     control.shared.runtime.store(Arc::new(snapshot));
+    if let Some(log) = access_log {
+        control.shared.access_log.replace(log);
+    }
     // After the swap no snapshot hands them out; their requests in flight finish.
     for backend in leaving {
         backend.retire();

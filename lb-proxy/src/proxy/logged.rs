@@ -59,7 +59,7 @@ impl Drop for Pending {
 /// [`serve`], with the request's access-log record.
 pub(crate) async fn logged(
     shared: &Shared,
-    log: &Arc<AccessLog>,
+    log: Arc<AccessLog>,
     client: &Arc<ClientInfo>,
     request: ClientRequest,
 ) -> Reply {
@@ -75,7 +75,7 @@ pub(crate) async fn logged(
     drop(runtime);
     let mut pending = Pending(Some(Box::new(Logged {
         record,
-        log: log.clone(),
+        log,
         body: None,
     })));
     let mut reply = {

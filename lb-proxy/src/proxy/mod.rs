@@ -90,7 +90,7 @@ pub(crate) fn serve<'a>(
         // With the access log on, the request runs again inside [`logged::logged`], boxed:
         // off, the request's future holds no room for the log's.
         if log.is_none()
-            && let Some(access_log) = &shared.access_log
+            && let Some(access_log) = shared.access_log.current()
         {
             return Box::pin(logged::logged(shared, access_log, client, request)).await;
         }

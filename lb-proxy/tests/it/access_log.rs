@@ -1,6 +1,7 @@
 //! The access log: every field of a JSON line, the combined format, sampling, a stalled sink
 //! that never delays a request (its lines dropped and counted), and `SIGUSR1` after logrotate's
-//! rename continuing in a new file with no line lost (the real binary).
+//! rename continuing in a new file with no line lost, reloads that turn the log on, move it or
+//! are refused, and the last lines written at exit (the real binary).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -514,4 +515,94 @@ async fn a_client_that_leaves_early_is_logged_with_499() {
     assert_eq!(record["target"], "/delay/3000");
     assert_eq!(record["bytes_out"], 0);
     daemon.shutdown().await;
+}
+
+/// The reloads_total series of `result`, from the real binary's metrics endpoint.
+async fn reloads(lb: &Lb, result: &str) -> f64 {
+    let text = scrape_at(lb.metrics.expect("metrics on")).await;
+    metric_sum(
+        &text,
+        "lb_config_reloads_total",
+        &[&format!("result=\"{result}\"")],
+    )
+}
+
+/// A reload turns the log on, moves it to another file in another format, and is refused
+/// (changing nothing) for a file that cannot be opened; at exit the last lines are written.
+/// The real binary, reloaded by `SIGHUP` and stopped by `SIGTERM`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_move_the_log_and_the_exit_writes_its_last_lines() {
+    let fleet = backends(1).await;
+    let dir = temp_dir("access-reload");
+    let (first, second) = (dir.join("first.log"), dir.join("second.log"));
+    let config = dir.join("lb.yaml");
+    let yaml = |extra: &str| config_yaml(&specs(&fleet), extra);
+    write_file(&config, &yaml(""));
+    let lb = Lb::start_async(&config, &[]).await;
+    let client = client();
+    get(&client, lb.listen, "/off").await;
+
+    // On, to a file, by a reload.
+    let on = format!("access_log:\n  target: file\n  path: {}\n", first.display());
+    write_file(&config, &yaml(&on));
+    lb.signal("HUP");
+    let logged = eventually(Duration::from_secs(10), || async {
+        get(&client, lb.listen, "/first").await;
+        !lines(&first).is_empty()
+    })
+    .await;
+    assert!(logged, "the reload turned the log on");
+
+    // Another file, in the combined format: lines before the reload stay in the first.
+    let moved = format!(
+        "access_log:\n  format: combined\n  target: file\n  path: {}\n",
+        second.display()
+    );
+    write_file(&config, &yaml(&moved));
+    lb.signal("HUP");
+    let logged = eventually(Duration::from_secs(10), || async {
+        get(&client, lb.listen, "/second").await;
+        !lines(&second).is_empty()
+    })
+    .await;
+    assert!(logged, "the reload moved the log");
+    let before = lines(&first);
+    assert!(before.iter().all(|line| json(line)["target"] == "/first"));
+    assert!(
+        lines(&second)
+            .iter()
+            .all(|line| line.contains("\"GET /second HTTP/1.1\""))
+    );
+
+    // A file that cannot be opened: the reload is refused, the log stays where it is.
+    let failures = reloads(&lb, "failure").await;
+    let missing = dir.join("missing").join("third.log");
+    let bad = format!(
+        "access_log:\n  target: file\n  path: {}\n",
+        missing.display()
+    );
+    write_file(&config, &yaml(&bad));
+    lb.signal("HUP");
+    let refused = eventually(Duration::from_secs(10), || async {
+        reloads(&lb, "failure").await > failures
+    })
+    .await;
+    assert!(refused, "the reload was refused");
+    let logged = lines(&second).len();
+    for index in 0..200 {
+        get(&client, lb.listen, &format!("/last/{index}")).await;
+    }
+
+    // Stopped at once: every line is in the file when the process has exited.
+    lb.signal("TERM");
+    let mut lb = lb;
+    assert_eq!(
+        crate::support::process::exit_code(&mut lb.child).await,
+        Some(0)
+    );
+    let after = lines(&second);
+    assert_eq!(after.len(), logged + 200, "no line lost at exit");
+    assert!(after[logged..].iter().all(|line| line.contains("/last/")));
+    assert_eq!(lines(&first).len(), before.len());
+    assert!(!missing.exists());
 }

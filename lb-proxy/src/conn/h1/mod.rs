@@ -141,8 +141,8 @@ async fn refuse<S: ClientStream>(
     error: RequestError,
 ) {
     let reply = refuse_request(shared, &Method::GET, error);
-    if let Some(log) = &shared.access_log {
-        log_refusal(log, client, &reply);
+    if let Some(log) = shared.access_log.current() {
+        log_refusal(&log, client, &reply);
     }
     let mut client_side = ClientSide {
         feeder: None,
