@@ -45,6 +45,7 @@ pub fn check(data: &[u8]) {
             priority: u16::from(c[0] % 4),
             weight: u16::from_be_bytes([c[1], c[2]]),
             address: SocketAddr::from(([10, 0, 0, c[5]], u16::from_be_bytes([c[3], c[4]]))),
+            host: format!("t{}.example.", c[6]),
         })
         .collect();
     let backends = from_srv(&pool, &records);

@@ -9,6 +9,10 @@
 //!   follows RFC 2782: only the lowest priority is used (the others are backups), and a weight
 //!   of 0 means "almost never while others have weight" — here weight 1 against 100 per unit
 //!   of the others — or equal shares when every record has 0.
+//!   A backend found through a DNS name and reached over TLS presents that name (an SRV
+//!   record's target, or the A/AAAA name) as SNI and verifies the certificate for it, unless
+//!   `upstream.tls.sni` says otherwise: the certificate of a service found by name is issued
+//!   for its name, not for the addresses it happens to have today.
 //! - [`refresh_after`]: the wait until the next lookup, the answer's TTL clamped.
 //! - [`Backoff`]: the wait after failures in a row: doubling from a minimum to a cap, with
 //!   jitter, so that a broken source is not asked in a storm and many balancers do not retry
@@ -44,32 +48,54 @@ pub fn name_all(pool: &str, backends: Vec<BackendConfig>) -> Vec<BackendConfig> 
         .collect()
 }
 
-/// A backend of `pool` at `address` with `weight`, reached as the pool's `upstream` says.
-fn backend(pool: &PoolConfig, address: SocketAddr, weight: u32) -> BackendConfig {
+/// A backend of `pool` at `address` with `weight`, found through the DNS name `host`, reached
+/// as the pool's `upstream` says; over TLS, `host` is its SNI unless `upstream.tls.sni` is set.
+fn backend(pool: &PoolConfig, address: SocketAddr, weight: u32, host: &str) -> BackendConfig {
+    let mut tls = pool.upstream.tls.clone();
+    if let Some(tls) = &mut tls
+        && tls.sni.is_none()
+    {
+        tls.sni = server_name(host);
+    }
     BackendConfig {
         name: named(&pool.name, &address.to_string()),
         address,
         weight: weight.max(1),
         max_connections: DEFAULT_MAX_CONNECTIONS,
-        tls: pool.upstream.tls.clone(),
+        tls,
         proxy_protocol: pool.upstream.proxy_protocol,
     }
 }
 
-/// The backends of an A or AAAA answer: one per distinct address, on `port`, weight 1, in
-/// address order (so that every balancer builds the same table from the same answer,
-/// whatever order the server gave).
-pub fn from_addresses(pool: &PoolConfig, ips: &[IpAddr], port: u16) -> Vec<BackendConfig> {
+/// `host` as a TLS server name: without the root's trailing dot, lowercase; `None` for an IP
+/// literal or an empty name (the address is verified then, as for a written backend).
+fn server_name(host: &str) -> Option<String> {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.is_empty() || name.parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    Some(name.to_ascii_lowercase())
+}
+
+/// The backends of an A or AAAA answer for the name `host`: one per distinct address, on
+/// `port`, weight 1, in address order (so that every balancer builds the same table from the
+/// same answer, whatever order the server gave).
+pub fn from_addresses(
+    pool: &PoolConfig,
+    host: &str,
+    ips: &[IpAddr],
+    port: u16,
+) -> Vec<BackendConfig> {
     let mut addresses: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
     addresses.sort();
     addresses.dedup();
     (addresses.into_iter())
-        .map(|address| backend(pool, address, 1))
+        .map(|address| backend(pool, address, 1, host))
         .collect()
 }
 
 /// One SRV record, its target resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SrvTarget {
     /// Lower is preferred; only the lowest present is used.
     pub priority: u16,
@@ -77,6 +103,8 @@ pub struct SrvTarget {
     pub weight: u16,
     /// The target's address and the record's port.
     pub address: SocketAddr,
+    /// The record's target name (its TLS server name).
+    pub host: String,
 }
 
 /// The backends of an SRV answer (see the module's documentation): the lowest priority's
@@ -88,18 +116,19 @@ pub fn from_srv(pool: &PoolConfig, records: &[SrvTarget]) -> Vec<BackendConfig> 
     };
     let chosen: Vec<&SrvTarget> = records.iter().filter(|r| r.priority == lowest).collect();
     let any_weight = chosen.iter().any(|r| r.weight > 0);
-    let mut weights: BTreeMap<SocketAddr, u32> = BTreeMap::new();
+    // An address reached through two targets is one backend, named for the first target.
+    let mut weights: BTreeMap<SocketAddr, (u32, &str)> = BTreeMap::new();
     for record in chosen {
         let weight = match (any_weight, record.weight) {
             (false, _) => 1,
             (true, 0) => 1,
             (true, w) => u32::from(w) * SRV_WEIGHT_SCALE,
         };
-        let total = weights.entry(record.address).or_insert(0);
-        *total = total.saturating_add(weight);
+        let total = weights.entry(record.address).or_insert((0, &record.host));
+        total.0 = total.0.saturating_add(weight);
     }
     (weights.into_iter())
-        .map(|(address, weight)| backend(pool, address, weight))
+        .map(|(address, (weight, host))| backend(pool, address, weight, host))
         .collect()
 }
 

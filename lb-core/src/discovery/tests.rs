@@ -34,6 +34,7 @@ fn srv(priority: u16, weight: u16, address: SocketAddr) -> SrvTarget {
         priority,
         weight,
         address,
+        host: format!("srv{}.example.internal.", address.port()),
     }
 }
 
@@ -161,7 +162,7 @@ fn addresses_are_sorted_and_distinct() {
         IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
         IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
     ];
-    let backends = from_addresses(&api, &ips, 8080);
+    let backends = from_addresses(&api, "api.example.internal", &ips, 8080);
     let names: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(names, ["api@10.0.0.1:8080", "api@10.0.0.2:8080"]);
 }
@@ -271,7 +272,7 @@ proptest! {
     #[test]
     fn merged_names_stay_unique(ports in proptest::collection::btree_set(1u16..500, 1..20)) {
         let config = api();
-        let set = from_addresses(&pool(&config, "api"), &[], 1);
+        let set = from_addresses(&pool(&config, "api"), "api.example.internal", &[], 1);
         prop_assert!(set.is_empty());
         let set: Vec<BackendConfig> = ports.iter().map(|p| {
             let mut b = BackendConfig::new(at(*p));
@@ -376,4 +377,42 @@ fn etcd_settings_are_validated() {
         panic!("an etcd source")
     };
     assert_eq!(etcd.endpoints, ["127.0.0.1:2379", "etcd-2:2379"]);
+}
+
+#[test]
+fn a_name_found_in_dns_is_the_sni_of_its_tls_backends() {
+    let tls_pool = |sni: &str| {
+        pool_config(&format!(
+            "pools:\n  api:\n    discovery: {{dns: {{name: api.example.internal, port: 443}}}}\n    upstream:\n      tls: {{{sni}}}\n"
+        ))
+    };
+    let ips = [IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))];
+    let cases: [(&str, &str, Option<&str>); 5] = [
+        // (upstream.tls, the looked-up name, the SNI presented)
+        ("", "API.example.internal.", Some("api.example.internal")),
+        ("", "api.example.internal", Some("api.example.internal")),
+        (
+            "sni: edge.example.com",
+            "api.example.internal.",
+            Some("edge.example.com"),
+        ),
+        ("", "10.0.0.9", None),
+        ("", ".", None),
+    ];
+    for (tls, host, sni) in cases {
+        let config = tls_pool(tls);
+        let set = from_addresses(&pool(&config, "api"), host, &ips, 443);
+        let presented = set[0].tls.as_ref().expect("tls").sni.as_deref();
+        assert_eq!(presented, sni, "{tls:?} {host:?}");
+        let records = [SrvTarget {
+            host: host.to_owned(),
+            ..srv(0, 1, at(443))
+        }];
+        let set = from_srv(&pool(&config, "api"), &records);
+        assert_eq!(set[0].tls.as_ref().expect("tls").sni.as_deref(), sni);
+    }
+    // Without TLS there is nothing to name.
+    let plain = api();
+    let set = from_addresses(&pool(&plain, "api"), "api.example.internal", &ips, 80);
+    assert!(set[0].tls.is_none());
 }

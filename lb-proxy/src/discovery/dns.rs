@@ -138,7 +138,7 @@ async fn lookup(
                 }
             };
             let ttl = records.into_iter().min().unwrap_or(0);
-            Ok((from_addresses(&context.pool, &ips, port), ttl))
+            Ok((from_addresses(&context.pool, name, &ips, port), ttl))
         }
         RecordType::Srv => {
             let answer = resolver.srv_lookup(name).await.map_err(failed)?;
@@ -160,6 +160,7 @@ async fn lookup(
                             priority: record.priority(),
                             weight: record.weight(),
                             address: SocketAddr::new(ip, record.port()),
+                            host: record.target().to_ascii(),
                         }));
                     }
                     Err(error) => {

@@ -310,3 +310,61 @@ async fn srv_records_give_ports_and_weights() {
     drop(dns);
     daemon.shutdown().await;
 }
+
+/// A backend found through an SRV record and reached over TLS is verified for the record's
+/// target name (its certificate names no IP address); an `upstream.tls.sni` overrides it.
+#[tokio::test]
+async fn tls_backends_found_by_name_are_verified_for_that_name() {
+    use crate::support::tls::{TempDir, TestCa};
+    let Some(binary) = dnsmasq_binary() else {
+        return;
+    };
+    let (files, ca) = (TempDir::new("dns-tls"), TestCa::new("dns ca"));
+    let ca_file = files.write("ca.pem", &ca.pem);
+    let leaf = ca.leaf(&["web.lb.test"]);
+    let tls = test_backend::tls_config(leaf.cert.as_bytes(), leaf.key.as_bytes(), None).unwrap();
+    let options = BackendOptions {
+        name: "secure".to_owned(),
+        tls: Some(tls),
+        ..BackendOptions::default()
+    };
+    let backend = test_backend::bind_and_spawn(([127, 0, 0, 1], 0).into(), options)
+        .await
+        .expect("backend starts");
+    let dir = temp_dir("dns-tls");
+    write_file(&dir.join("hosts"), "127.0.0.1 web.lb.test\n");
+    let record = format!(
+        "_web._tcp.lb.test,web.lb.test,{},0,1",
+        backend.addr().port()
+    );
+    let dns = Dnsmasq::start(&binary, &dir, 0, &[record]).await;
+    let with_tls = |tls: &str| {
+        format!(
+            "{}upstream:\n  tls: {{ca_file: {}{tls}}}\n",
+            config(&format!(
+                "{{name: _web._tcp.lb.test, type: srv, resolver: 127.0.0.1:{}, timeout: 300ms}}",
+                dns.port
+            )),
+            ca_file.display()
+        )
+    };
+    let name = format!("default@127.0.0.1:{}", backend.addr().port());
+    let client = client();
+
+    let daemon = Daemon::start(parse(&with_tls(""))).await.expect("starts");
+    assert!(has_backends(&daemon, std::slice::from_ref(&name)).await);
+    let answer = get(&client, daemon.listen_addr, "/").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.backend(), "secure");
+    daemon.shutdown().await;
+
+    // A configured SNI wins: the certificate does not name it, so nothing is served.
+    let daemon = Daemon::start(parse(&with_tls(", sni: other.lb.test")))
+        .await
+        .expect("starts");
+    assert!(has_backends(&daemon, &[name]).await);
+    let answer = get(&client, daemon.listen_addr, "/").await;
+    assert_eq!(answer.status, 502, "{}", answer.text());
+    daemon.shutdown().await;
+    drop(dns);
+}
