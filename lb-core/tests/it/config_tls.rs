@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use lb_core::config::{Alpn, 
-    ACME_CHALLENGE_PATH, Format, ProxyProtocol, SendProxyProtocol, TlsVersion, parse,
+use lb_core::config::{
+    ACME_CHALLENGE_PATH, Alpn, Format, ProxyProtocol, SendProxyProtocol, TlsVersion, parse,
 };
 
 const BACKENDS: &str = "backends:\n  - address: 127.0.0.1:8001\n";

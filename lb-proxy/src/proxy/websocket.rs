@@ -100,7 +100,10 @@ mod tests {
         assert_eq!(parts.uri.path_and_query().unwrap(), "/chat?room=1");
         assert_eq!(parts.headers["upgrade"], "websocket");
         // The balancer's own key: 16 bytes in base64, in place of anything the client sent.
-        assert_eq!(parts.headers["sec-websocket-key"], "BwcHBwcHBwcHBwcHBwcHBw==");
+        assert_eq!(
+            parts.headers["sec-websocket-key"],
+            "BwcHBwcHBwcHBwcHBwcHBw=="
+        );
         assert_eq!(parts.headers.get_all("sec-websocket-key").iter().count(), 1);
         assert_eq!(parts.headers["sec-websocket-version"], "13");
         assert_eq!(parts.headers["sec-websocket-protocol"], "chat");
@@ -132,7 +135,10 @@ mod tests {
             ("sec-websocket-protocol", "chat"),
             ("sec-websocket-extensions", "permessage-deflate"),
         ] {
-            headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
         }
         strip_switch_fields(&mut headers);
         let left: Vec<_> = headers.keys().map(|name| name.as_str()).collect();

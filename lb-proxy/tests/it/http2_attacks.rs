@@ -95,7 +95,9 @@ async fn goaway_code(stream: &mut TcpStream, limit: Duration) -> Option<u32> {
     while rest.len() >= 9 {
         let len = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
         let kind = rest[3];
-        let Some(payload) = rest.get(9..9 + len) else { break };
+        let Some(payload) = rest.get(9..9 + len) else {
+            break;
+        };
         if kind == GOAWAY && payload.len() >= 8 {
             code = Some(u32::from_be_bytes(payload[4..8].try_into().unwrap()));
         }
@@ -199,7 +201,11 @@ async fn a_continuation_flood_is_cut_by_the_frame_cap_and_counted() {
     served_meanwhile(addr).await;
     assert_eq!(huge.await.unwrap(), Some(ENHANCE_YOUR_CALM));
     assert_eq!(closed(&daemon, "continuation_flood").await, 2.0);
-    assert_eq!(fleet[0].stats().requests.load(Relaxed), 40, "only the ordinary requests");
+    assert_eq!(
+        fleet[0].stats().requests.load(Relaxed),
+        40,
+        "only the ordinary requests"
+    );
     daemon.shutdown().await;
 }
 

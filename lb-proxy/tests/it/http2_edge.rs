@@ -65,7 +65,11 @@ fn one_site(dir: &TempDir, ca: &TestCa) {
 
 const SITES: [(&str, &str); 2] = [("a.pem", "a-key.pem"), ("b.pem", "b-key.pem")];
 
-async fn https(fleet: &[test_backend::RunningBackend], dir: &TempDir, extra: &str) -> lb_proxy::Daemon {
+async fn https(
+    fleet: &[test_backend::RunningBackend],
+    dir: &TempDir,
+    extra: &str,
+) -> lb_proxy::Daemon {
     let server = format!("server:\n{}", tls_section(&dir.0, &SITES, extra));
     balancer(fleet, &server).await
 }
@@ -88,11 +92,7 @@ async fn h2_is_chosen_by_alpn_and_served_as_https() {
     assert!(echo.contains("host: a.test"), "{echo}");
     // Names of the certificate the SNI chose are served; another site's is misdirected, as on
     // HTTP/1.1: a client must not reuse this connection for it.
-    for (authority, want) in [
-        ("www.a.test", 200),
-        ("x.b.test", 421),
-        ("a.test:443", 200),
-    ] {
+    for (authority, want) in [("www.a.test", 200), ("x.b.test", 421), ("a.test:443", 200)] {
         let (status, body) = get(&mut sender, &format!("https://{authority}/")).await;
         assert_eq!(status, want, "{authority}: {body}");
     }
@@ -116,7 +116,11 @@ async fn h2_is_chosen_by_alpn_and_served_as_https() {
         .await
         .unwrap();
     assert_eq!(http1.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
-    assert!(tls_get(&mut http1, "a.test", "/").await.starts_with("HTTP/1.1 200"));
+    assert!(
+        tls_get(&mut http1, "a.test", "/")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     daemon.shutdown().await;
 }
 
@@ -129,7 +133,11 @@ async fn alpn_http11_only_never_offers_h2() {
         .await
         .unwrap();
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
-    assert!(tls_get(&mut stream, "a.test", "/").await.starts_with("HTTP/1.1 200"));
+    assert!(
+        tls_get(&mut stream, "a.test", "/")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     daemon.shutdown().await;
 }
 
@@ -163,10 +171,16 @@ async fn exchange(daemon: &lb_proxy::Daemon, sender: &mut Sender, base: &str) {
         .await
         .expect("the WebSocket opens");
     socket.send(Message::text("hello")).await.unwrap();
-    assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("hello"));
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::text("hello")
+    );
     let binary = vec![0u8, 1, 2, 254, 255];
     socket.send(Message::binary(binary.clone())).await.unwrap();
-    assert_eq!(socket.next().await.unwrap().unwrap(), Message::binary(binary));
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::binary(binary)
+    );
     let large = "x".repeat(300_000);
     socket.send(Message::text(large.clone())).await.unwrap();
     assert_eq!(socket.next().await.unwrap().unwrap(), Message::text(large));
@@ -196,7 +210,9 @@ async fn exchange(daemon: &lb_proxy::Daemon, sender: &mut Sender, base: &str) {
         Some(http::StatusCode::BAD_GATEWAY)
     );
     assert_eq!(
-        websocket_over_h2(sender, &format!("{base}/status/404")).await.err(),
+        websocket_over_h2(sender, &format!("{base}/status/404"))
+            .await
+            .err(),
         Some(http::StatusCode::NOT_FOUND)
     );
 }
@@ -251,14 +267,12 @@ async fn an_open_websocket_over_h2_closes_within_the_shutdown_grace() {
     assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("hi"));
     // The tunnel never goes quiet on its own; shutdown ends it after the grace.
     let stopped = tokio::time::timeout(Duration::from_secs(20), daemon.shutdown()).await;
-    assert!(stopped.is_ok(), "shutdown waited past the grace for the tunnel");
+    assert!(
+        stopped.is_ok(),
+        "shutdown waited past the grace for the tunnel"
+    );
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match socket.next().await {
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => break,
-            }
-        }
+        while let Some(Ok(_)) = socket.next().await {}
     })
     .await;
     assert!(ended.is_ok(), "the tunnel stayed open after shutdown");

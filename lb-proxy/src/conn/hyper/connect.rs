@@ -41,7 +41,10 @@ impl TunnelClient for StreamIo {
 }
 
 /// Answers a `CONNECT` stream.
-pub(super) async fn serve(service: &ProxyService, mut request: Request<Incoming>) -> Response<Watched> {
+pub(super) async fn serve(
+    service: &ProxyService,
+    mut request: Request<Incoming>,
+) -> Response<Watched> {
     let shared = &*service.shared;
     let Some(protocol) = request.extensions_mut().remove::<hyper::ext::Protocol>() else {
         let reply = handle_hyper(shared, &service.client, request, HyperUpgrade::No).await;
@@ -89,7 +92,9 @@ pub(super) async fn serve(service: &ProxyService, mut request: Request<Incoming>
     if reply.status.is_success() || reply.status == StatusCode::SWITCHING_PROTOCOLS {
         tracing::debug!(status = %reply.status, "a WebSocket request over HTTP/2 was answered without a switch");
         let mut response = Response::new(Watched::plain(ToClient::Fixed(Some(
-            bytes::Bytes::from_static(b"502 bad gateway: the backend did not switch to WebSocket\n"),
+            bytes::Bytes::from_static(
+                b"502 bad gateway: the backend did not switch to WebSocket\n",
+            ),
         ))));
         *response.status_mut() = StatusCode::BAD_GATEWAY;
         return response;

@@ -150,7 +150,11 @@ mod tests {
         let mut out = frame(SETTINGS, 0, &[0, 3, 0, 0, 0, 100]);
         out.extend(frame(0x1, 1, &[0x88]));
         // A DATA payload that looks like a GOAWAY must be skipped, not read.
-        out.extend(frame(0x0, 1, &goaway(ENHANCE_YOUR_CALM, b"too_many_resets")));
+        out.extend(frame(
+            0x0,
+            1,
+            &goaway(ENHANCE_YOUR_CALM, b"too_many_resets"),
+        ));
         out.extend_from_slice(last);
         out
     }

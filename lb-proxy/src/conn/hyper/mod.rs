@@ -244,7 +244,8 @@ impl Service<Request<Incoming>> for ProxyService {
         Box::pin(async move {
             let version = request.version();
             if version == Version::HTTP_2 && request.method() == Method::CONNECT {
-                return Ok(connect::serve(&service, request).await);
+                // Boxed: a CONNECT stream is rare, and its future would take room in every one.
+                return Ok(Box::pin(connect::serve(&service, request)).await);
             }
             let head_request = request.method() == Method::HEAD;
             // hyper offers a hand-over only for an HTTP/1.1 request that asks for an upgrade.

@@ -39,7 +39,9 @@ impl StallWatch {
     }
 
     fn stamp(&self) -> u64 {
-        let millis = clock::now().saturating_duration_since(self.started).as_millis();
+        let millis = clock::now()
+            .saturating_duration_since(self.started)
+            .as_millis();
         u64::try_from(millis).unwrap_or(u64::MAX - 1) + 1
     }
 
@@ -146,7 +148,10 @@ mod tests {
         let started = clock::now();
         watch.stalled(timeout).await;
         let waited = clock::now() - started;
-        assert!(waited >= timeout && waited <= timeout + timeout / 4, "{waited:?}");
+        assert!(
+            waited >= timeout && waited <= timeout + timeout / 4,
+            "{waited:?}"
+        );
         drop(body);
     }
 }
