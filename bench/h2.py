@@ -107,7 +107,7 @@ daemon off; master_process off; worker_processes 1; error_log {tmp}/nginx-h2-err
 events {{ worker_connections 20000; }}
 http {{
   access_log off;
-  http2_max_requests 1000000;
+  keepalive_requests 1000000;  # per connection; over HTTP/2 it bounds the streams (nginx 1.19.7+)
   upstream be {{
 {servers}
     keepalive 256;

@@ -197,6 +197,8 @@ async fn serve_edge(
             Box::pin(connection).await;
         }
         Opened::Tls(stream) => {
+            // HTTP/1.1: hyper's graceful close need not wait for this connection.
+            drop(h2);
             let io = TimedIo::accepted_at(*stream, idle_timeout, Some(timers), accepted);
             let read = BytesMut::new();
             Box::pin(serve_http1(io, client, shared, limits, permit, read)).await;
