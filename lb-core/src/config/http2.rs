@@ -1,14 +1,22 @@
-//! `server.http2`: the limits of HTTP/2 client connections (served by hyper under `server.h2c`).
+//! `server.http2`: the limits of HTTP/2 client connections (served by hyper: `h2` by ALPN on a
+//! TLS listener, or cleartext prior knowledge under `server.h2c`).
 //! Defaults follow Envoy's guidance for an edge proxy: 100 concurrent streams, a 64 KiB stream
 //! window and a 1 MiB connection window, so one client cannot make the balancer buffer much or
 //! hold many backend requests. The rapid-reset caps (CVE-2023-44487) bound the streams a client
 //! may open and reset before the balancer has even accepted them, and the streams the balancer
 //! itself had to reset for a client's protocol errors; past either, the connection is closed
 //! with GOAWAY. The header list (and so a CONTINUATION flood) is bounded by
-//! `server.max_header_bytes`.
+//! `server.max_header_bytes`, and CONTINUATION frames to what that list needs (h2 allows
+//! `max(5, 1.25 × max_header_bytes / 16 KiB)` of them per header block). A client that takes
+//! none of a response's data (a zero flow-control window, or a socket it never reads) for
+//! `stalled_response_timeout` has its connection closed: otherwise it would hold the backend
+//! request and the balancer's buffers for as long as it likes.
+
+use std::time::Duration;
 
 use serde::Serialize;
 
+use super::duration;
 use super::node::Node;
 use super::walk::{Problem, Section, Walker, int};
 
@@ -32,6 +40,10 @@ pub struct Http2Config {
     /// Streams the balancer may reset for a client's protocol errors; more closes the
     /// connection.
     pub max_local_error_reset_streams: usize,
+    /// A response with data to send that the client takes none of for this long (its
+    /// flow-control window stays shut, or it does not read its socket) closes the connection.
+    #[serde(serialize_with = "duration::serialize")]
+    pub stalled_response_timeout: Duration,
 }
 
 impl Default for Http2Config {
@@ -42,6 +54,7 @@ impl Default for Http2Config {
             initial_connection_window_bytes: 1024 * 1024,
             max_pending_reset_streams: 20,
             max_local_error_reset_streams: 1024,
+            stalled_response_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -59,12 +72,13 @@ fn window(node: &Node) -> Result<u32, Problem> {
 
 /// Reads `server.http2`.
 pub(crate) fn http2(w: &mut Walker<'_>, s: &Section<'_>) -> Http2Config {
-    const FIELDS: [&str; 5] = [
+    const FIELDS: [&str; 6] = [
         "max_concurrent_streams",
         "initial_stream_window_bytes",
         "initial_connection_window_bytes",
         "max_pending_reset_streams",
         "max_local_error_reset_streams",
+        "stalled_response_timeout",
     ];
     let d = Http2Config::default();
     let h = w.section(s.get("http2"), &s.field("http2"), &FIELDS);
@@ -107,6 +121,14 @@ pub(crate) fn http2(w: &mut Walker<'_>, s: &Section<'_>) -> Http2Config {
                 "max_local_error_reset_streams",
                 d.max_local_error_reset_streams,
                 int(1),
+            )
+            .value,
+        stalled_response_timeout: w
+            .get(
+                &h,
+                "stalled_response_timeout",
+                d.stalled_response_timeout,
+                super::walk::duration(true),
             )
             .value,
     }

@@ -75,8 +75,8 @@ pub use observe::{
 };
 pub use operate::{AdminConfig, ReloadConfig, TokenSource};
 pub use tls::{
-    ACME_CHALLENGE_PATH, CertificateConfig, ProxyProtocol, RedirectConfig, SendProxyProtocol,
-    ServerTlsConfig, TlsVersion, UpstreamTlsConfig, is_sni_name,
+    ACME_CHALLENGE_PATH, Alpn, CertificateConfig, DEFAULT_ALPN, ProxyProtocol, RedirectConfig,
+    SendProxyProtocol, ServerTlsConfig, TlsVersion, UpstreamTlsConfig, is_sni_name,
 };
 pub use warnings::{ConfigWarning, locate, warnings};
 

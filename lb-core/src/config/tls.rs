@@ -33,7 +33,40 @@ pub struct ServerTlsConfig {
     pub session_ticket_key_file: Option<PathBuf>,
     /// Reload certificates, keys and ticket keys when their files change.
     pub watch: bool,
+    /// The application protocols offered by ALPN, in the order the balancer prefers them:
+    /// `h2` (HTTP/2, served by hyper) and `http/1.1` (our own loop). A client that offers no
+    /// ALPN speaks HTTP/1.1.
+    pub alpn: Vec<Alpn>,
 }
+
+/// A protocol of `server.tls.alpn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alpn {
+    /// HTTP/2 over TLS (RFC 9113 §3.2).
+    H2,
+    /// HTTP/1.1.
+    Http11,
+}
+
+impl Alpn {
+    /// The protocol's ALPN identifier, as written in the file and sent in the handshake.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alpn::H2 => "h2",
+            Alpn::Http11 => "http/1.1",
+        }
+    }
+}
+
+impl Serialize for Alpn {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// The default of `server.tls.alpn`: HTTP/2 preferred, HTTP/1.1 for clients without it, as
+/// browsers, HAProxy (2.8 on) and Caddy expect of an HTTPS edge.
+pub const DEFAULT_ALPN: [Alpn; 2] = [Alpn::H2, Alpn::Http11];
 
 /// One certificate of `server.tls.certificates`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -200,12 +233,13 @@ pub fn is_sni_name(name: &str) -> bool {
 
 /// `server.tls`, when written.
 pub(crate) fn server_tls(w: &mut Walker<'_>, s: &Section<'_>) -> Option<ServerTlsConfig> {
-    const FIELDS: [&str; 5] = [
+    const FIELDS: [&str; 6] = [
         "certificates",
         "min_version",
         "session_tickets",
         "session_ticket_key_file",
         "watch",
+        "alpn",
     ];
     let node = s.get("tls")?;
     if matches!(node.node, Node::Null) {
@@ -226,7 +260,66 @@ pub(crate) fn server_tls(w: &mut Walker<'_>, s: &Section<'_>) -> Option<ServerTl
             })
             .value,
         watch: w.get(&t, "watch", true, boolean).value,
+        alpn: alpn(w, &t),
     })
+}
+
+/// `server.tls.alpn`: a non-empty list of `h2` and `http/1.1`, each at most once.
+fn alpn(w: &mut Walker<'_>, t: &Section<'_>) -> Vec<Alpn> {
+    let field = t.field("alpn");
+    let hint = "a list of h2 and http/1.1 in the order preferred, like [h2, http/1.1]";
+    let items = match t.get("alpn") {
+        None => return DEFAULT_ALPN.to_vec(),
+        Some(Spanned {
+            node: Node::Seq(items),
+            pos,
+        }) => {
+            if items.is_empty() {
+                let problem = Problem::new("must offer at least one protocol").hint(hint);
+                w.report(*pos, &field, problem);
+                return DEFAULT_ALPN.to_vec();
+            }
+            items
+        }
+        Some(other) => {
+            let problem = Problem::new(format!(
+                "expected a list of protocols, found {}",
+                other.node.kind()
+            ))
+            .hint(hint);
+            w.report(other.pos, &field, problem);
+            return DEFAULT_ALPN.to_vec();
+        }
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let item_field = format!("{field}[{i}]");
+        let protocol = match text(&item.node) {
+            Ok(name) if name == "h2" => Alpn::H2,
+            Ok(name) if name == "http/1.1" => Alpn::Http11,
+            Ok(name) => {
+                let problem = Problem::new(format!("unknown protocol \"{name}\""))
+                    .hint("h2 (HTTP/2) or http/1.1; h2c is cleartext, see server.h2c");
+                w.report(item.pos, &item_field, problem);
+                continue;
+            }
+            Err(problem) => {
+                w.report(item.pos, &item_field, problem);
+                continue;
+            }
+        };
+        if out.contains(&protocol) {
+            let problem = Problem::new(format!("{} is listed twice", protocol.as_str()))
+                .hint("remove one of the two");
+            w.report(item.pos, &item_field, problem);
+            continue;
+        }
+        out.push(protocol);
+    }
+    if out.is_empty() {
+        return DEFAULT_ALPN.to_vec();
+    }
+    out
 }
 
 fn certificates(w: &mut Walker<'_>, t: &Section<'_>, base: &Path) -> Vec<CertificateConfig> {
@@ -543,7 +636,7 @@ pub(crate) fn check_h2c(w: &mut Walker<'_>, s: &Section<'_>, server: &super::Ser
         false => "server.proxy_protocol",
     };
     let problem = Problem::new(format!("h2c cannot be combined with {with}"))
-        .hint("turn h2c off; TLS listeners speak HTTP/1.1 (ALPN http/1.1)");
+        .hint("turn h2c off; TLS listeners offer HTTP/2 by ALPN instead (server.tls.alpn)");
     let pos = s.get("h2c").and_then(|node| node.pos);
     w.report(pos, &s.field("h2c"), problem);
 }

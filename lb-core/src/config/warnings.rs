@@ -97,6 +97,18 @@ fn server(config: &Config, out: &mut Vec<ConfigWarning>) {
             "make idle_timeout at least as long as request_timeout",
         ));
     }
+    if let Some(tls) = &s.tls
+        && !tls.alpn.contains(&super::Alpn::Http11)
+    {
+        out.push(warning(
+            "server.tls.alpn",
+            &[],
+            "offers no http/1.1: clients that offer only HTTP/1.1 by ALPN (curl --http1.1, \
+             many libraries, health checkers) fail their handshake"
+                .to_owned(),
+            "list http/1.1 after h2: [h2, http/1.1]",
+        ));
+    }
 }
 
 /// Whether the algorithm reads `weight`: `Some(true)` for the weighted ones, `Some(false)`
@@ -323,7 +335,7 @@ mod tests {
 
     #[test]
     fn each_rule_fires_on_its_case_only() {
-        let cases: [(&str, &[&str]); 9] = [
+        let cases: [(&str, &[&str]); 11] = [
             ("retry:\n  max_attempts: 2\n", &[]),
             ("retry:\n  max_attempts: 3\n", &["retry.max_attempts"]),
             (
@@ -353,6 +365,16 @@ mod tests {
             ),
             (
                 "retry:\n  max_attempts: 1\nhealth_check:\n  enabled: false\n",
+                &[],
+            ),
+            (
+                "retry:\n  max_attempts: 2\nserver:\n  tls:\n    certificates: [{cert: a, key: b}]\n    \
+                 alpn: [h2]\n",
+                &["server.tls.alpn"],
+            ),
+            (
+                "retry:\n  max_attempts: 2\nserver:\n  tls:\n    certificates: [{cert: a, key: b}]\n    \
+                 alpn: [http/1.1, h2]\n",
                 &[],
             ),
         ];

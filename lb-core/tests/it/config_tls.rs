@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use lb_core::config::{
-    ACME_CHALLENGE_PATH, Format, ProxyProtocol, SendProxyProtocol, TlsVersion, parse,
+    ACME_CHALLENGE_PATH, Alpn, Format, ProxyProtocol, SendProxyProtocol, TlsVersion, parse,
 };
 
 const BACKENDS: &str = "backends:\n  - address: 127.0.0.1:8001\n";
@@ -88,6 +88,8 @@ fn defaults_are_safe() {
     assert_eq!(tls.min_version, TlsVersion::Tls12);
     assert!(tls.session_tickets && tls.watch);
     assert_eq!(tls.session_ticket_key_file, None);
+    // HTTP/2 preferred, HTTP/1.1 for clients without it.
+    assert_eq!(tls.alpn, [Alpn::H2, Alpn::Http11]);
     assert_eq!(config.server.proxy_protocol, ProxyProtocol::Off);
     assert!(config.server.http_redirect.is_none());
     assert!(ok(BACKENDS).server.tls.is_none());
@@ -185,7 +187,23 @@ fn each_rule_with_its_position() {
             format!(
                 "server:\n  h2c: true\n  tls:\n    certificates: [{{cert: a, key: b}}]\n{BACKENDS}"
             ),
-            "2:8: server.h2c: h2c cannot be combined with server.tls: h2c is HTTP/2 over cleartext (hint: turn h2c off; TLS listeners speak HTTP/1.1 (ALPN http/1.1))",
+            "2:8: server.h2c: h2c cannot be combined with server.tls: h2c is HTTP/2 over cleartext (hint: turn h2c off; TLS listeners offer HTTP/2 by ALPN instead (server.tls.alpn))",
+        ),
+        (
+            tls("    certificates: [{cert: a, key: b}]\n    alpn: [h2, h2c]\n"),
+            "4:16: server.tls.alpn[1]: unknown protocol \"h2c\" (hint: h2 (HTTP/2) or http/1.1; h2c is cleartext, see server.h2c)",
+        ),
+        (
+            tls("    certificates: [{cert: a, key: b}]\n    alpn: [http/1.1, http/1.1]\n"),
+            "4:22: server.tls.alpn[1]: http/1.1 is listed twice (hint: remove one of the two)",
+        ),
+        (
+            tls("    certificates: [{cert: a, key: b}]\n    alpn: []\n"),
+            "4:11: server.tls.alpn: must offer at least one protocol (hint: a list of h2 and http/1.1 in the order preferred, like [h2, http/1.1])",
+        ),
+        (
+            tls("    certificates: [{cert: a, key: b}]\n    alpn: h2\n"),
+            "4:11: server.tls.alpn: expected a list of protocols, found a string (hint: a list of h2 and http/1.1 in the order preferred, like [h2, http/1.1])",
         ),
         (
             "upstream:\n  proxy_protocol: v1\nbackends:\n  - address: 10.0.0.1:80\n".to_owned(),

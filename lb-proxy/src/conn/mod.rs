@@ -1,6 +1,8 @@
 //! One client connection: what comes before HTTP on listeners with TLS or the PROXY protocol
 //! ([`preamble`]), its timers ([`timed_io`]), and its driver — our own HTTP/1.1 loop over the
-//! codec ([`h1`]), or hyper's server when `server.h2c` is on ([`hyper`]).
+//! codec ([`h1`]), or hyper's server ([`hyper`]) when `server.h2c` is on or a TLS client chose
+//! `h2` by ALPN (`server.tls.alpn`). Which one serves a TLS connection is decided once, from
+//! the protocol its handshake agreed: an HTTP/1.1 connection pays one comparison for it.
 //!
 //! An HTTP/1 connection is served by its own task ([`serve_http1`]), generic over its stream
 //! ([`stream`]: plain TCP or TLS), so a plain connection runs its own copy of the loop. When it
@@ -20,7 +22,8 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use lb_core::config::{Config, ProxyProtocol};
+use hyper_util::server::graceful::Watcher;
+use lb_core::config::{Alpn, Config, ProxyProtocol};
 use lb_core::net::Cidr;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
@@ -55,7 +58,7 @@ pub(crate) struct Drivers {
     limits: Limits,
     /// `server.trusted_proxies`, to describe each client.
     trusted_proxies: Vec<Cidr>,
-    /// hyper's server, when `server.h2c` is on.
+    /// hyper's server, when `server.h2c` is on or the TLS listener offers `h2`.
     hyper: Option<hyper::HyperDriver>,
     /// TLS, the PROXY protocol, the redirect: `None` on a plain listener, whose connections go
     /// straight to HTTP.
@@ -95,6 +98,7 @@ impl Drivers {
         // h2c is cleartext HTTP/2 with prior knowledge: validation keeps it off listeners with
         // TLS or the PROXY protocol; the redirect listener answers HTTP/1 only.
         let h2c = server.h2c && preamble.is_none();
+        let alpn_h2 = (server.tls.as_ref()).is_some_and(|tls| tls.alpn.contains(&Alpn::H2));
         Self {
             tracker: tracker.clone(),
             idle_timeout: server.idle_timeout,
@@ -104,7 +108,7 @@ impl Drivers {
             },
             limits: limits(server),
             trusted_proxies: server.trusted_proxies.clone(),
-            hyper: h2c.then(|| hyper::HyperDriver::new(server)),
+            hyper: (h2c || alpn_h2).then(|| hyper::HyperDriver::new(server, tracker)),
             preamble,
         }
     }
@@ -119,6 +123,8 @@ impl Drivers {
         permit: OwnedSemaphorePermit,
     ) {
         if let Some(preamble) = &self.preamble {
+            // On a TLS listener that offers `h2`: hyper, should the handshake choose it.
+            let h2 = (self.hyper.as_ref()).map(hyper::HyperDriver::for_tls);
             let edge = serve_edge(
                 preamble.clone(),
                 stream,
@@ -126,6 +132,7 @@ impl Drivers {
                 shared,
                 (self.idle_timeout, self.timers, self.limits),
                 permit,
+                h2,
             );
             self.tracker.spawn(edge);
             return;
@@ -155,7 +162,7 @@ impl Drivers {
 }
 
 /// A connection on a listener with TLS, the PROXY protocol or a redirect: its preamble, then
-/// HTTP/1 on the stream it gives.
+/// HTTP/1 on the stream it gives, or HTTP/2 (`h2`, hyper's) when its TLS handshake chose it.
 async fn serve_edge(
     preamble: Arc<Preamble>,
     stream: TcpStream,
@@ -163,6 +170,7 @@ async fn serve_edge(
     shared: Arc<Shared>,
     (idle_timeout, timers, limits): (Duration, Http1Timers, Limits),
     permit: OwnedSemaphorePermit,
+    h2: Option<(Arc<hyper::HyperServe>, Watcher)>,
 ) {
     let accepted = tokio::time::Instant::now();
     let opened = preamble.open(stream, peer, accepted, &shared.metrics).await;
@@ -176,7 +184,21 @@ async fn serve_edge(
             let io = TimedIo::accepted_at(stream, idle_timeout, Some(timers), accepted);
             Box::pin(serve_http1(io, client, shared, limits, permit, read)).await;
         }
+        Opened::Tls(stream) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+            let Some((h2, watcher)) = h2 else {
+                // Only after a reload that stopped offering h2, for a handshake under the
+                // old settings: HTTP/1 must not be spoken on it.
+                tracing::debug!(%peer, "h2 chosen by ALPN on a listener that no longer serves it");
+                drop(OpenConnection::new(&shared.metrics, permit));
+                return;
+            };
+            let io = TimedIo::accepted_at(*stream, idle_timeout, None, accepted);
+            let connection = h2.connection(io, true, watcher, client, shared, permit);
+            Box::pin(connection).await;
+        }
         Opened::Tls(stream) => {
+            // HTTP/1.1: hyper's graceful close need not wait for this connection.
+            drop(h2);
             let io = TimedIo::accepted_at(*stream, idle_timeout, Some(timers), accepted);
             let read = BytesMut::new();
             Box::pin(serve_http1(io, client, shared, limits, permit, read)).await;

@@ -117,6 +117,11 @@ impl<T> TimedIo<T> {
         }
     }
 
+    /// The idle timeout in force.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
     /// A request head has begun (its first byte is buffered): it must end within the header
     /// read timeout from now, unless it is already timed.
     pub fn start_head(&mut self) {

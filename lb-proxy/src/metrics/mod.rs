@@ -9,6 +9,7 @@
 pub mod access_log;
 mod backend;
 pub mod discovery;
+pub mod http2;
 pub mod route;
 mod serve;
 pub mod tls;
@@ -252,6 +253,8 @@ pub struct Metrics {
     pub access_log: AccessLogMetrics,
     /// The discovery sources.
     pub discovery: discovery::DiscoveryMetrics,
+    /// HTTP/2 client connections closed for their client's misbehaviour.
+    pub http2: http2::Http2Metrics,
 }
 
 impl Metrics {
@@ -409,7 +412,9 @@ impl Metrics {
         let policy = route::PolicyMetrics::register(&mut registry);
         let access_log = AccessLogMetrics::register(&mut registry);
         let discovery = discovery::DiscoveryMetrics::register(&mut registry);
+        let http2 = http2::Http2Metrics::register(&mut registry);
         Self {
+            http2,
             access_log,
             registry,
             requests: route_families.requests.clone(),

@@ -16,6 +16,7 @@
 //! - [`reply`]: what the request path answers.
 //! - [`logged`]: the request path with the access log on.
 //! - [`request_id`]: the id every request carries.
+//! - [`websocket`]: WebSocket over HTTP/2 (RFC 8441) as the HTTP/1.1 upgrade backends know.
 
 pub(crate) mod attempt;
 pub(crate) mod body;
@@ -29,6 +30,7 @@ pub(crate) mod request_id;
 pub(crate) mod respond;
 pub(crate) mod route;
 pub(crate) mod settle;
+pub(crate) mod websocket;
 
 use std::sync::Arc;
 
@@ -192,14 +194,25 @@ fn with_fields(mut reply: Reply, fields: Box<reply::Extra>) -> Reply {
     reply
 }
 
+/// What hyper would do with a request that asks to switch protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HyperUpgrade {
+    /// Nothing: the request is an ordinary one.
+    No,
+    /// An HTTP/1.1 connection hyper would hand over: a well-formed upgrade request is
+    /// forwarded as one.
+    Http1,
+    /// An HTTP/2 extended `CONNECT` already rewritten into a WebSocket upgrade request
+    /// ([`websocket::to_upgrade`]): its stream becomes the tunnel.
+    ExtendedConnect,
+}
+
 /// A request hyper parsed (h2c, HTTP/2): the codec's rules, then the request path.
-/// `can_upgrade`: hyper would hand the connection over, so a well-formed upgrade request is
-/// forwarded as one.
 pub(crate) async fn handle_hyper(
     shared: &Shared,
     client: &Arc<ClientInfo>,
     request: Request<Incoming>,
-    can_upgrade: bool,
+    upgrade: HyperUpgrade,
 ) -> Reply {
     let (parts, body) = request.into_parts();
     let body = (!body.is_end_stream()).then_some(body);
@@ -214,7 +227,12 @@ pub(crate) async fn handle_hyper(
     match request::check_parts(&parts, &limits, framing) {
         Err(error) => respond::refuse_request(shared, &parts.method, error),
         Ok(mut meta) => {
-            meta.upgrade &= can_upgrade;
+            meta.upgrade = match upgrade {
+                HyperUpgrade::No => false,
+                HyperUpgrade::Http1 => meta.upgrade,
+                // The rewrite made it one: an HTTP/2 head never passes the HTTP/1.1 rule.
+                HyperUpgrade::ExtendedConnect => true,
+            };
             let body = body.map(FromClient::Hyper);
             let request = ClientRequest { parts, meta, body };
             handle(shared, client, request).await

@@ -317,8 +317,9 @@ fn shared_ticketer(settings: &ServerTlsConfig) -> Result<Option<Arc<SharedTicket
 }
 
 /// The rustls configuration of `settings`: TLS 1.3 and, unless refused, 1.2 with ring's default
-/// suites (AEAD with forward secrecy only: AES-GCM and ChaCha20-Poly1305 over ECDHE); ALPN
-/// `http/1.1`; resumption by tickets (and TLS 1.2 session IDs) unless turned off.
+/// suites (AEAD with forward secrecy only: AES-GCM and ChaCha20-Poly1305 over ECDHE); ALPN as
+/// `alpn` lists it (`h2` and `http/1.1` by default, in that order of preference); resumption by
+/// tickets (and TLS 1.2 session IDs) unless turned off.
 fn server_config(
     settings: &ServerTlsConfig,
     resolver: Arc<Resolver>,
@@ -332,7 +333,9 @@ fn server_config(
         .with_protocol_versions(versions)?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = (settings.alpn.iter())
+        .map(|protocol| protocol.as_str().as_bytes().to_vec())
+        .collect();
     if settings.session_tickets {
         config.ticketer = match shared {
             Some(shared) => shared as Arc<dyn ProducesTickets>,

@@ -16,6 +16,8 @@ mod forwarded_for;
 mod forwarding;
 mod fuzz_corpus;
 mod hostile_clients;
+mod http2_attacks;
+mod http2_edge;
 mod http2_limits;
 mod idle_release;
 mod layers;

@@ -1,5 +1,5 @@
 //! `config/examples/tls.yaml` as shipped, checked with the tools docs/tls.md shows: `curl
-//! --cacert` over HTTPS and through the redirect, `openssl s_client` verifying the chain and
+//! --cacert` over HTTPS (HTTP/2 by ALPN, and `--http1.1`) and through the redirect, `openssl s_client` verifying the chain and
 //! refused at TLS 1.1. Ports are moved to 0 and the backends to test backends; everything else is
 //! the file's. `curl` and `openssl` are Debian packages `.ci/run` installs; elsewhere a test
 //! without them says so and passes, unless `LB_REQUIRE_TLS_TOOLS=1` (set by CI).
@@ -73,6 +73,21 @@ async fn the_example_answers_curl_and_openssl_as_the_docs_say() {
                 &url,
             ],
         );
+        // As the example's comment says: HTTP/2 by default (ALPN), HTTP/1.1 when asked for.
+        let http1 = run(
+            "curl",
+            &[
+                "-sS",
+                "--http1.1",
+                "--cacert",
+                ca,
+                "--resolve",
+                &resolve,
+                "-D",
+                "-",
+                &url,
+            ],
+        );
         let moved = run(
             "curl",
             &[
@@ -113,7 +128,7 @@ async fn the_example_answers_curl_and_openssl_as_the_docs_say() {
                 "-tls1_1",
             ],
         );
-        (https, moved, verify, old)
+        (https, moved, verify, old, http1)
     })
     .await
     .unwrap();
@@ -124,6 +139,12 @@ async fn the_example_answers_curl_and_openssl_as_the_docs_say() {
     if let Some(https) = outputs.0 {
         let text = text(&https).to_ascii_lowercase();
         assert!(https.status.success(), "{text}");
+        assert!(text.starts_with("http/2 200"), "{text}");
+        assert!(text.contains("hello from b"), "{text}");
+    }
+    if let Some(http1) = outputs.4 {
+        let text = text(&http1).to_ascii_lowercase();
+        assert!(http1.status.success(), "{text}");
         assert!(text.starts_with("http/1.1 200"), "{text}");
         assert!(text.contains("hello from b"), "{text}");
     }

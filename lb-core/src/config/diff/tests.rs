@@ -112,6 +112,7 @@ fn turning_tls_on_or_off_needs_a_restart() {
         session_tickets: true,
         session_ticket_key_file: None,
         watch: false,
+        alpn: crate::config::DEFAULT_ALPN.to_vec(),
     });
     let changes = diff(&old, &new);
     assert_eq!(changes.len(), 1);

@@ -1,0 +1,259 @@
+#!/usr/bin/env python3
+"""HTTP/2 from clients side by side: `lb`, HAProxy and nginx serving HTTP/2, one worker each
+pinned to core 0, behind the same plain HTTP/1.1 backend as bench/run.py (nginx answering a
+fixed 200 on three ports), h2load (Debian `nghttp2-client`) on core 1.
+
+Scenarios, each many streams over few connections (`h2load -t1 -c4 -m32`: 4 connections with
+32 streams in flight on each):
+- `h2c`: cleartext HTTP/2 with prior knowledge (lb `server.h2c`, HAProxy `proto h2`, nginx
+  `listen ... http2`);
+- `h2-tls`: HTTP/2 over TLS 1.3 chosen by ALPN, with the ECDSA P-256 certificate of bench/tls.py
+  (lb `server.tls`, whose ALPN offers h2 by default; HAProxy `alpn h2,http/1.1`; nginx
+  `listen ... ssl http2`). The 4 handshakes are a negligible share of a run.
+
+Reported per proxy: requests per second, p50 and p99 of each request's time (from h2load's
+`--log-file`, which records every request), failed requests, and CPU µs per request (the
+proxy's user + system time over the run, divided by the requests). As in run.py the proxies stay
+up for the whole run and each round rotates their order; medians are reported, with lb's ratio to
+the better peer paired round by round.
+
+Usage: bench/h2.py [--rounds N] [--duration SECS] [--quick] [--lb BINARY] [--out FILE]
+"""
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run  # noqa: E402  (the shared helpers of the side-by-side benchmark)
+import tls  # noqa: E402  (the certificate)
+
+PORT = {
+    ("lb", "h2c"): 18380, ("haproxy", "h2c"): 18381, ("nginx", "h2c"): 18382,
+    ("lb", "h2-tls"): 18383, ("haproxy", "h2-tls"): 18384, ("nginx", "h2-tls"): 18385,
+}
+LB_METRICS = 18390
+SCENARIOS = ["h2c", "h2-tls"]
+CONNECTIONS, STREAMS = 4, 32
+
+
+def url(name, scenario):
+    scheme = "https" if scenario == "h2-tls" else "http"
+    return f"{scheme}://127.0.0.1:{PORT[(name, scenario)]}/"
+
+
+def lb_config(tmp, cert, key):
+    backends = "\n".join(f"  - address: 127.0.0.1:{p}" for p in run.BACKEND_PORTS)
+    # lb has one client listener per configuration: one instance per scenario, each with one
+    # worker; the CPU of the one under load is measured.
+    configs = {}
+    for scenario in SCENARIOS:
+        if scenario == "h2c":
+            server = "  h2c: true\n"
+        else:
+            server = (f"  tls:\n    certificates: [{{cert: {cert}, key: {key}}}]\n"
+                      f"    min_version: \"1.3\"\n    session_tickets: false\n    watch: false\n")
+        metrics = LB_METRICS + SCENARIOS.index(scenario)
+        configs[scenario] = run.write(os.path.join(tmp, f"lb-{scenario}.yaml"), f"""
+server:
+  listen: 127.0.0.1:{PORT[('lb', scenario)]}
+  workers: 1
+  max_client_connections: 20000
+{server}metrics:
+  listen: 127.0.0.1:{metrics}
+upstream:
+  pool_max_idle_per_backend: 256
+backends:
+{backends}
+""")
+    return configs
+
+
+def haproxy_config(tmp, both):
+    servers = "\n".join(f"  server b{i} 127.0.0.1:{p}" for i, p in enumerate(run.BACKEND_PORTS))
+    return run.write(os.path.join(tmp, "haproxy-h2.cfg"), f"""
+global
+  nbthread 1
+  maxconn {run.HAPROXY_MAXCONN}
+  tune.ssl.cachesize 0
+  ssl-default-bind-options ssl-min-ver TLSv1.3 no-tls-tickets
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 60s
+  timeout server 30s
+  option http-keep-alive
+  http-reuse always
+frontend h2c
+  bind 127.0.0.1:{PORT[('haproxy', 'h2c')]} proto h2
+  default_backend be
+frontend h2tls
+  bind 127.0.0.1:{PORT[('haproxy', 'h2-tls')]} ssl crt {both} alpn h2,http/1.1
+  default_backend be
+backend be
+  balance roundrobin
+{servers}
+""")
+
+
+def nginx_config(tmp, cert, key):
+    servers = "\n".join(f"    server 127.0.0.1:{p};" for p in run.BACKEND_PORTS)
+    location = 'location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }'
+    return run.write(os.path.join(tmp, "nginx-h2.conf"), f"""
+daemon off; master_process off; worker_processes 1; error_log {tmp}/nginx-h2-error.log crit; pid {tmp}/nginx-h2.pid;
+events {{ worker_connections 20000; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;  # per connection; over HTTP/2 it bounds the streams (nginx 1.19.7+)
+  upstream be {{
+{servers}
+    keepalive 256;
+  }}
+  server {{
+    listen 127.0.0.1:{PORT[('nginx', 'h2c')]} http2 backlog=4096;
+    {location}
+  }}
+  server {{
+    listen 127.0.0.1:{PORT[('nginx', 'h2-tls')]} ssl http2 backlog=4096;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    ssl_protocols TLSv1.3;
+    ssl_session_tickets off;
+    ssl_session_cache off;
+    {location}
+  }}
+}}
+""")
+
+
+def start(name, tmp, lb, cert, key, both):
+    """The proxy's processes by scenario (HAProxy and nginx serve both from one process)."""
+    env = dict(os.environ, RUST_LOG="warn")
+    if name == "lb":
+        procs = {}
+        for scenario, config in lb_config(tmp, cert, key).items():
+            procs[scenario] = subprocess.Popen(["taskset", "-c", run.PROXY_CORE, lb, config],
+                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    else:
+        cmd = (["haproxy", "-db", "-f", haproxy_config(tmp, both)] if name == "haproxy"
+               else ["nginx", "-c", nginx_config(tmp, cert, key)])
+        proc = subprocess.Popen(["taskset", "-c", run.PROXY_CORE] + cmd, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        procs = {scenario: proc for scenario in SCENARIOS}
+    for scenario in SCENARIOS:
+        run.wait_port(PORT[(name, scenario)])
+    return procs
+
+
+def h2load(name, scenario, duration, tmp):
+    """(requests, req/s, p50 ms, p99 ms, failed) of one h2load run."""
+    log = os.path.join(tmp, f"h2load-{name}-{scenario}.log")
+    args = ["taskset", "-c", run.LOAD_CORE, "h2load", "-t1", f"-c{CONNECTIONS}", f"-m{STREAMS}",
+            "-D", str(duration), "--log-file", log, url(name, scenario)]
+    out = subprocess.run(args, check=True, text=True, capture_output=True).stdout
+    done = [line for line in out.splitlines() if line.startswith("requests:")]
+    if not done:
+        sys.exit(f"h2.py: no summary from h2load against {name} ({scenario}):\n{out}")
+    # "requests: N total, N started, N done, N succeeded, F failed, E errored, T timeout"
+    fields = {part.split()[1]: int(part.split()[0]) for part in done[0].split(":", 1)[1].split(",")}
+    # Each line of the log: start (µs since the epoch), status, time to the response end (µs).
+    times = []
+    with open(log) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[1] != "-1":
+                times.append(int(parts[2]) / 1000.0)
+    os.unlink(log)
+    times.sort()
+    pct = lambda q: times[min(len(times) - 1, int(q * len(times)))] if times else float("nan")  # noqa: E731
+    requests = fields.get("succeeded", 0)
+    return requests, requests / duration, pct(0.50), pct(0.99), fields.get("failed", 0) + fields.get("errored", 0)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per h2load run")
+    parser.add_argument("--quick", action="store_true", help="1 round of 2 s: proves the script works")
+    parser.add_argument("--lb", default=run.LB, help="the lb binary (default: target/release/lb)")
+    parser.add_argument("--out", default=os.path.join(run.ROOT, "docs", "performance-h2-run.md"))
+    parser.add_argument("--proxies", default="lb,haproxy,nginx")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.duration = 1, 2
+    for tool, package in (("h2load", "nghttp2-client"), ("openssl", "openssl")):
+        if not shutil.which(tool):
+            sys.exit(f"h2.py: {tool} is missing (Debian: {package})")
+    run.ensure_tools(build_lb=args.lb == run.LB)
+    proxies = args.proxies.split(",")
+    tmp = tempfile.mkdtemp(prefix="lb-bench-h2-")
+    cert, key, both = tls.make_certificate(tmp)
+    backend = subprocess.Popen(["taskset", "-c", run.LOAD_CORE, "nginx", "-c", run.backend_config(tmp)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = {(p, s): [] for p in proxies for s in SCENARIOS}
+    procs = {}
+    try:
+        for port in run.BACKEND_PORTS:
+            run.wait_port(port)
+        for name in proxies:
+            procs[name] = start(name, tmp, args.lb, cert, key, both)
+            for scenario in SCENARIOS:
+                h2load(name, scenario, 1, tmp)  # warm the upstream pool
+        for scenario in SCENARIOS:
+            for round_index in range(args.rounds):
+                order = proxies[round_index % len(proxies):] + proxies[:round_index % len(proxies)]
+                for name in order:
+                    proc = procs[name][scenario]
+                    t0 = run.cpu_ticks(proc.pid)
+                    requests, rps, p50, p99, failed = h2load(name, scenario, args.duration, tmp)
+                    cpu_us = (run.cpu_ticks(proc.pid) - t0) / run.CLK_TCK * 1e6 / max(requests, 1)
+                    results[(name, scenario)].append(dict(rps=rps, p50=p50, p99=p99, failed=failed, cpu=cpu_us))
+                    print(f"round {round_index + 1} {name:8} {scenario:7} {rps:9.0f} req/s p50 {p50:6.2f} ms "
+                          f"p99 {p99:6.2f} ms cpu {cpu_us:6.1f} us/req failed {failed}", flush=True)
+    finally:
+        stopped = set()
+        for by_scenario in procs.values():
+            for proc in by_scenario.values():
+                if proc.pid not in stopped:
+                    stopped.add(proc.pid)
+                    run.stop_proxy(proc)
+        backend.send_signal(signal.SIGTERM)
+        backend.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
+    report(args, proxies, results)
+
+
+def report(args, proxies, results):
+    med = run.med
+    lines = [
+        f"# HTTP/2 benchmark run: `bench/h2.py --rounds {args.rounds} --duration {args.duration}`",
+        "",
+        f"One worker each; h2load -t1 -c{CONNECTIONS} -m{STREAMS}; TLS 1.3, one ECDSA P-256 certificate.",
+        "",
+        "| proxy | scenario | req/s | p50 ms | p99 ms | failed | CPU µs/req |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for scenario in SCENARIOS:
+        for name in proxies:
+            rows = results[(name, scenario)]
+            lines.append(f"| {name} | {scenario} | {med([r['rps'] for r in rows]):.0f} | "
+                         f"{med([r['p50'] for r in rows]):.2f} | {med([r['p99'] for r in rows]):.2f} | "
+                         f"{sum(r['failed'] for r in rows)} | {med([r['cpu'] for r in rows]):.1f} |")
+    peers = [p for p in proxies if p != "lb"]
+    if "lb" in proxies and peers:
+        lines += ["", "lb against the better peer of each round (CPU: lower is better), median and range:", ""]
+        for scenario in SCENARIOS:
+            rows = results[("lb", scenario)]
+            cpu = [rows[i]["cpu"] / min(results[(p, scenario)][i]["cpu"] for p in peers) for i in range(len(rows))]
+            lines.append(f"- {scenario}: CPU {med(cpu):.2f}× ({min(cpu):.2f}–{max(cpu):.2f})")
+    text = "\n".join(lines) + "\n"
+    with open(args.out, "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

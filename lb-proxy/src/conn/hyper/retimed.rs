@@ -1,0 +1,230 @@
+//! The socket under a hyper connection, and what the connection's tasks share about it: the
+//! idle timeout a tunnel switches it to, and the reason of the `GOAWAY` it wrote.
+//!
+//! hyper's wrappers hide the [`TimedIo`], so a tunnel reaches its timer through [`ConnShared`]:
+//! an HTTP/1.1 connection handed over for a tunnel takes `server.upgrade_idle_timeout` for
+//! good; an HTTP/2 connection takes the longer of its two timeouts while any of its streams
+//! carries a WebSocket (each of which has its own idle timer), and its own again after.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::goaway::GoawayTap;
+use crate::conn::stream::ClientStream;
+use crate::conn::timed_io::TimedIo;
+use crate::proxy::body::Upgraded;
+use crate::runtime::Shared;
+
+/// What a hyper connection's socket shares with the tasks of its requests.
+#[derive(Debug)]
+pub(crate) struct ConnShared {
+    /// The idle timeout the socket's timer should run with, in milliseconds; 0: its own.
+    retime: AtomicU64,
+    /// HTTP/2 streams carrying a tunnel now.
+    tunnels: Mutex<usize>,
+    idle_timeout: Duration,
+    /// Why the balancer sent `GOAWAY` with an error code, if it did.
+    pub(crate) goaway: OnceLock<&'static str>,
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+impl ConnShared {
+    pub(crate) fn new(idle_timeout: Duration) -> Self {
+        Self {
+            retime: AtomicU64::new(0),
+            tunnels: Mutex::new(0),
+            idle_timeout,
+            goaway: OnceLock::new(),
+        }
+    }
+
+    /// The connection carries a tunnel from now on (HTTP/1.1 hand-over).
+    pub(crate) fn time_as_tunnel(&self, idle_timeout: Duration) {
+        self.retime.store(millis(idle_timeout), Ordering::Release);
+    }
+
+    /// An HTTP/2 stream of the connection carries a tunnel with `idle_timeout` until the
+    /// guard is dropped.
+    pub(crate) fn tunnel_opened(self: &Arc<Self>, idle_timeout: Duration) -> StreamTunnel {
+        let mut open = self.tunnels.lock().unwrap_or_else(|p| p.into_inner());
+        *open += 1;
+        if *open == 1 && idle_timeout > self.idle_timeout {
+            self.retime.store(millis(idle_timeout), Ordering::Release);
+        }
+        StreamTunnel(self.clone())
+    }
+}
+
+/// An HTTP/2 stream's tunnel, open on its connection.
+pub(crate) struct StreamTunnel(Arc<ConnShared>);
+
+impl Drop for StreamTunnel {
+    fn drop(&mut self) {
+        let mut open = self.0.tunnels.lock().unwrap_or_else(|p| p.into_inner());
+        *open -= 1;
+        if *open == 0 && self.0.retime.load(Ordering::Acquire) != 0 {
+            self.0
+                .retime
+                .store(millis(self.0.idle_timeout), Ordering::Release);
+        }
+    }
+}
+
+/// A backend's `101` to an HTTP/1.1 upgrade request: its connection, and the client's side to
+/// come.
+pub(crate) struct PendingTunnel {
+    pub(crate) client: OnUpgrade,
+    pub(crate) backend: Upgraded,
+    pub(crate) conn: Arc<ConnShared>,
+}
+
+impl PendingTunnel {
+    /// Waits for hyper to hand the client connection over, then carries the tunnel.
+    pub(crate) async fn run(self, shared: &Shared) {
+        let upgraded = match self.client.await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!(%error, "the client connection was not handed over");
+                return;
+            }
+        };
+        // hyper keeps what it read beyond the request inside the connection it hands over.
+        let mut io = HandedOver {
+            io: TokioIo::new(upgraded),
+            conn: self.conn,
+        };
+        let mut held = BytesMut::new();
+        crate::conn::tunnel::run(&mut io, &mut held, self.backend, shared).await;
+    }
+}
+
+/// The client's end of a tunnel on this path: the connection hyper handed over, whose timers
+/// (a [`TimedIo`] inside hyper's own wrapper) are switched through [`ConnShared`].
+struct HandedOver {
+    io: TokioIo<hyper::upgrade::Upgraded>,
+    conn: Arc<ConnShared>,
+}
+
+impl crate::conn::tunnel::TunnelClient for HandedOver {
+    fn time_as_tunnel(&mut self, idle_timeout: Duration) {
+        self.conn.time_as_tunnel(idle_timeout);
+    }
+
+    /// The timer inside fails the next read once the connection is idle too long, and the
+    /// tunnel always reads the client while it is open.
+    fn poll_idle(&mut self, _cx: &mut Context<'_>) -> Poll<io::Error> {
+        Poll::Pending
+    }
+}
+
+impl AsyncRead for HandedOver {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for HandedOver {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// A hyper connection's socket and timers, whose idle timeout its tunnels can switch, and
+/// whose writes the [`GoawayTap`] follows. One atomic load per read and write, on connections
+/// hyper serves only.
+pub(crate) struct Retimed<S> {
+    io: TimedIo<S>,
+    conn: Arc<ConnShared>,
+    /// The value of `conn.retime` in force.
+    applied: u64,
+    tap: GoawayTap,
+}
+
+impl<S> Retimed<S> {
+    pub(crate) fn new(io: TimedIo<S>, conn: Arc<ConnShared>) -> Self {
+        Self {
+            io,
+            conn,
+            applied: 0,
+            tap: GoawayTap::default(),
+        }
+    }
+
+    fn check(&mut self) {
+        let millis = self.conn.retime.load(Ordering::Acquire);
+        if millis != self.applied {
+            self.applied = millis;
+            self.io.time_as_tunnel(Duration::from_millis(millis));
+        }
+    }
+}
+
+impl<S: ClientStream> AsyncRead for Retimed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.check();
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: ClientStream> AsyncWrite for Retimed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.check();
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.io).poll_write(cx, data);
+        if this.tap.is_on()
+            && let Poll::Ready(Ok(written)) = polled
+        {
+            this.tap.wrote(&data[..written]);
+            if let Some(reason) = this.tap.closed {
+                let _ = this.conn.goaway.set(reason);
+            }
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,48 @@
+//! The HTTP/2 client family: connections the balancer closed because their client misbehaved,
+//! by what it did. Every reason exists from the start at zero, so `increase()` sees the first.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+use super::tls::ReasonLabels;
+
+/// Every `reason` of `lb_http2_connections_closed_total`.
+pub const CLOSE_REASONS: [&str; 6] = [
+    "rapid_reset",
+    "continuation_flood",
+    "header_list_too_large",
+    "data_flood",
+    "flow_control_stall",
+    "protocol_error",
+];
+
+/// `lb_http2_connections_closed_total{reason}`.
+#[derive(Debug, Default)]
+pub struct Http2Metrics {
+    closed: Family<ReasonLabels, Counter>,
+}
+
+impl Http2Metrics {
+    /// Registers the family, every reason at zero.
+    pub(crate) fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        for reason in CLOSE_REASONS {
+            let _ = metrics.closed.get_or_create(&ReasonLabels { reason });
+        }
+        registry.register(
+            "lb_http2_connections_closed",
+            "HTTP/2 client connections the balancer closed for what their client did \
+             (rapid reset, CONTINUATION flood, a header list far over the limit, a flood of \
+             DATA frames, a response it never took, another protocol error)",
+            metrics.closed.clone(),
+        );
+        metrics
+    }
+
+    /// Counts a connection closed for `reason`, one of [`CLOSE_REASONS`].
+    pub(crate) fn closed(&self, reason: &'static str) {
+        debug_assert!(CLOSE_REASONS.contains(&reason));
+        self.closed.get_or_create(&ReasonLabels { reason }).inc();
+    }
+}

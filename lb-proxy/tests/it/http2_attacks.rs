@@ -1,0 +1,249 @@
+//! HTTP/2 attacks from raw frames, each cut by a limit and counted in
+//! `lb_http2_connections_closed_total{reason}` while other clients keep being served:
+//! rapid reset (HEADERS and RST_STREAM back to back, CVE-2023-44487), a CONTINUATION flood
+//! (frames without END_HEADERS, CVE-2024-27316 and kin) and one huge header block, and a
+//! client that never opens its flow-control window for a response.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::*;
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const HEADERS: u8 = 0x1;
+const RST_STREAM: u8 = 0x3;
+const SETTINGS: u8 = 0x4;
+const GOAWAY: u8 = 0x7;
+const CONTINUATION: u8 = 0x9;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+const ENHANCE_YOUR_CALM: u32 = 0xb;
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// An HPACK integer with an `n`-bit prefix under `first` (RFC 7541 §5.1).
+fn hpack_int(first: u8, n: u32, mut value: usize, out: &mut Vec<u8>) {
+    let max = (1usize << n) - 1;
+    if value < max {
+        out.push(first | value as u8);
+        return;
+    }
+    out.push(first | max as u8);
+    value -= max;
+    while value >= 128 {
+        out.push((value % 128 + 128) as u8);
+        value /= 128;
+    }
+    out.push(value as u8);
+}
+
+/// A header block for `GET path` on `authority` (static table names, literal values).
+fn request_block(authority: &str, path: &str) -> Vec<u8> {
+    let mut block = vec![0x82, 0x86]; // :method GET, :scheme http
+    for (index, value) in [(4, path), (1, authority)] {
+        hpack_int(0x00, 4, index, &mut block); // literal without indexing, indexed name
+        hpack_int(0x00, 7, value.len(), &mut block);
+        block.extend_from_slice(value.as_bytes());
+    }
+    block
+}
+
+/// Opens a raw HTTP/2 connection: the preface and `settings` (id, value pairs).
+async fn raw_h2(addr: SocketAddr, settings: &[(u16, u32)]) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut payload = Vec::new();
+    for (id, value) in settings {
+        payload.extend_from_slice(&id.to_be_bytes());
+        payload.extend_from_slice(&value.to_be_bytes());
+    }
+    let mut out = PREFACE.to_vec();
+    out.extend(frame(SETTINGS, 0, 0, &payload));
+    stream.write_all(&out).await.unwrap();
+    stream
+}
+
+/// Reads frames until the connection closes (or `limit` passes): the `GOAWAY` error code the
+/// balancer sent, if any.
+async fn goaway_code(stream: &mut TcpStream, limit: Duration) -> Option<u32> {
+    let mut bytes = Vec::new();
+    let _ = tokio::time::timeout(limit, async {
+        let mut chunk = [0u8; 16384];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => bytes.extend_from_slice(&chunk[..read]),
+            }
+        }
+    })
+    .await;
+    let mut rest = &bytes[..];
+    let mut code = None;
+    while rest.len() >= 9 {
+        let len = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+        let kind = rest[3];
+        let Some(payload) = rest.get(9..9 + len) else {
+            break;
+        };
+        if kind == GOAWAY && payload.len() >= 8 {
+            code = Some(u32::from_be_bytes(payload[4..8].try_into().unwrap()));
+        }
+        rest = &rest[9 + len..];
+    }
+    code
+}
+
+async fn closed(daemon: &lb_proxy::Daemon, reason: &str) -> f64 {
+    let label = format!("reason=\"{reason}\"");
+    metric_sum(
+        &scrape(daemon).await,
+        "lb_http2_connections_closed_total",
+        &[label.as_str()],
+    )
+}
+
+/// An ordinary HTTP/2 client, answered 20 times while an attack runs.
+async fn served_meanwhile(addr: SocketAddr) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    for _ in 0..20 {
+        sender.ready().await.unwrap();
+        let request = http::Request::get(format!("http://{addr}/"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        assert_eq!(sender.send_request(request).await.unwrap().status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn rapid_reset_gets_goaway_and_is_counted() {
+    let fleet = backends(1).await;
+    let config = "server:\n  h2c: true\n  http2:\n    max_concurrent_streams: 5\n";
+    let daemon = balancer(&fleet, config).await;
+    let addr = daemon.listen_addr;
+    let attack = tokio::spawn(async move {
+        let mut stream = raw_h2(addr, &[]).await;
+        // HEADERS then RST_STREAM for 500 streams, in one write: every stream is reset before
+        // the balancer can take it.
+        let block = request_block("t", "/delay/2000");
+        let mut burst = Vec::new();
+        for n in 0..500u32 {
+            let id = 2 * n + 1;
+            burst.extend(frame(HEADERS, END_HEADERS | END_STREAM, id, &block));
+            burst.extend(frame(RST_STREAM, 0, id, &8u32.to_be_bytes())); // CANCEL
+        }
+        let _ = stream.write_all(&burst).await;
+        goaway_code(&mut stream, Duration::from_secs(10)).await
+    });
+    served_meanwhile(addr).await;
+    assert_eq!(attack.await.unwrap(), Some(ENHANCE_YOUR_CALM));
+    assert_eq!(closed(&daemon, "rapid_reset").await, 1.0);
+    let peak = fleet[0].stats().max_in_flight.load(Relaxed);
+    assert!(peak <= 5 + 1, "{peak} requests at once upstream");
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_continuation_flood_is_cut_by_the_frame_cap_and_counted() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, "server:\n  h2c: true\n").await;
+    let addr = daemon.listen_addr;
+    let flood = tokio::spawn(async move {
+        let mut stream = raw_h2(addr, &[]).await;
+        // A header block that never ends: HEADERS without END_HEADERS, then CONTINUATION
+        // frames, none with it, as many as the balancer will read.
+        let mut out = frame(HEADERS, END_STREAM, 1, &request_block("t", "/"));
+        for _ in 0..10_000 {
+            out.extend(frame(CONTINUATION, 0, 1, &[]));
+        }
+        let _ = stream.write_all(&out).await;
+        goaway_code(&mut stream, Duration::from_secs(10)).await
+    });
+    served_meanwhile(addr).await;
+    assert_eq!(flood.await.unwrap(), Some(ENHANCE_YOUR_CALM));
+    assert_eq!(closed(&daemon, "continuation_flood").await, 1.0);
+
+    // One huge header block (a 1 MiB value) in 16 KiB frames: cut long before its end.
+    let huge = tokio::spawn(async move {
+        let mut stream = raw_h2(addr, &[]).await;
+        let mut block = request_block("t", "/");
+        block.push(0x00); // literal, new name
+        hpack_int(0x00, 7, 6, &mut block);
+        block.extend_from_slice(b"x-huge");
+        hpack_int(0x00, 7, 1 << 20, &mut block);
+        block.extend(std::iter::repeat_n(b'a', 1 << 20));
+        let mut chunks = block.chunks(16_384);
+        let mut out = frame(HEADERS, END_STREAM, 1, chunks.next().unwrap());
+        let count = chunks.len();
+        for (index, chunk) in chunks.enumerate() {
+            let flags = if index + 1 == count { END_HEADERS } else { 0 };
+            out.extend(frame(CONTINUATION, flags, 1, chunk));
+        }
+        let _ = stream.write_all(&out).await;
+        goaway_code(&mut stream, Duration::from_secs(10)).await
+    });
+    served_meanwhile(addr).await;
+    assert_eq!(huge.await.unwrap(), Some(ENHANCE_YOUR_CALM));
+    assert_eq!(closed(&daemon, "continuation_flood").await, 2.0);
+    assert_eq!(
+        fleet[0].stats().requests.load(Relaxed),
+        40,
+        "only the ordinary requests"
+    );
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_opens_its_window_is_closed_and_counted() {
+    let fleet = backends(1).await;
+    let config = "server:\n  h2c: true\n  http2:\n    stalled_response_timeout: 1s\n";
+    let daemon = balancer(&fleet, config).await;
+    let addr = daemon.listen_addr;
+    // SETTINGS_INITIAL_WINDOW_SIZE 0: no response byte may be sent until a WINDOW_UPDATE,
+    // which never comes; the client keeps reading, so the socket itself never blocks.
+    let mut stream = raw_h2(addr, &[(0x4, 0)]).await;
+    let mut out = frame(SETTINGS, 0x1, 0, &[]); // ACK the balancer's
+    out.extend(frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        1,
+        &request_block("t", "/bytes/1000000"),
+    ));
+    stream.write_all(&out).await.unwrap();
+    served_meanwhile(addr).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            closed(&daemon, "flow_control_stall").await == 1.0
+        })
+        .await,
+        "the stalled connection was not closed"
+    );
+    // The connection is gone, and so is its backend request.
+    let _ = goaway_code(&mut stream, Duration::from_secs(5)).await;
+    let mut byte = [0u8; 1];
+    assert!(matches!(stream.read(&mut byte).await, Ok(0) | Err(_)));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            metric_sum(&scrape(&daemon).await, "lb_active_connections", &[]) == 0.0
+        })
+        .await,
+        "the stalled response still holds its backend"
+    );
+    daemon.shutdown().await;
+}
