@@ -53,6 +53,7 @@ fn backend(pool: &PoolConfig, address: SocketAddr, weight: u32) -> BackendConfig
         max_connections: DEFAULT_MAX_CONNECTIONS,
         tls: pool.upstream.tls.clone(),
         proxy_protocol: pool.upstream.proxy_protocol,
+        protocol: pool.upstream.protocol,
     }
 }
 
