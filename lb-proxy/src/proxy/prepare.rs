@@ -61,6 +61,12 @@ pub(crate) struct Prepared {
     pub deadline: tokio::time::Instant,
     /// A well-formed upgrade request (its head carries `Upgrade`): a `101` answers it.
     pub upgrade: bool,
+    /// The client sent `te: trailers`, which an HTTP/2 backend is sent (only learnt when the
+    /// pool has one).
+    pub te_trailers: bool,
+    /// A gRPC call's own deadline (`grpc-timeout`), which also bounds `deadline`; only learnt
+    /// when the pool has an HTTP/2 backend.
+    pub grpc_deadline: Option<tokio::time::Instant>,
 }
 
 impl Prepared {
@@ -138,8 +144,14 @@ pub(crate) fn prepare(
     fault: Option<Arc<BodyFault>>,
     started: Instant,
     request_id: Option<&(HeaderName, HeaderValue)>,
+    http2: bool,
 ) -> Prepared {
     let ClientRequest { parts, meta, .. } = request;
+    let mut deadline = tokio::time::Instant::from_std(started + server.request_timeout);
+    let (te_trailers, grpc_deadline) = match http2 {
+        false => (false, None),
+        true => http2_hints(&parts.headers, started, &mut deadline),
+    };
     let replayable = !matches!(to_backend, ToBackend::Streaming(_));
     let (framing, request_bytes) = match &to_backend {
         ToBackend::Empty => (Framing::NONE, 0),
@@ -178,7 +190,7 @@ pub(crate) fn prepare(
         client_ip: client.address(&parts.headers, &server.trusted_proxies),
         idempotent: is_idempotent(parts.method.as_str()),
         expect_body: parts.method != Method::HEAD,
-        deadline: tokio::time::Instant::from_std(started + server.request_timeout),
+        deadline,
         unhosted: head.is_none().then(|| unhosted(parts, request_id)),
         to_backend,
         framing,
@@ -189,7 +201,25 @@ pub(crate) fn prepare(
         fault,
         started,
         upgrade: meta.upgrade,
+        te_trailers,
+        grpc_deadline,
     }
+}
+
+/// What a request to a pool with an HTTP/2 backend carries beyond its head: whether the client
+/// accepts trailers, and the call's `grpc-timeout` as a deadline (which `deadline` is cut to).
+#[cold]
+fn http2_hints(
+    headers: &http::HeaderMap,
+    started: Instant,
+    deadline: &mut tokio::time::Instant,
+) -> (bool, Option<tokio::time::Instant>) {
+    let grpc = super::grpc::timeout(headers).map(|timeout| {
+        let at = tokio::time::Instant::from_std(started + timeout);
+        *deadline = (*deadline).min(at);
+        at
+    });
+    (super::grpc::accepts_trailers(headers), grpc)
 }
 
 /// The request's parts, kept to write its head per attempt, with the request id among its
