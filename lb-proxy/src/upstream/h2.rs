@@ -212,12 +212,6 @@ impl H2Pool {
         connections.len()
     }
 
-    /// Open connections, for tests and the sweep's count.
-    #[cfg(test)]
-    pub fn open_connections(&self) -> usize {
-        self.lock().len()
-    }
-
     /// A stream on a connection with room; or, when every connection is full and no more may
     /// open, on the least loaded one.
     fn take_stream(&self) -> Found {

@@ -15,6 +15,7 @@ mod discovery_fleet;
 mod exhaustion;
 mod forwarded_for;
 mod forwarding;
+mod grpc;
 mod fuzz_corpus;
 mod hostile_clients;
 mod http2_limits;
