@@ -7,10 +7,10 @@ use http_body_util::BodyExt;
 
 use super::body::ToBackend;
 use super::prepare::Prepared;
-use crate::upstream::h2::{H2Pool, H2Request, H2Send, request_parts};
-use crate::upstream::{ResponseBody, SendFailure};
 use crate::proto::h1::response::ResponseHead;
 use crate::upstream::backend::Backend;
+use crate::upstream::h2::{H2Pool, H2Request, H2Send, request_parts};
+use crate::upstream::{ResponseBody, SendFailure};
 
 /// Sends `prepared` (with the upstream `head` of this attempt) on a stream to `backend`.
 pub(crate) async fn send(

@@ -170,14 +170,7 @@ pub(crate) fn serve<'a>(
             };
             let id = request_id.as_deref();
             let mut prepared = prepare::prepare(
-                server,
-                client,
-                &request,
-                to_backend,
-                fault,
-                started,
-                id,
-                pool.http2,
+                server, client, &request, to_backend, fault, started, id, pool.http2,
             );
             // Borrowed, not moved: the prepared request is large, and moving it costs a copy.
             let reply = attempt::attempts(shared, pool, route, client, &mut prepared, log).await;
@@ -189,7 +182,7 @@ pub(crate) fn serve<'a>(
         // The balancer's own failure to a gRPC call is answered as gRPC answers.
         if matches!(reply.head, reply::ReplyHead::Local)
             && reply.status.as_u16() >= 400
-            && grpc::is_grpc(&request.parts.headers)
+            && crate::proto::grpc::is_grpc(&request.parts.headers)
         {
             reply = grpc::from_local(reply);
         }

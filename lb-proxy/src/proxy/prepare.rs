@@ -214,12 +214,12 @@ fn http2_hints(
     started: Instant,
     deadline: &mut tokio::time::Instant,
 ) -> (bool, Option<tokio::time::Instant>) {
-    let grpc = super::grpc::timeout(headers).map(|timeout| {
+    let grpc = crate::proto::grpc::timeout(headers).map(|timeout| {
         let at = tokio::time::Instant::from_std(started + timeout);
         *deadline = (*deadline).min(at);
         at
     });
-    (super::grpc::accepts_trailers(headers), grpc)
+    (crate::proto::grpc::accepts_trailers(headers), grpc)
 }
 
 /// The request's parts, kept to write its head per attempt, with the request id among its

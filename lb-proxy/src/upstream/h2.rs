@@ -226,7 +226,8 @@ impl H2Pool {
         if connections.len() < self.max_connections.load(Ordering::Relaxed) {
             return Found::Open;
         }
-        match (connections.iter()).min_by_key(|connection| connection.streams.load(Ordering::Relaxed))
+        match (connections.iter())
+            .min_by_key(|connection| connection.streams.load(Ordering::Relaxed))
         {
             Some(connection) => Found::Slot(StreamSlot::take(connection)),
             None => Found::Open,
@@ -452,8 +453,8 @@ impl H2Stream {
             self.deadline = None;
             // Dropping the body resets the backend's stream (CANCEL).
             self.body = None;
-            return Poll::Ready(Some(Ok(Frame::trailers(crate::proxy::grpc::trailers(
-                crate::proxy::grpc::DEADLINE_EXCEEDED,
+            return Poll::Ready(Some(Ok(Frame::trailers(crate::proto::grpc::trailers(
+                crate::proto::grpc::DEADLINE_EXCEEDED,
                 "deadline exceeded at the balancer",
             )))));
         }
@@ -517,8 +518,8 @@ pub fn request_parts(
         Ok(httparse::Status::Complete(_)) => {}
         _ => return Err(bad()),
     }
-    let method = http::Method::from_bytes(parsed.method.ok_or_else(bad)?.as_bytes())
-        .map_err(|_| bad())?;
+    let method =
+        http::Method::from_bytes(parsed.method.ok_or_else(bad)?.as_bytes()).map_err(|_| bad())?;
     let target = parsed.path.ok_or_else(bad)?;
     let mut headers = HeaderMap::with_capacity(parsed.headers.len() + 1);
     let mut authority = None;
@@ -537,7 +538,8 @@ pub fn request_parts(
     if te_trailers {
         headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
     }
-    let authority = http::uri::Authority::try_from(authority.ok_or_else(bad)?).map_err(|_| bad())?;
+    let authority =
+        http::uri::Authority::try_from(authority.ok_or_else(bad)?).map_err(|_| bad())?;
     let uri = http::Uri::builder()
         .scheme(scheme.clone())
         .authority(authority)

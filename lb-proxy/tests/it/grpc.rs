@@ -38,7 +38,10 @@ async fn h2c_backend(name: &str, streams: Option<u32>) -> RunningBackend {
 /// A balancer taking h2c from clients and speaking `protocol` to `backends`.
 async fn h2c_balancer(backends: &[RunningBackend], extra: &str) -> lb_proxy::Daemon {
     let mut extra = extra.to_owned();
-    for (section, line) in [("server:\n", "  h2c: true\n"), ("upstream:\n", "  protocol: h2c\n")] {
+    for (section, line) in [
+        ("server:\n", "  h2c: true\n"),
+        ("upstream:\n", "  protocol: h2c\n"),
+    ] {
         extra = match extra.contains(section) {
             true => extra.replacen(section, &format!("{section}{line}"), 1),
             false => format!("{extra}{section}{line}"),
@@ -94,13 +97,23 @@ async fn unary_streaming_and_bidi_calls_pass_through_to_an_h2c_backend() {
         rx.recv().await.map(|request| (request, rx))
     });
     to_backend.send(says("ping 0")).await.unwrap();
-    let mut replies = bidi(&mut client, requests).await.expect("bidi call").into_inner();
+    let mut replies = bidi(&mut client, requests)
+        .await
+        .expect("bidi call")
+        .into_inner();
     for round in 0..5u32 {
-        let reply = replies.message().await.expect("a reply").expect("not the end");
+        let reply = replies
+            .message()
+            .await
+            .expect("a reply")
+            .expect("not the end");
         assert_eq!(reply.message, format!("ping {round}"));
         assert_eq!(reply.index, round);
         if round < 4 {
-            to_backend.send(says(&format!("ping {}", round + 1))).await.unwrap();
+            to_backend
+                .send(says(&format!("ping {}", round + 1)))
+                .await
+                .unwrap();
         }
     }
     drop(to_backend);
@@ -172,7 +185,11 @@ async fn raw_grpc(addr: SocketAddr, path: &str) -> (u16, http::HeaderMap, Option
     let response = sender.send_request(request).await.unwrap();
     let (parts, body) = response.into_parts();
     let collected = body.collect().await.unwrap();
-    (parts.status.as_u16(), parts.headers, collected.trailers().cloned())
+    (
+        parts.status.as_u16(),
+        parts.headers,
+        collected.trailers().cloned(),
+    )
 }
 
 #[tokio::test]
@@ -204,7 +221,10 @@ async fn the_balancer_answers_its_own_failures_as_grpc_statuses() {
     let backend = h2c_backend("g0", None).await;
     let daemon = balancer(std::slice::from_ref(&backend), routed).await;
     let (status, headers, _) = raw_grpc(daemon.listen_addr, "/other.Service/Call").await;
-    assert_eq!((status, headers["grpc-status"].as_bytes()), (200, &b"12"[..]));
+    assert_eq!(
+        (status, headers["grpc-status"].as_bytes()),
+        (200, &b"12"[..])
+    );
     let answer = get(&crate::support::client(), daemon.listen_addr, "/other").await;
     assert_eq!(answer.status, 404);
 }
@@ -219,7 +239,9 @@ async fn a_deadline_passed_is_deadline_exceeded_and_cancels_the_backends_call() 
     // The call's own deadline (grpc-timeout), shorter than the balancer's.
     let mut request = tonic::Request::new(waits(10_000));
     request.set_timeout(Duration::from_millis(100));
-    let status = unary(&mut client, "Wait", request).await.expect_err("too slow");
+    let status = unary(&mut client, "Wait", request)
+        .await
+        .expect_err("too slow");
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     // The balancer's own request timeout.
     let status = unary(&mut client, "Wait", tonic::Request::new(waits(10_000)))
@@ -285,18 +307,30 @@ async fn streams_share_connections_up_to_the_configured_bounds() {
     let daemon = h2c_balancer(std::slice::from_ref(&backend), extra).await;
     let mut client = grpc::connect(daemon.listen_addr).await;
     for round in 0..10 {
-        let reply = unary(&mut client, "Unary", tonic::Request::new(says("one by one")))
-            .await
-            .unwrap_or_else(|status| panic!("call {round}: {status:?}"));
+        let reply = unary(
+            &mut client,
+            "Unary",
+            tonic::Request::new(says("one by one")),
+        )
+        .await
+        .unwrap_or_else(|status| panic!("call {round}: {status:?}"));
         assert_eq!(reply.get_ref().message, "one by one");
     }
-    assert_eq!(connections(&backend), 1, "sequential calls share one connection");
+    assert_eq!(
+        connections(&backend),
+        1,
+        "sequential calls share one connection"
+    );
 
     concurrent_waits(daemon.listen_addr, 2, 200).await;
     assert_eq!(connections(&backend), 1, "two streams fit one connection");
 
     concurrent_waits(daemon.listen_addr, 4, 200).await;
-    assert_eq!(connections(&backend), 2, "a third stream opened a second connection");
+    assert_eq!(
+        connections(&backend),
+        2,
+        "a third stream opened a second connection"
+    );
 
     concurrent_waits(daemon.listen_addr, 12, 200).await;
     assert_eq!(
@@ -308,7 +342,10 @@ async fn streams_share_connections_up_to_the_configured_bounds() {
 
 #[tokio::test]
 async fn least_connections_counts_open_streams_as_in_flight() {
-    let (busy, idle) = (h2c_backend("busy", None).await, h2c_backend("idle", None).await);
+    let (busy, idle) = (
+        h2c_backend("busy", None).await,
+        h2c_backend("idle", None).await,
+    );
     let fleet = [busy, idle];
     let extra = "load_balancer:\n  algorithm: least_connections\n";
     let daemon = h2c_balancer(&fleet, extra).await;
@@ -319,7 +356,9 @@ async fn least_connections_counts_open_streams_as_in_flight() {
     });
     assert!(
         eventually(Duration::from_secs(5), || async {
-            fleet.iter().any(|b| b.stats().grpc_calls.load(Relaxed) == 1)
+            fleet
+                .iter()
+                .any(|b| b.stats().grpc_calls.load(Relaxed) == 1)
         })
         .await
     );
@@ -329,13 +368,20 @@ async fn least_connections_counts_open_streams_as_in_flight() {
     };
     let metrics = scrape(&daemon).await;
     let label = format!("backend=\"{}\"", taken.name());
-    assert_eq!(metric_sum(&metrics, "lb_active_connections", &[&label]), 1.0);
+    assert_eq!(
+        metric_sum(&metrics, "lb_active_connections", &[&label]),
+        1.0
+    );
     let mut client = grpc::connect(daemon.listen_addr).await;
     for _ in 0..6 {
         let reply = unary(&mut client, "Unary", tonic::Request::new(says("quick")))
             .await
             .unwrap();
-        assert_eq!(reply.get_ref().backend, free.name(), "the open stream counts");
+        assert_eq!(
+            reply.get_ref().backend,
+            free.name(),
+            "the open stream counts"
+        );
     }
     waiting.await.unwrap();
 }
@@ -347,7 +393,11 @@ async fn http1_and_plain_http2_requests_reach_an_h2c_backend() {
     // HTTP/1.1 from the client; HTTP/2 to the backend.
     let answer = get(&client(), daemon.listen_addr, "/echo").await;
     assert_eq!(answer.status, 200, "{}", answer.text());
-    assert!(answer.text().starts_with("GET /echo HTTP/2.0"), "{}", answer.text());
+    assert!(
+        answer.text().starts_with("GET /echo HTTP/2.0"),
+        "{}",
+        answer.text()
+    );
     assert!(answer.text().contains("x-forwarded-for: 127.0.0.1"));
     // A body both ways, large enough to stream.
     let body = Bytes::from(vec![b'x'; 300_000]);
@@ -376,7 +426,11 @@ async fn http1_and_plain_http2_requests_reach_an_h2c_backend() {
             assert_eq!(body.len(), 100_000);
         }
     }
-    assert_eq!(connections(&backend), 1, "every request shared one connection");
+    assert_eq!(
+        connections(&backend),
+        1,
+        "every request shared one connection"
+    );
 }
 
 /// A test-backend speaking HTTP/2 over TLS (ALPN `h2` alone), or HTTP/1.1 alone when
@@ -429,10 +483,17 @@ async fn grpc_calls_reach_an_h2_backend_over_tls_and_no_h2_fails_clearly() {
     });
     to_backend.send(says("tls ping")).await.unwrap();
     let mut replies = bidi(&mut client, requests).await.unwrap().into_inner();
-    assert_eq!(replies.message().await.unwrap().unwrap().message, "tls ping");
+    assert_eq!(
+        replies.message().await.unwrap().unwrap().message,
+        "tls ping"
+    );
     drop(to_backend);
     assert!(replies.message().await.unwrap().is_none());
-    assert_eq!(connections(&backend), 1, "the calls shared one TLS connection");
+    assert_eq!(
+        connections(&backend),
+        1,
+        "the calls shared one TLS connection"
+    );
 
     // A backend that will not speak h2 by ALPN: the call fails, nothing goes in HTTP/1.1.
     let old = tls_backend(&ca, true).await;
@@ -444,12 +505,21 @@ async fn grpc_calls_reach_an_h2_backend_over_tls_and_no_h2_fails_clearly() {
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(old.stats().grpc_calls.load(Relaxed), 0);
     let metrics = scrape(&daemon).await;
-    assert!(metric_sum(&metrics, "lb_upstream_tls_errors_total", &["backend=\"secure\""]) >= 1.0);
+    assert!(
+        metric_sum(
+            &metrics,
+            "lb_upstream_tls_errors_total",
+            &["backend=\"secure\""]
+        ) >= 1.0
+    );
 }
 
 #[tokio::test]
 async fn a_reload_that_removes_an_h2_backend_lets_its_streams_finish() {
-    let (leaving, staying) = (h2c_backend("leaving", None).await, h2c_backend("staying", None).await);
+    let (leaving, staying) = (
+        h2c_backend("leaving", None).await,
+        h2c_backend("staying", None).await,
+    );
     let fleet = [leaving, staying];
     let all = specs(&fleet);
     let extra = "server:\n  h2c: true\nupstream:\n  protocol: h2c\n";

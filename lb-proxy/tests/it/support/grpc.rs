@@ -71,7 +71,10 @@ pub async fn unary(
     method: &str,
     request: tonic::Request<EchoRequest>,
 ) -> Result<tonic::Response<EchoReply>, tonic::Status> {
-    client.ready().await.map_err(|e| tonic::Status::unknown(e.to_string()))?;
+    client
+        .ready()
+        .await
+        .map_err(|e| tonic::Status::unknown(e.to_string()))?;
     client.unary(request, path(method), codec()).await
 }
 
@@ -81,9 +84,14 @@ pub async fn server_streaming(
     method: &str,
     request: EchoRequest,
 ) -> Result<tonic::Response<Streaming<EchoReply>>, tonic::Status> {
-    client.ready().await.map_err(|e| tonic::Status::unknown(e.to_string()))?;
+    client
+        .ready()
+        .await
+        .map_err(|e| tonic::Status::unknown(e.to_string()))?;
     let request = tonic::Request::new(request);
-    client.server_streaming(request, path(method), codec()).await
+    client
+        .server_streaming(request, path(method), codec())
+        .await
 }
 
 /// A bidirectional call of `Bidi`, whose requests are what `requests` yields.
@@ -91,7 +99,10 @@ pub async fn bidi(
     client: &mut Client,
     requests: impl futures_util::Stream<Item = EchoRequest> + Send + 'static,
 ) -> Result<tonic::Response<Streaming<EchoReply>>, tonic::Status> {
-    client.ready().await.map_err(|e| tonic::Status::unknown(e.to_string()))?;
+    client
+        .ready()
+        .await
+        .map_err(|e| tonic::Status::unknown(e.to_string()))?;
     let request = tonic::Request::new(requests);
     client.streaming(request, path("Bidi"), codec()).await
 }
