@@ -58,6 +58,9 @@ pub struct H2Pool {
     connections: Mutex<Vec<Arc<H2Connection>>>,
     /// Held while a connection opens, so that streams arriving meanwhile wait for it.
     opening: tokio::sync::Mutex<()>,
+    /// When the last connect failed, and how: streams that waited for that connect fail with
+    /// it rather than each trying (and waiting for `connect_timeout`) in turn.
+    failed: Mutex<Option<(Instant, FailureKind)>>,
     /// `upstream.http2.max_streams_per_connection`.
     max_streams: AtomicUsize,
     /// `upstream.http2.max_connections_per_backend`.
@@ -166,6 +169,7 @@ impl H2Pool {
         let pool = Self {
             connections: Mutex::new(Vec::new()),
             opening: tokio::sync::Mutex::new(()),
+            failed: Mutex::new(None),
             max_streams: AtomicUsize::new(1),
             max_connections: AtomicUsize::new(1),
             scheme: if tls { Scheme::HTTPS } else { Scheme::HTTP },
@@ -239,12 +243,25 @@ impl H2Pool {
         if let Found::Slot(slot) = self.take_stream() {
             return Ok(slot);
         }
+        let asked = clock::now();
         let _opening = self.opening.lock().await;
-        // Another stream may have opened one while this one waited.
+        // Another stream may have opened one while this one waited, or failed to.
         if let Found::Slot(slot) = self.take_stream() {
             return Ok(slot);
         }
-        let connection = Arc::new(self.open(pool, addr).await?);
+        let failed = *self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, kind)) = failed
+            && at >= asked
+        {
+            return Err(kind);
+        }
+        let connection = match self.open(pool, addr).await {
+            Ok(connection) => Arc::new(connection),
+            Err(kind) => {
+                *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some((clock::now(), kind));
+                return Err(kind);
+            }
+        };
         let slot = StreamSlot::take(&connection);
         // A backend that left keeps no connection: this one closes when its stream ends.
         if !pool.closed.load(Ordering::Relaxed) {
