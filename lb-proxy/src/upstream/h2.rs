@@ -399,8 +399,10 @@ fn negotiated_h2(stream: &UpstreamStream) -> bool {
     }
 }
 
-/// Whether the backend never processed the request: it refused the stream, or its GOAWAY
-/// named an earlier last stream, or hyper dropped the request before sending it.
+/// Whether the backend never processed the request: it refused the stream, or its graceful
+/// GOAWAY (NO_ERROR) named an earlier last stream, or hyper dropped the request before sending
+/// it. A GOAWAY with an error code also ends streams the backend may have begun, so it does not
+/// count: a call that may have reached the backend is not sent twice.
 fn never_processed(error: &hyper::Error) -> bool {
     if error.is_canceled() {
         return true;
@@ -408,8 +410,11 @@ fn never_processed(error: &hyper::Error) -> bool {
     let mut source = error.source();
     while let Some(cause) = source {
         if let Some(h2) = cause.downcast_ref::<h2::Error>() {
-            return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
-                || (h2.is_go_away() && h2.is_remote());
+            return match h2.reason() {
+                Some(h2::Reason::REFUSED_STREAM) => true,
+                Some(h2::Reason::NO_ERROR) => h2.is_go_away() && h2.is_remote(),
+                _ => false,
+            };
         }
         source = cause.source();
     }

@@ -543,3 +543,75 @@ async fn a_reload_that_removes_an_h2_backend_lets_its_streams_finish() {
     // The stream open on the backend that left ran to its end.
     waiting.await.expect("the open call finished");
 }
+
+/// An HTTP/2 backend (h2c) of the h2 crate that resets the first `refuse` streams with
+/// `reason` and answers the others 200; the count of streams it saw.
+async fn resetting_backend(
+    refuse: usize,
+    reason: h2::Reason,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(socket).await else {
+                    return;
+                };
+                while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                    let index = counter.fetch_add(1, Relaxed);
+                    if index < refuse {
+                        respond.send_reset(reason);
+                        continue;
+                    }
+                    let response = http::Response::new(());
+                    let mut body = respond.send_response(response, false).unwrap();
+                    body.send_data(Bytes::from_static(b"answered"), true)
+                        .unwrap();
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_refused_stream_is_sent_again_and_a_reset_one_is_not() {
+    // REFUSED_STREAM: the backend never processed the POST, so it goes again.
+    let (addr, seen) = resetting_backend(1, h2::Reason::REFUSED_STREAM).await;
+    let yaml = config_yaml(
+        &[("fake".to_owned(), addr, 1)],
+        "upstream:\n  protocol: h2c\n",
+    );
+    let daemon = lb_proxy::Daemon::start(parse(&yaml)).await.unwrap();
+    let request = http::Request::post(format!("http://{}/call", daemon.listen_addr))
+        .body(http_body_util::Full::new(Bytes::from_static(b"payload")))
+        .unwrap();
+    let answer = send(&crate::support::client(), request).await;
+    assert_eq!(
+        (answer.status.as_u16(), answer.text().as_str()),
+        (200, "answered")
+    );
+    assert_eq!(seen.load(Relaxed), 2);
+
+    // INTERNAL_ERROR after the request arrived: it may have been processed; a POST is not
+    // sent twice.
+    let (addr, seen) = resetting_backend(1, h2::Reason::INTERNAL_ERROR).await;
+    let yaml = config_yaml(
+        &[("fake".to_owned(), addr, 1)],
+        "upstream:\n  protocol: h2c\n",
+    );
+    let daemon = lb_proxy::Daemon::start(parse(&yaml)).await.unwrap();
+    let request = http::Request::post(format!("http://{}/call", daemon.listen_addr))
+        .body(http_body_util::Full::new(Bytes::from_static(b"payload")))
+        .unwrap();
+    let answer = send(&crate::support::client(), request).await;
+    assert_eq!(answer.status, 502);
+    assert_eq!(seen.load(Relaxed), 1, "the POST was not sent again");
+}

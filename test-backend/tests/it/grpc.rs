@@ -71,7 +71,10 @@ async fn the_echo_service_answers_each_method() {
     };
     let (replies, trailers) = call(backend.addr(), "Unary", &hello).await;
     assert_eq!(replies.len(), 1);
-    assert_eq!((replies[0].message.as_str(), replies[0].backend.as_str()), ("hello", "g"));
+    assert_eq!(
+        (replies[0].message.as_str(), replies[0].backend.as_str()),
+        ("hello", "g")
+    );
     assert_eq!(trailers["grpc-status"], "0");
 
     let three = EchoRequest {
@@ -79,7 +82,10 @@ async fn the_echo_service_answers_each_method() {
         ..hello.clone()
     };
     let (replies, _) = call(backend.addr(), "ServerStream", &three).await;
-    assert_eq!(replies.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(
+        replies.iter().map(|r| r.index).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
 
     let big = EchoRequest {
         trailer_bytes: 30_000,
