@@ -340,6 +340,31 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
+/// Serves one connection: HTTP/1.1 (with upgrades) and HTTP/2, or HTTP/2 alone. hyper-util's
+/// `serve_connection_with_upgrades` does not honour `http2_only`, so that mode takes
+/// `serve_connection` (an HTTP/2 connection has no upgrades to hand over anyway).
+async fn serve_io<I, S, B>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    service: S,
+    http2_only: bool,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Send,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match http2_only {
+        true => builder.serve_connection(io, service).await,
+        false => builder.serve_connection_with_upgrades(io, service).await,
+    }
+}
+
 async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "set_nodelay failed");
@@ -349,21 +374,16 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     if let Some(streams) = shared.h2_max_streams {
         builder.http2().max_concurrent_streams(streams);
     }
-    if shared.http2_only {
+    let shared_http2_only = shared.http2_only;
+    if shared_http2_only {
         builder = builder.http2_only();
     }
     let service = service_fn(move |req| handler::handle(shared.clone(), req));
     let served = match acceptor {
-        None => {
-            builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await
-        }
+        None => serve_io(&builder, TokioIo::new(stream), service, shared_http2_only).await,
         Some(acceptor) => match acceptor.accept(stream).await {
             Ok(stream) => {
-                builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .await
+                serve_io(&builder, TokioIo::new(stream), service, shared_http2_only).await
             }
             Err(e) => {
                 tracing::debug!(error = %e, "TLS handshake failed");
