@@ -169,9 +169,11 @@ pub(crate) fn serve<'a>(
                 }
             };
             let id = request_id.as_deref();
-            let mut prepared = prepare::prepare(
-                server, client, &request, to_backend, fault, started, id, pool.http2,
-            );
+            let mut prepared =
+                prepare::prepare(server, client, &request, to_backend, fault, started, id);
+            if pool.http2 {
+                prepare::http2_hints(&mut prepared, &request.parts.headers);
+            }
             // Borrowed, not moved: the prepared request is large, and moving it costs a copy.
             let reply = attempt::attempts(shared, pool, route, client, &mut prepared, log).await;
             match response_fields {

@@ -144,14 +144,8 @@ pub(crate) fn prepare(
     fault: Option<Arc<BodyFault>>,
     started: Instant,
     request_id: Option<&(HeaderName, HeaderValue)>,
-    http2: bool,
 ) -> Prepared {
     let ClientRequest { parts, meta, .. } = request;
-    let mut deadline = tokio::time::Instant::from_std(started + server.request_timeout);
-    let (te_trailers, grpc_deadline) = match http2 {
-        false => (false, None),
-        true => http2_hints(&parts.headers, started, &mut deadline),
-    };
     let replayable = !matches!(to_backend, ToBackend::Streaming(_));
     let (framing, request_bytes) = match &to_backend {
         ToBackend::Empty => (Framing::NONE, 0),
@@ -190,7 +184,7 @@ pub(crate) fn prepare(
         client_ip: client.address(&parts.headers, &server.trusted_proxies),
         idempotent: is_idempotent(parts.method.as_str()),
         expect_body: parts.method != Method::HEAD,
-        deadline,
+        deadline: tokio::time::Instant::from_std(started + server.request_timeout),
         unhosted: head.is_none().then(|| unhosted(parts, request_id)),
         to_backend,
         framing,
@@ -201,25 +195,21 @@ pub(crate) fn prepare(
         fault,
         started,
         upgrade: meta.upgrade,
-        te_trailers,
-        grpc_deadline,
+        te_trailers: false,
+        grpc_deadline: None,
     }
 }
 
 /// What a request to a pool with an HTTP/2 backend carries beyond its head: whether the client
 /// accepts trailers, and the call's `grpc-timeout` as a deadline (which `deadline` is cut to).
 #[cold]
-fn http2_hints(
-    headers: &http::HeaderMap,
-    started: Instant,
-    deadline: &mut tokio::time::Instant,
-) -> (bool, Option<tokio::time::Instant>) {
-    let grpc = crate::proto::grpc::timeout(headers).map(|timeout| {
-        let at = tokio::time::Instant::from_std(started + timeout);
-        *deadline = (*deadline).min(at);
-        at
-    });
-    (crate::proto::grpc::accepts_trailers(headers), grpc)
+pub(crate) fn http2_hints(prepared: &mut Prepared, headers: &http::HeaderMap) {
+    prepared.te_trailers = crate::proto::grpc::accepts_trailers(headers);
+    if let Some(timeout) = crate::proto::grpc::timeout(headers) {
+        let at = tokio::time::Instant::from_std(prepared.started + timeout);
+        prepared.deadline = prepared.deadline.min(at);
+        prepared.grpc_deadline = Some(at);
+    }
 }
 
 /// The request's parts, kept to write its head per attempt, with the request id among its
