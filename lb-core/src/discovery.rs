@@ -64,6 +64,7 @@ fn backend(pool: &PoolConfig, address: SocketAddr, weight: u32, host: &str) -> B
         max_connections: DEFAULT_MAX_CONNECTIONS,
         tls,
         proxy_protocol: pool.upstream.proxy_protocol,
+        protocol: pool.upstream.protocol,
     }
 }
 

@@ -118,6 +118,9 @@ pub struct PoolRuntime {
     pub queue: Option<Arc<Queue>>,
     /// Whether backends ramp after joining or returning (slow start).
     pub slow_start: bool,
+    /// Whether a backend speaks HTTP/2 (`h2c`, `h2`): the requests then learn what an HTTP/2
+    /// backend needs (`te: trailers`, a gRPC deadline) before their attempts.
+    pub http2: bool,
     /// The pool's configuration.
     pub config: PoolConfig,
     /// What the next snapshot keeps.
@@ -394,6 +397,7 @@ impl PoolRuntime {
             budget: state.budget.clone(),
             queue: state.queue.is_on().then(|| state.queue.clone()),
             slow_start: config.load_balancer.slow_start > Duration::ZERO,
+            http2: (state.backends.iter()).any(|backend| backend.pool.http2().is_some()),
             config,
             state,
         }

@@ -93,6 +93,8 @@ pub(crate) enum ResponseBody {
     Pattern { offset: u64, end: u64 },
     /// The request body, streamed straight back.
     Echo(Incoming),
+    /// A gRPC call's answer, trailers included.
+    Grpc(tonic::body::Body),
 }
 
 impl ResponseBody {
@@ -130,12 +132,12 @@ impl From<String> for ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             Self::Full(data) => Poll::Ready(data.take().map(|b| Ok(Frame::data(b)))),
             Self::Pattern { offset, end } => {
@@ -149,7 +151,8 @@ impl Body for ResponseBody {
                 let chunk = Bytes::from_static(&PATTERN[start..start + len]);
                 Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
-            Self::Echo(incoming) => Pin::new(incoming).poll_frame(cx),
+            Self::Echo(incoming) => Pin::new(incoming).poll_frame(cx).map_err(Into::into),
+            Self::Grpc(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
         }
     }
 
@@ -158,6 +161,7 @@ impl Body for ResponseBody {
             Self::Full(data) => data.is_none(),
             Self::Pattern { offset, end } => offset >= end,
             Self::Echo(incoming) => incoming.is_end_stream(),
+            Self::Grpc(body) => body.is_end_stream(),
         }
     }
 
@@ -166,6 +170,7 @@ impl Body for ResponseBody {
             Self::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |b| b.len() as u64)),
             Self::Pattern { offset, end } => SizeHint::with_exact(end.saturating_sub(*offset)),
             Self::Echo(incoming) => incoming.size_hint(),
+            Self::Grpc(body) => body.size_hint(),
         }
     }
 }

@@ -41,6 +41,12 @@ struct Args {
     /// Require client certificates signed by this PEM CA (mTLS; needs --tls-cert)
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
+    /// Serve HTTP/2 only: cleartext prior knowledge (h2c), or ALPN h2 alone with --tls-cert
+    #[arg(long)]
+    http2_only: bool,
+    /// Streams a client may open at once on one HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    h2_max_streams: Option<u32>,
     /// Tokio worker threads [default: the CPUs this process may run on]
     #[arg(long)]
     threads: Option<usize>,
@@ -140,6 +146,8 @@ async fn run(args: Args) -> ExitCode {
             latency: args.latency.map(Duration::from_millis),
             log_requests: args.log_requests,
             tls: tls.clone(),
+            http2_only: args.http2_only,
+            h2_max_streams: args.h2_max_streams,
         };
         let backend = spawn(listener, options).await;
         println!(

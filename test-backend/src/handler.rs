@@ -87,6 +87,12 @@ pub(crate) async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
+    if crate::grpc::is_grpc(req.uri().path()) {
+        let response = crate::grpc::serve(shared.clone(), req).await;
+        let mut response = response.map(ResponseBody::Grpc);
+        (response.headers_mut()).insert(crate::X_BACKEND, shared.header.clone());
+        return Ok(response);
+    }
     let route = Route::parse(req.uri().path());
     if route == Route::Health {
         // Before fault injection and the counters: a health check is never slowed or failed.

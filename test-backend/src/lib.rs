@@ -19,10 +19,15 @@
 //! | `/count` | `bytes=N fnv1a64=HEX` of the request body, streamed ([`Fnv1a64`]) |
 //! | `/bytes/{n}` | `n` bytes (≤ 1 GiB), byte `i` = `i % 251` ([`pattern_byte`]) |
 //! | `/ws` | a WebSocket echo: text and binary messages come back as sent; 426 without a handshake |
+//! | `/lb.test.Echo/{method}` | the gRPC echo service ([`grpc`]: unary, streaming, large trailers, a chosen failure, a wait) |
 //! | anything else (`/api/test`, `/health/x`) | what `/` answers: a balancer may route any path here |
 //!
 //! Fault injection (`fail_rate`, `latency`) applies to every path except `/health`; both can be
 //! changed at run time ([`RunningBackend::set_fail_rate`], [`RunningBackend::set_latency`]).
+//!
+//! With [`BackendOptions::http2_only`] it serves HTTP/2 alone (an h2c-only backend, or h2 alone
+//! by ALPN over TLS), and [`BackendOptions::h2_max_streams`] sets the streams it allows per
+//! connection (SETTINGS_MAX_CONCURRENT_STREAMS).
 //!
 //! With [`BackendOptions::tls`] it serves HTTPS instead ([`tls_config`]: a certificate, and
 //! optionally a CA whose client certificates it requires, for mTLS).
@@ -33,6 +38,7 @@
 //! - `handler`: routing and endpoints;
 //! - `tls`: the HTTPS mode;
 //! - `websocket`: the `/ws` echo (tokio-tungstenite);
+//! - [`grpc`]: the gRPC echo service (tonic's server codec, prost messages by hand);
 //! - `stats`: the counters tests read.
 
 #![warn(missing_docs)]
@@ -40,6 +46,7 @@
 
 mod body;
 pub mod cli;
+pub mod grpc;
 mod handler;
 mod stats;
 mod tls;
@@ -83,6 +90,11 @@ pub struct BackendOptions {
     pub log_requests: bool,
     /// Serve HTTPS with this configuration ([`tls_config`]) instead of plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Serve HTTP/2 only: prior knowledge in cleartext (h2c), `h2` alone by ALPN over TLS. An
+    /// HTTP/1.1 request is not understood.
+    pub http2_only: bool,
+    /// Streams a client may open at once on one HTTP/2 connection; `None`: hyper's default.
+    pub h2_max_streams: Option<u32>,
 }
 
 impl Default for BackendOptions {
@@ -94,6 +106,8 @@ impl Default for BackendOptions {
             latency: None,
             log_requests: false,
             tls: None,
+            http2_only: false,
+            h2_max_streams: None,
         }
     }
 }
@@ -114,6 +128,10 @@ pub(crate) struct Shared {
     stats: Arc<BackendStats>,
     /// The HTTPS acceptor, in TLS mode.
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// HTTP/2 only (no HTTP/1.1).
+    http2_only: bool,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS, when set.
+    h2_max_streams: Option<u32>,
 }
 
 /// A backend serving in the background. Dropping it stops it like [`RunningBackend::shutdown`]
@@ -268,7 +286,15 @@ pub async fn spawn(listener: TcpListener, options: BackendOptions) -> RunningBac
         latency: AtomicU64::new(latency_nanos(options.latency.unwrap_or_default())),
         log_requests: options.log_requests,
         stats: Arc::new(BackendStats::default()),
-        tls: options.tls.clone().map(tokio_rustls::TlsAcceptor::from),
+        tls: options.tls.clone().map(|config| {
+            let mut config = Arc::unwrap_or_clone(config);
+            if options.http2_only {
+                config.alpn_protocols = vec![b"h2".to_vec()];
+            }
+            tokio_rustls::TlsAcceptor::from(Arc::new(config))
+        }),
+        http2_only: options.http2_only,
+        h2_max_streams: options.h2_max_streams,
     });
     let toggler = options
         .toggle_health
@@ -314,24 +340,50 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
+/// Serves one connection: HTTP/1.1 (with upgrades) and HTTP/2, or HTTP/2 alone. hyper-util's
+/// `serve_connection_with_upgrades` does not honour `http2_only`, so that mode takes
+/// `serve_connection` (an HTTP/2 connection has no upgrades to hand over anyway).
+async fn serve_io<I, S, B>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    service: S,
+    http2_only: bool,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Send,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match http2_only {
+        true => builder.serve_connection(io, service).await,
+        false => builder.serve_connection_with_upgrades(io, service).await,
+    }
+}
+
 async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "set_nodelay failed");
     }
     let acceptor = shared.tls.clone();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    if let Some(streams) = shared.h2_max_streams {
+        builder.http2().max_concurrent_streams(streams);
+    }
+    let shared_http2_only = shared.http2_only;
+    if shared_http2_only {
+        builder = builder.http2_only();
+    }
     let service = service_fn(move |req| handler::handle(shared.clone(), req));
-    let builder = auto::Builder::new(TokioExecutor::new());
     let served = match acceptor {
-        None => {
-            builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await
-        }
+        None => serve_io(&builder, TokioIo::new(stream), service, shared_http2_only).await,
         Some(acceptor) => match acceptor.accept(stream).await {
             Ok(stream) => {
-                builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .await
+                serve_io(&builder, TokioIo::new(stream), service, shared_http2_only).await
             }
             Err(e) => {
                 tracing::debug!(error = %e, "TLS handshake failed");

@@ -26,6 +26,11 @@ pub struct BackendStats {
     pub injected_failures: AtomicU64,
     /// TCP connections accepted.
     pub connections: AtomicU64,
+    /// gRPC calls received (`lb.test.Echo`; not counted in `requests`).
+    pub grpc_calls: AtomicU64,
+    /// gRPC `Wait` calls dropped before their reply: the client cancelled, or the deadline
+    /// passed.
+    pub grpc_cancelled: AtomicU64,
 }
 
 /// A point-in-time copy of [`BackendStats`].
@@ -45,6 +50,10 @@ pub struct StatsSnapshot {
     pub injected_failures: u64,
     /// See [`BackendStats::connections`].
     pub connections: u64,
+    /// See [`BackendStats::grpc_calls`].
+    pub grpc_calls: u64,
+    /// See [`BackendStats::grpc_cancelled`].
+    pub grpc_cancelled: u64,
 }
 
 impl BackendStats {
@@ -58,6 +67,8 @@ impl BackendStats {
             health_checks: self.health_checks.load(Relaxed),
             injected_failures: self.injected_failures.load(Relaxed),
             connections: self.connections.load(Relaxed),
+            grpc_calls: self.grpc_calls.load(Relaxed),
+            grpc_cancelled: self.grpc_cancelled.load(Relaxed),
         }
     }
 
@@ -69,6 +80,8 @@ impl BackendStats {
         self.health_checks.store(0, Relaxed);
         self.injected_failures.store(0, Relaxed);
         self.connections.store(0, Relaxed);
+        self.grpc_calls.store(0, Relaxed);
+        self.grpc_cancelled.store(0, Relaxed);
         self.max_in_flight
             .store(self.in_flight.load(Relaxed), Relaxed);
     }

@@ -11,8 +11,8 @@
 //! A backend's identity is its pool and its name: a backend whose name stays and whose address
 //! changes is a new backend (the old one leaves, a new one joins), so that nothing learned about
 //! one address — breaker, health, pooled connections — is taken for another. So is one whose way
-//! of being reached changes (`tls`, `proxy_protocol`): its pooled connections would be the wrong
-//! kind; and so is one that moves to another pool. Sections are compared whole: a change
+//! of being reached changes (`tls`, `proxy_protocol`, `protocol`): its pooled connections would
+//! be the wrong kind; and so is one that moves to another pool. Sections are compared whole: a change
 //! anywhere in a pool's `retry` is one [`Change::Retry`]. The routes and their policies
 //! (`routes`, `path_normalization`, `rate_limits`, `redis`, `auth`) are one change each.
 
@@ -288,7 +288,10 @@ fn pool_named<'a>(pools: &'a mut [PoolConfig], name: &str) -> Option<&'a mut Poo
 /// Whether two entries of the same name are the same backend: the same address, reached the
 /// same way.
 fn same_backend(a: &BackendConfig, b: &BackendConfig) -> bool {
-    a.address == b.address && a.tls == b.tls && a.proxy_protocol == b.proxy_protocol
+    a.address == b.address
+        && a.tls == b.tls
+        && a.proxy_protocol == b.proxy_protocol
+        && a.protocol == b.protocol
 }
 
 /// `pools` with the pools' and backends' `changes` made, in order; the other changes do not

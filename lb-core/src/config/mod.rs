@@ -45,6 +45,7 @@ pub mod routes;
 mod routing;
 mod tls;
 pub mod transform;
+mod upstream_http2;
 mod validate;
 pub(crate) mod walk;
 mod warnings;
@@ -78,6 +79,7 @@ pub use tls::{
     ACME_CHALLENGE_PATH, Alpn, CertificateConfig, DEFAULT_ALPN, ProxyProtocol, RedirectConfig,
     SendProxyProtocol, ServerTlsConfig, TlsVersion, UpstreamTlsConfig, is_sni_name,
 };
+pub use upstream_http2::{UpstreamHttp2Config, UpstreamProtocol};
 pub use warnings::{ConfigWarning, locate, warnings};
 
 /// The syntax of a configuration file.

@@ -21,6 +21,7 @@ pub use super::routes::{PathNormalizationConfig, RouteConfig};
 use super::tls::{
     ProxyProtocol, RedirectConfig, SendProxyProtocol, ServerTlsConfig, UpstreamTlsConfig,
 };
+use super::upstream_http2::{UpstreamHttp2Config, UpstreamProtocol};
 use crate::balance::Algorithm;
 use crate::breaker::BreakerPolicy;
 use crate::health::{HealthPolicy, StatusRange};
@@ -225,6 +226,10 @@ pub struct UpstreamConfig {
     /// The PROXY protocol towards backends that do not set their own.
     #[serde(skip_serializing_if = "SendProxyProtocol::is_off")]
     pub proxy_protocol: SendProxyProtocol,
+    /// The protocol of backends that do not set their own.
+    pub protocol: UpstreamProtocol,
+    /// The bounds of HTTP/2 connections (backends with protocol `h2c` or `h2`).
+    pub http2: UpstreamHttp2Config,
 }
 
 impl Default for UpstreamConfig {
@@ -236,6 +241,8 @@ impl Default for UpstreamConfig {
             max_response_header_bytes: 64 * 1024,
             tls: None,
             proxy_protocol: SendProxyProtocol::Off,
+            protocol: UpstreamProtocol::Http1,
+            http2: UpstreamHttp2Config::default(),
         }
     }
 }
@@ -275,6 +282,8 @@ pub struct BackendConfig {
     /// Whether new connections start with a PROXY v2 header.
     #[serde(skip_serializing_if = "SendProxyProtocol::is_off")]
     pub proxy_protocol: SendProxyProtocol,
+    /// The protocol spoken to the backend (its own `protocol`, else `upstream.protocol`).
+    pub protocol: UpstreamProtocol,
 }
 
 impl BackendConfig {
@@ -287,6 +296,7 @@ impl BackendConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             tls: None,
             proxy_protocol: SendProxyProtocol::Off,
+            protocol: UpstreamProtocol::Http1,
         }
     }
 }

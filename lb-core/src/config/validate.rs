@@ -11,6 +11,7 @@ use super::model::{
 };
 use super::node::{Node, Pos, Spanned};
 use super::tls;
+use super::upstream_http2;
 use super::walk::{
     Got, Problem, Section, Walker, address, boolean, cidr, duration, int, ratio, retry_condition,
     status_range, text, url_path,
@@ -292,15 +293,25 @@ pub(crate) fn upstream(
     path: &str,
     d: UpstreamConfig,
 ) -> UpstreamConfig {
-    const FIELDS: [&str; 6] = [
+    const FIELDS: [&str; 8] = [
         "connect_timeout",
         "pool_idle_timeout",
         "pool_max_idle_per_backend",
         "max_response_header_bytes",
         "tls",
         "proxy_protocol",
+        "protocol",
+        "http2",
     ];
     let s = w.section(node, path, &FIELDS);
+    let tls = tls::upstream_tls(w, &s, d.tls.clone());
+    let proxy_protocol = tls::send_proxy_protocol(w, &s, d.proxy_protocol);
+    let protocol = upstream_http2::protocol(w, &s, d.protocol);
+    // Checked here only when written here: an inherited default is checked where it lands.
+    if protocol.pos.is_some() || s.get("tls").is_some() || s.get("proxy_protocol").is_some() {
+        let proxied = !proxy_protocol.is_off();
+        upstream_http2::check_transport(w, &s, &protocol, tls.is_some(), proxied);
+    }
     UpstreamConfig {
         connect_timeout: w
             .get(&s, "connect_timeout", d.connect_timeout, duration(true))
@@ -329,8 +340,10 @@ pub(crate) fn upstream(
                 int(1024),
             )
             .value,
-        tls: tls::upstream_tls(w, &s, d.tls.clone()),
-        proxy_protocol: tls::send_proxy_protocol(w, &s, d.proxy_protocol),
+        tls,
+        proxy_protocol,
+        protocol: protocol.value,
+        http2: upstream_http2::upstream_http2(w, &s, d.http2),
     }
 }
 
@@ -377,13 +390,14 @@ pub(crate) fn backends(
     required: bool,
     upstream: &UpstreamConfig,
 ) -> Vec<BackendConfig> {
-    const FIELDS: [&str; 6] = [
+    const FIELDS: [&str; 7] = [
         "name",
         "address",
         "weight",
         "max_connections",
         "tls",
         "proxy_protocol",
+        "protocol",
     ];
     let items = match node {
         None if !required => return Vec::new(),
@@ -444,6 +458,12 @@ pub(crate) fn backends(
             .value;
         let tls = tls::upstream_tls(w, &s, upstream.tls.clone());
         let proxy_protocol = tls::send_proxy_protocol(w, &s, upstream.proxy_protocol);
+        let protocol = upstream_http2::protocol(w, &s, upstream.protocol);
+        let own = ["protocol", "tls", "proxy_protocol"];
+        if own.iter().any(|field| s.get(field).is_some()) {
+            let proxied = !proxy_protocol.is_off();
+            upstream_http2::check_transport(w, &s, &protocol, tls.is_some(), proxied);
+        }
         if !address.ok || !name.ok {
             continue;
         }
@@ -489,6 +509,7 @@ pub(crate) fn backends(
             max_connections,
             tls,
             proxy_protocol,
+            protocol: protocol.value,
         });
     }
     out

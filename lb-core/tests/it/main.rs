@@ -5,6 +5,7 @@ mod balance_props;
 mod config_duration;
 mod config_observe;
 mod config_parse;
+mod config_protocol;
 mod config_routes;
 mod config_tls;
 mod config_validation;

@@ -422,7 +422,7 @@ pub(super) fn check_upstream_tls<'a>(
 ) -> Result<(), TlsError> {
     for backend in backends {
         if let Some(tls) = &backend.tls {
-            crate::tls::client::upstream_tls(tls, backend.address)?;
+            crate::tls::client::upstream_tls(tls, backend.address, backend.protocol.is_http2())?;
         }
     }
     Ok(())

@@ -84,6 +84,11 @@ pub(crate) async fn attempts(
         // whole into this one's state (docs/performance.md, item 24).
         let head = prepared.head_for(client, backend.authority.as_str().as_bytes());
         let outcome = tokio::time::timeout_at(prepared.deadline, async {
+            if let Some(http2) = backend.pool.http2() {
+                // Boxed: HTTP/2 backends are the rarer kind, and their exchange would otherwise
+                // take room in every request's future.
+                return Box::pin(super::http2::send(http2, &backend, prepared, &head)).await;
+            }
             if let Some(body) = prepared.to_backend.take_streaming() {
                 // Sent once: a streamed body is never replayed.
                 let body: UploadBody = Box::pin(http_body_util::BodyExt::map_err(body, Into::into));

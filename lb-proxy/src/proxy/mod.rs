@@ -16,12 +16,16 @@
 //! - [`reply`]: what the request path answers.
 //! - [`logged`]: the request path with the access log on.
 //! - [`request_id`]: the id every request carries.
+//! - [`http2`]: the attempt on a backend that speaks HTTP/2.
+//! - [`grpc`]: gRPC calls: their deadline, and the balancer's own failures as gRPC statuses.
 //! - [`websocket`]: WebSocket over HTTP/2 (RFC 8441) as the HTTP/1.1 upgrade backends know.
 
 pub(crate) mod attempt;
 pub(crate) mod body;
 pub(crate) mod client;
 pub(crate) mod edge;
+pub(crate) mod grpc;
+pub(crate) mod http2;
 pub(crate) mod logged;
 pub(crate) mod policy;
 pub(crate) mod prepare;
@@ -169,6 +173,9 @@ pub(crate) fn serve<'a>(
             let id = request_id.as_deref();
             let mut prepared =
                 prepare::prepare(server, client, &request, to_backend, fault, started, id);
+            if pool.http2 {
+                prepare::http2_hints(&mut prepared, &request.parts.headers);
+            }
             // Borrowed, not moved: the prepared request is large, and moving it costs a copy.
             let reply = attempt::attempts(shared, pool, route, client, &mut prepared, log).await;
             match response_fields {
@@ -176,6 +183,13 @@ pub(crate) fn serve<'a>(
                 Some(fields) => with_fields(reply, fields),
             }
         };
+        // The balancer's own failure to a gRPC call is answered as gRPC answers.
+        if matches!(reply.head, reply::ReplyHead::Local)
+            && reply.status.as_u16() >= 400
+            && crate::proto::grpc::is_grpc(&request.parts.headers)
+        {
+            reply = grpc::from_local(reply);
+        }
         reply.request_id = request_id;
         reply
     }

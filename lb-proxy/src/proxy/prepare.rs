@@ -61,6 +61,12 @@ pub(crate) struct Prepared {
     pub deadline: tokio::time::Instant,
     /// A well-formed upgrade request (its head carries `Upgrade`): a `101` answers it.
     pub upgrade: bool,
+    /// The client sent `te: trailers`, which an HTTP/2 backend is sent (only learnt when the
+    /// pool has one).
+    pub te_trailers: bool,
+    /// A gRPC call's own deadline (`grpc-timeout`), which also bounds `deadline`; only learnt
+    /// when the pool has an HTTP/2 backend.
+    pub grpc_deadline: Option<tokio::time::Instant>,
 }
 
 impl Prepared {
@@ -189,6 +195,20 @@ pub(crate) fn prepare(
         fault,
         started,
         upgrade: meta.upgrade,
+        te_trailers: false,
+        grpc_deadline: None,
+    }
+}
+
+/// What a request to a pool with an HTTP/2 backend carries beyond its head: whether the client
+/// accepts trailers, and the call's `grpc-timeout` as a deadline (which `deadline` is cut to).
+#[cold]
+pub(crate) fn http2_hints(prepared: &mut Prepared, headers: &http::HeaderMap) {
+    prepared.te_trailers = crate::proto::grpc::accepts_trailers(headers);
+    if let Some(timeout) = crate::proto::grpc::timeout(headers) {
+        let at = tokio::time::Instant::from_std(prepared.started + timeout);
+        prepared.deadline = prepared.deadline.min(at);
+        prepared.grpc_deadline = Some(at);
     }
 }
 

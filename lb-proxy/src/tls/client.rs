@@ -70,7 +70,8 @@ fn roots(config: &UpstreamTlsConfig) -> Result<Arc<RootCertStore>, TlsError> {
     Ok(Arc::new(roots))
 }
 
-/// The TLS settings of a backend at `address`.
+/// The TLS settings of a backend at `address`; `http2`: ALPN offers `h2` alone (a backend with
+/// `protocol: h2`), else `http/1.1` alone.
 ///
 /// # Errors
 ///
@@ -78,6 +79,7 @@ fn roots(config: &UpstreamTlsConfig) -> Result<Arc<RootCertStore>, TlsError> {
 pub(crate) fn upstream_tls(
     config: &UpstreamTlsConfig,
     address: SocketAddr,
+    http2: bool,
 ) -> Result<UpstreamTls, TlsError> {
     let builder = ClientConfig::builder_with_provider(lb_tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
@@ -101,7 +103,10 @@ pub(crate) fn upstream_tls(
         }
         _ => builder.with_no_client_auth(),
     };
-    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    client.alpn_protocols = match http2 {
+        true => vec![b"h2".to_vec()],
+        false => vec![b"http/1.1".to_vec()],
+    };
     let name = config
         .sni
         .clone()

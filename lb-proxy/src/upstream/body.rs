@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
 use super::connection::{Connection, ExchangeError};
+use super::h2::H2Stream;
 use super::upload::Upload;
 use crate::proto::h1::chunked::{ChunkedDecoder, ChunkedError, Decoded};
 use crate::proto::h1::framing::Framing;
@@ -29,6 +30,9 @@ pub enum BodyReadError {
     /// The client's request body, still being sent, failed.
     #[error(transparent)]
     Upload(ExchangeError),
+    /// The backend's HTTP/2 stream failed (reset, connection lost).
+    #[error("the backend's HTTP/2 stream failed: {0}")]
+    Http2(#[source] hyper::Error),
 }
 
 /// Where the body is.
@@ -42,6 +46,9 @@ enum State {
     UntilClose,
     /// Read to its end (or failed).
     Done,
+    /// An HTTP/2 stream's body (no connection of ours: the stream holds its place). Boxed:
+    /// the HTTP/1 body stays small.
+    Http2(Box<H2Stream>),
 }
 
 /// A backend's response body.
@@ -68,6 +75,16 @@ impl ResponseBody {
             connection: Some(connection),
             state,
             reusable,
+            upload: None,
+        }
+    }
+
+    /// The body of an HTTP/2 stream.
+    pub(super) fn http2(stream: Box<H2Stream>) -> Self {
+        Self {
+            connection: None,
+            state: State::Http2(stream),
+            reusable: false,
             upload: None,
         }
     }
@@ -143,6 +160,9 @@ impl http_body::Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyReadError>>> {
         let this = self.get_mut();
+        if let State::Http2(stream) = &mut this.state {
+            return stream.poll_frame(cx);
+        }
         if let Err(error) = this.poll_upload(cx) {
             return this.fail(error);
         }
@@ -151,7 +171,7 @@ impl http_body::Body for ResponseBody {
                 return Poll::Ready(None);
             };
             match &mut this.state {
-                State::Done => return Poll::Ready(None),
+                State::Done | State::Http2(_) => return Poll::Ready(None),
                 State::Length(left) => {
                     if connection.buffer.is_empty() {
                         match ready!(Self::fill(connection, cx)) {
@@ -203,13 +223,18 @@ impl http_body::Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.state, State::Done)
+        match &self.state {
+            State::Done => true,
+            State::Http2(stream) => stream.is_end_stream(),
+            _ => false,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.state {
+        match &self.state {
             State::Done => SizeHint::with_exact(0),
-            State::Length(left) => SizeHint::with_exact(left),
+            State::Length(left) => SizeHint::with_exact(*left),
+            State::Http2(stream) => stream.size_hint(),
             _ => SizeHint::default(),
         }
     }

@@ -37,6 +37,12 @@ pub enum ExchangeError {
     /// The client's request body failed while it was being sent (the client's fault).
     #[error("the request body failed: {0}")]
     Upload(#[source] BoxError),
+    /// An HTTP/2 exchange failed after the request may have reached the backend.
+    #[error("HTTP/2 exchange failed: {0}")]
+    Http2(#[source] hyper::Error),
+    /// The request head could not be put in HTTP/2's form (it names no host).
+    #[error("the request cannot be sent over HTTP/2: it names no host")]
+    Http2Head,
 }
 
 /// One connection to a backend and the bytes read from it but not yet consumed.

@@ -8,7 +8,9 @@
 //! A plain backend is probed with hyper's pooled client. A backend reached over TLS or sent
 //! PROXY headers is probed as requests reach it, through its own pool's connect (the same TLS
 //! settings, a v2 `LOCAL` header), one connection per probe: a certificate the balancer would
-//! refuse for requests fails the probe too.
+//! refuse for requests fails the probe too. A backend that speaks HTTP/2 (`h2c`, `h2`) is
+//! probed in HTTP/2 the same way, one connection per probe: an HTTP/2-only backend answers no
+//! HTTP/1.1 probe.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -205,9 +207,10 @@ async fn check_loop(
             _ = ticker.tick() => {}
             _ = shutdown.started() => return,
         }
-        let outcome = match backend.pool.has_edge() {
-            false => probe(&client, &uri, &backend, config.timeout).await,
-            true => Box::pin(probe_own(&backend, &config.path, config.timeout)).await,
+        let outcome = match (backend.pool.http2(), backend.pool.has_edge()) {
+            (Some(_), _) => Box::pin(probe_http2(&backend, &config.path, config.timeout)).await,
+            (None, false) => probe(&client, &uri, &backend, config.timeout).await,
+            (None, true) => Box::pin(probe_own(&backend, &config.path, config.timeout)).await,
         };
         let healthy = probe_verdict(&outcome, &config.expected_status);
         if healthy {
@@ -254,6 +257,21 @@ async fn probe(
         Ok(Ok(status)) => ProbeOutcome::Status(status),
         Ok(Err(error)) if error.is_connect() => ProbeOutcome::ConnectError,
         Ok(Err(_)) => ProbeOutcome::Other,
+        Err(_) => ProbeOutcome::Timeout,
+    }
+}
+
+/// A probe of a backend that speaks HTTP/2, over a connection of its own.
+async fn probe_http2(backend: &Backend, path: &str, timeout: Duration) -> ProbeOutcome {
+    let Some(http2) = backend.pool.http2() else {
+        return ProbeOutcome::Other;
+    };
+    let authority = (backend.pool.host_name()).unwrap_or(backend.authority.as_str());
+    let exchange = http2.probe(&backend.pool, backend.addr, authority, path);
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(status)) => ProbeOutcome::Status(status),
+        Ok(Err(crate::upstream::h2::ProbeFailure::Connect)) => ProbeOutcome::ConnectError,
+        Ok(Err(crate::upstream::h2::ProbeFailure::Other)) => ProbeOutcome::Other,
         Err(_) => ProbeOutcome::Timeout,
     }
 }

@@ -26,11 +26,15 @@
 //! instead. TLS connections are pooled like plain ones. A backend with `proxy_protocol: v2`
 //! gets a v2 header on each new connection, naming the client; such a connection then carries
 //! that client's requests only.
+//!
+//! A backend with `protocol: h2c` or `h2` is reached over HTTP/2 instead ([`h2`]): its streams
+//! share a few connections, opened through the same connect (TCP, TLS with ALPN `h2`).
 
 pub(crate) mod backend;
 pub(crate) mod body;
 pub(crate) mod connection;
 pub(crate) mod h1;
+pub(crate) mod h2;
 pub(crate) mod health;
 pub(crate) mod queue;
 pub(crate) mod slow_start;
@@ -56,6 +60,7 @@ use crate::proto::h1::response::ResponseHead;
 use crate::tls::client::{UpstreamTls, failure_reason, upstream_tls};
 pub use body::ResponseBody;
 pub use connection::{Connection, ExchangeError};
+use h2::H2Pool;
 use stream::UpstreamStream;
 pub use upload::UploadBody;
 
@@ -85,6 +90,8 @@ pub struct Pool {
     closed: AtomicBool,
     /// How to reach the backend beyond TCP: TLS, the PROXY header. `None` for a plain backend.
     edge: Option<Box<UpstreamEdge>>,
+    /// The HTTP/2 connections of a backend with `protocol: h2c` or `h2`; `None` for HTTP/1.1.
+    http2: Option<Box<H2Pool>>,
 }
 
 /// A pool's limits, as atomics so that a reload changes them in place.
@@ -161,7 +168,7 @@ impl Pool {
         let proxy_protocol = !backend.proxy_protocol.is_off();
         let edge = (backend.tls.is_some() || proxy_protocol).then(|| {
             let tls = backend.tls.as_ref().map(|tls| {
-                upstream_tls(tls, backend.address).map_err(|error| {
+                upstream_tls(tls, backend.address, backend.protocol.is_http2()).map_err(|error| {
                     tracing::error!(backend = %backend.name, %error, "TLS to the backend cannot be set up: its requests fail");
                     Arc::from(error.to_string())
                 })
@@ -178,7 +185,15 @@ impl Pool {
             settings: PoolSettings::new(upstream),
             closed: AtomicBool::new(false),
             edge,
+            http2: (backend.protocol.is_http2())
+                .then(|| Box::new(H2Pool::new(upstream, backend.tls.is_some()))),
         }
+    }
+
+    /// The HTTP/2 connections, when the backend speaks HTTP/2.
+    #[inline]
+    pub(crate) fn http2(&self) -> Option<&H2Pool> {
+        self.http2.as_deref()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<IdleConnection>> {
@@ -190,6 +205,9 @@ impl Pool {
     /// Takes the limits of `upstream` from now on; idle connections over the new count close.
     pub fn configure(&self, upstream: &UpstreamConfig) {
         self.settings.set(upstream);
+        if let Some(http2) = &self.http2 {
+            http2.configure(upstream);
+        }
         let mut idle = self.lock();
         let excess = idle.len().saturating_sub(self.settings.max_idle());
         // The coldest go first.
@@ -202,10 +220,14 @@ impl Pool {
         self.clear();
     }
 
-    /// Closes every idle connection (a drained backend gets no new requests to use them).
+    /// Closes every idle connection (a drained backend gets no new requests to use them); an
+    /// HTTP/2 connection closes once its streams have ended.
     pub fn clear(&self) {
         let idle = std::mem::take(&mut *self.lock());
         drop(idle);
+        if let Some(http2) = &self.http2 {
+            http2.close();
+        }
     }
 
     /// Takes the most recently used live connection; dead or expired ones are dropped (closed).
@@ -240,6 +262,9 @@ impl Pool {
     /// Closes the idle connections that expired or that the backend closed; returns how many
     /// are left.
     pub fn sweep(&self, now: Instant) -> usize {
+        if let Some(http2) = &self.http2 {
+            return http2.sweep(now, self.settings.idle_timeout());
+        }
         let mut idle = self.lock();
         idle.retain_mut(|idle_connection| {
             now.saturating_duration_since(idle_connection.since) <= self.settings.idle_timeout()

@@ -1,8 +1,11 @@
-//! Replays the fuzz corpora of the HTTP/1.1 codec and the PROXY protocol parser through the fuzz targets' checks, on stable,
-//! in CI: every seed and every saved finding stays a regression test.
+//! Replays the fuzz corpora of the HTTP/1.1 codec, the PROXY protocol parser and gRPC's fields
+//! through the fuzz targets' checks, on stable, in CI: every seed and every saved finding stays a
+//! regression test.
 
 #[path = "../../../fuzz/src/chunked_check.rs"]
 mod chunked_check;
+#[path = "../../../fuzz/src/grpc_check.rs"]
+mod grpc_check;
 #[path = "../../../fuzz/src/header_check.rs"]
 mod header_check;
 #[path = "../../../fuzz/src/proxy_check.rs"]
@@ -53,4 +56,9 @@ fn chunked_corpus_holds_the_properties() {
 #[test]
 fn proxy_header_corpus_holds_the_properties() {
     replay("proxy_header", proxy_check::check, 10);
+}
+
+#[test]
+fn grpc_fields_corpus_holds_the_properties() {
+    replay("grpc_fields", grpc_check::check, 8);
 }

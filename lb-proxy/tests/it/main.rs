@@ -15,6 +15,7 @@ mod exhaustion;
 mod forwarded_for;
 mod forwarding;
 mod fuzz_corpus;
+mod grpc;
 mod hostile_clients;
 mod http2_attacks;
 mod http2_edge;

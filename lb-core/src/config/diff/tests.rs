@@ -103,6 +103,15 @@ fn a_backend_reached_another_way_is_a_new_backend() {
 }
 
 #[test]
+fn a_backend_that_changes_protocol_is_a_new_backend() {
+    let old = config(vec![backend("a", 1, 1)]);
+    let mut h2c = backend("a", 1, 1);
+    h2c.protocol = crate::config::UpstreamProtocol::H2c;
+    let new = config(vec![h2c.clone()]);
+    assert_eq!(diff(&old, &new), vec![removed("a"), added(h2c)]);
+}
+
+#[test]
 fn turning_tls_on_or_off_needs_a_restart() {
     let old = config(vec![backend("a", 1, 1)]);
     let mut new = old.clone();

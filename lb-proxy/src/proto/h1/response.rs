@@ -88,6 +88,46 @@ impl ResponseHead {
         self.bytes.len()
     }
 
+    /// The head of a response that did not come as HTTP/1 bytes (an HTTP/2 backend's): its
+    /// fields less `content-length` (in `declared_length`) and the connection-specific ones,
+    /// laid out as `name: value` lines so that [`ResponseHead::size`] is their written size.
+    pub fn from_fields(
+        version: Version,
+        status: StatusCode,
+        headers: &HeaderMap,
+        declared_length: Option<u64>,
+        body: Framing,
+    ) -> ResponseHead {
+        let mut bytes = Vec::with_capacity(headers.len() * 32);
+        let mut fields = Vec::with_capacity(headers.len());
+        for (name, value) in headers {
+            let kept = !matches!(
+                name.as_str(),
+                "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "upgrade"
+            );
+            if kept {
+                let name_start = bytes.len();
+                bytes.extend_from_slice(name.as_str().as_bytes());
+                let name_end = bytes.len();
+                bytes.extend_from_slice(b": ");
+                let value_start = bytes.len();
+                bytes.extend_from_slice(value.as_bytes());
+                fields.push((name_start..name_end, value_start..bytes.len()));
+                bytes.extend_from_slice(b"\r\n");
+            }
+        }
+        ResponseHead {
+            version,
+            status,
+            bytes: Bytes::from(bytes),
+            reason: 0..0,
+            fields,
+            declared_length,
+            body,
+            reusable: false,
+        }
+    }
+
     /// Appends the fields to `headers`. `httparse` accepted them, so they are valid; a line the
     /// `http` crate would still refuse is left out rather than failing the response.
     pub fn append_to(&self, headers: &mut HeaderMap) {

@@ -19,6 +19,7 @@ use test_backend::{BackendOptions, RunningBackend};
 
 pub mod admin;
 pub mod fake_backend;
+pub mod grpc;
 pub mod process;
 pub mod raw;
 pub mod tls;
