@@ -411,6 +411,8 @@ pub struct Shared {
     pub shutdown: Arc<Shutdown>,
     /// The access log, when `access_log` is on; set up at start (a change needs a restart).
     pub access_log: Option<Arc<crate::access_log::AccessLog>>,
+    /// The tracer, when `tracing` is on; a reload replaces it.
+    pub tracing: crate::trace::Switch,
 }
 
 impl Shared {
@@ -427,6 +429,7 @@ impl Shared {
             metrics,
             shutdown,
             access_log: None,
+            tracing: crate::trace::Switch::default(),
         }
     }
 }

@@ -21,6 +21,7 @@ pub use super::routes::{PathNormalizationConfig, RouteConfig};
 use super::tls::{
     ProxyProtocol, RedirectConfig, SendProxyProtocol, ServerTlsConfig, UpstreamTlsConfig,
 };
+use super::trace::TracingConfig;
 use crate::balance::Algorithm;
 use crate::breaker::BreakerPolicy;
 use crate::health::{HealthPolicy, StatusRange};
@@ -94,6 +95,9 @@ pub struct Config {
     /// The id every request carries.
     #[serde(skip_serializing_if = "RequestIdConfig::is_default")]
     pub request_id: RequestIdConfig,
+    /// Distributed tracing.
+    #[serde(skip_serializing_if = "TracingConfig::is_default")]
+    pub tracing: TracingConfig,
 }
 
 impl Config {
@@ -120,6 +124,7 @@ impl Config {
             auth: Vec::new(),
             access_log: AccessLogConfig::default(),
             request_id: RequestIdConfig::default(),
+            tracing: TracingConfig::default(),
         }
     }
 }

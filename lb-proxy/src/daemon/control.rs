@@ -28,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::runtime::Shared;
 use crate::shutdown::Shutdown;
 use crate::tls::{ServerTls, TlsError};
+use crate::trace::{Tracer, TracingError};
 use crate::upstream::backend::Backend;
 use crate::upstream::health::PoolCheckers;
 
@@ -79,6 +80,9 @@ pub enum ReloadError {
     /// The configuration needs what this build left out (etcd discovery without its feature).
     #[error("{0}")]
     Unsupported(String),
+    /// The new `tracing` section's exporter cannot start.
+    #[error(transparent)]
+    Tracing(#[from] TracingError),
 }
 
 /// The running daemon's tasks, changed only under [`Control`]'s lock.
@@ -156,10 +160,15 @@ impl Control {
                 Some(Arc::new(log))
             }
         };
+        let tracer = match config.tracing.enabled {
+            false => None,
+            true => Some(Tracer::start(&config.tracing, metrics.tracing.clone())?),
+        };
         let shared = Arc::new(Shared {
             access_log,
             ..Shared::new(config, metrics, shutdown, clock::now())
         });
+        shared.tracing.set(tracer);
         Ok(Control {
             shared,
             source: options.source,

@@ -64,6 +64,9 @@ pub enum StartError {
     /// The configuration needs what this build left out (etcd discovery without its feature).
     #[error("{0}")]
     Unsupported(String),
+    /// Tracing's exporter cannot start.
+    #[error(transparent)]
+    Tracing(#[from] crate::trace::TracingError),
     /// The access log's target could not be opened.
     #[error("access log {target}: {source}")]
     AccessLog {
@@ -182,6 +185,10 @@ impl Daemon {
     pub async fn shutdown(self) {
         self.shutdown.start();
         self.control.drain().await;
+        // The spans of the last requests are sent, within the exporter's timeout.
+        let shared = &self.control.shared;
+        let bound = shared.runtime.load().config.tracing.export_timeout;
+        shared.tracing.stop(bound).await;
         self.sweep.abort();
         let _ = self.sweep.await;
     }

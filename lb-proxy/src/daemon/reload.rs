@@ -82,6 +82,16 @@ pub(super) async fn apply(
         tls.apply(settings)?;
     }
 
+    // A new exporter for a changed `tracing` section (it may fail: the old one stays).
+    let tracer = match changes.iter().find(|c| matches!(c, Change::Tracing(_))) {
+        Some(_) if config.tracing.enabled => {
+            let metrics = control.shared.metrics.tracing.clone();
+            Some(Some(crate::trace::Tracer::start(&config.tracing, metrics)?))
+        }
+        Some(_) => Some(None),
+        None => None,
+    };
+
     // From here on nothing fails.
     let metrics = &control.shared.metrics;
     let now = clock::now();
@@ -203,6 +213,8 @@ pub(super) async fn apply(
             Change::Metrics(_) | Change::Admin(_) => {}
             // The access log needs a restart; the request id is read from the snapshot.
             Change::AccessLog(_) | Change::RequestId(_) => {}
+            // The new tracer (or none) goes in with the snapshot, below.
+            Change::Tracing(_) => {}
             Change::Reload(_) => live.watcher = None,
         }
     }
@@ -229,6 +241,9 @@ pub(super) async fn apply(
     let config = Arc::new(config);
     let snapshot = Runtime::assemble(config.clone(), states, policies, metrics);
     control.shared.runtime.store(Arc::new(snapshot));
+    if let Some(tracer) = tracer {
+        control.shared.tracing.set(tracer);
+    }
     // After the swap no snapshot hands them out; their requests in flight finish.
     for backend in leaving {
         backend.retire();

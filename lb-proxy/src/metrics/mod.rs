@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod route;
 mod serve;
 pub mod tls;
+pub mod traces;
 
 pub use access_log::AccessLogMetrics;
 pub use backend::BackendMetrics;
@@ -19,6 +20,7 @@ pub(crate) use backend::{BackendFamilies, BackendRegistry};
 pub use route::{PoolLabels, RouteHandles};
 pub(crate) use route::{RouteFamilies, RouteRegistry};
 pub(crate) use serve::serve;
+pub use traces::TracingMetrics;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -252,6 +254,8 @@ pub struct Metrics {
     pub access_log: AccessLogMetrics,
     /// The discovery sources.
     pub discovery: discovery::DiscoveryMetrics,
+    /// The tracing exporter's spans: exported, dropped, failed.
+    pub tracing: TracingMetrics,
 }
 
 impl Metrics {
@@ -409,7 +413,9 @@ impl Metrics {
         let policy = route::PolicyMetrics::register(&mut registry);
         let access_log = AccessLogMetrics::register(&mut registry);
         let discovery = discovery::DiscoveryMetrics::register(&mut registry);
+        let tracing = TracingMetrics::register(&mut registry);
         Self {
+            tracing,
             access_log,
             registry,
             requests: route_families.requests.clone(),

@@ -1,5 +1,6 @@
-//! Protocol codecs: pure code that turns bytes into typed verdicts and back: HTTP/1.1 ([`h1`]) and
-//! the PROXY protocol ([`proxy_protocol`]).
+//! Protocol codecs: pure code that turns bytes into typed verdicts and back: HTTP/1.1 ([`h1`]),
+//! the PROXY protocol ([`proxy_protocol`]) and W3C Trace Context ([`trace_context`]).
 
 pub mod h1;
 pub mod proxy_protocol;
+pub mod trace_context;

@@ -40,5 +40,6 @@ mod timers;
 mod tls_termination;
 mod tls_tools;
 mod tls_upstream;
+mod tracing;
 mod upgrades;
 mod upstream_framing;
