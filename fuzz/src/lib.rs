@@ -11,3 +11,4 @@ pub mod request_check;
 pub mod proxy_check;
 pub mod response_check;
 pub mod route_check;
+pub mod traceparent_check;

@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::model::ServerConfig;
 use super::node::Node;
 use super::walk::{Problem, Section, Walker, boolean, duration, int, ratio, text};
+use super::warnings::{ConfigWarning, warning};
 
 /// The most requests `tracing.queue_size` may hold: the queue is memory held while the
 /// collector stalls.
@@ -222,6 +224,42 @@ fn trust_parent(node: &Node) -> Result<TrustParent, Problem> {
     }
 }
 
+/// `lb-cli check`'s warnings about `tracing`: a section that can never export a span, and one
+/// that lets any client choose trace ids and force sampling.
+pub(super) fn warnings(
+    config: &TracingConfig,
+    server: &ServerConfig,
+    out: &mut Vec<ConfigWarning>,
+) {
+    if !config.enabled {
+        return;
+    }
+    let trusts_someone = match config.trust_parent {
+        TrustParent::TrustedProxies => !server.trusted_proxies.is_empty(),
+        TrustParent::All => true,
+        TrustParent::None => false,
+    };
+    if config.sampling_ratio == 0.0 && !trusts_someone {
+        out.push(warning(
+            "tracing.sampling_ratio",
+            &["tracing.trust_parent", "server.trusted_proxies"],
+            "is 0 and no client is trusted with its parent: no span will ever be exported"
+                .to_owned(),
+            "raise sampling_ratio, or trust the callers whose traces should be kept",
+        ));
+    }
+    if config.trust_parent == TrustParent::All {
+        out.push(warning(
+            "tracing.trust_parent",
+            &[],
+            "is all: any client chooses its trace id and forces sampling (its spans reach your \
+             collector at the client's will)"
+                .to_owned(),
+            "use trusted_proxies unless only trusted services can reach the balancer",
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::{Config, Format, TrustParent, parse};
@@ -314,6 +352,24 @@ mod tests {
             assert!(error.contains(at), "{tracing}: {error}");
             assert!(error.contains(says), "{tracing}: {error}");
         }
+    }
+
+    #[test]
+    fn check_warns_of_a_section_that_exports_nothing_or_trusts_everyone() {
+        let fields = |tracing: &str| -> Vec<String> {
+            let config = load(tracing).unwrap();
+            (crate::config::warnings(&config).into_iter())
+                .map(|w| w.field)
+                .filter(|field| field.starts_with("tracing."))
+                .collect()
+        };
+        assert_eq!(
+            fields("  sampling_ratio: 0.0\n"),
+            ["tracing.sampling_ratio"]
+        );
+        assert!(fields("  sampling_ratio: 0.5\n").is_empty());
+        assert_eq!(fields("  trust_parent: all\n"), ["tracing.trust_parent"]);
+        assert!(fields("  enabled: false\n  trust_parent: all\n").is_empty());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Replays the fuzz corpora of the HTTP/1.1 codec and the PROXY protocol parser through the fuzz targets' checks, on stable,
+//! Replays the fuzz corpora of the HTTP/1.1 codec, the PROXY protocol parser and W3C Trace Context through the fuzz targets' checks, on stable,
 //! in CI: every seed and every saved finding stays a regression test.
 
 #[path = "../../../fuzz/src/chunked_check.rs"]
@@ -11,6 +11,8 @@ mod proxy_check;
 mod request_check;
 #[path = "../../../fuzz/src/response_check.rs"]
 mod response_check;
+#[path = "../../../fuzz/src/traceparent_check.rs"]
+mod traceparent_check;
 
 fn replay(target: &str, check: fn(&[u8]), at_least: usize) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -53,4 +55,9 @@ fn chunked_corpus_holds_the_properties() {
 #[test]
 fn proxy_header_corpus_holds_the_properties() {
     replay("proxy_header", proxy_check::check, 10);
+}
+
+#[test]
+fn traceparent_corpus_holds_the_properties() {
+    replay("traceparent", traceparent_check::check, 12);
 }
