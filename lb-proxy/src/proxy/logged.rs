@@ -55,7 +55,7 @@ impl Logged {
             log.emit(&record);
         }
         if let Some(trace) = trace {
-            trace.finish(record);
+            (*trace).finish(record);
         }
     }
 }

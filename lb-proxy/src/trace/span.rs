@@ -137,8 +137,8 @@ impl Active {
     }
 
     /// The request is over: its spans go to the exporter when sampled.
-    pub(crate) fn finish(self: Box<Self>, record: Record) {
-        let Active { tracer, trace } = *self;
+    pub(crate) fn finish(self, record: Record) {
+        let Active { tracer, trace } = self;
         if trace.sampled {
             tracer.submit(Finished { trace, record });
         }
