@@ -150,14 +150,17 @@ pub(super) fn tracing(w: &mut Walker<'_>, top: &Section<'_>) -> TracingConfig {
     }
 }
 
-/// An OTLP/HTTP URL: `http://` or `https://`, a host, an optional port, an optional path;
-/// printable ASCII without spaces (a URL is never guessed at).
+/// An OTLP/HTTP URL: `http://` or `https://`, a host, an optional port, an optional path and
+/// query; printable ASCII of the URI grammar, no spaces, no fragment (a URL is never guessed
+/// at).
 fn endpoint(node: &Node) -> Result<String, Problem> {
     let url = text(node)?;
     let hint = "like http://127.0.0.1:4318/v1/traces";
-    if url.len() > MAX_ENDPOINT || !url.bytes().all(|b| b.is_ascii_graphic()) {
+    let uri_char = |b: u8| b.is_ascii_graphic() && !b"\"#<>\\^`{|}".contains(&b);
+    if url.len() > MAX_ENDPOINT || !url.bytes().all(uri_char) {
         return Err(Problem::new(format!(
-            "\"{url}\" is not a URL: at most {MAX_ENDPOINT} printable characters, no spaces"
+            "\"{url}\" is not a URL: at most {MAX_ENDPOINT} characters of the URI grammar, no \
+             spaces, no fragment"
         ))
         .hint(hint));
     }
@@ -184,6 +187,19 @@ fn endpoint(node: &Node) -> Result<String, Problem> {
     };
     if host.is_empty() {
         return Err(Problem::new(format!("\"{url}\" names no host")).hint(hint));
+    }
+    let ipv6 = authority.starts_with('[');
+    let host_ok = match ipv6 {
+        true => host.parse::<std::net::Ipv6Addr>().is_ok(),
+        false => {
+            (host.bytes()).all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b))
+        }
+    };
+    if !host_ok {
+        return Err(Problem::new(format!(
+            "\"{url}\": \"{host}\" is not a host name or address"
+        ))
+        .hint(hint));
     }
     if let Some(port) = port
         && !port.parse::<u16>().is_ok_and(|port| port > 0)
@@ -317,6 +333,16 @@ mod tests {
                 "is not a port",
             ),
             ("  endpoint: http://u:p@h/\n", "lb.yaml:4:13", "credentials"),
+            (
+                "  endpoint: \"http://h/v1#x\"\n",
+                "lb.yaml:4:13",
+                "no fragment",
+            ),
+            (
+                "  endpoint: \"http://h/{x}\"\n",
+                "lb.yaml:4:13",
+                "is not a URL",
+            ),
             (
                 "  sampling_ratio: 1.5\n",
                 "lb.yaml:4:19",

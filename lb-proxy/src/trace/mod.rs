@@ -242,6 +242,46 @@ mod tests {
         assert!((2_300..=2_700).contains(&quarter), "{quarter}");
     }
 
+    /// The endpoint `tracing` in `yaml` names, when the configuration takes it.
+    fn accepted(endpoint: &str) -> Option<TracingConfig> {
+        let yaml = format!(
+            "backends:\n  - address: 127.0.0.1:9001\ntracing:\n  endpoint: {}\n",
+            serde_json::to_string(endpoint).ok()?
+        );
+        let config = lb_core::config::parse(&yaml, lb_core::config::Format::Yaml, "t.yaml");
+        config.ok().map(|config| config.tracing)
+    }
+
+    #[test]
+    fn every_endpoint_the_configuration_takes_the_exporter_takes() {
+        for endpoint in [
+            "http://127.0.0.1:4318/v1/traces",
+            "https://collector.internal/v1/traces",
+            "http://[::1]:4318/v1/traces",
+            "http://otel:4318/v1/traces?tenant=a",
+            "http://otel",
+        ] {
+            let config = accepted(endpoint).expect(endpoint);
+            let started = Tracer::start(&config, TracingMetrics::default());
+            assert!(started.is_ok(), "{endpoint}: {started:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+        #[test]
+        fn no_endpoint_the_configuration_takes_is_refused_by_the_exporter(
+            tail in "[a-z0-9:/?&=%.@\\[\\]_~!$'()*+,;-]{0,24}",
+            scheme in proptest::sample::select(vec!["http://", "https://"]),
+        ) {
+            let endpoint = format!("{scheme}{tail}");
+            if let Some(config) = accepted(&endpoint) {
+                let started = Tracer::start(&config, TracingMetrics::default());
+                proptest::prop_assert!(started.is_ok(), "{}: {:?}", endpoint, started.err());
+            }
+        }
+    }
+
     #[test]
     fn new_ids_are_never_zero() {
         for _ in 0..1000 {
