@@ -12,3 +12,4 @@ pub mod request_check;
 pub mod proxy_check;
 pub mod response_check;
 pub mod route_check;
+pub mod traceparent_check;

@@ -20,7 +20,8 @@
 //!   selectors, retry policies and budgets.
 //! - `upstream`: backends, their pools and connections, the health checker, the wait queue and
 //!   slow start; `policy`: the state of route policies (rate limiters, auth schemes).
-//! - `access_log`: the access log's records, formats and writer thread (under `upstream`).
+//! - `access_log`: the access log's records, formats and writer thread (under `upstream`);
+//!   `trace`: W3C Trace Context and the OTLP span exporter's thread, beside it.
 //! - Leaves any layer may use: [`proto`] (the pure HTTP/1.1 codec), `metrics`, `shutdown`,
 //!   `clock`, and `side_listener` (the small HTTP endpoints: metrics, admin).
 #![warn(missing_docs)]
@@ -41,6 +42,7 @@ mod runtime;
 mod shutdown;
 mod side_listener;
 mod tls;
+mod trace;
 mod upstream;
 
 pub use daemon::{
@@ -48,3 +50,4 @@ pub use daemon::{
     Reloader, StartError, StartOptions, Stopper, Takeover, TakeoverError, UpgradeSocket,
 };
 pub use tls::TlsError;
+pub use trace::TracingError;

@@ -415,6 +415,8 @@ pub struct Shared {
     pub shutdown: Arc<Shutdown>,
     /// The access log, when `access_log` is on; a reload that changes it swaps in a new one.
     pub access_log: AccessLogSlot,
+    /// The tracer, when `tracing` is on; a reload replaces it.
+    pub tracing: crate::trace::Switch,
 }
 
 /// The access log behind its own swap, and whether there is one: the request path reads the
@@ -432,6 +434,12 @@ impl AccessLogSlot {
             true => self.log.load_full(),
             false => None,
         }
+    }
+
+    /// Whether the log is on.
+    #[inline]
+    pub(crate) fn is_on(&self) -> bool {
+        self.on.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Swaps in `log` (`None`: the log goes off); the log it replaces.
@@ -460,6 +468,7 @@ impl Shared {
             metrics,
             shutdown,
             access_log: AccessLogSlot::default(),
+            tracing: crate::trace::Switch::default(),
         }
     }
 }

@@ -23,6 +23,7 @@ use super::model::{
 };
 use super::observe::{AccessLogConfig, RequestIdConfig};
 use super::operate::{AdminConfig, ReloadConfig};
+use super::trace::TracingConfig;
 use crate::config::RetryConfig;
 
 /// One change between two configurations.
@@ -100,6 +101,9 @@ pub enum Change {
     AccessLog(AccessLogConfig),
     /// The request id.
     RequestId(RequestIdConfig),
+    /// Distributed tracing: applied on reload (a new exporter replaces the old one, which
+    /// sends what it holds before it stops).
+    Tracing(TracingConfig),
 }
 
 impl Change {
@@ -145,6 +149,7 @@ impl Change {
             Change::Reload(_) => "reload".to_owned(),
             Change::AccessLog(_) => "access_log".to_owned(),
             Change::RequestId(_) => "request_id".to_owned(),
+            Change::Tracing(_) => "tracing".to_owned(),
         }
     }
 }
@@ -227,6 +232,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     section!(reload, Reload);
     section!(access_log, AccessLog);
     section!(request_id, RequestId);
+    section!(tracing, Tracing);
     changes
 }
 
@@ -373,7 +379,8 @@ pub fn apply_pools(pools: &[PoolConfig], changes: &[Change]) -> Vec<PoolConfig> 
             | Change::Admin(_)
             | Change::Reload(_)
             | Change::AccessLog(_)
-            | Change::RequestId(_) => {}
+            | Change::RequestId(_)
+            | Change::Tracing(_) => {}
         }
     }
     pools

@@ -20,6 +20,7 @@
 //! - `tls`: `server.tls`, `server.proxy_protocol`, `server.http_redirect`, and TLS and the
 //!   PROXY protocol towards backends.
 //! - `observe`: `access_log` and `request_id`.
+//! - `trace`: `tracing` (W3C Trace Context, OTLP export).
 //! - `discovery`: a pool's `discovery` block (backends from a file or DNS).
 //! - `operate`: `admin` and `reload`; `diff`: what changed between two configurations, and
 //!   what a running balancer must do about it.
@@ -44,6 +45,7 @@ mod route_warnings;
 pub mod routes;
 mod routing;
 mod tls;
+mod trace;
 pub mod transform;
 mod upstream_http2;
 mod validate;
@@ -80,6 +82,7 @@ pub use tls::{
     SendProxyProtocol, ServerTlsConfig, TlsVersion, UpstreamTlsConfig, is_sni_name,
 };
 pub use upstream_http2::{UpstreamHttp2Config, UpstreamProtocol};
+pub use trace::{MAX_SERVICE_NAME, MAX_TRACE_QUEUE, TracingConfig, TrustParent};
 pub use warnings::{ConfigWarning, locate, warnings};
 
 /// The syntax of a configuration file.

@@ -22,6 +22,7 @@ use super::tls::{
     ProxyProtocol, RedirectConfig, SendProxyProtocol, ServerTlsConfig, UpstreamTlsConfig,
 };
 use super::upstream_http2::{UpstreamHttp2Config, UpstreamProtocol};
+use super::trace::TracingConfig;
 use crate::balance::Algorithm;
 use crate::breaker::BreakerPolicy;
 use crate::health::{HealthPolicy, StatusRange};
@@ -95,6 +96,9 @@ pub struct Config {
     /// The id every request carries.
     #[serde(skip_serializing_if = "RequestIdConfig::is_default")]
     pub request_id: RequestIdConfig,
+    /// Distributed tracing.
+    #[serde(skip_serializing_if = "TracingConfig::is_default")]
+    pub tracing: TracingConfig,
 }
 
 impl Config {
@@ -121,6 +125,7 @@ impl Config {
             auth: Vec::new(),
             access_log: AccessLogConfig::default(),
             request_id: RequestIdConfig::default(),
+            tracing: TracingConfig::default(),
         }
     }
 }

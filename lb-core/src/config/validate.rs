@@ -22,7 +22,7 @@ use crate::health::HealthPolicy;
 use crate::net::Cidr;
 use crate::retry::{BudgetPolicy, RetryPolicy};
 
-const SECTIONS: [&str; 20] = [
+const SECTIONS: [&str; 21] = [
     "server",
     "upstream",
     "load_balancer",
@@ -45,6 +45,8 @@ const SECTIONS: [&str; 20] = [
     // What is told about each request (observe.rs).
     "access_log",
     "request_id",
+    // Distributed tracing (trace.rs).
+    "tracing",
 ];
 
 /// The fields of `load_balancer`.
@@ -123,6 +125,7 @@ pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> 
     let reload = super::operate::reload(&mut w, &top);
     let access_log = super::observe::access_log(&mut w, &top);
     let request_id = super::observe::request_id(&mut w, &top);
+    let tracing = super::trace::tracing(&mut w, &top);
     tls::check_listeners(&mut w, &server, redirect_pos, &server_listen, &metrics);
     let mut config = Config {
         server,
@@ -138,6 +141,7 @@ pub(crate) fn build(root: &Spanned, file: &str) -> Result<Config, ConfigErrors> 
         reload,
         access_log,
         request_id,
+        tracing,
         ..Config::with_backends(Vec::new())
     };
     super::routing::read(&mut w, &top, &mut config);

@@ -70,6 +70,7 @@ pub fn warnings(config: &Config) -> Vec<ConfigWarning> {
     metrics(config, &mut out);
     admin(config, &mut out);
     super::route_warnings::routes(config, &mut out);
+    super::trace::warnings(&config.tracing, &config.server, &mut out);
     out
 }
 

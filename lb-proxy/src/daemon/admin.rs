@@ -180,7 +180,9 @@ async fn answer(request: Request<Incoming>, control: Weak<Control>) -> SideRespo
                     | ReloadError::Auth(_)
                     | ReloadError::AccessLog { .. }
                     | ReloadError::Tls(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                    ReloadError::Load(LoadError::Read { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
+                    ReloadError::Load(LoadError::Read { .. }) | ReloadError::Tracing(_) => {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    }
                     ReloadError::Bind { .. } | ReloadError::NoSource => StatusCode::CONFLICT,
                 };
                 error(status, &failure.to_string())

@@ -28,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::runtime::Shared;
 use crate::shutdown::Shutdown;
 use crate::tls::{ServerTls, TlsError};
+use crate::trace::{Tracer, TracingError};
 use crate::upstream::backend::Backend;
 use crate::upstream::health::PoolCheckers;
 
@@ -85,6 +86,9 @@ pub enum ReloadError {
         #[source]
         source: std::io::Error,
     },
+    /// The new `tracing` section's exporter cannot start.
+    #[error(transparent)]
+    Tracing(#[from] TracingError),
 }
 
 /// The running daemon's tasks, changed only under [`Control`]'s lock.
@@ -150,8 +154,13 @@ impl Control {
         let limit = Arc::new(ConnectionLimit::new(config.server.max_client_connections));
         let access_log = open_access_log(&config.access_log, &metrics)
             .map_err(|(target, source)| StartError::AccessLog { target, source })?;
+        let tracer = match config.tracing.enabled {
+            false => None,
+            true => Some(Tracer::start(&config.tracing, metrics.tracing.clone())?),
+        };
         let shared = Arc::new(Shared::new(config, metrics, shutdown, clock::now()));
         shared.access_log.replace(access_log);
+        shared.tracing.set(tracer);
         Ok(Control {
             shared,
             source: options.source,

@@ -61,6 +61,9 @@ pub enum StartError {
     /// An authentication scheme's key file could not be read or parsed.
     #[error("{0}")]
     Auth(String),
+    /// Tracing's exporter cannot start.
+    #[error(transparent)]
+    Tracing(#[from] crate::trace::TracingError),
     /// The access log's target could not be opened.
     #[error("access log {target}: {source}")]
     AccessLog {
@@ -184,6 +187,10 @@ impl Daemon {
     pub async fn shutdown(self) {
         self.shutdown.start();
         self.control.drain().await;
+        // The spans of the last requests are sent, within the exporter's timeout.
+        let shared = &self.control.shared;
+        let bound = shared.runtime.load().config.tracing.export_timeout;
+        shared.tracing.stop(bound).await;
         self.sweep.abort();
         let _ = self.sweep.await;
         if let Some(log) = self.control.shared.access_log.current()

@@ -90,6 +90,16 @@ pub(super) async fn apply(
         tls.apply(settings)?;
     }
 
+    // A new exporter for a changed `tracing` section (it may fail: the old one stays).
+    let tracer = match changes.iter().find(|c| matches!(c, Change::Tracing(_))) {
+        Some(_) if config.tracing.enabled => {
+            let metrics = control.shared.metrics.tracing.clone();
+            Some(Some(crate::trace::Tracer::start(&config.tracing, metrics)?))
+        }
+        Some(_) => Some(None),
+        None => None,
+    };
+
     // From here on nothing fails.
     let metrics = &control.shared.metrics;
     let now = clock::now();
@@ -212,6 +222,8 @@ pub(super) async fn apply(
             // The access log was opened above and is swapped in below; the request id is read
             // from the snapshot.
             Change::AccessLog(_) | Change::RequestId(_) => {}
+            // The new tracer (or none) goes in with the snapshot, below.
+            Change::Tracing(_) => {}
             Change::Reload(_) => live.watcher = None,
         }
     }
@@ -240,6 +252,9 @@ pub(super) async fn apply(
     control.shared.runtime.store(Arc::new(snapshot));
     if let Some(log) = access_log {
         control.shared.access_log.replace(log);
+    }
+    if let Some(tracer) = tracer {
+        control.shared.tracing.set(tracer);
     }
     // After the swap no snapshot hands them out; their requests in flight finish.
     for backend in leaving {

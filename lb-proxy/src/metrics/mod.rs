@@ -13,6 +13,7 @@ pub mod http2;
 pub mod route;
 mod serve;
 pub mod tls;
+pub mod traces;
 
 pub use access_log::AccessLogMetrics;
 pub use backend::BackendMetrics;
@@ -20,6 +21,7 @@ pub(crate) use backend::{BackendFamilies, BackendRegistry};
 pub use route::{PoolLabels, RouteHandles};
 pub(crate) use route::{RouteFamilies, RouteRegistry};
 pub(crate) use serve::serve;
+pub use traces::TracingMetrics;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -255,6 +257,8 @@ pub struct Metrics {
     pub discovery: discovery::DiscoveryMetrics,
     /// HTTP/2 client connections closed for their client's misbehaviour.
     pub http2: http2::Http2Metrics,
+    /// The tracing exporter's spans: exported, dropped, failed.
+    pub tracing: TracingMetrics,
 }
 
 impl Metrics {
@@ -413,8 +417,10 @@ impl Metrics {
         let access_log = AccessLogMetrics::register(&mut registry);
         let discovery = discovery::DiscoveryMetrics::register(&mut registry);
         let http2 = http2::Http2Metrics::register(&mut registry);
+        let tracing = TracingMetrics::register(&mut registry);
         Self {
             http2,
+            tracing,
             access_log,
             registry,
             requests: route_families.requests.clone(),

@@ -1,6 +1,8 @@
 //! Protocol codecs: pure code that turns bytes into typed verdicts and back: HTTP/1.1 ([`h1`]),
-//! the PROXY protocol ([`proxy_protocol`]), and gRPC's fields ([`grpc`]).
+//! the PROXY protocol ([`proxy_protocol`]), gRPC's fields ([`grpc`]) and W3C Trace Context
+//! ([`trace_context`]).
 
 pub mod grpc;
 pub mod h1;
 pub mod proxy_protocol;
+pub mod trace_context;

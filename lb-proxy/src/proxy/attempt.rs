@@ -83,6 +83,14 @@ pub(crate) async fn attempts(
         // Written at the await: a future built by a function and returned to it was copied
         // whole into this one's state (docs/performance.md, item 24).
         let head = prepared.head_for(client, backend.authority.as_str().as_bytes());
+        // With tracing on, the head carries the attempt's own `traceparent`.
+        let head = match log
+            .as_deref_mut()
+            .and_then(|logged| logged.trace.as_deref_mut())
+        {
+            Some(trace) => trace.attempt(head, backend.addr, now),
+            None => head,
+        };
         let outcome = tokio::time::timeout_at(prepared.deadline, async {
             if let Some(http2) = backend.pool.http2() {
                 // Boxed: HTTP/2 backends are the rarer kind, and their exchange would otherwise

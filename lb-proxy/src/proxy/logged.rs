@@ -1,9 +1,14 @@
-//! The request path with the access log on: the request's facts are gathered into a
+//! The request path with the access log or tracing on: the request's facts are gathered into a
 //! [`Record`] before [`super::serve`] runs, each attempt adds its own, and the line is written
-//! when the response ends — at once for the balancer's own short answers, when the body is
-//! dropped ([`super::body::Completion`]) for a backend's, with the bytes sent and the full
-//! duration. A request whose client leaves before the answer is logged with status 499, as
-//! nginx does.
+//! (and the request's spans queued for export) when the response ends — at once for the
+//! balancer's own short answers, when the body is dropped ([`super::body::Completion`]) for a
+//! backend's, with the bytes sent and the full duration. A request whose client leaves before
+//! the answer is logged with status 499, as nginx does.
+//!
+//! With tracing on, the request's trace begins here ([`crate::trace::Tracer::begin`]): the
+//! client's `traceparent` and `tracestate` are read (from a client trusted with them) and
+//! removed from the request, and each attempt sends the one `traceparent` naming its own span
+//! ([`crate::trace::Active::attempt`]). The trace id goes into the log line.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -16,6 +21,7 @@ use super::{ClientInfo, ClientRequest, serve};
 use crate::access_log::{AccessLog, Record};
 use crate::clock;
 use crate::runtime::Shared;
+use crate::trace::Active;
 
 /// The status logged for a request whose client went away before its answer.
 pub(crate) const CLIENT_CLOSED: u16 = 499;
@@ -25,10 +31,12 @@ pub(crate) const CLIENT_CLOSED: u16 = 499;
 pub(crate) struct Logged {
     /// The line's facts.
     pub record: Record,
-    /// Where it goes.
-    pub log: Arc<AccessLog>,
+    /// Where it goes; `None` when only tracing is on.
+    pub log: Option<Arc<AccessLog>>,
     /// Counts the request body's bytes as they arrive; `None` without a body.
     pub body: Option<Arc<BodyFault>>,
+    /// The request's trace, when tracing is on.
+    pub trace: Option<Box<Active>>,
 }
 
 impl Logged {
@@ -40,7 +48,15 @@ impl Logged {
         if let Some(body) = &self.body {
             record.bytes_in = body.received();
         }
-        self.log.emit(&self.record);
+        let Logged {
+            record, log, trace, ..
+        } = *self;
+        if let Some(log) = log {
+            log.emit(&record);
+        }
+        if let Some(trace) = trace {
+            (*trace).finish(record);
+        }
     }
 }
 
@@ -56,12 +72,11 @@ impl Drop for Pending {
     }
 }
 
-/// [`serve`], with the request's access-log record.
+/// [`serve`], with the request's access-log record and trace.
 pub(crate) async fn logged(
     shared: &Shared,
-    log: Arc<AccessLog>,
     client: &Arc<ClientInfo>,
-    request: ClientRequest,
+    mut request: ClientRequest,
 ) -> Reply {
     let started = clock::now();
     let runtime = shared.runtime.load();
@@ -73,10 +88,26 @@ pub(crate) async fn logged(
     record.tls_version = tls.map(|tls| tls.version);
     record.sni = tls.and_then(|tls| tls.sni.clone());
     drop(runtime);
+    let trace = shared.tracing.get().map(|tracer| {
+        let scheme = if client.proto() == b"https" {
+            "https"
+        } else {
+            "http"
+        };
+        let headers = &mut request.parts.headers;
+        let mut trace = tracer.begin(headers, client.trusted);
+        // Exactly one `traceparent` goes upstream, the attempt's: the client's are not sent on.
+        headers.remove("traceparent");
+        headers.remove("tracestate");
+        trace.describe(&request.parts, scheme);
+        record.trace_id = Some(trace.trace_id());
+        Box::new(trace)
+    });
     let mut pending = Pending(Some(Box::new(Logged {
         record,
-        log,
+        log: shared.access_log.current(),
         body: None,
+        trace,
     })));
     let mut reply = {
         let logged = pending.0.as_deref_mut();

@@ -14,7 +14,7 @@
 //! - [`edge`]: the redirect listener's 308 and TLS's 421, answered before any backend.
 //! - [`body`]: the bodies by direction, and the pipe our HTTP/1 loop feeds.
 //! - [`reply`]: what the request path answers.
-//! - [`logged`]: the request path with the access log on.
+//! - [`logged`]: the request path with the access log or tracing on.
 //! - [`request_id`]: the id every request carries.
 //! - [`http2`]: the attempt on a backend that speaks HTTP/2.
 //! - [`grpc`]: gRPC calls: their deadline, and the balancer's own failures as gRPC statuses.
@@ -93,12 +93,10 @@ pub(crate) fn serve<'a>(
     mut log: Option<&'a mut logged::Logged>,
 ) -> impl Future<Output = Reply> + Send + 'a {
     async move {
-        // With the access log on, the request runs again inside [`logged::logged`], boxed:
-        // off, the request's future holds no room for the log's.
-        if log.is_none()
-            && let Some(access_log) = shared.access_log.current()
-        {
-            return Box::pin(logged::logged(shared, access_log, client, request)).await;
+        // With the access log or tracing on, the request runs again inside
+        // [`logged::logged`], boxed: off, the request's future holds no room for theirs.
+        if log.is_none() && (shared.access_log.is_on() || shared.tracing.is_on()) {
+            return Box::pin(logged::logged(shared, client, request)).await;
         }
         if let Some(edge) = &client.edge
             && let Some(reply) = edge::intercept(shared, edge, &request)

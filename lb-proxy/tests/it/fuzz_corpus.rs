@@ -1,6 +1,6 @@
-//! Replays the fuzz corpora of the HTTP/1.1 codec, the PROXY protocol parser and gRPC's fields
-//! through the fuzz targets' checks, on stable, in CI: every seed and every saved finding stays a
-//! regression test.
+//! Replays the fuzz corpora of the HTTP/1.1 codec, the PROXY protocol parser, gRPC's fields and
+//! W3C Trace Context through the fuzz targets' checks, on stable, in CI: every seed and every
+//! saved finding stays a regression test.
 
 #[path = "../../../fuzz/src/chunked_check.rs"]
 mod chunked_check;
@@ -14,6 +14,8 @@ mod proxy_check;
 mod request_check;
 #[path = "../../../fuzz/src/response_check.rs"]
 mod response_check;
+#[path = "../../../fuzz/src/traceparent_check.rs"]
+mod traceparent_check;
 
 fn replay(target: &str, check: fn(&[u8]), at_least: usize) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -61,4 +63,9 @@ fn proxy_header_corpus_holds_the_properties() {
 #[test]
 fn grpc_fields_corpus_holds_the_properties() {
     replay("grpc_fields", grpc_check::check, 8);
+}
+
+#[test]
+fn traceparent_corpus_holds_the_properties() {
+    replay("traceparent", traceparent_check::check, 12);
 }

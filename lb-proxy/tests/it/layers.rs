@@ -10,7 +10,7 @@ const LAYERS: &[&[&str]] = &[
     &["clock", "proto", "shutdown"],
     &["side_listener"],
     &["metrics"],
-    &["tls", "access_log"],
+    &["tls", "access_log", "trace"],
     &["upstream", "policy"],
     &["runtime"],
     &["proxy"],

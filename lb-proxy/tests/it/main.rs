@@ -42,5 +42,6 @@ mod timers;
 mod tls_termination;
 mod tls_tools;
 mod tls_upstream;
+mod tracing;
 mod upgrades;
 mod upstream_framing;

@@ -175,6 +175,18 @@ fn a_new_order_is_one_change() {
 }
 
 #[test]
+fn tracing_is_one_change_applied_on_reload() {
+    let old = config(vec![backend("a", 9001, 1)]);
+    let mut new = old.clone();
+    new.tracing.enabled = true;
+    new.tracing.sampling_ratio = 0.25;
+    let changes = diff(&old, &new);
+    assert_eq!(changes, vec![Change::Tracing(new.tracing.clone())]);
+    assert_eq!(changes[0].needs_restart(&old), None);
+    assert_eq!(changes[0].subject(), "tracing");
+}
+
+#[test]
 fn only_the_worker_count_needs_a_restart() {
     let old = config(vec![backend("a", 1, 1)]);
     let mut new = old.clone();
