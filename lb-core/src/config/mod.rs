@@ -81,8 +81,8 @@ pub use tls::{
     ACME_CHALLENGE_PATH, Alpn, CertificateConfig, DEFAULT_ALPN, ProxyProtocol, RedirectConfig,
     SendProxyProtocol, ServerTlsConfig, TlsVersion, UpstreamTlsConfig, is_sni_name,
 };
-pub use upstream_http2::{UpstreamHttp2Config, UpstreamProtocol};
 pub use trace::{MAX_SERVICE_NAME, MAX_TRACE_QUEUE, TracingConfig, TrustParent};
+pub use upstream_http2::{UpstreamHttp2Config, UpstreamProtocol};
 pub use warnings::{ConfigWarning, locate, warnings};
 
 /// The syntax of a configuration file.

@@ -21,8 +21,8 @@ pub use super::routes::{PathNormalizationConfig, RouteConfig};
 use super::tls::{
     ProxyProtocol, RedirectConfig, SendProxyProtocol, ServerTlsConfig, UpstreamTlsConfig,
 };
-use super::upstream_http2::{UpstreamHttp2Config, UpstreamProtocol};
 use super::trace::TracingConfig;
+use super::upstream_http2::{UpstreamHttp2Config, UpstreamProtocol};
 use crate::balance::Algorithm;
 use crate::breaker::BreakerPolicy;
 use crate::health::{HealthPolicy, StatusRange};
