@@ -21,7 +21,8 @@
 //! - `upstream`: backends, their pools and connections, the health checker, the wait queue and
 //!   slow start; `policy`: the state of route policies (rate limiters, auth schemes).
 //! - `access_log`: the access log's records, formats and writer thread (under `upstream`);
-//!   `trace`: W3C Trace Context and the OTLP span exporter's thread, beside it.
+//!   `trace`: W3C Trace Context and the OTLP span exporter's thread, just above it (spans are
+//!   built from the access log's record).
 //! - Leaves any layer may use: [`proto`] (the pure HTTP/1.1 codec), `metrics`, `shutdown`,
 //!   `clock`, and `side_listener` (the small HTTP endpoints: metrics, admin).
 #![warn(missing_docs)]
