@@ -365,7 +365,18 @@ where
     }
 }
 
+/// Counts a connection open until dropped (its task ended or was aborted).
+struct OpenConnection(Arc<BackendStats>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Relaxed);
+    }
+}
+
 async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
+    shared.stats.open_connections.fetch_add(1, Relaxed);
+    let _open = OpenConnection(shared.stats.clone());
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "set_nodelay failed");
     }

@@ -26,6 +26,8 @@ pub struct BackendStats {
     pub injected_failures: AtomicU64,
     /// TCP connections accepted.
     pub connections: AtomicU64,
+    /// TCP connections open now (accepted and not yet closed by either side).
+    pub open_connections: AtomicU64,
     /// gRPC calls received (`lb.test.Echo`; not counted in `requests`).
     pub grpc_calls: AtomicU64,
     /// gRPC `Wait` calls dropped before their reply: the client cancelled, or the deadline
@@ -50,6 +52,8 @@ pub struct StatsSnapshot {
     pub injected_failures: u64,
     /// See [`BackendStats::connections`].
     pub connections: u64,
+    /// See [`BackendStats::open_connections`].
+    pub open_connections: u64,
     /// See [`BackendStats::grpc_calls`].
     pub grpc_calls: u64,
     /// See [`BackendStats::grpc_cancelled`].
@@ -67,6 +71,7 @@ impl BackendStats {
             health_checks: self.health_checks.load(Relaxed),
             injected_failures: self.injected_failures.load(Relaxed),
             connections: self.connections.load(Relaxed),
+            open_connections: self.open_connections.load(Relaxed),
             grpc_calls: self.grpc_calls.load(Relaxed),
             grpc_cancelled: self.grpc_cancelled.load(Relaxed),
         }

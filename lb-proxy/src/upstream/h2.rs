@@ -28,9 +28,9 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, HeaderValue};
+use http::header::CONTENT_LENGTH;
 use http::uri::Scheme;
-use http::{HeaderMap, Request, Response, Version};
+use http::{Request, Response, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
@@ -521,95 +521,5 @@ impl H2Stream {
             None => SizeHint::with_exact(0),
             Some(body) => body.size_hint(),
         }
-    }
-}
-
-/// The request for an HTTP/2 backend from the serialised HTTP/1.1 head the request path wrote
-/// (its fields already filtered and forwarded): `Host` becomes `:authority`, and the fields
-/// HTTP/2 forbids (RFC 9113 §8.2.2) are left out; `te: trailers` is added when the client asked
-/// for trailers.
-pub fn request_parts(
-    head: &[u8],
-    scheme: &Scheme,
-    te_trailers: bool,
-) -> Result<http::request::Parts, ExchangeError> {
-    let bad = || ExchangeError::Http2Head;
-    let mut fields = vec![httparse::EMPTY_HEADER; head.split(|b| *b == b'\n').count()];
-    let mut parsed = httparse::Request::new(&mut fields);
-    match parsed.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        _ => return Err(bad()),
-    }
-    let method =
-        http::Method::from_bytes(parsed.method.ok_or_else(bad)?.as_bytes()).map_err(|_| bad())?;
-    let target = parsed.path.ok_or_else(bad)?;
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len() + 1);
-    let mut authority = None;
-    for field in parsed.headers.iter() {
-        let name = http::HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| bad())?;
-        if name == http::header::HOST {
-            authority = Some(field.value);
-            continue;
-        }
-        if hop_by_hop(&name) {
-            continue;
-        }
-        let value = HeaderValue::from_bytes(field.value).map_err(|_| bad())?;
-        headers.append(name, value);
-    }
-    if te_trailers {
-        headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
-    }
-    let authority =
-        http::uri::Authority::try_from(authority.ok_or_else(bad)?).map_err(|_| bad())?;
-    let uri = http::Uri::builder()
-        .scheme(scheme.clone())
-        .authority(authority)
-        .path_and_query(if target == "*" { "/" } else { target })
-        .build()
-        .map_err(|_| bad())?;
-    let (mut parts, ()) = Request::new(()).into_parts();
-    parts.method = method;
-    parts.uri = uri;
-    parts.version = Version::HTTP_2;
-    parts.headers = headers;
-    Ok(parts)
-}
-
-/// Fields HTTP/2 forbids: connection-specific ones (RFC 9113 §8.2.2).
-fn hop_by_hop(name: &http::HeaderName) -> bool {
-    use http::header::{CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
-    *name == CONNECTION
-        || *name == TRANSFER_ENCODING
-        || *name == UPGRADE
-        || *name == TE
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_http1_head_becomes_an_http2_request() {
-        let head = b"POST /svc/Method?x=1 HTTP/1.1\r\nhost: api.example\r\ncontent-type: application/grpc\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\nconnection: upgrade\r\nupgrade: websocket\r\nx-forwarded-for: 10.0.0.1\r\n\r\n";
-        let parts = request_parts(head, &Scheme::HTTP, true).unwrap();
-        assert_eq!(parts.method, http::Method::POST);
-        assert_eq!(parts.uri.to_string(), "http://api.example/svc/Method?x=1");
-        assert_eq!(parts.version, Version::HTTP_2);
-        let names: Vec<&str> = parts.headers.keys().map(|n| n.as_str()).collect();
-        assert_eq!(
-            names,
-            ["content-type", "content-length", "x-forwarded-for", "te"]
-        );
-        assert_eq!(parts.headers["te"], "trailers");
-    }
-
-    #[test]
-    fn a_head_without_host_is_refused() {
-        let head = b"GET / HTTP/1.1\r\naccept: */*\r\n\r\n";
-        assert!(request_parts(head, &Scheme::HTTPS, false).is_err());
-        assert!(request_parts(b"GET / HTTP/1.1\r\n", &Scheme::HTTP, false).is_err());
     }
 }

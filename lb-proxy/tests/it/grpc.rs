@@ -540,8 +540,14 @@ async fn a_reload_that_removes_an_h2_backend_lets_its_streams_finish() {
         .await
         .expect("served by the backend that stays");
     assert_eq!(reply.get_ref().backend, "staying");
-    // The stream open on the backend that left ran to its end.
+    // The stream open on the backend that left ran to its end, and then its connection closed.
     waiting.await.expect("the open call finished");
+    let open = || fleet[0].stats().open_connections.load(Relaxed);
+    assert!(
+        eventually(Duration::from_secs(5), || async { open() == 0 }).await,
+        "the connection to the backend that left is still open"
+    );
+    assert_eq!(fleet[1].stats().open_connections.load(Relaxed), 1);
 }
 
 /// An HTTP/2 backend (h2c) of the h2 crate that resets the first `refuse` streams with
