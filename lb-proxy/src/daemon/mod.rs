@@ -183,7 +183,7 @@ impl Daemon {
 
     /// Stops accepting, waits for requests in flight up to `server.shutdown_grace`, stops
     /// the health checkers, the pool sweep and the side listeners, and waits (up to
-    /// [`ACCESS_LOG_FLUSH_LIMIT`]) until the access log has written its last lines.
+    /// 5 s) until the access log has written its last lines.
     pub async fn shutdown(self) {
         self.shutdown.start();
         self.control.drain().await;
