@@ -36,7 +36,11 @@ pub(crate) fn generate() -> HeaderValue {
     write_hex(generator.prefix, &mut text[..16]);
     write_hex(count, &mut text[16..]);
     // Hex digits are always a valid field value.
-    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    let mut id = HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"));
+    // Never indexed by HPACK: a value that is new on every response would only churn each
+    // HTTP/2 connection's dynamic table (an insertion and an eviction per response).
+    id.set_sensitive(true);
+    id
 }
 
 fn write_hex(value: u64, out: &mut [u8]) {
