@@ -76,6 +76,11 @@ mod tests {
     }
 
     #[test]
+    fn new_ids_are_never_indexed_by_hpack() {
+        assert!(generate().is_sensitive());
+    }
+
+    #[test]
     fn new_ids_are_32_hex_digits_with_one_prefix_and_a_counter() {
         let ids: Vec<String> = (0..1000)
             .map(|_| generate().to_str().unwrap().to_owned())
