@@ -227,32 +227,11 @@ def main():
 
 
 def report(args, proxies, results):
-    med = run.med
-    lines = [
+    run.report_rounds(args.out, [
         f"# HTTP/2 benchmark run: `bench/h2.py --rounds {args.rounds} --duration {args.duration}`",
         "",
         f"One worker each; h2load -t1 -c{CONNECTIONS} -m{STREAMS}; TLS 1.3, one ECDSA P-256 certificate.",
-        "",
-        "| proxy | scenario | req/s | p50 ms | p99 ms | failed | CPU µs/req |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for scenario in SCENARIOS:
-        for name in proxies:
-            rows = results[(name, scenario)]
-            lines.append(f"| {name} | {scenario} | {med([r['rps'] for r in rows]):.0f} | "
-                         f"{med([r['p50'] for r in rows]):.2f} | {med([r['p99'] for r in rows]):.2f} | "
-                         f"{sum(r['failed'] for r in rows)} | {med([r['cpu'] for r in rows]):.1f} |")
-    peers = [p for p in proxies if p != "lb"]
-    if "lb" in proxies and peers:
-        lines += ["", "lb against the better peer of each round (CPU: lower is better), median and range:", ""]
-        for scenario in SCENARIOS:
-            rows = results[("lb", scenario)]
-            cpu = [rows[i]["cpu"] / min(results[(p, scenario)][i]["cpu"] for p in peers) for i in range(len(rows))]
-            lines.append(f"- {scenario}: CPU {med(cpu):.2f}× ({min(cpu):.2f}–{max(cpu):.2f})")
-    text = "\n".join(lines) + "\n"
-    with open(args.out, "w") as f:
-        f.write(text)
-    print(text)
+    ], SCENARIOS, proxies, results, "failed", "failed")
 
 
 if __name__ == "__main__":

@@ -340,6 +340,33 @@ def med(values):
     return statistics.median(values) if values else float("nan")
 
 
+def report_rounds(out, head, scenarios, proxies, results, failed_key, failed_label):
+    """The table of a side-by-side run whose rounds were paired (bench/tls.py, bench/h2.py):
+    medians per proxy and scenario, then lb's CPU against the better peer of each round."""
+    lines = head + [
+        "",
+        f"| proxy | scenario | req/s | p50 ms | p99 ms | {failed_label} | CPU µs/req |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for scenario in scenarios:
+        for name in proxies:
+            rows = results[(name, scenario)]
+            lines.append(f"| {name} | {scenario} | {med([r['rps'] for r in rows]):.0f} | "
+                         f"{med([r['p50'] for r in rows]):.2f} | {med([r['p99'] for r in rows]):.2f} | "
+                         f"{sum(r[failed_key] for r in rows)} | {med([r['cpu'] for r in rows]):.1f} |")
+    peers = [p for p in proxies if p != "lb"]
+    if "lb" in proxies and peers:
+        lines += ["", "lb against the better peer of each round (CPU: lower is better), median and range:", ""]
+        for scenario in scenarios:
+            rows = results[("lb", scenario)]
+            cpu = [rows[i]["cpu"] / min(results[(p, scenario)][i]["cpu"] for p in peers) for i in range(len(rows))]
+            lines.append(f"- {scenario}: CPU {med(cpu):.2f}× ({min(cpu):.2f}–{max(cpu):.2f})")
+    text = "\n".join(lines) + "\n"
+    with open(out, "w") as f:
+        f.write(text)
+    print(text)
+
+
 def report(args, proxies, scenarios, results, idle, direct):
     cpu_model = sh("lscpu | sed -n 's/^Model name: *//p'").strip()
     versions = {
