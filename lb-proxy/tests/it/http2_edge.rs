@@ -170,20 +170,7 @@ async fn exchange(daemon: &lb_proxy::Daemon, sender: &mut Sender, base: &str) {
     let mut socket = websocket_over_h2(sender, &format!("{base}/ws"))
         .await
         .expect("the WebSocket opens");
-    socket.send(Message::text("hello")).await.unwrap();
-    assert_eq!(
-        socket.next().await.unwrap().unwrap(),
-        Message::text("hello")
-    );
-    let binary = vec![0u8, 1, 2, 254, 255];
-    socket.send(Message::binary(binary.clone())).await.unwrap();
-    assert_eq!(
-        socket.next().await.unwrap().unwrap(),
-        Message::binary(binary)
-    );
-    let large = "x".repeat(300_000);
-    socket.send(Message::text(large.clone())).await.unwrap();
-    assert_eq!(socket.next().await.unwrap().unwrap(), Message::text(large));
+    crate::support::websocket::echo_text_binary_and_large(&mut socket).await;
     let metrics = scrape(daemon).await;
     assert_eq!(metric_sum(&metrics, "lb_upgraded_connections", &[]), 1.0);
     assert_eq!(metric_sum(&metrics, "lb_active_connections", &[]), 1.0);

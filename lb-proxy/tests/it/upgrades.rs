@@ -58,21 +58,7 @@ async fn a_websocket_client_exchanges_text_binary_and_a_close_through_the_balanc
     let (mut socket, response) = tokio_tungstenite::connect_async(url).await.unwrap();
     assert_eq!(response.status(), 101);
     assert_eq!(response.headers()["x-backend"], fleet[0].name());
-    socket.send(Message::text("hello")).await.unwrap();
-    assert_eq!(
-        socket.next().await.unwrap().unwrap(),
-        Message::text("hello")
-    );
-    let binary = vec![0u8, 1, 2, 254, 255];
-    socket.send(Message::binary(binary.clone())).await.unwrap();
-    assert_eq!(
-        socket.next().await.unwrap().unwrap(),
-        Message::binary(binary)
-    );
-    // A larger message crosses several reads and writes of the tunnel.
-    let large = "x".repeat(300_000);
-    socket.send(Message::text(large.clone())).await.unwrap();
-    assert_eq!(socket.next().await.unwrap().unwrap(), Message::text(large));
+    crate::support::websocket::echo_text_binary_and_large(&mut socket).await;
     // While open, the tunnel is counted and holds the backend's in-flight slot.
     assert_eq!(upgraded(&daemon).await, 1.0);
     assert_eq!(active(&daemon).await, 1.0);
@@ -168,10 +154,12 @@ async fn a_refused_upgrade_leaves_the_client_on_http_1_1() {
     daemon.shutdown().await;
 }
 
-#[tokio::test]
-async fn bytes_after_a_refused_upgrade_never_reach_the_backend_as_a_request() {
+/// A balancer (with `extra` config) over a backend that answers 200 to an upgrade; a client
+/// sends the upgrade and, in the same write, a second request; what it read until the
+/// connection closed (which it must).
+async fn refused_upgrade_then_a_request(extra: &str) -> (lb_proxy::Daemon, FakeBackend, String) {
     let fake = FakeBackend::start(vec![Behaviour::Respond("no switch")]).await;
-    let yaml = config_yaml(&[fake.spec("fake")], "");
+    let yaml = config_yaml(&[fake.spec("fake")], extra);
     let daemon = lb_proxy::Daemon::start(parse(&yaml)).await.unwrap();
     let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
     let mut wire = handshake("/chat").into_bytes();
@@ -180,6 +168,12 @@ async fn bytes_after_a_refused_upgrade_never_reach_the_backend_as_a_request() {
     let answer = read_until_closed(&mut stream, Duration::from_secs(10)).await;
     let text = answer.text();
     assert!(answer.closed, "{text}");
+    (daemon, fake, text)
+}
+
+#[tokio::test]
+async fn bytes_after_a_refused_upgrade_never_reach_the_backend_as_a_request() {
+    let (daemon, fake, text) = refused_upgrade_then_a_request("").await;
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
     assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
     assert!(
@@ -359,16 +353,7 @@ async fn a_listener_with_h2c_tunnels_websocket_and_refuses_smuggling_too() {
     assert_eq!(rest, [0x82, 0x01, 0x41]);
     daemon.shutdown().await;
 
-    let fake = FakeBackend::start(vec![Behaviour::Respond("no switch")]).await;
-    let yaml = config_yaml(&[fake.spec("fake")], "server:\n  h2c: true\n");
-    let daemon = lb_proxy::Daemon::start(parse(&yaml)).await.unwrap();
-    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
-    let mut wire = handshake("/chat").into_bytes();
-    wire.extend_from_slice(b"GET /smuggled HTTP/1.1\r\nHost: test\r\n\r\n");
-    stream.write_all(&wire).await.unwrap();
-    let answer = read_until_closed(&mut stream, Duration::from_secs(10)).await;
-    let text = answer.text();
-    assert!(answer.closed, "{text}");
+    let (daemon, fake, text) = refused_upgrade_then_a_request("server:\n  h2c: true\n").await;
     assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
     let received = fake.received_text();
     assert!(!received.contains("smuggled"), "{received}");

@@ -23,6 +23,7 @@ pub mod grpc;
 pub mod process;
 pub mod raw;
 pub mod tls;
+pub mod websocket;
 
 /// Starts `count` test backends named `b0`, `b1`, ...
 pub async fn backends(count: usize) -> Vec<RunningBackend> {
