@@ -9,7 +9,7 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use lb_proxy::Daemon;
@@ -17,22 +17,16 @@ use serde_json::Value;
 use test_backend::{BackendOptions, RunningBackend};
 
 use crate::support::admin::{self, temp_dir, write_file};
+use crate::support::process::OwnedChild;
 use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(15);
 
 /// A dnsmasq on a loopback port, serving `dir`'s files; killed (by its PID) when dropped.
 struct Dnsmasq {
-    child: Child,
+    child: OwnedChild,
     port: u16,
     dir: PathBuf,
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn dnsmasq_binary() -> Option<PathBuf> {
@@ -88,7 +82,7 @@ impl Dnsmasq {
             .spawn()
             .expect("dnsmasq starts");
         let mut dnsmasq = Dnsmasq {
-            child,
+            child: OwnedChild(child),
             port,
             dir: dir.to_path_buf(),
         };

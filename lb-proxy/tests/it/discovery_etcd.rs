@@ -12,7 +12,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -24,6 +24,7 @@ use lb_proxy::Daemon;
 use serde_json::Value;
 
 use crate::support::admin::{self, temp_dir};
+use crate::support::process::OwnedChild;
 use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -32,17 +33,10 @@ const PREFIX: &str = "/lb/pools/default/";
 /// An etcd on two loopback ports, its data in a temporary directory; killed (by its PID) when
 /// dropped.
 struct Etcd {
-    child: Child,
+    child: OwnedChild,
     client_port: u16,
     peer_port: u16,
     dir: PathBuf,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn etcd_binary() -> Option<PathBuf> {
@@ -109,7 +103,7 @@ impl Etcd {
             .spawn()
             .expect("etcd starts");
         let mut etcd = Etcd {
-            child,
+            child: OwnedChild(child),
             client_port,
             peer_port,
             dir: dir.to_path_buf(),

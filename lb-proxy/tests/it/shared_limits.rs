@@ -7,23 +7,18 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::routes::pooled;
+use crate::support::process::OwnedChild;
 use crate::support::{backends, client, eventually, get, metric_sum, parse, scrape};
 
 /// A redis-server on a free loopback port, killed when dropped.
 struct Redis {
-    child: Child,
+    /// Held for its drop, which stops the server.
+    _child: OwnedChild,
     port: u16,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn redis_binary() -> Option<PathBuf> {
@@ -63,7 +58,10 @@ async fn start_redis(binary: &PathBuf) -> Redis {
     })
     .await;
     assert!(up, "redis-server did not listen on {port}");
-    Redis { child, port }
+    Redis {
+        _child: OwnedChild(child),
+        port,
+    }
 }
 
 /// Waits until `daemon` has connected to Redis (it connects in the background).

@@ -8,6 +8,32 @@ use std::time::Duration;
 
 use super::eventually;
 
+/// A child process killed, and waited for, when dropped: the servers tests start (lb, redis,
+/// dnsmasq, etcd) never outlive them.
+#[derive(Debug)]
+pub struct OwnedChild(pub Child);
+
+impl std::ops::Deref for OwnedChild {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for OwnedChild {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for OwnedChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn lb() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lb"))
 }
@@ -73,7 +99,7 @@ pub async fn exit_code(child: &mut Child) -> Option<i32> {
 #[derive(Debug)]
 pub struct Lb {
     /// The process.
-    pub child: Child,
+    pub child: OwnedChild,
     /// The proxy's address.
     pub listen: SocketAddr,
     /// The metrics endpoint, when on.
@@ -91,10 +117,10 @@ impl Lb {
             words.get(at + 2)?.parse().ok()
         };
         Lb {
+            child: OwnedChild(child),
             listen: words[2].parse().unwrap(),
             metrics: after("metrics"),
             admin: after("admin"),
-            child,
         }
     }
 
@@ -118,13 +144,6 @@ impl Lb {
             .status()
             .unwrap();
         assert!(status.success());
-    }
-}
-
-impl Drop for Lb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
