@@ -7,7 +7,10 @@ backend as `run.py` (three ports, fixed 200, on core 1), runs `lb` under callgri
 zeroes the counters, drives `wrk` for a fixed time, dumps the counters and divides the
 instructions by the requests wrk completed.
 
-Usage: bench/instructions.py [--lb PATH] [--scenario keepalive|close] [--seconds S]
+Scenario `h2c` serves cleartext HTTP/2 with prior knowledge (`server.h2c`) and drives `h2load`
+(Debian `nghttp2-client`) as bench/h2.py does: 4 connections with 32 streams in flight on each.
+
+Usage: bench/instructions.py [--lb PATH] [--scenario keepalive|close|h2c] [--seconds S]
                              [--connections N] [--annotate] [--extra YAML] [--header H]...
 """
 import argparse
@@ -28,7 +31,7 @@ import run  # noqa: E402  (the shared helpers of the side-by-side benchmark)
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lb", default=run.LB, help="the lb binary to measure (default: target/release/lb)")
-    parser.add_argument("--scenario", choices=["keepalive", "close"], default="keepalive")
+    parser.add_argument("--scenario", choices=["keepalive", "close", "h2c"], default="keepalive")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--annotate", action="store_true", help="print callgrind_annotate's top functions")
@@ -38,14 +41,20 @@ def main():
     parser.add_argument("--path", default="/", help="the path wrk asks for (default /)")
     parser.add_argument("--keep", help="copy the callgrind dump here (for callgrind_annotate or kcachegrind)")
     args = parser.parse_args()
-    for tool in ("valgrind", "callgrind_control", "wrk", "nginx"):
+    load_tool = "h2load" if args.scenario == "h2c" else "wrk"
+    for tool in ("valgrind", "callgrind_control", load_tool, "nginx"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
-            sys.exit(f"instructions.py: {tool} is missing (Debian: valgrind, wrk, nginx)")
+            sys.exit(f"instructions.py: {tool} is missing (Debian: valgrind, {load_tool}, nginx)")
     tmp = tempfile.mkdtemp(prefix="lb-instructions-")
     backend = subprocess.Popen(["taskset", "-c", run.LOAD_CORE, "nginx", "-c", run.backend_config(tmp)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out = os.path.join(tmp, "callgrind.out")
     config = run.lb_config(tmp)
+    if args.scenario == "h2c":
+        with open(config) as f:
+            text = f.read()
+        with open(config, "w") as f:
+            f.write(text.replace("server:\n", "server:\n  h2c: true\n", 1))
     with open(config, "a") as f:
         f.write(args.extra.replace("\\n", "\n"))
     lb = subprocess.Popen(["taskset", "-c", run.PROXY_CORE, "valgrind", "--tool=callgrind", "--compress-strings=no", f"--callgrind-out-file={out}",
@@ -63,7 +72,8 @@ def main():
         dumps = sorted(glob.glob(out + "*"), key=os.path.getmtime)
         text = open(dumps[-1]).read()
         total = int(re.search(r"^(?:summary|totals): (\d+)", text, re.M).group(1))
-        print(f"{args.scenario}, {args.connections} connections, {args.seconds} s: {requests} requests, "
+        connections = H2_CONNECTIONS if args.scenario == "h2c" else args.connections
+        print(f"{args.scenario}, {connections} connections, {args.seconds} s: {requests} requests, "
               f"{total} instructions, {total / max(requests, 1):.0f} per request")
         if args.keep:
             shutil.copy(dumps[-1], args.keep)
@@ -80,6 +90,8 @@ def main():
 
 
 def run_wrk(args, seconds):
+    if args.scenario == "h2c":
+        return run_h2load(args, seconds)
     cmd = ["taskset", "-c", run.LOAD_CORE, "wrk", "-t1", f"-c{args.connections}", "-d", f"{seconds}s"]
     if args.scenario == "close":
         cmd += ["-H", "Connection: close"]
@@ -87,6 +99,22 @@ def run_wrk(args, seconds):
         cmd += ["-H", header]
     out = subprocess.run(cmd + [f"http://127.0.0.1:{run.PROXY_PORT['lb']}{args.path}"], check=True, text=True, capture_output=True).stdout
     return int(re.search(r"(\d+) requests in", out).group(1))
+
+
+H2_CONNECTIONS, H2_STREAMS = 4, 32
+
+
+def run_h2load(args, seconds):
+    cmd = ["taskset", "-c", run.LOAD_CORE, "h2load", "-t1", f"-c{H2_CONNECTIONS}", f"-m{H2_STREAMS}",
+           f"-D{seconds}"]
+    for header in args.header:
+        cmd += ["-H", header]
+    out = subprocess.run(cmd + [f"http://127.0.0.1:{run.PROXY_PORT['lb']}{args.path}"], check=True, text=True,
+                         capture_output=True).stdout
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    if not done or done.group(1) != done.group(2):
+        sys.exit(f"instructions.py: h2load saw failures:\n{out}")
+    return int(done.group(1))
 
 
 if __name__ == "__main__":
