@@ -10,7 +10,10 @@ instructions by the requests wrk completed.
 Scenario `h2c` serves cleartext HTTP/2 with prior knowledge (`server.h2c`) and drives `h2load`
 (Debian `nghttp2-client`) as bench/h2.py does: 4 connections with 32 streams in flight on each.
 
-Usage: bench/instructions.py [--lb PATH] [--scenario keepalive|close|h2c] [--seconds S]
+`--tls` serves HTTP/1.1 over TLS 1.3 (the ECDSA P-256 certificate of bench/tls.py, no session
+resumption) to wrk over HTTPS; `--alpn h2,http/1.1` sets `server.tls.alpn` (default: lb's).
+
+Usage: bench/instructions.py [--lb PATH] [--scenario keepalive|close|h2c] [--tls [--alpn LIST]] [--seconds S]
                              [--connections N] [--annotate] [--extra YAML] [--header H]...
 """
 import argparse
@@ -26,12 +29,15 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run  # noqa: E402  (the shared helpers of the side-by-side benchmark)
+import tls  # noqa: E402  (the certificate)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lb", default=run.LB, help="the lb binary to measure (default: target/release/lb)")
     parser.add_argument("--scenario", choices=["keepalive", "close", "h2c"], default="keepalive")
+    parser.add_argument("--tls", action="store_true", help="HTTP/1.1 over TLS 1.3 (keepalive or close)")
+    parser.add_argument("--alpn", help="server.tls.alpn with --tls, comma-separated (default: lb's)")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--annotate", action="store_true", help="print callgrind_annotate's top functions")
@@ -41,6 +47,8 @@ def main():
     parser.add_argument("--path", default="/", help="the path wrk asks for (default /)")
     parser.add_argument("--keep", help="copy the callgrind dump here (for callgrind_annotate or kcachegrind)")
     args = parser.parse_args()
+    if args.tls and args.scenario == "h2c":
+        sys.exit("instructions.py: --tls is for the HTTP/1.1 scenarios (bench/h2.py measures h2 over TLS)")
     load_tool = "h2load" if args.scenario == "h2c" else "wrk"
     for tool in ("valgrind", "callgrind_control", load_tool, "nginx"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
@@ -55,6 +63,14 @@ def main():
             text = f.read()
         with open(config, "w") as f:
             f.write(text.replace("server:\n", "server:\n  h2c: true\n", 1))
+    if args.tls:
+        cert, key, _ = tls.make_certificate(tmp)
+        alpn = f"    alpn: [{args.alpn}]\n" if args.alpn else ""
+        with open(config) as f:
+            text = f.read()
+        with open(config, "w") as f:
+            f.write(text.replace("server:\n", f"server:\n  tls:\n    certificates: [{{cert: {cert}, key: {key}}}]\n"
+                                 f"    min_version: \"1.3\"\n    session_tickets: false\n    watch: false\n{alpn}", 1))
     with open(config, "a") as f:
         f.write(args.extra.replace("\\n", "\n"))
     lb = subprocess.Popen(["taskset", "-c", run.PROXY_CORE, "valgrind", "--tool=callgrind", "--compress-strings=no", f"--callgrind-out-file={out}",
@@ -73,7 +89,7 @@ def main():
         text = open(dumps[-1]).read()
         total = int(re.search(r"^(?:summary|totals): (\d+)", text, re.M).group(1))
         connections = H2_CONNECTIONS if args.scenario == "h2c" else args.connections
-        print(f"{args.scenario}, {connections} connections, {args.seconds} s: {requests} requests, "
+        print(f"{args.scenario}{' over TLS' if args.tls else ''}, {connections} connections, {args.seconds} s: {requests} requests, "
               f"{total} instructions, {total / max(requests, 1):.0f} per request")
         if args.keep:
             shutil.copy(dumps[-1], args.keep)
@@ -97,7 +113,9 @@ def run_wrk(args, seconds):
         cmd += ["-H", "Connection: close"]
     for header in args.header:
         cmd += ["-H", header]
-    out = subprocess.run(cmd + [f"http://127.0.0.1:{run.PROXY_PORT['lb']}{args.path}"], check=True, text=True, capture_output=True).stdout
+    scheme = "https" if args.tls else "http"
+    out = subprocess.run(cmd + [f"{scheme}://127.0.0.1:{run.PROXY_PORT['lb']}{args.path}"], check=True, text=True,
+                         capture_output=True).stdout
     return int(re.search(r"(\d+) requests in", out).group(1))
 
 

@@ -3,7 +3,7 @@
 //! after it. The HTTP/1 loop writes it with the codec; hyper's server gets it as a response.
 
 use bytes::Bytes;
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 
 use crate::proto::h1::response::ResponseHead;
@@ -224,9 +224,17 @@ impl Reply {
             extra,
             request_id,
         } = self;
+        // Room for the fields added below and for the `content-length` hyper adds, so that
+        // the map is allocated once: growing it costs a request more than filling it.
+        let own = match &head {
+            ReplyHead::Backend(head) => head.field_count(),
+            ReplyHead::Local => 1,
+        };
+        let added = extra.as_deref().map_or(0, |extra| extra.add.len());
         let mut response = Response::new(body);
         *response.status_mut() = status;
         let headers = response.headers_mut();
+        *headers = HeaderMap::with_capacity(own + added + 3);
         match &head {
             ReplyHead::Backend(head) => head.append_to(headers),
             ReplyHead::Local => {

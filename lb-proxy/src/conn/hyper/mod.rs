@@ -151,15 +151,15 @@ impl HyperServe {
         let peer = client.peer;
         let conn = Arc::new(ConnShared::new(io.idle_timeout()));
         let stall = Arc::new(StallWatch::new());
-        let service = ProxyService {
+        let service = ProxyService(Arc::new(ServiceState {
             shared: shared.clone(),
             client,
-            tunnel: Arc::default(),
+            tunnel: Mutex::default(),
             conn: conn.clone(),
             stall: stall.clone(),
             tracker: self.tracker.clone(),
-        };
-        let tunnel = service.tunnel.clone();
+        }));
+        let tunnel = service.0.clone();
         let io = TokioIo::new(Retimed::new(io, conn.clone()));
         let connection = match h2_only {
             true => Either::Left(watcher.watch(self.h2.serve_connection(io, service).into_owned())),
@@ -193,7 +193,9 @@ impl HyperServe {
                 tracing::info!(%peer, reason, "HTTP/2 client connection closed with GOAWAY");
                 shared.metrics.http2.closed(reason);
             }
-            let pending = tunnel.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let pending = (tunnel.tunnel.lock())
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
             if let Some(pending) = pending {
                 Box::pin(pending.run(&shared)).await;
             }
@@ -201,13 +203,25 @@ impl HyperServe {
     }
 }
 
-/// The request path as a hyper service: one per client connection.
+/// The request path as a hyper service: one per client connection, cloned for each request
+/// (one reference count).
 #[derive(Clone)]
-struct ProxyService {
+struct ProxyService(Arc<ServiceState>);
+
+impl std::ops::Deref for ProxyService {
+    type Target = ServiceState;
+
+    fn deref(&self) -> &ServiceState {
+        &self.0
+    }
+}
+
+/// What the requests of one connection share.
+struct ServiceState {
     shared: Arc<Shared>,
     client: Arc<ClientInfo>,
     /// The tunnel a `101` opened, for the connection's task to carry once hyper lets go.
-    tunnel: Arc<Mutex<Option<PendingTunnel>>>,
+    tunnel: Mutex<Option<PendingTunnel>>,
     /// What the connection's socket shares with its requests.
     conn: Arc<ConnShared>,
     /// The connection's responses that wait on the client.

@@ -5,76 +5,79 @@
 //! read its socket, so leaves the body unpolled, with the backend's request, its in-flight slot
 //! and the buffers held for as long as it likes; pings or other streams keep the connection's
 //! idle timer from ever firing. Each HTTP/2 response body is therefore [`Watched`]: when it
-//! hands hyper a data frame it notes the time, and when hyper asks for the next it clears it.
-//! The connection's [`StallWatch`] looks every quarter of the timeout, and a body that waited
-//! longer than the timeout closes the connection (counted as `flow_control_stall`).
+//! hands hyper a data frame it counts itself as waiting in the connection's current tick (a
+//! quarter of the timeout), and when hyper asks for the next it uncounts itself. The
+//! connection's [`StallWatch`] advances the tick, and a body still waiting from a tick at least
+//! a whole timeout old closes the connection (counted as `flow_control_stall`).
+//!
+//! Counting by tick costs a response two relaxed atomic additions on memory the connection
+//! already holds: no allocation, no lock and no clock read (docs/performance.md, item 32).
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use std::time::Instant;
 
-use crate::clock;
 use crate::proxy::body::ToClient;
 
-/// The responses of one connection that wait for their client.
-#[derive(Debug)]
+/// Ticks the counts are kept for. A body counted in tick `k` is a stall at tick `k + 5` (it
+/// has waited at least four whole ticks, a timeout); the connection closes then, so the slot of
+/// a tick is clean again when it comes round eight ticks later.
+const TICKS: usize = 8;
+/// Ticks from a body's tick to the tick its wait is a stall at.
+const STALL_AFTER_TICKS: u64 = 5;
+
+/// The responses of one connection that wait for their client, counted by the tick in which
+/// each started waiting.
+#[derive(Debug, Default)]
 pub(crate) struct StallWatch {
-    /// Times are kept as milliseconds since this, plus one (0: not waiting).
-    started: Instant,
-    slots: Mutex<Vec<Weak<AtomicU64>>>,
+    /// Ticks elapsed since the watch began.
+    tick: AtomicU64,
+    /// Bodies waiting since tick `t`, at `t % TICKS`.
+    waiting: [AtomicU64; TICKS],
 }
 
 impl StallWatch {
     pub(crate) fn new() -> Self {
-        Self {
-            started: clock::now(),
-            slots: Mutex::default(),
-        }
-    }
-
-    fn stamp(&self) -> u64 {
-        let millis = clock::now()
-            .saturating_duration_since(self.started)
-            .as_millis();
-        u64::try_from(millis).unwrap_or(u64::MAX - 1) + 1
+        Self::default()
     }
 
     /// Watches `body`, a response on this connection.
     pub(crate) fn watch(self: &Arc<Self>, body: ToClient) -> Watched {
-        let slot = Arc::new(AtomicU64::new(0));
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        // Bodies that ended leave dead entries: drop them as the list grows.
-        if slots.len() >= 64 && slots.len().is_power_of_two() {
-            slots.retain(|slot| slot.strong_count() > 0);
-        }
-        slots.push(Arc::downgrade(&slot));
         Watched {
             body,
-            watch: Some((self.clone(), slot)),
+            watch: Some(self.clone()),
+            waiting_since: None,
         }
     }
 
-    /// Ready once a response has waited on its client for longer than `timeout`.
+    /// Counts a body as waiting from now on; the tick it is counted in.
+    fn start_waiting(&self) -> u64 {
+        let tick = self.tick.load(Ordering::Relaxed);
+        self.waiting[slot(tick)].fetch_add(1, Ordering::Relaxed);
+        tick
+    }
+
+    /// Uncounts a body that waited since `tick`.
+    fn stop_waiting(&self, tick: u64) {
+        self.waiting[slot(tick)].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Ready once a response has waited on its client for longer than `timeout` (at most a
+    /// quarter of it longer): every quarter of `timeout` the tick advances, and the ticks old
+    /// enough are looked at.
     pub(crate) async fn stalled(&self, timeout: Duration) {
-        let limit = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         loop {
             tokio::time::sleep(timeout / 4).await;
-            let now = self.stamp();
-            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            let mut stalled = false;
-            slots.retain(|slot| match slot.upgrade() {
-                None => false,
-                Some(slot) => {
-                    let since = slot.load(Ordering::Relaxed);
-                    stalled |= since != 0 && now.saturating_sub(since) >= limit;
-                    true
-                }
+            let now = self.tick.fetch_add(1, Ordering::Relaxed) + 1;
+            // Ticks older than the ring were looked at on earlier ticks.
+            let oldest = now.saturating_sub(TICKS as u64 - 1);
+            let stalled = now.checked_sub(STALL_AFTER_TICKS).is_some_and(|newest| {
+                (oldest..=newest).any(|tick| self.waiting[slot(tick)].load(Ordering::Relaxed) > 0)
             });
             if stalled {
                 return;
@@ -83,17 +86,29 @@ impl StallWatch {
     }
 }
 
+fn slot(tick: u64) -> usize {
+    // The remainder is below TICKS.
+    (tick % TICKS as u64) as usize
+}
+
 /// A response body on an HTTP/2 connection, watched for a client that never takes it; on
 /// HTTP/1 (hyper's h2c listener serves both) it is only passed through.
 pub(crate) struct Watched {
     body: ToClient,
-    watch: Option<(Arc<StallWatch>, Arc<AtomicU64>)>,
+    watch: Option<Arc<StallWatch>>,
+    /// The tick this body has waited since, from handing hyper a data frame until hyper asks
+    /// for the next.
+    waiting_since: Option<u64>,
 }
 
 impl Watched {
     /// `body` unwatched.
     pub(crate) fn plain(body: ToClient) -> Self {
-        Self { body, watch: None }
+        Self {
+            body,
+            watch: None,
+            waiting_since: None,
+        }
     }
 }
 
@@ -106,14 +121,17 @@ impl Body for Watched {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
-        if let Some((_, slot)) = &this.watch {
-            slot.store(0, Ordering::Relaxed);
+        let Some(watch) = &this.watch else {
+            return Pin::new(&mut this.body).poll_frame(cx);
+        };
+        if let Some(tick) = this.waiting_since.take() {
+            watch.stop_waiting(tick);
         }
         let polled = Pin::new(&mut this.body).poll_frame(cx);
-        if let (Some((watch, slot)), Poll::Ready(Some(Ok(frame)))) = (&this.watch, &polled)
+        if let Poll::Ready(Some(Ok(frame))) = &polled
             && frame.is_data()
         {
-            slot.store(watch.stamp(), Ordering::Relaxed);
+            this.waiting_since = Some(watch.start_waiting());
         }
         polled
     }
@@ -127,15 +145,28 @@ impl Body for Watched {
     }
 }
 
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if let (Some(watch), Some(tick)) = (&self.watch, self.waiting_since) {
+            watch.stop_waiting(tick);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock;
     use http_body_util::BodyExt as _;
+
+    fn data() -> ToClient {
+        ToClient::Fixed(Some(Bytes::from_static(b"data")))
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_body_left_unpolled_after_a_frame_is_a_stall() {
         let watch = Arc::new(StallWatch::new());
-        let mut body = watch.watch(ToClient::Fixed(Some(Bytes::from_static(b"data"))));
+        let mut body = watch.watch(data());
         // Taken, and asked again: not waiting.
         let _ = body.frame().await;
         let _ = body.frame().await;
@@ -143,7 +174,7 @@ mod tests {
         let quiet = tokio::time::timeout(timeout * 2, watch.stalled(timeout)).await;
         assert!(quiet.is_err(), "a body that was taken is no stall");
         // A frame handed over and never followed by another poll.
-        let mut stuck = watch.watch(ToClient::Fixed(Some(Bytes::from_static(b"data"))));
+        let mut stuck = watch.watch(data());
         let _ = stuck.frame().await;
         let started = clock::now();
         watch.stalled(timeout).await;
@@ -153,5 +184,54 @@ mod tests {
             "{waited:?}"
         );
         drop(body);
+    }
+
+    /// However a wait falls against the ticks, and however long the connection ran before, a
+    /// stall is found between one timeout and a timeout and a quarter after the wait began.
+    #[tokio::test(start_paused = true)]
+    async fn a_stall_is_found_within_a_quarter_of_the_timeout_wherever_it_starts() {
+        let timeout = Duration::from_millis(800);
+        for before_ms in [0u64, 1, 199, 200, 201, 399, 1_000, 1_799, 5_003, 12_345] {
+            let watch = Arc::new(StallWatch::new());
+            let checker = {
+                let watch = watch.clone();
+                tokio::spawn(async move { watch.stalled(timeout).await })
+            };
+            tokio::time::sleep(Duration::from_millis(before_ms)).await;
+            assert!(!checker.is_finished(), "no body waits yet ({before_ms} ms)");
+            let mut stuck = watch.watch(data());
+            let _ = stuck.frame().await;
+            let started = clock::now();
+            checker.await.unwrap();
+            let waited = clock::now() - started;
+            assert!(
+                waited >= timeout && waited <= timeout + timeout / 4,
+                "after {before_ms} ms: found after {waited:?}"
+            );
+        }
+    }
+
+    /// A body dropped while it waits (its stream reset, say) is no stall, nor is one asked for
+    /// its next frame in time, however many come and go.
+    #[tokio::test(start_paused = true)]
+    async fn bodies_that_leave_or_are_taken_in_time_are_no_stall() {
+        let timeout = Duration::from_millis(400);
+        let watch = Arc::new(StallWatch::new());
+        let checker = {
+            let watch = watch.clone();
+            tokio::spawn(async move { watch.stalled(timeout).await })
+        };
+        for round in 0..200u64 {
+            let mut dropped = watch.watch(data());
+            let _ = dropped.frame().await;
+            let mut taken = watch.watch(ToClient::Fixed(Some(Bytes::from_static(b"more"))));
+            let _ = taken.frame().await;
+            tokio::time::sleep(Duration::from_millis(7 * (round % 50))).await;
+            drop(dropped);
+            let _ = taken.frame().await;
+            assert!(!checker.is_finished(), "round {round}");
+        }
+        assert!(watch.waiting.iter().all(|n| n.load(Ordering::Relaxed) == 0));
+        checker.abort();
     }
 }

@@ -128,6 +128,11 @@ impl ResponseHead {
         }
     }
 
+    /// How many fields [`ResponseHead::append_to`] appends at most.
+    pub fn field_count(&self) -> usize {
+        self.fields.len()
+    }
+
     /// Appends the fields to `headers`. `httparse` accepted them, so they are valid; a line the
     /// `http` crate would still refuse is left out rather than failing the response.
     pub fn append_to(&self, headers: &mut HeaderMap) {
