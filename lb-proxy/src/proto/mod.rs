@@ -1,8 +1,10 @@
 //! Protocol codecs: pure code that turns bytes into typed verdicts and back: HTTP/1.1 ([`h1`]),
-//! the PROXY protocol ([`proxy_protocol`]), gRPC's fields ([`grpc`]) and W3C Trace Context
-//! ([`trace_context`]).
+//! the PROXY protocol ([`proxy_protocol`]), gRPC's fields ([`grpc`]), W3C Trace Context
+//! ([`trace_context`]) and the one HTTP/2 setting read off backends' connections
+//! ([`h2_settings`]).
 
 pub mod grpc;
 pub mod h1;
+pub mod h2_settings;
 pub mod proxy_protocol;
 pub mod trace_context;

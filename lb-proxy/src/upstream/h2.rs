@@ -2,12 +2,13 @@
 //! agreed by ALPN), with hyper's HTTP/2 client.
 //!
 //! Streams to one backend share its connections: a stream takes the first open connection
-//! carrying fewer than `upstream.http2.max_streams_per_connection` streams, and a connection is
-//! opened only when none has room, up to `upstream.http2.max_connections_per_backend`; past that
-//! the least loaded one takes the stream, which waits in hyper for the backend's room. Opening
-//! is serialised per backend, so a burst of streams shares the first new connection rather than
-//! opening one each. hyper does not tell us the backend's SETTINGS_MAX_CONCURRENT_STREAMS, which
-//! is why the per-connection count is ours to configure (docs/configuration.md).
+//! carrying fewer streams than its room — `upstream.http2.max_streams_per_connection`, or the
+//! backend's own SETTINGS_MAX_CONCURRENT_STREAMS on that connection when lower (hyper obeys it
+//! but does not tell it, so [`super::h2_limit`] reads it off the connection's bytes) — and a
+//! connection is opened only when none has room, up to
+//! `upstream.http2.max_connections_per_backend`; past that the least loaded one takes the
+//! stream, which waits in hyper for the backend's room. Opening is serialised per backend, so a
+//! burst of streams shares the first new connection rather than opening one each.
 //!
 //! The backend's in-flight count (least connections, `max_connections`, the breaker, the queue)
 //! counts streams exactly as it counts HTTP/1 requests: the slot rides on the response body.
@@ -42,6 +43,7 @@ use lb_core::retry::FailureKind;
 
 use super::body::{BodyReadError, ResponseBody};
 use super::connection::ExchangeError;
+use super::h2_limit::{LimitTap, PeerLimit};
 use super::stream::UpstreamStream;
 use super::{BoxError, Pool, SendFailure, UploadBody};
 use crate::clock;
@@ -76,6 +78,8 @@ struct H2Connection {
     sender: SendRequest<H2Body>,
     /// Streams open on it now.
     streams: AtomicUsize,
+    /// Streams the backend allows on it (its SETTINGS_MAX_CONCURRENT_STREAMS).
+    peer_limit: PeerLimit,
     /// Set when the connection ended or refused a stream: it takes no new stream.
     retired: Arc<AtomicBool>,
     /// When its last stream ended, for the idle sweep.
@@ -89,6 +93,12 @@ impl H2Connection {
 
     fn retire(&self) {
         self.retired.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether it can take another stream with at most `max_streams` on it.
+    fn has_room(&self, max_streams: usize) -> bool {
+        let room = max_streams.min(self.peer_limit.get());
+        self.streams.load(Ordering::Relaxed) < room
     }
 }
 
@@ -222,8 +232,7 @@ impl H2Pool {
         let mut connections = self.lock();
         connections.retain(|connection| connection.usable());
         let max_streams = self.max_streams.load(Ordering::Relaxed);
-        let with_room = (connections.iter())
-            .find(|connection| connection.streams.load(Ordering::Relaxed) < max_streams);
+        let with_room = (connections.iter()).find(|connection| connection.has_room(max_streams));
         if let Some(connection) = with_room {
             return Found::Slot(StreamSlot::take(connection));
         }
@@ -291,27 +300,38 @@ impl H2Pool {
             .timer(TokioTimer::new())
             .initial_max_send_streams(max_streams)
             .max_header_list_size(max_head);
+        let peer_limit = PeerLimit::new();
+        let stream = LimitTap::new(stream, peer_limit.clone());
         let handshake = builder.handshake::<_, H2Body>(TokioIo::new(stream));
-        let (sender, connection) =
-            match tokio::time::timeout(pool.settings.connect_timeout(), handshake).await {
-                Ok(Ok(pair)) => pair,
-                Ok(Err(error)) => {
-                    tracing::debug!(%addr, %error, "HTTP/2 handshake with the backend failed");
-                    return Err(FailureKind::ConnectRefused);
-                }
-                Err(_) => return Err(FailureKind::ConnectTimeout),
-            };
+        let opened_by = tokio::time::Instant::now() + pool.settings.connect_timeout();
+        let (sender, connection) = match tokio::time::timeout_at(opened_by, handshake).await {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(error)) => {
+                tracing::debug!(%addr, %error, "HTTP/2 handshake with the backend failed");
+                return Err(FailureKind::ConnectRefused);
+            }
+            Err(_) => return Err(FailureKind::ConnectTimeout),
+        };
         let retired = Arc::new(AtomicBool::new(false));
         let ended = retired.clone();
-        tokio::spawn(async move {
+        let driven = async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%addr, %error, "HTTP/2 connection to the backend ended");
             }
             ended.store(true, Ordering::Relaxed);
-        });
+        };
+        tokio::spawn(driven);
+        // The backend's SETTINGS open its side of the connection; until they arrive its stream
+        // limit is unknown. Within what is left of the connect timeout.
+        let settled = peer_limit.settled();
+        if tokio::time::timeout_at(opened_by, settled).await.is_err() {
+            tracing::debug!(%addr, "HTTP/2 backend sent no SETTINGS within the connect timeout");
+            return Err(FailureKind::ConnectTimeout);
+        }
         Ok(H2Connection {
             sender,
             streams: AtomicUsize::new(0),
+            peer_limit,
             retired,
             idle_since: Mutex::new(clock::now()),
         })

@@ -35,6 +35,7 @@ pub(crate) mod body;
 pub(crate) mod connection;
 pub(crate) mod h1;
 pub(crate) mod h2;
+mod h2_limit;
 pub(crate) mod health;
 pub(crate) mod queue;
 pub(crate) mod slow_start;

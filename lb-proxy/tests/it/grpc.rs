@@ -340,6 +340,29 @@ async fn streams_share_connections_up_to_the_configured_bounds() {
     );
 }
 
+/// A backend that allows fewer streams per connection than the balancer would open (100 by
+/// default): its SETTINGS_MAX_CONCURRENT_STREAMS, read off the connection, bounds each
+/// connection's streams, and the streams beyond it open connections rather than wait in a full
+/// one (without the limit read, all eight would share the first connection).
+#[tokio::test]
+async fn a_backends_own_stream_limit_opens_connections_rather_than_queueing_streams() {
+    let backend = h2c_backend("g0", Some(2)).await;
+    let extra = "upstream:\n  http2:\n    max_connections_per_backend: 4\n";
+    let daemon = h2c_balancer(std::slice::from_ref(&backend), extra).await;
+    concurrent_waits(daemon.listen_addr, 2, 300).await;
+    assert_eq!(
+        connections(&backend),
+        1,
+        "two streams fit the backend's limit"
+    );
+    concurrent_waits(daemon.listen_addr, 8, 300).await;
+    assert_eq!(
+        connections(&backend),
+        4,
+        "eight streams at two per connection: four connections"
+    );
+}
+
 #[tokio::test]
 async fn least_connections_counts_open_streams_as_in_flight() {
     let (busy, idle) = (

@@ -1,0 +1,25 @@
+//! The HTTP/2 SETTINGS watcher over a backend's bytes: any bytes, split anywhere, never panic,
+//! and report SETTINGS and the last SETTINGS_MAX_CONCURRENT_STREAMS exactly as the same bytes
+//! read whole. The first byte of the input chooses the size of the pieces.
+
+use lb_proxy::proto::h2_settings::{SettingsSeen, SettingsWatch};
+
+/// Checks one input; panics on a violated property.
+pub fn check(data: &[u8]) {
+    let Some((&piece, bytes)) = data.split_first() else {
+        return;
+    };
+    let whole = SettingsWatch::new().feed(bytes);
+    let piece = usize::from(piece % 16) + 1;
+    let mut watch = SettingsWatch::new();
+    let mut last: Option<SettingsSeen> = None;
+    for chunk in bytes.chunks(piece) {
+        if let Some(seen) = watch.feed(chunk) {
+            let earlier = last.and_then(|last| last.max_concurrent_streams);
+            last = Some(SettingsSeen {
+                max_concurrent_streams: seen.max_concurrent_streams.or(earlier),
+            });
+        }
+    }
+    assert_eq!(whole, last, "pieces of {piece}");
+}
