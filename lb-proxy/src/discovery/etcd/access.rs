@@ -108,7 +108,11 @@ impl Access {
 ///
 /// As [`Access::load`].
 pub(crate) fn check(etcd: &EtcdDiscovery) -> Result<(), AccessError> {
-    Access::load(etcd).map(drop)
+    Access::load(etcd)?;
+    if let Some(auth) = &etcd.auth {
+        warn_if_shared(&auth.password_file);
+    }
+    Ok(())
 }
 
 fn read_credentials(auth: &EtcdAuth) -> Result<Credentials, AccessError> {
@@ -119,7 +123,6 @@ fn read_credentials(auth: &EtcdAuth) -> Result<Credentials, AccessError> {
     };
     let bytes = std::fs::read(path).map_err(|error| bad(format!("cannot be read: {error}")))?;
     let password = password_of(bytes).map_err(|detail| bad(detail.to_owned()))?;
-    warn_if_shared(path);
     Ok(Credentials {
         username: auth.username.clone(),
         password: Password(password),
@@ -142,7 +145,8 @@ fn password_of(bytes: Vec<u8>) -> Result<String, &'static str> {
     }
 }
 
-/// Logs a file other users may read: the password is as safe as the file is.
+/// Logs a file other users may read (once per start or reload, not per session): the password
+/// is as safe as the file is.
 fn warn_if_shared(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(path)
