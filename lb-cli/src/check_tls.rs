@@ -3,11 +3,12 @@
 //! each chain is in order, ticket key files are whole keys, CA files hold certificates. Errors
 //! for what would stop the daemon (or a backend), warnings for a certificate that expires
 //! within [`EXPIRY_WARNING_DAYS`], is not valid yet, or covers none of the SNI names it is
-//! configured for.
+//! configured for. etcd discovery's TLS files are checked as `upstream.tls`'s are, and its
+//! `password_file` is read (never shown) to see that it holds a password.
 
 use std::path::Path;
 
-use lb_core::config::{Config, UpstreamTlsConfig};
+use lb_core::config::{Config, DiscoverySource, EtcdDiscovery, UpstreamTlsConfig};
 
 use crate::check::{Finding, Severity};
 
@@ -196,7 +197,34 @@ pub fn tls_findings(config: &Config, now: i64) -> Vec<Finding> {
         }
         backends(&pool.backends, inherited, &at, now, &mut out);
     }
+    for pool in config.pool_list() {
+        // The flat form's pool is the top level; a written pool is under `pools.NAME.`.
+        let at = match config.pools.iter().any(|p| p.name == pool.name) {
+            true => format!("pools.{}.", pool.name),
+            false => String::new(),
+        };
+        if let Some(DiscoverySource::Etcd(etcd)) = pool.discovery.as_deref().map(|d| &d.source) {
+            etcd_files(etcd, &format!("{at}discovery.etcd"), now, &mut out);
+        }
+    }
     out
+}
+
+/// etcd discovery's TLS files and password file.
+fn etcd_files(etcd: &EtcdDiscovery, field: &str, now: i64, out: &mut Vec<Finding>) {
+    if let Some(tls) = &etcd.tls {
+        upstream(tls, &format!("{field}.tls"), now, out);
+    }
+    if let Some(auth) = &etcd.auth {
+        let field = format!("{field}.password_file");
+        // What the file holds is never part of a finding.
+        let empty = read(&auth.password_file, &field, out)
+            .is_some_and(|bytes| bytes.iter().all(|b| matches!(b, b'\n' | b'\r')));
+        if empty {
+            let message = format!("{}: holds no password", auth.password_file.display());
+            out.push(finding(Severity::Error, field, message, None));
+        }
+    }
 }
 
 /// The TLS files of `list`'s backends that do not inherit `inherited` (checked with it).

@@ -236,3 +236,57 @@ fn a_pools_tls_files_are_checked_under_the_pools_name() {
         ]
     );
 }
+
+#[test]
+fn etcd_discovery_files_are_checked_at_their_lines_without_showing_a_password() {
+    let (dir, ca) = (Dir::new("etcd"), ca());
+    let (cert, key) = leaf(&ca, &["lb"], 365);
+    dir.write("lb.pem", cert);
+    dir.write("lb-key.pem", key);
+    dir.write("ca.pem", &ca.pem);
+    dir.write("etcd-password", "s3cret-pw\n");
+    let body = "pools:\n  api:\n    discovery:\n      etcd:\n        endpoints: ['https://etcd:2379']\n        \
+                prefix: /lb/\n        username: lb\n        password_file: etcd-password\n        \
+                tls:\n          ca_file: ca.pem\n          client_cert: lb.pem\n          client_key: lb-key.pem\n\
+                routes:\n  - match: {path_prefix: /}\n    pool: api\n";
+    let path = dir.write("lb.yaml", body);
+    let report = check_path(&path);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+
+    std::fs::remove_file(dir.0.join("lb-key.pem")).unwrap();
+    dir.write("etcd-password", "\n");
+    let report = check_path(&path);
+    let errors: Vec<(Option<u32>, Option<u32>, &str)> = (report.errors.iter())
+        .map(|f| (f.line, f.column, f.field.as_str()))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (
+                Some(12),
+                Some(23),
+                "pools.api.discovery.etcd.tls.client_key"
+            ),
+            (Some(8), Some(24), "pools.api.discovery.etcd.password_file"),
+        ],
+        "{:?}",
+        report.errors
+    );
+    assert!(!check_path(&path).valid());
+
+    // The binary prints file:line:col and never the password.
+    dir.write("etcd-password", "s3cret-pw\n");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lb-cli"))
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains("lb.yaml:12:23"), "{text}");
+    assert!(!text.contains("s3cret-pw"), "{text}");
+}

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::duration;
 use super::node::Spanned;
-use super::tls::{base_dir, path};
+use super::tls::{UpstreamTlsConfig, base_dir, path, upstream_tls};
 use super::walk::{Problem, Walker, address, duration as duration_of, int, text};
 
 /// A pool's `discovery` block.
@@ -87,7 +87,7 @@ pub struct DnsDiscovery {
 /// `discovery.etcd`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EtcdDiscovery {
-    /// The cluster's client endpoints, `host:port` (plain HTTP/2; TLS to etcd is not supported).
+    /// The cluster's client endpoints, `host:port` (the scheme a file may write is in `tls`).
     pub endpoints: Vec<String>,
     /// Every key under this prefix is one backend; its value is a JSON object like a `backends`
     /// entry.
@@ -99,6 +99,27 @@ pub struct EtcdDiscovery {
     /// stays silent for two of these is taken as dead and resumed.
     #[serde(serialize_with = "duration::serialize")]
     pub keepalive: Duration,
+    /// TLS to every endpoint (`tls`, or endpoints written `https://`); `None`: plain HTTP/2.
+    /// The server's certificate is always verified, for `sni` or else the endpoint's host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTlsConfig>,
+    /// etcd's user authentication (`username`, `password_file`); `None`: no token is asked for
+    /// (an etcd with `--client-cert-auth` then takes the user from the client certificate).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<EtcdAuth>,
+}
+
+/// `discovery.etcd.username` and `password_file`: the user the source authenticates as.
+///
+/// The password itself is never part of the configuration: the daemon reads the file when it
+/// loads or reloads the configuration and again each time it asks etcd for a token, so a
+/// rotated password is taken without a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EtcdAuth {
+    /// The etcd user.
+    pub username: String,
+    /// The file holding the user's password (one line; a final newline is not part of it).
+    pub password_file: PathBuf,
 }
 
 /// The DNS records a pool is built from.
@@ -124,7 +145,17 @@ const FIELDS: [&str; 6] = [
     "backoff_min",
     "backoff_max",
 ];
-const ETCD_FIELDS: [&str; 4] = ["endpoints", "prefix", "timeout", "keepalive"];
+const ETCD_FIELDS: [&str; 8] = [
+    "endpoints",
+    "prefix",
+    "timeout",
+    "keepalive",
+    "tls",
+    "username",
+    "password_file",
+    // Known only to be refused with a hint: a password is never written in the file.
+    "password",
+];
 const DNS_FIELDS: [&str; 7] = [
     "name", "type", "port", "resolver", "min_ttl", "max_ttl", "timeout",
 ];
@@ -235,8 +266,8 @@ fn etcd(w: &mut Walker<'_>, node: &Spanned, path_name: &str) -> Option<EtcdDisco
             return Err(Problem::expected("a list of host:port endpoints", node));
         };
         let endpoints = (items.iter())
-            .map(|item| endpoint(&item.node))
-            .collect::<Result<Vec<String>, Problem>>()?;
+            .map(|item| endpoint(&item.node).map(|(scheme, bare)| (scheme, bare, item.pos)))
+            .collect::<Result<Vec<_>, Problem>>()?;
         match endpoints.is_empty() {
             true => Err(Problem::new("must list at least one endpoint")),
             false => Ok(endpoints),
@@ -253,36 +284,144 @@ fn etcd(w: &mut Walker<'_>, node: &Spanned, path_name: &str) -> Option<EtcdDisco
     }
     let timeout = w.get(&s, "timeout", Duration::from_secs(5), duration_of(true));
     let keepalive = w.get(&s, "keepalive", Duration::from_secs(30), duration_of(true));
+    let errors = w.errors.len();
+    let tls = etcd_tls(w, &s, &endpoints.value);
+    let auth = etcd_auth(w, &s);
     if !(endpoints.ok && prefix.ok) || endpoints.value.is_empty() || prefix.value.is_empty() {
         return None;
     }
+    if w.errors.len() > errors {
+        return None;
+    }
     Some(EtcdDiscovery {
-        endpoints: endpoints.value,
+        endpoints: (endpoints.value.into_iter())
+            .map(|(_, bare, _)| bare)
+            .collect(),
         prefix: prefix.value,
         timeout: timeout.value,
         keepalive: keepalive.value,
+        tls,
+        auth,
     })
 }
 
-/// An etcd endpoint: `host:port`, optionally written `http://host:port`.
-fn endpoint(node: &super::node::Node) -> Result<String, Problem> {
-    let written = text(node)?;
-    if written.starts_with("https://") {
-        return Err(Problem::new("TLS to etcd is not supported")
-            .hint("reach etcd over plain HTTP on a trusted network, or through a local proxy"));
+/// How an endpoint was written: `http://`, `https://` or bare `host:port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Http,
+    Https,
+    Bare,
+}
+
+/// TLS to the cluster: `tls` as `upstream.tls` reads it (`true`, `false` or a mapping of
+/// `sni`, `ca_file`, `client_cert`, `client_key`), or `https://` endpoints, which alone mean
+/// `tls: true`. One cluster is reached one way: an `http://` endpoint beside TLS, or an
+/// `https://` one beside `tls: false`, is refused where it is written.
+fn etcd_tls(
+    w: &mut Walker<'_>,
+    s: &super::walk::Section<'_>,
+    endpoints: &[(Scheme, String, super::node::Pos)],
+) -> Option<UpstreamTlsConfig> {
+    let written = s.get("tls").is_some();
+    let tls = upstream_tls(w, s, None);
+    let https = (endpoints.iter()).find(|(scheme, _, _)| *scheme == Scheme::Https);
+    let tls = match (tls, https) {
+        (Some(tls), _) => Some(tls),
+        (None, Some(_)) if !written => Some(UpstreamTlsConfig::default()),
+        (None, Some((_, _, pos))) => {
+            let problem = Problem::new("an https:// endpoint, but `tls` is false")
+                .hint("write the endpoint host:port, or remove `tls: false`");
+            w.report(*pos, &s.field("endpoints"), problem);
+            return None;
+        }
+        (None, None) => None,
+    };
+    if tls.is_some() {
+        let why = match written {
+            true => "`tls` is set",
+            false => "another endpoint is https://",
+        };
+        for (_, bare, pos) in (endpoints.iter()).filter(|(scheme, _, _)| *scheme == Scheme::Http) {
+            let problem = Problem::new(format!(
+                "http://{bare} is plain HTTP, but {why}: every endpoint of a cluster is reached the same way"
+            ))
+            .hint("write it https://, or host:port");
+            w.report(*pos, &s.field("endpoints"), problem);
+        }
     }
-    let bare = written.strip_prefix("http://").unwrap_or(&written);
+    tls
+}
+
+/// `username` and `password_file`, both or neither; `password` is refused, value unread.
+fn etcd_auth(w: &mut Walker<'_>, s: &super::walk::Section<'_>) -> Option<EtcdAuth> {
+    if let Some(node) = s.get("password") {
+        // The value is not echoed: this error may be logged or shown.
+        let problem = Problem::new("a password is never written in the configuration")
+            .hint("put it in a file only lb can read (mode 0600) and set `password_file`");
+        w.report(node.pos, &s.field("password"), problem);
+    }
+    let username = w.get(s, "username", None, |node| {
+        let name = text(node)?;
+        match name.chars().any(char::is_control) {
+            true => Err(Problem::new("an etcd user name has no control characters")),
+            false => Ok(Some(name)),
+        }
+    });
+    let base = base_dir(w);
+    let password_file = w.get(s, "password_file", None, |n| path(&base)(n).map(Some));
+    match (username.value, password_file.value) {
+        (Some(username), Some(password_file)) => Some(EtcdAuth {
+            username,
+            password_file,
+        }),
+        (Some(_), None) if password_file.ok => {
+            let problem = Problem::new("username is set but password_file is not")
+                .hint("the file holding the user's password; or remove username and authenticate by client certificate");
+            w.report(username.pos, &s.field("password_file"), problem);
+            None
+        }
+        (None, Some(_)) if username.ok => {
+            let problem = Problem::new("password_file is set but username is not")
+                .hint("the etcd user the password belongs to");
+            w.report(password_file.pos, &s.field("username"), problem);
+            None
+        }
+        _ => None,
+    }
+}
+
+/// An etcd endpoint: `host:port`, optionally written `http://host:port` or `https://host:port`.
+fn endpoint(node: &super::node::Node) -> Result<(Scheme, String), Problem> {
+    let written = text(node)?;
+    let (scheme, bare) = match (
+        written.strip_prefix("http://"),
+        written.strip_prefix("https://"),
+    ) {
+        (Some(bare), _) => (Scheme::Http, bare),
+        (_, Some(bare)) => (Scheme::Https, bare),
+        _ => (Scheme::Bare, written.as_str()),
+    };
+    let bare = bare.strip_suffix('/').unwrap_or(bare);
     let valid = bare.rsplit_once(':').is_some_and(|(host, port)| {
         !host.is_empty()
             && port.parse::<u16>().is_ok_and(|port| port > 0)
-            && !host.contains(['/', ' ', '@'])
+            && !host.contains(['/', ' ', '@', '?', '#'])
+            && host_is_valid(host)
     });
     match valid {
-        true => Ok(bare.to_owned()),
+        true => Ok((scheme, bare.to_owned())),
         false => Err(
             Problem::new(format!("\"{written}\" is not a host:port endpoint"))
-                .hint("like 127.0.0.1:2379 or etcd-1.internal:2379"),
+                .hint("like 127.0.0.1:2379, etcd-1.internal:2379 or https://etcd-1.internal:2379"),
         ),
+    }
+}
+
+/// A host: a DNS name, an IPv4 address or a bracketed IPv6 one.
+fn host_is_valid(host: &str) -> bool {
+    match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => !host.contains(['[', ']', ':']),
     }
 }
 

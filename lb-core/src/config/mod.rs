@@ -56,8 +56,8 @@ use std::path::Path;
 
 pub use diff::{Change, apply_pools, diff};
 pub use discovery::{
-    DEFAULT_DEBOUNCE, DiscoveryConfig, DiscoverySource, DnsDiscovery, EtcdDiscovery, RecordType,
-    parse_backend_entry, parse_backend_file,
+    DEFAULT_DEBOUNCE, DiscoveryConfig, DiscoverySource, DnsDiscovery, EtcdAuth, EtcdDiscovery,
+    RecordType, parse_backend_entry, parse_backend_file,
 };
 pub use duration::{format_duration, parse_duration};
 pub(crate) use error::closest;

@@ -66,6 +66,7 @@ pub fn warnings(config: &Config) -> Vec<ConfigWarning> {
         weights(&prefix, &pool, &mut out);
         failure_detection(&prefix, &pool, &mut out);
         retry(&prefix, &pool, &mut out);
+        etcd_password(&prefix, &pool, &mut out);
     }
     metrics(config, &mut out);
     admin(config, &mut out);
@@ -232,6 +233,26 @@ fn retry(prefix: &str, pool: &PoolConfig, out: &mut Vec<ConfigWarning>) {
     }
 }
 
+/// etcd's `Authenticate` carries the password itself: over plain HTTP/2 anyone on the path
+/// reads it.
+fn etcd_password(prefix: &str, pool: &PoolConfig, out: &mut Vec<ConfigWarning>) {
+    let Some(discovery) = &pool.discovery else {
+        return;
+    };
+    if let super::DiscoverySource::Etcd(etcd) = &discovery.source
+        && etcd.auth.is_some()
+        && etcd.tls.is_none()
+    {
+        out.push(warning(
+            &format!("{prefix}discovery.etcd.username"),
+            &[&format!("{prefix}discovery.etcd")],
+            "the etcd password is sent over plain HTTP/2: anyone on the path can read it"
+                .to_owned(),
+            "reach etcd over TLS (discovery.etcd.tls), or authenticate by client certificate",
+        ));
+    }
+}
+
 fn metrics(config: &Config, out: &mut Vec<ConfigWarning>) {
     let metrics = &config.metrics;
     if metrics.enabled && metrics.listen.ip().is_unspecified() {
@@ -382,6 +403,16 @@ mod tests {
         for (extra, want) in cases {
             assert_eq!(fields(&format!("{TWO}{extra}")), want, "for {extra}");
         }
+    }
+
+    #[test]
+    fn an_etcd_password_over_plain_http_is_warned_about() {
+        let plain = "discovery:\n  etcd: {endpoints: ['e:1'], prefix: /a/, username: lb, password_file: p}\n";
+        assert_eq!(fields(plain), ["discovery.etcd.username"]);
+        assert!(fields(&plain.replace("'e:1'", "'https://e:1'")).is_empty());
+        assert!(fields(&plain.replace(", username: lb, password_file: p", "")).is_empty());
+        let found = warnings(&parse(plain, Format::Yaml, "lb.yaml").unwrap());
+        assert_eq!(locate(plain, Format::Yaml, &found[0].field), Some((2, 53)));
     }
 
     #[test]

@@ -359,9 +359,6 @@ fn etcd_settings_are_validated() {
     assert!(bad("discovery: {etcd: {prefix: /a/}}\n").contains("endpoints"));
     assert!(bad("discovery: {etcd: {endpoints: [], prefix: /a/}}\n").contains("at least one"));
     assert!(bad("discovery: {etcd: {endpoints: [nohost], prefix: /a/}}\n").contains("host:port"));
-    assert!(
-        bad("discovery: {etcd: {endpoints: ['https://e:2379'], prefix: /a/}}\n").contains("TLS")
-    );
     assert!(bad("discovery: {etcd: {endpoints: ['e:2379']}}\n").contains("prefix"));
     assert!(
         bad("discovery: {file: a.yaml, etcd: {endpoints: ['e:2379'], prefix: /a/}}\n")
@@ -415,4 +412,126 @@ fn a_name_found_in_dns_is_the_sni_of_its_tls_backends() {
     let plain = api();
     let set = from_addresses(&pool(&plain, "api"), "api.example.internal", &ips, 80);
     assert!(set[0].tls.is_none());
+}
+
+fn etcd_of(yaml: &str) -> crate::config::EtcdDiscovery {
+    let config = parse(yaml, Format::Yaml, "/etc/lb/lb.yaml").unwrap();
+    let crate::config::DiscoverySource::Etcd(etcd) = config.discovery.unwrap().source else {
+        panic!("an etcd source")
+    };
+    etcd
+}
+
+#[test]
+fn etcd_tls_is_the_tls_block_or_https_endpoints() {
+    let etcd = etcd_of(
+        "discovery: {etcd: {endpoints: ['https://e1:2379/', 'https://[::1]:2379'], prefix: /a/}}\n",
+    );
+    assert_eq!(etcd.endpoints, ["e1:2379", "[::1]:2379"]);
+    assert_eq!(etcd.tls, Some(crate::config::UpstreamTlsConfig::default()));
+    let etcd = etcd_of(
+        "discovery:\n  etcd:\n    endpoints: ['e1:2379', 'https://e2:2379']\n    prefix: /a/\n    \
+         tls: {sni: etcd.internal, ca_file: ca.pem, client_cert: /k/c.pem, client_key: /k/k.pem}\n",
+    );
+    let tls = etcd.tls.expect("tls");
+    assert_eq!(tls.sni.as_deref(), Some("etcd.internal"));
+    assert_eq!(
+        tls.ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/lb/ca.pem"))
+    );
+    assert_eq!(
+        tls.client_key.as_deref(),
+        Some(std::path::Path::new("/k/k.pem"))
+    );
+    assert_eq!(
+        etcd_of("discovery: {etcd: {endpoints: ['e:1'], prefix: /a/}}\n").tls,
+        None
+    );
+    let etcd = etcd_of("discovery: {etcd: {endpoints: ['e:1'], prefix: /a/, tls: true}}\n");
+    assert_eq!(etcd.tls, Some(crate::config::UpstreamTlsConfig::default()));
+}
+
+#[test]
+fn etcd_tls_mixes_are_refused_where_written() {
+    let bad = |yaml: &str| {
+        parse(yaml, Format::Yaml, "lb.yaml")
+            .unwrap_err()
+            .to_string()
+    };
+    let mixed = bad(
+        "discovery:\n  etcd:\n    endpoints:\n      - https://e1:2379\n      - http://e2:2379\n    prefix: /a/\n",
+    );
+    assert!(mixed.contains("lb.yaml:5:9"), "{mixed}");
+    assert!(mixed.contains("http://e2:2379 is plain HTTP"), "{mixed}");
+    let with_tls = bad("discovery:\n  etcd: {endpoints: ['http://e:1'], prefix: /a/, tls: true}\n");
+    assert!(with_tls.contains("`tls` is set"), "{with_tls}");
+    let off = bad("discovery:\n  etcd: {endpoints: ['https://e:1'], prefix: /a/, tls: false}\n");
+    assert!(off.contains("`tls` is false"), "{off}");
+    let half =
+        bad("discovery:\n  etcd: {endpoints: ['e:1'], prefix: /a/, tls: {client_cert: c.pem}}\n");
+    assert!(
+        half.contains("client_cert is set but client_key is not"),
+        "{half}"
+    );
+    let sni = bad("discovery:\n  etcd: {endpoints: ['e:1'], prefix: /a/, tls: {sni: 'a b'}}\n");
+    assert!(sni.contains("not a DNS name"), "{sni}");
+    assert!(
+        bad("discovery: {etcd: {endpoints: ['https://e:1?x'], prefix: /a/}}\n")
+            .contains("host:port")
+    );
+    assert!(
+        bad("discovery: {etcd: {endpoints: ['::1:2379'], prefix: /a/}}\n").contains("host:port")
+    );
+}
+
+#[test]
+fn etcd_auth_takes_a_password_file_never_a_password() {
+    let etcd = etcd_of(
+        "discovery: {etcd: {endpoints: ['e:1'], prefix: /a/, username: lb, password_file: secret/etcd}}\n",
+    );
+    let auth = etcd.auth.expect("auth");
+    assert_eq!(auth.username, "lb");
+    assert_eq!(
+        auth.password_file,
+        std::path::Path::new("/etc/lb/secret/etcd")
+    );
+    let bad = |yaml: &str| {
+        parse(yaml, Format::Yaml, "lb.yaml")
+            .unwrap_err()
+            .to_string()
+    };
+    let inline = bad(
+        "discovery:\n  etcd: {endpoints: ['e:1'], prefix: /a/, username: lb, password: hunter2}\n",
+    );
+    assert!(inline.contains("never written"), "{inline}");
+    assert!(inline.contains("lb.yaml:2:"), "{inline}");
+    assert!(
+        !inline.contains("hunter2"),
+        "the password is not echoed: {inline}"
+    );
+    let alone = bad("discovery:\n  etcd: {endpoints: ['e:1'], prefix: /a/, username: lb}\n");
+    assert!(alone.contains("password_file is not"), "{alone}");
+    let alone = bad("discovery:\n  etcd: {endpoints: ['e:1'], prefix: /a/, password_file: p}\n");
+    assert!(alone.contains("username is not"), "{alone}");
+    assert!(
+        bad(
+            "discovery: {etcd: {endpoints: ['e:1'], prefix: /a/, username: '', password_file: p}}\n"
+        )
+        .contains("must not be empty")
+    );
+}
+
+#[test]
+fn etcd_settings_are_shown_without_secrets() {
+    let config = parse(
+        "discovery: {etcd: {endpoints: ['https://e:1'], prefix: /a/, username: lb, password_file: /run/p}}\n",
+        Format::Yaml,
+        "lb.yaml",
+    )
+    .unwrap();
+    let shown = serde_json::to_value(config.discovery.unwrap()).unwrap();
+    let etcd = &shown["etcd"];
+    assert_eq!(etcd["username"], "lb");
+    assert_eq!(etcd["password_file"], "/run/p");
+    assert_eq!(etcd["tls"], serde_json::json!({}));
 }

@@ -178,6 +178,7 @@ async fn answer(request: Request<Incoming>, control: Weak<Control>) -> SideRespo
                     ReloadError::Load(LoadError::Invalid(_))
                     | ReloadError::Token(_)
                     | ReloadError::Auth(_)
+                    | ReloadError::Discovery(_)
                     | ReloadError::AccessLog { .. }
                     | ReloadError::Tls(_) => StatusCode::UNPROCESSABLE_ENTITY,
                     ReloadError::Load(LoadError::Read { .. }) | ReloadError::Tracing(_) => {

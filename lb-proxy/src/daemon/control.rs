@@ -77,6 +77,9 @@ pub enum ReloadError {
     /// An authentication scheme's key file could not be read or parsed.
     #[error("{0}")]
     Auth(String),
+    /// A discovery source's files (etcd's TLS files or password file) cannot be used.
+    #[error("discovery: {0}")]
+    Discovery(String),
     /// The new access log's target could not be opened.
     #[error("access log {target}: {source}")]
     AccessLog {
@@ -141,6 +144,9 @@ impl Control {
         let token = read_token(&config.admin).map_err(StartError::Token)?;
         let pools = config.pool_list();
         check_upstream_tls(pools.iter().flat_map(|pool| pool.backends.iter()))?;
+        for pool in &pools {
+            crate::discovery::check(pool).map_err(StartError::Discovery)?;
+        }
         // Key files are read now, so that a missing one stops the start with its name.
         crate::policy::auth::load_all(&config.auth).map_err(|e| StartError::Auth(e.to_string()))?;
         let prebound = endpoints::bind_at_start(&config, options.inherited).await?;

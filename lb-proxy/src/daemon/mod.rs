@@ -61,6 +61,9 @@ pub enum StartError {
     /// An authentication scheme's key file could not be read or parsed.
     #[error("{0}")]
     Auth(String),
+    /// A discovery source's files (etcd's TLS files or password file) cannot be used.
+    #[error("discovery: {0}")]
+    Discovery(String),
     /// Tracing's exporter cannot start.
     #[error(transparent)]
     Tracing(#[from] crate::trace::TracingError),

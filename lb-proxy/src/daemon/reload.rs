@@ -64,6 +64,12 @@ pub(super) async fn apply(
         _ => &[],
     });
     check_upstream_tls(joining)?;
+    // A discovery source's files are read again, as a restarted source would read them.
+    if file {
+        for pool in config.pool_list() {
+            crate::discovery::check(&pool).map_err(ReloadError::Discovery)?;
+        }
+    }
     // Key files are read again on every reload (a rotated key is taken), and a bad one refuses
     // the reload rather than every request of its routes.
     let schemes = match file {

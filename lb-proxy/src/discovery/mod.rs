@@ -99,6 +99,21 @@ pub(crate) fn start(pool: &PoolConfig, metrics: &Arc<Metrics>) -> Option<(Source
     Some((Source { task }, receiver))
 }
 
+/// Reads the files `pool`'s source will read (etcd's TLS files and password file), so that one
+/// that cannot be used refuses the start or the reload naming it, with the pool and the file.
+///
+/// # Errors
+///
+/// The pool's name and what is wrong, never a file's content.
+pub(crate) fn check(pool: &PoolConfig) -> Result<(), String> {
+    match pool.discovery.as_deref().map(|d| &d.source) {
+        Some(DiscoverySource::Etcd(settings)) => {
+            etcd::check(settings).map_err(|error| format!("pool {}: {error}", pool.name))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

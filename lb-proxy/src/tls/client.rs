@@ -81,6 +81,32 @@ pub(crate) fn upstream_tls(
     address: SocketAddr,
     http2: bool,
 ) -> Result<UpstreamTls, TlsError> {
+    let alpn: &[u8] = match http2 {
+        true => b"h2",
+        false => b"http/1.1",
+    };
+    let client = client_config(config, alpn)?;
+    let name = config
+        .sni
+        .clone()
+        .unwrap_or_else(|| address.ip().to_string());
+    Ok(UpstreamTls {
+        connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
+        server_name: server_name(name)?,
+    })
+}
+
+/// A client configuration from `config` (`ca_file` or the system's roots, the client
+/// certificate when set), offering the one application protocol `alpn`. Shared by backends and
+/// etcd discovery, so both verify and present certificates the same way.
+///
+/// # Errors
+///
+/// An unreadable or unusable CA file, client certificate or key; no system roots.
+pub(crate) fn client_config(
+    config: &UpstreamTlsConfig,
+    alpn: &[u8],
+) -> Result<ClientConfig, TlsError> {
     let builder = ClientConfig::builder_with_provider(lb_tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_root_certificates(roots(config)?);
@@ -103,20 +129,18 @@ pub(crate) fn upstream_tls(
         }
         _ => builder.with_no_client_auth(),
     };
-    client.alpn_protocols = match http2 {
-        true => vec![b"h2".to_vec()],
-        false => vec![b"http/1.1".to_vec()],
-    };
-    let name = config
-        .sni
-        .clone()
-        .unwrap_or_else(|| address.ip().to_string());
-    let server_name = ServerName::try_from(name)
-        .map_err(|error| TlsError::Rustls(rustls::Error::General(error.to_string())))?;
-    Ok(UpstreamTls {
-        connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
-        server_name,
-    })
+    client.alpn_protocols = vec![alpn.to_vec()];
+    Ok(client)
+}
+
+/// `name` (a DNS name or an IP address) as the name verified in a server's certificate.
+///
+/// # Errors
+///
+/// A name rustls cannot verify (validation lets none through).
+pub(crate) fn server_name(name: String) -> Result<ServerName<'static>, TlsError> {
+    ServerName::try_from(name)
+        .map_err(|error| TlsError::Rustls(rustls::Error::General(error.to_string())))
 }
 
 /// Why a handshake with a backend failed, as a bounded metric label.

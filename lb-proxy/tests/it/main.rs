@@ -9,6 +9,7 @@ mod auth;
 mod differential;
 mod discovery_dns;
 mod discovery_etcd;
+mod discovery_etcd_secure;
 mod discovery_file;
 mod discovery_fleet;
 mod exhaustion;

@@ -1,5 +1,7 @@
-//! The two calls of etcd's v3 gRPC API the etcd source makes, `KV.Range` and `Watch.Watch`,
-//! over tonic.
+//! The three calls of etcd's v3 gRPC API the etcd source makes, `KV.Range`, `Watch.Watch` and
+//! `Auth.Authenticate`, over tonic (plain HTTP/2, or TLS through [`super::access::TlsConnect`]).
+//! Once authenticated, every call carries the token as the `token` metadata, as etcd's own
+//! client sends it.
 //!
 //! The messages are written here with `prost`'s derive instead of generated from etcd's `.proto`
 //! files: generating them needs `protoc` at build time, which a fresh machine lacks, and these
@@ -14,8 +16,11 @@ use std::time::Duration;
 use http::uri::PathAndQuery;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic_prost::ProstCodec;
+
+use super::access::{Access, Credentials, TlsConnect};
 
 /// The largest answer taken from etcd (a range read of a big prefix); tonic's default is 4 MiB.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -113,6 +118,40 @@ pub(super) struct Event {
     pub kv: Option<KeyValue>,
 }
 
+/// `etcdserverpb.AuthenticateRequest`. Its `Debug` hides the password.
+#[derive(Clone, PartialEq, prost::Message)]
+#[prost(skip_debug)]
+struct AuthenticateRequest {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(string, tag = "2")]
+    password: String,
+}
+
+impl std::fmt::Debug for AuthenticateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AuthenticateRequest {{ name: {:?}, .. }}", self.name)
+    }
+}
+
+/// `etcdserverpb.AuthenticateResponse`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct AuthenticateResponse {
+    #[prost(message, optional, tag = "1")]
+    header: Option<ResponseHeader>,
+    #[prost(string, tag = "2")]
+    token: String,
+}
+
+/// Why a connection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ConnectError {
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+    #[error("TLS settings: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+}
+
 /// The end of the range holding every key that starts with `prefix` (etcd's `WithPrefix`):
 /// the prefix with its last byte below 0xff incremented and the rest cut; `\0` (every key) when
 /// the prefix is empty or all 0xff.
@@ -130,31 +169,80 @@ pub(super) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 /// A connection to one etcd endpoint.
 pub(super) struct Client {
     grpc: tonic::client::Grpc<Channel>,
+    /// The token every call carries, once authenticated.
+    token: Option<AsciiMetadataValue>,
 }
 
 impl Client {
-    /// Connects to `endpoint` (`host:port` or `http://host:port`), with HTTP/2 keepalive pings
-    /// every `keepalive` answered within `timeout`, and `timeout` on connecting and on each
-    /// unary call.
+    /// Connects to `endpoint` (`host:port`), over TLS when `access` says so, with HTTP/2
+    /// keepalive pings every `keepalive` answered within `timeout`, and `timeout` on connecting
+    /// and on each unary call.
     pub(super) async fn connect(
         endpoint: &str,
+        access: &Access,
         timeout: Duration,
         keepalive: Duration,
-    ) -> Result<Self, tonic::transport::Error> {
-        let uri = match endpoint.contains("://") {
-            true => endpoint.to_owned(),
-            false => format!("http://{endpoint}"),
+    ) -> Result<Self, ConnectError> {
+        let scheme = match access.tls {
+            Some(_) => "https",
+            None => "http",
         };
-        let channel = Endpoint::from_shared(uri)?
+        let settings = Endpoint::from_shared(format!("{scheme}://{endpoint}"))?
             .connect_timeout(timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(keepalive)
             .keep_alive_timeout(timeout)
-            .keep_alive_while_idle(true)
-            .connect()
-            .await?;
+            .keep_alive_while_idle(true);
+        let channel = match &access.tls {
+            Some(config) => {
+                let name = super::access::server_name(access.sni.as_deref(), endpoint)?;
+                let connect = TlsConnect {
+                    config: config.clone(),
+                    name,
+                };
+                settings.connect_with_connector(connect).await?
+            }
+            None => settings.connect().await?,
+        };
         let grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
-        Ok(Self { grpc })
+        Ok(Self { grpc, token: None })
+    }
+
+    /// Asks etcd for a token for `credentials`; the calls that follow carry it.
+    pub(super) async fn authenticate(
+        &mut self,
+        credentials: &Credentials,
+    ) -> Result<String, tonic::Status> {
+        let request = AuthenticateRequest {
+            name: credentials.username.clone(),
+            password: credentials.password.expose().to_owned(),
+        };
+        self.ready().await?;
+        let path = PathAndQuery::from_static("/etcdserverpb.Auth/Authenticate");
+        let answer: tonic::Response<AuthenticateResponse> = self
+            .grpc
+            .unary(tonic::Request::new(request), path, ProstCodec::default())
+            .await?;
+        let token = answer.into_inner().token;
+        self.use_token(&token)?;
+        Ok(token)
+    }
+
+    /// Sends `token` (from an earlier [`Client::authenticate`]) with the calls that follow.
+    pub(super) fn use_token(&mut self, token: &str) -> Result<(), tonic::Status> {
+        let value = AsciiMetadataValue::try_from(token)
+            .map_err(|_| tonic::Status::internal("etcd: a token that is not ASCII text"))?;
+        self.token = Some(value);
+        Ok(())
+    }
+
+    /// `message` as a request, with the token when there is one.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = &self.token {
+            request.metadata_mut().insert("token", token.clone());
+        }
+        request
     }
 
     /// Every key under `prefix`, and the store's revision they were read at.
@@ -170,7 +258,7 @@ impl Client {
         let path = PathAndQuery::from_static("/etcdserverpb.KV/Range");
         let answer = self
             .grpc
-            .unary(tonic::Request::new(request), path, ProstCodec::default())
+            .unary(self.request(request), path, ProstCodec::default())
             .await?;
         Ok(answer.into_inner())
     }
@@ -200,7 +288,7 @@ impl Client {
         let answers = self
             .grpc
             .streaming(
-                tonic::Request::new(ReceiverStream::new(outgoing)),
+                self.request(ReceiverStream::new(outgoing)),
                 path,
                 ProstCodec::default(),
             )
@@ -293,6 +381,41 @@ mod tests {
                 kv.value.as_slice()
             ),
             (&b"/p/a"[..], 41, 2, &b"{}"[..])
+        );
+    }
+
+    #[test]
+    fn an_authenticate_request_encodes_as_etcd_reads_it() {
+        let request = AuthenticateRequest {
+            name: "lb".to_owned(),
+            password: "pw".to_owned(),
+        };
+        // name (1) and password (2), both length-delimited strings.
+        let expected = [0x0a, 2, b'l', b'b', 0x12, 2, b'p', b'w'];
+        assert_eq!(request.encode_to_vec(), expected);
+        let shown = format!("{request:?}");
+        assert!(shown.contains("lb") && !shown.contains("pw"), "{shown}");
+    }
+
+    #[test]
+    fn an_authenticate_response_gives_its_token() {
+        // header (1) with cluster_id (1), member_id (2), revision (3) and raft_term (4), then
+        // token (2).
+        let mut header = Vec::new();
+        prost::encoding::uint64::encode(1, &7, &mut header);
+        prost::encoding::uint64::encode(2, &9, &mut header);
+        prost::encoding::int64::encode(3, &12, &mut header);
+        prost::encoding::uint64::encode(4, &2, &mut header);
+        let mut wire = Vec::new();
+        prost::encoding::bytes::encode(1, &header, &mut wire);
+        prost::encoding::string::encode(2, &"XyZ.42".to_owned(), &mut wire);
+        let decoded = AuthenticateResponse::decode(wire.as_slice()).expect("decodes");
+        assert_eq!(decoded.token, "XyZ.42");
+        assert_eq!(decoded.header.map(|h| h.revision), Some(12));
+        // The exact bytes: field 2, length 6.
+        assert_eq!(
+            &wire[wire.len() - 8..],
+            &[0x12, 6, b'X', b'y', b'Z', b'.', b'4', b'2']
         );
     }
 

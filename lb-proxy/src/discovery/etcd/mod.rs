@@ -1,5 +1,6 @@
 //! The etcd v3 source: every key under a prefix is one backend, its value a JSON object like a
-//! `backends` entry (etcd's v3 gRPC API over plain HTTP/2, [`api`]).
+//! `backends` entry (etcd's v3 gRPC API over HTTP/2, plain or TLS, [`api`]; the files TLS and
+//! authentication read, [`access`]).
 //!
 //! The prefix is listed once (a range read, which gives the store's revision), then watched from
 //! the revision after it, so that no change between the two is missed. A watch never freezes
@@ -12,11 +13,25 @@
 //!   dead and resumed. Each report also renews `lb_discovery_last_update_timestamp_seconds`, so
 //!   its age says how long the pool has been out of touch with etcd.
 //!
-//! Failures (no endpoint reachable, a request that times out) publish nothing — the pool keeps
-//! its last good set — and are retried after a backoff that doubles per failure in a row. A key
-//! whose value does not describe a backend is logged and counted, and keeps the backend it had.
+//! Failures (no endpoint reachable, a TLS handshake refused, a request that times out, a wrong
+//! password) publish nothing — the pool keeps its last good set — and are retried after a
+//! backoff that doubles per failure in a row. A key whose value does not describe a backend is
+//! logged and counted, and keeps the backend it had.
+//!
+//! With `username`, a session authenticates (`Auth.Authenticate`) and every call carries the
+//! token. The token is kept for the sessions that follow, as etcd's own client does (each
+//! authentication is a write through etcd's consensus and a bcrypt check). etcd forgets tokens
+//! (a simple token unused for `--auth-token-ttl`, every token when it restarts): a call or a
+//! watch refused for its token (invalid token, empty user, old auth revision, or a permission
+//! denied to a token that worked before — etcd 3.4 says that for a watch) drops the token and
+//! starts a new session at once, which authenticates again and resumes the watch where it was.
+//! A token refused right after it was issued is a real failure (the user lacks the right to
+//! read the prefix), logged and backed off like any other.
 
+mod access;
 mod api;
+
+pub(super) use access::{AccessError, check};
 
 use std::time::Duration;
 
@@ -24,19 +39,27 @@ use lb_core::config::{DiscoveryConfig, EtcdDiscovery};
 use lb_core::discovery::{Backoff, KeyedSet, Resume, WatchEnd, resume};
 use rand::RngExt;
 
-use self::api::{Client, Watch};
+use self::access::Access;
+use self::api::{Client, ConnectError, Watch};
 use super::Context;
 
 /// Why the source lost touch with etcd.
 #[derive(Debug, thiserror::Error)]
 enum EtcdError {
-    #[error("etcd {endpoint}: {error}")]
+    #[error("etcd: {0}")]
+    Access(#[from] AccessError),
+    #[error("etcd {endpoint}: {}", chain(error))]
     Connect {
         endpoint: String,
-        error: tonic::transport::Error,
+        error: ConnectError,
     },
     #[error("etcd: {}", .0.message())]
     Call(#[from] tonic::Status),
+    /// `message` is etcd's: it never holds the password.
+    #[error("etcd: authenticating as {username:?}: {message}")]
+    Auth { username: String, message: String },
+    #[error("etcd refused the source's token ({0})")]
+    TokenRefused(String),
     #[error("etcd: no answer within {0:?}")]
     Timeout(Duration),
     #[error("etcd: the watch stream closed")]
@@ -57,12 +80,19 @@ pub(super) async fn run(context: Context, etcd: EtcdDiscovery, settings: Discove
         revision: 0,
         next: Resume::Relist,
         endpoint: 0,
+        token: None,
     };
     let mut failures: u32 = 0;
     loop {
         // Boxed: the gRPC client's futures are large, and a session starts rarely.
         let outcome = Box::pin(session(&context, &etcd, &mut state, &mut failures)).await;
         let end = match outcome {
+            Err(EtcdError::TokenRefused(reason)) => {
+                tracing::info!(pool = %context.pool.name, %reason,
+                    "etcd refused the token (expired, or etcd restarted): authenticating again");
+                state.next = resume(WatchEnd::Closed, state.revision);
+                continue;
+            }
             Err(EtcdError::Cancelled(reason)) if reason.contains("compacted") => {
                 tracing::warn!(pool = %context.pool.name, %reason, "etcd watch compacted: listing again");
                 WatchEnd::Compacted
@@ -91,17 +121,27 @@ struct State {
     next: Resume,
     /// Which of the endpoints the next session tries first: the next one after a failure.
     endpoint: usize,
+    /// The token of the last authentication, while etcd takes it.
+    token: Option<String>,
 }
 
-/// One connection: list (when needed), then watch until the watch ends.
+/// One connection: authenticate (when needed), list (when needed), then watch until the watch
+/// ends.
 async fn session(
     context: &Context,
     etcd: &EtcdDiscovery,
     state: &mut State,
     failures: &mut u32,
 ) -> Result<(), EtcdError> {
+    // Read again each session: rotated certificates and passwords are taken without a reload.
+    let access = Access::load(etcd)?;
     let endpoint = &etcd.endpoints[state.endpoint % etcd.endpoints.len().max(1)];
-    let connect = Box::pin(Client::connect(endpoint, etcd.timeout, etcd.keepalive));
+    let connect = Box::pin(Client::connect(
+        endpoint,
+        &access,
+        etcd.timeout,
+        etcd.keepalive,
+    ));
     let connected = tokio::time::timeout(etcd.timeout, connect).await;
     let mut client = match connected {
         Ok(Ok(client)) => client,
@@ -117,6 +157,80 @@ async fn session(
             return Err(EtcdError::Timeout(etcd.timeout));
         }
     };
+    let Some(credentials) = &access.credentials else {
+        return follow(context, etcd, state, failures, &mut client).await;
+    };
+    let fresh = match &state.token {
+        Some(token) => {
+            client.use_token(token)?;
+            false
+        }
+        None => {
+            let asked = tokio::time::timeout(etcd.timeout, client.authenticate(credentials));
+            let token = (asked.await)
+                .map_err(|_| EtcdError::Timeout(etcd.timeout))?
+                .map_err(|status| EtcdError::Auth {
+                    username: credentials.username.clone(),
+                    message: status.message().to_owned(),
+                })?;
+            state.token = Some(token);
+            true
+        }
+    };
+    match follow(context, etcd, state, failures, &mut client).await {
+        Err(error) if refuses_token(&error) => {
+            state.token = None;
+            match fresh {
+                true => Err(error),
+                false => Err(EtcdError::TokenRefused(error.to_string())),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Whether etcd refused a call or a watch for its token (see the module's documentation).
+fn refuses_token(error: &EtcdError) -> bool {
+    const REASONS: [&str; 4] = [
+        "invalid auth token",
+        "user name is empty",
+        "revision of auth store is old",
+        "permission denied",
+    ];
+    let said = |message: &str| REASONS.iter().any(|reason| message.contains(reason));
+    match error {
+        EtcdError::Call(status) => {
+            status.code() == tonic::Code::Unauthenticated || said(status.message())
+        }
+        EtcdError::Cancelled(reason) => said(reason),
+        _ => false,
+    }
+}
+
+/// `error` and its sources, each once: tonic's transport error says only "transport error",
+/// its sources say which (a refused connection, an unknown certificate issuer).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let said = inner.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = inner.source();
+    }
+    text
+}
+
+/// Lists the prefix (when needed), then watches it until the watch ends.
+async fn follow(
+    context: &Context,
+    etcd: &EtcdDiscovery,
+    state: &mut State,
+    failures: &mut u32,
+    client: &mut Client,
+) -> Result<(), EtcdError> {
     let start = match state.next {
         Resume::WatchFrom(revision) => revision,
         Resume::Relist => {
@@ -211,4 +325,66 @@ fn publish(context: &Context, set: &KeyedSet) {
         return;
     }
     context.publish(backends);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_token_is_told_from_other_failures() {
+        let call = |code, message: &str| EtcdError::Call(tonic::Status::new(code, message));
+        let refused = [
+            call(
+                tonic::Code::Unauthenticated,
+                "etcdserver: invalid auth token",
+            ),
+            call(tonic::Code::Unauthenticated, "anything"),
+            call(
+                tonic::Code::InvalidArgument,
+                "etcdserver: user name is empty",
+            ),
+            call(
+                tonic::Code::FailedPrecondition,
+                "etcdserver: revision of auth store is old",
+            ),
+            // etcd 3.4 cancels a watch created with an expired token this way.
+            EtcdError::Cancelled(
+                "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
+                    .to_owned(),
+            ),
+            EtcdError::Cancelled(
+                "rpc error: code = Unauthenticated desc = etcdserver: invalid auth token"
+                    .to_owned(),
+            ),
+        ];
+        for error in &refused {
+            assert!(refuses_token(error), "{error}");
+        }
+        let other = [
+            call(tonic::Code::Unavailable, "etcdserver: leader changed"),
+            EtcdError::Cancelled("revision 4 compacted (now 9)".to_owned()),
+            EtcdError::Closed,
+            EtcdError::Auth {
+                username: "lb".to_owned(),
+                message: "etcdserver: authentication failed, invalid user ID or password"
+                    .to_owned(),
+            },
+        ];
+        for error in &other {
+            assert!(!refuses_token(error), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_chain_names_each_cause_once() {
+        let inner = std::io::Error::other("invalid peer certificate: UnknownIssuer");
+        let outer = std::io::Error::other(inner);
+        assert_eq!(chain(&outer), "invalid peer certificate: UnknownIssuer");
+        #[derive(Debug, thiserror::Error)]
+        #[error("transport error")]
+        struct Transport(#[source] std::io::Error);
+        let error = Transport(std::io::Error::other("connection refused"));
+        assert_eq!(chain(&error), "transport error: connection refused");
+    }
 }

@@ -18,6 +18,7 @@ use lb_proxy::Daemon;
 use test_backend::{BackendOptions, RunningBackend};
 
 pub mod admin;
+pub mod etcd;
 pub mod fake_backend;
 pub mod grpc;
 pub mod process;
