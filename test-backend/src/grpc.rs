@@ -8,7 +8,9 @@
 //! | `ServerStream` | server streaming | `count` replies (at most 10000), numbered |
 //! | `Bidi` | bidirectional | each request's `message` back as it arrives |
 //! | `BigTrailers` | server streaming | one reply, then trailers with `x-big` of `trailer_bytes` bytes (at most 1 MiB) |
-//! | `Fail` | unary | the status `code` with `message` |
+//! | `Fail` | unary | the status `code` with `message` (and `grpc-retry-pushback-ms` when `pushback_ms` is set); when `fail_on` names another backend, `message` back as `Unary` does, with the call's `grpc-previous-rpc-attempts` as `x-previous-attempts` |
+//! | `Collect` | client streaming | one reply: every request's `message`, joined by `,`; on the backend `fail_on` names, the status `code` as soon as the first request arrived (the others unread) |
+//! | `ServerStream` with `code` | server streaming | `count` replies, then the status `code` in trailers (the response began: no retry may follow) |
 //! | `Wait` | unary | a reply after `wait_ms` milliseconds (at most 60000); a call dropped first (cancelled, past its deadline) is counted in [`crate::BackendStats::grpc_cancelled`] |
 //!
 //! Every call is counted in [`crate::BackendStats::grpc_calls`].
@@ -22,7 +24,9 @@ use futures_util::{Stream, StreamExt, stream};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use tonic::metadata::{MetadataMap, MetadataValue};
-use tonic::server::{Grpc, ServerStreamingService, StreamingService, UnaryService};
+use tonic::server::{
+    ClientStreamingService, Grpc, ServerStreamingService, StreamingService, UnaryService,
+};
 use tonic::{Code, Status, Streaming};
 use tonic_prost::ProstCodec;
 
@@ -53,6 +57,12 @@ pub struct EchoRequest {
     /// `Wait`: milliseconds before the reply.
     #[prost(uint64, tag = "5")]
     pub wait_ms: u64,
+    /// `Fail`, `Collect`: fail only on the backend of this name (empty: on every backend).
+    #[prost(string, tag = "6")]
+    pub fail_on: String,
+    /// `Fail`: the `grpc-retry-pushback-ms` sent with the status.
+    #[prost(int64, optional, tag = "7")]
+    pub pushback_ms: Option<i64>,
 }
 
 /// A reply of any method.
@@ -91,7 +101,8 @@ pub(crate) async fn serve(
         "ServerStream" => grpc.server_streaming(ServerStream(name), request).await,
         "Bidi" => grpc.streaming(Bidi(name), request).await,
         "BigTrailers" => grpc.server_streaming(BigTrailers(name), request).await,
-        "Fail" => grpc.unary(Fail, request).await,
+        "Fail" => grpc.unary(Fail(name), request).await,
+        "Collect" => grpc.client_streaming(Collect(name), request).await,
         "Wait" => grpc.unary(Wait(name, shared.clone()), request).await,
         _ => Status::unimplemented(format!("no method {method}")).into_http(),
     }
@@ -128,8 +139,13 @@ impl ServerStreamingService<EchoRequest> for ServerStream {
         let request = request.into_inner();
         let backend = self.0.clone();
         let count = request.count.min(MAX_STREAM_REPLIES);
+        let code = request.code;
+        let message = request.message.clone();
         let replies = stream::iter(0..count)
             .map(move |index| Ok(reply(&backend, request.message.clone(), index)));
+        // A status after the replies: the response began, and the status comes in trailers.
+        let end = stream::iter((code != 0).then(|| Err(status(code, &message))));
+        let replies = replies.chain(end);
         Box::pin(async move { Ok(tonic::Response::new(Box::pin(replies) as Replies)) })
     }
 }
@@ -180,16 +196,68 @@ impl ServerStreamingService<EchoRequest> for BigTrailers {
     }
 }
 
-struct Fail;
+/// The status `code` (a gRPC code) with `message`.
+fn status(code: u32, message: &str) -> Status {
+    Status::new(Code::from(i32::try_from(code).unwrap_or(i32::MAX)), message)
+}
+
+/// Whether the backend `name` fails a request that says `fail_on`.
+fn fails_here(name: &str, fail_on: &str) -> bool {
+    fail_on.is_empty() || fail_on == name
+}
+
+struct Fail(Arc<str>);
 
 impl UnaryService<EchoRequest> for Fail {
     type Response = EchoReply;
     type Future = Reply<EchoReply>;
 
     fn call(&mut self, request: tonic::Request<EchoRequest>) -> Self::Future {
+        let previous = request
+            .metadata()
+            .get("grpc-previous-rpc-attempts")
+            .cloned();
         let request = request.into_inner();
-        let code = Code::from(i32::try_from(request.code).unwrap_or(i32::MAX));
-        Box::pin(async move { Err(Status::new(code, request.message)) })
+        if !fails_here(&self.0, &request.fail_on) {
+            let mut answer = tonic::Response::new(reply(&self.0, request.message, 0));
+            // What a retry said of the attempts before it, for the tests to see.
+            if let Some(previous) = previous {
+                answer
+                    .metadata_mut()
+                    .insert("x-previous-attempts", previous);
+            }
+            return Box::pin(async move { Ok(answer) });
+        }
+        let mut failure = status(request.code, &request.message);
+        if let Some(pushback) = request.pushback_ms {
+            let value = MetadataValue::from(pushback);
+            failure
+                .metadata_mut()
+                .insert("grpc-retry-pushback-ms", value);
+        }
+        Box::pin(async move { Err(failure) })
+    }
+}
+
+struct Collect(Arc<str>);
+
+impl ClientStreamingService<EchoRequest> for Collect {
+    type Response = EchoReply;
+    type Future = Reply<EchoReply>;
+
+    fn call(&mut self, request: tonic::Request<Streaming<EchoRequest>>) -> Self::Future {
+        let name = self.0.clone();
+        let mut requests = request.into_inner();
+        Box::pin(async move {
+            let mut messages = Vec::new();
+            while let Some(request) = requests.message().await? {
+                if messages.is_empty() && request.code != 0 && fails_here(&name, &request.fail_on) {
+                    return Err(status(request.code, &request.message));
+                }
+                messages.push(request.message);
+            }
+            Ok(tonic::Response::new(reply(&name, messages.join(","), 0)))
+        })
     }
 }
 

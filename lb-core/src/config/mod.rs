@@ -68,9 +68,9 @@ pub use model::{
     RouteConfig,
 };
 pub use model::{
-    BackendConfig, CircuitBreakerConfig, Config, DEFAULT_MAX_CONNECTIONS, HealthCheckConfig,
-    LoadBalancerConfig, MIN_MAX_HEADER_BYTES, MetricsConfig, RetryConfig, ServerConfig,
-    UpstreamConfig,
+    BackendConfig, CircuitBreakerConfig, Config, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_REPLAY_BUFFER_BYTES, HealthCheckConfig, LoadBalancerConfig, MAX_REPLAY_BUFFER_BYTES,
+    MIN_MAX_HEADER_BYTES, MetricsConfig, RetryConfig, ServerConfig, UpstreamConfig,
 };
 pub use observe::{
     AccessLogConfig, AccessLogFormat, AccessLogTarget, MAX_ACCESS_LOG_BUFFER, MAX_REQUEST_ID,

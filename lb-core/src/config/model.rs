@@ -366,7 +366,7 @@ impl Default for CircuitBreakerConfig {
 }
 
 /// `retry`: how failed requests are retried, bounded by a budget.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RetryConfig {
     /// Attempts in all (1 disables retries), the backoff before each retry (doubling with
     /// jitter up to a cap) and the failures worth retrying: the retry policy, validated.
@@ -376,6 +376,39 @@ pub struct RetryConfig {
     /// allowed: the budget's policy, validated.
     #[serde(flatten)]
     pub budget: BudgetPolicy,
+    /// How much of a streamed gRPC call's request body is kept, while it is forwarded, so that
+    /// the call can be sent again after a gRPC status `retry_on` lists; a call whose body
+    /// outgrows it is no longer retried. Only calls to a pool whose `retry_on` lists a gRPC
+    /// status keep anything.
+    pub replay_buffer_bytes: u64,
+}
+
+/// `retry.replay_buffer_bytes` by default: what a unary call or a short stream needs, and the
+/// size below which the balancer reads an HTTP/1 body in full to be able to retry it.
+pub const DEFAULT_REPLAY_BUFFER_BYTES: u64 = 64 * 1024;
+
+/// The most `retry.replay_buffer_bytes` may be: each call in flight may hold this much.
+pub const MAX_REPLAY_BUFFER_BYTES: u64 = 16 * 1024 * 1024;
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            policy: RetryPolicy::default(),
+            budget: BudgetPolicy::default(),
+            replay_buffer_bytes: DEFAULT_REPLAY_BUFFER_BYTES,
+        }
+    }
+}
+
+impl RetryConfig {
+    /// The gRPC status codes `retry_on` lists, as a bit set (bit `n` for code `n`): zero when
+    /// no gRPC call of the pool is ever retried for its status.
+    pub fn grpc_statuses(&self) -> u32 {
+        (self.policy.retry_on().iter()).fold(0, |set, condition| match condition {
+            crate::retry::RetryCondition::GrpcStatus(code) if *code < 32 => set | 1 << code,
+            _ => set,
+        })
+    }
 }
 
 /// `metrics`: the Prometheus endpoint.

@@ -11,11 +11,20 @@
 //! `upstream.http2.max_connections_per_backend` connections. HTTP/2 connections carry many
 //! clients' requests, so they cannot start with a PROXY header naming one client: `proxy_protocol`
 //! is refused with `h2c` and `h2`.
+//!
+//! A connection with streams open that has received nothing for
+//! `upstream.http2.keepalive_interval` is sent a PING; without its acknowledgement within
+//! `upstream.http2.keepalive_timeout` the connection is closed, so that a backend gone silent
+//! (its host down, a network partition: no RST ever comes) fails its streams in seconds rather
+//! than at each request's timeout, and new streams go to a new connection.
 
-use serde::Serialize;
+use std::time::Duration;
 
+use serde::{Serialize, Serializer};
+
+use super::duration::format_duration;
 use super::node::Node;
-use super::walk::{Got, Problem, Section, Walker, int};
+use super::walk::{Got, Problem, Section, Walker, duration, int};
 
 /// How the balancer speaks to a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -56,7 +65,17 @@ pub struct UpstreamHttp2Config {
     /// Connections to one backend at most; when each is full, a new stream goes to the least
     /// loaded one and waits there for room.
     pub max_connections_per_backend: u32,
+    /// A PING is sent on a connection with streams open that received no frame for this long;
+    /// zero: never.
+    #[serde(serialize_with = "human")]
+    pub keepalive_interval: Duration,
+    /// A PING not acknowledged within this closes the connection (and fails its streams).
+    #[serde(serialize_with = "human")]
+    pub keepalive_timeout: Duration,
 }
+
+/// The shortest `keepalive_interval` and `keepalive_timeout`: shorter pings would be a flood.
+pub const MIN_KEEPALIVE: Duration = Duration::from_millis(100);
 
 impl Default for UpstreamHttp2Config {
     fn default() -> Self {
@@ -64,6 +83,43 @@ impl Default for UpstreamHttp2Config {
             // What most servers advertise (Go, nginx, Envoy's default is higher).
             max_streams_per_connection: 100,
             max_connections_per_backend: 8,
+            // Below `server.request_timeout` (30 s), so that a request on a connection gone
+            // silent fails before its deadline and new ones go to a new connection; pings go
+            // only while streams are open, and a stream outlives few at the default timeout,
+            // which keeps gRPC servers' ping policing (a GOAWAY after 3 pings closer than 5
+            // minutes with nothing sent in between) out of reach (docs/configuration.md).
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+fn human<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&format_duration(*duration))
+}
+
+/// A keepalive duration: `0` or `off` for the interval (`may_be_off`), else at least
+/// [`MIN_KEEPALIVE`].
+fn keepalive(may_be_off: bool) -> impl Fn(&Node) -> Result<Duration, Problem> {
+    move |node| {
+        // YAML 1.1 reads a bare `off` as false.
+        let off =
+            matches!(node, Node::Str(text) if text == "off") || matches!(node, Node::Bool(false));
+        if may_be_off && off {
+            return Ok(Duration::ZERO);
+        }
+        let value = duration(false)(node)?;
+        if value.is_zero() && may_be_off {
+            return Ok(value);
+        }
+        match value >= MIN_KEEPALIVE {
+            true => Ok(value),
+            false => Err(Problem::new(format!(
+                "must be at least {}{}, found {}",
+                format_duration(MIN_KEEPALIVE),
+                if may_be_off { " (or 0 / off)" } else { "" },
+                format_duration(value)
+            ))),
         }
     }
 }
@@ -74,7 +130,12 @@ pub(crate) fn upstream_http2(
     s: &Section<'_>,
     d: UpstreamHttp2Config,
 ) -> UpstreamHttp2Config {
-    const FIELDS: [&str; 2] = ["max_streams_per_connection", "max_connections_per_backend"];
+    const FIELDS: [&str; 4] = [
+        "max_streams_per_connection",
+        "max_connections_per_backend",
+        "keepalive_interval",
+        "keepalive_timeout",
+    ];
     let h = w.section(s.get("http2"), &s.field("http2"), &FIELDS);
     let bounded = |max: i128| {
         move |node: &Node| -> Result<u32, Problem> {
@@ -102,6 +163,22 @@ pub(crate) fn upstream_http2(
                 "max_connections_per_backend",
                 d.max_connections_per_backend,
                 bounded(1_000),
+            )
+            .value,
+        keepalive_interval: w
+            .get(
+                &h,
+                "keepalive_interval",
+                d.keepalive_interval,
+                keepalive(true),
+            )
+            .value,
+        keepalive_timeout: w
+            .get(
+                &h,
+                "keepalive_timeout",
+                d.keepalive_timeout,
+                keepalive(false),
             )
             .value,
     }

@@ -6,8 +6,8 @@ use super::duration::format_duration;
 use super::error::{ConfigErrors, closest};
 use super::model::{
     BackendConfig, CircuitBreakerConfig, Config, DEFAULT_MAX_CONNECTIONS, HealthCheckConfig,
-    LoadBalancerConfig, MIN_MAX_HEADER_BYTES, MetricsConfig, RetryConfig, ServerConfig,
-    UpstreamConfig,
+    LoadBalancerConfig, MAX_REPLAY_BUFFER_BYTES, MIN_MAX_HEADER_BYTES, MetricsConfig, RetryConfig,
+    ServerConfig, UpstreamConfig,
 };
 use super::node::{Node, Pos, Spanned};
 use super::tls;
@@ -645,13 +645,14 @@ pub(crate) fn retry(
     path: &str,
     d: RetryConfig,
 ) -> RetryConfig {
-    const FIELDS: [&str; 6] = [
+    const FIELDS: [&str; 7] = [
         "max_attempts",
         "base_delay",
         "max_delay",
         "retry_on",
         "budget_ratio",
         "budget_min_per_sec",
+        "replay_buffer_bytes",
     ];
     let s = w.section(node, path, &FIELDS);
     let base = w.get(&s, "base_delay", d.policy.base_delay(), duration(false));
@@ -705,7 +706,21 @@ pub(crate) fn retry(
     let ratio = w.get(&s, "budget_ratio", d.budget.ratio(), ratio).value;
     let floor = w.get(&s, "budget_min_per_sec", d.budget.min_per_sec(), int(0));
     let budget = built(w, &s, BudgetPolicy::try_new(ratio, floor.value), d.budget);
-    RetryConfig { policy, budget }
+    let replay = w.get(&s, "replay_buffer_bytes", d.replay_buffer_bytes, |node| {
+        let bytes: u64 = int(0)(node)?;
+        match bytes <= MAX_REPLAY_BUFFER_BYTES {
+            true => Ok(bytes),
+            false => Err(Problem::new(format!(
+                "must be at most {MAX_REPLAY_BUFFER_BYTES} (16 MiB), found {bytes}"
+            ))
+            .hint("every gRPC call in flight may keep this much; a larger body is sent once")),
+        }
+    });
+    RetryConfig {
+        policy,
+        budget,
+        replay_buffer_bytes: replay.value,
+    }
 }
 
 /// The health tracker's thresholds in `s`, each at least 1.

@@ -356,9 +356,16 @@ pub(crate) fn retry_condition(node: &Node) -> Result<RetryCondition, Problem> {
             return Problem::new(format!("status {spelling} is outside 100-599"));
         }
         let problem = Problem::new(format!("unknown retry condition \"{spelling}\""));
-        match closest(&spelling, &CONDITIONS) {
+        let grpc = crate::retry::GRPC_STATUS_NAMES.map(|(name, _)| name);
+        let known: Vec<&str> = CONDITIONS.iter().chain(grpc.iter()).copied().collect();
+        match closest(&spelling, &known) {
             Some(near) => problem.hint(format!("did you mean \"{near}\"?")),
-            None => problem.hint("use connect_error, timeout, reset or a status code 100-599"),
+            None if spelling.starts_with("grpc") => problem.hint(
+                "name a gRPC status in lower case after grpc_, like grpc_unavailable, grpc_resource_exhausted or grpc_deadline_exceeded (not grpc_ok)",
+            ),
+            None => problem.hint(
+                "use connect_error, timeout, reset, a status code 100-599, or a gRPC status like grpc_unavailable",
+            ),
         }
     })
 }

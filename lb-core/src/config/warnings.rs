@@ -213,6 +213,18 @@ fn failure_detection(prefix: &str, pool: &PoolConfig, out: &mut Vec<ConfigWarnin
 }
 
 fn retry(prefix: &str, pool: &PoolConfig, out: &mut Vec<ConfigWarning>) {
+    let http2 = pool.upstream.protocol.is_http2()
+        || (pool.backends.iter()).any(|backend| backend.protocol.is_http2());
+    if pool.retry.grpc_statuses() != 0 && !http2 {
+        out.push(warning(
+            &format!("{prefix}retry.retry_on"),
+            &[&format!("{prefix}upstream.protocol")],
+            "retry_on lists gRPC statuses, but no backend of the pool speaks HTTP/2: gRPC \
+             calls need it end to end, and these statuses never apply"
+                .to_owned(),
+            "set `protocol: h2c` (or h2 with tls) for the pool's gRPC backends",
+        ));
+    }
     if pool.discovery.is_some() {
         // How many backends a discovered pool will have is not known here.
         return;
@@ -357,8 +369,16 @@ mod tests {
 
     #[test]
     fn each_rule_fires_on_its_case_only() {
-        let cases: [(&str, &[&str]); 11] = [
+        let cases: [(&str, &[&str]); 13] = [
             ("retry:\n  max_attempts: 2\n", &[]),
+            (
+                "retry:\n  max_attempts: 2\n  retry_on: [connect_error, grpc_unavailable]\n",
+                &["retry.retry_on"],
+            ),
+            (
+                "retry:\n  max_attempts: 2\n  retry_on: [grpc_unavailable]\nupstream:\n  protocol: h2c\n",
+                &[],
+            ),
             ("retry:\n  max_attempts: 3\n", &["retry.max_attempts"]),
             (
                 "retry:\n  max_attempts: 2\nhealth_check:\n  interval: 2s\n  timeout: 1500ms\n",

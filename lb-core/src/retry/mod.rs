@@ -3,7 +3,9 @@
 //! After an attempt fails, [`RetryPolicy::decide`] says whether to try another backend and how
 //! long to wait first. It retries only what is safe: a failure kind listed in `retry_on`, a body
 //! that can be sent again, and either an idempotent method (RFC 9110 §9.2.2) or a failure that
-//! never reached the backend (a refused or timed-out connect). Backoff is exponential with full
+//! never reached the backend (a refused or timed-out connect), or a gRPC status the operator
+//! listed (a gRPC call is a POST: listing `grpc_unavailable` is the statement, as in gRPC's own
+//! retry policy of gRFC A6, that a call answered so may be sent again). Backoff is exponential with full
 //! jitter (Brooker, "Exponential Backoff and Jitter", AWS Architecture Blog, 2015), so clients
 //! that failed together do not come back together.
 //!
@@ -23,11 +25,14 @@
 //! - [`FailureKind`] (this file): how an attempt failed, classified once by the data plane.
 //! - `policy`: [`RetryPolicy`], the decision and the backoff; [`is_idempotent`].
 //! - `budget`: [`RetryBudget`], a lock-free token bucket shared by all workers.
+//! - `grpc`: the `retry_on` names of gRPC status codes.
 
 mod budget;
+mod grpc;
 mod policy;
 
 pub use budget::{BudgetPolicy, InvalidRetryBudget, RetryBudget};
+pub use grpc::{GRPC_STATUS_NAMES, grpc_status_code, grpc_status_name};
 pub use policy::{
     AttemptFailure, GiveUpReason, InvalidRetryPolicy, RetryDecision, RetryPolicy, is_idempotent,
 };
@@ -45,15 +50,20 @@ pub enum RetryCondition {
     Reset,
     /// The backend answered with this status code.
     Status(u16),
+    /// A gRPC call was answered with this `grpc-status` (1-16) before any of its response
+    /// reached the client (a trailers-only response).
+    GrpcStatus(u8),
 }
 
 impl RetryCondition {
-    /// Parses the configuration spelling: `connect_error`, `timeout`, `reset`, or a status code.
+    /// Parses the configuration spelling: `connect_error`, `timeout`, `reset`, a status code, or
+    /// a gRPC status name (`grpc_unavailable`, see [`GRPC_STATUS_NAMES`]).
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "connect_error" => Some(Self::ConnectError),
             "timeout" => Some(Self::Timeout),
             "reset" => Some(Self::Reset),
+            grpc if grpc.starts_with("grpc_") => grpc_status_code(grpc).map(Self::GrpcStatus),
             other => other
                 .parse::<u16>()
                 .ok()
@@ -70,6 +80,10 @@ impl std::fmt::Display for RetryCondition {
             Self::Timeout => f.write_str("timeout"),
             Self::Reset => f.write_str("reset"),
             Self::Status(code) => write!(f, "{code}"),
+            Self::GrpcStatus(code) => match grpc_status_name(*code) {
+                Some(name) => f.write_str(name),
+                None => write!(f, "grpc_{code}"),
+            },
         }
     }
 }
@@ -89,7 +103,9 @@ impl<'de> Deserialize<'de> for RetryCondition {
         impl serde::de::Visitor<'_> for Visitor {
             type Value = RetryCondition;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("connect_error, timeout, reset, or an HTTP status code (100-599)")
+                f.write_str(
+                    "connect_error, timeout, reset, an HTTP status code (100-599), or a gRPC status name",
+                )
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
                 u16::try_from(v)
@@ -108,7 +124,7 @@ impl<'de> Deserialize<'de> for RetryCondition {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 RetryCondition::parse(v).ok_or_else(|| {
                     E::custom(format!(
-                        "unknown retry condition {v:?}: expected connect_error, timeout, reset, or a status code"
+                        "unknown retry condition {v:?}: expected connect_error, timeout, reset, a status code, or a gRPC status like grpc_unavailable"
                     ))
                 })
             }
@@ -130,20 +146,25 @@ pub enum FailureKind {
     ResponseTimeout,
     /// The backend answered with this status code (one the caller treats as a failure).
     Status(u16),
+    /// The backend answered a gRPC call with this `grpc-status` and nothing else (a
+    /// trailers-only response), one that `retry_on` lists.
+    GrpcStatus(u8),
 }
 
 impl FailureKind {
     /// Every value [`label`](Self::label) can return, for metrics created ahead of events.
-    pub const LABELS: [&'static str; 5] = [
+    pub const LABELS: [&'static str; 6] = [
         "connect_refused",
         "connect_timeout",
         "reset",
         "timeout",
         "status",
+        "grpc_status",
     ];
 
-    /// The stable metric label: `connect_refused`, `connect_timeout`, `reset`, `timeout` or
-    /// `status` (the code itself goes in its own label, if anywhere, to bound cardinality).
+    /// The stable metric label: `connect_refused`, `connect_timeout`, `reset`, `timeout`,
+    /// `status` or `grpc_status` (the code itself goes in its own label, if anywhere, to bound
+    /// cardinality).
     pub fn label(&self) -> &'static str {
         match self {
             Self::ConnectRefused => "connect_refused",
@@ -151,7 +172,15 @@ impl FailureKind {
             Self::ResetBeforeResponse => "reset",
             Self::ResponseTimeout => "timeout",
             Self::Status(_) => "status",
+            Self::GrpcStatus(_) => "grpc_status",
         }
+    }
+
+    /// Whether retrying this failure is the operator's explicit choice whatever the method: a
+    /// gRPC status is a failure only when `retry_on` lists it, and listing it says that a call
+    /// answered so may be sent again (gRPC calls are all POSTs).
+    pub fn listed_as_safe(&self) -> bool {
+        matches!(self, Self::GrpcStatus(_))
     }
 
     /// Whether the backend may have seen (and acted on) the request. Only a failed connect
@@ -168,6 +197,7 @@ impl FailureKind {
             | (Self::ResponseTimeout, RetryCondition::Timeout)
             | (Self::ResetBeforeResponse, RetryCondition::Reset) => true,
             (Self::Status(code), RetryCondition::Status(wanted)) => code == wanted,
+            (Self::GrpcStatus(code), RetryCondition::GrpcStatus(wanted)) => code == wanted,
             _ => false,
         }
     }
@@ -179,9 +209,16 @@ mod tests {
 
     #[test]
     fn failure_kind_table() {
-        use RetryCondition::{ConnectError, Reset, Status, Timeout};
+        use RetryCondition::{ConnectError, GrpcStatus, Reset, Status, Timeout};
         // (kind, label, may have reached the backend, the conditions it matches among a list)
-        let all = [ConnectError, Timeout, Reset, Status(502), Status(503)];
+        let all = [
+            ConnectError,
+            Timeout,
+            Reset,
+            Status(502),
+            Status(503),
+            GrpcStatus(14),
+        ];
         #[rustfmt::skip]
         let rows: &[(FailureKind, &str, bool, &[RetryCondition])] = &[
             (FailureKind::ConnectRefused,      "connect_refused", false, &[ConnectError]),
@@ -190,6 +227,8 @@ mod tests {
             (FailureKind::ResponseTimeout,     "timeout",         true,  &[Timeout]),
             (FailureKind::Status(503),         "status",          true,  &[Status(503)]),
             (FailureKind::Status(500),         "status",          true,  &[]),
+            (FailureKind::GrpcStatus(14),      "grpc_status",     true,  &[GrpcStatus(14)]),
+            (FailureKind::GrpcStatus(8),       "grpc_status",     true,  &[]),
         ];
         for &(kind, label, reached, matching) in rows {
             assert_eq!(kind.label(), label, "{kind:?}");
@@ -197,6 +236,38 @@ mod tests {
             let matched: Vec<_> = all.iter().copied().filter(|c| kind.matches(c)).collect();
             assert_eq!(matched, matching, "{kind:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod condition_tests {
+    use super::RetryCondition;
+
+    #[test]
+    fn grpc_names_parse_and_print_back() {
+        assert_eq!(
+            RetryCondition::parse("grpc_unavailable"),
+            Some(RetryCondition::GrpcStatus(14))
+        );
+        assert_eq!(
+            RetryCondition::parse("grpc_cancelled"),
+            Some(RetryCondition::GrpcStatus(1))
+        );
+        for wrong in [
+            "grpc_ok",
+            "grpc_",
+            "grpc_14",
+            "unavailable",
+            "grpc_Unavailable",
+        ] {
+            assert_eq!(RetryCondition::parse(wrong), None, "{wrong}");
+        }
+        let condition = RetryCondition::GrpcStatus(8);
+        assert_eq!(condition.to_string(), "grpc_resource_exhausted");
+        assert_eq!(
+            RetryCondition::parse(&condition.to_string()),
+            Some(condition)
+        );
     }
 }
 
@@ -212,6 +283,7 @@ mod label_tests {
             FailureKind::ResetBeforeResponse,
             FailureKind::ResponseTimeout,
             FailureKind::Status(503),
+            FailureKind::GrpcStatus(14),
         ];
         let labels: Vec<&str> = kinds.iter().map(FailureKind::label).collect();
         assert_eq!(labels, FailureKind::LABELS);

@@ -57,7 +57,8 @@ pub enum GiveUpReason {
     NotRetryable,
     /// The body was streamed and cannot be sent again.
     BodyNotReplayable,
-    /// The method is not idempotent and the request may have reached the backend.
+    /// The method is not idempotent and the request may have reached the backend (a gRPC
+    /// status `retry_on` lists excepted).
     NotIdempotent,
     /// The shared retry budget has no token left.
     BudgetExhausted,
@@ -160,7 +161,8 @@ impl RetryPolicy {
     ///
     /// The checks run in this order, the first that fails giving the reason: attempts left,
     /// kind listed in `retry_on`, body replayable, idempotent (only when the request may have
-    /// reached the backend: a failed connect is safe to retry for any method), and last a token
+    /// reached the backend: a failed connect is safe to retry for any method, and so is a gRPC
+    /// status `retry_on` lists, as gRPC's own retry policy has it), and last a token
     /// from `budget`, so a token is spent only on a retry that will happen.
     ///
     /// ```
@@ -216,7 +218,10 @@ impl RetryPolicy {
             Some(GiveUpReason::NotRetryable)
         } else if !failure.body_replayable {
             Some(GiveUpReason::BodyNotReplayable)
-        } else if failure.kind.may_have_reached_backend() && !failure.idempotent {
+        } else if failure.kind.may_have_reached_backend()
+            && !failure.idempotent
+            && !failure.kind.listed_as_safe()
+        {
             Some(GiveUpReason::NotIdempotent)
         } else if !budget.try_withdraw(now) {
             Some(GiveUpReason::BudgetExhausted)
@@ -279,6 +284,7 @@ mod tests {
             RetryCondition::ConnectError,
             RetryCondition::Timeout,
             RetryCondition::Status(503),
+            RetryCondition::GrpcStatus(14),
         ];
         RetryPolicy::try_new(3, ms(10), ms(100), retry_on).expect("valid test policy")
     }
@@ -309,6 +315,12 @@ mod tests {
             (1, Status(500),         false, false, false, Some(NotRetryable)),
             (1, Status(503),         false, false, false, Some(BodyNotReplayable)),
             (1, Status(503),         false, true,  false, Some(NotIdempotent)),
+            // A listed gRPC status is retried although gRPC calls are POSTs...
+            (1, GrpcStatus(14),      false, true,  true,  None),
+            // ...an unlisted one is not, nor one whose body cannot be sent again.
+            (1, GrpcStatus(8),       false, true,  true,  Some(NotRetryable)),
+            (1, GrpcStatus(14),      false, false, true,  Some(BodyNotReplayable)),
+            (1, GrpcStatus(14),      false, true,  false, Some(BudgetExhausted)),
         ];
         let now = t0();
         let mut rng = StdRng::seed_from_u64(1);

@@ -98,7 +98,10 @@ impl Outcome {
             }
             Outcome::Failed(FailureKind::ResetBeforeResponse) => (502, Some(Cause::Reset)),
             Outcome::Failed(FailureKind::ResponseTimeout) => (504, Some(Cause::Timeout)),
-            Outcome::Failed(FailureKind::Status(_)) => (502, Some(Cause::BackendError)),
+            // The simulator models HTTP only; a gRPC status is a backend error like a 5xx.
+            Outcome::Failed(FailureKind::Status(_) | FailureKind::GrpcStatus(_)) => {
+                (502, Some(Cause::BackendError))
+            }
             Outcome::NoBackend => (503, Some(Cause::NoBackend)),
             Outcome::TooLarge => (413, Some(Cause::TooLarge)),
         }
@@ -206,7 +209,7 @@ impl Recorder {
 
     pub(crate) fn attempt_failed(&mut self, backend: usize, kind: FailureKind) {
         let index = match kind {
-            FailureKind::Status(_) => 0,
+            FailureKind::Status(_) | FailureKind::GrpcStatus(_) => 0,
             FailureKind::ConnectRefused | FailureKind::ConnectTimeout => 1,
             FailureKind::ResetBeforeResponse => 2,
             FailureKind::ResponseTimeout => 3,

@@ -126,9 +126,10 @@ retry:
   max_attempts: 1
   base_delay: 0s
   max_delay: 0s
-  retry_on: [reset, '429', timeout, reset]
+  retry_on: [reset, '429', timeout, reset, grpc_unavailable]
   budget_ratio: 1
   budget_min_per_sec: 0
+  replay_buffer_bytes: 0
 metrics:
   enabled: false
   listen: 127.0.0.1:8000
@@ -208,11 +209,13 @@ metrics:
                 vec![
                     RetryCondition::Reset,
                     RetryCondition::Status(429),
-                    RetryCondition::Timeout
+                    RetryCondition::Timeout,
+                    RetryCondition::GrpcStatus(14),
                 ],
             )
             .unwrap(),
             budget: BudgetPolicy::try_new(1.0, 0).unwrap(),
+            replay_buffer_bytes: 0,
         }
     );
     assert_eq!(

@@ -205,6 +205,32 @@ fn cases() -> Vec<Case> {
                 (2, 33, "retry.retry_on[2]", "status 600 is outside 100-599", ""),
             ],
         ),
+        (
+            "bad gRPC retry conditions",
+            with_backends("retry:\n  retry_on: [grpc_unavailabel, grpc_ok, grpc_unavailable]\n"),
+            vec![
+                (2, 14, "retry.retry_on[0]", "unknown retry condition \"grpc_unavailabel\"", "did you mean \"grpc_unavailable\"?"),
+                (2, 32, "retry.retry_on[1]", "unknown retry condition \"grpc_ok\"", "grpc_unavailable"),
+            ],
+        ),
+        (
+            "replay buffer too large",
+            with_backends("retry:\n  replay_buffer_bytes: 100000000\n"),
+            vec![(2, 24, "retry.replay_buffer_bytes", "must be at most 16777216 (16 MiB), found 100000000", "sent once")],
+        ),
+        (
+            "HTTP/2 pings too close",
+            with_backends("upstream:\n  http2:\n    keepalive_interval: 50ms\n    keepalive_timeout: 0\n"),
+            vec![
+                (3, 25, "upstream.http2.keepalive_interval", "must be at least 100ms (or 0 / off), found 50ms", ""),
+                (4, 24, "upstream.http2.keepalive_timeout", "must be at least 100ms, found 0s", ""),
+            ],
+        ),
+        (
+            "replay buffer negative",
+            with_backends("retry:\n  replay_buffer_bytes: -1\n"),
+            vec![(2, 24, "retry.replay_buffer_bytes", "must be at least 0, found -1", "")],
+        ),
         ("empty backend list", "backends: []\n".into(), vec![(1, 11, "backends", "must list at least one backend", "")]),
         (
             "missing backends",

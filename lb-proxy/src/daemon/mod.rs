@@ -135,7 +135,8 @@ impl Reloader {
     /// # Errors
     /// A new listener could not be bound, or the admin token could not be read.
     pub async fn apply(&self, config: Config) -> Result<ReloadReport, ReloadError> {
-        self.0.apply(config).await
+        // Boxed: it holds a whole configuration, and a reload is rare.
+        Box::pin(self.0.apply(config)).await
     }
 
     /// Reopens the access log's file (after logrotate renamed it): the next line goes to a

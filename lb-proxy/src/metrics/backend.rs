@@ -50,6 +50,7 @@ pub(crate) struct BackendFamilies {
     pub(super) drained: Family<BackendLabels, Gauge>,
     pub(super) upstream_idle: Family<BackendLabels, Gauge>,
     pub(super) upgraded: Family<BackendLabels, Gauge>,
+    pub(super) ping_timeouts: Family<BackendLabels, Counter>,
     pub(super) upstream_tls_errors: Family<super::tls::UpstreamTlsLabels, Counter>,
 }
 
@@ -108,6 +109,9 @@ pub struct BackendMetrics {
     pub upstream_idle: Gauge,
     /// `lb_upgraded_connections{backend}`: tunnels open to the backend.
     pub upgraded: Gauge,
+    /// `lb_upstream_http2_ping_timeouts_total{backend}`: HTTP/2 connections closed for a PING
+    /// left unanswered.
+    pub ping_timeouts: Counter,
     /// `lb_backend_weight{backend,pool}`: the weight the balancer uses.
     pub weight: Gauge,
     /// `lb_backend_drained{backend}`.
@@ -167,6 +171,7 @@ impl BackendMetrics {
             active: families.active.get_or_create_owned(&labels),
             upstream_idle: families.upstream_idle.get_or_create_owned(&labels),
             upgraded: families.upgraded.get_or_create_owned(&labels),
+            ping_timeouts: families.ping_timeouts.get_or_create_owned(&labels),
             weight: families.weight.get_or_create_owned(&weight),
             drained: families.drained.get_or_create_owned(&labels),
             health_checks,
@@ -210,6 +215,7 @@ impl BackendMetrics {
         ] {
             family.remove(&labels);
         }
+        families.ping_timeouts.remove(&labels);
         families.request_size.remove(&labels);
         families.response_size.remove(&labels);
         for reason in FailureKind::LABELS {

@@ -284,6 +284,7 @@ impl Metrics {
             drained: Family::default(),
             upstream_idle: Family::default(),
             upgraded: Family::default(),
+            ping_timeouts: Family::default(),
         };
         let f = &families;
         registry.register(
@@ -355,6 +356,11 @@ impl Metrics {
             "lb_upgraded_connections",
             "Connections switched to another protocol (WebSocket...) and tunnelled to the backend, open now",
             f.upgraded.clone(),
+        );
+        registry.register(
+            "lb_upstream_http2_ping_timeouts",
+            "HTTP/2 connections to the backend closed because it did not answer a PING within upstream.http2.keepalive_timeout",
+            f.ping_timeouts.clone(),
         );
         let client_connections = Gauge::default();
         let client_connections_accepted = Counter::default();

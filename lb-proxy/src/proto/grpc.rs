@@ -1,9 +1,11 @@
 //! gRPC's few rules on HTTP/2 fields, as pure functions: whether a request is a gRPC call
 //! (`content-type: application/grpc…`), its deadline (`grpc-timeout`), whether the client
 //! accepts trailers (`te: trailers`), the status codes, and the trailers that end a call
-//! (`grpc-status`, `grpc-message` percent-encoded).
+//! (`grpc-status`, `grpc-message` percent-encoded); and the fields of gRPC's retries (gRFC A6):
+//! a backend's `grpc-retry-pushback-ms`, the balancer's `grpc-previous-rpc-attempts`.
 //!
-//! See <https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md>.
+//! See <https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md> and
+//! <https://github.com/grpc/proposal/blob/master/A6-client-retries.md>.
 
 use std::time::Duration;
 
@@ -32,6 +34,66 @@ pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 pub const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 /// `grpc-timeout`.
 pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+/// `grpc-retry-pushback-ms`: how long a server asks the client to wait before a retry.
+pub const GRPC_RETRY_PUSHBACK: &[u8] = b"grpc-retry-pushback-ms";
+/// `grpc-previous-rpc-attempts`: on a retry, how many attempts of the call came before.
+pub const GRPC_PREVIOUS_ATTEMPTS: HeaderName =
+    HeaderName::from_static("grpc-previous-rpc-attempts");
+
+/// What a server's `grpc-retry-pushback-ms` asks of a retry (gRFC A6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushback {
+    /// Retry no sooner than this.
+    Wait(Duration),
+    /// Do not retry: the value was negative or not a number.
+    Stop,
+}
+
+/// A `grpc-status` value: the code, in decimal (at most 3 digits); `None` when malformed.
+pub fn parse_status(value: &[u8]) -> Option<u8> {
+    if value.is_empty() || value.len() > 3 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let code = (value.iter()).fold(0u16, |sum, digit| sum * 10 + u16::from(digit - b'0'));
+    u8::try_from(code).ok()
+}
+
+/// A `grpc-retry-pushback-ms` value: a non-negative number of milliseconds to wait; anything
+/// else (negative, not a number) means "do not retry", as gRFC A6 reads it.
+pub fn parse_pushback(value: &[u8]) -> Pushback {
+    let value = value.trim_ascii();
+    if value.is_empty() || value.len() > 12 || !value.iter().all(u8::is_ascii_digit) {
+        return Pushback::Stop;
+    }
+    let millis = (value.iter()).fold(0u64, |sum, digit| sum * 10 + u64::from(digit - b'0'));
+    Pushback::Wait(Duration::from_millis(millis))
+}
+
+/// The `grpc-status` among a response's `fields` (a trailers-only response carries it with its
+/// head), and its `grpc-retry-pushback-ms` if it has one; `None` without a well-formed status.
+pub fn status_in<'a>(
+    fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+) -> Option<(u8, Option<Pushback>)> {
+    let (mut status, mut pushback) = (None, None);
+    for (name, value) in fields {
+        if name.eq_ignore_ascii_case(GRPC_STATUS.as_str().as_bytes()) {
+            status = Some(parse_status(value)?);
+        } else if name.eq_ignore_ascii_case(GRPC_RETRY_PUSHBACK) {
+            pushback = Some(parse_pushback(value));
+        }
+    }
+    Some((status?, pushback))
+}
+
+/// The `grpc-previous-rpc-attempts` of an attempt after `ours` attempts of the balancer's own,
+/// counting those the client declared it made before (its own retries).
+pub fn previous_attempts(headers: &HeaderMap, ours: u32) -> HeaderValue {
+    let theirs = (headers.get(&GRPC_PREVIOUS_ATTEMPTS))
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    HeaderValue::from(theirs.saturating_add(ours))
+}
 
 /// Whether a request is a gRPC call: its content type is `application/grpc` or a subtype
 /// (`application/grpc+proto`); `application/grpc-web…` is not gRPC over HTTP/2.
@@ -165,7 +227,48 @@ mod tests {
         assert!(!accepts_trailers(&headers(&[])));
     }
 
+    #[test]
+    fn statuses_and_pushbacks_parse_as_grpc_writes_them() {
+        assert_eq!(parse_status(b"14"), Some(14));
+        assert_eq!(parse_status(b"0"), Some(0));
+        for bad in [&b""[..], b"x", b"-1", b"1 4", b"1000", b"256"] {
+            assert_eq!(parse_status(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            parse_pushback(b"250"),
+            Pushback::Wait(Duration::from_millis(250))
+        );
+        assert_eq!(parse_pushback(b"0"), Pushback::Wait(Duration::ZERO));
+        for stop in [&b"-1"[..], b"", b"soon", b"1.5", b"9999999999999"] {
+            assert_eq!(parse_pushback(stop), Pushback::Stop, "{stop:?}");
+        }
+        let fields: [(&[u8], &[u8]); 3] = [
+            (b"content-type", b"application/grpc"),
+            (b"grpc-status", b"14"),
+            (b"grpc-retry-pushback-ms", b"-1"),
+        ];
+        assert_eq!(status_in(fields), Some((14, Some(Pushback::Stop))));
+        assert_eq!(status_in(fields.into_iter().take(2)), Some((14, None)));
+        assert_eq!(status_in(fields.into_iter().take(1)), None);
+        assert_eq!(status_in([(&b"grpc-status"[..], &b"oops"[..])]), None);
+    }
+
+    #[test]
+    fn previous_attempts_add_to_the_clients_own() {
+        assert_eq!(previous_attempts(&headers(&[]), 1), "1");
+        let declared = headers(&[("grpc-previous-rpc-attempts", "2")]);
+        assert_eq!(previous_attempts(&declared, 1), "3");
+        let bad = headers(&[("grpc-previous-rpc-attempts", "many")]);
+        assert_eq!(previous_attempts(&bad, 2), "2");
+    }
+
     proptest! {
+        #[test]
+        fn any_status_or_pushback_bytes_parse_without_panic(value in proptest::collection::vec(any::<u8>(), 0..16)) {
+            let _ = parse_status(&value);
+            let _ = parse_pushback(&value);
+        }
+
         #[test]
         fn any_timeout_bytes_parse_without_panic(value in proptest::collection::vec(any::<u8>(), 0..12)) {
             let _ = parse_timeout(&value);

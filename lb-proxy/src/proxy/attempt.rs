@@ -20,9 +20,9 @@ use super::settle::{self, Settled};
 use crate::access_log::{AttemptEnd, Record};
 use crate::clock;
 use crate::runtime::{PoolRuntime, RouteRuntime, Shared};
+use crate::upstream::Outgoing;
 use crate::upstream::backend::{Backend, EligibleView};
 use crate::upstream::queue::Queue;
-use crate::upstream::{Outgoing, UploadBody};
 
 /// Runs attempts until one is the answer.
 pub(crate) async fn attempts(
@@ -97,9 +97,8 @@ pub(crate) async fn attempts(
                 // take room in every request's future.
                 return Box::pin(super::http2::send(http2, &backend, prepared, &head)).await;
             }
-            if let Some(body) = prepared.to_backend.take_streaming() {
-                // Sent once: a streamed body is never replayed.
-                let body: UploadBody = Box::pin(http_body_util::BodyExt::map_err(body, Into::into));
+            // Sent once, unless it is a replayed body (a gRPC call that may be retried).
+            if let Some(body) = prepared.to_backend.take_upload() {
                 let framing = prepared.framing;
                 let send = backend.pool.send_streaming(
                     backend.addr,
@@ -160,6 +159,10 @@ fn record_attempt(
 ) {
     let end = match outcome {
         Ok(Ok((head, _))) => AttemptEnd::Status(head.status.as_u16()),
+        // A gRPC status is named (`grpc_unavailable`): the attempt's HTTP status says nothing.
+        Ok(Err(crate::upstream::SendFailure::Grpc(answer))) => AttemptEnd::Failure(
+            lb_core::retry::grpc_status_name(answer.code).unwrap_or("grpc_status"),
+        ),
         Ok(Err(failure)) => AttemptEnd::Failure(settle::classify(failure).label()),
         Err(_) => AttemptEnd::Failure(FailureKind::ResponseTimeout.label()),
     };

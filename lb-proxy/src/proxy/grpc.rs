@@ -10,17 +10,63 @@
 //! gRPC's own HTTP-to-gRPC table does
 //! (<https://github.com/grpc/grpc/blob/master/doc/http-grpc-status-mapping.md>), with the
 //! balancer's timeouts as DEADLINE_EXCEEDED and its limits as RESOURCE_EXHAUSTED.
+//!
+//! A call to a pool whose `retry.retry_on` lists gRPC statuses ([`GrpcRetry`]) may also be
+//! retried after one of them, as gRPC's own retry policy does it (gRFC A6): only when the
+//! status came alone, before anything of the response reached the client (a trailers-only
+//! response, [`judge`]); any other response commits the call to its attempt. Its streamed body
+//! is kept meanwhile, up to `retry.replay_buffer_bytes` ([`super::body::replay`]).
 
 use bytes::Bytes;
 use http::StatusCode;
 use http::header::{self, HeaderValue, RETRY_AFTER};
 
-use super::body::ToClient;
+use super::body::{ToBackend, ToClient};
 use super::reply::{Reply, ReplyHead};
 use crate::proto::grpc::{
     DEADLINE_EXCEEDED, GRPC_MESSAGE, GRPC_STATUS, INTERNAL, PERMISSION_DENIED, RESOURCE_EXHAUSTED,
     UNAUTHENTICATED, UNAVAILABLE, UNIMPLEMENTED, UNKNOWN, encode_message,
 };
+use crate::proto::h1::response::ResponseHead;
+use crate::upstream::{GrpcAnswer, ResponseBody, SendFailure};
+
+/// A gRPC call that the statuses of its pool's `retry_on` may retry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GrpcRetry {
+    /// The gRPC status codes `retry_on` lists, as a bit set (bit `n` for code `n`).
+    pub statuses: u32,
+    /// Attempts sent to HTTP/2 backends so far: a retry tells the backend how many came
+    /// before (`grpc-previous-rpc-attempts`).
+    pub sent: u32,
+}
+
+/// What a gRPC call's response means for its retries: a trailers-only answer with a status the
+/// pool retries is a failure ([`SendFailure::Grpc`], keeping the answer in case no retry
+/// follows); anything else is the answer, and commits the call (its body keeps no more copy).
+#[cold]
+pub(crate) fn judge(
+    retry: GrpcRetry,
+    head: ResponseHead,
+    body: ResponseBody,
+    to_backend: &ToBackend,
+) -> Result<(ResponseHead, ResponseBody), SendFailure> {
+    if head.status == StatusCode::OK
+        && body.ended_with_head()
+        && let Some((code, pushback)) = crate::proto::grpc::status_in(head.fields())
+        && code < 32
+        && retry.statuses & (1 << code) != 0
+    {
+        let answer = GrpcAnswer {
+            code,
+            pushback,
+            head,
+            body,
+        };
+        return Err(SendFailure::Grpc(Box::new(answer)));
+    }
+    to_backend.commit();
+    Ok((head, body))
+}
 
 /// The gRPC status for an answer of the balancer's own with `status`; `limited`: the answer
 /// tells the client to come back later (`Retry-After`: a full queue).

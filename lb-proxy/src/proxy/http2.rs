@@ -6,7 +6,6 @@
 use http::header::HeaderValue;
 use http::uri::Scheme;
 use http::{HeaderMap, Request, Version};
-use http_body_util::BodyExt;
 
 use super::body::ToBackend;
 use super::prepare::Prepared;
@@ -22,10 +21,17 @@ pub(crate) async fn send(
     prepared: &mut Prepared,
     head: &[u8],
 ) -> Result<(ResponseHead, ResponseBody), SendFailure> {
-    let parts = request_parts(head, http2.scheme(), prepared.te_trailers)?;
-    let body = match prepared.to_backend.take_streaming() {
-        // Sent once: a streamed body is never replayed.
-        Some(body) => H2Send::Streaming(Some(Box::pin(body.map_err(Into::into)))),
+    let mut parts = request_parts(head, http2.scheme(), prepared.te_trailers)?;
+    if let Some(grpc) = &mut prepared.grpc_retry {
+        if grpc.sent > 0 {
+            let previous = crate::proto::grpc::previous_attempts(&parts.headers, grpc.sent);
+            (parts.headers).insert(crate::proto::grpc::GRPC_PREVIOUS_ATTEMPTS, previous);
+        }
+        grpc.sent += 1;
+    }
+    let body = match prepared.to_backend.take_upload() {
+        // Sent once, unless it is a replayed body (a gRPC call that may be retried).
+        Some(body) => H2Send::Streaming(Some(body)),
         None => match &prepared.to_backend {
             ToBackend::Buffered(bytes) => H2Send::Buffered(bytes.clone()),
             _ => H2Send::Empty,
@@ -36,7 +42,11 @@ pub(crate) async fn send(
         body,
         deadline: prepared.grpc_deadline,
     };
-    http2.send(&backend.pool, backend.addr, request).await
+    let (head, body) = http2.send(&backend.pool, backend.addr, request).await?;
+    match prepared.grpc_retry {
+        None => Ok((head, body)),
+        Some(retry) => super::grpc::judge(retry, head, body, &prepared.to_backend),
+    }
 }
 
 /// The request for an HTTP/2 backend from the serialised HTTP/1.1 head the request path wrote

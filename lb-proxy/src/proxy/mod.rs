@@ -172,7 +172,8 @@ pub(crate) fn serve<'a>(
             let mut prepared =
                 prepare::prepare(server, client, &request, to_backend, fault, started, id);
             if pool.http2 {
-                prepare::http2_hints(&mut prepared, &request.parts.headers);
+                let retry = &pool.config.retry;
+                prepare::http2_hints(&mut prepared, &request.parts.headers, retry);
             }
             // Borrowed, not moved: the prepared request is large, and moving it costs a copy.
             let reply = attempt::attempts(shared, pool, route, client, &mut prepared, log).await;

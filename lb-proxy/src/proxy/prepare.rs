@@ -13,6 +13,7 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use lb_core::retry::is_idempotent;
 
+use super::body::replay::Replay;
 use super::body::{BodyFault, LimitedBody, ToBackend};
 use super::respond::{BAD_BODY, BODY_TIMEOUT, TOO_LARGE};
 use super::{ClientInfo, ClientRequest};
@@ -20,7 +21,7 @@ use crate::metrics::MethodLabel;
 use crate::proto::h1::framing::{Framing, request_framing, writes_length};
 use crate::proto::h1::request::RequestMeta;
 use crate::proto::h1::write::{Forwarded, FramingField, UpstreamHead, write_request_head};
-use lb_core::config::ServerConfig;
+use lb_core::config::{RetryConfig, ServerConfig};
 
 /// Bodies up to this size with a known length are read before the first attempt so that a
 /// retry can send them again; larger or chunked bodies stream through and are never retried.
@@ -67,6 +68,9 @@ pub(crate) struct Prepared {
     /// A gRPC call's own deadline (`grpc-timeout`), which also bounds `deadline`; only learnt
     /// when the pool has an HTTP/2 backend.
     pub grpc_deadline: Option<tokio::time::Instant>,
+    /// A gRPC call its pool may retry after a gRPC status (`retry.retry_on`); only learnt when
+    /// the pool has an HTTP/2 backend.
+    pub grpc_retry: Option<super::grpc::GrpcRetry>,
 }
 
 impl Prepared {
@@ -146,10 +150,12 @@ pub(crate) fn prepare(
     request_id: Option<&(HeaderName, HeaderValue)>,
 ) -> Prepared {
     let ClientRequest { parts, meta, .. } = request;
-    let replayable = !matches!(to_backend, ToBackend::Streaming(_));
+    // A replayed body can be sent again only while its copy is kept: `may_replay` says.
+    let replayable = matches!(to_backend, ToBackend::Empty | ToBackend::Buffered(_));
     let (framing, request_bytes) = match &to_backend {
         ToBackend::Empty => (Framing::NONE, 0),
         ToBackend::Buffered(bytes) => (Framing::Length(bytes.len() as u64), bytes.len() as u64),
+        ToBackend::Replayed(_) => (Framing::Chunked, declared_length(meta).unwrap_or(0)),
         ToBackend::Streaming(body) => (
             request_framing(body.size_hint().exact()),
             declared_length(meta).unwrap_or(0),
@@ -197,18 +203,29 @@ pub(crate) fn prepare(
         upgrade: meta.upgrade,
         te_trailers: false,
         grpc_deadline: None,
+        grpc_retry: None,
     }
 }
 
 /// What a request to a pool with an HTTP/2 backend carries beyond its head: whether the client
-/// accepts trailers, and the call's `grpc-timeout` as a deadline (which `deadline` is cut to).
+/// accepts trailers, the call's `grpc-timeout` as a deadline (which `deadline` is cut to), and,
+/// for a gRPC call to a pool whose `retry_on` lists gRPC statuses, the statuses, with its
+/// streamed body kept (up to `retry.replay_buffer_bytes`) so that it can be sent again.
 #[cold]
-pub(crate) fn http2_hints(prepared: &mut Prepared, headers: &http::HeaderMap) {
+pub(crate) fn http2_hints(prepared: &mut Prepared, headers: &http::HeaderMap, retry: &RetryConfig) {
     prepared.te_trailers = crate::proto::grpc::accepts_trailers(headers);
     if let Some(timeout) = crate::proto::grpc::timeout(headers) {
         let at = tokio::time::Instant::from_std(prepared.started + timeout);
         prepared.deadline = prepared.deadline.min(at);
         prepared.grpc_deadline = Some(at);
+    }
+    let statuses = retry.grpc_statuses();
+    if statuses != 0 && crate::proto::grpc::is_grpc(headers) {
+        prepared.grpc_retry = Some(super::grpc::GrpcRetry { statuses, sent: 0 });
+        if let Some(body) = prepared.to_backend.take_streaming() {
+            let replay = Replay::new(body, retry.replay_buffer_bytes);
+            prepared.to_backend = ToBackend::Replayed(replay);
+        }
     }
 }
 

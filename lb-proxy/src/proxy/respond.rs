@@ -80,7 +80,9 @@ pub(crate) fn failure_reply(
             StatusCode::BAD_GATEWAY,
             "502 bad gateway: the backend closed the connection without a valid response\n",
         ),
-        FailureKind::Status(_) => (StatusCode::BAD_GATEWAY, "502 bad gateway\n"),
+        FailureKind::Status(_) | FailureKind::GrpcStatus(_) => {
+            (StatusCode::BAD_GATEWAY, "502 bad gateway\n")
+        }
     };
     handles.count_request(method, status.as_u16());
     let elapsed = clock::now().saturating_duration_since(started);

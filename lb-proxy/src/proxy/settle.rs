@@ -13,10 +13,11 @@ use super::reply::Reply;
 use super::respond::{self, BAD_BODY, TOO_LARGE};
 use crate::clock;
 use crate::metrics::RouteHandles;
+use crate::proto::grpc::Pushback;
 use crate::proto::h1::response::ResponseHead;
 use crate::runtime::{PoolRuntime, RouteRuntime, Shared};
 use crate::upstream::backend::{Admitted, Backend, InFlight};
-use crate::upstream::{ResponseBody, SendFailure};
+use crate::upstream::{GrpcAnswer, ResponseBody, SendFailure};
 
 /// What one attempt gave: a response head and body, a failure, or the request's deadline.
 pub(crate) type Outcome =
@@ -54,12 +55,15 @@ pub(crate) fn settle(
     admitted: Admitted<'_>,
 ) -> Settled {
     let now = clock::now();
-    let may_retry = prepared.replayable && attempt < pool.retry.max_attempts();
+    let may_retry = (prepared.replayable || prepared.to_backend.may_replay())
+        && attempt < pool.retry.max_attempts();
     let proxied = |head, body, slot| {
         let (method, started, bytes) = (prepared.method, prepared.started, prepared.request_bytes);
         respond::proxied(head, body, slot, method, started, bytes, handles)
     };
-    // A backend's 5xx that may be retried is kept: it is the answer if no retry happens.
+    // A backend's 5xx that may be retried is kept: it is the answer if no retry happens; so is
+    // a gRPC status `retry_on` lists, with the wait its backend asked for.
+    let mut pushback = None;
     let (kind, kept) = match outcome {
         Ok(Ok((head, body))) => {
             let status = head.status;
@@ -85,10 +89,27 @@ pub(crate) fn settle(
                 let refused = respond::refuse(shared, &route.name, prepared.method, status, text);
                 return Settled::Answer(refused.closing());
             }
-            let kind = classify(&error);
-            tracing::debug!(backend = %backend.name(), %error, kind = kind.label(), "attempt failed");
-            admitted.record(false, now);
-            (kind, None)
+            if let SendFailure::Grpc(answer) = error {
+                let GrpcAnswer {
+                    code,
+                    pushback: asked,
+                    head,
+                    body,
+                } = *answer;
+                // A status the operator listed as worth another backend counts against this
+                // one, as a 5xx does.
+                admitted.record(false, now);
+                if !may_retry {
+                    return Settled::Answer(proxied(head, body, slot));
+                }
+                pushback = asked;
+                (FailureKind::GrpcStatus(code), Some((head, body, slot)))
+            } else {
+                let kind = classify(&error);
+                tracing::debug!(backend = %backend.name(), %error, kind = kind.label(), "attempt failed");
+                admitted.record(false, now);
+                (kind, None)
+            }
         }
         Err(_elapsed) => {
             admitted.record(false, now);
@@ -96,7 +117,11 @@ pub(crate) fn settle(
         }
     };
     let retry = may_retry
-        .then(|| decide(shared, pool, backend, prepared, attempt, kind, now))
+        .then(|| {
+            decide(
+                shared, pool, backend, prepared, attempt, kind, pushback, now,
+            )
+        })
         .flatten();
     match (retry, kept) {
         (Some(backoff), _) => Settled::Retry { backoff, kind },
@@ -110,7 +135,10 @@ pub(crate) fn settle(
     }
 }
 
-/// Asks lb-core whether to retry; counts the retry or the budget refusal.
+/// Asks lb-core whether to retry; counts the retry or the budget refusal. A gRPC backend's
+/// `grpc-retry-pushback-ms` (gRFC A6) replaces the backoff (within `retry.max_delay`), and a
+/// negative one forbids the retry.
+#[allow(clippy::too_many_arguments)]
 fn decide(
     shared: &Shared,
     pool: &PoolRuntime,
@@ -118,19 +146,29 @@ fn decide(
     prepared: &Prepared,
     attempt: u32,
     kind: FailureKind,
+    pushback: Option<Pushback>,
     now: Instant,
 ) -> Option<Duration> {
+    if pushback == Some(Pushback::Stop) {
+        return None;
+    }
     let failure = AttemptFailure {
         attempt,
         kind,
         idempotent: prepared.idempotent,
-        body_replayable: prepared.replayable,
+        body_replayable: prepared.replayable || prepared.to_backend.may_replay(),
     };
     let decision = (pool.retry).decide(&failure, &pool.budget, now, &mut rand::rng());
     match decision {
+        // A replayed body is readied for the next attempt now; it may have outgrown its copy
+        // since `may_replay` (the attempt's upload runs on), and then no retry follows.
+        RetryDecision::Retry { .. } if !prepared.to_backend.rewind() => None,
         RetryDecision::Retry { backoff } => {
             backend.metrics.count_retry(&kind);
-            Some(backoff)
+            match pushback {
+                Some(Pushback::Wait(wait)) => Some(wait.min(pool.retry.max_delay())),
+                _ => Some(backoff),
+            }
         }
         RetryDecision::GiveUp(GiveUpReason::BudgetExhausted) => {
             shared.metrics.retry_budget_exhausted.inc();
@@ -156,5 +194,6 @@ pub(crate) fn classify(failure: &SendFailure) -> FailureKind {
     match failure {
         SendFailure::Connect(kind) => *kind,
         SendFailure::Exchange(_) => FailureKind::ResetBeforeResponse,
+        SendFailure::Grpc(answer) => FailureKind::GrpcStatus(answer.code),
     }
 }

@@ -97,8 +97,13 @@ impl Backend {
             breaker: Mutex::new(breaker.map(CircuitBreaker::new)),
             breaker_closed: AtomicBool::new(true),
             breaker_dirty: AtomicBool::new(false),
+            pool: Pool::new(
+                &pool.upstream,
+                config,
+                metrics,
+                backend_metrics.ping_timeouts.clone(),
+            ),
             metrics: backend_metrics,
-            pool: Pool::new(&pool.upstream, config, metrics),
             queue,
             slow_start: SlowStart::new(pool.load_balancer.slow_start, now),
         }

@@ -89,6 +89,15 @@ impl ResponseBody {
         }
     }
 
+    /// Whether an HTTP/2 backend ended the stream with the response head: nothing of the body
+    /// or trailers will follow (gRPC's trailers-only response). False for HTTP/1 bodies.
+    pub fn ended_with_head(&self) -> bool {
+        match &self.state {
+            State::Http2(stream) => stream.ended_with_head(),
+            _ => false,
+        }
+    }
+
     /// Goes on sending `upload` while the body is read: whenever the body is polled.
     pub(super) fn continue_upload(&mut self, upload: Box<Upload>) {
         self.upload = Some(upload);

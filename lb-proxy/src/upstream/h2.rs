@@ -19,11 +19,17 @@
 //! otherwise the failure is classed as a refused connect: lb-core may retry it even for POST,
 //! as gRPC's rules allow for a call that never reached the server. When the backend leaves,
 //! its connections are dropped from the pool, and hyper closes each once its streams end.
+//!
+//! A connection with streams open that received nothing for
+//! `upstream.http2.keepalive_interval` is sent a PING (hyper's keep-alive, only while streams
+//! are open); one not acknowledged within `upstream.http2.keepalive_timeout` closes it: its
+//! streams fail, it takes no new stream, and the next stream opens a new connection. Each such
+//! close is logged and counted (`lb_upstream_http2_ping_timeouts_total{backend}`).
 
 use std::error::Error as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
@@ -40,6 +46,7 @@ use hyper::client::conn::http2::{Builder, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use lb_core::config::UpstreamConfig;
 use lb_core::retry::FailureKind;
+use prometheus_client::metrics::counter::Counter;
 
 use super::body::{BodyReadError, ResponseBody};
 use super::connection::ExchangeError;
@@ -67,6 +74,13 @@ pub struct H2Pool {
     max_streams: AtomicUsize,
     /// `upstream.http2.max_connections_per_backend`.
     max_connections: AtomicUsize,
+    /// `upstream.http2.keepalive_interval` in nanoseconds, zero when off; new connections
+    /// take it.
+    keepalive_interval_ns: AtomicU64,
+    /// `upstream.http2.keepalive_timeout` in nanoseconds.
+    keepalive_timeout_ns: AtomicU64,
+    /// `lb_upstream_http2_ping_timeouts_total` of this backend.
+    ping_timeouts: Counter,
     /// `https` over TLS (`h2`), `http` for `h2c`: the `:scheme` of requests.
     scheme: Scheme,
 }
@@ -174,14 +188,18 @@ impl H2Send {
 }
 
 impl H2Pool {
-    /// No connection yet, with the bounds of `upstream`; `tls`: the backend speaks `h2`.
-    pub fn new(upstream: &UpstreamConfig, tls: bool) -> Self {
+    /// No connection yet, with the bounds of `upstream`; `tls`: the backend speaks `h2`;
+    /// `ping_timeouts` counts connections closed for a PING left unanswered.
+    pub fn new(upstream: &UpstreamConfig, tls: bool, ping_timeouts: Counter) -> Self {
         let pool = Self {
             connections: Mutex::new(Vec::new()),
             opening: tokio::sync::Mutex::new(()),
             failed: Mutex::new(None),
             max_streams: AtomicUsize::new(1),
             max_connections: AtomicUsize::new(1),
+            keepalive_interval_ns: AtomicU64::new(0),
+            keepalive_timeout_ns: AtomicU64::new(0),
+            ping_timeouts,
             scheme: if tls { Scheme::HTTPS } else { Scheme::HTTP },
         };
         pool.configure(upstream);
@@ -196,6 +214,21 @@ impl H2Pool {
         self.max_streams.store(streams.max(1), Ordering::Relaxed);
         self.max_connections
             .store(connections.max(1), Ordering::Relaxed);
+        let nanos = |duration: Duration| u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        (self.keepalive_interval_ns).store(nanos(http2.keepalive_interval), Ordering::Relaxed);
+        (self.keepalive_timeout_ns).store(nanos(http2.keepalive_timeout), Ordering::Relaxed);
+    }
+
+    /// The PING interval and timeout of new connections; `None` when pings are off.
+    fn keepalive(&self) -> Option<(Duration, Duration)> {
+        let interval = self.keepalive_interval_ns.load(Ordering::Relaxed);
+        let timeout = self.keepalive_timeout_ns.load(Ordering::Relaxed);
+        (interval > 0).then(|| {
+            (
+                Duration::from_nanos(interval),
+                Duration::from_nanos(timeout),
+            )
+        })
     }
 
     /// The `:scheme` of requests to this backend.
@@ -300,6 +333,14 @@ impl H2Pool {
             .timer(TokioTimer::new())
             .initial_max_send_streams(max_streams)
             .max_header_list_size(max_head);
+        if let Some((interval, timeout)) = self.keepalive() {
+            // Only while streams are open: an idle connection is the idle sweep's to close,
+            // and gRPC servers police pings on connections that carry nothing.
+            builder
+                .keep_alive_interval(interval)
+                .keep_alive_timeout(timeout)
+                .keep_alive_while_idle(false);
+        }
         let peer_limit = PeerLimit::new();
         let stream = LimitTap::new(stream, peer_limit.clone());
         let handshake = builder.handshake::<_, H2Body>(TokioIo::new(stream));
@@ -314,9 +355,21 @@ impl H2Pool {
         };
         let retired = Arc::new(AtomicBool::new(false));
         let ended = retired.clone();
+        let ping_timeouts = self.ping_timeouts.clone();
         let driven = async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%addr, %error, "HTTP/2 connection to the backend ended");
+            match connection.await {
+                // Only hyper's keep-alive times a client connection out.
+                Err(error) if error.is_timeout() => {
+                    ping_timeouts.inc();
+                    tracing::warn!(
+                        %addr,
+                        "HTTP/2 backend did not answer a PING in time: connection closed, its streams failed"
+                    );
+                }
+                Err(error) => {
+                    tracing::debug!(%addr, %error, "HTTP/2 connection to the backend ended")
+                }
+                Ok(()) => {}
             }
             ended.store(true, Ordering::Relaxed);
         };
@@ -527,6 +580,12 @@ impl H2Stream {
         self.deadline = None;
     }
 
+    /// Whether the backend's stream ended with the response head, before any frame of the
+    /// body was read (whatever the call's deadline).
+    pub fn ended_with_head(&self) -> bool {
+        !self.trailers_seen && self.body.as_ref().is_some_and(|body| body.is_end_stream())
+    }
+
     /// Whether nothing more will come.
     pub fn is_end_stream(&self) -> bool {
         match &self.body {
@@ -541,5 +600,28 @@ impl H2Stream {
             None => SizeHint::with_exact(0),
             Some(body) => body.size_hint(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pings_follow_the_configuration_and_zero_turns_them_off() {
+        let mut upstream = UpstreamConfig::default();
+        let pool = H2Pool::new(&upstream, false, Counter::default());
+        let secs = Duration::from_secs;
+        assert_eq!(pool.keepalive(), Some((secs(30), secs(10))), "the defaults");
+        upstream.http2.keepalive_interval = Duration::from_millis(250);
+        upstream.http2.keepalive_timeout = secs(1);
+        pool.configure(&upstream);
+        assert_eq!(
+            pool.keepalive(),
+            Some((Duration::from_millis(250), secs(1)))
+        );
+        upstream.http2.keepalive_interval = Duration::ZERO;
+        pool.configure(&upstream);
+        assert_eq!(pool.keepalive(), None);
     }
 }

@@ -78,6 +78,23 @@ pub enum SendFailure {
     /// The request may have been sent; the exchange then failed.
     #[error(transparent)]
     Exchange(#[from] ExchangeError),
+    /// A gRPC call was answered with a status `retry_on` lists and nothing else (a
+    /// trailers-only response): a failure worth retrying, and the answer if none follows.
+    #[error("the backend answered gRPC status {}", .0.code)]
+    Grpc(Box<GrpcAnswer>),
+}
+
+/// A backend's trailers-only answer to a gRPC call, kept while a retry is decided.
+#[derive(Debug)]
+pub struct GrpcAnswer {
+    /// Its `grpc-status`.
+    pub code: u8,
+    /// Its `grpc-retry-pushback-ms`, when it sent one.
+    pub pushback: Option<crate::proto::grpc::Pushback>,
+    /// The response head (the status among its fields).
+    pub head: ResponseHead,
+    /// The (ended) body, holding the stream's place until it is dropped.
+    pub body: ResponseBody,
 }
 
 /// Idle connections to one backend.
@@ -164,8 +181,14 @@ struct IdleConnection {
 }
 
 impl Pool {
-    /// An empty pool for `backend` with the limits of `upstream`.
-    pub fn new(upstream: &UpstreamConfig, backend: &BackendConfig, metrics: &Metrics) -> Self {
+    /// An empty pool for `backend` with the limits of `upstream`; `ping_timeouts` counts its
+    /// HTTP/2 connections closed for a PING left unanswered.
+    pub fn new(
+        upstream: &UpstreamConfig,
+        backend: &BackendConfig,
+        metrics: &Metrics,
+        ping_timeouts: Counter,
+    ) -> Self {
         let proxy_protocol = !backend.proxy_protocol.is_off();
         let edge = (backend.tls.is_some() || proxy_protocol).then(|| {
             let tls = backend.tls.as_ref().map(|tls| {
@@ -187,7 +210,7 @@ impl Pool {
             closed: AtomicBool::new(false),
             edge,
             http2: (backend.protocol.is_http2())
-                .then(|| Box::new(H2Pool::new(upstream, backend.tls.is_some()))),
+                .then(|| Box::new(H2Pool::new(upstream, backend.tls.is_some(), ping_timeouts))),
         }
     }
 

@@ -3,12 +3,14 @@
 //! - [`FromClient`]: the client's request body as received: from our own HTTP/1 loop through a
 //!   [`pipe`], or from hyper (h2c, HTTP/2).
 //! - [`ToBackend`]: what is sent to a backend — nothing, a buffered body that can be replayed
-//!   on a retry, or the client's body streamed through a byte limit ([`LimitedBody`]).
+//!   on a retry, the client's body streamed through a byte limit ([`LimitedBody`]), or streamed
+//!   with a copy kept for a retry ([`replay`]: gRPC calls of pools that retry gRPC statuses).
 //! - [`ToClient`]: what is sent back to the client — a short text of the balancer's own, or the
 //!   backend's body streamed through, carrying the request's in-flight slot and metrics until the
 //!   last byte (or the client going away) so that counters can never leak.
 
 pub mod pipe;
+pub mod replay;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -88,10 +90,13 @@ pub enum ToBackend {
     Buffered(Bytes),
     /// The client's body streamed through a limit.
     Streaming(LimitedBody),
+    /// The client's body streamed through a limit, a copy kept so that it can be sent again.
+    Replayed(Arc<replay::Replay<LimitedBody>>),
 }
 
 impl ToBackend {
-    /// The streamed body, taken out (it is sent once); `None` for a body known up front.
+    /// The streamed body, taken out (it is sent once); `None` for a body known up front and
+    /// for one already [`Replayed`](ToBackend::Replayed).
     pub fn take_streaming(&mut self) -> Option<LimitedBody> {
         match std::mem::replace(self, ToBackend::Empty) {
             ToBackend::Streaming(body) => Some(body),
@@ -99,6 +104,44 @@ impl ToBackend {
                 *self = other;
                 None
             }
+        }
+    }
+
+    /// The body an attempt streams: the client's, taken out (it is sent once), or the next
+    /// attempt's of a replayed one; `None` for a body known up front.
+    pub fn take_upload(&mut self) -> Option<crate::upstream::UploadBody> {
+        match self {
+            ToBackend::Empty | ToBackend::Buffered(_) => None,
+            ToBackend::Streaming(_) => {
+                (self.take_streaming()).map(|body| -> crate::upstream::UploadBody {
+                    Box::pin(http_body_util::BodyExt::map_err(body, Into::into))
+                })
+            }
+            ToBackend::Replayed(replay) => Some(Box::pin(replay.body())),
+        }
+    }
+
+    /// Whether a streamed body can still be sent again (only a replayed one can).
+    pub fn may_replay(&self) -> bool {
+        match self {
+            ToBackend::Replayed(replay) => replay.kept(),
+            _ => false,
+        }
+    }
+
+    /// Readies a replayed body for another attempt (cutting the last attempt's off); false
+    /// when it can no longer be sent again. Other bodies need nothing.
+    pub fn rewind(&self) -> bool {
+        match self {
+            ToBackend::Replayed(replay) => replay.rewind(),
+            _ => true,
+        }
+    }
+
+    /// The call is committed to the attempt in flight: a replayed body keeps no more copy.
+    pub fn commit(&self) {
+        if let ToBackend::Replayed(replay) = self {
+            replay.commit();
         }
     }
 

@@ -106,3 +106,19 @@ pub async fn bidi(
     let request = tonic::Request::new(requests);
     client.streaming(request, path("Bidi"), codec()).await
 }
+
+/// A client-streaming call of `method`, whose requests are what `requests` yields.
+pub async fn client_streaming(
+    client: &mut Client,
+    method: &str,
+    requests: impl futures_util::Stream<Item = EchoRequest> + Send + 'static,
+) -> Result<tonic::Response<EchoReply>, tonic::Status> {
+    client
+        .ready()
+        .await
+        .map_err(|e| tonic::Status::unknown(e.to_string()))?;
+    let request = tonic::Request::new(requests);
+    client
+        .client_streaming(request, path(method), codec())
+        .await
+}
