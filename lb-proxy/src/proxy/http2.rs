@@ -22,6 +22,8 @@ pub(crate) async fn send(
     head: &[u8],
 ) -> Result<(ResponseHead, ResponseBody), SendFailure> {
     let mut parts = request_parts(head, http2.scheme(), prepared.te_trailers)?;
+    // The connection first: a connect that fails leaves the body to the next attempt.
+    let slot = http2.reserve(&backend.pool, backend.addr).await?;
     if let Some(grpc) = &mut prepared.grpc_retry {
         if grpc.sent > 0 {
             let previous = crate::proto::grpc::previous_attempts(&parts.headers, grpc.sent);
@@ -42,7 +44,9 @@ pub(crate) async fn send(
         body,
         deadline: prepared.grpc_deadline,
     };
-    let (head, body) = http2.send(&backend.pool, backend.addr, request).await?;
+    let (head, body) = http2
+        .send(&backend.pool, backend.addr, slot, request)
+        .await?;
     match prepared.grpc_retry {
         None => Ok((head, body)),
         Some(retry) => super::grpc::judge(retry, head, body, &prepared.to_backend),

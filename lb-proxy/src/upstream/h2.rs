@@ -390,20 +390,30 @@ impl H2Pool {
         })
     }
 
-    /// Sends `request` on a stream and waits for the response head; the response body holds
-    /// the stream (and its connection's place) until it is dropped.
+    /// A place for one stream on a connection to the backend, opened if none has room: the
+    /// connect part of a send, taken before anything of the request is, so that a request
+    /// whose connect failed still has its body for another backend.
+    pub async fn reserve(&self, pool: &Pool, addr: SocketAddr) -> Result<StreamSlot, SendFailure> {
+        self.stream(pool, addr).await.map_err(SendFailure::Connect)
+    }
+
+    /// Sends `request` on `slot`'s connection and waits for the response head; the response
+    /// body holds the stream (and its connection's place) until it is dropped. A stream the
+    /// backend refused is sent once more on another connection when its body can be.
     pub async fn send(
         &self,
         pool: &Pool,
         addr: SocketAddr,
+        slot: StreamSlot,
         mut request: H2Request,
     ) -> Result<(ResponseHead, ResponseBody), SendFailure> {
         let mut refused_once = false;
+        let mut slot = Some(slot);
         loop {
-            let slot = self
-                .stream(pool, addr)
-                .await
-                .map_err(SendFailure::Connect)?;
+            let slot = match slot.take() {
+                Some(slot) => slot,
+                None => self.reserve(pool, addr).await?,
+            };
             let replayable = request.body.replayable();
             let outgoing = Request::from_parts(request.parts.clone(), request.body.take());
             let mut sender = slot.connection.sender.clone();

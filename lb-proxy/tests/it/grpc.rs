@@ -1,8 +1,8 @@
 //! gRPC and HTTP/2 towards backends, with a tonic client and test-backends that speak HTTP/2
 //! only: unary, server-streaming and bidirectional calls pass through (h2c, and `h2` over TLS),
 //! large trailers intact; the balancer's own failures are gRPC statuses; a client's cancel and
-//! a call's deadline reach the backend; streams share connections up to the configured bounds
-//! and count as in-flight requests; HTTP/1.1 and plain HTTP/2 requests reach an h2c backend.
+//! a call's deadline reach the backend; HTTP/1.1 and plain HTTP/2 requests reach an h2c
+//! backend. How streams share connections is in `http2_upstream.rs`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -18,48 +18,12 @@ use test_backend::{BackendOptions, RunningBackend};
 use tokio::net::TcpStream;
 use tonic::Code;
 
-use crate::support::grpc::{self, bidi, says, server_streaming, unary};
+use crate::support::grpc::{
+    self, bidi, concurrent_waits, connections, h2c_backend, h2c_balancer, says, server_streaming,
+    unary, waits,
+};
 use crate::support::tls::{TempDir, TestCa};
 use crate::support::*;
-
-/// A test-backend that speaks HTTP/2 only (h2c), allowing `streams` per connection.
-async fn h2c_backend(name: &str, streams: Option<u32>) -> RunningBackend {
-    let options = BackendOptions {
-        name: name.to_owned(),
-        http2_only: true,
-        h2_max_streams: streams,
-        ..BackendOptions::default()
-    };
-    test_backend::bind_and_spawn(([127, 0, 0, 1], 0).into(), options)
-        .await
-        .expect("backend starts")
-}
-
-/// A balancer taking h2c from clients and speaking `protocol` to `backends`.
-async fn h2c_balancer(backends: &[RunningBackend], extra: &str) -> lb_proxy::Daemon {
-    let mut extra = extra.to_owned();
-    for (section, line) in [
-        ("server:\n", "  h2c: true\n"),
-        ("upstream:\n", "  protocol: h2c\n"),
-    ] {
-        extra = match extra.contains(section) {
-            true => extra.replacen(section, &format!("{section}{line}"), 1),
-            false => format!("{extra}{section}{line}"),
-        };
-    }
-    balancer(backends, &extra).await
-}
-
-fn connections(backend: &RunningBackend) -> u64 {
-    backend.stats().connections.load(Relaxed)
-}
-
-fn waits(ms: u64) -> EchoRequest {
-    EchoRequest {
-        wait_ms: ms,
-        ..says("wait")
-    }
-}
 
 #[tokio::test]
 async fn unary_streaming_and_bidi_calls_pass_through_to_an_h2c_backend() {
@@ -286,127 +250,6 @@ async fn a_client_that_cancels_cancels_the_backends_call() {
         })
         .await
     );
-}
-
-/// Starts `count` `Wait` calls of `ms` at once on one client connection, and waits for all.
-async fn concurrent_waits(addr: SocketAddr, count: usize, ms: u64) {
-    let client = grpc::connect(addr).await;
-    let calls = (0..count).map(|_| {
-        let mut client = client.clone();
-        async move { unary(&mut client, "Wait", tonic::Request::new(waits(ms))).await }
-    });
-    for result in futures_util::future::join_all(calls).await {
-        result.expect("the call succeeds");
-    }
-}
-
-#[tokio::test]
-async fn streams_share_connections_up_to_the_configured_bounds() {
-    let backend = h2c_backend("g0", None).await;
-    let extra = "upstream:\n  http2:\n    max_streams_per_connection: 2\n    max_connections_per_backend: 3\n";
-    let daemon = h2c_balancer(std::slice::from_ref(&backend), extra).await;
-    let mut client = grpc::connect(daemon.listen_addr).await;
-    for round in 0..10 {
-        let reply = unary(
-            &mut client,
-            "Unary",
-            tonic::Request::new(says("one by one")),
-        )
-        .await
-        .unwrap_or_else(|status| panic!("call {round}: {status:?}"));
-        assert_eq!(reply.get_ref().message, "one by one");
-    }
-    assert_eq!(
-        connections(&backend),
-        1,
-        "sequential calls share one connection"
-    );
-
-    concurrent_waits(daemon.listen_addr, 2, 200).await;
-    assert_eq!(connections(&backend), 1, "two streams fit one connection");
-
-    concurrent_waits(daemon.listen_addr, 4, 200).await;
-    assert_eq!(
-        connections(&backend),
-        2,
-        "a third stream opened a second connection"
-    );
-
-    concurrent_waits(daemon.listen_addr, 12, 200).await;
-    assert_eq!(
-        connections(&backend),
-        3,
-        "never more than max_connections_per_backend"
-    );
-}
-
-/// A backend that allows fewer streams per connection than the balancer would open (100 by
-/// default): its SETTINGS_MAX_CONCURRENT_STREAMS, read off the connection, bounds each
-/// connection's streams, and the streams beyond it open connections rather than wait in a full
-/// one (without the limit read, all eight would share the first connection).
-#[tokio::test]
-async fn a_backends_own_stream_limit_opens_connections_rather_than_queueing_streams() {
-    let backend = h2c_backend("g0", Some(2)).await;
-    let extra = "upstream:\n  http2:\n    max_connections_per_backend: 4\n";
-    let daemon = h2c_balancer(std::slice::from_ref(&backend), extra).await;
-    concurrent_waits(daemon.listen_addr, 2, 300).await;
-    assert_eq!(
-        connections(&backend),
-        1,
-        "two streams fit the backend's limit"
-    );
-    concurrent_waits(daemon.listen_addr, 8, 300).await;
-    assert_eq!(
-        connections(&backend),
-        4,
-        "eight streams at two per connection: four connections"
-    );
-}
-
-#[tokio::test]
-async fn least_connections_counts_open_streams_as_in_flight() {
-    let (busy, idle) = (
-        h2c_backend("busy", None).await,
-        h2c_backend("idle", None).await,
-    );
-    let fleet = [busy, idle];
-    let extra = "load_balancer:\n  algorithm: least_connections\n";
-    let daemon = h2c_balancer(&fleet, extra).await;
-    // One long call; whichever backend takes it is the busy one.
-    let waiting = tokio::spawn({
-        let addr = daemon.listen_addr;
-        async move { concurrent_waits(addr, 1, 1_500).await }
-    });
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            fleet
-                .iter()
-                .any(|b| b.stats().grpc_calls.load(Relaxed) == 1)
-        })
-        .await
-    );
-    let (taken, free) = match fleet[0].stats().grpc_calls.load(Relaxed) {
-        1 => (&fleet[0], &fleet[1]),
-        _ => (&fleet[1], &fleet[0]),
-    };
-    let metrics = scrape(&daemon).await;
-    let label = format!("backend=\"{}\"", taken.name());
-    assert_eq!(
-        metric_sum(&metrics, "lb_active_connections", &[&label]),
-        1.0
-    );
-    let mut client = grpc::connect(daemon.listen_addr).await;
-    for _ in 0..6 {
-        let reply = unary(&mut client, "Unary", tonic::Request::new(says("quick")))
-            .await
-            .unwrap();
-        assert_eq!(
-            reply.get_ref().backend,
-            free.name(),
-            "the open stream counts"
-        );
-    }
-    waiting.await.unwrap();
 }
 
 #[tokio::test]

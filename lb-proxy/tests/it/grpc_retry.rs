@@ -13,33 +13,23 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use test_backend::RunningBackend;
 use test_backend::grpc::EchoRequest;
-use test_backend::{BackendOptions, RunningBackend};
 use tonic::Code;
 
-use crate::support::grpc::{self, client_streaming, says, server_streaming, unary};
+use crate::support::grpc::{
+    self, client_streaming, h2c_backend, h2c_balancer, says, server_streaming, unary,
+};
 use crate::support::*;
 
 /// Two HTTP/2-only test-backends behind a balancer (h2c both sides, `ip_hash`, no breaker)
 /// with `retry`; the backend every call goes to first, and the other.
 async fn setup(retry: &str) -> (lb_proxy::Daemon, RunningBackend, RunningBackend) {
-    let mut backends = Vec::new();
-    for name in ["a", "b"] {
-        let options = BackendOptions {
-            name: name.to_owned(),
-            http2_only: true,
-            ..BackendOptions::default()
-        };
-        let backend = test_backend::bind_and_spawn(([127, 0, 0, 1], 0).into(), options)
-            .await
-            .expect("backend starts");
-        backends.push(backend);
-    }
+    let mut backends = vec![h2c_backend("a", None).await, h2c_backend("b", None).await];
     let extra = format!(
-        "server:\n  h2c: true\nupstream:\n  protocol: h2c\nload_balancer:\n  algorithm: ip_hash\n\
-         circuit_breaker:\n  enabled: false\n{retry}"
+        "load_balancer:\n  algorithm: ip_hash\ncircuit_breaker:\n  enabled: false\n{retry}"
     );
-    let daemon = balancer(&backends, &extra).await;
+    let daemon = h2c_balancer(&backends, &extra).await;
     let mut client = grpc::connect(daemon.listen_addr).await;
     let first = unary(&mut client, "Unary", tonic::Request::new(says("which")))
         .await

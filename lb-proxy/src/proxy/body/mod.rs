@@ -121,10 +121,13 @@ impl ToBackend {
         }
     }
 
-    /// Whether a streamed body can still be sent again (only a replayed one can).
+    /// Whether a streamed body can be sent on another attempt: a replayed one whose copy is
+    /// still kept, or the client's own that no attempt took yet (an HTTP/2 backend's connect
+    /// runs before the body is taken, so a failed connect leaves it for the next backend).
     pub fn may_replay(&self) -> bool {
         match self {
             ToBackend::Replayed(replay) => replay.kept(),
+            ToBackend::Streaming(_) => true,
             _ => false,
         }
     }

@@ -10,7 +10,10 @@ use http::uri::PathAndQuery;
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::sync::atomic::Ordering::Relaxed;
+
 use test_backend::grpc::{EchoReply, EchoRequest};
+use test_backend::{BackendOptions, RunningBackend};
 use tokio::net::TcpStream;
 use tonic::codec::Streaming;
 use tonic_prost::ProstCodec;
@@ -121,4 +124,57 @@ pub async fn client_streaming(
     client
         .client_streaming(request, path(method), codec())
         .await
+}
+
+/// A test-backend that speaks HTTP/2 only (h2c), allowing `streams` per connection.
+pub async fn h2c_backend(name: &str, streams: Option<u32>) -> RunningBackend {
+    let options = BackendOptions {
+        name: name.to_owned(),
+        http2_only: true,
+        h2_max_streams: streams,
+        ..BackendOptions::default()
+    };
+    test_backend::bind_and_spawn(([127, 0, 0, 1], 0).into(), options)
+        .await
+        .expect("backend starts")
+}
+
+/// A balancer taking h2c from clients and speaking `protocol` to `backends`.
+pub async fn h2c_balancer(backends: &[RunningBackend], extra: &str) -> lb_proxy::Daemon {
+    let mut extra = extra.to_owned();
+    for (section, line) in [
+        ("server:\n", "  h2c: true\n"),
+        ("upstream:\n", "  protocol: h2c\n"),
+    ] {
+        extra = match extra.contains(section) {
+            true => extra.replacen(section, &format!("{section}{line}"), 1),
+            false => format!("{extra}{section}{line}"),
+        };
+    }
+    crate::support::balancer(backends, &extra).await
+}
+
+/// Connections `backend` accepted so far.
+pub fn connections(backend: &RunningBackend) -> u64 {
+    backend.stats().connections.load(Relaxed)
+}
+
+/// A `Wait` call of `ms`.
+pub fn waits(ms: u64) -> EchoRequest {
+    EchoRequest {
+        wait_ms: ms,
+        ..says("wait")
+    }
+}
+
+/// Starts `count` `Wait` calls of `ms` at once on one client connection, and waits for all.
+pub async fn concurrent_waits(addr: SocketAddr, count: usize, ms: u64) {
+    let client = connect(addr).await;
+    let calls = (0..count).map(|_| {
+        let mut client = client.clone();
+        async move { unary(&mut client, "Wait", tonic::Request::new(waits(ms))).await }
+    });
+    for result in futures_util::future::join_all(calls).await {
+        result.expect("the call succeeds");
+    }
 }

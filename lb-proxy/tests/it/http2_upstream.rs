@@ -1,0 +1,158 @@
+//! HTTP/2 streams to backends and the connections they share: streams fill a connection up to
+//! `upstream.http2.max_streams_per_connection` or the backend's own SETTINGS_MAX_CONCURRENT_STREAMS,
+//! whichever is lower, then open another, up to `max_connections_per_backend`; they count as the
+//! backend's in-flight requests; a backend that accepts the connection but never speaks HTTP/2
+//! fails the connect within `upstream.connect_timeout`, and the request goes to another.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use crate::support::fake_backend::{Behaviour, FakeBackend};
+use crate::support::grpc::{
+    self, concurrent_waits, connections, h2c_backend, h2c_balancer, says, unary,
+};
+use crate::support::*;
+
+#[tokio::test]
+async fn streams_share_connections_up_to_the_configured_bounds() {
+    let backend = h2c_backend("g0", None).await;
+    let extra = "upstream:\n  http2:\n    max_streams_per_connection: 2\n    max_connections_per_backend: 3\n";
+    let daemon = h2c_balancer(std::slice::from_ref(&backend), extra).await;
+    let mut client = grpc::connect(daemon.listen_addr).await;
+    for round in 0..10 {
+        let reply = unary(
+            &mut client,
+            "Unary",
+            tonic::Request::new(says("one by one")),
+        )
+        .await
+        .unwrap_or_else(|status| panic!("call {round}: {status:?}"));
+        assert_eq!(reply.get_ref().message, "one by one");
+    }
+    assert_eq!(
+        connections(&backend),
+        1,
+        "sequential calls share one connection"
+    );
+
+    concurrent_waits(daemon.listen_addr, 2, 200).await;
+    assert_eq!(connections(&backend), 1, "two streams fit one connection");
+
+    concurrent_waits(daemon.listen_addr, 4, 200).await;
+    assert_eq!(
+        connections(&backend),
+        2,
+        "a third stream opened a second connection"
+    );
+
+    concurrent_waits(daemon.listen_addr, 12, 200).await;
+    assert_eq!(
+        connections(&backend),
+        3,
+        "never more than max_connections_per_backend"
+    );
+}
+
+/// A backend that allows fewer streams per connection than the balancer would open (100 by
+/// default): its SETTINGS_MAX_CONCURRENT_STREAMS, read off the connection, bounds each
+/// connection's streams, and the streams beyond it open connections rather than wait in a full
+/// one (without the limit read, all eight would share the first connection).
+#[tokio::test]
+async fn a_backends_own_stream_limit_opens_connections_rather_than_queueing_streams() {
+    let backend = h2c_backend("g0", Some(2)).await;
+    let extra = "upstream:\n  http2:\n    max_connections_per_backend: 4\n";
+    let daemon = h2c_balancer(std::slice::from_ref(&backend), extra).await;
+    concurrent_waits(daemon.listen_addr, 2, 300).await;
+    assert_eq!(
+        connections(&backend),
+        1,
+        "two streams fit the backend's limit"
+    );
+    concurrent_waits(daemon.listen_addr, 8, 300).await;
+    assert_eq!(
+        connections(&backend),
+        4,
+        "eight streams at two per connection: four connections"
+    );
+}
+
+#[tokio::test]
+async fn least_connections_counts_open_streams_as_in_flight() {
+    let (busy, idle) = (
+        h2c_backend("busy", None).await,
+        h2c_backend("idle", None).await,
+    );
+    let fleet = [busy, idle];
+    let extra = "load_balancer:\n  algorithm: least_connections\n";
+    let daemon = h2c_balancer(&fleet, extra).await;
+    // One long call; whichever backend takes it is the busy one.
+    let waiting = tokio::spawn({
+        let addr = daemon.listen_addr;
+        async move { concurrent_waits(addr, 1, 1_500).await }
+    });
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            fleet
+                .iter()
+                .any(|b| b.stats().grpc_calls.load(Relaxed) == 1)
+        })
+        .await
+    );
+    let (taken, free) = match fleet[0].stats().grpc_calls.load(Relaxed) {
+        1 => (&fleet[0], &fleet[1]),
+        _ => (&fleet[1], &fleet[0]),
+    };
+    let metrics = scrape(&daemon).await;
+    let label = format!("backend=\"{}\"", taken.name());
+    assert_eq!(
+        metric_sum(&metrics, "lb_active_connections", &[&label]),
+        1.0
+    );
+    let mut client = grpc::connect(daemon.listen_addr).await;
+    for _ in 0..6 {
+        let reply = unary(&mut client, "Unary", tonic::Request::new(says("quick")))
+            .await
+            .unwrap();
+        assert_eq!(
+            reply.get_ref().backend,
+            free.name(),
+            "the open stream counts"
+        );
+    }
+    waiting.await.unwrap();
+}
+
+/// A backend that accepts TCP and never sends its SETTINGS: the connection is given up at
+/// `upstream.connect_timeout` as a connect timeout, and a request is retried on the other
+/// backend; an HTTP/2 backend whose SETTINGS never came takes no stream.
+#[tokio::test]
+async fn a_backend_that_never_sends_its_settings_fails_the_connect_and_the_request_moves_on() {
+    let silent = FakeBackend::start(vec![Behaviour::Hang]).await;
+    let good = h2c_backend("good", None).await;
+    let specs = vec![
+        ("silent".to_owned(), silent.addr(), 1),
+        (good.name().to_owned(), good.addr(), 1),
+    ];
+    let extra = "server:\n  h2c: true\nupstream:\n  protocol: h2c\n  connect_timeout: 300ms\n\
+                 circuit_breaker:\n  enabled: false\n";
+    let daemon = lb_proxy::Daemon::start(parse(&config_yaml(&specs, extra)))
+        .await
+        .expect("balancer starts");
+    let mut client = grpc::connect(daemon.listen_addr).await;
+    for round in 0..4 {
+        let reply = tokio::time::timeout(
+            Duration::from_secs(10),
+            unary(&mut client, "Unary", tonic::Request::new(says("hello"))),
+        )
+        .await
+        .expect("answered within the connect timeout, not the request timeout")
+        .unwrap_or_else(|status| panic!("call {round}: {status:?}"));
+        assert_eq!(reply.get_ref().backend, "good");
+    }
+    assert!(
+        silent.connection_count() >= 1,
+        "the silent backend was tried"
+    );
+    let metrics = scrape(&daemon).await;
+    assert!(metric_sum(&metrics, "lb_retries_total", &[]) >= 1.0);
+}
