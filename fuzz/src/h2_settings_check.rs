@@ -1,6 +1,7 @@
 //! The HTTP/2 SETTINGS watcher over a backend's bytes: any bytes, split anywhere, never panic,
-//! and report SETTINGS and the last SETTINGS_MAX_CONCURRENT_STREAMS exactly as the same bytes
-//! read whole. The first byte of the input chooses the size of the pieces.
+//! and report SETTINGS and the last value of each setting read (SETTINGS_MAX_CONCURRENT_STREAMS,
+//! SETTINGS_ENABLE_CONNECT_PROTOCOL) exactly as the same bytes read whole. The first byte of the
+//! input chooses the size of the pieces.
 
 use lb_proxy::proto::h2_settings::{SettingsSeen, SettingsWatch};
 
@@ -15,10 +16,7 @@ pub fn check(data: &[u8]) {
     let mut last: Option<SettingsSeen> = None;
     for chunk in bytes.chunks(piece) {
         if let Some(seen) = watch.feed(chunk) {
-            let earlier = last.and_then(|last| last.max_concurrent_streams);
-            last = Some(SettingsSeen {
-                max_concurrent_streams: seen.max_concurrent_streams.or(earlier),
-            });
+            last = Some(last.unwrap_or_default().then(seen));
         }
     }
     assert_eq!(whole, last, "pieces of {piece}");

@@ -1,7 +1,8 @@
-//! The streams an HTTP/2 backend lets one connection carry (its SETTINGS_MAX_CONCURRENT_STREAMS),
-//! read off the connection's bytes as hyper reads them: [`LimitTap`] passes every byte through
-//! unchanged and shows the bytes the backend sent to a [`SettingsWatch`]; the latest limit is
-//! kept in a [`PeerLimit`] the pool reads when it places a stream. A new connection takes no
+//! The streams an HTTP/2 backend lets one connection carry (its SETTINGS_MAX_CONCURRENT_STREAMS)
+//! and whether it takes extended `CONNECT` (SETTINGS_ENABLE_CONNECT_PROTOCOL), read off the
+//! connection's bytes as hyper reads them: [`LimitTap`] passes every byte through unchanged and
+//! shows the bytes the backend sent to a [`SettingsWatch`]; the latest values are kept in a
+//! [`PeerLimit`] the pool reads when it places a stream. A new connection takes no
 //! stream before the backend's first SETTINGS arrived ([`PeerLimit::settled`]): streams sent
 //! before it would be placed blind, and a backend refuses those beyond its limit.
 
@@ -24,6 +25,8 @@ pub(crate) struct PeerLimit(Arc<Limit>);
 #[derive(Debug)]
 struct Limit {
     streams: AtomicUsize,
+    /// The backend takes extended `CONNECT` (RFC 8441): WebSocket over HTTP/2.
+    extended_connect: AtomicBool,
     /// Set once the backend's first SETTINGS frame was read.
     settled: AtomicBool,
     settled_now: Notify,
@@ -33,6 +36,7 @@ impl PeerLimit {
     pub(crate) fn new() -> Self {
         Self(Arc::new(Limit {
             streams: AtomicUsize::new(usize::MAX),
+            extended_connect: AtomicBool::new(false),
             settled: AtomicBool::new(false),
             settled_now: Notify::new(),
         }))
@@ -41,6 +45,11 @@ impl PeerLimit {
     /// Streams the backend allows on the connection now.
     pub(crate) fn get(&self) -> usize {
         self.0.streams.load(Ordering::Relaxed)
+    }
+
+    /// Whether the backend said it takes extended `CONNECT` (SETTINGS_ENABLE_CONNECT_PROTOCOL).
+    pub(crate) fn extended_connect(&self) -> bool {
+        self.0.extended_connect.load(Ordering::Acquire)
     }
 
     /// Ready once the backend's first SETTINGS frame was read: until then a connection does
@@ -62,6 +71,9 @@ impl PeerLimit {
                 tracing::debug!(streams, "HTTP/2 backend set its concurrent stream limit");
             }
             self.0.streams.store(streams, Ordering::Relaxed);
+        }
+        if let Some(enabled) = seen.enable_connect_protocol {
+            self.0.extended_connect.store(enabled, Ordering::Release);
         }
         if !self.0.settled.swap(true, Ordering::AcqRel) {
             self.0.settled_now.notify_waiters();
