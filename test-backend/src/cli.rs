@@ -47,6 +47,9 @@ struct Args {
     /// Streams a client may open at once on one HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     h2_max_streams: Option<u32>,
+    /// Do not offer WebSocket over HTTP/2 (RFC 8441 extended CONNECT)
+    #[arg(long)]
+    no_h2_websocket: bool,
     /// Tokio worker threads [default: the CPUs this process may run on]
     #[arg(long)]
     threads: Option<usize>,
@@ -148,6 +151,7 @@ async fn run(args: Args) -> ExitCode {
             tls: tls.clone(),
             http2_only: args.http2_only,
             h2_max_streams: args.h2_max_streams,
+            h2_websocket: !args.no_h2_websocket,
         };
         let backend = spawn(listener, options).await;
         println!(

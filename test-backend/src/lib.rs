@@ -18,7 +18,7 @@
 //! | `/echo/body` | the request body streamed straight back, unbuffered |
 //! | `/count` | `bytes=N fnv1a64=HEX` of the request body, streamed ([`Fnv1a64`]) |
 //! | `/bytes/{n}` | `n` bytes (≤ 1 GiB), byte `i` = `i % 251` ([`pattern_byte`]) |
-//! | `/ws` | a WebSocket echo: text and binary messages come back as sent; 426 without a handshake |
+//! | `/ws` | a WebSocket echo: text and binary messages come back as sent; 426 without a handshake. Over HTTP/2 it answers an extended `CONNECT` (RFC 8441) unless [`BackendOptions::h2_websocket`] is off |
 //! | `/lb.test.Echo/{method}` | the gRPC echo service ([`grpc`]: unary, streaming, large trailers, a chosen failure, a wait) |
 //! | anything else (`/api/test`, `/health/x`) | what `/` answers: a balancer may route any path here |
 //!
@@ -95,6 +95,9 @@ pub struct BackendOptions {
     pub http2_only: bool,
     /// Streams a client may open at once on one HTTP/2 connection; `None`: hyper's default.
     pub h2_max_streams: Option<u32>,
+    /// Offer WebSocket over HTTP/2 (RFC 8441: SETTINGS_ENABLE_CONNECT_PROTOCOL, and `/ws`
+    /// answers an extended `CONNECT`). On by default.
+    pub h2_websocket: bool,
 }
 
 impl Default for BackendOptions {
@@ -108,6 +111,7 @@ impl Default for BackendOptions {
             tls: None,
             http2_only: false,
             h2_max_streams: None,
+            h2_websocket: true,
         }
     }
 }
@@ -132,6 +136,8 @@ pub(crate) struct Shared {
     http2_only: bool,
     /// SETTINGS_MAX_CONCURRENT_STREAMS, when set.
     h2_max_streams: Option<u32>,
+    /// SETTINGS_ENABLE_CONNECT_PROTOCOL: WebSocket over HTTP/2.
+    h2_websocket: bool,
 }
 
 /// A backend serving in the background. Dropping it stops it like [`RunningBackend::shutdown`]
@@ -295,6 +301,7 @@ pub async fn spawn(listener: TcpListener, options: BackendOptions) -> RunningBac
         }),
         http2_only: options.http2_only,
         h2_max_streams: options.h2_max_streams,
+        h2_websocket: options.h2_websocket,
     });
     let toggler = options
         .toggle_health
@@ -384,6 +391,9 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     if let Some(streams) = shared.h2_max_streams {
         builder.http2().max_concurrent_streams(streams);
+    }
+    if shared.h2_websocket {
+        builder.http2().enable_connect_protocol();
     }
     let shared_http2_only = shared.http2_only;
     if shared_http2_only {
