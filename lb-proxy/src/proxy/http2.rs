@@ -2,6 +2,11 @@
 //! head the codec wrote for HTTP/1.1 (forwarding fields, request id, rewrites all applied) is put
 //! in HTTP/2's form, with the body that will be sent, and sent on one of the backend's streams
 //! ([`crate::upstream::h2`]). [`request_parts`] is the translation: pure, and tested here.
+//!
+//! A WebSocket upgrade becomes an extended `CONNECT` (RFC 8441), sent only on a connection
+//! whose backend turned it on (otherwise nothing is sent: [`SendFailure::NoWebSocket`]); the
+//! backend's `2xx` becomes the `101` the client's handshake expects, and the stream carries the
+//! tunnel. Any other answer is an ordinary response.
 
 use http::header::HeaderValue;
 use http::uri::Scheme;
@@ -9,6 +14,7 @@ use http::{HeaderMap, Request, Version};
 
 use super::body::ToBackend;
 use super::prepare::Prepared;
+use super::websocket;
 use crate::proto::h1::response::ResponseHead;
 use crate::upstream::backend::Backend;
 use crate::upstream::h2::{H2Pool, H2Request, H2Send};
@@ -21,9 +27,12 @@ pub(crate) async fn send(
     prepared: &mut Prepared,
     head: &[u8],
 ) -> Result<(ResponseHead, ResponseBody), SendFailure> {
-    let mut parts = request_parts(head, http2.scheme(), prepared.te_trailers)?;
+    let (mut parts, websocket_key) = request_parts(head, http2.scheme(), prepared.te_trailers)?;
     // The connection first: a connect that fails leaves the body to the next attempt.
     let slot = http2.reserve(&backend.pool, backend.addr).await?;
+    if websocket_key.is_some() && !slot.extended_connect() {
+        return Err(SendFailure::NoWebSocket);
+    }
     if let Some(grpc) = &mut prepared.grpc_retry {
         if grpc.sent > 0 {
             let previous = crate::proto::grpc::previous_attempts(&parts.headers, grpc.sent);
@@ -47,6 +56,12 @@ pub(crate) async fn send(
     let (head, body) = http2
         .send(&backend.pool, backend.addr, slot, request)
         .await?;
+    if let Some(key) = websocket_key
+        && body.is_tunnel()
+    {
+        let accept = websocket::accept_for(key.as_bytes());
+        return Ok((head.into_switch(b"websocket", &accept), body));
+    }
     match prepared.grpc_retry {
         None => Ok((head, body)),
         Some(retry) => super::grpc::judge(retry, head, body, &prepared.to_backend),
@@ -56,12 +71,13 @@ pub(crate) async fn send(
 /// The request for an HTTP/2 backend from the serialised HTTP/1.1 head the request path wrote
 /// (its fields already filtered and forwarded): `Host` becomes `:authority`, and the fields
 /// HTTP/2 forbids (RFC 9113 §8.2.2) are left out; `te: trailers` is added when the client asked
-/// for trailers.
+/// for trailers. A WebSocket upgrade (the head carries `Upgrade` only for a well-formed one)
+/// becomes an extended `CONNECT`, and the client's `Sec-WebSocket-Key` comes back with it.
 pub(crate) fn request_parts(
     head: &[u8],
     scheme: &Scheme,
     te_trailers: bool,
-) -> Result<http::request::Parts, ExchangeError> {
+) -> Result<(http::request::Parts, Option<HeaderValue>), ExchangeError> {
     let bad = || ExchangeError::Http2Head;
     let mut fields = vec![httparse::EMPTY_HEADER; head.split(|b| *b == b'\n').count()];
     let mut parsed = httparse::Request::new(&mut fields);
@@ -73,12 +89,15 @@ pub(crate) fn request_parts(
         http::Method::from_bytes(parsed.method.ok_or_else(bad)?.as_bytes()).map_err(|_| bad())?;
     let target = parsed.path.ok_or_else(bad)?;
     let mut headers = HeaderMap::with_capacity(parsed.headers.len() + 1);
-    let mut authority = None;
+    let (mut authority, mut upgrade) = (None, None);
     for field in parsed.headers.iter() {
         let name = http::HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| bad())?;
         if name == http::header::HOST {
             authority = Some(field.value);
             continue;
+        }
+        if name == http::header::UPGRADE {
+            upgrade = Some(field.value);
         }
         if hop_by_hop(&name) {
             continue;
@@ -102,7 +121,9 @@ pub(crate) fn request_parts(
     parts.uri = uri;
     parts.version = Version::HTTP_2;
     parts.headers = headers;
-    Ok(parts)
+    let websocket_key =
+        upgrade.and_then(|upgrade| websocket::to_extended_connect(&mut parts, upgrade));
+    Ok((parts, websocket_key))
 }
 
 /// Fields HTTP/2 forbids: connection-specific ones (RFC 9113 §8.2.2).
@@ -123,7 +144,8 @@ mod tests {
     #[test]
     fn the_http1_head_becomes_an_http2_request() {
         let head = b"POST /svc/Method?x=1 HTTP/1.1\r\nhost: api.example\r\ncontent-type: application/grpc\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\nconnection: upgrade\r\nupgrade: websocket\r\nx-forwarded-for: 10.0.0.1\r\n\r\n";
-        let parts = request_parts(head, &Scheme::HTTP, true).unwrap();
+        let (parts, websocket_key) = request_parts(head, &Scheme::HTTP, true).unwrap();
+        assert_eq!(websocket_key, None, "no handshake: a plain request");
         assert_eq!(parts.method, http::Method::POST);
         assert_eq!(parts.uri.to_string(), "http://api.example/svc/Method?x=1");
         assert_eq!(parts.version, Version::HTTP_2);
@@ -133,6 +155,19 @@ mod tests {
             ["content-type", "content-length", "x-forwarded-for", "te"]
         );
         assert_eq!(parts.headers["te"], "trailers");
+    }
+
+    #[test]
+    fn a_websocket_upgrade_head_becomes_an_extended_connect() {
+        let head = b"GET /ws?room=2 HTTP/1.1\r\nhost: chat.example\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n";
+        let (parts, websocket_key) = request_parts(head, &Scheme::HTTPS, false).unwrap();
+        assert_eq!(websocket_key.unwrap(), "dGhlIHNhbXBsZSBub25jZQ==");
+        assert_eq!(parts.method, http::Method::CONNECT);
+        assert_eq!(parts.uri.to_string(), "https://chat.example/ws?room=2");
+        let protocol = parts.extensions.get::<hyper::ext::Protocol>().unwrap();
+        assert_eq!(protocol.as_str(), "websocket");
+        let names: Vec<&str> = parts.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["sec-websocket-version"]);
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub(crate) const TOO_LARGE: &str = "413 payload too large\n";
 pub(crate) const BAD_BODY: &str = "400 bad request body\n";
 /// The answer to a small body not read within `server.request_timeout`.
 pub(crate) const BODY_TIMEOUT: &str = "408 request body timeout\n";
+/// The answer to a WebSocket upgrade for an HTTP/2 backend without extended `CONNECT`.
+pub(crate) const NO_WEBSOCKET: &str = "502 bad gateway: the backend does not take WebSocket over HTTP/2 (no SETTINGS_ENABLE_CONNECT_PROTOCOL)\n";
 
 /// A backend's response, passed on; the slot and the metrics ride on its body until its end.
 /// `route` holds the metric handles of the route on this backend.

@@ -10,7 +10,7 @@ use lb_core::retry::{AttemptFailure, FailureKind, GiveUpReason, RetryDecision};
 
 use super::prepare::Prepared;
 use super::reply::Reply;
-use super::respond::{self, BAD_BODY, TOO_LARGE};
+use super::respond::{self, BAD_BODY, NO_WEBSOCKET, TOO_LARGE};
 use crate::clock;
 use crate::metrics::RouteHandles;
 use crate::proto::grpc::Pushback;
@@ -88,6 +88,22 @@ pub(crate) fn settle(
                 };
                 let refused = respond::refuse(shared, &route.name, prepared.method, status, text);
                 return Settled::Answer(refused.closing());
+            }
+            // A backend that cannot take a WebSocket over HTTP/2 serves everything else: no
+            // breaker failure (a client could otherwise open it at will), and no retry (the
+            // pool's backends are configured alike).
+            if let SendFailure::NoWebSocket = error {
+                drop(admitted);
+                tracing::debug!(backend = %backend.name(), %error, "upgrade not sent");
+                let text = NO_WEBSOCKET;
+                let status = StatusCode::BAD_GATEWAY;
+                return Settled::Answer(respond::refuse(
+                    shared,
+                    &route.name,
+                    prepared.method,
+                    status,
+                    text,
+                ));
             }
             if let SendFailure::Grpc(answer) = error {
                 let GrpcAnswer {
@@ -195,5 +211,7 @@ pub(crate) fn classify(failure: &SendFailure) -> FailureKind {
         SendFailure::Connect(kind) => *kind,
         SendFailure::Exchange(_) => FailureKind::ResetBeforeResponse,
         SendFailure::Grpc(answer) => FailureKind::GrpcStatus(answer.code),
+        // Answered before classification; nothing was sent.
+        SendFailure::NoWebSocket => FailureKind::ConnectRefused,
     }
 }

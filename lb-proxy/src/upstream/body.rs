@@ -11,6 +11,7 @@ use http_body::{Frame, SizeHint};
 
 use super::connection::{Connection, ExchangeError};
 use super::h2::H2Stream;
+use super::tunnel::{H2Tunnel, TunnelBackend};
 use super::upload::Upload;
 use crate::proto::h1::chunked::{ChunkedDecoder, ChunkedError, Decoded};
 use crate::proto::h1::framing::Framing;
@@ -49,6 +50,9 @@ enum State {
     /// An HTTP/2 stream's body (no connection of ours: the stream holds its place). Boxed:
     /// the HTTP/1 body stays small.
     Http2(Box<H2Stream>),
+    /// An HTTP/2 stream the backend accepted as a tunnel (extended `CONNECT`): no body, the
+    /// stream is the tunnel's ([`ResponseBody::take_upgraded`]).
+    Tunnel(Box<H2Tunnel>),
 }
 
 /// A backend's response body.
@@ -87,6 +91,21 @@ impl ResponseBody {
             reusable: false,
             upload: None,
         }
+    }
+
+    /// An HTTP/2 stream the backend accepted as a tunnel.
+    pub(super) fn tunnel(tunnel: Box<H2Tunnel>) -> Self {
+        Self {
+            connection: None,
+            state: State::Tunnel(tunnel),
+            reusable: false,
+            upload: None,
+        }
+    }
+
+    /// Whether this is an HTTP/2 stream accepted as a tunnel.
+    pub fn is_tunnel(&self) -> bool {
+        matches!(self.state, State::Tunnel(_))
     }
 
     /// Whether an HTTP/2 backend ended the stream with the response head: nothing of the body
@@ -141,11 +160,18 @@ impl ResponseBody {
         }
     }
 
-    /// The connection of a `101` answer, for the tunnel: its body is empty and the connection
-    /// never goes back to the pool.
-    pub fn take_upgraded(&mut self) -> Option<Connection> {
+    /// The connection of a `101` answer, or the HTTP/2 stream of an accepted extended
+    /// `CONNECT`, for the tunnel: its body is empty and the connection never goes back to the
+    /// pool.
+    pub fn take_upgraded(&mut self) -> Option<TunnelBackend> {
         debug_assert!(!self.reusable && self.upload.is_none());
-        self.connection.take()
+        if let State::Tunnel(_) = self.state {
+            let State::Tunnel(tunnel) = std::mem::replace(&mut self.state, State::Done) else {
+                unreachable!("matched above");
+            };
+            return Some(TunnelBackend::Http2(tunnel));
+        }
+        self.connection.take().map(TunnelBackend::Http1)
     }
 
     fn fail(&mut self, error: BodyReadError) -> Poll<Option<Result<Frame<Bytes>, BodyReadError>>> {
@@ -180,7 +206,7 @@ impl http_body::Body for ResponseBody {
                 return Poll::Ready(None);
             };
             match &mut this.state {
-                State::Done | State::Http2(_) => return Poll::Ready(None),
+                State::Done | State::Http2(_) | State::Tunnel(_) => return Poll::Ready(None),
                 State::Length(left) => {
                     if connection.buffer.is_empty() {
                         match ready!(Self::fill(connection, cx)) {
@@ -233,7 +259,7 @@ impl http_body::Body for ResponseBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.state {
-            State::Done => true,
+            State::Done | State::Tunnel(_) => true,
             State::Http2(stream) => stream.is_end_stream(),
             _ => false,
         }
@@ -241,7 +267,7 @@ impl http_body::Body for ResponseBody {
 
     fn size_hint(&self) -> SizeHint {
         match &self.state {
-            State::Done => SizeHint::with_exact(0),
+            State::Done | State::Tunnel(_) => SizeHint::with_exact(0),
             State::Length(left) => SizeHint::with_exact(*left),
             State::Http2(stream) => stream.size_hint(),
             _ => SizeHint::default(),

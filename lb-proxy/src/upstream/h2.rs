@@ -20,6 +20,11 @@
 //! as gRPC's rules allow for a call that never reached the server. When the backend leaves,
 //! its connections are dropped from the pool, and hyper closes each once its streams end.
 //!
+//! A WebSocket upgrade is an extended `CONNECT` here (RFC 8441), sent only on a connection whose
+//! backend advertised SETTINGS_ENABLE_CONNECT_PROTOCOL ([`StreamSlot::extended_connect`]); the
+//! backend's `2xx` hands the stream over as the tunnel's ([`super::tunnel`]), which keeps its
+//! place on the connection until it closes.
+//!
 //! A connection with streams open that received nothing for
 //! `upstream.http2.keepalive_interval` is sent a PING (hyper's keep-alive, only while streams
 //! are open); one not acknowledged within `upstream.http2.keepalive_timeout` closes it: its
@@ -52,6 +57,7 @@ use super::body::{BodyReadError, ResponseBody};
 use super::connection::ExchangeError;
 use super::h2_limit::{LimitTap, PeerLimit};
 use super::stream::UpstreamStream;
+use super::tunnel::H2Tunnel;
 use super::{BoxError, Pool, SendFailure, UploadBody};
 use crate::clock;
 use crate::proto::h1::framing::Framing;
@@ -128,6 +134,11 @@ impl StreamSlot {
         Self {
             connection: connection.clone(),
         }
+    }
+
+    /// Whether the backend takes extended `CONNECT` (WebSocket) on this slot's connection.
+    pub fn extended_connect(&self) -> bool {
+        self.connection.peer_limit.extended_connect()
     }
 }
 
@@ -418,6 +429,9 @@ impl H2Pool {
             let outgoing = Request::from_parts(request.parts.clone(), request.body.take());
             let mut sender = slot.connection.sender.clone();
             match sender.send_request(outgoing).await {
+                Ok(response) if request.parts.method == http::Method::CONNECT => {
+                    return into_tunnel(response, slot).await;
+                }
                 Ok(response) => return Ok(into_answer(response, slot, request.deadline)),
                 Err(error) => {
                     let refused = never_processed(&error);
@@ -502,6 +516,31 @@ fn never_processed(error: &hyper::Error) -> bool {
         source = cause.source();
     }
     false
+}
+
+/// The answer to an extended `CONNECT` (the only `CONNECT` sent to a backend): a `2xx` makes
+/// the stream a tunnel (hyper hands it over at once), with the head as the backend sent it;
+/// anything else is an ordinary answer.
+async fn into_tunnel(
+    mut response: Response<Incoming>,
+    slot: StreamSlot,
+) -> Result<(ResponseHead, ResponseBody), SendFailure> {
+    if !response.status().is_success() {
+        return Ok(into_answer(response, slot, None));
+    }
+    let upgraded = hyper::upgrade::on(&mut response)
+        .await
+        .map_err(|error| SendFailure::Exchange(ExchangeError::Http2(error)))?;
+    let (parts, _) = response.into_parts();
+    let head = ResponseHead::from_fields(
+        Version::HTTP_2,
+        parts.status,
+        &parts.headers,
+        None,
+        Framing::NONE,
+    );
+    let tunnel = Box::new(H2Tunnel::new(upgraded, slot));
+    Ok((head, ResponseBody::tunnel(tunnel)))
 }
 
 /// The response head as the request path takes it, and its body holding the stream.

@@ -28,7 +28,9 @@
 //! that client's requests only.
 //!
 //! A backend with `protocol: h2c` or `h2` is reached over HTTP/2 instead ([`h2`]): its streams
-//! share a few connections, opened through the same connect (TCP, TLS with ALPN `h2`).
+//! share a few connections, opened through the same connect (TCP, TLS with ALPN `h2`). A
+//! WebSocket upgrade becomes an extended `CONNECT` on such a backend; the tunnel then runs over
+//! its stream ([`tunnel`]).
 
 pub(crate) mod backend;
 pub(crate) mod body;
@@ -40,6 +42,7 @@ pub(crate) mod health;
 pub(crate) mod queue;
 pub(crate) mod slow_start;
 pub(crate) mod stream;
+pub(crate) mod tunnel;
 mod upload;
 
 use std::net::SocketAddr;
@@ -63,6 +66,7 @@ pub use body::ResponseBody;
 pub use connection::{Connection, ExchangeError};
 use h2::H2Pool;
 use stream::UpstreamStream;
+pub use tunnel::TunnelBackend;
 pub use upload::UploadBody;
 
 /// A body error of any kind: what a streamed upload's body may fail with, and what hyper's
@@ -82,6 +86,13 @@ pub enum SendFailure {
     /// trailers-only response): a failure worth retrying, and the answer if none follows.
     #[error("the backend answered gRPC status {}", .0.code)]
     Grpc(Box<GrpcAnswer>),
+    /// A WebSocket upgrade for an HTTP/2 backend that did not turn extended `CONNECT` on
+    /// (SETTINGS_ENABLE_CONNECT_PROTOCOL, RFC 8441): nothing was sent, and the backend is not
+    /// at fault (it serves everything else).
+    #[error(
+        "the backend does not take WebSocket over HTTP/2 (it did not send SETTINGS_ENABLE_CONNECT_PROTOCOL)"
+    )]
+    NoWebSocket,
 }
 
 /// A backend's trailers-only answer to a gRPC call, kept while a retry is decided.

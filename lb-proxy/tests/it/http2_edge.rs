@@ -9,34 +9,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::ClientConfig;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::Role;
 
 use crate::support::tls::*;
+use crate::support::websocket::{Sender, h2_over, websocket_over_h2};
 use crate::support::*;
-
-type Sender = http2::SendRequest<Empty<Bytes>>;
-
-/// An HTTP/2 client connection over `io`.
-async fn h2_over<I>(io: I) -> Sender
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(io))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    sender
-}
 
 /// A client offering `h2` then `http/1.1`, trusting `ca`.
 fn h2_client_config(ca: &TestCa) -> Arc<ClientConfig> {
@@ -139,28 +120,6 @@ async fn alpn_http11_only_never_offers_h2() {
             .starts_with("HTTP/1.1 200")
     );
     daemon.shutdown().await;
-}
-
-/// Opens a WebSocket over an HTTP/2 stream of `sender` (RFC 8441).
-async fn websocket_over_h2(
-    sender: &mut Sender,
-    uri: &str,
-) -> Result<WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, http::StatusCode> {
-    sender.ready().await.unwrap();
-    let request = http::Request::builder()
-        .method(http::Method::CONNECT)
-        .uri(uri)
-        .header("sec-websocket-version", "13")
-        .extension(hyper::ext::Protocol::from_static("websocket"))
-        .body(Empty::new())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    if response.status() != 200 {
-        return Err(response.status());
-    }
-    assert!(response.headers().get("sec-websocket-accept").is_none());
-    let upgraded = hyper::upgrade::on(response).await.unwrap();
-    Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await)
 }
 
 /// Text, binary, a large message and a close, through the tunnel; while it is open it counts

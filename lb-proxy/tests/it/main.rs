@@ -49,3 +49,4 @@ mod tls_upstream;
 mod tracing;
 mod upgrades;
 mod upstream_framing;
+mod websocket_h2_upstream;

@@ -106,14 +106,12 @@ impl ResponseHead {
                 "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "upgrade"
             );
             if kept {
-                let name_start = bytes.len();
-                bytes.extend_from_slice(name.as_str().as_bytes());
-                let name_end = bytes.len();
-                bytes.extend_from_slice(b": ");
-                let value_start = bytes.len();
-                bytes.extend_from_slice(value.as_bytes());
-                fields.push((name_start..name_end, value_start..bytes.len()));
-                bytes.extend_from_slice(b"\r\n");
+                push_line(
+                    &mut bytes,
+                    &mut fields,
+                    name.as_str().as_bytes(),
+                    value.as_bytes(),
+                );
             }
         }
         ResponseHead {
@@ -124,6 +122,32 @@ impl ResponseHead {
             fields,
             declared_length,
             body,
+            reusable: false,
+        }
+    }
+
+    /// This head, an HTTP/2 backend's `2xx` to the extended `CONNECT` an upgrade request
+    /// became (RFC 8441), as the `101` the HTTP/1.1 client waits for: the backend's fields
+    /// (less any `Sec-WebSocket-Accept`), then `Upgrade: upgrade` and
+    /// `Sec-WebSocket-Accept: accept`.
+    pub fn into_switch(self, upgrade: &[u8], accept: &[u8]) -> ResponseHead {
+        const ACCEPT: &[u8] = b"sec-websocket-accept";
+        let mut bytes = Vec::with_capacity(self.bytes.len() + 64);
+        let mut fields = Vec::with_capacity(self.fields.len() + 2);
+        let kept = (self.fields.iter())
+            .map(|(name, value)| (&self.bytes[name.clone()], &self.bytes[value.clone()]))
+            .filter(|(name, _)| !name.eq_ignore_ascii_case(ACCEPT));
+        for (name, value) in kept.chain([(&b"upgrade"[..], upgrade), (ACCEPT, accept)]) {
+            push_line(&mut bytes, &mut fields, name, value);
+        }
+        ResponseHead {
+            version: Version::HTTP_11,
+            status: StatusCode::SWITCHING_PROTOCOLS,
+            bytes: Bytes::from(bytes),
+            reason: 0..0,
+            fields,
+            declared_length: None,
+            body: Framing::NONE,
             reusable: false,
         }
     }
@@ -190,6 +214,23 @@ impl Parsed {
         self.head.bytes = bytes;
         self.head
     }
+}
+
+/// Appends the field line `name: value` to `bytes`, and its ranges to `fields`.
+fn push_line(
+    bytes: &mut Vec<u8>,
+    fields: &mut Vec<(Range<usize>, Range<usize>)>,
+    name: &[u8],
+    value: &[u8],
+) {
+    let name_start = bytes.len();
+    bytes.extend_from_slice(name);
+    let name_end = bytes.len();
+    bytes.extend_from_slice(b": ");
+    let value_start = bytes.len();
+    bytes.extend_from_slice(value);
+    fields.push((name_start..name_end, value_start..bytes.len()));
+    bytes.extend_from_slice(b"\r\n");
 }
 
 /// Parses the response head at the start of `buffer`: `Ok(None)` while it is incomplete and

@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 
 use crate::metrics::RouteHandles;
 use crate::upstream::backend::InFlight;
-use crate::upstream::{Connection, ResponseBody};
+use crate::upstream::{Connection, ResponseBody, TunnelBackend};
 pub use pipe::{Pipe, PipeBody, PipeError};
 
 pub use crate::upstream::BoxError;
@@ -331,8 +331,9 @@ impl ToClient {
 /// holds while open. The connection never returns to the pool.
 #[derive(Debug)]
 pub struct Upgraded {
-    /// The backend connection; its buffer holds what the backend sent after the `101`.
-    pub connection: Connection,
+    /// The backend connection (its buffer holds what the backend sent after the `101`), or
+    /// the HTTP/2 stream that took an extended `CONNECT`.
+    pub connection: TunnelBackend,
     /// The backend's slot, held until the tunnel closes.
     pub guard: TunnelGuard,
 }

@@ -1,9 +1,52 @@
-//! The echo exchange every WebSocket test makes through the balancer, whatever carries it.
+//! The echo exchange every WebSocket test makes through the balancer, whatever carries it, and
+//! the HTTP/2 client side of WebSocket over HTTP/2 (RFC 8441).
 
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use http_body_util::Empty;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+/// An HTTP/2 client connection's handle.
+pub type Sender = http2::SendRequest<Empty<Bytes>>;
+
+/// An HTTP/2 client connection over `io`.
+pub async fn h2_over<I>(io: I) -> Sender
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+/// Opens a WebSocket over an HTTP/2 stream of `sender` (RFC 8441).
+pub async fn websocket_over_h2(
+    sender: &mut Sender,
+    uri: &str,
+) -> Result<WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, http::StatusCode> {
+    sender.ready().await.unwrap();
+    let request = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(uri)
+        .header("sec-websocket-version", "13")
+        .extension(hyper::ext::Protocol::from_static("websocket"))
+        .body(Empty::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    if response.status() != 200 {
+        return Err(response.status());
+    }
+    assert!(response.headers().get("sec-websocket-accept").is_none());
+    let upgraded = hyper::upgrade::on(response).await.unwrap();
+    Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await)
+}
 
 /// Sends a text, a binary and a 300 KB text message to test-backend's `/ws` echo and checks each
 /// comes back; the large one crosses several reads and writes of the tunnel.

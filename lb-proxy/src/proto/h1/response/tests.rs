@@ -306,3 +306,41 @@ proptest! {
         prop_assert!(!names.iter().any(|n| n.eq_ignore_ascii_case("connection")));
     }
 }
+
+#[test]
+fn an_http2_backends_accepted_connect_becomes_a_101_with_the_accept_value() {
+    let mut headers = HeaderMap::new();
+    headers.insert("x-backend", HeaderValue::from_static("b0"));
+    // An accept value of the backend's own (RFC 8441 has none) never reaches the client.
+    headers.insert("sec-websocket-accept", HeaderValue::from_static("bogus"));
+    headers.insert("sec-websocket-protocol", HeaderValue::from_static("chat"));
+    headers.insert("content-length", HeaderValue::from_static("0"));
+    let accepted = ResponseHead::from_fields(
+        Version::HTTP_2,
+        StatusCode::OK,
+        &headers,
+        None,
+        Framing::NONE,
+    );
+    let switch = accepted.into_switch(b"websocket", b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    assert_eq!(switch.status, StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(switch.version, Version::HTTP_11);
+    assert_eq!(switch.body, Framing::NONE);
+    assert!(!switch.reusable);
+    let fields: Vec<(String, String)> = (switch.fields())
+        .map(|(name, value)| {
+            let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+            (text(name), text(value))
+        })
+        .collect();
+    let expected = [
+        ("x-backend", "b0"),
+        ("sec-websocket-protocol", "chat"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+    ];
+    let expected: Vec<(String, String)> = (expected.iter())
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    assert_eq!(fields, expected);
+}

@@ -1,0 +1,108 @@
+//! The backend's end of a tunnel: an HTTP/1.1 connection the backend switched with `101`, or an
+//! HTTP/2 stream it accepted as an extended `CONNECT` (RFC 8441, WebSocket over HTTP/2). Either
+//! way the tunnel sees one byte stream; an HTTP/2 one keeps its place on its connection (the
+//! connection's stream count) until the tunnel closes, and ends the stream when written shut.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::connection::Connection;
+use super::h2::StreamSlot;
+use super::stream::UpstreamStream;
+
+/// A backend connection or stream switched to a tunnel.
+#[derive(Debug)]
+pub enum TunnelBackend {
+    /// An HTTP/1.1 connection after its `101`; its buffer holds what the backend sent after it.
+    Http1(Connection),
+    /// An HTTP/2 stream after the backend's `2xx` to an extended `CONNECT`.
+    Http2(Box<H2Tunnel>),
+}
+
+impl TunnelBackend {
+    /// The byte stream, and the bytes already read from it that belong to the tunnel.
+    pub fn into_parts(self) -> (TunnelStream, BytesMut) {
+        match self {
+            TunnelBackend::Http1(connection) => {
+                let (stream, buffer) = connection.into_parts();
+                (TunnelStream::Http1(stream), buffer)
+            }
+            TunnelBackend::Http2(tunnel) => (TunnelStream::Http2(tunnel), BytesMut::new()),
+        }
+    }
+}
+
+/// An HTTP/2 stream carrying a tunnel, and its place on its connection.
+pub struct H2Tunnel {
+    io: TokioIo<hyper::upgrade::Upgraded>,
+    _slot: StreamSlot,
+}
+
+impl H2Tunnel {
+    pub(super) fn new(upgraded: hyper::upgrade::Upgraded, slot: StreamSlot) -> Self {
+        Self {
+            io: TokioIo::new(upgraded),
+            _slot: slot,
+        }
+    }
+}
+
+impl std::fmt::Debug for H2Tunnel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H2Tunnel").finish_non_exhaustive()
+    }
+}
+
+/// The tunnel's byte stream to the backend.
+#[derive(Debug)]
+pub enum TunnelStream {
+    /// A switched HTTP/1.1 connection.
+    Http1(UpstreamStream),
+    /// An HTTP/2 stream (DATA frames both ways; a write shutdown ends the stream).
+    Http2(Box<H2Tunnel>),
+}
+
+impl AsyncRead for TunnelStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            TunnelStream::Http1(stream) => Pin::new(stream).poll_read(cx, buf),
+            TunnelStream::Http2(tunnel) => Pin::new(&mut tunnel.io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for TunnelStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            TunnelStream::Http1(stream) => Pin::new(stream).poll_write(cx, buf),
+            TunnelStream::Http2(tunnel) => Pin::new(&mut tunnel.io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            TunnelStream::Http1(stream) => Pin::new(stream).poll_flush(cx),
+            TunnelStream::Http2(tunnel) => Pin::new(&mut tunnel.io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            TunnelStream::Http1(stream) => Pin::new(stream).poll_shutdown(cx),
+            TunnelStream::Http2(tunnel) => Pin::new(&mut tunnel.io).poll_shutdown(cx),
+        }
+    }
+}

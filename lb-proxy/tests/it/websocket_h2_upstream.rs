@@ -1,0 +1,231 @@
+//! WebSocket to HTTP/2 backends (`protocol: h2c`): the client's handshake, over HTTP/1.1 or as
+//! an extended `CONNECT` over HTTP/2, reaches the backend as an extended `CONNECT` (RFC 8441)
+//! on a stream of the connections its other requests share; the backend's `200` becomes the
+//! HTTP/1.1 client's `101` with the `Sec-WebSocket-Accept` its key calls for (tokio-tungstenite
+//! checks it). The tunnel holds the backend's slot and its stream while open. A backend that did
+//! not turn extended `CONNECT` on gets nothing: the client gets a 502 that says why, and the
+//! backend's breaker does not count it. Any other answer is an ordinary response.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use test_backend::{BackendOptions, RunningBackend};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::grpc::{connections, h2c_backend, h2c_balancer};
+use crate::support::raw::{get_on, read_response};
+use crate::support::websocket::{echo_text_binary_and_large, h2_over, websocket_over_h2};
+use crate::support::*;
+
+/// RFC 6455's sample handshake for `path`, and the accept value its key calls for.
+const SAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const SAMPLE_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+fn handshake(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {SAMPLE_KEY}\r\n\r\n"
+    )
+}
+
+async fn upgraded(daemon: &lb_proxy::Daemon) -> f64 {
+    metric_sum(&scrape(daemon).await, "lb_upgraded_connections", &[])
+}
+
+async fn active(daemon: &lb_proxy::Daemon) -> f64 {
+    metric_sum(&scrape(daemon).await, "lb_active_connections", &[])
+}
+
+async fn closed(daemon: &lb_proxy::Daemon) -> bool {
+    eventually(Duration::from_secs(10), || async {
+        upgraded(daemon).await == 0.0 && active(daemon).await == 0.0
+    })
+    .await
+}
+
+/// A balancer whose listener is the HTTP/1.1 codec's, to h2c `backends`.
+async fn to_h2c(backends: &[RunningBackend], extra: &str) -> lb_proxy::Daemon {
+    balancer(backends, &format!("upstream:\n  protocol: h2c\n{extra}")).await
+}
+
+/// An h2c-only backend that does not offer WebSocket over HTTP/2.
+async fn without_extended_connect(name: &str) -> RunningBackend {
+    let options = BackendOptions {
+        name: name.to_owned(),
+        http2_only: true,
+        h2_websocket: false,
+        ..BackendOptions::default()
+    };
+    test_backend::bind_and_spawn(([127, 0, 0, 1], 0).into(), options)
+        .await
+        .expect("backend starts")
+}
+
+#[tokio::test]
+async fn an_http11_websocket_reaches_an_h2c_backend_as_an_extended_connect() {
+    let backend = h2c_backend("w0", None).await;
+    let daemon = h2c_balancer(std::slice::from_ref(&backend), "").await;
+    // A plain request first: the tunnel's stream joins the connection it opened.
+    let client = client();
+    assert_eq!(get(&client, daemon.listen_addr, "/").await.status, 200);
+    let url = format!("ws://{}/ws", daemon.listen_addr);
+    // tokio-tungstenite refuses a 101 whose Sec-WebSocket-Accept does not answer its key.
+    let (mut socket, response) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(response.status(), 101);
+    assert_eq!(response.headers()["x-backend"], "w0");
+    echo_text_binary_and_large(&mut socket).await;
+    assert_eq!(upgraded(&daemon).await, 1.0);
+    assert_eq!(
+        active(&daemon).await,
+        1.0,
+        "the tunnel holds the backend's slot"
+    );
+    // Other requests share the backend's connection meanwhile.
+    assert_eq!(get(&client, daemon.listen_addr, "/").await.status, 200);
+    assert_eq!(
+        connections(&backend),
+        1,
+        "one HTTP/2 connection carries both"
+    );
+    socket.close(None).await.unwrap();
+    match socket.next().await {
+        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {}
+        Some(Ok(other)) => panic!("after the close: {other:?}"),
+    }
+    assert!(closed(&daemon).await, "the tunnel still holds its backend");
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_101_answers_the_clients_key_and_the_connection_is_the_tunnels() {
+    let backend = h2c_backend("w0", None).await;
+    let daemon = to_h2c(std::slice::from_ref(&backend), "").await;
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    stream.write_all(handshake("/ws").as_bytes()).await.unwrap();
+    let answer = read_response(&mut stream).await;
+    assert_eq!(answer.status, 101, "{}", answer.head);
+    assert!(
+        answer.head.contains("connection: upgrade"),
+        "{}",
+        answer.head
+    );
+    assert!(
+        answer.head.contains("upgrade: websocket"),
+        "{}",
+        answer.head
+    );
+    let accept = format!(
+        "sec-websocket-accept: {}",
+        SAMPLE_ACCEPT.to_ascii_lowercase()
+    );
+    assert!(answer.head.contains(&accept), "{}", answer.head);
+    assert_eq!(answer.head.matches("sec-websocket-accept").count(), 1);
+    assert!(!answer.head.contains("content-length"), "{}", answer.head);
+    // The connection now carries WebSocket frames both ways.
+    let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        stream,
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    socket.send(Message::text("raw")).await.unwrap();
+    assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("raw"));
+    socket.close(None).await.unwrap();
+    assert!(closed(&daemon).await, "the tunnel still holds its backend");
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_http2_websocket_reaches_an_h2c_backend_as_an_extended_connect() {
+    let backend = h2c_backend("w0", None).await;
+    let daemon = h2c_balancer(std::slice::from_ref(&backend), "").await;
+    let addr = daemon.listen_addr;
+    let mut sender = h2_over(TcpStream::connect(addr).await.unwrap()).await;
+    let mut socket = websocket_over_h2(&mut sender, &format!("http://{addr}/ws"))
+        .await
+        .expect("the WebSocket opens");
+    echo_text_binary_and_large(&mut socket).await;
+    assert_eq!(upgraded(&daemon).await, 1.0);
+    socket.close(None).await.unwrap();
+    while let Some(Ok(_)) = socket.next().await {}
+    assert!(closed(&daemon).await, "the tunnel still holds its backend");
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_backend_without_extended_connect_gets_nothing_and_keeps_serving() {
+    let backend = without_extended_connect("w0").await;
+    // A breaker that would open at the second failure.
+    let extra = "circuit_breaker:\n  failure_threshold: 2\n";
+    let daemon = to_h2c(std::slice::from_ref(&backend), extra).await;
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    for _ in 0..5 {
+        stream.write_all(handshake("/ws").as_bytes()).await.unwrap();
+        let answer = read_response(&mut stream).await;
+        assert_eq!(answer.status, 502, "{}", answer.head);
+        let text = String::from_utf8_lossy(&answer.body);
+        assert!(
+            text.contains("does not take WebSocket over HTTP/2"),
+            "{text}"
+        );
+        assert!(!answer.head.contains("upgrade"), "{}", answer.head);
+    }
+    // The client stayed on HTTP/1.1, and the backend serves everything else: its breaker did
+    // not count the refusals.
+    assert_eq!(get_on(&mut stream, "/").await.status, 200);
+    let served = backend.stats().requests.load(Relaxed);
+    assert_eq!(served, 1, "no upgrade reached the backend");
+    let metrics = scrape(&daemon).await;
+    assert_eq!(
+        metric_sum(&metrics, "lb_circuit_breaker_transitions_total", &[]),
+        0.0
+    );
+    assert_eq!(upgraded(&daemon).await, 0.0);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_extended_connect_is_an_ordinary_answer() {
+    let backend = h2c_backend("w0", None).await;
+    let daemon = to_h2c(std::slice::from_ref(&backend), "").await;
+    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    stream
+        .write_all(handshake("/status/404").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut stream).await.status, 404);
+    // An extended CONNECT the backend refuses as a bad request.
+    stream
+        .write_all(handshake("/status/400").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut stream).await.status, 400);
+    // Neither switched: the client is still on HTTP/1.1.
+    assert_eq!(get_on(&mut stream, "/").await.status, 200);
+    assert_eq!(upgraded(&daemon).await, 0.0);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_quiet_tunnel_over_an_h2c_backend_closes_after_the_upgrade_idle_timeout() {
+    let backend = h2c_backend("w0", None).await;
+    let extra = "server:\n  upgrade_idle_timeout: 1s\n";
+    let daemon = to_h2c(std::slice::from_ref(&backend), extra).await;
+    let url = format!("ws://{}/ws", daemon.listen_addr);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    socket.send(Message::text("once")).await.unwrap();
+    assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("once"));
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(Ok(_)) = socket.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the quiet tunnel stayed open");
+    assert!(closed(&daemon).await, "the tunnel still holds its backend");
+    // The backend's connection outlives the tunnel's stream and serves the next request.
+    assert_eq!(get(&client(), daemon.listen_addr, "/").await.status, 200);
+    assert_eq!(connections(&backend), 1);
+    daemon.shutdown().await;
+}
