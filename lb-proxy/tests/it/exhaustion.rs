@@ -130,8 +130,8 @@ async fn a_stalled_small_body_gets_408_and_a_stalled_stream_is_cut_by_idle_timeo
     assert!(answer.closed);
     assert_eq!(answer.status(), 408, "{}", answer.text());
 
-    // A chunked body streams to the backend; when it stalls, idle_timeout ends the connection.
-    let started = tokio::time::Instant::now();
+    // A chunked body streams to the backend; when it stalls, idle_timeout ends the connection
+    // (within read_until_closed's 5 s: the configured 400 ms, not the 60 s default).
     let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
     stream
         .write_all(
@@ -141,7 +141,6 @@ async fn a_stalled_small_body_gets_408_and_a_stalled_stream_is_cut_by_idle_timeo
         .unwrap();
     let answer = read_until_closed(&mut stream, Duration::from_secs(5)).await;
     assert!(answer.closed, "a stalled upload was never cut off");
-    assert!(started.elapsed() < Duration::from_secs(3));
     assert!(!answer.text().contains(" 200 "), "{}", answer.text());
     assert!(drained(&daemon).await, "{}", scrape(&daemon).await);
     daemon.shutdown().await;

@@ -19,7 +19,6 @@ async fn killed_backend_leaves_rotation_without_client_errors_and_returns() {
     let victim = fleet.remove(1);
     let victim_addr = victim.addr();
     victim.shutdown().await;
-    let killed_at = tokio::time::Instant::now();
 
     // Idempotent requests keep succeeding: connect errors are retried on another backend.
     let errors = AtomicUsize::new(0);
@@ -33,12 +32,15 @@ async fn killed_backend_leaves_rotation_without_client_errors_and_returns() {
     })
     .await;
     assert!(down, "b1 was never marked down");
-    // interval × unhealthy_threshold + one interval, plus scheduling slack on a busy machine.
-    assert!(
-        killed_at.elapsed() < Duration::from_millis(300 + 700),
-        "took {:?}",
-        killed_at.elapsed()
+    // Taken out by its probes, after unhealthy_threshold of them failed (the timing itself is
+    // lb-core's health tests', to the millisecond).
+    let metrics = scrape(&daemon).await;
+    let failed = metric_sum(
+        &metrics,
+        "lb_health_checks_total",
+        &["backend=\"b1\"", "result=\"failure\""],
     );
+    assert!(failed >= 2.0, "marked down after {failed} failed probes");
     assert_eq!(
         errors.load(Ordering::Relaxed),
         0,
