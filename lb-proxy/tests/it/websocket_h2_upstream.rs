@@ -1,10 +1,11 @@
-//! WebSocket to HTTP/2 backends (`protocol: h2c`): the client's handshake, over HTTP/1.1 or as
-//! an extended `CONNECT` over HTTP/2, reaches the backend as an extended `CONNECT` (RFC 8441)
-//! on a stream of the connections its other requests share; the backend's `200` becomes the
-//! HTTP/1.1 client's `101` with the `Sec-WebSocket-Accept` its key calls for (tokio-tungstenite
-//! checks it). The tunnel holds the backend's slot and its stream while open. A backend that did
-//! not turn extended `CONNECT` on gets nothing: the client gets a 502 that says why, and the
-//! backend's breaker does not count it. Any other answer is an ordinary response.
+//! WebSocket to HTTP/2 backends (`protocol: h2c`, and `h2` over TLS): the client's handshake,
+//! over HTTP/1.1 or as an extended `CONNECT` over HTTP/2, reaches the backend as an extended
+//! `CONNECT` (RFC 8441) on a stream of the connections its other requests share; the backend's
+//! `200` becomes the HTTP/1.1 client's `101` with the `Sec-WebSocket-Accept` its key calls for
+//! (tokio-tungstenite checks it). The tunnel holds the backend's slot and its stream while open.
+//! A backend that did not turn extended `CONNECT` on gets nothing: the client gets a 502 that
+//! says why, and the backend's breaker does not count it. Any other answer is an ordinary
+//! response.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -53,15 +54,13 @@ async fn to_h2c(backends: &[RunningBackend], extra: &str) -> lb_proxy::Daemon {
 
 /// An h2c-only backend that does not offer WebSocket over HTTP/2.
 async fn without_extended_connect(name: &str) -> RunningBackend {
-    let options = BackendOptions {
+    backend_with(BackendOptions {
         name: name.to_owned(),
         http2_only: true,
         h2_websocket: false,
         ..BackendOptions::default()
-    };
-    test_backend::bind_and_spawn(([127, 0, 0, 1], 0).into(), options)
-        .await
-        .expect("backend starts")
+    })
+    .await
 }
 
 #[tokio::test]
@@ -226,6 +225,37 @@ async fn a_quiet_tunnel_over_an_h2c_backend_closes_after_the_upgrade_idle_timeou
     assert!(closed(&daemon).await, "the tunnel still holds its backend");
     // The backend's connection outlives the tunnel's stream and serves the next request.
     assert_eq!(get(&client(), daemon.listen_addr, "/").await.status, 200);
+    assert_eq!(connections(&backend), 1);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_websocket_reaches_an_h2_backend_over_tls() {
+    use crate::support::tls::{TempDir, TestCa};
+    let (dir, ca) = (TempDir::new("wsh2"), TestCa::new("ws ca"));
+    let ca_file = dir.write("ca.pem", &ca.pem);
+    let leaf = ca.leaf(&["ws.internal"]);
+    let tls = test_backend::tls_config(leaf.cert.as_bytes(), leaf.key.as_bytes(), None).unwrap();
+    let backend = backend_with(BackendOptions {
+        name: "secure".to_owned(),
+        tls: Some(tls),
+        http2_only: true,
+        ..BackendOptions::default()
+    })
+    .await;
+    let extra = format!(
+        "upstream:\n  protocol: h2\n  tls: {{sni: ws.internal, ca_file: {}}}\n",
+        ca_file.display()
+    );
+    let daemon = balancer(std::slice::from_ref(&backend), &extra).await;
+    let url = format!("ws://{}/ws", daemon.listen_addr);
+    let (mut socket, response) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(response.headers()["x-backend"], "secure");
+    echo_text_binary_and_large(&mut socket).await;
+    assert_eq!(upgraded(&daemon).await, 1.0);
+    socket.close(None).await.unwrap();
+    while let Some(Ok(_)) = socket.next().await {}
+    assert!(closed(&daemon).await, "the tunnel still holds its backend");
     assert_eq!(connections(&backend), 1);
     daemon.shutdown().await;
 }

@@ -128,15 +128,13 @@ pub async fn client_streaming(
 
 /// A test-backend that speaks HTTP/2 only (h2c), allowing `streams` per connection.
 pub async fn h2c_backend(name: &str, streams: Option<u32>) -> RunningBackend {
-    let options = BackendOptions {
+    crate::support::backend_with(BackendOptions {
         name: name.to_owned(),
         http2_only: true,
         h2_max_streams: streams,
         ..BackendOptions::default()
-    };
-    test_backend::bind_and_spawn(([127, 0, 0, 1], 0).into(), options)
-        .await
-        .expect("backend starts")
+    })
+    .await
 }
 
 /// A balancer taking h2c from clients and speaking `protocol` to `backends`.

@@ -37,10 +37,15 @@ pub async fn backends(count: usize) -> Vec<RunningBackend> {
 
 /// Starts one test backend named `name` on a free loopback port.
 pub async fn backend(name: &str) -> RunningBackend {
-    let options = BackendOptions {
+    backend_with(BackendOptions {
         name: name.to_owned(),
         ..BackendOptions::default()
-    };
+    })
+    .await
+}
+
+/// Starts one test backend with `options` on a free loopback port.
+pub async fn backend_with(options: BackendOptions) -> RunningBackend {
     test_backend::bind_and_spawn(([127, 0, 0, 1], 0).into(), options)
         .await
         .expect("backend starts")
