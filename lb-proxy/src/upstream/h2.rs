@@ -23,7 +23,9 @@
 //! A WebSocket upgrade is an extended `CONNECT` here (RFC 8441), sent only on a connection whose
 //! backend advertised SETTINGS_ENABLE_CONNECT_PROTOCOL ([`StreamSlot::extended_connect`]); the
 //! backend's `2xx` hands the stream over as the tunnel's ([`super::tunnel`]), which keeps its
-//! place on the connection until it closes.
+//! place on the connection until it closes. Tunnels may stay open for hours: the connections
+//! their streams fill are added to `max_connections_per_backend`, so that requests never wait
+//! behind them (the backend's `max_connections`, which tunnels count against, bounds them).
 //!
 //! A connection with streams open that received nothing for
 //! `upstream.http2.keepalive_interval` is sent a PING (hyper's keep-alive, only while streams
@@ -87,6 +89,9 @@ pub struct H2Pool {
     keepalive_timeout_ns: AtomicU64,
     /// `lb_upstream_http2_ping_timeouts_total` of this backend.
     ping_timeouts: Counter,
+    /// Streams carrying tunnels now (WebSocket): they may stay open for hours, so the room they
+    /// take is added to `max_connections`, and requests never queue behind them.
+    tunnels: Arc<AtomicUsize>,
     /// `https` over TLS (`h2`), `http` for `h2c`: the `:scheme` of requests.
     scheme: Scheme,
 }
@@ -211,6 +216,7 @@ impl H2Pool {
             keepalive_interval_ns: AtomicU64::new(0),
             keepalive_timeout_ns: AtomicU64::new(0),
             ping_timeouts,
+            tunnels: Arc::new(AtomicUsize::new(0)),
             scheme: if tls { Scheme::HTTPS } else { Scheme::HTTP },
         };
         pool.configure(upstream);
@@ -280,7 +286,8 @@ impl H2Pool {
         if let Some(connection) = with_room {
             return Found::Slot(StreamSlot::take(connection));
         }
-        if connections.len() < self.max_connections.load(Ordering::Relaxed) {
+        let tunnelling = self.tunnels.load(Ordering::Relaxed).div_ceil(max_streams);
+        if connections.len() < self.max_connections.load(Ordering::Relaxed) + tunnelling {
             return Found::Open;
         }
         match (connections.iter())
@@ -430,7 +437,7 @@ impl H2Pool {
             let mut sender = slot.connection.sender.clone();
             match sender.send_request(outgoing).await {
                 Ok(response) if request.parts.method == http::Method::CONNECT => {
-                    return into_tunnel(response, slot).await;
+                    return into_tunnel(response, slot, &self.tunnels).await;
                 }
                 Ok(response) => return Ok(into_answer(response, slot, request.deadline)),
                 Err(error) => {
@@ -524,6 +531,7 @@ fn never_processed(error: &hyper::Error) -> bool {
 async fn into_tunnel(
     mut response: Response<Incoming>,
     slot: StreamSlot,
+    tunnels: &Arc<AtomicUsize>,
 ) -> Result<(ResponseHead, ResponseBody), SendFailure> {
     if !response.status().is_success() {
         return Ok(into_answer(response, slot, None));
@@ -539,7 +547,7 @@ async fn into_tunnel(
         None,
         Framing::NONE,
     );
-    let tunnel = Box::new(H2Tunnel::new(upgraded, slot));
+    let tunnel = Box::new(H2Tunnel::new(upgraded, slot, tunnels.clone()));
     Ok((head, ResponseBody::tunnel(tunnel)))
 }
 

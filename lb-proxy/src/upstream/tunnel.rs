@@ -5,6 +5,8 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
@@ -37,18 +39,33 @@ impl TunnelBackend {
     }
 }
 
-/// An HTTP/2 stream carrying a tunnel, and its place on its connection.
+/// An HTTP/2 stream carrying a tunnel, its place on its connection, and its count among the
+/// backend's tunnels.
 pub struct H2Tunnel {
     io: TokioIo<hyper::upgrade::Upgraded>,
     _slot: StreamSlot,
+    tunnels: Arc<AtomicUsize>,
 }
 
 impl H2Tunnel {
-    pub(super) fn new(upgraded: hyper::upgrade::Upgraded, slot: StreamSlot) -> Self {
+    /// Counts itself in `tunnels` until dropped.
+    pub(super) fn new(
+        upgraded: hyper::upgrade::Upgraded,
+        slot: StreamSlot,
+        tunnels: Arc<AtomicUsize>,
+    ) -> Self {
+        tunnels.fetch_add(1, Ordering::Relaxed);
         Self {
             io: TokioIo::new(upgraded),
             _slot: slot,
+            tunnels,
         }
+    }
+}
+
+impl Drop for H2Tunnel {
+    fn drop(&mut self) {
+        self.tunnels.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
