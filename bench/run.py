@@ -51,7 +51,9 @@ def ensure_tools(build_lb=True):
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         subprocess.run("apt-get update -qq", shell=True, check=True, env=env)
         subprocess.run(f"apt-get install -y -qq --no-install-recommends {' '.join(missing)}", shell=True, check=True, env=env)
-    if build_lb and not os.path.exists(LB):
+    if build_lb:
+        # Always: an existing target/release/lb may be another checkout's (cargo is a no-op when
+        # it is this one's).
         print("building lb (cargo build --release -p lb-proxy)", flush=True)
         subprocess.run("cargo build --release -p lb-proxy", shell=True, check=True, cwd=ROOT)
 
