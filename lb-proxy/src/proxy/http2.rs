@@ -31,6 +31,12 @@ pub(crate) async fn send(
     // The connection first: a connect that fails leaves the body to the next attempt.
     let slot = http2.reserve(&backend.pool, backend.addr).await?;
     if websocket_key.is_some() && !slot.extended_connect() {
+        if slot.first_websocket_refusal() {
+            tracing::warn!(
+                backend = %backend.name(),
+                "the backend does not take WebSocket over HTTP/2 (it sent no SETTINGS_ENABLE_CONNECT_PROTOCOL): upgrades to it are answered 502"
+            );
+        }
         return Err(SendFailure::NoWebSocket);
     }
     if let Some(grpc) = &mut prepared.grpc_retry {

@@ -109,6 +109,8 @@ struct H2Connection {
     retired: Arc<AtomicBool>,
     /// When its last stream ended, for the idle sweep.
     idle_since: Mutex<Instant>,
+    /// A WebSocket was refused on it for want of extended `CONNECT` (logged once).
+    refused_websocket: AtomicBool,
 }
 
 impl H2Connection {
@@ -144,6 +146,15 @@ impl StreamSlot {
     /// Whether the backend takes extended `CONNECT` (WebSocket) on this slot's connection.
     pub fn extended_connect(&self) -> bool {
         self.connection.peer_limit.extended_connect()
+    }
+
+    /// True the first time a WebSocket is refused on this slot's connection: the operator is
+    /// told once per connection, not once per client.
+    pub fn first_websocket_refusal(&self) -> bool {
+        !self
+            .connection
+            .refused_websocket
+            .swap(true, Ordering::Relaxed)
     }
 }
 
@@ -405,6 +416,7 @@ impl H2Pool {
             peer_limit,
             retired,
             idle_since: Mutex::new(clock::now()),
+            refused_websocket: AtomicBool::new(false),
         })
     }
 
