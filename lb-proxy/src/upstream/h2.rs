@@ -24,8 +24,9 @@
 //! backend advertised SETTINGS_ENABLE_CONNECT_PROTOCOL ([`StreamSlot::extended_connect`]); the
 //! backend's `2xx` hands the stream over as the tunnel's ([`super::tunnel`]), which keeps its
 //! place on the connection until it closes. Tunnels may stay open for hours: the connections
-//! their streams fill are added to `max_connections_per_backend`, so that requests never wait
-//! behind them (the backend's `max_connections`, which tunnels count against, bounds them).
+//! their streams fill (at the smallest room a connection has) are added to
+//! `max_connections_per_backend`, so that requests never wait behind them (the backend's
+//! `max_connections`, which tunnels count against, bounds them).
 //!
 //! A connection with streams open that received nothing for
 //! `upstream.http2.keepalive_interval` is sent a PING (hyper's keep-alive, only while streams
@@ -297,7 +298,14 @@ impl H2Pool {
         if let Some(connection) = with_room {
             return Found::Slot(StreamSlot::take(connection));
         }
-        let tunnelling = self.tunnels.load(Ordering::Relaxed).div_ceil(max_streams);
+        // Tunnels take whole connections' worth of room, at the smallest room a connection
+        // has (the backend's own limit may be below ours).
+        let room = (connections.iter())
+            .map(|connection| max_streams.min(connection.peer_limit.get()))
+            .min()
+            .unwrap_or(max_streams)
+            .max(1);
+        let tunnelling = self.tunnels.load(Ordering::Relaxed).div_ceil(room);
         if connections.len() < self.max_connections.load(Ordering::Relaxed) + tunnelling {
             return Found::Open;
         }

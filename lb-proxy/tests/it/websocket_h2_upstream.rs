@@ -262,38 +262,37 @@ async fn a_websocket_reaches_an_h2_backend_over_tls() {
 
 #[tokio::test]
 async fn requests_never_wait_behind_tunnels_that_fill_the_connections() {
-    // A backend that takes two streams per connection, and a balancer that opens one
-    // connection at most, were it not for the tunnels.
+    // A backend that takes two streams per connection (below the balancer's 100), and a
+    // balancer that opens one connection at most, were it not for the tunnels.
     let backend = h2c_backend("w0", Some(2)).await;
-    let extra = "server:\n  request_timeout: 5s\nupstream:\n  http2:\n    max_streams_per_connection: 2\n    max_connections_per_backend: 1\n";
-    let daemon = balancer(
-        std::slice::from_ref(&backend),
-        &extra.replace("upstream:\n", "upstream:\n  protocol: h2c\n"),
-    )
-    .await;
+    let extra = "server:\n  request_timeout: 5s\nupstream:\n  protocol: h2c\n  http2:\n    max_connections_per_backend: 1\n";
+    let daemon = balancer(std::slice::from_ref(&backend), extra).await;
     let url = format!("ws://{}/ws", daemon.listen_addr);
+    let client = client();
     let mut sockets = Vec::new();
-    for _ in 0..2 {
+    for opened in 1..=4u64 {
         let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
         socket.send(Message::text("open")).await.unwrap();
         assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("open"));
         sockets.push(socket);
-    }
-    assert_eq!(connections(&backend), 1, "two tunnels fill one connection");
-    // The connection is full of tunnels: a request opens another rather than waiting there
-    // for a stream that may not end for hours (it would get 504 at the request timeout).
-    let client = client();
-    for _ in 0..3 {
+        // Each pair of tunnels fills a connection: a request opens another rather than waiting
+        // there for a stream that may not end for hours (it would get 504 at the request
+        // timeout).
         let answer = get(&client, daemon.listen_addr, "/").await;
-        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert_eq!(
+            answer.status,
+            200,
+            "after {opened} tunnels: {}",
+            answer.text()
+        );
     }
-    assert_eq!(connections(&backend), 2);
-    // A third tunnel also finds room, on the second connection.
-    let (mut third, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-    third.send(Message::text("third")).await.unwrap();
-    assert_eq!(third.next().await.unwrap().unwrap(), Message::text("third"));
-    assert_eq!(upgraded(&daemon).await, 3.0);
-    drop((sockets, third));
+    assert_eq!(upgraded(&daemon).await, 4.0);
+    assert_eq!(
+        connections(&backend),
+        3,
+        "two full of tunnels, one for requests"
+    );
+    drop(sockets);
     assert!(
         closed(&daemon).await,
         "the tunnels still hold their backend"
