@@ -14,10 +14,8 @@
 //!
 //! Needs `etcd` (Debian's `etcd-server`), as `discovery_etcd.rs`.
 
-use std::io::BufRead;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::Duration;
 
 use lb_proxy::Daemon;
@@ -25,7 +23,7 @@ use lb_proxy::Daemon;
 use crate::discovery_etcd::{entry, errors, names};
 use crate::support::admin::{self, temp_dir};
 use crate::support::etcd::{Etcd, Options, ServerTls, etcd_binary};
-use crate::support::process::{OwnedChild, lb};
+use crate::support::process::{Lb, LoggedLb};
 use crate::support::tls::TestCa;
 use crate::support::*;
 
@@ -60,56 +58,32 @@ async fn scrape_addr(metrics: SocketAddr) -> String {
     String::from_utf8_lossy(&get(&client(), metrics, "/metrics").await.body).into_owned()
 }
 
-/// A real `lb` whose log (at `info`) goes to a file.
+/// A real `lb` whose log (at `info`) goes to a file, with its admin and metrics addresses.
 struct Logged {
-    _child: OwnedChild,
+    lb: LoggedLb,
     admin: SocketAddr,
     metrics: SocketAddr,
-    log: PathBuf,
 }
 
 impl Logged {
     async fn start(dir: &Path, name: &str, yaml: &str) -> Logged {
         let config = dir.join(format!("{name}.yaml"));
         std::fs::write(&config, yaml).unwrap();
-        let log = dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let mut child = lb()
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            std::io::BufReader::new(stdout)
-                .read_line(&mut line)
-                .unwrap();
-            line
-        })
-        .await
-        .unwrap();
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let after = |key: &str| {
-            let at = words.iter().position(|word| *word == key)?;
-            words.get(at + 2)?.parse().ok()
-        };
+        let lb = Lb::start_logged(&config, &dir.join(format!("{name}.log"))).await;
+        let (admin, metrics) = (lb.lb.admin, lb.lb.metrics);
         Logged {
-            _child: OwnedChild(child),
-            admin: after("admin").expect("admin address"),
-            metrics: after("metrics").expect("metrics address"),
-            log,
+            lb,
+            admin: admin.expect("admin address"),
+            metrics: metrics.expect("metrics address"),
         }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.lb.log()
     }
 
     async fn logs(&self, text: &str) -> bool {
-        eventually(WAIT, || async { self.log().contains(text) }).await
+        self.lb.logs(text).await
     }
 }
 

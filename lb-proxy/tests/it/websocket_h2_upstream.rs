@@ -299,3 +299,30 @@ async fn requests_never_wait_behind_tunnels_that_fill_the_connections() {
     );
     daemon.shutdown().await;
 }
+
+/// The operator is told which backend refuses WebSocket over HTTP/2, once per connection, not
+/// once per client.
+#[tokio::test]
+async fn a_backend_without_extended_connect_is_named_in_one_warning() {
+    use crate::support::process::{Lb, temp_dir};
+    let backend = without_extended_connect("w0").await;
+    let dir = temp_dir("ws-h2-warn");
+    let config = dir.join("lb.yaml");
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\nmetrics:\n  listen: 127.0.0.1:0\nupstream:\n  protocol: h2c\nbackends:\n  - name: quiet-h2\n    address: {}\n",
+        backend.addr()
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let lb = Lb::start_logged(&config, &dir.join("lb.log")).await;
+    let mut stream = TcpStream::connect(lb.lb.listen).await.unwrap();
+    for _ in 0..3 {
+        stream.write_all(handshake("/ws").as_bytes()).await.unwrap();
+        assert_eq!(read_response(&mut stream).await.status, 502);
+    }
+    let warning = "the backend does not take WebSocket over HTTP/2";
+    assert!(lb.logs(warning).await, "{}", lb.log());
+    let log = lb.log();
+    assert_eq!(log.matches(warning).count(), 1, "{log}");
+    let line = log.lines().find(|line| line.contains(warning)).unwrap();
+    assert!(line.contains("WARN") && line.contains("quiet-h2"), "{line}");
+}

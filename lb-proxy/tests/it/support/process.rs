@@ -55,18 +55,27 @@ pub fn temp_dir(tag: &str) -> std::path::PathBuf {
 
 /// Starts the binary and reads the "listening on ADDR metrics on ADDR" line.
 pub fn spawn(config: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
-    let (child, words) = launch(config, &[]);
+    let (child, words) = launch(config, &[], None);
     (child, words[2].parse().unwrap(), words[5].parse().unwrap())
 }
 
-/// Starts `lb CONFIG ARGS...` and returns it with the words of its first line.
-fn launch(config: &std::path::Path, args: &[&str]) -> (Child, Vec<String>) {
+/// Starts `lb CONFIG ARGS...` and returns it with the words of its first line. Its log (at
+/// `warn`, or at `info` into `log` when given) goes to the test's stderr or to that file.
+fn launch(
+    config: &std::path::Path,
+    args: &[&str],
+    log: Option<&std::path::Path>,
+) -> (Child, Vec<String>) {
+    let (level, stderr) = match log {
+        None => ("warn", Stdio::inherit()),
+        Some(path) => ("info", Stdio::from(std::fs::File::create(path).unwrap())),
+    };
     let mut child = lb()
         .arg(config)
         .args(args)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", level)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -111,7 +120,23 @@ pub struct Lb {
 impl Lb {
     /// Starts `lb CONFIG ARGS...` and reads its addresses.
     pub fn start(config: &std::path::Path, args: &[&str]) -> Lb {
-        let (child, words) = launch(config, args);
+        Lb::launched(launch(config, args, None))
+    }
+
+    /// `lb CONFIG`, its log at `info` written to `log` ([`LoggedLb`]).
+    pub async fn start_logged(config: &std::path::Path, log: &std::path::Path) -> LoggedLb {
+        let (config, path) = (config.to_path_buf(), log.to_path_buf());
+        let lb =
+            tokio::task::spawn_blocking(move || Lb::launched(launch(&config, &[], Some(&path))))
+                .await
+                .unwrap();
+        LoggedLb {
+            lb,
+            log: log.to_path_buf(),
+        }
+    }
+
+    fn launched((child, words): (Child, Vec<String>)) -> Lb {
         let after = |key: &str| {
             let at = words.iter().position(|word| word == key)?;
             words.get(at + 2)?.parse().ok()
@@ -144,6 +169,29 @@ impl Lb {
             .status()
             .unwrap();
         assert!(status.success());
+    }
+}
+
+/// A running `lb` whose log goes to a file.
+#[derive(Debug)]
+pub struct LoggedLb {
+    /// The process and its addresses.
+    pub lb: Lb,
+    log: std::path::PathBuf,
+}
+
+impl LoggedLb {
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the log comes to hold `text` within 20 s.
+    pub async fn logs(&self, text: &str) -> bool {
+        eventually(Duration::from_secs(20), || async {
+            self.log().contains(text)
+        })
+        .await
     }
 }
 
