@@ -73,30 +73,10 @@ backends:
 
 
 def haproxy_config(tmp, both):
-    servers = "\n".join(f"  server b{i} 127.0.0.1:{p}" for i, p in enumerate(run.BACKEND_PORTS))
-    return run.write(os.path.join(tmp, "haproxy-h2.cfg"), f"""
-global
-  nbthread 1
-  maxconn {run.HAPROXY_MAXCONN}
-  tune.ssl.cachesize 0
-  ssl-default-bind-options ssl-min-ver TLSv1.3 no-tls-tickets
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 60s
-  timeout server 30s
-  option http-keep-alive
-  http-reuse always
-frontend h2c
-  bind 127.0.0.1:{PORT[('haproxy', 'h2c')]} proto h2
-  default_backend be
-frontend h2tls
-  bind 127.0.0.1:{PORT[('haproxy', 'h2-tls')]} ssl crt {both} alpn h2,http/1.1
-  default_backend be
-backend be
-  balance roundrobin
-{servers}
-""")
+    frontends = (f"frontend h2c\n  bind 127.0.0.1:{PORT[('haproxy', 'h2c')]} proto h2\n  default_backend be\n"
+                 f"frontend h2tls\n  bind 127.0.0.1:{PORT[('haproxy', 'h2-tls')]} ssl crt {both} alpn h2,http/1.1\n"
+                 "  default_backend be\n")
+    return run.write(os.path.join(tmp, "haproxy-h2.cfg"), run.haproxy_text(frontends, tls=True))
 
 
 def nginx_config(tmp, cert, key):

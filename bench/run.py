@@ -104,27 +104,33 @@ backends:
 """)
 
 
-def haproxy_config(tmp):
+def haproxy_text(frontends, tls=False):
+    """HAProxy's configuration: one thread, `frontends` (their text) in front of the backend `be`
+    over BACKEND_PORTS; with `tls`, TLS 1.3 only and no session cache or tickets, so that every
+    handshake is a full one."""
     servers = "\n".join(f"  server b{i} 127.0.0.1:{p}" for i, p in enumerate(BACKEND_PORTS))
-    return write(os.path.join(tmp, "haproxy.cfg"), f"""
+    tls_lines = "  tune.ssl.cachesize 0\n  ssl-default-bind-options ssl-min-ver TLSv1.3 no-tls-tickets\n"
+    return f"""
 global
   nbthread 1
   # HAProxy needs two descriptors per connection and this machine's hard limit is 20,000.
   maxconn {HAPROXY_MAXCONN}
-defaults
+{tls_lines if tls else ""}defaults
   mode http
   timeout connect 2s
   timeout client 60s
   timeout server 30s
   option http-keep-alive
   http-reuse always
-frontend fe
-  bind 127.0.0.1:{PROXY_PORT['haproxy']}
-  default_backend be
-backend be
+{frontends}backend be
   balance roundrobin
 {servers}
-""")
+"""
+
+
+def haproxy_config(tmp):
+    frontend = f"frontend fe\n  bind 127.0.0.1:{PROXY_PORT['haproxy']}\n  default_backend be\n"
+    return write(os.path.join(tmp, "haproxy.cfg"), haproxy_text(frontend))
 
 
 def nginx_config(tmp):

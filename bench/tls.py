@@ -65,27 +65,9 @@ backends:
 
 
 def haproxy_config(tmp, both):
-    servers = "\n".join(f"  server b{i} 127.0.0.1:{p}" for i, p in enumerate(run.BACKEND_PORTS))
-    return run.write(os.path.join(tmp, "haproxy-tls.cfg"), f"""
-global
-  nbthread 1
-  maxconn {run.HAPROXY_MAXCONN}
-  tune.ssl.cachesize 0
-  ssl-default-bind-options ssl-min-ver TLSv1.3 no-tls-tickets
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 60s
-  timeout server 30s
-  option http-keep-alive
-  http-reuse always
-frontend fe
-  bind 127.0.0.1:{PORT['haproxy']} ssl crt {both} alpn http/1.1
-  default_backend be
-backend be
-  balance roundrobin
-{servers}
-""")
+    frontend = (f"frontend fe\n  bind 127.0.0.1:{PORT['haproxy']} ssl crt {both} alpn http/1.1\n"
+                "  default_backend be\n")
+    return run.write(os.path.join(tmp, "haproxy-tls.cfg"), run.haproxy_text(frontend, tls=True))
 
 
 def nginx_config(tmp, cert, key):
