@@ -14,15 +14,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::fake_backend::{Behaviour, FakeBackend, read_until_closed};
 use crate::support::raw::{get_on, read_response};
+use crate::support::websocket::{active, handshake, upgraded};
 use crate::support::*;
-
-/// A WebSocket handshake for `path` (RFC 6455's sample key).
-fn handshake(path: &str) -> String {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    )
-}
 
 /// Reads a response head (up to its empty line) off `stream`, and what came after it.
 async fn read_head(stream: &mut TcpStream) -> (String, Vec<u8>) {
@@ -40,14 +33,6 @@ async fn read_head(stream: &mut TcpStream) -> (String, Vec<u8>) {
         assert!(read > 0, "closed before a head: {bytes:?}");
         bytes.extend_from_slice(&chunk[..read]);
     }
-}
-
-async fn upgraded(daemon: &lb_proxy::Daemon) -> f64 {
-    metric_sum(&scrape(daemon).await, "lb_upgraded_connections", &[])
-}
-
-async fn active(daemon: &lb_proxy::Daemon) -> f64 {
-    metric_sum(&scrape(daemon).await, "lb_active_connections", &[])
 }
 
 #[tokio::test]

@@ -18,27 +18,13 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::grpc::{connections, h2c_backend, h2c_balancer};
 use crate::support::raw::{get_on, read_response};
-use crate::support::websocket::{echo_text_binary_and_large, h2_over, websocket_over_h2};
+use crate::support::websocket::{
+    active, echo_text_binary_and_large, h2_over, handshake, upgraded, websocket_over_h2,
+};
 use crate::support::*;
 
-/// RFC 6455's sample handshake for `path`, and the accept value its key calls for.
-const SAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+/// The accept value RFC 6455's sample key calls for.
 const SAMPLE_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
-
-fn handshake(path: &str) -> String {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {SAMPLE_KEY}\r\n\r\n"
-    )
-}
-
-async fn upgraded(daemon: &lb_proxy::Daemon) -> f64 {
-    metric_sum(&scrape(daemon).await, "lb_upgraded_connections", &[])
-}
-
-async fn active(daemon: &lb_proxy::Daemon) -> f64 {
-    metric_sum(&scrape(daemon).await, "lb_active_connections", &[])
-}
 
 async fn closed(daemon: &lb_proxy::Daemon) -> bool {
     eventually(Duration::from_secs(10), || async {

@@ -11,6 +11,24 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
+/// A WebSocket handshake for `path`, with RFC 6455's sample key (`dGhlIHNhbXBsZSBub25jZQ==`).
+pub fn handshake(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+}
+
+/// `lb_upgraded_connections`: tunnels open now.
+pub async fn upgraded(daemon: &lb_proxy::Daemon) -> f64 {
+    super::metric_sum(&super::scrape(daemon).await, "lb_upgraded_connections", &[])
+}
+
+/// `lb_active_connections`: backend slots held now.
+pub async fn active(daemon: &lb_proxy::Daemon) -> f64 {
+    super::metric_sum(&super::scrape(daemon).await, "lb_active_connections", &[])
+}
+
 /// An HTTP/2 client connection's handle.
 pub type Sender = http2::SendRequest<Empty<Bytes>>;
 
