@@ -120,7 +120,6 @@ async fn accept_loop(
 ) {
     let mut config: Arc<Config> = shared.runtime.load().config.clone();
     let mut drivers = Drivers::new(&config, kind.clone(), &tracker);
-    let mut replaced: Vec<Drivers> = Vec::new();
 
     // The stop notifications are polled once, to register this task; afterwards the flags are
     // read, which needs no lock (polling a notification again would take one per accept).
@@ -153,14 +152,10 @@ async fn accept_loop(
             };
             let live = shared.runtime.load();
             if !Arc::ptr_eq(&live.config, &config) {
-                // A reload: connections from now on take the new settings. Drivers that served
-                // with hyper are kept for its graceful close at shutdown.
+                // A reload: connections from now on take the new settings; those open keep
+                // theirs, and read the shutdown flag themselves.
                 if Drivers::differ(&live.config, &config) {
-                    let fresh = Drivers::new(&live.config, kind.clone(), &tracker);
-                    let old = std::mem::replace(&mut drivers, fresh);
-                    if old.has_hyper() {
-                        replaced.push(old);
-                    }
+                    drivers = Drivers::new(&live.config, kind.clone(), &tracker);
                 }
                 config = live.config.clone();
             }
@@ -173,9 +168,6 @@ async fn accept_loop(
     drop(listener);
     // A loop retired by a reload leaves its connections open; they close at shutdown.
     shared.shutdown.started().await;
-    for drivers in replaced.into_iter().chain([drivers]) {
-        drivers.shutdown().await;
-    }
 }
 
 /// Waits for a connection permit; `None` once the loop stops. Waiting for a permit before

@@ -1,8 +1,10 @@
 //! One client connection: what comes before HTTP on listeners with TLS or the PROXY protocol
 //! ([`preamble`]), its timers ([`timed_io`]), and its driver — our own HTTP/1.1 loop over the
-//! codec ([`h1`]), or hyper's server ([`hyper`]) when `server.h2c` is on or a TLS client chose
-//! `h2` by ALPN (`server.tls.alpn`). Which one serves a TLS connection is decided once, from
-//! the protocol its handshake agreed: an HTTP/1.1 connection pays one comparison for it.
+//! codec ([`h1`]), or our driver of h2's server codec ([`h2`]) when a TLS client chose `h2` by
+//! ALPN (`server.tls.alpn`) or, with `server.h2c`, a cleartext client opened with HTTP/2's
+//! preface. Which one serves a TLS connection is decided once, from the protocol its handshake
+//! agreed: an HTTP/1.1 connection pays one comparison for it. On an h2c listener the first
+//! bytes decide ([`h2::sniff`]); HTTP/1 there is hyper's ([`hyper`]).
 //!
 //! An HTTP/1 connection is served by its own task ([`serve_http1`]), generic over its stream
 //! ([`stream`]: plain TCP or TLS), so a plain connection runs its own copy of the loop. When it
@@ -10,6 +12,7 @@
 //! dropped and the socket waits, holding no buffer, for the client's next bytes.
 
 pub(crate) mod h1;
+pub(crate) mod h2;
 pub(crate) mod hyper;
 pub(crate) mod preamble;
 pub(crate) mod stream;
@@ -22,7 +25,6 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use hyper_util::server::graceful::Watcher;
 use lb_core::config::{Alpn, Config, ProxyProtocol};
 use lb_core::net::Cidr;
 use tokio::net::TcpStream;
@@ -58,8 +60,10 @@ pub(crate) struct Drivers {
     limits: Limits,
     /// `server.trusted_proxies`, to describe each client.
     trusted_proxies: Vec<Cidr>,
-    /// hyper's server, when `server.h2c` is on or the TLS listener offers `h2`.
-    hyper: Option<hyper::HyperDriver>,
+    /// HTTP/2's server, when `server.h2c` is on or the TLS listener offers `h2`.
+    h2: Option<Arc<h2::H2Server>>,
+    /// hyper's HTTP/1 server, for the HTTP/1 connections of an h2c listener.
+    h2c_http1: Option<Arc<hyper::HyperHttp1>>,
     /// TLS, the PROXY protocol, the redirect: `None` on a plain listener, whose connections go
     /// straight to HTTP.
     preamble: Option<Arc<Preamble>>,
@@ -71,11 +75,6 @@ impl Drivers {
         let want_local =
             |config: &Config| (config.backends.iter()).any(|b| !b.proxy_protocol.is_off());
         config.server != old.server || want_local(config) != want_local(old)
-    }
-
-    /// Whether hyper serves connections of these drivers (they then need its graceful close).
-    pub(crate) fn has_hyper(&self) -> bool {
-        self.hyper.is_some()
     }
 
     /// The drivers of a listener of `kind` under `config`; connection tasks are spawned on
@@ -108,7 +107,8 @@ impl Drivers {
             },
             limits: limits(server),
             trusted_proxies: server.trusted_proxies.clone(),
-            hyper: (h2c || alpn_h2).then(|| hyper::HyperDriver::new(server, tracker)),
+            h2: (h2c || alpn_h2).then(|| Arc::new(h2::H2Server::new(server))),
+            h2c_http1: h2c.then(|| Arc::new(hyper::HyperHttp1::new(server))),
             preamble,
         }
     }
@@ -123,8 +123,8 @@ impl Drivers {
         permit: OwnedSemaphorePermit,
     ) {
         if let Some(preamble) = &self.preamble {
-            // On a TLS listener that offers `h2`: hyper, should the handshake choose it.
-            let h2 = (self.hyper.as_ref()).map(hyper::HyperDriver::for_tls);
+            // On a TLS listener that offers `h2`: HTTP/2, should the handshake choose it.
+            let h2 = self.h2.clone();
             let edge = serve_edge(
                 preamble.clone(),
                 stream,
@@ -138,31 +138,24 @@ impl Drivers {
             return;
         }
         let client = Arc::new(ClientInfo::new(peer, &self.trusted_proxies));
-        match &self.hyper {
-            None => {
-                let io = TimedIo::new(stream, self.idle_timeout, Some(self.timers));
+        let io = TimedIo::new(stream, self.idle_timeout, Some(self.timers));
+        match (&self.h2, &self.h2c_http1) {
+            (Some(h2), Some(http1)) => {
+                let servers = (h2.clone(), http1.clone());
+                let task = serve_h2c(servers, io, client, shared, permit);
+                self.tracker.spawn(task);
+            }
+            _ => {
                 let read = BytesMut::new();
                 let task = serve_http1(io, client, shared, self.limits, permit, read);
                 self.tracker.spawn(task);
             }
-            Some(hyper) => {
-                let connection = hyper.serve(stream, self.idle_timeout, client, shared, permit);
-                self.tracker.spawn(connection);
-            }
-        }
-    }
-
-    /// Asks hyper's connections to finish their requests in flight and close; ours read the
-    /// shutdown flag themselves.
-    pub(crate) async fn shutdown(self) {
-        if let Some(hyper) = self.hyper {
-            hyper.shutdown().await;
         }
     }
 }
 
 /// A connection on a listener with TLS, the PROXY protocol or a redirect: its preamble, then
-/// HTTP/1 on the stream it gives, or HTTP/2 (`h2`, hyper's) when its TLS handshake chose it.
+/// HTTP/1 on the stream it gives, or HTTP/2 when its TLS handshake chose it.
 async fn serve_edge(
     preamble: Arc<Preamble>,
     stream: TcpStream,
@@ -170,7 +163,7 @@ async fn serve_edge(
     shared: Arc<Shared>,
     (idle_timeout, timers, limits): (Duration, Http1Timers, Limits),
     permit: OwnedSemaphorePermit,
-    h2: Option<(Arc<hyper::HyperServe>, Watcher)>,
+    h2: Option<Arc<h2::H2Server>>,
 ) {
     let accepted = tokio::time::Instant::now();
     let opened = preamble.open(stream, peer, accepted, &shared.metrics).await;
@@ -185,7 +178,7 @@ async fn serve_edge(
             Box::pin(serve_http1(io, client, shared, limits, permit, read)).await;
         }
         Opened::Tls(stream) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
-            let Some((h2, watcher)) = h2 else {
+            let Some(h2) = h2 else {
                 // Only after a reload that stopped offering h2, for a handshake under the
                 // old settings: HTTP/1 must not be spoken on it.
                 tracing::debug!(%peer, "h2 chosen by ALPN on a listener that no longer serves it");
@@ -193,16 +186,49 @@ async fn serve_edge(
                 return;
             };
             let io = TimedIo::accepted_at(*stream, idle_timeout, None, accepted);
-            let connection = h2.connection(io, true, watcher, client, shared, permit);
+            let connection = h2.connection(io, BytesMut::new(), client, shared, permit);
             Box::pin(connection).await;
         }
         Opened::Tls(stream) => {
-            // HTTP/1.1: hyper's graceful close need not wait for this connection.
-            drop(h2);
             let io = TimedIo::accepted_at(*stream, idle_timeout, Some(timers), accepted);
             let read = BytesMut::new();
             Box::pin(serve_http1(io, client, shared, limits, permit, read)).await;
         }
+    }
+}
+
+/// Serves a connection of an h2c listener: HTTP/2 when its first bytes are the preface, else
+/// HTTP/1 (hyper's) over the bytes read so far.
+async fn serve_h2c(
+    (h2, http1): (Arc<h2::H2Server>, Arc<hyper::HyperHttp1>),
+    mut io: TimedIo<TcpStream>,
+    client: Arc<ClientInfo>,
+    shared: Arc<Shared>,
+    permit: OwnedSemaphorePermit,
+) {
+    // Small: the codec that serves the connection reads into buffers of its own.
+    let mut read = BytesMut::with_capacity(64);
+    // The sniff is timed as the first request head is: from the accept, by the header read
+    // timeout. Then the connection has only its idle timer: the codec that serves it times
+    // its heads itself.
+    let sniffed = tokio::select! {
+        sniffed = h2::sniff(&mut io, &mut read) => Some(sniffed),
+        () = shared.shutdown.started() => None,
+    };
+    match sniffed {
+        Some(Ok(true)) => {
+            io.time_idle_only();
+            Box::pin(h2.connection(io, read, client, shared, permit)).await;
+        }
+        Some(Ok(false)) => {
+            io.time_idle_only();
+            Box::pin(http1.connection(io, read, client, shared, permit)).await;
+        }
+        Some(Err(error)) => {
+            tracing::debug!(peer = %client.peer, %error, "client connection ended before its first request");
+            drop(OpenConnection::new(&shared.metrics, permit));
+        }
+        None => drop(OpenConnection::new(&shared.metrics, permit)),
     }
 }
 

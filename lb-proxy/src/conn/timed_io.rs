@@ -158,8 +158,15 @@ impl<T> TimedIo<T> {
     /// (`server.upgrade_idle_timeout`), counted from now; no head is timed and no release is
     /// signalled any more.
     pub fn time_as_tunnel(&mut self, idle_timeout: Duration) {
-        let now = Instant::now();
         self.idle_timeout = idle_timeout;
+        self.time_idle_only();
+    }
+
+    /// Only the idle timeout times the connection from now on, counted from now: it speaks
+    /// HTTP/2 (or carries a tunnel), whose heads and quiet spells HTTP/1's timers do not fit.
+    pub fn time_idle_only(&mut self) {
+        let now = Instant::now();
+        let idle_timeout = self.idle_timeout;
         self.http1 = None;
         self.head_deadline = None;
         self.waiting = false;
@@ -246,7 +253,7 @@ impl<T> TimedIo<T> {
 
 /// How often the timer looks at a connection. Activity is noted lazily, when the timer fires,
 /// so a connection is cut between the idle timeout and one tick more: at most a second for
-/// HTTP/1, an eighth of the idle timeout for connections hyper serves (h2c), which are not
+/// HTTP/1, an eighth of the idle timeout for HTTP/2 connections and tunnels, which are not
 /// woken every second.
 fn tick(idle_timeout: Duration, http1: Option<Http1Timers>) -> Duration {
     match http1 {

@@ -143,7 +143,7 @@ mod tests {
         );
         let reply = from_local(local);
         assert_eq!(reply.status, StatusCode::OK);
-        let response = reply.into_response(false);
+        let response = reply.into_h2_response(false);
         let headers = response.headers();
         assert_eq!(headers["content-type"], "application/grpc");
         assert_eq!(headers.get_all("content-type").iter().count(), 1);

@@ -38,9 +38,8 @@ pub(crate) mod websocket;
 
 use std::sync::Arc;
 
-use http::{Request, StatusCode};
+use http::StatusCode;
 use http_body::Body as _;
-use hyper::body::Incoming;
 
 use crate::clock;
 use crate::metrics::MethodLabel;
@@ -207,9 +206,9 @@ fn with_fields(mut reply: Reply, fields: Box<reply::Extra>) -> Reply {
     reply
 }
 
-/// What hyper would do with a request that asks to switch protocols.
+/// What another parser than ours would do with a request that asks to switch protocols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HyperUpgrade {
+pub(crate) enum ParsedUpgrade {
     /// Nothing: the request is an ordinary one.
     No,
     /// An HTTP/1.1 connection hyper would hand over: a well-formed upgrade request is
@@ -220,15 +219,28 @@ pub(crate) enum HyperUpgrade {
     ExtendedConnect,
 }
 
-/// A request hyper parsed (h2c, HTTP/2): the codec's rules, then the request path.
+/// A request hyper parsed (HTTP/1 on an h2c listener): the codec's rules, then the request
+/// path.
 pub(crate) async fn handle_hyper(
     shared: &Shared,
     client: &Arc<ClientInfo>,
-    request: Request<Incoming>,
-    upgrade: HyperUpgrade,
+    request: http::Request<hyper::body::Incoming>,
+    upgrade: ParsedUpgrade,
 ) -> Reply {
     let (parts, body) = request.into_parts();
-    let body = (!body.is_end_stream()).then_some(body);
+    let body = (!body.is_end_stream()).then_some(FromClient::Hyper(body));
+    handle_parsed(shared, client, parts, body, upgrade).await
+}
+
+/// A request whose head another parser took (hyper's, or h2's on an HTTP/2 stream): the
+/// codec's rules, then the request path. `body`: `None` when the request has none.
+pub(crate) async fn handle_parsed(
+    shared: &Shared,
+    client: &Arc<ClientInfo>,
+    parts: http::request::Parts,
+    body: Option<FromClient>,
+    upgrade: ParsedUpgrade,
+) -> Reply {
     let framing = match &body {
         None => Framing::NONE,
         Some(body) => body
@@ -241,12 +253,11 @@ pub(crate) async fn handle_hyper(
         Err(error) => respond::refuse_request(shared, &parts.method, error),
         Ok(mut meta) => {
             meta.upgrade = match upgrade {
-                HyperUpgrade::No => false,
-                HyperUpgrade::Http1 => meta.upgrade,
+                ParsedUpgrade::No => false,
+                ParsedUpgrade::Http1 => meta.upgrade,
                 // The rewrite made it one: an HTTP/2 head never passes the HTTP/1.1 rule.
-                HyperUpgrade::ExtendedConnect => true,
+                ParsedUpgrade::ExtendedConnect => true,
             };
-            let body = body.map(FromClient::Hyper);
             let request = ClientRequest { parts, meta, body };
             handle(shared, client, request).await
         }

@@ -5,7 +5,9 @@
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
+use http_body::Body as _;
 
+use crate::proto::h1::date::date_value;
 use crate::proto::h1::response::ResponseHead;
 use crate::proxy::body::ToClient;
 
@@ -212,56 +214,88 @@ impl Reply {
         }
     }
 
-    /// The reply as a response for hyper's server, which frames the body itself from its size
-    /// (a HEAD response states the backend's declared length).
-    pub fn into_response(self, head_request: bool) -> Response<ToClient> {
+    /// The reply as an HTTP/2 response: the backend's fields (which the codec kept free of
+    /// HTTP/1's connection-specific ones), a `Date` when they have none (the balancer's own
+    /// answers never do), and the body's length when it is known (a HEAD response states the
+    /// backend's declared length). HTTP/2 has no `Connection: close`: a reply that closes its
+    /// HTTP/1 connection just ends its stream.
+    pub fn into_h2_response(self, head_request: bool) -> Response<ToClient> {
         let declared = self.declared_length();
         let Reply {
             status,
             head,
             body,
-            close,
+            close: _,
             extra,
             request_id,
         } = self;
-        // Room for the fields added below and for the `content-length` hyper adds, so that
-        // the map is allocated once: growing it costs a request more than filling it.
+        // Room for the fields added below, so that the map is allocated once: growing it
+        // costs a request more than filling it.
         let own = match &head {
             ReplyHead::Backend(head) => head.field_count(),
             ReplyHead::Local => 1,
         };
         let added = extra.as_deref().map_or(0, |extra| extra.add.len());
+        let length = match head_request {
+            true => declared,
+            false => (!body.is_end_stream())
+                .then(|| body.size_hint().exact())
+                .flatten(),
+        };
         let mut response = Response::new(body);
         *response.status_mut() = status;
         let headers = response.headers_mut();
         *headers = HeaderMap::with_capacity(own + added + 3);
-        match &head {
+        let dated = match &head {
             ReplyHead::Backend(head) => head.append_to(headers),
             ReplyHead::Local => {
                 headers.insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; charset=utf-8"),
                 );
+                false
             }
-        }
+        };
         if let Some(extra) = extra {
-            for name in &extra.remove {
-                headers.remove(name);
-            }
-            for (name, value) in extra.add {
-                headers.append(name, value);
-            }
+            with_extra(headers, *extra);
         }
         if let Some(field) = request_id {
             let (name, value) = *field;
             headers.insert(name, value);
         }
-        if head_request && let Some(length) = declared {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        if !dated {
+            headers.insert(header::DATE, date_value());
         }
-        if close {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        // No field states it: the codec takes the backend's into `declared`, and configuration
+        // reserves the name.
+        if let Some(length) = length {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
         }
         response
     }
+}
+
+/// A route's or the balancer's field changes, less any field HTTP/2 does not carry (RFC 9113
+/// §8.2.2): configuration reserves most of them, not `Keep-Alive` or `Proxy-Connection`.
+#[cold]
+fn with_extra(headers: &mut HeaderMap, extra: Extra) {
+    for name in &extra.remove {
+        headers.remove(name);
+    }
+    for (name, value) in extra.add {
+        if !is_connection_specific(&name) {
+            headers.append(name, value);
+        }
+    }
+}
+
+/// A field HTTP/2 does not carry (RFC 9113 §8.2.2); `TE` is one but for `trailers`, which a
+/// response never needs.
+pub fn is_connection_specific(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::TE
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
 }

@@ -1,204 +1,101 @@
-//! hyper's server, for the connections our own HTTP/1 loop does not serve: a listener with
-//! `server.h2c` on (HTTP/1 and HTTP/2 with prior knowledge on the same port; hyper-util's auto
-//! builder sniffs the protocol), and TLS connections that chose `h2` by ALPN. Each request it
-//! parsed goes through the codec's rules ([`crate::proxy::handle_hyper`]) before the request
-//! path.
+//! HTTP/1 on an h2c listener: a connection whose first bytes are not HTTP/2's preface is served
+//! by hyper's HTTP/1 server, and each request hyper parsed goes through the codec's rules
+//! ([`crate::proxy::handle_hyper`]) before the request path. hyper's parser stays here as the
+//! other half of the differential test of ours (`tests/it/differential.rs`).
 //!
 //! An HTTP/1.1 upgrade request (WebSocket) that a backend answers with `101` is tunnelled as on
 //! our own loop: hyper hands the connection over once the `101` is written, and the connection's
 //! task carries the tunnel ([`super::tunnel`]) with the bytes hyper had read beyond the request.
 //! Any other answer to an upgrade request closes the connection after it, so that bytes meant
-//! for the tunnel are never read as a next request. On HTTP/2, WebSocket comes as an extended
-//! `CONNECT` ([`connect`]).
-//!
-//! # Layout
-//! - [`connect`]: `CONNECT` streams, and WebSocket over HTTP/2 (RFC 8441).
-//! - [`retimed`]: the socket under hyper, whose timers tunnels switch.
-//! - [`goaway`]: why the balancer closed an HTTP/2 connection, for
-//!   `lb_http2_connections_closed_total`.
-//! - [`stall`]: a client that never takes its responses.
-
-mod connect;
-mod goaway;
-mod retimed;
-mod stall;
+//! for the tunnel are never read as a next request.
 
 use std::convert::Infallible;
-use std::pin::Pin;
+use std::io;
+use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use http::header::{CONNECTION, HeaderValue};
-use http::{Method, Request, Response, Version};
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper::service::Service;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use lb_core::config::{MIN_MAX_HEADER_BYTES, ServerConfig};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
-use tokio_util::either::Either;
-use tokio_util::task::TaskTracker;
 
 use super::OpenConnection;
+use super::h2::retimed::{ConnShared, Retimed};
 use super::stream::ClientStream;
 use super::timed_io::TimedIo;
-use crate::proxy::body::ToClient;
-use crate::proxy::{ClientInfo, HyperUpgrade, handle_hyper};
+use crate::proxy::body::{ToClient, Upgraded};
+use crate::proxy::{ClientInfo, ParsedUpgrade, handle_hyper};
 use crate::runtime::Shared;
-use retimed::{ConnShared, PendingTunnel, Retimed};
-use stall::{StallWatch, Watched};
+use crate::tls::prefixed::Prefixed;
 
-/// hyper's server, configured once, and the connections it serves.
-pub(crate) struct HyperDriver {
-    serve: Arc<HyperServe>,
-    graceful: GracefulShutdown,
+/// hyper's HTTP/1 server, configured once per listener.
+pub(crate) struct HyperHttp1 {
+    builder: http1::Builder,
 }
 
-/// What a connection needs of the driver, shared with connection tasks that decide to use
-/// hyper after their TLS handshake.
-pub(crate) struct HyperServe {
-    /// HTTP/1 and HTTP/2 with prior knowledge (h2c).
-    auto: auto::Builder<TokioExecutor>,
-    /// HTTP/2 only: TLS connections that chose `h2` by ALPN.
-    h2: auto::Builder<TokioExecutor>,
-    /// Where WebSocket streams' tunnels run, so that shutdown waits for them.
-    tracker: TaskTracker,
-    /// `server.http2.stalled_response_timeout`.
-    stalled_response_timeout: Duration,
-}
-
-impl HyperDriver {
-    /// hyper's server with `server`'s limits and timeouts; tunnels of HTTP/2 streams run on
-    /// `tracker`.
-    pub(crate) fn new(server: &ServerConfig, tracker: &TaskTracker) -> Self {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
+impl HyperHttp1 {
+    /// hyper's HTTP/1 server with `server`'s head limits and timeout.
+    pub(crate) fn new(server: &ServerConfig) -> Self {
+        let mut builder = http1::Builder::new();
         builder
-            .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(server.header_read_timeout)
             .max_buf_size(server.max_header_bytes.max(MIN_MAX_HEADER_BYTES))
             .keep_alive(true);
-        // `server.http2` (Envoy's edge defaults): streams, windows, and the caps that close a
-        // connection which resets streams faster than it lets them run (rapid reset). The
-        // header list, CONTINUATION frames included, is held to `server.max_header_bytes`.
-        // Extended CONNECT (RFC 8441) is advertised: browsers open WebSockets over HTTP/2
-        // only where the server says it may.
-        let http2 = &server.http2;
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX))
-            .max_concurrent_streams(http2.max_concurrent_streams)
-            .initial_stream_window_size(http2.initial_stream_window_bytes)
-            .initial_connection_window_size(http2.initial_connection_window_bytes)
-            .max_pending_accept_reset_streams(http2.max_pending_reset_streams)
-            .max_local_error_reset_streams(http2.max_local_error_reset_streams)
-            .enable_connect_protocol()
-            .keep_alive_interval(None);
-        let serve = HyperServe {
-            h2: builder.clone().http2_only(),
-            auto: builder,
-            tracker: tracker.clone(),
-            stalled_response_timeout: http2.stalled_response_timeout,
-        };
-        Self {
-            serve: Arc::new(serve),
-            graceful: GracefulShutdown::new(),
-        }
+        Self { builder }
     }
 
-    /// The future that serves a plain connection (h2c, or HTTP/1), for a task of its own.
-    pub(crate) fn serve(
+    /// Serves HTTP/1 on a client connection until it closes, or shutdown lets its request in
+    /// flight finish. `read`: the connection's first bytes, already read. Holds `permit` until
+    /// then.
+    pub(crate) async fn connection<S: ClientStream>(
         &self,
-        stream: tokio::net::TcpStream,
-        idle_timeout: Duration,
-        client: Arc<ClientInfo>,
-        shared: Arc<Shared>,
-        permit: OwnedSemaphorePermit,
-    ) -> impl Future<Output = ()> + Send + 'static {
-        let _ = stream.set_nodelay(true);
-        let io = TimedIo::new(stream, idle_timeout, None);
-        let watcher = self.graceful.watcher();
-        (self.serve.clone()).connection(io, false, watcher, client, shared, permit)
-    }
-
-    /// What a TLS connection task needs to serve HTTP/2 once its handshake chose `h2`: taken
-    /// at the accept, so that a shutdown signalled during the handshake reaches it.
-    pub(crate) fn for_tls(&self) -> (Arc<HyperServe>, Watcher) {
-        (self.serve.clone(), self.graceful.watcher())
-    }
-
-    /// Asks every connection to finish its requests in flight and close.
-    pub(crate) async fn shutdown(self) {
-        self.graceful.shutdown().await;
-    }
-}
-
-impl HyperServe {
-    /// Serves a connection until it closes: HTTP/2 only when `h2_only` (ALPN said so), else
-    /// whichever the client speaks.
-    pub(crate) fn connection<S: ClientStream>(
-        self: Arc<Self>,
         io: TimedIo<S>,
-        h2_only: bool,
-        watcher: Watcher,
+        read: BytesMut,
         client: Arc<ClientInfo>,
         shared: Arc<Shared>,
         permit: OwnedSemaphorePermit,
-    ) -> impl Future<Output = ()> + Send + 'static {
+    ) {
+        let _open = OpenConnection::new(&shared.metrics, permit);
         let peer = client.peer;
         let conn = Arc::new(ConnShared::new(io.idle_timeout()));
-        let stall = Arc::new(StallWatch::new());
         let service = ProxyService(Arc::new(ServiceState {
             shared: shared.clone(),
             client,
             tunnel: Mutex::default(),
             conn: conn.clone(),
-            stall: stall.clone(),
-            tracker: self.tracker.clone(),
         }));
         let tunnel = service.0.clone();
-        let io = TokioIo::new(Retimed::new(io, conn.clone()));
-        let connection = match h2_only {
-            true => Either::Left(watcher.watch(self.h2.serve_connection(io, service).into_owned())),
-            false => Either::Right(
-                watcher.watch(
-                    (self.auto)
-                        .serve_connection_with_upgrades(io, service)
-                        .into_owned(),
-                ),
-            ),
-        };
-        let timeout = self.stalled_response_timeout;
-        async move {
-            let _open = OpenConnection::new(&shared.metrics, permit);
-            let stalled = stall.stalled(timeout);
-            tokio::select! {
-                ended = connection => {
-                    if let Err(error) = ended {
-                        tracing::debug!(%peer, %error, "client connection ended with an error");
-                    }
-                }
-                () = stalled => {
-                    tracing::info!(
-                        %peer, ?timeout,
-                        "HTTP/2 client connection closed: a response waited on the client too long"
-                    );
-                    shared.metrics.http2.closed("flow_control_stall");
-                }
+        let io = TokioIo::new(Prefixed::new(read, Retimed::new(io, conn)));
+        let mut connection = pin!(self.builder.serve_connection(io, service).with_upgrades());
+        let mut stop = pin!(shared.shutdown.started());
+        let mut stopping = false;
+        let ended = std::future::poll_fn(|cx| {
+            if !stopping && stop.as_mut().poll(cx).is_ready() {
+                // The request in flight finishes; the connection then closes.
+                stopping = true;
+                connection.as_mut().graceful_shutdown();
             }
-            if let Some(reason) = conn.goaway.get() {
-                tracing::info!(%peer, reason, "HTTP/2 client connection closed with GOAWAY");
-                shared.metrics.http2.closed(reason);
-            }
-            let pending = (tunnel.tunnel.lock())
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
-            if let Some(pending) = pending {
-                Box::pin(pending.run(&shared)).await;
-            }
+            connection.as_mut().poll(cx)
+        })
+        .await;
+        if let Err(error) = ended {
+            tracing::debug!(%peer, %error, "client connection ended with an error");
+        }
+        let pending = (tunnel.tunnel.lock())
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(pending) = pending {
+            Box::pin(pending.run(&shared)).await;
         }
     }
 }
@@ -208,14 +105,6 @@ impl HyperServe {
 #[derive(Clone)]
 struct ProxyService(Arc<ServiceState>);
 
-impl std::ops::Deref for ProxyService {
-    type Target = ServiceState;
-
-    fn deref(&self) -> &ServiceState {
-        &self.0
-    }
-}
-
 /// What the requests of one connection share.
 struct ServiceState {
     shared: Arc<Shared>,
@@ -224,73 +113,122 @@ struct ServiceState {
     tunnel: Mutex<Option<PendingTunnel>>,
     /// What the connection's socket shares with its requests.
     conn: Arc<ConnShared>,
-    /// The connection's responses that wait on the client.
-    stall: Arc<StallWatch>,
-    /// Where tunnels of HTTP/2 streams run.
-    tracker: TaskTracker,
 }
 
-impl ProxyService {
-    /// `response` as sent on this connection: watched for a stall on HTTP/2 (only HTTP/2
-    /// responses reach here with [`Version::HTTP_2`]).
-    fn respond_as(&self, response: Response<ToClient>, version: Version) -> Response<Watched> {
-        match version {
-            Version::HTTP_2 => response.map(|body| self.stall.watch(body)),
-            _ => response.map(Watched::plain),
-        }
-    }
-
-    /// An HTTP/2 response, watched.
-    fn respond(&self, response: Response<ToClient>) -> Response<Watched> {
-        self.respond_as(response, Version::HTTP_2)
-    }
-}
-
-type ProxyFuture = Pin<Box<dyn Future<Output = Result<Response<Watched>, Infallible>> + Send>>;
+type ProxyFuture = Pin<Box<dyn Future<Output = Result<Response<ToClient>, Infallible>> + Send>>;
 
 impl Service<Request<Incoming>> for ProxyService {
-    type Response = Response<Watched>;
+    type Response = Response<ToClient>;
     type Error = Infallible;
     type Future = ProxyFuture;
 
     fn call(&self, mut request: Request<Incoming>) -> ProxyFuture {
-        let service = self.clone();
+        let service = self.0.clone();
         Box::pin(async move {
-            let version = request.version();
-            if version == Version::HTTP_2 && request.method() == Method::CONNECT {
-                // Boxed: a CONNECT stream is rare, and its future would take room in every one.
-                return Ok(Box::pin(connect::serve(&service, request)).await);
-            }
             let head_request = request.method() == Method::HEAD;
             // hyper offers a hand-over only for an HTTP/1.1 request that asks for an upgrade.
             let on_upgrade = request.extensions_mut().remove::<OnUpgrade>();
             let upgrade = match on_upgrade {
-                Some(_) => HyperUpgrade::Http1,
-                None => HyperUpgrade::No,
+                Some(_) => ParsedUpgrade::Http1,
+                None => ParsedUpgrade::No,
             };
             let (shared, client) = (&*service.shared, &service.client);
             let mut reply = handle_hyper(shared, client, request, upgrade).await;
-            let Some(on_upgrade) = on_upgrade else {
-                return Ok(service.respond_as(reply.into_response(head_request), version));
-            };
-            let switched = match reply.status {
-                http::StatusCode::SWITCHING_PROTOCOLS => reply.body.take_upgraded(),
+            let switched = match (&on_upgrade, reply.status) {
+                (Some(_), http::StatusCode::SWITCHING_PROTOCOLS) => reply.body.take_upgraded(),
                 _ => None,
             };
-            let Some(backend) = switched else {
-                // Bytes the client sent for a tunnel that did not open are never a request.
-                let response = reply.closing().into_response(head_request);
-                return Ok(response.map(Watched::plain));
-            };
-            let pending = PendingTunnel {
-                client: on_upgrade,
-                backend,
-                conn: service.conn.clone(),
-            };
-            *service.tunnel.lock().unwrap_or_else(|p| p.into_inner()) = Some(pending);
-            let mut response = reply.into_response(head_request);
-            (response.headers_mut()).insert(CONNECTION, HeaderValue::from_static("upgrade"));
-            Ok(response.map(Watched::plain))
+            // Bytes the client sent for a tunnel that did not open are never a request.
+            let close = reply.close || (on_upgrade.is_some() && switched.is_none());
+            let mut response = reply.into_h2_response(head_request);
+            let headers = response.headers_mut();
+            if let (Some(on_upgrade), Some(backend)) = (on_upgrade, switched) {
+                let pending = PendingTunnel {
+                    client: on_upgrade,
+                    backend,
+                    conn: service.conn.clone(),
+                };
+                *service.tunnel.lock().unwrap_or_else(|p| p.into_inner()) = Some(pending);
+                headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            } else if close {
+                headers.insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(response)
         })
+    }
+}
+
+/// A backend's `101` to an HTTP/1.1 upgrade request: its connection, and the client's side to
+/// come.
+struct PendingTunnel {
+    client: OnUpgrade,
+    backend: Upgraded,
+    conn: Arc<ConnShared>,
+}
+
+impl PendingTunnel {
+    /// Waits for hyper to hand the client connection over, then carries the tunnel.
+    async fn run(self, shared: &Shared) {
+        let upgraded = match self.client.await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!(%error, "the client connection was not handed over");
+                return;
+            }
+        };
+        // hyper keeps what it read beyond the request inside the connection it hands over.
+        let mut io = HandedOver {
+            io: TokioIo::new(upgraded),
+            conn: self.conn,
+        };
+        let mut held = BytesMut::new();
+        super::tunnel::run(&mut io, &mut held, self.backend, shared).await;
+    }
+}
+
+/// The client's end of a tunnel on this path: the connection hyper handed over, whose timers
+/// (a [`TimedIo`] inside hyper's own wrapper) are switched through [`ConnShared`].
+struct HandedOver {
+    io: TokioIo<hyper::upgrade::Upgraded>,
+    conn: Arc<ConnShared>,
+}
+
+impl super::tunnel::TunnelClient for HandedOver {
+    fn time_as_tunnel(&mut self, idle_timeout: Duration) {
+        self.conn.time_as_tunnel(idle_timeout);
+    }
+
+    /// The timer inside fails the next read once the connection is idle too long, and the
+    /// tunnel always reads the client while it is open.
+    fn poll_idle(&mut self, _cx: &mut Context<'_>) -> Poll<io::Error> {
+        Poll::Pending
+    }
+}
+
+impl AsyncRead for HandedOver {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for HandedOver {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

@@ -157,10 +157,12 @@ impl ResponseHead {
         self.fields.len()
     }
 
-    /// Appends the fields to `headers`. `httparse` accepted them, so they are valid; a line the
-    /// `http` crate would still refuse is left out rather than failing the response.
-    pub fn append_to(&self, headers: &mut HeaderMap) {
+    /// Appends the fields to `headers`; whether a `Date` was among them. `httparse` accepted
+    /// them, so they are valid; a line the `http` crate would still refuse is left out rather
+    /// than failing the response.
+    pub fn append_to(&self, headers: &mut HeaderMap) -> bool {
         headers.reserve(self.fields.len());
+        let mut dated = false;
         for (name, value) in &self.fields {
             let (Ok(name), Ok(value)) = (
                 HeaderName::from_bytes(&self.bytes[name.clone()]),
@@ -168,8 +170,10 @@ impl ResponseHead {
             ) else {
                 continue;
             };
+            dated |= name == http::header::DATE;
             headers.append(name, value);
         }
+        dated
     }
 }
 

@@ -1,7 +1,7 @@
 //! Body types of the request path, named by the way their bytes flow.
 //!
 //! - [`FromClient`]: the client's request body as received: from our own HTTP/1 loop through a
-//!   [`pipe`], or from hyper (h2c, HTTP/2).
+//!   [`pipe`], from an HTTP/2 stream ([`from_h2`]), or from hyper (HTTP/1 on an h2c listener).
 //! - [`ToBackend`]: what is sent to a backend — nothing, a buffered body that can be replayed
 //!   on a retry, the client's body streamed through a byte limit ([`LimitedBody`]), or streamed
 //!   with a copy kept for a retry ([`replay`]: gRPC calls of pools that retry gRPC statuses).
@@ -9,6 +9,7 @@
 //!   backend's body streamed through, carrying the request's in-flight slot and metrics until the
 //!   last byte (or the client going away) so that counters can never leak.
 
+pub mod from_h2;
 pub mod pipe;
 pub mod replay;
 
@@ -25,6 +26,7 @@ use hyper::body::Incoming;
 use crate::metrics::RouteHandles;
 use crate::upstream::backend::InFlight;
 use crate::upstream::{Connection, ResponseBody, TunnelBackend};
+pub use from_h2::H2Body;
 pub use pipe::{Pipe, PipeBody, PipeError};
 
 pub use crate::upstream::BoxError;
@@ -34,7 +36,9 @@ pub use crate::upstream::BoxError;
 pub enum FromClient {
     /// Read by our own HTTP/1 loop.
     Pipe(PipeBody),
-    /// Read by hyper.
+    /// Read from an HTTP/2 stream by our own driver of h2.
+    H2(H2Body),
+    /// Read by hyper's HTTP/1 server (an h2c listener's HTTP/1 connections).
     Hyper(Incoming),
 }
 
@@ -48,6 +52,7 @@ impl Body for FromClient {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             FromClient::Pipe(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            FromClient::H2(body) => Pin::new(body).poll_frame(cx),
             FromClient::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
         }
     }
@@ -55,6 +60,7 @@ impl Body for FromClient {
     fn is_end_stream(&self) -> bool {
         match self {
             FromClient::Pipe(body) => body.is_end_stream(),
+            FromClient::H2(body) => body.is_end_stream(),
             FromClient::Hyper(body) => body.is_end_stream(),
         }
     }
@@ -62,6 +68,7 @@ impl Body for FromClient {
     fn size_hint(&self) -> SizeHint {
         match self {
             FromClient::Pipe(body) => body.size_hint(),
+            FromClient::H2(body) => body.size_hint(),
             FromClient::Hyper(body) => body.size_hint(),
         }
     }

@@ -1,10 +1,11 @@
-//! The socket under a hyper connection, and what the connection's tasks share about it: the
-//! idle timeout a tunnel switches it to, and the reason of the `GOAWAY` it wrote.
+//! The socket under a connection another codec than ours drives (h2's, or hyper's HTTP/1 on
+//! an h2c listener), and what the connection's requests share about it: the idle timeout a
+//! tunnel switches it to, and the reason of the `GOAWAY` it wrote.
 //!
-//! hyper's wrappers hide the [`TimedIo`], so a tunnel reaches its timer through [`ConnShared`]:
-//! an HTTP/1.1 connection handed over for a tunnel takes `server.upgrade_idle_timeout` for
-//! good; an HTTP/2 connection takes the longer of its two timeouts while any of its streams
-//! carries a WebSocket (each of which has its own idle timer), and its own again after.
+//! The codec owns the [`TimedIo`], so a tunnel reaches its timer through [`ConnShared`]: an
+//! HTTP/1.1 connection handed over for a tunnel takes `server.upgrade_idle_timeout` for good;
+//! an HTTP/2 connection takes the longer of its two timeouts while any of its streams carries
+//! a WebSocket (each of which has its own idle timer), and its own again after.
 
 use std::io;
 use std::pin::Pin;
@@ -13,18 +14,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::BytesMut;
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::goaway::GoawayTap;
 use crate::conn::stream::ClientStream;
 use crate::conn::timed_io::TimedIo;
-use crate::proxy::body::Upgraded;
-use crate::runtime::Shared;
 
-/// What a hyper connection's socket shares with the tasks of its requests.
+/// What a connection's socket shares with its requests.
 #[derive(Debug)]
 pub(crate) struct ConnShared {
     /// The idle timeout the socket's timer should run with, in milliseconds; 0: its own.
@@ -84,84 +80,9 @@ impl Drop for StreamTunnel {
     }
 }
 
-/// A backend's `101` to an HTTP/1.1 upgrade request: its connection, and the client's side to
-/// come.
-pub(crate) struct PendingTunnel {
-    pub(crate) client: OnUpgrade,
-    pub(crate) backend: Upgraded,
-    pub(crate) conn: Arc<ConnShared>,
-}
-
-impl PendingTunnel {
-    /// Waits for hyper to hand the client connection over, then carries the tunnel.
-    pub(crate) async fn run(self, shared: &Shared) {
-        let upgraded = match self.client.await {
-            Ok(upgraded) => upgraded,
-            Err(error) => {
-                tracing::debug!(%error, "the client connection was not handed over");
-                return;
-            }
-        };
-        // hyper keeps what it read beyond the request inside the connection it hands over.
-        let mut io = HandedOver {
-            io: TokioIo::new(upgraded),
-            conn: self.conn,
-        };
-        let mut held = BytesMut::new();
-        crate::conn::tunnel::run(&mut io, &mut held, self.backend, shared).await;
-    }
-}
-
-/// The client's end of a tunnel on this path: the connection hyper handed over, whose timers
-/// (a [`TimedIo`] inside hyper's own wrapper) are switched through [`ConnShared`].
-struct HandedOver {
-    io: TokioIo<hyper::upgrade::Upgraded>,
-    conn: Arc<ConnShared>,
-}
-
-impl crate::conn::tunnel::TunnelClient for HandedOver {
-    fn time_as_tunnel(&mut self, idle_timeout: Duration) {
-        self.conn.time_as_tunnel(idle_timeout);
-    }
-
-    /// The timer inside fails the next read once the connection is idle too long, and the
-    /// tunnel always reads the client while it is open.
-    fn poll_idle(&mut self, _cx: &mut Context<'_>) -> Poll<io::Error> {
-        Poll::Pending
-    }
-}
-
-impl AsyncRead for HandedOver {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for HandedOver {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, data)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-/// A hyper connection's socket and timers, whose idle timeout its tunnels can switch, and
-/// whose writes the [`GoawayTap`] follows. One atomic load per read and write, on connections
-/// hyper serves only.
+/// A connection's socket and timers, whose idle timeout its tunnels can switch, and whose
+/// writes the [`GoawayTap`] follows (on HTTP/1 it turns itself off at the first write). One
+/// atomic load per read and write.
 pub(crate) struct Retimed<S> {
     io: TimedIo<S>,
     conn: Arc<ConnShared>,

@@ -1,12 +1,12 @@
 //! A client that never takes a response: `server.http2.stalled_response_timeout`.
 //!
-//! hyper pulls a response body only when the stream has room to send (flow-control window, and
-//! h2's send buffer drained to the socket). A client that keeps its window shut, or does not
+//! A stream pulls its response body only when it has room to send (flow-control window, and
+//! h2's send buffer drained to the socket: [`super::send`]). A client that keeps its window shut, or does not
 //! read its socket, so leaves the body unpolled, with the backend's request, its in-flight slot
 //! and the buffers held for as long as it likes; pings or other streams keep the connection's
 //! idle timer from ever firing. Each HTTP/2 response body is therefore [`Watched`]: when it
-//! hands hyper a data frame it counts itself as waiting in the connection's current tick (a
-//! quarter of the timeout), and when hyper asks for the next it uncounts itself. The
+//! hands the stream a data frame it counts itself as waiting in the connection's current tick
+//! (a quarter of the timeout), and when the stream asks for the next it uncounts itself. The
 //! connection's [`StallWatch`] advances the tick, and a body still waiting from a tick at least
 //! a whole timeout old closes the connection (counted as `flow_control_stall`).
 //!
@@ -50,7 +50,7 @@ impl StallWatch {
     pub(crate) fn watch(self: &Arc<Self>, body: ToClient) -> Watched {
         Watched {
             body,
-            watch: Some(self.clone()),
+            watch: self.clone(),
             waiting_since: None,
         }
     }
@@ -91,25 +91,13 @@ fn slot(tick: u64) -> usize {
     (tick % TICKS as u64) as usize
 }
 
-/// A response body on an HTTP/2 connection, watched for a client that never takes it; on
-/// HTTP/1 (hyper's h2c listener serves both) it is only passed through.
+/// A response body on an HTTP/2 connection, watched for a client that never takes it.
 pub(crate) struct Watched {
     body: ToClient,
-    watch: Option<Arc<StallWatch>>,
-    /// The tick this body has waited since, from handing hyper a data frame until hyper asks
-    /// for the next.
+    watch: Arc<StallWatch>,
+    /// The tick this body has waited since, from handing the stream a data frame until the
+    /// stream asks for the next.
     waiting_since: Option<u64>,
-}
-
-impl Watched {
-    /// `body` unwatched.
-    pub(crate) fn plain(body: ToClient) -> Self {
-        Self {
-            body,
-            watch: None,
-            waiting_since: None,
-        }
-    }
 }
 
 impl Body for Watched {
@@ -121,9 +109,7 @@ impl Body for Watched {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
-        let Some(watch) = &this.watch else {
-            return Pin::new(&mut this.body).poll_frame(cx);
-        };
+        let watch = &this.watch;
         if let Some(tick) = this.waiting_since.take() {
             watch.stop_waiting(tick);
         }
@@ -147,8 +133,8 @@ impl Body for Watched {
 
 impl Drop for Watched {
     fn drop(&mut self) {
-        if let (Some(watch), Some(tick)) = (&self.watch, self.waiting_since) {
-            watch.stop_waiting(tick);
+        if let Some(tick) = self.waiting_since {
+            self.watch.stop_waiting(tick);
         }
     }
 }

@@ -6,8 +6,8 @@
 //! the code but drops the data. So the connection's writes pass through [`GoawayTap`], which
 //! follows the frame headers of what the server sends (skipping every payload by its length)
 //! and keeps the first `GOAWAY` with an error code. It is the balancer's own output, framed by
-//! h2: the tap reads frame headers only, and on an HTTP/1 connection (hyper's h2c listener
-//! serves both) it turns itself off at the first write.
+//! h2: the tap reads frame headers only, and on an HTTP/1 connection (hyper's, on an h2c
+//! listener) it turns itself off at the first write.
 
 /// A frame header's length (RFC 9113 §4.1).
 const HEADER: usize = 9;

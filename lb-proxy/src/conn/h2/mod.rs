@@ -1,0 +1,228 @@
+//! HTTP/2 from clients: h2's server codec (frames, HPACK, flow control, and its caps on
+//! resets, CONTINUATION and header lists), driven by the connection's own task.
+//!
+//! hyper's HTTP/2 server, which this replaces, spawned a task per stream, boxed a service
+//! future per request, wrapped each body twice and rewrote each response's fields. Here the
+//! connection's task polls h2's connection and the futures of its streams side by side
+//! ([`serve`]); a stream ([`stream`]) is the request path's future, raced against the client's
+//! reset of the stream, then the response written as h2 asks ([`send`]). A reset, or the
+//! connection ending, drops the stream's future, which cancels its backend request.
+//!
+//! On a listener with `server.h2c`, a connection is HTTP/2 when its first bytes are the
+//! preface ([`sniff`]); any other goes to hyper's HTTP/1 server ([`super::hyper`]).
+//!
+//! # Layout
+//! - [`stream`]: one stream, from its request to its response.
+//! - [`send`]: a response's head and body onto its stream.
+//! - [`connect`]: `CONNECT` streams, and WebSocket over HTTP/2 (RFC 8441).
+//! - [`stream_io`]: a stream as a byte stream, for the tunnel a WebSocket opens.
+//! - [`retimed`]: the connection's socket, whose idle timeout its tunnels switch, and which
+//!   notes the `GOAWAY` it carries ([`goaway`]).
+//! - [`stall`]: responses that wait on a client that does not read.
+
+mod connect;
+mod goaway;
+pub(crate) mod retimed;
+mod send;
+mod stall;
+mod stream;
+mod stream_io;
+
+use std::io;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use lb_core::config::ServerConfig;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::OpenConnection;
+use super::stream::ClientStream;
+use super::timed_io::TimedIo;
+use crate::proxy::ClientInfo;
+use crate::runtime::Shared;
+use crate::tls::prefixed::Prefixed;
+use retimed::{ConnShared, Retimed};
+use stall::StallWatch;
+
+/// HTTP/2's connection preface (RFC 9113 §3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads a connection's first bytes into `read` until they are HTTP/2's preface (`true`) or
+/// cannot be (`false`, also at the end of the stream). The bytes stay in `read`, for whichever
+/// protocol serves the connection.
+pub(crate) async fn sniff<S: AsyncRead + Unpin>(
+    io: &mut S,
+    read: &mut BytesMut,
+) -> io::Result<bool> {
+    loop {
+        let have = read.len().min(PREFACE.len());
+        if read[..have] != PREFACE[..have] {
+            return Ok(false);
+        }
+        if have == PREFACE.len() {
+            return Ok(true);
+        }
+        if read.capacity() == read.len() {
+            read.reserve(PREFACE.len());
+        }
+        if io.read_buf(read).await? == 0 {
+            return Ok(false);
+        }
+    }
+}
+
+/// h2's server, configured once per listener from `server.http2` (Envoy's edge defaults).
+pub(crate) struct H2Server {
+    builder: h2::server::Builder,
+    /// `server.http2.stalled_response_timeout`.
+    stalled_response_timeout: Duration,
+}
+
+/// What the streams of one connection share.
+pub(crate) struct H2Conn {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) client: Arc<ClientInfo>,
+    /// The socket's timers, which tunnels switch, and the `GOAWAY` it wrote.
+    pub(crate) conn: Arc<ConnShared>,
+    /// The connection's responses that wait on the client.
+    pub(crate) stall: Arc<StallWatch>,
+}
+
+impl H2Server {
+    /// h2's server with `server`'s limits: streams, windows, the header list (CONTINUATION
+    /// frames included) held to `server.max_header_bytes`, and the caps that close a connection
+    /// which resets streams faster than it lets them run (rapid reset). Extended CONNECT (RFC
+    /// 8441) is advertised: browsers open WebSockets over HTTP/2 only where the server says it
+    /// may.
+    pub(crate) fn new(server: &ServerConfig) -> Self {
+        let http2 = &server.http2;
+        let mut builder = h2::server::Builder::new();
+        builder
+            .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(http2.max_concurrent_streams)
+            .initial_window_size(http2.initial_stream_window_bytes)
+            .initial_connection_window_size(http2.initial_connection_window_bytes)
+            .max_pending_accept_reset_streams(http2.max_pending_reset_streams)
+            .max_local_error_reset_streams(Some(http2.max_local_error_reset_streams))
+            .enable_connect_protocol();
+        Self {
+            builder,
+            stalled_response_timeout: http2.stalled_response_timeout,
+        }
+    }
+
+    /// Serves HTTP/2 on a client connection until it closes, a response stalls on the client,
+    /// or shutdown has let the streams in flight finish. `read`: the connection's first bytes,
+    /// already read (the preface, on an h2c listener). Holds `permit` until then.
+    pub(crate) async fn connection<S: ClientStream>(
+        self: Arc<Self>,
+        io: TimedIo<S>,
+        read: BytesMut,
+        client: Arc<ClientInfo>,
+        shared: Arc<Shared>,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let _open = OpenConnection::new(&shared.metrics, permit);
+        let conn = Arc::new(ConnShared::new(io.idle_timeout()));
+        let io = Prefixed::new(read, Retimed::new(io, conn.clone()));
+        let streams = H2Conn {
+            shared: shared.clone(),
+            client,
+            conn,
+            stall: Arc::new(StallWatch::new()),
+        };
+        self.serve(io, Arc::new(streams)).await;
+    }
+
+    async fn serve<T>(&self, io: T, streams: Arc<H2Conn>)
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let peer = streams.client.peer;
+        let (shared, conn, stall) = (
+            streams.shared.clone(),
+            streams.conn.clone(),
+            streams.stall.clone(),
+        );
+        let timeout = self.stalled_response_timeout;
+        tokio::select! {
+            ended = serve(&self.builder, io, streams) => {
+                if let Err(error) = ended {
+                    tracing::debug!(%peer, %error, "client connection ended with an error");
+                }
+            }
+            () = stall.stalled(timeout) => {
+                tracing::info!(
+                    %peer, ?timeout,
+                    "HTTP/2 client connection closed: a response waited on the client too long"
+                );
+                shared.metrics.http2.closed("flow_control_stall");
+            }
+        }
+        if let Some(reason) = conn.goaway.get() {
+            tracing::info!(%peer, reason, "HTTP/2 client connection closed with GOAWAY");
+            shared.metrics.http2.closed(reason);
+        }
+    }
+}
+
+/// The connection's loop: h2's connection and the streams it accepted, polled in turn by one
+/// task. Streams go first, so that what they queued is written by the connection's poll that
+/// follows.
+async fn serve<T>(
+    builder: &h2::server::Builder,
+    io: T,
+    streams_share: Arc<H2Conn>,
+) -> Result<(), h2::Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let shared = streams_share.shared.clone();
+    let mut stop = pin!(shared.shutdown.started());
+    let handshaken = {
+        let mut handshake = pin!(builder.handshake::<T, Bytes>(io));
+        std::future::poll_fn(|cx| {
+            if stop.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            handshake.as_mut().poll(cx).map(Some)
+        })
+        .await
+    };
+    let Some(mut connection) = handshaken.transpose()? else {
+        return Ok(());
+    };
+    let mut stopping = false;
+    let mut streams = FuturesUnordered::new();
+    std::future::poll_fn(|cx| {
+        if !stopping && stop.as_mut().poll(cx).is_ready() {
+            // GOAWAY: no new streams; those in flight finish, then the connection closes.
+            stopping = true;
+            connection.graceful_shutdown();
+        }
+        loop {
+            while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
+            match connection.poll_accept(cx) {
+                Poll::Ready(Some(Ok((request, respond)))) => {
+                    // Written into its allocation, not built on the stack and copied there.
+                    let served = Box::write(
+                        Box::new_uninit(),
+                        stream::serve(streams_share.clone(), request, respond),
+                    );
+                    streams.push(Box::into_pin(served));
+                }
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Err(error)),
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    })
+    .await
+}

@@ -1,0 +1,131 @@
+//! An HTTP/2 stream as a byte stream: the client's end of a WebSocket tunnel (RFC 8441). What
+//! the client sends arrives as the stream's data, released to its window as the tunnel takes
+//! it; what the tunnel writes goes out as data within the window the client gives. A reset
+//! from the client, or the connection ending, fails both ways.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use h2::{Reason, RecvStream, SendStream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::conn::timed_io::TimedIo;
+use crate::conn::tunnel::TunnelClient;
+
+/// Both halves of a stream that carries a tunnel.
+pub(super) struct StreamIo {
+    send: SendStream<Bytes>,
+    recv: RecvStream,
+    /// Data received and not yet read.
+    held: Bytes,
+    /// The stream's end was sent.
+    ended: bool,
+}
+
+impl StreamIo {
+    pub(super) fn new(send: SendStream<Bytes>, recv: RecvStream) -> Self {
+        Self {
+            send,
+            recv,
+            held: Bytes::new(),
+            ended: false,
+        }
+    }
+}
+
+/// A stream error as an I/O error; a reset with `NO_ERROR` or `CANCEL` is the client's close.
+fn to_io(error: h2::Error) -> Option<io::Error> {
+    match error.reason() {
+        Some(Reason::NO_ERROR | Reason::CANCEL) => None,
+        _ => Some(io::Error::new(io::ErrorKind::BrokenPipe, error)),
+    }
+}
+
+impl AsyncRead for StreamIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        while this.held.is_empty() {
+            match ready!(this.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let _ = this.recv.flow_control().release_capacity(data.len());
+                    this.held = data;
+                }
+                Some(Err(error)) => {
+                    return Poll::Ready(to_io(error).map_or(Ok(()), Err));
+                }
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+        let take = this.held.len().min(buf.remaining());
+        buf.put_slice(&this.held[..take]);
+        this.held.advance(take);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for StreamIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        this.send.reserve_capacity(data.len());
+        let room = loop {
+            match this.send.capacity() {
+                0 => match ready!(this.send.poll_capacity(cx)) {
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => {
+                        let error =
+                            to_io(error).unwrap_or_else(|| io::ErrorKind::BrokenPipe.into());
+                        return Poll::Ready(Err(error));
+                    }
+                    None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+                },
+                room => break room,
+            }
+        };
+        let take = room.min(data.len());
+        match this
+            .send
+            .send_data(Bytes::copy_from_slice(&data[..take]), false)
+        {
+            Ok(()) => Poll::Ready(Ok(take)),
+            Err(error) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, error))),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // The connection's task writes what the stream queued.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.ended {
+            this.ended = true;
+            let _ = this.send.send_data(Bytes::new(), true);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl TunnelClient for TimedIo<StreamIo> {
+    fn time_as_tunnel(&mut self, idle_timeout: Duration) {
+        TimedIo::time_as_tunnel(self, idle_timeout);
+    }
+
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        TimedIo::poll_idle(self, cx)
+    }
+}

@@ -1,0 +1,123 @@
+//! A request body read from an HTTP/2 stream by the balancer's own driver of h2
+//! ([`crate::conn::h2`]): its data frames, then its trailers. Each chunk handed on is released
+//! to the stream's flow-control window at once, so the client may send the next while this one
+//! travels on; how far it may run ahead is the stream's window
+//! (`server.http2.initial_stream_window_bytes`).
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use h2::{Reason, RecvStream};
+use http::HeaderMap;
+use http::header::CONTENT_LENGTH;
+use http_body::{Body, Frame, SizeHint};
+
+use super::BoxError;
+
+/// The body of a request on an HTTP/2 stream.
+#[derive(Debug)]
+pub struct H2Body {
+    recv: RecvStream,
+    /// Bytes still to come by the request's `Content-Length`, when it stated one (h2 resets a
+    /// stream whose data does not match it).
+    remaining: Option<u64>,
+    /// The data frames are over; trailers may follow.
+    data_done: bool,
+}
+
+impl H2Body {
+    /// The body of a request with `headers`, arriving on `recv`.
+    pub fn new(recv: RecvStream, headers: &HeaderMap) -> Self {
+        Self {
+            recv,
+            remaining: content_length(headers),
+            data_done: false,
+        }
+    }
+}
+
+/// The length the request states, when its `Content-Length` fields agree on one.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    let mut values = headers.get_all(CONTENT_LENGTH).into_iter();
+    let first = values.next()?.to_str().ok()?.trim().parse::<u64>().ok()?;
+    values
+        .all(|value| value.to_str().ok().and_then(|v| v.trim().parse().ok()) == Some(first))
+        .then_some(first)
+}
+
+/// Whether a stream error only ends the body: the client reset the stream with `NO_ERROR`
+/// (it has its response and needs no more) or `CANCEL`.
+fn ends_quietly(error: &h2::Error) -> bool {
+    matches!(error.reason(), Some(Reason::NO_ERROR | Reason::CANCEL))
+}
+
+impl Body for H2Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if !this.data_done {
+            match ready!(this.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    // The window reopens as the chunk is taken: a release can fail only on a
+                    // stream already gone, which the next poll reports.
+                    let _ = this.recv.flow_control().release_capacity(data.len());
+                    if let Some(remaining) = &mut this.remaining {
+                        *remaining = remaining.saturating_sub(data.len() as u64);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(error)) if ends_quietly(&error) => return Poll::Ready(None),
+                Some(Err(error)) => return Poll::Ready(Some(Err(error.into()))),
+                None => this.data_done = true,
+            }
+        }
+        match ready!(this.recv.poll_trailers(cx)) {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(error) if ends_quietly(&error) => Poll::Ready(None),
+            Err(error) => Poll::Ready(Some(Err(error.into()))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.remaining {
+            Some(remaining) => SizeHint::with_exact(remaining),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn a_length_counts_only_when_every_field_agrees_on_it() {
+        let cases: &[(&[&str], Option<u64>)] = &[
+            (&[], None),
+            (&["12"], Some(12)),
+            (&["12", "12"], Some(12)),
+            (&["12", "13"], None),
+            (&["x"], None),
+            (&["-1"], None),
+        ];
+        for (values, expected) in cases {
+            let mut headers = HeaderMap::new();
+            for value in *values {
+                headers.append(CONTENT_LENGTH, HeaderValue::from_static(value));
+            }
+            assert_eq!(content_length(&headers), *expected, "{values:?}");
+        }
+    }
+}
