@@ -223,3 +223,47 @@ async fn an_open_websocket_over_h2_closes_within_the_shutdown_grace() {
     .await;
     assert!(ended.is_ok(), "the tunnel stayed open after shutdown");
 }
+
+#[tokio::test]
+async fn shutdown_lets_an_http2_stream_in_flight_finish_then_closes_the_connection() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, "server:\n  h2c: true\n  shutdown_grace: 10s\n").await;
+    let addr = daemon.listen_addr;
+    let mut sender = h2_over(TcpStream::connect(addr).await.unwrap()).await;
+    assert_eq!(get(&mut sender, &format!("http://{addr}/")).await.0, 200);
+    // A slow request is in flight when shutdown begins.
+    let mut slow = sender.clone();
+    let uri = format!("http://{addr}/delay/700");
+    let in_flight = tokio::spawn(async move { get(&mut slow, &uri).await });
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            fleet[0].stats().snapshot().in_flight == 1
+        })
+        .await,
+        "the slow request never reached the backend"
+    );
+    let stopping = tokio::spawn(daemon.shutdown());
+    let (status, _) = tokio::time::timeout(Duration::from_secs(10), in_flight)
+        .await
+        .expect("the stream in flight finished")
+        .unwrap();
+    assert_eq!(status, 200, "the stream in flight was answered");
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("shutdown ended once the stream finished")
+        .unwrap();
+    // The connection was told to go away: no new stream is served on it.
+    let after = tokio::time::timeout(Duration::from_secs(5), async {
+        match sender.ready().await {
+            Err(_) => true,
+            Ok(()) => {
+                let request = http::Request::get(format!("http://{addr}/"))
+                    .body(Empty::new())
+                    .unwrap();
+                sender.send_request(request).await.is_err()
+            }
+        }
+    })
+    .await;
+    assert_eq!(after, Ok(true), "a new stream was served after shutdown");
+}

@@ -226,3 +226,53 @@ where
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn the_preface_is_found_across_reads_and_kept() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let sniffing = tokio::spawn(async move {
+            let mut read = BytesMut::new();
+            let found = sniff(&mut server, &mut read).await.unwrap();
+            (found, read)
+        });
+        for piece in [&PREFACE[..3], &PREFACE[3..20], &PREFACE[20..]] {
+            client.write_all(piece).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        let (found, read) = sniffing.await.unwrap();
+        assert!(found);
+        assert_eq!(&read[..], PREFACE);
+    }
+
+    #[tokio::test]
+    async fn http1_and_an_early_end_are_not_http2_and_their_bytes_are_kept() {
+        let cases: [(&[u8], bool); 4] = [
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", false),
+            (b"PRI * HTTP/1.1\r\n", false),
+            (b"PRI", true),
+            (b"", true),
+        ];
+        for (sent, then_closed) in cases {
+            let (mut client, mut server) = tokio::io::duplex(64);
+            client.write_all(sent).await.unwrap();
+            if then_closed {
+                drop(client);
+            } else {
+                // Left open: the answer must not wait for more bytes.
+                std::mem::forget(client);
+            }
+            let mut read = BytesMut::new();
+            assert!(!sniff(&mut server, &mut read).await.unwrap(), "{sent:?}");
+            // What was read stays, for HTTP/1; the rest is still on the stream.
+            assert!(
+                sent.starts_with(&read) && read.len() >= sent.len().min(3),
+                "{read:?}"
+            );
+        }
+    }
+}
