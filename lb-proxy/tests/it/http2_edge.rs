@@ -267,3 +267,46 @@ async fn shutdown_lets_an_http2_stream_in_flight_finish_then_closes_the_connecti
     .await;
     assert_eq!(after, Ok(true), "a new stream was served after shutdown");
 }
+
+#[tokio::test]
+async fn an_upload_the_client_cancels_never_reaches_the_backend_as_a_whole_request() {
+    use crate::support::fake_backend::{Behaviour, FakeBackend};
+    let fake = FakeBackend::start(vec![Behaviour::Respond("ok")]).await;
+    let yaml = config_yaml(
+        &[fake.spec("fake")],
+        "server:\n  h2c: true\nretry:\n  max_attempts: 1\n",
+    );
+    let daemon = lb_proxy::Daemon::start(parse(&yaml)).await.unwrap();
+    let addr = daemon.listen_addr;
+    let (mut client, connection) = h2::client::handshake(TcpStream::connect(addr).await.unwrap())
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    for reason in [h2::Reason::CANCEL, h2::Reason::NO_ERROR] {
+        // No length: the upload goes to the backend chunked, where a quiet end of the body
+        // would be its last chunk.
+        let request = http::Request::post(format!("http://{addr}/upload"))
+            .body(())
+            .unwrap();
+        client = client.ready().await.unwrap();
+        let (_response, mut upload) = client.send_request(request, false).unwrap();
+        upload
+            .send_data(bytes::Bytes::from_static(b"part of it"), false)
+            .unwrap();
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                fake.received_text().contains("part of it")
+            })
+            .await,
+            "the first chunk never reached the backend"
+        );
+        upload.send_reset(reason);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            fake.requests().is_empty(),
+            "a {reason:?} upload reached the backend as a whole request: {:?}",
+            fake.requests()
+        );
+    }
+    daemon.shutdown().await;
+}

@@ -3,17 +3,22 @@
 //! to the stream's flow-control window at once, so the client may send the next while this one
 //! travels on; how far it may run ahead is the stream's window
 //! (`server.http2.initial_stream_window_bytes`).
+//!
+//! A reset of the stream before its end, whatever its code (`CANCEL` included), fails the
+//! body: the request is incomplete, and it must reach the backend as an aborted one, never as
+//! a shorter one that looks whole (a chunked upload would otherwise end with its last chunk).
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use h2::{Reason, RecvStream};
+use h2::RecvStream;
 use http::HeaderMap;
 use http::header::CONTENT_LENGTH;
 use http_body::{Body, Frame, SizeHint};
 
 use super::BoxError;
+use crate::proto::h1::framing;
 
 /// The body of a request on an HTTP/2 stream.
 #[derive(Debug)]
@@ -37,19 +42,13 @@ impl H2Body {
     }
 }
 
-/// The length the request states, when its `Content-Length` fields agree on one.
+/// The length the request states, read by the codec's one parser of `Content-Length` (the
+/// codec's rules have already refused a request whose fields disagree or are invalid).
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let mut values = headers.get_all(CONTENT_LENGTH).into_iter();
-    let first = values.next()?.to_str().ok()?.trim().parse::<u64>().ok()?;
-    values
-        .all(|value| value.to_str().ok().and_then(|v| v.trim().parse().ok()) == Some(first))
-        .then_some(first)
-}
-
-/// Whether a stream error only ends the body: the client reset the stream with `NO_ERROR`
-/// (it has its response and needs no more) or `CANCEL`.
-fn ends_quietly(error: &h2::Error) -> bool {
-    matches!(error.reason(), Some(Reason::NO_ERROR | Reason::CANCEL))
+    let lines = headers.get_all(CONTENT_LENGTH).into_iter();
+    framing::content_length(lines.map(|value| value.as_bytes()))
+        .ok()
+        .flatten()
 }
 
 impl Body for H2Body {
@@ -72,7 +71,6 @@ impl Body for H2Body {
                     }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                Some(Err(error)) if ends_quietly(&error) => return Poll::Ready(None),
                 Some(Err(error)) => return Poll::Ready(Some(Err(error.into()))),
                 None => this.data_done = true,
             }
@@ -80,7 +78,6 @@ impl Body for H2Body {
         match ready!(this.recv.poll_trailers(cx)) {
             Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
             Ok(None) => Poll::Ready(None),
-            Err(error) if ends_quietly(&error) => Poll::Ready(None),
             Err(error) => Poll::Ready(Some(Err(error.into()))),
         }
     }
@@ -111,6 +108,8 @@ mod tests {
             (&["12", "13"], None),
             (&["x"], None),
             (&["-1"], None),
+            (&["+5"], None),
+            (&["5, 5"], Some(5)),
         ];
         for (values, expected) in cases {
             let mut headers = HeaderMap::new();
