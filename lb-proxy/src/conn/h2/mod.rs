@@ -47,7 +47,6 @@ use super::stream::ClientStream;
 use super::timed_io::TimedIo;
 use crate::proxy::ClientInfo;
 use crate::runtime::Shared;
-use crate::tls::prefixed::Prefixed;
 use retimed::{ConnShared, Retimed};
 use stall::StallWatch;
 
@@ -130,8 +129,7 @@ impl H2Server {
         permit: OwnedSemaphorePermit,
     ) {
         let _open = OpenConnection::new(&shared.metrics, permit);
-        let conn = Arc::new(ConnShared::new(io.idle_timeout()));
-        let io = Prefixed::new(read, Retimed::new(io, conn.clone()));
+        let (io, conn) = Retimed::with_prefix(io, read);
         let streams = H2Conn {
             shared: shared.clone(),
             client,
@@ -273,6 +271,62 @@ mod tests {
                 sent.starts_with(&read) && read.len() >= sent.len().min(3),
                 "{read:?}"
             );
+        }
+    }
+
+    /// A stream that yields `chunks` one read each, then its end.
+    struct Chunks(std::collections::VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Chunks {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            if let Some(mut chunk) = self.0.pop_front() {
+                let take = chunk.len().min(buf.remaining());
+                buf.put_slice(&chunk[..take]);
+                if take < chunk.len() {
+                    self.0.push_front(chunk.split_off(take));
+                }
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_in_any_reads_are_sniffed_by_their_start_and_kept(
+            start in 0..=PREFACE.len(),
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            cuts in proptest::collection::vec(1usize..8, 0..12),
+        ) {
+            // Mostly a piece of the preface, then anything: every way to differ or to end.
+            let mut sent = PREFACE[..start].to_vec();
+            sent.extend(&tail);
+            let mut chunks = std::collections::VecDeque::new();
+            let mut rest = &sent[..];
+            for cut in cuts.iter().chain(std::iter::repeat(&8)) {
+                if rest.is_empty() {
+                    break;
+                }
+                let (chunk, after) = rest.split_at((*cut).min(rest.len()));
+                chunks.push_back(chunk.to_vec());
+                rest = after;
+            }
+            let mut io = Chunks(chunks);
+            let mut read = BytesMut::new();
+            let found = futures_util::FutureExt::now_or_never(sniff(&mut io, &mut read))
+                .expect("never waits")
+                .unwrap();
+            proptest::prop_assert_eq!(found, sent.starts_with(PREFACE));
+            proptest::prop_assert!(sent.starts_with(&read));
+            if found {
+                proptest::prop_assert!(read.starts_with(PREFACE));
+            } else {
+                let have = read.len().min(PREFACE.len());
+                proptest::prop_assert!(read[..have] != PREFACE[..have] || read.len() == sent.len());
+            }
         }
     }
 }

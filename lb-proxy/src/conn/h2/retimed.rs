@@ -14,11 +14,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::goaway::GoawayTap;
 use crate::conn::stream::ClientStream;
 use crate::conn::timed_io::TimedIo;
+use crate::tls::prefixed::Prefixed;
 
 /// What a connection's socket shares with its requests.
 #[derive(Debug)]
@@ -92,6 +94,14 @@ pub(crate) struct Retimed<S> {
 }
 
 impl<S> Retimed<S> {
+    /// The socket of a connection another codec serves, after `read` (its first bytes,
+    /// already read), and what its requests share about it.
+    pub(crate) fn with_prefix(io: TimedIo<S>, read: BytesMut) -> (Prefixed<Self>, Arc<ConnShared>) {
+        let conn = Arc::new(ConnShared::new(io.idle_timeout()));
+        let io = Prefixed::new(read, Retimed::new(io, conn.clone()));
+        (io, conn)
+    }
+
     pub(crate) fn new(io: TimedIo<S>, conn: Arc<ConnShared>) -> Self {
         Self {
             io,

@@ -35,7 +35,6 @@ use super::timed_io::TimedIo;
 use crate::proxy::body::{ToClient, Upgraded};
 use crate::proxy::{ClientInfo, ParsedUpgrade, handle_hyper};
 use crate::runtime::Shared;
-use crate::tls::prefixed::Prefixed;
 
 /// hyper's HTTP/1 server, configured once per listener.
 pub(crate) struct HyperHttp1 {
@@ -67,15 +66,15 @@ impl HyperHttp1 {
     ) {
         let _open = OpenConnection::new(&shared.metrics, permit);
         let peer = client.peer;
-        let conn = Arc::new(ConnShared::new(io.idle_timeout()));
+        let (io, conn) = Retimed::with_prefix(io, read);
         let service = ProxyService(Arc::new(ServiceState {
             shared: shared.clone(),
             client,
             tunnel: Mutex::default(),
-            conn: conn.clone(),
+            conn,
         }));
         let tunnel = service.0.clone();
-        let io = TokioIo::new(Prefixed::new(read, Retimed::new(io, conn)));
+        let io = TokioIo::new(io);
         let mut connection = pin!(self.builder.serve_connection(io, service).with_upgrades());
         let mut stop = pin!(shared.shutdown.started());
         let mut stopping = false;
