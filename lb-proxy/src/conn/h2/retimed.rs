@@ -120,6 +120,23 @@ impl<S> Retimed<S> {
     }
 }
 
+impl<S> Retimed<S> {
+    /// Shows the tap the first `written` bytes of `bufs`.
+    fn follow(&mut self, bufs: &[io::IoSlice<'_>], mut written: usize) {
+        for buf in bufs {
+            if written == 0 {
+                break;
+            }
+            let take = buf.len().min(written);
+            self.tap.wrote(&buf[..take]);
+            written -= take;
+        }
+        if let Some(reason) = self.tap.closed {
+            let _ = self.conn.goaway.set(reason);
+        }
+    }
+}
+
 impl<S: ClientStream> AsyncRead for Retimed<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -143,12 +160,31 @@ impl<S: ClientStream> AsyncWrite for Retimed<S> {
         if this.tap.is_on()
             && let Poll::Ready(Ok(written)) = polled
         {
-            this.tap.wrote(&data[..written]);
-            if let Some(reason) = this.tap.closed {
-                let _ = this.conn.goaway.set(reason);
-            }
+            this.follow(&[io::IoSlice::new(data)], written);
         }
         polled
+    }
+
+    /// Vectored, as the stream under it: h2 then writes a large data frame's payload with its
+    /// header in one call instead of two.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.check();
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        if this.tap.is_on()
+            && let Poll::Ready(Ok(written)) = polled
+        {
+            this.follow(bufs, written);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
