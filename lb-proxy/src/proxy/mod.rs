@@ -38,6 +38,7 @@ pub(crate) mod websocket;
 
 use std::sync::Arc;
 
+use futures_util::future::Either;
 use http::StatusCode;
 use http_body::Body as _;
 
@@ -234,13 +235,16 @@ pub(crate) async fn handle_hyper(
 
 /// A request whose head another parser took (hyper's, or h2's on an HTTP/2 stream): the
 /// codec's rules, then the request path. `body`: `None` when the request has none.
-pub(crate) async fn handle_parsed(
-    shared: &Shared,
-    client: &Arc<ClientInfo>,
+///
+/// The rules run before the future is made: the future is then the request path's own, and
+/// does not hold the head a second time beside it.
+pub(crate) fn handle_parsed<'a>(
+    shared: &'a Shared,
+    client: &'a Arc<ClientInfo>,
     parts: http::request::Parts,
     body: Option<FromClient>,
     upgrade: ParsedUpgrade,
-) -> Reply {
+) -> impl Future<Output = Reply> + Send + 'a {
     let framing = match &body {
         None => Framing::NONE,
         Some(body) => body
@@ -250,7 +254,11 @@ pub(crate) async fn handle_parsed(
     };
     let limits = limits(&shared.runtime.load().config.server);
     match request::check_parts(&parts, &limits, framing) {
-        Err(error) => respond::refuse_request(shared, &parts.method, error),
+        Err(error) => Either::Left(std::future::ready(respond::refuse_request(
+            shared,
+            &parts.method,
+            error,
+        ))),
         Ok(mut meta) => {
             meta.upgrade = match upgrade {
                 ParsedUpgrade::No => false,
@@ -259,7 +267,7 @@ pub(crate) async fn handle_parsed(
                 ParsedUpgrade::ExtendedConnect => true,
             };
             let request = ClientRequest { parts, meta, body };
-            handle(shared, client, request).await
+            Either::Right(handle(shared, client, request))
         }
     }
 }
