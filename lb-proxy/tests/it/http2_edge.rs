@@ -301,9 +301,20 @@ async fn an_upload_the_client_cancels_never_reaches_the_backend_as_a_whole_reque
             "the first chunk never reached the backend"
         );
         upload.send_reset(reason);
-        tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(
-            fake.requests().is_empty(),
+            eventually(Duration::from_secs(5), || async {
+                metric_sum(&scrape(&daemon).await, "lb_active_connections", &[]) == 0.0
+            })
+            .await,
+            "the backend request never ended"
+        );
+        // Whatever the balancer sent is on its way to the fake, which parses it.
+        let whole = eventually(Duration::from_millis(300), || async {
+            !fake.requests().is_empty()
+        })
+        .await;
+        assert!(
+            !whole,
             "a {reason:?} upload reached the backend as a whole request: {:?}",
             fake.requests()
         );
