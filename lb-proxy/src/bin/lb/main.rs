@@ -38,7 +38,8 @@ struct Args {
     /// Validate the configuration and exit (0 valid, 2 invalid).
     #[arg(long)]
     check: bool,
-    /// Log level or filter (overrides RUST_LOG), e.g. `debug` or `lb_proxy=debug`.
+    /// Log level or filter (overrides RUST_LOG), e.g. `debug` or `lb_proxy=debug` (release
+    /// builds compile out `trace`).
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
     /// Restarts that drop nothing: take the listening sockets over from the `lb` offering them
