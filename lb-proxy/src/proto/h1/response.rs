@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Version};
 
-use super::fields::{ConnectionTokens, FieldKind};
+use super::fields::{ConnectionTokens, FieldKind, common_response_name};
 use super::framing::{ContentLengthError, Framing, TransferCodings, content_length};
 
 /// Most field lines a response head may carry (hyper's client default).
@@ -164,10 +164,15 @@ impl ResponseHead {
         headers.reserve(self.fields.len());
         let mut dated = false;
         for (name, value) in &self.fields {
-            let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(&self.bytes[name.clone()]),
-                HeaderValue::from_maybe_shared(self.bytes.slice(value.clone())),
-            ) else {
+            let name = &self.bytes[name.clone()];
+            let name = match common_response_name(name) {
+                Some(name) => name,
+                None => match HeaderName::from_bytes(name) {
+                    Ok(name) => name,
+                    Err(_) => continue,
+                },
+            };
+            let Ok(value) = HeaderValue::from_maybe_shared(self.bytes.slice(value.clone())) else {
                 continue;
             };
             dated |= name == http::header::DATE;
