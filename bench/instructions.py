@@ -11,7 +11,8 @@ Scenario `h2c` serves cleartext HTTP/2 with prior knowledge (`server.h2c`) and d
 (Debian `nghttp2-client`) as bench/h2.py does: 4 connections with 32 streams in flight on each.
 
 `--tls` serves HTTP/1.1 over TLS 1.3 (the ECDSA P-256 certificate of bench/tls.py, no session
-resumption) to wrk over HTTPS; `--alpn h2,http/1.1` sets `server.tls.alpn` (default: lb's).
+resumption) to wrk over HTTPS, or with `--scenario h2c` HTTP/2 by ALPN to h2load over HTTPS;
+`--alpn h2,http/1.1` sets `server.tls.alpn` (default: lb's).
 
 Usage: bench/instructions.py [--lb PATH] [--scenario keepalive|close|h2c] [--tls [--alpn LIST]] [--seconds S]
                              [--connections N] [--annotate] [--extra YAML] [--header H]...
@@ -36,7 +37,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lb", default=run.LB, help="the lb binary to measure (default: target/release/lb)")
     parser.add_argument("--scenario", choices=["keepalive", "close", "h2c"], default="keepalive")
-    parser.add_argument("--tls", action="store_true", help="HTTP/1.1 over TLS 1.3 (keepalive or close)")
+    parser.add_argument("--tls", action="store_true", help="TLS 1.3: HTTP/1.1 (keepalive, close) or h2 by ALPN (h2c)")
     parser.add_argument("--alpn", help="server.tls.alpn with --tls, comma-separated (default: lb's)")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=8)
@@ -47,8 +48,6 @@ def main():
     parser.add_argument("--path", default="/", help="the path wrk asks for (default /)")
     parser.add_argument("--keep", help="copy the callgrind dump here (for callgrind_annotate or kcachegrind)")
     args = parser.parse_args()
-    if args.tls and args.scenario == "h2c":
-        sys.exit("instructions.py: --tls is for the HTTP/1.1 scenarios (bench/h2.py measures h2 over TLS)")
     load_tool = "h2load" if args.scenario == "h2c" else "wrk"
     for tool in ("valgrind", "callgrind_control", load_tool, "nginx"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
@@ -58,7 +57,7 @@ def main():
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out = os.path.join(tmp, "callgrind.out")
     config = run.lb_config(tmp)
-    if args.scenario == "h2c":
+    if args.scenario == "h2c" and not args.tls:
         with open(config) as f:
             text = f.read()
         with open(config, "w") as f:
@@ -89,7 +88,8 @@ def main():
         text = open(dumps[-1]).read()
         total = int(re.search(r"^(?:summary|totals): (\d+)", text, re.M).group(1))
         connections = H2_CONNECTIONS if args.scenario == "h2c" else args.connections
-        print(f"{args.scenario}{' over TLS' if args.tls else ''}, {connections} connections, {args.seconds} s: {requests} requests, "
+        name = "h2" if args.scenario == "h2c" and args.tls else args.scenario
+        print(f"{name}{' over TLS' if args.tls else ''}, {connections} connections, {args.seconds} s: {requests} requests, "
               f"{total} instructions, {total / max(requests, 1):.0f} per request")
         if args.keep:
             shutil.copy(dumps[-1], args.keep)
@@ -127,7 +127,8 @@ def run_h2load(args, seconds):
            f"-D{seconds}"]
     for header in args.header:
         cmd += ["-H", header]
-    out = subprocess.run(cmd + [f"http://127.0.0.1:{run.PROXY_PORT['lb']}{args.path}"], check=True, text=True,
+    scheme = "https" if args.tls else "http"
+    out = subprocess.run(cmd + [f"{scheme}://127.0.0.1:{run.PROXY_PORT['lb']}{args.path}"], check=True, text=True,
                          capture_output=True).stdout
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
     if not done or done.group(1) != done.group(2):
