@@ -5,7 +5,8 @@ Three steps, each bounded in time:
 1. build `lb` instrumented (`-Cprofile-generate`) into target/pgo-generate;
 2. train it behind the benchmark's backend (nginx answering a fixed 200 on three ports) with
    the benchmark's load: keep-alive, a new connection per request, the fixed rate, and small
-   POST bodies (so hyper's body path is not laid out as cold code), then stop it gracefully so
+   POST bodies (so hyper's body path is not laid out as cold code), then bench/h2.py's HTTP/2
+   load (h2c and h2 over TLS, when `h2load` is installed), stopping each instance gracefully so
    that it writes its profile;
 3. merge the profile (`llvm-profdata` of the same toolchain) and build `lb` with
    `-Cprofile-use` into target/pgo-use; the binary is copied to target/pgo/lb.
@@ -29,6 +30,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run  # noqa: E402  (the shared helpers of the side-by-side benchmark)
+import h2  # noqa: E402  (the HTTP/2 load and lb's configuration for it)
+import tls  # noqa: E402  (the certificate)
 
 PROFILE_DIR = os.path.join(run.ROOT, "target", "pgo-profiles")
 OUT = os.path.join(run.ROOT, "target", "pgo", "lb")
@@ -76,12 +79,32 @@ def train(binary, seconds):
         if proxy.returncode != 0:
             sys.exit(f"the instrumented lb exited with {proxy.returncode}: no profile")
         proxy = None
+        train_http2(binary, seconds, tmp)
     finally:
         if proxy is not None:
             run.stop_proxy(proxy)
         backend.send_signal(signal.SIGTERM)
         backend.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def train_http2(binary, seconds, tmp):
+    """bench/h2.py's load on the instrumented lb, one instance per scenario (profiles merge)."""
+    if not shutil.which("h2load"):
+        print("h2load missing (Debian nghttp2-client): HTTP/2 not trained", flush=True)
+        return
+    cert, key, _ = tls.make_certificate(tmp)
+    for scenario, config in h2.lb_config(tmp, cert, key).items():
+        proxy = subprocess.Popen(["taskset", "-c", run.PROXY_CORE, binary, config], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, env=dict(os.environ, RUST_LOG="warn"))
+        try:
+            run.wait_port(h2.PORT[("lb", scenario)])
+            requests, rps, _, _, failed = h2.h2load("lb", scenario, seconds, tmp)
+            print(f"trained {scenario}: {requests} requests ({rps:.0f}/s), {failed} failed", flush=True)
+        finally:
+            run.stop_proxy(proxy)
+        if proxy.returncode != 0:
+            sys.exit(f"the instrumented lb ({scenario}) exited with {proxy.returncode}: no profile")
 
 
 def main():
