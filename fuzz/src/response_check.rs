@@ -1,6 +1,7 @@
 //! Response heads from a backend: any bytes give a verdict, never a panic; the fields kept for
-//! the client hold nothing hop-by-hop, no framing and nothing `Connection` named; and the head
-//! written to the client from them parses back to the framing the balancer chose.
+//! the client hold nothing hop-by-hop, no framing and nothing `Connection` named; the head
+//! written to the client from them parses back to the framing the balancer chose; and the
+//! fields an HTTP/2 response gets are those same fields, under the names the `http` crate reads.
 
 use http::{StatusCode, Version};
 use lb_proxy::proto::h1::fields::{ConnectionTokens, FieldKind};
@@ -33,6 +34,7 @@ pub fn check(data: &[u8]) {
         if head.body == Framing::Chunked {
             assert!(head.declared_length.is_none());
         }
+        check_http2_fields(&head);
         for version in [Version::HTTP_11, Version::HTTP_10] {
             let size = match head.body {
                 Framing::Length(0) => None,
@@ -106,4 +108,30 @@ pub fn check(data: &[u8]) {
             }
         }
     }
+}
+
+/// The fields of an HTTP/2 response (`append_to`): every kept line whose name and value the
+/// `http` crate accepts, under the name that crate parses (the common names take a
+/// shortcut of their own, which must agree with it), and `Date` reported when one is there.
+fn check_http2_fields(head: &lb_proxy::proto::h1::response::ResponseHead) {
+    let mut map = http::HeaderMap::new();
+    let dated = head.append_to(&mut map);
+    let expected: Vec<(http::HeaderName, &[u8])> = head
+        .fields()
+        .filter(|(_, value)| http::HeaderValue::from_bytes(value).is_ok())
+        .filter_map(|(name, value)| Some((http::HeaderName::from_bytes(name).ok()?, value)))
+        .collect();
+    let got: Vec<(&http::HeaderName, &[u8])> = map
+        .iter()
+        .map(|(name, value)| (name, value.as_bytes()))
+        .collect();
+    assert_eq!(got.len(), expected.len(), "{got:?} against {expected:?}");
+    for (name, value) in &expected {
+        let mut values = map.get_all(name).iter();
+        assert!(
+            values.any(|held| held.as_bytes() == *value),
+            "{name}: {value:?} is missing"
+        );
+    }
+    assert_eq!(dated, map.contains_key(http::header::DATE));
 }
