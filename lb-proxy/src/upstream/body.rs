@@ -34,6 +34,9 @@ pub enum BodyReadError {
     /// The backend's HTTP/2 stream failed (reset, connection lost).
     #[error("the backend's HTTP/2 stream failed: {0}")]
     Http2(#[source] hyper::Error),
+    /// The backend's HTTP/2 stream ended before the body's declared length.
+    #[error("the backend's HTTP/2 stream ended before the end of the response body")]
+    Http2Short,
 }
 
 /// Where the body is.

@@ -593,6 +593,7 @@ fn into_answer(
         framing,
     );
     let stream = H2Stream {
+        left: body.size_hint().exact(),
         body: Some(body),
         _slot: slot,
         deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
@@ -606,6 +607,10 @@ fn into_answer(
 #[derive(Debug)]
 pub struct H2Stream {
     body: Option<Incoming>,
+    /// What the backend's `content-length` still promises. hyper ends a body quietly on
+    /// RST_STREAM(NO_ERROR), which a backend may send only after a complete response (RFC 9113
+    /// §8.1): before its declared end, that is a cut-off body, and it must fail, not end.
+    left: Option<u64>,
     _slot: StreamSlot,
     /// The gRPC deadline, when the call set one.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -636,9 +641,15 @@ impl H2Stream {
         match ready!(Pin::new(body).poll_frame(cx)) {
             None => {
                 self.end();
-                Poll::Ready(None)
+                match self.left {
+                    Some(left) if left > 0 => Poll::Ready(Some(Err(BodyReadError::Http2Short))),
+                    _ => Poll::Ready(None),
+                }
             }
             Some(Ok(frame)) => {
+                if let (Some(left), Some(data)) = (&mut self.left, frame.data_ref()) {
+                    *left = left.saturating_sub(data.len() as u64);
+                }
                 if frame.is_trailers() {
                     self.trailers_seen = true;
                     self.deadline = None;
@@ -660,14 +671,21 @@ impl H2Stream {
     /// Whether the backend's stream ended with the response head, before any frame of the
     /// body was read (whatever the call's deadline).
     pub fn ended_with_head(&self) -> bool {
-        !self.trailers_seen && self.body.as_ref().is_some_and(|body| body.is_end_stream())
+        !self.trailers_seen
+            && self.left.is_none_or(|left| left == 0)
+            && self.body.as_ref().is_some_and(|body| body.is_end_stream())
     }
 
-    /// Whether nothing more will come.
+    /// Whether nothing more will come. A stream reset before its declared length is not over:
+    /// its failure is still to be read.
     pub fn is_end_stream(&self) -> bool {
         match &self.body {
             None => self.deadline.is_none(),
-            Some(body) => body.is_end_stream() && (self.deadline.is_none() || self.trailers_seen),
+            Some(body) => {
+                body.is_end_stream()
+                    && self.left.is_none_or(|left| left == 0)
+                    && (self.deadline.is_none() || self.trailers_seen)
+            }
         }
     }
 

@@ -2,7 +2,8 @@
 //! `upstream.http2.max_streams_per_connection` or the backend's own SETTINGS_MAX_CONCURRENT_STREAMS,
 //! whichever is lower, then open another, up to `max_connections_per_backend`; they count as the
 //! backend's in-flight requests; a backend that accepts the connection but never speaks HTTP/2
-//! fails the connect within `upstream.connect_timeout`, and the request goes to another.
+//! fails the connect within `upstream.connect_timeout`, and the request goes to another; a body
+//! the backend cuts off with RST_STREAM(NO_ERROR) before its declared length fails at the client.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -155,4 +156,96 @@ async fn a_backend_that_never_sends_its_settings_fails_the_connect_and_the_reque
     );
     let metrics = scrape(&daemon).await;
     assert!(metric_sum(&metrics, "lb_retries_total", &[]) >= 1.0);
+}
+
+/// An HTTP/2 backend that answers every request with `content-length: 100`, sends 10 bytes of
+/// it, then, once `cut` is notified (the client has the head), resets the stream with NO_ERROR,
+/// which RFC 9113 §8.1 allows only after a complete response.
+async fn cut_off_backend() -> (std::net::SocketAddr, std::sync::Arc<tokio::sync::Notify>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cut = std::sync::Arc::new(tokio::sync::Notify::new());
+    let cut_streams = cut.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let cut = cut_streams.clone();
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(socket).await else {
+                    return;
+                };
+                while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                    let cut = cut.clone();
+                    tokio::spawn(async move {
+                        let head = http::Response::builder()
+                            .header("content-length", "100")
+                            .body(())
+                            .unwrap();
+                        let mut body = respond.send_response(head, false).unwrap();
+                        body.send_data(bytes::Bytes::from_static(b"0123456789"), false)
+                            .unwrap();
+                        cut.notified().await;
+                        body.send_reset(h2::Reason::NO_ERROR);
+                    });
+                }
+            });
+        }
+    });
+    (addr, cut)
+}
+
+/// A backend's body cut off by RST_STREAM(NO_ERROR) before its declared length fails at the
+/// client: an HTTP/2 client's stream is reset, and an HTTP/1.1 client's connection closes
+/// before the length it was told. Neither may take the 10 bytes for the whole body.
+#[tokio::test]
+async fn a_body_the_backend_cuts_off_with_a_quiet_reset_fails_at_the_client() {
+    let (backend, cut) = cut_off_backend().await;
+    let specs = vec![("cut".to_owned(), backend, 1)];
+    let extra = "server:\n  h2c: true\nupstream:\n  protocol: h2c\nretry:\n  max_attempts: 1\n\
+                 health_check:\n  enabled: false\n";
+    let daemon = lb_proxy::Daemon::start(parse(&config_yaml(&specs, extra)))
+        .await
+        .expect("balancer starts");
+    let addr = daemon.listen_addr;
+
+    let socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (h2_client, connection) = h2::client::handshake(socket).await.unwrap();
+    tokio::spawn(connection);
+    let mut h2_client = h2_client.ready().await.unwrap();
+    let request = http::Request::get(format!("http://{addr}/"))
+        .body(())
+        .unwrap();
+    let (response, _) = h2_client.send_request(request, true).unwrap();
+    let response = (tokio::time::timeout(Duration::from_secs(10), response).await)
+        .expect("the head within 10 s")
+        .expect("the head arrives");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-length"], "100");
+    let mut body = response.into_body();
+    let first = (tokio::time::timeout(Duration::from_secs(10), body.data()).await)
+        .expect("the first bytes within 10 s");
+    assert_eq!(first.unwrap().unwrap(), "0123456789");
+    cut.notify_one();
+    let ended = (tokio::time::timeout(Duration::from_secs(10), body.data()).await)
+        .expect("the end of the body within 10 s");
+    let error = match ended {
+        Some(Err(error)) => error,
+        other => panic!("the cut-off body went on or ended as if whole: {other:?}"),
+    };
+    assert_eq!(error.reason(), Some(h2::Reason::INTERNAL_ERROR), "{error}");
+
+    let request = http::Request::get(format!("http://{addr}/"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let response = client().request(request).await.expect("a head arrives");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-length"], "100");
+    cut.notify_one();
+    let body = http_body_util::BodyExt::collect(response.into_body());
+    let read = (tokio::time::timeout(Duration::from_secs(10), body).await)
+        .expect("the HTTP/1.1 body within 10 s");
+    assert!(
+        read.is_err(),
+        "the HTTP/1.1 client took a cut-off body: {read:?}"
+    );
+    daemon.shutdown().await;
 }
