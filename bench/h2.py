@@ -13,11 +13,15 @@ Scenarios, each many streams over few connections (`h2load -t1 -c4 -m32`: 4 conn
 
 Reported per proxy: requests per second, p50 and p99 of each request's time (from h2load's
 `--log-file`, which records every request), failed requests, and CPU µs per request (the
-proxy's user + system time over the run, divided by the requests). As in run.py the proxies stay
-up for the whole run and each round rotates their order; medians are reported, with lb's ratio to
-the better peer paired round by round.
+proxy's user + system time over the run, divided by the requests), split into user and system
+time. As in run.py the proxies stay up for the whole run and each round rotates their order;
+medians are reported, with lb's ratio to the better peer paired round by round.
 
-Usage: bench/h2.py [--rounds N] [--duration SECS] [--quick] [--lb BINARY] [--out FILE]
+`--lb-b BINARY` runs a second lb build, `lb-b`, in the same rounds (its own ports, the same
+configuration) and reports its CPU against `lb`'s paired round by round: a change worth 1-2 %
+cannot be told apart from this machine's drift between separate runs, but it can within one.
+
+Usage: bench/h2.py [--rounds N] [--duration SECS] [--quick] [--lb BINARY] [--lb-b BINARY] [--out FILE]
 """
 import argparse
 import os
@@ -34,8 +38,10 @@ import tls  # noqa: E402  (the certificate)
 PORT = {
     ("lb", "h2c"): 18380, ("haproxy", "h2c"): 18381, ("nginx", "h2c"): 18382,
     ("lb", "h2-tls"): 18383, ("haproxy", "h2-tls"): 18384, ("nginx", "h2-tls"): 18385,
+    ("lb-b", "h2c"): 18386, ("lb-b", "h2-tls"): 18387,
 }
-LB_METRICS = 18390
+# The metrics listener of each lb build, by scenario: its first port, then one per scenario.
+LB_METRICS = {"lb": 18390, "lb-b": 18392}
 SCENARIOS = ["h2c", "h2-tls"]
 CONNECTIONS, STREAMS = 4, 32
 
@@ -45,7 +51,7 @@ def url(name, scenario):
     return f"{scheme}://127.0.0.1:{PORT[(name, scenario)]}/"
 
 
-def lb_config(tmp, cert, key):
+def lb_config(tmp, cert, key, name="lb"):
     backends = "\n".join(f"  - address: 127.0.0.1:{p}" for p in run.BACKEND_PORTS)
     # lb has one client listener per configuration: one instance per scenario, each with one
     # worker; the CPU of the one under load is measured.
@@ -56,10 +62,10 @@ def lb_config(tmp, cert, key):
         else:
             server = (f"  tls:\n    certificates: [{{cert: {cert}, key: {key}}}]\n"
                       f"    min_version: \"1.3\"\n    session_tickets: false\n    watch: false\n")
-        metrics = LB_METRICS + SCENARIOS.index(scenario)
-        configs[scenario] = run.write(os.path.join(tmp, f"lb-{scenario}.yaml"), f"""
+        metrics = LB_METRICS[name] + SCENARIOS.index(scenario)
+        configs[scenario] = run.write(os.path.join(tmp, f"{name}-{scenario}.yaml"), f"""
 server:
-  listen: 127.0.0.1:{PORT[('lb', scenario)]}
+  listen: 127.0.0.1:{PORT[(name, scenario)]}
   workers: 1
   max_client_connections: 20000
 {server}metrics:
@@ -112,9 +118,9 @@ http {{
 def start(name, tmp, lb, cert, key, both):
     """The proxy's processes by scenario (HAProxy and nginx serve both from one process)."""
     env = dict(os.environ, RUST_LOG="warn")
-    if name == "lb":
+    if name in LB_METRICS:
         procs = {}
-        for scenario, config in lb_config(tmp, cert, key).items():
+        for scenario, config in lb_config(tmp, cert, key, name).items():
             procs[scenario] = subprocess.Popen(["taskset", "-c", run.PROXY_CORE, lb, config],
                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     else:
@@ -159,6 +165,7 @@ def main():
     parser.add_argument("--duration", type=int, default=10, help="seconds per h2load run")
     parser.add_argument("--quick", action="store_true", help="1 round of 2 s: proves the script works")
     parser.add_argument("--lb", default=run.LB, help="the lb binary (default: target/release/lb)")
+    parser.add_argument("--lb-b", metavar="BINARY", help="a second lb build, run as `lb-b` in the same rounds")
     parser.add_argument("--out", default=os.path.join(run.ROOT, "docs", "performance-h2-run.md"))
     parser.add_argument("--proxies", default="lb,haproxy,nginx")
     args = parser.parse_args()
@@ -169,6 +176,12 @@ def main():
             sys.exit(f"h2.py: {tool} is missing (Debian: {package})")
     run.ensure_tools(build_lb=args.lb == run.LB)
     proxies = args.proxies.split(",")
+    builds = {"lb": args.lb}
+    if args.lb_b:
+        if not os.path.exists(args.lb_b):
+            sys.exit(f"h2.py: no such lb build: {args.lb_b}")
+        builds["lb-b"] = os.path.abspath(args.lb_b)
+        proxies.insert(proxies.index("lb") + 1 if "lb" in proxies else 0, "lb-b")
     tmp = tempfile.mkdtemp(prefix="lb-bench-h2-")
     cert, key, both = tls.make_certificate(tmp)
     backend = subprocess.Popen(["taskset", "-c", run.LOAD_CORE, "nginx", "-c", run.backend_config(tmp)],
@@ -179,7 +192,7 @@ def main():
         for port in run.BACKEND_PORTS:
             run.wait_port(port)
         for name in proxies:
-            procs[name] = start(name, tmp, args.lb, cert, key, both)
+            procs[name] = start(name, tmp, builds.get(name, args.lb), cert, key, both)
             for scenario in SCENARIOS:
                 h2load(name, scenario, 1, tmp)  # warm the upstream pool
         for scenario in SCENARIOS:
@@ -187,12 +200,16 @@ def main():
                 order = proxies[round_index % len(proxies):] + proxies[:round_index % len(proxies)]
                 for name in order:
                     proc = procs[name][scenario]
-                    t0 = run.cpu_ticks(proc.pid)
+                    user0, system0 = cpu_split(proc.pid)
                     requests, rps, p50, p99, failed = h2load(name, scenario, args.duration, tmp)
-                    cpu_us = (run.cpu_ticks(proc.pid) - t0) / run.CLK_TCK * 1e6 / max(requests, 1)
-                    results[(name, scenario)].append(dict(rps=rps, p50=p50, p99=p99, failed=failed, cpu=cpu_us))
+                    user1, system1 = cpu_split(proc.pid)
+                    per_request = 1e6 / run.CLK_TCK / max(requests, 1)
+                    user, system = (user1 - user0) * per_request, (system1 - system0) * per_request
+                    results[(name, scenario)].append(dict(rps=rps, p50=p50, p99=p99, failed=failed,
+                                                          cpu=user + system, user=user, system=system))
                     print(f"round {round_index + 1} {name:8} {scenario:7} {rps:9.0f} req/s p50 {p50:6.2f} ms "
-                          f"p99 {p99:6.2f} ms cpu {cpu_us:6.1f} us/req failed {failed}", flush=True)
+                          f"p99 {p99:6.2f} ms cpu {user + system:6.1f} us/req (user {user:4.1f}) "
+                          f"failed {failed}", flush=True)
     finally:
         stopped = set()
         for by_scenario in procs.values():
@@ -206,12 +223,40 @@ def main():
     report(args, proxies, results)
 
 
+def cpu_split(pid):
+    """(user, system) clock ticks of `pid` so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])
+
+
 def report(args, proxies, results):
+    """run.py's paired table for lb and the peers (`lb-b` is not a peer), then the user/system
+    split and, with `--lb-b`, the second build against the first."""
+    command = f"bench/h2.py --rounds {args.rounds} --duration {args.duration}" + (" --lb-b B" if args.lb_b else "")
     run.report_rounds(args.out, [
-        f"# HTTP/2 benchmark run: `bench/h2.py --rounds {args.rounds} --duration {args.duration}`",
+        f"# HTTP/2 benchmark run: `{command}`",
         "",
         f"One worker each; h2load -t1 -c{CONNECTIONS} -m{STREAMS}; TLS 1.3, one ECDSA P-256 certificate.",
-    ], SCENARIOS, proxies, results, "failed", "failed")
+    ], SCENARIOS, [p for p in proxies if p != "lb-b"], results, "failed", "failed")
+    lines = ["CPU µs per request split, medians: user + system.", ""]
+    for scenario in SCENARIOS:
+        split = ", ".join(f"{name} {run.med([r['user'] for r in results[(name, scenario)]]):.2f} + "
+                          f"{run.med([r['system'] for r in results[(name, scenario)]]):.2f}" for name in proxies)
+        lines.append(f"- {scenario}: {split}")
+    if "lb-b" in proxies and "lb" in proxies:
+        lines += ["", "`lb-b` against `lb`, paired round by round (CPU: lower is better), median, range, "
+                  "and the ratio of the summed CPU:", ""]
+        for scenario in SCENARIOS:
+            a, b = results[("lb", scenario)], results[("lb-b", scenario)]
+            ratios = [y["cpu"] / x["cpu"] for x, y in zip(a, b)]
+            pooled = sum(y["cpu"] for y in b) / sum(x["cpu"] for x in a)
+            lines.append(f"- {scenario}: {run.med(ratios):.3f}× ({min(ratios):.3f}–{max(ratios):.3f}), "
+                         f"summed {pooled:.3f}×")
+    text = "\n".join(lines) + "\n"
+    with open(args.out, "a") as f:
+        f.write(text)
+    print(text)
 
 
 if __name__ == "__main__":
