@@ -239,7 +239,7 @@ def report(args, proxies, results):
         "",
         f"One worker each; h2load -t1 -c{CONNECTIONS} -m{STREAMS}; TLS 1.3, one ECDSA P-256 certificate.",
     ], SCENARIOS, [p for p in proxies if p != "lb-b"], results, "failed", "failed")
-    lines = ["CPU µs per request split, medians: user + system.", ""]
+    lines = ["", "CPU µs per request split, medians: user + system.", ""]
     for scenario in SCENARIOS:
         split = ", ".join(f"{name} {run.med([r['user'] for r in results[(name, scenario)]]):.2f} + "
                           f"{run.med([r['system'] for r in results[(name, scenario)]]):.2f}" for name in proxies)
