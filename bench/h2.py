@@ -200,9 +200,9 @@ def main():
                 order = proxies[round_index % len(proxies):] + proxies[:round_index % len(proxies)]
                 for name in order:
                     proc = procs[name][scenario]
-                    user0, system0 = cpu_split(proc.pid)
+                    user0, system0 = run.cpu_split(proc.pid)
                     requests, rps, p50, p99, failed = h2load(name, scenario, args.duration, tmp)
-                    user1, system1 = cpu_split(proc.pid)
+                    user1, system1 = run.cpu_split(proc.pid)
                     per_request = 1e6 / run.CLK_TCK / max(requests, 1)
                     user, system = (user1 - user0) * per_request, (system1 - system0) * per_request
                     results[(name, scenario)].append(dict(rps=rps, p50=p50, p99=p99, failed=failed,
@@ -223,17 +223,10 @@ def main():
     report(args, proxies, results)
 
 
-def cpu_split(pid):
-    """(user, system) clock ticks of `pid` so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]), int(fields[12])
-
-
 def report(args, proxies, results):
     """run.py's paired table for lb and the peers (`lb-b` is not a peer), then the user/system
     split and, with `--lb-b`, the second build against the first."""
-    command = f"bench/h2.py --rounds {args.rounds} --duration {args.duration}" + (" --lb-b B" if args.lb_b else "")
+    command = f"bench/h2.py --rounds {args.rounds} --duration {args.duration}" + (f" --lb-b {args.lb_b}" if args.lb_b else "")
     run.report_rounds(args.out, [
         f"# HTTP/2 benchmark run: `{command}`",
         "",

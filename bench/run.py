@@ -177,10 +177,15 @@ def stop_proxy(proc):
         proc.wait()
 
 
-def cpu_ticks(pid):
+def cpu_split(pid):
+    """(user, system) clock ticks of `pid` so far."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
+    return int(fields[11]), int(fields[12])
+
+
+def cpu_ticks(pid):
+    return sum(cpu_split(pid))
 
 
 def rss_kib(pid, field="VmRSS"):
