@@ -10,6 +10,9 @@ instructions by the requests wrk completed.
 Scenario `h2c` serves cleartext HTTP/2 with prior knowledge (`server.h2c`) and drives `h2load`
 (Debian `nghttp2-client`) as bench/h2.py does: 4 connections with 32 streams in flight on each.
 
+`--h2c` serves the HTTP/1 scenarios on a listener with `server.h2c` (each new connection's first
+bytes are sniffed for HTTP/2's preface): what the sniff costs HTTP/1.
+
 `--tls` serves HTTP/1.1 over TLS 1.3 (the ECDSA P-256 certificate of bench/tls.py, no session
 resumption) to wrk over HTTPS, or with `--scenario h2c` HTTP/2 by ALPN to h2load over HTTPS;
 `--alpn h2,http/1.1` sets `server.tls.alpn` (default: lb's).
@@ -17,7 +20,7 @@ resumption) to wrk over HTTPS, or with `--scenario h2c` HTTP/2 by ALPN to h2load
 `--haproxy` counts HAProxy instead, configured as bench/run.py (keepalive, close) or bench/h2.py
 (h2c, and h2 over TLS with `--tls`) configure it, so that lb's figure has its peer's beside it.
 
-Usage: bench/instructions.py [--lb PATH | --haproxy] [--scenario keepalive|close|h2c] [--tls [--alpn LIST]]
+Usage: bench/instructions.py [--lb PATH | --haproxy] [--scenario keepalive|close|h2c] [--h2c] [--tls [--alpn LIST]]
                              [--seconds S] [--connections N] [--annotate] [--extra YAML] [--header H]...
 """
 import argparse
@@ -42,6 +45,7 @@ def main():
     parser.add_argument("--lb", default=run.LB, help="the lb binary to measure (default: target/release/lb)")
     parser.add_argument("--haproxy", action="store_true", help="count HAProxy instead of lb")
     parser.add_argument("--scenario", choices=["keepalive", "close", "h2c"], default="keepalive")
+    parser.add_argument("--h2c", action="store_true", help="HTTP/1 scenarios on a listener with server.h2c")
     parser.add_argument("--tls", action="store_true", help="TLS 1.3: HTTP/1.1 (keepalive, close) or h2 by ALPN (h2c)")
     parser.add_argument("--alpn", help="server.tls.alpn with --tls, comma-separated (default: lb's)")
     parser.add_argument("--seconds", type=int, default=10)
@@ -53,6 +57,8 @@ def main():
     parser.add_argument("--path", default="/", help="the path wrk asks for (default /)")
     parser.add_argument("--keep", help="copy the callgrind dump here (for callgrind_annotate or kcachegrind)")
     args = parser.parse_args()
+    if args.h2c and (args.tls or args.haproxy):
+        sys.exit("instructions.py: --h2c is lb's cleartext listener (not with --tls or --haproxy)")
     load_tool = "h2load" if args.scenario == "h2c" else "wrk"
     for tool in ("valgrind", "callgrind_control", load_tool, "nginx"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
@@ -101,7 +107,7 @@ def main():
 def lb_command(args, tmp):
     """lb's command line and port."""
     config = run.lb_config(tmp)
-    if args.scenario == "h2c" and not args.tls:
+    if (args.scenario == "h2c" or args.h2c) and not args.tls:
         with open(config) as f:
             text = f.read()
         with open(config, "w") as f:

@@ -4,7 +4,9 @@
 //! ALPN (`server.tls.alpn`) or, with `server.h2c`, a cleartext client opened with HTTP/2's
 //! preface. Which one serves a TLS connection is decided once, from the protocol its handshake
 //! agreed: an HTTP/1.1 connection pays one comparison for it. On an h2c listener the first
-//! bytes decide ([`h2::sniff`]); HTTP/1 there is hyper's ([`hyper`]).
+//! bytes decide ([`h2::sniff`]), read into the buffer the HTTP/1 loop then goes on with.
+//! hyper's HTTP/1 server ([`hyper`]) serves there only as the reference of the differential
+//! test (`StartOptions::http1_reference`).
 //!
 //! An HTTP/1 connection is served by its own task ([`serve_http1`]), generic over its stream
 //! ([`stream`]: plain TCP or TLS), so a plain connection runs its own copy of the loop. When it
@@ -20,6 +22,7 @@ pub(crate) mod timed_io;
 pub(crate) mod tunnel;
 
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -48,6 +51,8 @@ pub(crate) struct ListenerKind {
     pub tls: Option<Arc<ServerTls>>,
     /// The plain listener that redirects to HTTPS.
     pub redirect: Option<Arc<Redirect>>,
+    /// HTTP/1 on an h2c listener is hyper's ([`crate::StartOptions::http1_reference`]).
+    pub hyper_http1: bool,
 }
 
 /// The connection drivers of one listener, set up from its configuration (again when a reload
@@ -62,8 +67,11 @@ pub(crate) struct Drivers {
     trusted_proxies: Vec<Cidr>,
     /// HTTP/2's server, when `server.h2c` is on or the TLS listener offers `h2`.
     h2: Option<Arc<h2::H2Server>>,
-    /// hyper's HTTP/1 server, for the HTTP/1 connections of an h2c listener.
-    h2c_http1: Option<Arc<hyper::HyperHttp1>>,
+    /// A plain listener with `server.h2c`: each connection's first bytes choose its protocol.
+    h2c: bool,
+    /// hyper's HTTP/1 server, for the HTTP/1 connections of an h2c listener, when it is the
+    /// reference ([`ListenerKind::hyper_http1`]).
+    h2c_hyper: Option<Arc<hyper::HyperHttp1>>,
     /// TLS, the PROXY protocol, the redirect: `None` on a plain listener, whose connections go
     /// straight to HTTP.
     preamble: Option<Arc<Preamble>>,
@@ -108,7 +116,8 @@ impl Drivers {
             limits: limits(server),
             trusted_proxies: server.trusted_proxies.clone(),
             h2: (h2c || alpn_h2).then(|| Arc::new(h2::H2Server::new(server))),
-            h2c_http1: h2c.then(|| Arc::new(hyper::HyperHttp1::new(server))),
+            h2c,
+            h2c_hyper: (h2c && kind.hyper_http1).then(|| Arc::new(hyper::HyperHttp1::new(server))),
             preamble,
         }
     }
@@ -139,10 +148,10 @@ impl Drivers {
         }
         let client = Arc::new(ClientInfo::new(peer, &self.trusted_proxies));
         let io = TimedIo::new(stream, self.idle_timeout, Some(self.timers));
-        match (&self.h2, &self.h2c_http1) {
-            (Some(h2), Some(http1)) => {
-                let servers = (h2.clone(), http1.clone());
-                let task = serve_h2c(servers, io, client, shared, permit);
+        match &self.h2 {
+            Some(h2) if self.h2c => {
+                let http1 = (self.limits, self.h2c_hyper.clone());
+                let task = serve_h2c(h2.clone(), http1, io, client, shared, permit);
                 self.tracker.spawn(task);
             }
             _ => {
@@ -198,32 +207,44 @@ async fn serve_edge(
 }
 
 /// Serves a connection of an h2c listener: HTTP/2 when its first bytes are the preface, else
-/// HTTP/1 (hyper's) over the bytes read so far.
+/// HTTP/1 over the bytes read so far, by our loop with `limits` (or hyper's, the reference).
 async fn serve_h2c(
-    (h2, http1): (Arc<h2::H2Server>, Arc<hyper::HyperHttp1>),
+    h2: Arc<h2::H2Server>,
+    (limits, hyper): (Limits, Option<Arc<hyper::HyperHttp1>>),
     mut io: TimedIo<TcpStream>,
     client: Arc<ClientInfo>,
     shared: Arc<Shared>,
     permit: OwnedSemaphorePermit,
 ) {
-    // Small: the codec that serves the connection reads into buffers of its own.
-    let mut read = BytesMut::with_capacity(64);
+    // The HTTP/1 loop's first buffer: an HTTP/1 request is read whole by the sniff's read and
+    // parsed from it, as on a listener without h2c.
+    let mut read = BytesMut::with_capacity(h1::INITIAL_READ_BUFFER);
     // The sniff is timed as the first request head is: from the accept, by the header read
-    // timeout. Then the connection has only its idle timer: the codec that serves it times
-    // its heads itself.
-    let sniffed = tokio::select! {
-        sniffed = h2::sniff(&mut io, &mut read) => Some(sniffed),
-        () = shared.shutdown.started() => None,
+    // timeout, which HTTP/1 goes on with. HTTP/2 then has only its idle timer: its codec
+    // times its heads itself. A draining daemon is seen as the HTTP/1 loop sees it between
+    // requests: by its flag, read whenever the read waits (the timer wakes it at least once
+    // a second), which takes no lock per connection as waiting on the notification would.
+    let sniffed = {
+        let mut sniff = pin!(h2::sniff(&mut io, &mut read));
+        std::future::poll_fn(|cx| match sniff.as_mut().poll(cx) {
+            Poll::Ready(sniffed) => Poll::Ready(Some(sniffed)),
+            Poll::Pending if shared.shutdown.is_started() => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        })
+        .await
     };
     match sniffed {
         Some(Ok(true)) => {
             io.time_idle_only();
             Box::pin(h2.connection(io, read, client, shared, permit)).await;
         }
-        Some(Ok(false)) => {
-            io.time_idle_only();
-            Box::pin(http1.connection(io, read, client, shared, permit)).await;
-        }
+        Some(Ok(false)) => match hyper {
+            None => Box::pin(serve_http1(io, client, shared, limits, permit, read)).await,
+            Some(hyper) => {
+                io.time_idle_only();
+                Box::pin(hyper.connection(io, read, client, shared, permit)).await;
+            }
+        },
         Some(Err(error)) => {
             tracing::debug!(peer = %client.peer, %error, "client connection ended before its first request");
             drop(OpenConnection::new(&shared.metrics, permit));

@@ -132,6 +132,8 @@ pub(crate) struct Control {
     pub(crate) tracker: TaskTracker,
     live: Mutex<Option<Live>>,
     prebound: std::sync::Mutex<Option<Prebound>>,
+    /// [`StartOptions::http1_reference`].
+    pub(crate) http1_reference: bool,
 }
 
 impl Control {
@@ -176,6 +178,7 @@ impl Control {
             tracker: TaskTracker::new(),
             live: Mutex::new(None),
             prebound: std::sync::Mutex::new(Some(prebound)),
+            http1_reference: options.http1_reference,
         })
     }
 

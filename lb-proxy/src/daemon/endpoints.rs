@@ -123,6 +123,7 @@ pub(crate) fn proxy(bound: Bound, control: &Arc<Control>) -> AcceptLoop {
     let kind = ListenerKind {
         tls: control.tls.clone(),
         redirect: None,
+        hyper_http1: control.http1_reference,
     };
     AcceptLoop::start(
         Arc::new(bound.listener),
@@ -143,6 +144,7 @@ pub(crate) fn redirect_on(
     let kind = ListenerKind {
         tls: None,
         redirect: Some(Arc::new(Redirect::new(settings))),
+        hyper_http1: false,
     };
     AcceptLoop::start(
         listener,

@@ -86,6 +86,12 @@ pub struct StartOptions {
     pub source: Option<ConfigSource>,
     /// Listening sockets taken over from a previous process.
     pub inherited: Inherited,
+    /// Serves HTTP/1 on `server.h2c` listeners with hyper's HTTP/1 server instead of the
+    /// balancer's own loop: the reference that loop is compared against
+    /// (`tests/it/differential.rs`). Not for production: hyper's path costs more per request
+    /// and gives back no buffers while a connection is idle.
+    #[doc(hidden)]
+    pub http1_reference: bool,
 }
 
 /// A running balancer.

@@ -1,9 +1,11 @@
 //! Our HTTP/1.1 loop against hyper's: one table of requests, each sent as raw bytes through our
-//! own loop (the default) and through hyper's server (`server.h2c: true` serves HTTP/1 with
-//! hyper, the codec's rules applied to the heads hyper parsed). Both must give the same status
-//! to the client and put the same bytes before the backend, or the difference must be one of
-//! [`DIFFERENCES`], each of which `docs/security.md` justifies. Chunked bodies are compared by
-//! their data: where chunks end carries no meaning.
+//! own loop and through hyper's server (an h2c listener started with
+//! `StartOptions::http1_reference`, which serves HTTP/1 with hyper, the codec's rules applied to
+//! the heads hyper parsed). Both must give the same status to the client and put the same bytes
+//! before the backend, or the difference must be one of [`DIFFERENCES`], each of which
+//! `docs/security.md` justifies. Chunked bodies are compared by their data: where chunks end
+//! carries no meaning. Our loop is run on a plain listener and on an h2c listener, where the
+//! protocol sniff reads the first bytes: those two must agree exactly.
 
 use std::time::Duration;
 
@@ -22,11 +24,29 @@ struct Outcome {
     backend: Vec<(String, Vec<u8>)>,
 }
 
-async fn outcome(request: &[u8], h2c: bool) -> Outcome {
+/// Which server reads the request.
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    /// Our loop, on a plain listener.
+    Ours,
+    /// Our loop, on an h2c listener (after the protocol sniff).
+    OursH2c,
+    /// hyper's HTTP/1 server, on an h2c listener.
+    Hypers,
+}
+
+async fn outcome(request: &[u8], path: Path) -> Outcome {
     let fake = FakeBackend::start(vec![Behaviour::Respond("ok")]).await;
+    let h2c = !matches!(path, Path::Ours);
     let extra = format!("server:\n  h2c: {h2c}\n  {LIMITS}retry:\n  max_attempts: 1\n");
     let yaml = config_yaml(&[fake.spec("fake")], &extra);
-    let daemon = lb_proxy::Daemon::start(parse(&yaml)).await.unwrap();
+    let options = lb_proxy::StartOptions {
+        http1_reference: matches!(path, Path::Hypers),
+        ..Default::default()
+    };
+    let daemon = lb_proxy::Daemon::start_with(parse(&yaml), options)
+        .await
+        .unwrap();
     let answer = raw_exchange(daemon.listen_addr, request, Duration::from_secs(3)).await;
     // The backend's own address is the upstream Host of a request that names none; each run
     // has its own backend.
@@ -306,8 +326,13 @@ fn requests() -> Vec<(&'static str, Vec<u8>)> {
 async fn our_loop_and_hypers_agree_or_differ_as_documented() {
     let mut differences = Vec::new();
     for (name, request) in requests() {
-        let ours = outcome(&request, false).await;
-        let hypers = outcome(&request, true).await;
+        let ours = outcome(&request, Path::Ours).await;
+        let after_sniff = outcome(&request, Path::OursH2c).await;
+        assert_eq!(
+            ours, after_sniff,
+            "{name}: our loop differs behind the h2c sniff"
+        );
+        let hypers = outcome(&request, Path::Hypers).await;
         if ours != hypers {
             differences.push((name, format!("ours:   {ours:?}\n  hyper's: {hypers:?}")));
         }

@@ -42,28 +42,32 @@ async fn released(daemon: &lb_proxy::Daemon, count: f64) -> bool {
 
 #[tokio::test]
 async fn a_released_connection_serves_its_next_requests_on_the_same_socket() {
-    let fleet = backends(2).await;
-    let daemon = balancer(&fleet, RELEASE).await;
-    let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
-    for round in 0..3 {
-        let response = get_on(&mut stream, "/").await;
-        assert_eq!(response.status, 200, "round {round}");
-        assert!(String::from_utf8_lossy(&response.body).starts_with("hello from"));
-        assert!(
-            released(&daemon, 1.0).await,
-            "round {round}: never released"
+    // On an h2c listener too: HTTP/1 there is the same loop, behind the protocol sniff.
+    for h2c in [false, true] {
+        let fleet = backends(2).await;
+        let extra = RELEASE.replace("server:\n", &format!("server:\n  h2c: {h2c}\n"));
+        let daemon = balancer(&fleet, &extra).await;
+        let mut stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+        for round in 0..3 {
+            let response = get_on(&mut stream, "/").await;
+            assert_eq!(response.status, 200, "h2c={h2c}, round {round}");
+            assert!(String::from_utf8_lossy(&response.body).starts_with("hello from"));
+            assert!(
+                released(&daemon, 1.0).await,
+                "h2c={h2c}, round {round}: never released"
+            );
+        }
+        let metrics = scrape(&daemon).await;
+        assert_eq!(
+            metric_sum(&metrics, "lb_client_connections_accepted_total", &[]),
+            1.0,
+            "h2c={h2c}: the requests did not share one connection"
         );
+        drop(stream);
+        assert!(released(&daemon, 0.0).await);
+        assert!(drained(&daemon).await);
+        daemon.shutdown().await;
     }
-    let metrics = scrape(&daemon).await;
-    assert_eq!(
-        metric_sum(&metrics, "lb_client_connections_accepted_total", &[]),
-        1.0,
-        "the requests did not share one connection"
-    );
-    drop(stream);
-    assert!(released(&daemon, 0.0).await);
-    assert!(drained(&daemon).await);
-    daemon.shutdown().await;
 }
 
 #[tokio::test]

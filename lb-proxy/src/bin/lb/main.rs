@@ -130,7 +130,11 @@ async fn serve(config: Option<Config>, source: ConfigSource, args: &Args) -> Exi
         }
         None => (Default::default(), None),
     };
-    let options = StartOptions { source, inherited };
+    let options = StartOptions {
+        source,
+        inherited,
+        ..StartOptions::default()
+    };
     let daemon = match Daemon::start_with(config, options).await {
         Ok(daemon) => daemon,
         Err(error) => {

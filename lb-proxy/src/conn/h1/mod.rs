@@ -32,7 +32,7 @@ use exchange::{Exchanged, exchange};
 use feed::ClientSide;
 
 /// The first allocation of a connection's read buffer; it grows up to the head limit.
-const INITIAL_READ_BUFFER: usize = 4096;
+pub(crate) const INITIAL_READ_BUFFER: usize = 4096;
 /// After a refusal, how long the client's further bytes are read and dropped before the close,
 /// so that closing with unread bytes (a reset) cannot destroy the answer on its way.
 const LINGER: Duration = Duration::from_secs(1);

@@ -9,7 +9,7 @@
 //! connection ending, drops the stream's future, which cancels its backend request.
 //!
 //! On a listener with `server.h2c`, a connection is HTTP/2 when its first bytes are the
-//! preface ([`sniff`]); any other goes to hyper's HTTP/1 server ([`super::hyper`]).
+//! preface ([`sniff`]); any other goes to our HTTP/1.1 loop ([`super::h1`]).
 //!
 //! # Layout
 //! - [`stream`]: one stream, from its request to its response.

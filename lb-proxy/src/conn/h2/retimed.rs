@@ -1,6 +1,6 @@
-//! The socket under a connection another codec than ours drives (h2's, or hyper's HTTP/1 on
-//! an h2c listener), and what the connection's requests share about it: the idle timeout a
-//! tunnel switches it to, and the reason of the `GOAWAY` it wrote.
+//! The socket under a connection another codec than ours drives (h2's, or hyper's HTTP/1 as
+//! the differential test's reference), and what the connection's requests share about it: the
+//! idle timeout a tunnel switches it to, and the reason of the `GOAWAY` it wrote.
 //!
 //! The codec owns the [`TimedIo`], so a tunnel reaches its timer through [`ConnShared`]: an
 //! HTTP/1.1 connection handed over for a tunnel takes `server.upgrade_idle_timeout` for good;

@@ -1,7 +1,9 @@
-//! HTTP/1 on an h2c listener: a connection whose first bytes are not HTTP/2's preface is served
-//! by hyper's HTTP/1 server, and each request hyper parsed goes through the codec's rules
-//! ([`crate::proxy::handle_hyper`]) before the request path. hyper's parser stays here as the
-//! other half of the differential test of ours (`tests/it/differential.rs`).
+//! hyper's HTTP/1 server, the reference our HTTP/1.1 loop is compared against
+//! (`tests/it/differential.rs`): on an h2c listener of a daemon started with
+//! `StartOptions::http1_reference`, a connection whose first bytes are not HTTP/2's preface is
+//! served here, and each request hyper parsed goes through the codec's rules
+//! ([`crate::proxy::handle_hyper`]) before the request path. Without that option no connection
+//! reaches it.
 //!
 //! An HTTP/1.1 upgrade request (WebSocket) that a backend answers with `101` is tunnelled as on
 //! our own loop: hyper hands the connection over once the `101` is written, and the connection's

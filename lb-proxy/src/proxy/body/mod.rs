@@ -38,7 +38,7 @@ pub enum FromClient {
     Pipe(PipeBody),
     /// Read from an HTTP/2 stream by our own driver of h2.
     H2(H2Body),
-    /// Read by hyper's HTTP/1 server (an h2c listener's HTTP/1 connections).
+    /// Read by hyper's HTTP/1 server (the differential test's reference).
     Hyper(Incoming),
 }
 
