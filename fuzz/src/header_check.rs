@@ -78,6 +78,8 @@ pub fn check(data: &[u8]) {
             },
             upgrade: None,
             request_id: None,
+            // As for a request that came over HTTP/2: its `Cookie` fields joined.
+            join_cookies: index >= 2,
         });
         let written = header_section(&head);
         for name in HOP_BY_HOP

@@ -87,6 +87,7 @@ fn forwarded_head_parses_back(head: &RequestHead) {
             .flatten()
             .map(|value| value.as_bytes()),
         request_id: None,
+        join_cookies: false,
     });
     // An upgrade is forwarded only for a well-formed upgrade request, and then once.
     let text = String::from_utf8_lossy(&written).to_ascii_lowercase();

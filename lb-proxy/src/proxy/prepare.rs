@@ -275,6 +275,7 @@ fn encode(
             false => None,
         },
         request_id: request_id.map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes())),
+        join_cookies: parts.version == http::Version::HTTP_2,
     }))
 }
 

@@ -130,6 +130,19 @@ async fn h2c_clients_are_served() {
         2,
         "requests on one h2 connection are still balanced"
     );
+    // Browsers split `Cookie` into one field per cookie over HTTP/2; HTTP/1.1 has one field.
+    let crumbs = Request::get(format!("http://{}/echo", daemon.listen_addr))
+        .header("cookie", "a=1")
+        .header("accept", "*/*")
+        .header("cookie", "b=2")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let echo = send(&h2, crumbs).await.text().to_ascii_lowercase();
+    let joined = echo
+        .lines()
+        .any(|line| line.trim_end() == "cookie: a=1; b=2");
+    assert!(joined, "{echo}");
+    assert_eq!(echo.matches("cookie:").count(), 1, "{echo}");
     daemon.shutdown().await;
 }
 

@@ -2,7 +2,8 @@
 //! `lb_http2_connections_closed_total{reason}` while other clients keep being served:
 //! rapid reset (HEADERS and RST_STREAM back to back, CVE-2023-44487), a CONTINUATION flood
 //! (frames without END_HEADERS, CVE-2024-27316 and kin) and one huge header block, and a
-//! client that never opens its flow-control window for a response.
+//! client that never opens its flow-control window for a response; and malformed requests,
+//! none of which may reach the backend.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -245,5 +246,124 @@ async fn a_client_that_never_opens_its_window_is_closed_and_counted() {
         .await,
         "the stalled response still holds its backend"
     );
+    daemon.shutdown().await;
+}
+
+/// A header block of literal fields with literal names, written as a client that breaks the
+/// rules would write them (HPACK itself carries any bytes).
+fn literal_block(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut block = Vec::new();
+    for (name, value) in fields {
+        block.push(0x00); // literal without indexing, new name
+        hpack_int(0x00, 7, name.len(), &mut block);
+        block.extend_from_slice(name.as_bytes());
+        hpack_int(0x00, 7, value.len(), &mut block);
+        block.extend_from_slice(value.as_bytes());
+    }
+    block
+}
+
+/// The first answer to stream 1: its reset, the connection's `GOAWAY`, or the first byte of
+/// its response head's block (`0x8c` is `:status 400` from HPACK's static table).
+async fn first_answer(stream: &mut TcpStream) -> Option<(u8, u8)> {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 16384];
+    loop {
+        let mut rest = &bytes[..];
+        while rest.len() >= 9 {
+            let len = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+            let Some(payload) = rest.get(9..9 + len) else {
+                break;
+            };
+            let on_stream_1 = rest[5..9] == [0, 0, 0, 1];
+            match rest[3] {
+                HEADERS if on_stream_1 => return Some((HEADERS, payload[0])),
+                RST_STREAM if on_stream_1 => return Some((RST_STREAM, 0)),
+                GOAWAY => return Some((GOAWAY, 0)),
+                _ => {}
+            }
+            rest = &rest[9 + len..];
+        }
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk)).await;
+        match read {
+            Ok(Ok(read @ 1..)) => bytes.extend_from_slice(&chunk[..read]),
+            _ => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn malformed_requests_never_reach_the_backend() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, "server:\n  h2c: true\n").await;
+    let get = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":authority", "a.example"),
+        (":path", "/x"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| [&get[..], extra].concat();
+    let post_5 = [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":authority", "a.example"),
+        (":path", "/x"),
+        ("content-length", "5"),
+    ];
+    type Fields = Vec<(&'static str, &'static str)>;
+    let cases: Vec<(&str, Fields, &[u8])> = vec![
+        (
+            "CR LF in a value",
+            with(&[("x-a", "1\r\nx-injected: 1")]),
+            b"",
+        ),
+        ("LF in a value", with(&[("x-a", "1\nx-injected: 1")]), b""),
+        ("NUL in a value", with(&[("x-a", "1\x002")]), b""),
+        ("upper case in a name", with(&[("X-Upper", "1")]), b""),
+        ("space in a name", with(&[("x a", "1")]), b""),
+        (
+            "transfer-encoding",
+            with(&[("transfer-encoding", "chunked")]),
+            b"",
+        ),
+        ("connection", with(&[("connection", "keep-alive")]), b""),
+        ("te other than trailers", with(&[("te", "gzip")]), b""),
+        ("a second :path", with(&[(":path", "/y")]), b""),
+        ("an unknown pseudo-field", with(&[(":foo", "1")]), b""),
+        (
+            "a pseudo-field after a field",
+            [&[("x-a", "1")], &get[..]].concat(),
+            b"",
+        ),
+        ("GET *", [&get[..3], &[(":path", "*")]].concat(), b""),
+        (
+            "more data than content-length",
+            post_5.to_vec(),
+            b"0123456789",
+        ),
+    ];
+    for (name, fields, data) in cases {
+        let mut stream = raw_h2(daemon.listen_addr, &[]).await;
+        let block = literal_block(&fields);
+        let mut out = match data.is_empty() {
+            true => frame(HEADERS, END_HEADERS | END_STREAM, 1, &block),
+            false => frame(HEADERS, END_HEADERS, 1, &block),
+        };
+        if !data.is_empty() {
+            out.extend(frame(0x0, END_STREAM, 1, data));
+        }
+        stream.write_all(&out).await.unwrap();
+        let answer = first_answer(&mut stream).await;
+        assert!(
+            matches!(
+                answer,
+                Some((RST_STREAM | GOAWAY, _)) | Some((HEADERS, 0x8c))
+            ),
+            "{name}: {answer:?}"
+        );
+    }
+    assert_eq!(fleet[0].stats().snapshot().requests, 0);
+    // The listener still serves.
+    served_meanwhile(daemon.listen_addr).await;
     daemon.shutdown().await;
 }

@@ -381,6 +381,9 @@ pub fn check_parts(
         return Err(RequestError::TargetTooLong);
     }
     let form = match (parts.uri.scheme_str(), parts.uri.authority()) {
+        // HTTP/2's `*` comes with `:scheme` and `:authority` (RFC 9113 §8.3.1), HTTP/1's alone:
+        // either way the asterisk form, which only OPTIONS may use.
+        _ if parts.uri.path() == "*" && parts.uri.query().is_none() => TargetForm::Asterisk,
         (Some(scheme), Some(authority))
             if (scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https"))
                 && target::is_valid_host(authority.as_str().as_bytes()) =>
@@ -393,7 +396,6 @@ pub fn check_parts(
         }
         (Some(_), _) => return Err(RequestError::InvalidTarget),
         (None, Some(_)) => TargetForm::Authority,
-        (None, None) if parts.uri.path() == "*" => TargetForm::Asterisk,
         (None, None) => TargetForm::Origin,
     };
     let mut facts = FieldFacts::default();

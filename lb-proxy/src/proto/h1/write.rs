@@ -135,6 +135,9 @@ pub struct UpstreamHead<'a> {
     /// The request id: its field's name (lower case) and value, written in place of any field
     /// of that name the client sent.
     pub request_id: Option<(&'a [u8], &'a [u8])>,
+    /// The request came over HTTP/2, whose clients may split `Cookie` into one field per
+    /// cookie: they are joined with `; ` into one field (RFC 9113 §8.2.3), as HTTP/1.1 has it.
+    pub join_cookies: bool,
 }
 
 /// Serialises an upstream request head: the request line, `Host`, the client's end-to-end
@@ -158,7 +161,16 @@ pub fn write_request_head(head: &UpstreamHead<'_>) -> Vec<u8> {
     out.extend_from_slice(b" HTTP/1.1\r\n");
     push_field(&mut out, b"host", head.host);
     let named = tokens.names_any();
+    let mut cookies_joined = false;
     for (name, value) in head.headers {
+        if head.join_cookies && name == header::COOKIE {
+            let dropped = named && tokens.names(b"cookie");
+            if !cookies_joined && !dropped {
+                push_joined_cookies(&mut out, head.headers);
+            }
+            cookies_joined = true;
+            continue;
+        }
         let name = name.as_str().as_bytes();
         let forward = match FieldKind::of(name) {
             FieldKind::Other | FieldKind::Date => {
@@ -195,6 +207,18 @@ pub fn write_request_head(head: &UpstreamHead<'_>) -> Vec<u8> {
     }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+/// One `Cookie` field of every `Cookie` value in `headers`, in order, joined with `; `.
+fn push_joined_cookies(out: &mut Vec<u8>, headers: &HeaderMap) {
+    out.extend_from_slice(b"cookie: ");
+    for (index, value) in headers.get_all(header::COOKIE).iter().enumerate() {
+        if index > 0 {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(value.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// What a response head says about the client connection.
@@ -325,6 +349,7 @@ mod tests {
             },
             upgrade: None,
             request_id: None,
+            join_cookies: false,
         };
         String::from_utf8(write_request_head(&head)).unwrap()
     }
@@ -351,6 +376,7 @@ mod tests {
             },
             upgrade: None,
             request_id: None,
+            join_cookies: false,
         };
         let plain = String::from_utf8(write_request_head(&head)).unwrap();
         assert!(!plain.contains("upgrade"), "{plain}");
@@ -359,6 +385,52 @@ mod tests {
         let upgrade = String::from_utf8(write_request_head(&head)).unwrap();
         assert!(upgrade.contains("\r\nconnection: upgrade\r\nupgrade: websocket\r\n"));
         assert_eq!(upgrade.matches("upgrade").count(), 2, "{upgrade}");
+    }
+
+    #[test]
+    fn an_http2_clients_cookie_crumbs_go_upstream_as_one_field() {
+        let crumbs = map(&[
+            ("cookie", "a=1"),
+            ("accept", "*/*"),
+            ("cookie", "b=2"),
+            ("cookie", "c=3"),
+        ]);
+        let cases: [(&HeaderMap, bool, &[&str], usize); 3] = [
+            (&crumbs, true, &["cookie: a=1; b=2; c=3\r\n"], 1),
+            // HTTP/1's lines stay as the client sent them.
+            (&crumbs, false, &["cookie: a=1\r\n", "cookie: b=2\r\n"], 3),
+            (
+                &map(&[("cookie", "a=1"), ("connection", "cookie")]),
+                true,
+                &[],
+                0,
+            ),
+        ];
+        for (headers, join_cookies, expected, lines) in cases {
+            let head = UpstreamHead {
+                method: &Method::GET,
+                target: b"/",
+                host: b"shop.test",
+                client_host: None,
+                headers,
+                framing: FramingField::None,
+                forwarded: Forwarded {
+                    peer: b"192.0.2.7",
+                    append: false,
+                    proto: b"https",
+                },
+                upgrade: None,
+                request_id: None,
+                join_cookies,
+            };
+            let written = String::from_utf8(write_request_head(&head)).unwrap();
+            for line in expected {
+                assert!(written.contains(line), "{written}");
+            }
+            assert_eq!(written.matches("cookie: ").count(), lines, "{written}");
+            let accept = headers.contains_key("accept");
+            assert_eq!(written.contains("accept: */*\r\n"), accept, "{written}");
+        }
     }
 
     #[test]
@@ -383,6 +455,7 @@ mod tests {
             },
             upgrade: None,
             request_id: Some((b"x-request-id", b"0123abcd")),
+            join_cookies: false,
         };
         let written = String::from_utf8(write_request_head(&head)).unwrap();
         assert_eq!(written.matches("x-request-id").count(), 1, "{written}");

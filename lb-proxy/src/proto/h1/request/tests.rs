@@ -370,3 +370,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_http2_asterisk_is_for_options_only() {
+    // h2 hands over `:scheme`, `:authority` and `:path` as one URI.
+    let parts = |method: Method, path: &str| {
+        let uri = http::Uri::builder()
+            .scheme("http")
+            .authority("a.example")
+            .path_and_query(path)
+            .build()
+            .unwrap();
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        parts.method = method;
+        parts.uri = uri;
+        parts.version = Version::HTTP_2;
+        parts
+    };
+    let cases = [
+        (Method::OPTIONS, "*", true),
+        (Method::GET, "*", false),
+        (Method::POST, "*", false),
+        (Method::GET, "/", true),
+    ];
+    for (method, path, accepted) in cases {
+        let verdict = check_parts(&parts(method.clone(), path), &LIMITS, Framing::Length(0));
+        assert_eq!(verdict.is_ok(), accepted, "{method} {path}: {verdict:?}");
+    }
+}
