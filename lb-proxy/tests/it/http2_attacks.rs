@@ -22,6 +22,7 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
 const GOAWAY: u8 = 0x7;
 const CONTINUATION: u8 = 0x9;
 const END_STREAM: u8 = 0x1;
@@ -366,4 +367,90 @@ async fn malformed_requests_never_reach_the_backend() {
     // The listener still serves.
     served_meanwhile(daemon.listen_addr).await;
     daemon.shutdown().await;
+}
+
+/// Sends a PING every 10 s on `stream` until it is closed (within 300 s); the bytes read, and
+/// when it closed.
+async fn ping_until_closed(stream: &mut TcpStream) -> (Vec<u8>, tokio::time::Instant) {
+    let pinging = pings_until_closed(stream);
+    (tokio::time::timeout(Duration::from_secs(300), pinging).await).expect("still open at 300 s")
+}
+
+async fn pings_until_closed(stream: &mut TcpStream) -> (Vec<u8>, tokio::time::Instant) {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 16384];
+    loop {
+        if stream
+            .write_all(&frame(PING, 0, 0, b"12345678"))
+            .await
+            .is_err()
+        {
+            return (bytes, tokio::time::Instant::now());
+        }
+        let until = tokio::time::Instant::now() + Duration::from_secs(10);
+        while let Ok(read) = tokio::time::timeout_at(until, stream.read(&mut chunk)).await {
+            match read {
+                Ok(read @ 1..) => bytes.extend_from_slice(&chunk[..read]),
+                _ => return (bytes, tokio::time::Instant::now()),
+            }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_kept_busy_by_pings_alone_is_closed_at_the_idle_timeout() {
+    let fleet = backends(1).await;
+    let extra = "server:\n  h2c: true\n  idle_timeout: 40s\n  request_timeout: 120s\n";
+    let daemon = balancer(&fleet, extra).await;
+    // No stream at all: closed 40-50 s after it opened, whatever its PINGs.
+    let started = tokio::time::Instant::now();
+    let mut stream = raw_h2(daemon.listen_addr, &[]).await;
+    let (bytes, closed) = ping_until_closed(&mut stream).await;
+    let took = closed - started;
+    assert!(
+        took >= Duration::from_secs(40) && took <= Duration::from_secs(50),
+        "{took:?}"
+    );
+    assert_eq!(goaway_in(&bytes), Some(0), "a GOAWAY with NO_ERROR");
+
+    // A stream open for 60 s keeps it; the count starts again when the stream ends.
+    let started = tokio::time::Instant::now();
+    let mut stream = raw_h2(daemon.listen_addr, &[]).await;
+    let block = request_block(&daemon.listen_addr.to_string(), "/delay/60000");
+    let headers = frame(HEADERS, END_HEADERS | END_STREAM, 1, &block);
+    stream.write_all(&headers).await.unwrap();
+    let (bytes, closed) = ping_until_closed(&mut stream).await;
+    let took = closed - started;
+    assert!(
+        took >= Duration::from_secs(100) && took <= Duration::from_secs(110),
+        "{took:?}"
+    );
+    let answered = (frames_in(&bytes).iter())
+        .any(|(kind, stream, block)| (*kind, *stream, block.first()) == (HEADERS, 1, Some(&0x88)));
+    assert!(answered, "the response (:status 200) came first");
+    assert_eq!(goaway_in(&bytes), Some(0));
+    daemon.shutdown().await;
+}
+
+/// The frames in `bytes`, as the balancer wrote them: (type, stream, payload).
+fn frames_in(mut bytes: &[u8]) -> Vec<(u8, u32, &[u8])> {
+    let mut frames = Vec::new();
+    while bytes.len() >= 9 {
+        let len = usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]);
+        let Some(payload) = bytes.get(9..9 + len) else {
+            break;
+        };
+        let stream = u32::from_be_bytes(bytes[5..9].try_into().unwrap()) & 0x7fff_ffff;
+        frames.push((bytes[3], stream, payload));
+        bytes = &bytes[9 + len..];
+    }
+    frames
+}
+
+/// The error code of the first `GOAWAY` in `bytes`.
+fn goaway_in(bytes: &[u8]) -> Option<u32> {
+    frames_in(bytes)
+        .into_iter()
+        .find(|(kind, _, payload)| *kind == GOAWAY && payload.len() >= 8)
+        .map(|(_, _, payload)| u32::from_be_bytes(payload[4..8].try_into().unwrap()))
 }

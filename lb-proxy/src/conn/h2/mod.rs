@@ -19,9 +19,12 @@
 //! - [`retimed`]: the connection's socket, whose idle timeout its tunnels switch, and which
 //!   notes the `GOAWAY` it carries ([`goaway`]).
 //! - [`stall`]: responses that wait on a client that does not read.
+//! - [`idle`]: a connection with no stream for `server.idle_timeout`, whatever frames keep its
+//!   socket busy.
 
 mod connect;
 mod goaway;
+mod idle;
 pub(crate) mod retimed;
 mod send;
 mod stall;
@@ -82,6 +85,8 @@ pub(crate) struct H2Server {
     builder: h2::server::Builder,
     /// `server.http2.stalled_response_timeout`.
     stalled_response_timeout: Duration,
+    /// `server.idle_timeout`: how long a connection may have no stream.
+    idle_timeout: Duration,
 }
 
 /// What the streams of one connection share.
@@ -114,6 +119,7 @@ impl H2Server {
         Self {
             builder,
             stalled_response_timeout: http2.stalled_response_timeout,
+            idle_timeout: server.idle_timeout,
         }
     }
 
@@ -151,7 +157,7 @@ impl H2Server {
         );
         let timeout = self.stalled_response_timeout;
         tokio::select! {
-            ended = serve(&self.builder, io, streams) => {
+            ended = serve(&self.builder, self.idle_timeout, io, streams) => {
                 if let Err(error) = ended {
                     tracing::debug!(%peer, %error, "client connection ended with an error");
                 }
@@ -173,9 +179,10 @@ impl H2Server {
 
 /// The connection's loop: h2's connection and the streams it accepted, polled in turn by one
 /// task. Streams go first, so that what they queued is written by the connection's poll that
-/// follows.
+/// follows. With no stream for `idle_timeout`, the connection says `GOAWAY` and closes.
 async fn serve<T>(
     builder: &h2::server::Builder,
+    idle_timeout: Duration,
     io: T,
     streams_share: Arc<H2Conn>,
 ) -> Result<(), h2::Error>
@@ -199,6 +206,8 @@ where
     };
     let mut stopping = false;
     let mut streams = FuturesUnordered::new();
+    let mut no_streams = idle::NoStreams::new(idle_timeout);
+    let peer = streams_share.client.peer;
     std::future::poll_fn(|cx| {
         if !stopping && stop.as_mut().poll(cx).is_ready() {
             // GOAWAY: no new streams; those in flight finish, then the connection closes.
@@ -209,6 +218,7 @@ where
             while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
             match connection.poll_accept(cx) {
                 Poll::Ready(Some(Ok((request, respond)))) => {
+                    no_streams.busy();
                     // Written into its allocation, not built on the stack and copied there.
                     let served = Box::write(
                         Box::new_uninit(),
@@ -218,7 +228,19 @@ where
                 }
                 Poll::Ready(Some(Err(error))) => return Poll::Ready(Err(error)),
                 Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending if stopping || !streams.is_empty() => return Poll::Pending,
+                Poll::Pending => {
+                    if !no_streams.poll_expired(cx) {
+                        return Poll::Pending;
+                    }
+                    tracing::debug!(%peer, ?idle_timeout, "HTTP/2 client connection idle: GOAWAY");
+                    stopping = true;
+                    // No stream to wait for, nor a client's answer (a graceful shutdown waits
+                    // for its PING's): polled again, the GOAWAY is written and the connection
+                    // ends. A request the client sent meanwhile is refused by the GOAWAY's
+                    // last stream id, which tells the client to send it again elsewhere.
+                    connection.abrupt_shutdown(h2::Reason::NO_ERROR);
+                }
             }
         }
     })
