@@ -92,20 +92,7 @@ async fn goaway_code(stream: &mut TcpStream, limit: Duration) -> Option<u32> {
         }
     })
     .await;
-    let mut rest = &bytes[..];
-    let mut code = None;
-    while rest.len() >= 9 {
-        let len = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
-        let kind = rest[3];
-        let Some(payload) = rest.get(9..9 + len) else {
-            break;
-        };
-        if kind == GOAWAY && payload.len() >= 8 {
-            code = Some(u32::from_be_bytes(payload[4..8].try_into().unwrap()));
-        }
-        rest = &rest[9 + len..];
-    }
-    code
+    goaway_in(&bytes)
 }
 
 async fn closed(daemon: &lb_proxy::Daemon, reason: &str) -> f64 {
@@ -270,20 +257,13 @@ async fn first_answer(stream: &mut TcpStream) -> Option<(u8, u8)> {
     let mut bytes = Vec::new();
     let mut chunk = [0u8; 16384];
     loop {
-        let mut rest = &bytes[..];
-        while rest.len() >= 9 {
-            let len = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
-            let Some(payload) = rest.get(9..9 + len) else {
-                break;
-            };
-            let on_stream_1 = rest[5..9] == [0, 0, 0, 1];
-            match rest[3] {
-                HEADERS if on_stream_1 => return Some((HEADERS, payload[0])),
-                RST_STREAM if on_stream_1 => return Some((RST_STREAM, 0)),
+        for (kind, id, payload) in frames_in(&bytes) {
+            match kind {
+                HEADERS if id == 1 => return Some((HEADERS, payload[0])),
+                RST_STREAM if id == 1 => return Some((RST_STREAM, 0)),
                 GOAWAY => return Some((GOAWAY, 0)),
                 _ => {}
             }
-            rest = &rest[9 + len..];
         }
         let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk)).await;
         match read {
