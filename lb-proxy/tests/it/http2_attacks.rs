@@ -318,6 +318,16 @@ async fn malformed_requests_never_reach_the_backend() {
         ),
         ("GET *", [&get[..3], &[(":path", "*")]].concat(), b""),
         (
+            "a Host other than :authority",
+            with(&[("host", "b.example")]),
+            b"",
+        ),
+        (
+            "neither :authority nor Host",
+            vec![get[0], get[1], get[3]],
+            b"",
+        ),
+        (
             "more data than content-length",
             post_5.to_vec(),
             b"0123456789",

@@ -51,9 +51,13 @@ pub enum RequestError {
     /// `CONNECT` (tunnels are not supported).
     #[error("CONNECT is not supported")]
     Connect,
-    /// HTTP/1.1 without `Host`.
+    /// HTTP/1.1 without `Host`, or HTTP/2 without `:authority` or `Host`.
     #[error("missing Host")]
     MissingHost,
+    /// HTTP/2 with a `Host` other than its `:authority` (RFC 9113 §8.3.1): one recipient could
+    /// route by one and another by the other.
+    #[error("Host differs from :authority")]
+    HostNotAuthority,
     /// More than one `Host`.
     #[error("more than one Host")]
     DuplicateHost,
@@ -404,7 +408,18 @@ pub fn check_parts(
     }
     let mut conclusion = facts.conclude(parts.version, &parts.method, &form)?;
     if parts.version == Version::HTTP_2 {
-        // `:authority` stands for Host; HTTP/2 frames bodies itself.
+        // `:authority` stands for Host, and must agree with one sent beside it; a request
+        // names its host one way or the other (an `http` URI has one, RFC 9110 §4.2.1).
+        match (parts.uri.authority(), facts.host) {
+            (None, None) => return Err(RequestError::MissingHost),
+            (Some(authority), Some(host))
+                if !authority.as_str().as_bytes().eq_ignore_ascii_case(host) =>
+            {
+                return Err(RequestError::HostNotAuthority);
+            }
+            _ => {}
+        }
+        // HTTP/2 frames bodies itself.
         conclusion.body = body;
     }
     let host = match parts.uri.authority() {

@@ -398,3 +398,35 @@ fn an_http2_asterisk_is_for_options_only() {
         assert_eq!(verdict.is_ok(), accepted, "{method} {path}: {verdict:?}");
     }
 }
+
+#[test]
+fn an_http2_host_must_agree_with_the_authority_and_one_must_be_there() {
+    use RequestError::*;
+    let parts = |authority: Option<&str>, host: Option<&str>| {
+        let uri = match authority {
+            Some(authority) => format!("http://{authority}/x"),
+            None => "/x".to_owned(),
+        };
+        let mut request = http::Request::get(uri).version(http::Version::HTTP_2);
+        if let Some(host) = host {
+            request = request.header(http::header::HOST, host);
+        }
+        request.body(()).unwrap().into_parts().0
+    };
+    let cases = [
+        (Some("a.example"), None, Ok(())),
+        (Some("a.example"), Some("A.Example"), Ok(())),
+        (None, Some("h.example"), Ok(())),
+        (Some("a.example"), Some("b.example"), Err(HostNotAuthority)),
+        (
+            Some("a.example:8443"),
+            Some("a.example"),
+            Err(HostNotAuthority),
+        ),
+        (None, None, Err(MissingHost)),
+    ];
+    for (authority, host, expected) in cases {
+        let verdict = check_parts(&parts(authority, host), &LIMITS, Framing::Length(0));
+        assert_eq!(verdict.map(|_| ()), expected, "{authority:?} {host:?}");
+    }
+}
