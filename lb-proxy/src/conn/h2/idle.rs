@@ -83,7 +83,7 @@ mod tests {
             .map(|()| Instant::now())
     }
 
-    fn secs(start: Instant, millis: u64) -> Instant {
+    fn at(start: Instant, millis: u64) -> Instant {
         start + Duration::from_millis(millis)
     }
 
@@ -91,32 +91,32 @@ mod tests {
     async fn a_connection_without_streams_expires_at_the_timeout() {
         let start = Instant::now();
         let mut timer = NoStreams::new(Duration::from_secs(8));
-        let expired = drive(&mut timer, secs(start, 60_000)).await;
-        assert_eq!(expired, Some(secs(start, 8_000)));
+        let expired = drive(&mut timer, at(start, 60_000)).await;
+        assert_eq!(expired, Some(at(start, 8_000)));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_stream_restarts_the_count_within_a_quarter() {
         let start = Instant::now();
         let mut timer = NoStreams::new(Duration::from_secs(8));
-        assert_eq!(drive(&mut timer, secs(start, 5_500)).await, None);
+        assert_eq!(drive(&mut timer, at(start, 5_500)).await, None);
         // A stream accepted at 5.5 s that ended before the next tick (6 s), which sees it:
         // the count starts again there.
         timer.busy();
-        let expired = drive(&mut timer, secs(start, 60_000)).await;
-        assert_eq!(expired, Some(secs(start, 14_000)));
+        let expired = drive(&mut timer, at(start, 60_000)).await;
+        assert_eq!(expired, Some(at(start, 14_000)));
     }
 
     #[tokio::test(start_paused = true)]
     async fn ticks_while_streams_are_open_do_not_count() {
         let start = Instant::now();
         let mut timer = NoStreams::new(Duration::from_secs(8));
-        assert_eq!(drive(&mut timer, secs(start, 7_000)).await, None);
+        assert_eq!(drive(&mut timer, at(start, 7_000)).await, None);
         // A stream open from 7 s to 30 s: the driver does not ask meanwhile.
         timer.busy();
-        tokio::time::sleep_until(secs(start, 30_000)).await;
+        tokio::time::sleep_until(at(start, 30_000)).await;
         // The tick due at 8 s is seen at 30 s, with the stream: the next ones are 32 s on.
-        let expired = drive(&mut timer, secs(start, 60_000)).await;
-        assert_eq!(expired, Some(secs(start, 38_000)));
+        let expired = drive(&mut timer, at(start, 60_000)).await;
+        assert_eq!(expired, Some(at(start, 38_000)));
     }
 }
