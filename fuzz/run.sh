@@ -13,7 +13,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(config_parse header_sanitise request_head response_head chunked admin_answer proxy_header route discovered_backends grpc_fields traceparent h2_settings)
+    targets=(config_parse header_sanitise request_head response_head chunked admin_answer proxy_header route discovered_backends grpc_fields traceparent h2_settings h2_resets)
 fi
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT

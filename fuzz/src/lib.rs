@@ -7,6 +7,7 @@ pub mod chunked_check;
 pub mod config_check;
 pub mod discovery_check;
 pub mod grpc_check;
+pub mod h2_resets_check;
 pub mod h2_settings_check;
 pub mod header_check;
 pub mod request_check;

@@ -1,10 +1,14 @@
 //! The streams an HTTP/2 backend lets one connection carry (its SETTINGS_MAX_CONCURRENT_STREAMS)
 //! and whether it takes extended `CONNECT` (SETTINGS_ENABLE_CONNECT_PROTOCOL), read off the
-//! connection's bytes as hyper reads them: [`LimitTap`] passes every byte through unchanged and
-//! shows the bytes the backend sent to a [`SettingsWatch`]; the latest values are kept in a
+//! connection's bytes as hyper reads them: [`LimitTap`] shows the bytes the backend sent to a
+//! [`SettingsWatch`]; the latest values are kept in a
 //! [`PeerLimit`] the pool reads when it places a stream. A new connection takes no
 //! stream before the backend's first SETTINGS arrived ([`PeerLimit::settled`]): streams sent
 //! before it would be placed blind, and a backend refuses those beyond its limit.
+//!
+//! The same reads go through a [`ResetWatch`], the one change the tap makes to the bytes: an
+//! RST_STREAM(NO_ERROR) on a response that has not ended reaches hyper as INTERNAL_ERROR, so
+//! that the cut-off body fails instead of ending as if whole (see [`crate::proto::h2_resets`]).
 
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -15,6 +19,7 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
+use crate::proto::h2_resets::ResetWatch;
 use crate::proto::h2_settings::{SettingsSeen, SettingsWatch};
 
 /// The latest limit a backend's connection announced; unlimited until it announces one (RFC
@@ -81,10 +86,11 @@ impl PeerLimit {
     }
 }
 
-/// A backend connection's socket, watched for the backend's SETTINGS.
+/// A backend connection's socket, watched for the backend's SETTINGS and its quiet resets.
 pub(crate) struct LimitTap<S> {
     inner: S,
     watch: SettingsWatch,
+    resets: ResetWatch,
     limit: PeerLimit,
 }
 
@@ -94,6 +100,7 @@ impl<S> LimitTap<S> {
         Self {
             inner,
             watch: SettingsWatch::new(),
+            resets: ResetWatch::new(),
             limit,
         }
     }
@@ -108,7 +115,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for LimitTap<S> {
         let this = self.get_mut();
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        if let Some(seen) = this.watch.feed(&buf.filled()[before..]) {
+        let fresh = &mut buf.filled_mut()[before..];
+        if let Some(stream) = this.resets.feed(fresh) {
+            tracing::debug!(
+                stream,
+                "HTTP/2 backend reset a response before its end with NO_ERROR: taken as INTERNAL_ERROR, the body fails"
+            );
+        }
+        if let Some(seen) = this.watch.feed(fresh) {
             this.limit.saw(seen);
         }
         Poll::Ready(Ok(()))

@@ -1,11 +1,13 @@
 //! Replays the fuzz corpora of the HTTP/1.1 codec, the PROXY protocol parser, gRPC's fields,
-//! W3C Trace Context and the HTTP/2 SETTINGS watcher through the fuzz targets' checks, on
+//! W3C Trace Context, the HTTP/2 SETTINGS watcher and the quiet-reset watcher through the fuzz targets' checks, on
 //! stable, in CI: every seed and every saved finding stays a regression test.
 
 #[path = "../../../fuzz/src/chunked_check.rs"]
 mod chunked_check;
 #[path = "../../../fuzz/src/grpc_check.rs"]
 mod grpc_check;
+#[path = "../../../fuzz/src/h2_resets_check.rs"]
+mod h2_resets_check;
 #[path = "../../../fuzz/src/h2_settings_check.rs"]
 mod h2_settings_check;
 #[path = "../../../fuzz/src/header_check.rs"]
@@ -70,6 +72,11 @@ fn grpc_fields_corpus_holds_the_properties() {
 #[test]
 fn traceparent_corpus_holds_the_properties() {
     replay("traceparent", traceparent_check::check, 12);
+}
+
+#[test]
+fn h2_resets_corpus_holds_the_properties() {
+    replay("h2_resets", h2_resets_check::check, 5);
 }
 
 #[test]
