@@ -15,8 +15,12 @@
 //!
 //! It validates nothing (h2 reads the same bytes and closes a connection whose frames are
 //! malformed) and never fails. It keeps at most [`MAX_TRACKED`] streams: past that the oldest
-//! is forgotten (its quiet reset would pass as hyper takes it), so that streams the balancer
-//! itself cancelled, whose end the backend never sends, cannot grow it.
+//! (the lowest id: a client's stream ids only grow) is forgotten, its quiet reset then passing
+//! as hyper takes it, so that streams the balancer itself cancelled, whose end the backend never
+//! sends, cannot grow it; they are kept ordered, so that a connection that gathered many such
+//! streams pays a logarithm per frame, not a scan.
+
+use std::collections::BTreeSet;
 
 /// A frame header's size (RFC 9113 §4.1).
 const FRAME_HEADER: usize = 9;
@@ -52,8 +56,8 @@ enum Position {
 pub struct ResetWatch {
     position: Position,
     header: [u8; FRAME_HEADER],
-    /// Streams whose response began and has not ended, in the order they began.
-    open: Vec<u32>,
+    /// Streams whose response began and has not ended.
+    open: BTreeSet<u32>,
 }
 
 impl Default for ResetWatch {
@@ -68,7 +72,7 @@ impl ResetWatch {
         Self {
             position: Position::Header(0),
             header: [0; FRAME_HEADER],
-            open: Vec::new(),
+            open: BTreeSet::new(),
         }
     }
 
@@ -156,24 +160,15 @@ impl ResetWatch {
 
     /// A response began on `stream` (again, for a final head after an interim one).
     fn begin(&mut self, stream: u32) {
-        if self.open.contains(&stream) {
-            return;
+        if self.open.len() == MAX_TRACKED && !self.open.contains(&stream) {
+            self.open.pop_first();
         }
-        if self.open.len() == MAX_TRACKED {
-            self.open.remove(0);
-        }
-        self.open.push(stream);
+        self.open.insert(stream);
     }
 
     /// `stream` ended; whether it was open.
     fn forget(&mut self, stream: u32) -> bool {
-        match self.open.iter().position(|&open| open == stream) {
-            Some(index) => {
-                self.open.remove(index);
-                true
-            }
-            None => false,
-        }
+        self.open.remove(&stream)
     }
 }
 
