@@ -17,10 +17,14 @@ bytes are sniffed for HTTP/2's preface): what the sniff costs HTTP/1.
 resumption) to wrk over HTTPS, or with `--scenario h2c` HTTP/2 by ALPN to h2load over HTTPS;
 `--alpn h2,http/1.1` sets `server.tls.alpn` (default: lb's).
 
+`--upstream-h2c` has the backend nginx speak cleartext HTTP/2 (`listen ... http2`) and lb reach
+it with `upstream.protocol: h2c`: the HTTP/2 client path.
+
 `--haproxy` counts HAProxy instead, configured as bench/run.py (keepalive, close) or bench/h2.py
 (h2c, and h2 over TLS with `--tls`) configure it, so that lb's figure has its peer's beside it.
 
 Usage: bench/instructions.py [--lb PATH | --haproxy] [--scenario keepalive|close|h2c] [--h2c] [--tls [--alpn LIST]]
+                             [--upstream-h2c]
                              [--seconds S] [--connections N] [--annotate] [--extra YAML] [--header H]...
 """
 import argparse
@@ -46,6 +50,8 @@ def main():
     parser.add_argument("--haproxy", action="store_true", help="count HAProxy instead of lb")
     parser.add_argument("--scenario", choices=["keepalive", "close", "h2c"], default="keepalive")
     parser.add_argument("--h2c", action="store_true", help="HTTP/1 scenarios on a listener with server.h2c")
+    parser.add_argument("--upstream-h2c", action="store_true",
+                        help="backends speak h2c and lb reaches them with upstream.protocol: h2c")
     parser.add_argument("--tls", action="store_true", help="TLS 1.3: HTTP/1.1 (keepalive, close) or h2 by ALPN (h2c)")
     parser.add_argument("--alpn", help="server.tls.alpn with --tls, comma-separated (default: lb's)")
     parser.add_argument("--seconds", type=int, default=10)
@@ -59,12 +65,15 @@ def main():
     args = parser.parse_args()
     if args.h2c and (args.tls or args.haproxy):
         sys.exit("instructions.py: --h2c is lb's cleartext listener (not with --tls or --haproxy)")
+    if args.upstream_h2c and args.haproxy:
+        sys.exit("instructions.py: --upstream-h2c is lb's HTTP/2 client (not with --haproxy)")
+
     load_tool = "h2load" if args.scenario == "h2c" else "wrk"
     for tool in ("valgrind", "callgrind_control", load_tool, "nginx"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             sys.exit(f"instructions.py: {tool} is missing (Debian: valgrind, {load_tool}, nginx)")
     tmp = tempfile.mkdtemp(prefix="lb-instructions-")
-    backend = subprocess.Popen(["taskset", "-c", run.LOAD_CORE, "nginx", "-c", run.backend_config(tmp)],
+    backend = subprocess.Popen(["taskset", "-c", run.LOAD_CORE, "nginx", "-c", run.backend_config(tmp, args.upstream_h2c)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out = os.path.join(tmp, "callgrind.out")
     if args.haproxy:
@@ -112,6 +121,11 @@ def lb_command(args, tmp):
             text = f.read()
         with open(config, "w") as f:
             f.write(text.replace("server:\n", "server:\n  h2c: true\n", 1))
+    if args.upstream_h2c:
+        with open(config) as f:
+            text = f.read()
+        with open(config, "w") as f:
+            f.write(text.replace("upstream:\n", "upstream:\n  protocol: h2c\n", 1))
     if args.tls:
         cert, key, _ = tls.make_certificate(tmp)
         alpn = f"    alpn: [{args.alpn}]\n" if args.alpn else ""

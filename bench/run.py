@@ -75,9 +75,12 @@ def write(path, text):
     return path
 
 
-def backend_config(tmp):
+def backend_config(tmp, http2=False):
+    """The backend nginx: a fixed 200 on BACKEND_PORTS; with `http2`, cleartext HTTP/2 with prior
+    knowledge (h2c) instead of HTTP/1.1."""
+    listen = " http2" if http2 else ""
     servers = "\n".join(
-        f"  server {{ listen 127.0.0.1:{p} reuseport backlog=4096; access_log off; keepalive_requests 1000000;"
+        f"  server {{ listen 127.0.0.1:{p}{listen} reuseport backlog=4096; access_log off; keepalive_requests 1000000;"
         f" location / {{ return 200 'ok'; }} }}" for p in BACKEND_PORTS)
     return write(os.path.join(tmp, "backend.conf"), f"""
 daemon off; master_process off; worker_processes 1; error_log {tmp}/backend-error.log crit; pid {tmp}/backend.pid;
