@@ -210,16 +210,8 @@ fn next(left: usize) -> Position {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::h2_frame as frame;
     use proptest::prelude::*;
-
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let length = payload.len() as u32;
-        let mut bytes = length.to_be_bytes()[1..].to_vec();
-        bytes.extend([kind, flags]);
-        bytes.extend(stream.to_be_bytes());
-        bytes.extend(payload);
-        bytes
-    }
 
     fn headers(stream: u32, end: bool) -> Vec<u8> {
         frame(TYPE_HEADERS, 0x4 | u8::from(end), stream, &[0x88])

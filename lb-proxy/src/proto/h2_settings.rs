@@ -185,16 +185,8 @@ fn next(left: usize, within: fn(usize) -> Position) -> Position {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::h2_frame as frame;
     use proptest::prelude::*;
-
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let length = payload.len() as u32;
-        let mut bytes = length.to_be_bytes()[1..].to_vec();
-        bytes.extend([kind, flags]);
-        bytes.extend(stream.to_be_bytes());
-        bytes.extend(payload);
-        bytes
-    }
 
     /// The limit a feed reported.
     fn limit(seen: Option<SettingsSeen>) -> Option<u32> {

@@ -9,3 +9,15 @@ pub mod h2_resets;
 pub mod h2_settings;
 pub mod proxy_protocol;
 pub mod trace_context;
+
+/// One HTTP/2 frame's bytes (RFC 9113 §4.1): the tests of the watchers over a backend's frames
+/// write what they feed with it.
+#[cfg(test)]
+pub(crate) fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let length = payload.len() as u32;
+    let mut bytes = length.to_be_bytes()[1..].to_vec();
+    bytes.extend([kind, flags]);
+    bytes.extend(stream.to_be_bytes());
+    bytes.extend(payload);
+    bytes
+}
