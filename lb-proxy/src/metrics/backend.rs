@@ -51,6 +51,7 @@ pub(crate) struct BackendFamilies {
     pub(super) upstream_idle: Family<BackendLabels, Gauge>,
     pub(super) upgraded: Family<BackendLabels, Gauge>,
     pub(super) ping_timeouts: Family<BackendLabels, Counter>,
+    pub(super) body_failures: Family<BackendLabels, Counter>,
     pub(super) upstream_tls_errors: Family<super::tls::UpstreamTlsLabels, Counter>,
 }
 
@@ -112,6 +113,9 @@ pub struct BackendMetrics {
     /// `lb_upstream_http2_ping_timeouts_total{backend}`: HTTP/2 connections closed for a PING
     /// left unanswered.
     pub ping_timeouts: Counter,
+    /// `lb_backend_body_failures_total{backend}`: responses whose body the backend failed to
+    /// deliver whole after their head had gone to the client.
+    pub body_failures: Counter,
     /// `lb_backend_weight{backend,pool}`: the weight the balancer uses.
     pub weight: Gauge,
     /// `lb_backend_drained{backend}`.
@@ -172,6 +176,7 @@ impl BackendMetrics {
             upstream_idle: families.upstream_idle.get_or_create_owned(&labels),
             upgraded: families.upgraded.get_or_create_owned(&labels),
             ping_timeouts: families.ping_timeouts.get_or_create_owned(&labels),
+            body_failures: families.body_failures.get_or_create_owned(&labels),
             weight: families.weight.get_or_create_owned(&weight),
             drained: families.drained.get_or_create_owned(&labels),
             health_checks,
@@ -216,6 +221,7 @@ impl BackendMetrics {
             family.remove(&labels);
         }
         families.ping_timeouts.remove(&labels);
+        families.body_failures.remove(&labels);
         families.request_size.remove(&labels);
         families.response_size.remove(&labels);
         for reason in FailureKind::LABELS {

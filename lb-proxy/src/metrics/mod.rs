@@ -285,6 +285,7 @@ impl Metrics {
             upstream_idle: Family::default(),
             upgraded: Family::default(),
             ping_timeouts: Family::default(),
+            body_failures: Family::default(),
         };
         let f = &families;
         registry.register(
@@ -361,6 +362,11 @@ impl Metrics {
             "lb_upstream_http2_ping_timeouts",
             "HTTP/2 connections to the backend closed because it did not answer a PING within upstream.http2.keepalive_timeout",
             f.ping_timeouts.clone(),
+        );
+        registry.register(
+            "lb_backend_body_failures",
+            "Responses whose body the backend failed to deliver whole after their head had gone to the client",
+            f.body_failures.clone(),
         );
         let client_connections = Gauge::default();
         let client_connections_accepted = Counter::default();

@@ -253,6 +253,10 @@ async fn a_body_the_backend_cuts_off_with_a_quiet_reset_fails_at_the_client() {
             read.is_err(),
             "{length:?}: the HTTP/1.1 client took a cut-off body: {read:?}"
         );
+        let metrics = scrape(&daemon).await;
+        let name = "lb_backend_body_failures_total";
+        let failures = metric_sum(&metrics, name, &["backend=\"cut\""]);
+        assert_eq!(failures, 2.0, "{length:?}: both cut-off bodies counted");
         daemon.shutdown().await;
     }
 }
@@ -330,5 +334,8 @@ async fn a_quiet_reset_after_a_whole_early_response_passes() {
         answer.ends_with("\r\n\r\nd\r\nrefused early\r\n0\r\n\r\n"),
         "the whole body and its last chunk: {answer}"
     );
+    let metrics = scrape(&daemon).await;
+    let failures = metric_sum(&metrics, "lb_backend_body_failures_total", &[]);
+    assert_eq!(failures, 0.0, "a whole body is no failure");
     daemon.shutdown().await;
 }

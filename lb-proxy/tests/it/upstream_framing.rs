@@ -147,8 +147,10 @@ async fn malformed_responses_are_502() {
         )
         .await;
         let bad_text = String::from_utf8_lossy(bad);
-        // A bad chunk is found after the head went out: the client's response is then cut off.
-        if bad.starts_with(b"HTTP/1.1 200 OK\r\ntransfer-encoding") {
+        // A bad chunk is found after the head went out: the client's response is then cut off,
+        // and counted as the backend's failure to deliver a body.
+        let after_head = bad.starts_with(b"HTTP/1.1 200 OK\r\ntransfer-encoding");
+        if after_head {
             assert!(
                 answer.aborted || !answer.text().contains("hello"),
                 "{bad_text}: {}",
@@ -157,6 +159,9 @@ async fn malformed_responses_are_502() {
         } else {
             assert_eq!(answer.status(), 502, "{bad_text}: {}", answer.text());
         }
+        let metrics = scrape(&daemon).await;
+        let failures = metric_sum(&metrics, "lb_backend_body_failures_total", &[]);
+        assert_eq!(failures, f64::from(u8::from(after_head)), "{bad_text}");
         daemon.shutdown().await;
     }
 }

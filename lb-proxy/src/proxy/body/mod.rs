@@ -25,6 +25,7 @@ use hyper::body::Incoming;
 
 use crate::metrics::RouteHandles;
 use crate::upstream::backend::InFlight;
+use crate::upstream::body::BodyReadError;
 use crate::upstream::{Connection, ResponseBody, TunnelBackend};
 pub use from_h2::H2Body;
 pub use pipe::{Pipe, PipeBody, PipeError};
@@ -378,10 +379,17 @@ impl Body for ToClient {
             ToClient::Fixed(bytes) => Poll::Ready(bytes.take().map(|data| Ok(Frame::data(data)))),
             ToClient::Proxied { inner, completion } => {
                 let frame = ready!(Pin::new(&mut *inner).poll_frame(cx));
-                if let Some(Ok(frame)) = &frame
-                    && let Some(data) = frame.data_ref()
-                {
-                    completion.sent += data.len() as u64;
+                match &frame {
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            completion.sent += data.len() as u64;
+                        }
+                    }
+                    // The client's upload failing is the client's doing, not the backend's.
+                    Some(Err(BodyReadError::Upload(_))) | None => {}
+                    Some(Err(_)) => {
+                        completion.in_flight.backend().metrics.body_failures.inc();
+                    }
                 }
                 // The server may not poll again once the declared length is reached.
                 if completion.connection.is_none() && (frame.is_none() || inner.is_end_stream()) {
