@@ -42,12 +42,16 @@ pub(crate) fn json(record: &Record, out: &mut Vec<u8>) {
     }
     let _ = write!(
         out,
-        ",\"protocol\":\"{}\",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":",
+        ",\"protocol\":\"{}\",\"status\":{},\"bytes_in\":{},\"bytes_out\":{}",
         protocol(record.version),
         record.status,
         record.bytes_in,
         record.bytes_out
     );
+    out.extend_from_slice(match record.body_failed {
+        true => b",\"body_failed\":true,\"duration_ms\":",
+        false => b",\"body_failed\":false,\"duration_ms\":",
+    });
     millis(record.duration, out);
     out.extend_from_slice(b",\"route\":");
     optional(record.route.as_deref().map(String::as_str), out);

@@ -51,6 +51,9 @@ pub(crate) struct Record {
     pub bytes_in: u64,
     /// Response body bytes sent.
     pub bytes_out: u64,
+    /// The backend failed to deliver the response body whole after its head was sent: the
+    /// client's response was cut off.
+    pub body_failed: bool,
     /// From arrival to the response's end.
     pub duration: Duration,
     /// The route, once matched.
@@ -82,6 +85,7 @@ impl Record {
             status: 0,
             bytes_in: 0,
             bytes_out: 0,
+            body_failed: false,
             duration: Duration::ZERO,
             route: None,
             pool: None,

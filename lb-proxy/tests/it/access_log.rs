@@ -51,7 +51,7 @@ fn closed_port() -> SocketAddr {
     listener.local_addr().unwrap()
 }
 
-const FIELDS: [&str; 18] = [
+const FIELDS: [&str; 19] = [
     "time",
     "client",
     "method",
@@ -60,6 +60,7 @@ const FIELDS: [&str; 18] = [
     "status",
     "bytes_in",
     "bytes_out",
+    "body_failed",
     "duration_ms",
     "route",
     "pool",
@@ -608,4 +609,47 @@ async fn reloads_move_the_log_and_the_exit_writes_its_last_lines() {
     assert!(after[logged..].iter().all(|line| line.contains("/last/")));
     assert_eq!(lines(&first).len(), before.len());
     assert!(!missing.exists());
+}
+
+/// A body the backend cuts off after the head went out is logged with `body_failed` and the
+/// bytes that did go out; a whole one with `body_failed: false`.
+#[tokio::test]
+async fn a_body_the_backend_cuts_off_is_logged_as_failed() {
+    use crate::support::fake_backend::{Behaviour, FakeBackend, raw_exchange};
+    let fake = FakeBackend::start(vec![
+        Behaviour::PartialBodyThenReset {
+            declared: 10,
+            sent: 4,
+        },
+        Behaviour::Respond("whole"),
+    ])
+    .await;
+    let path = temp_dir("access-cut").join("access.log");
+    let extra = format!(
+        "access_log:\n  target: file\n  path: {}\nretry:\n  max_attempts: 1\n",
+        path.display()
+    );
+    let yaml = config_yaml(&[fake.spec("fake")], &extra);
+    let daemon = lb_proxy::Daemon::start(parse(&yaml))
+        .await
+        .expect("balancer starts");
+    let request = b"GET /cut HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let cut = raw_exchange(daemon.listen_addr, request, Duration::from_secs(5)).await;
+    let text = cut.text();
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    assert!(
+        cut.closed && body.len() < 10,
+        "cut off before its length: {text}"
+    );
+    let whole = get(&client(), daemon.listen_addr, "/whole").await;
+    assert_eq!(whole.status, StatusCode::OK);
+    let found = wait_lines(&path, 2).await;
+    let (first, second) = (json(&found[0]), json(&found[1]));
+    assert_eq!(first["target"], "/cut", "{first}");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["body_failed"], true, "{first}");
+    assert_eq!(first["bytes_out"], 4);
+    assert_eq!(second["target"], "/whole", "{second}");
+    assert_eq!(second["body_failed"], false, "{second}");
+    daemon.shutdown().await;
 }

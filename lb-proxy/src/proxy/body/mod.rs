@@ -389,6 +389,9 @@ impl Body for ToClient {
                     Some(Err(BodyReadError::Upload(_))) | None => {}
                     Some(Err(_)) => {
                         completion.in_flight.backend().metrics.body_failures.inc();
+                        if let Some(logged) = &mut completion.log {
+                            logged.record.body_failed = true;
+                        }
                     }
                 }
                 // The server may not poll again once the declared length is reached.
