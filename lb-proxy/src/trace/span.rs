@@ -222,6 +222,12 @@ impl Finished {
                 attributes.push(KeyValue::new("error.type", "client_closed"));
                 Status::Unset
             }
+            // The head said success, but the backend cut the body off: the client has a
+            // truncated response.
+            _ if record.body_failed => {
+                attributes.push(KeyValue::new("error.type", "body_failed"));
+                Status::error("body_failed")
+            }
             _ => Status::Unset,
         };
         out.push(SpanData {
@@ -459,6 +465,28 @@ mod tests {
             Some("1")
         );
         assert_ne!(first.span_context.span_id(), second.span_context.span_id());
+    }
+
+    #[test]
+    fn a_body_the_backend_cut_off_is_the_server_spans_error() {
+        let started = crate::clock::now();
+        let client = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        for (failed, error) in [(true, Some("body_failed")), (false, None)] {
+            let mut record = Record::new(SystemTime::now(), started, client, Version::HTTP_11);
+            record.request = Some((Method::GET, "/download".parse().unwrap()));
+            record.status = 200;
+            record.body_failed = failed;
+            record.attempt(Arc::new("b1".to_owned()), AttemptEnd::Status(200), TICK);
+            let finished = Finished {
+                trace: trace(1, started),
+                record,
+            };
+            let mut spans = Vec::new();
+            finished.into_spans(&InstrumentationScope::builder("lb").build(), &mut spans);
+            let server = &spans[0];
+            assert_eq!(value(server, "error.type").as_deref(), error);
+            assert_eq!(matches!(server.status, Status::Error { .. }), failed);
+        }
     }
 
     #[test]
