@@ -399,7 +399,7 @@ const HELP: &[&str] = &[
     "BREAKER  closed, open (skipped) or half-open (probing)",
     "INFL     requests in flight to the backend now",
     "REQ/S    requests per second since the previous scrape",
-    "ERR%     share of those answered 5xx",
+    "ERR%     share of those answered 5xx or cut off",
     "P50/P99  latency quantiles from histogram bucket deltas",
     "WEIGHT   configured weight; SHARE its share of traffic",
 ];

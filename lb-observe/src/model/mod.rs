@@ -72,7 +72,8 @@ pub struct BackendView {
     pub requests_total: f64,
     /// Requests per second over the last window; `None` before a second scrape.
     pub rate: Option<f64>,
-    /// Share of the window's requests answered 5xx, in percent; `None` without requests.
+    /// Share of the window's requests that failed, in percent: answered 5xx, or with a body
+    /// the backend cut off; `None` without requests.
     pub error_pct: Option<f64>,
     /// Median latency in seconds over the window; `None` without requests.
     pub p50: Option<f64>,
@@ -92,7 +93,7 @@ pub struct BackendView {
 pub struct Totals {
     /// Requests per second, including answers given without a backend.
     pub rate: Option<f64>,
-    /// Share of the window's requests answered 5xx, in percent.
+    /// Share of the window's requests that failed (5xx, or a body cut off), in percent.
     pub error_pct: Option<f64>,
     /// Median latency in seconds.
     pub p50: Option<f64>,
@@ -164,6 +165,9 @@ struct BackendScrape {
     active: Option<f64>,
     weight: Option<f64>,
     pool: Option<String>,
+    /// `lb_backend_body_failures_total`: bodies the backend cut off after a head went out
+    /// (0 from a daemon that predates the counter).
+    body_failures: f64,
 }
 
 /// The parts of a scrape the model keeps.
@@ -201,6 +205,7 @@ impl Snapshot {
                 "lb_backend_health_status" => entry.health = Some(sample.value),
                 "lb_circuit_breaker_state" => entry.breaker = Some(sample.value),
                 "lb_active_connections" => entry.active = Some(sample.value),
+                "lb_backend_body_failures_total" => entry.body_failures += sample.value,
                 "lb_backend_weight" => {
                     entry.weight = Some(sample.value);
                     entry.pool = sample.label("pool").map(str::to_owned);
@@ -293,7 +298,9 @@ fn merge_buckets(into: &mut Vec<(f64, f64)>, from: &[(f64, f64)]) {
     into.sort_by(|a, b| a.0.total_cmp(&b.0));
 }
 
-/// Request and 5xx increases of one backend over the window.
+/// Request and failure increases of one backend over the window: failures are the answers
+/// with a 5xx status and the bodies the backend cut off after a head that said otherwise (at
+/// most one failure per request).
 fn request_deltas(previous: Option<&BackendScrape>, current: &BackendScrape) -> (f64, f64) {
     let mut requests = 0.0;
     let mut errors = 0.0;
@@ -304,7 +311,9 @@ fn request_deltas(previous: Option<&BackendScrape>, current: &BackendScrape) -> 
             errors += delta;
         }
     }
-    (requests, errors)
+    let before = previous.map(|p| p.body_failures);
+    errors += counter_delta(before, current.body_failures);
+    (requests, errors.min(requests))
 }
 
 fn percent(part: f64, whole: f64) -> Option<f64> {

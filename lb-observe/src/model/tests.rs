@@ -114,6 +114,23 @@ fn answers_without_a_backend_count_in_totals_not_as_a_row() {
 }
 
 #[test]
+fn bodies_a_backend_cut_off_count_as_failures() {
+    let scrape = |requests: u32, cut: u32| {
+        format!(
+            "lb_requests_total{{method=\"GET\",status=\"200\",backend=\"a\"}} {requests}\n\
+             lb_backend_body_failures_total{{backend=\"a\"}} {cut}\n\
+             lb_backend_health_status{{backend=\"a\"}} 1\n"
+        )
+    };
+    let (first, second) = (scrape(10, 1), scrape(30, 6));
+    let model = model_of(&[(&first, 0), (&second, 1)]);
+    let view = model.view().unwrap();
+    // 20 requests in the window, 5 of them cut off.
+    close(view.backends[0].error_pct, 25.0);
+    close(view.totals.error_pct, 25.0);
+}
+
+#[test]
 fn histories_grow_to_their_bound() {
     let start = Instant::now();
     let mut model = Model::new();
