@@ -20,6 +20,8 @@
 //! sends, cannot grow it. They are kept sorted in a vector, which the growing ids fill at its
 //! end: a lookup is a binary search, and a busy connection allocates nothing per stream.
 
+use super::H2FrameHeader;
+
 /// A frame header's size (RFC 9113 §4.1).
 const FRAME_HEADER: usize = 9;
 const TYPE_DATA: u8 = 0x0;
@@ -133,11 +135,12 @@ impl ResetWatch {
 
     /// Takes the frame header just read into account; where its frame continues.
     fn after_header(&mut self) -> Position {
-        let header = &self.header;
-        let length =
-            usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
-        let (kind, flags) = (header[3], header[4]);
-        let stream = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
+        let H2FrameHeader {
+            length,
+            kind,
+            flags,
+            stream,
+        } = H2FrameHeader::parse(&self.header);
         if stream == 0 {
             return next(length);
         }

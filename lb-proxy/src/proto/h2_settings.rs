@@ -14,6 +14,8 @@
 //! is skipped here. It never fails and keeps no more than one frame header, one setting and what the SETTINGS
 //! frame being read set so far.
 
+use super::H2FrameHeader;
+
 /// A frame header's size (RFC 9113 §4.1).
 const FRAME_HEADER: usize = 9;
 /// One setting in a SETTINGS payload: identifier (16 bits), value (32 bits).
@@ -152,11 +154,12 @@ impl SettingsWatch {
 
     /// The payload length of the frame header read, if it is the connection's SETTINGS.
     fn is_settings(&self) -> Option<usize> {
-        let header = &self.partial;
-        let length =
-            usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
-        let (kind, flags) = (header[3], header[4]);
-        let stream = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
+        let H2FrameHeader {
+            length,
+            kind,
+            flags,
+            stream,
+        } = H2FrameHeader::parse(&self.partial);
         let settings =
             kind == TYPE_SETTINGS && flags & FLAG_ACK == 0 && stream == 0 && length % SETTING == 0;
         settings.then_some(length)
@@ -164,9 +167,7 @@ impl SettingsWatch {
 
     /// Where a frame whose header was just read continues.
     fn after_header(&self) -> Position {
-        let header = &self.partial;
-        let length =
-            usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+        let length = H2FrameHeader::parse(&self.partial).length;
         match self.is_settings() {
             Some(length) => next(length, Position::Settings),
             None => next(length, Position::Skip),
