@@ -6,11 +6,15 @@
 //! cleanly, also when the response had not ended: a body of undeclared length that the backend
 //! cut off with NO_ERROR reached the client as if whole (a chunked body got its last chunk, an
 //! HTTP/2 stream its END_STREAM). A declared length is checked on our side; no length was not.
+//! The stream of a tunnel (WebSocket over HTTP/2, RFC 8441) is read by hyper's upgraded stream,
+//! which takes RST_STREAM(CANCEL) as a clean end too, where RFC 8441 §5 makes it the tunnel's
+//! abort (a TCP reset): the client's side would have been closed as if the backend had ended it.
 //!
 //! [`ResetWatch`] follows the frames a backend sends, across reads split anywhere, keeps the
 //! streams whose response has begun (HEADERS) and not ended (END_STREAM, on HEADERS or DATA),
-//! and rewrites the code of an RST_STREAM(NO_ERROR) on such a stream to INTERNAL_ERROR in the
-//! bytes themselves, before hyper reads them: the body then fails as any cut-off body does. A
+//! and rewrites the code of an RST_STREAM(NO_ERROR) or RST_STREAM(CANCEL) on such a stream to
+//! INTERNAL_ERROR in the bytes themselves, before hyper reads them: the body then fails as any
+//! cut-off body does (for a body hyper already failed on CANCEL), and a tunnel is aborted. A
 //! reset after the response's END_STREAM, the case the RFC allows, passes unchanged.
 //!
 //! It validates nothing (h2 reads the same bytes and closes a connection whose frames are
@@ -30,7 +34,10 @@ const TYPE_RST_STREAM: u8 = 0x3;
 const FLAG_END_STREAM: u8 = 0x1;
 /// An RST_STREAM payload: the error code (RFC 9113 §6.4).
 const RESET_PAYLOAD: usize = 4;
-/// The code a quiet reset of an unfinished response is given (RFC 9113 §7).
+/// The codes (RFC 9113 §7, their last byte) hyper takes for a clean end of a stream.
+const NO_ERROR: u8 = 0x0;
+const CANCEL: u8 = 0x8;
+/// The code a quiet reset of an unfinished response is given.
 const INTERNAL_ERROR: u8 = 0x2;
 /// Streams tracked at most per connection: far above the streams one connection carries at once
 /// (`upstream.http2.max_streams_per_connection`, and the backend's own limit).
@@ -43,11 +50,12 @@ enum Position {
     Header(usize),
     /// In a payload to pass over, this many bytes of it left.
     Skip(usize),
-    /// In an RST_STREAM's code on `stream`, `read` bytes of it read, `zero` while all were 0.
+    /// In an RST_STREAM's code on `stream`, `read` bytes of it read, `high_zero` while its
+    /// first three bytes read were all 0.
     Code {
         stream: u32,
         read: usize,
-        zero: bool,
+        high_zero: bool,
     },
 }
 
@@ -102,19 +110,25 @@ impl ResetWatch {
                     self.position = next(left - take);
                     take
                 }
-                Position::Code { stream, read, zero } => {
+                Position::Code {
+                    stream,
+                    read,
+                    high_zero,
+                } => {
                     let take = (RESET_PAYLOAD - read).min(bytes.len());
-                    let zero = zero && bytes[..take].iter().all(|&byte| byte == 0);
+                    let high = (RESET_PAYLOAD - 1 - read).min(take);
+                    let high_zero = high_zero && bytes[..high].iter().all(|&byte| byte == 0);
                     if read + take < RESET_PAYLOAD {
                         self.position = Position::Code {
                             stream,
                             read: read + take,
-                            zero,
+                            high_zero,
                         };
                     } else {
                         // The code's last byte is in this piece: it is the one rewritten, so
                         // the code's first bytes may have gone to hyper in an earlier read.
-                        if self.forget(stream) && zero {
+                        let quiet = high_zero && matches!(bytes[take - 1], NO_ERROR | CANCEL);
+                        if self.forget(stream) && quiet {
                             bytes[take - 1] = INTERNAL_ERROR;
                             rewritten = Some(stream);
                         }
@@ -157,7 +171,7 @@ impl ResetWatch {
                 return Position::Code {
                     stream,
                     read: 0,
-                    zero: true,
+                    high_zero: true,
                 };
             }
             _ => {}
@@ -274,10 +288,27 @@ mod tests {
                 vec![reset(7, 0)],
                 None,
             ),
-            ("with an error code", vec![open(1), reset(1, 0x8)], None),
+            (
+                "CANCEL before the end (a tunnel's abort)",
+                vec![open(1), data(1, false, b"ws"), reset(1, 0x8)],
+                Some(1),
+            ),
+            (
+                "CANCEL after the end",
+                vec![open(1), data(1, true, b"ok"), reset(1, 0x8)],
+                None,
+            ),
+            ("with an error code", vec![open(1), reset(1, 0x1)], None),
+            ("REFUSED_STREAM", vec![open(1), reset(1, 0x7)], None),
+            ("INTERNAL_ERROR", vec![open(1), reset(1, 0x2)], None),
             (
                 "a code whose last byte is 0",
                 vec![open(1), reset(1, 0x100)],
+                None,
+            ),
+            (
+                "a code whose last byte is 8",
+                vec![open(1), reset(1, 0x0100_0008)],
                 None,
             ),
             (
@@ -343,7 +374,7 @@ mod tests {
                 prop::collection::vec(any::<u8>(), 0..20)
             )
                 .prop_map(|(stream, end, payload)| data(stream, end, &payload)),
-            (stream, prop_oneof![Just(0u32), any::<u32>()])
+            (stream, prop_oneof![Just(0u32), Just(0x8), any::<u32>()])
                 .prop_map(|(stream, code)| reset(stream, code)),
             (
                 0u8..10,
@@ -378,9 +409,11 @@ mod tests {
             prop_assert_eq!(&pieces, &whole);
             prop_assert_eq!(split.open_streams(), watch.open_streams());
             prop_assert_eq!(split.position, Position::Header(0));
-            // Only codes are rewritten, each from 0 to INTERNAL_ERROR in its last byte.
+            // Only codes are rewritten, each from NO_ERROR or CANCEL to INTERNAL_ERROR in its
+            // last byte.
             for (before, after) in bytes.iter().zip(&whole) {
-                prop_assert!(before == after || (*before == 0 && *after == INTERNAL_ERROR));
+                let quiet = matches!(*before, NO_ERROR | CANCEL);
+                prop_assert!(before == after || (quiet && *after == INTERNAL_ERROR));
             }
         }
 

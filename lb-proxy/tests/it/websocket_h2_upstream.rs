@@ -312,3 +312,137 @@ async fn a_backend_without_extended_connect_is_named_in_one_warning() {
     let line = log.lines().find(|line| line.contains(warning)).unwrap();
     assert!(line.contains("WARN") && line.contains("quiet-h2"), "{line}");
 }
+
+/// How a tunnel's stream ended at the backend of [`tunnel_backend`].
+type Ended = tokio::sync::mpsc::UnboundedReceiver<String>;
+
+/// An h2c backend that takes any extended `CONNECT`: it answers `200`, answers the tunnel's
+/// `ping` with `pong`, resets the stream with `CANCEL` when told `abort`, and otherwise reports
+/// how the balancer ended the stream: `end` (END_STREAM) or the reset's reason.
+async fn tunnel_backend() -> (std::net::SocketAddr, Ended) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (report, ended) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let report = report.clone();
+            tokio::spawn(async move {
+                let mut builder = h2::server::Builder::new();
+                builder.enable_connect_protocol();
+                let Ok(mut connection) = builder.handshake::<_, bytes::Bytes>(socket).await else {
+                    return;
+                };
+                while let Some(Ok((request, mut respond))) = connection.accept().await {
+                    let report = report.clone();
+                    tokio::spawn(async move {
+                        let head = http::Response::builder().body(()).unwrap();
+                        let mut down = respond.send_response(head, false).unwrap();
+                        let mut up = request.into_body();
+                        loop {
+                            let said = match up.data().await {
+                                None => "end".to_owned(),
+                                Some(Err(error)) => format!("{:?}", error.reason()),
+                                Some(Ok(data)) => {
+                                    let _ = up.flow_control().release_capacity(data.len());
+                                    match &data[..] {
+                                        b"ping" => {
+                                            down.send_data("pong".into(), false).unwrap();
+                                            continue;
+                                        }
+                                        b"abort" => {
+                                            down.send_reset(h2::Reason::CANCEL);
+                                            return;
+                                        }
+                                        _ => continue,
+                                    }
+                                }
+                            };
+                            let _ = report.send(said);
+                            return;
+                        }
+                    });
+                }
+            });
+        }
+    });
+    (addr, ended)
+}
+
+/// A WebSocket tunnel over HTTP/2 on each side, its `ping` answered: the client's stream.
+async fn open_tunnel(addr: std::net::SocketAddr) -> (h2::SendStream<bytes::Bytes>, h2::RecvStream) {
+    let socket = TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(socket).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    // Extended CONNECT waits for the balancer's SETTINGS_ENABLE_CONNECT_PROTOCOL.
+    let enabled = eventually(Duration::from_secs(5), || {
+        let enabled = client.is_extended_connect_protocol_enabled();
+        async move { enabled }
+    })
+    .await;
+    assert!(enabled, "the balancer offers extended CONNECT");
+    let mut request = http::Request::connect(format!("http://{addr}/ws"))
+        .header("sec-websocket-version", "13")
+        .body(())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(h2::ext::Protocol::from_static("websocket"));
+    let (response, mut up) = client.send_request(request, false).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("the answer within 10 s")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut down = response.into_body();
+    up.send_data("ping".into(), false).unwrap();
+    let pong = tokio::time::timeout(Duration::from_secs(10), down.data())
+        .await
+        .expect("the pong within 10 s");
+    assert_eq!(pong.unwrap().unwrap(), "pong");
+    (up, down)
+}
+
+/// How the backend's next tunnel stream ended.
+async fn reported(ended: &mut Ended) -> String {
+    let next = tokio::time::timeout(Duration::from_secs(10), ended.recv()).await;
+    next.expect("the backend's stream ended within 10 s")
+        .unwrap()
+}
+
+/// RFC 8441 §5 maps a tunnel's TCP reset to `RST_STREAM(CANCEL)` and its orderly close to
+/// `END_STREAM`; hyper's upgraded stream takes both for a clean end. Through the balancer, a
+/// backend's `CANCEL` aborts the client's stream (it must not look like the backend's orderly
+/// close: the client would take what it got for all there was), and a client's `CANCEL` aborts
+/// the backend's stream.
+#[tokio::test]
+async fn a_tunnel_reset_on_one_side_is_reset_on_the_other() {
+    let (backend, mut ended) = tunnel_backend().await;
+    let specs = vec![("tunnel".to_owned(), backend, 1)];
+    let extra = "server:\n  h2c: true\nupstream:\n  protocol: h2c\nretry:\n  max_attempts: 1\n\
+                 health_check:\n  enabled: false\n";
+    let daemon = lb_proxy::Daemon::start(parse(&config_yaml(&specs, extra)))
+        .await
+        .expect("balancer starts");
+    let addr = daemon.listen_addr;
+
+    // The backend aborts.
+    let (mut up, mut down) = open_tunnel(addr).await;
+    up.send_data("abort".into(), false).unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), down.data())
+        .await
+        .expect("the client's stream ended within 10 s");
+    match end {
+        Some(Err(error)) => assert_eq!(error.reason(), Some(h2::Reason::CANCEL), "{error}"),
+        other => panic!("the backend's abort reached the client as {other:?}"),
+    }
+    assert!(closed(&daemon).await, "the tunnel still holds its backend");
+
+    // The client aborts.
+    let (mut up, _down) = open_tunnel(addr).await;
+    up.send_reset(h2::Reason::CANCEL);
+    assert_eq!(reported(&mut ended).await, "Some(CANCEL)");
+    assert!(closed(&daemon).await, "the tunnel still holds its backend");
+
+    daemon.shutdown().await;
+}

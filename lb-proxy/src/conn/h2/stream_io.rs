@@ -1,7 +1,9 @@
 //! An HTTP/2 stream as a byte stream: the client's end of a WebSocket tunnel (RFC 8441). What
 //! the client sends arrives as the stream's data, released to its window as the tunnel takes
 //! it; what the tunnel writes goes out as data within the window the client gives. A reset
-//! from the client, or the connection ending, fails both ways.
+//! from the client, or the connection ending, fails both ways: RFC 8441 §5 makes
+//! `RST_STREAM(CANCEL)` the tunnel's abort (a TCP reset), so the backend's side is aborted too,
+//! not ended in order as after `END_STREAM`.
 
 use std::io;
 use std::pin::Pin;
@@ -36,10 +38,12 @@ impl StreamIo {
     }
 }
 
-/// A stream error as an I/O error; a reset with `NO_ERROR` or `CANCEL` is the client's close.
+/// A stream error as an I/O error; a reset with `NO_ERROR` (which RFC 8441 gives no meaning) is
+/// taken for the client's orderly close.
 fn to_io(error: h2::Error) -> Option<io::Error> {
     match error.reason() {
-        Some(Reason::NO_ERROR | Reason::CANCEL) => None,
+        Some(Reason::NO_ERROR) => None,
+        Some(Reason::CANCEL) => Some(io::Error::new(io::ErrorKind::ConnectionReset, error)),
         _ => Some(io::Error::new(io::ErrorKind::BrokenPipe, error)),
     }
 }
