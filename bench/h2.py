@@ -17,11 +17,17 @@ proxy's user + system time over the run, divided by the requests), split into us
 time. As in run.py the proxies stay up for the whole run and each round rotates their order;
 medians are reported, with lb's ratio to the better peer paired round by round.
 
+`--same-job` has HAProxy and nginx do what lb does by default besides forwarding: send the
+backend `X-Forwarded-For`, `-Proto` and `-Host` and a new request id (`X-Request-Id`, HAProxy a
+random UUID, nginx its `$request_id`), and return the id to the client. Without it they forward
+the request as it came (their defaults), which is less work than lb's defaults.
+
 `--lb-b BINARY` runs a second lb build, `lb-b`, in the same rounds (its own ports, the same
 configuration) and reports its CPU against `lb`'s paired round by round: a change worth 1-2 %
 cannot be told apart from this machine's drift between separate runs, but it can within one.
 
-Usage: bench/h2.py [--rounds N] [--duration SECS] [--quick] [--lb BINARY] [--lb-b BINARY] [--out FILE]
+Usage: bench/h2.py [--rounds N] [--duration SECS] [--quick] [--same-job] [--lb BINARY] [--lb-b BINARY]
+                   [--out FILE]
 """
 import argparse
 import os
@@ -78,16 +84,27 @@ backends:
     return configs
 
 
-def haproxy_config(tmp, both):
-    frontends = (f"frontend h2c\n  bind 127.0.0.1:{PORT[('haproxy', 'h2c')]} proto h2\n  default_backend be\n"
+def haproxy_config(tmp, both, same_job=False):
+    def job(scheme):
+        if not same_job:
+            return ""
+        return ("  option forwardfor\n"
+                f"  http-request set-header X-Forwarded-Proto {scheme}\n"
+                "  http-request set-header X-Forwarded-Host %[req.hdr(host)]\n"
+                "  unique-id-format %[uuid]\n  unique-id-header X-Request-Id\n"
+                "  http-response set-header X-Request-Id %[unique-id]\n")
+    frontends = (f"frontend h2c\n  bind 127.0.0.1:{PORT[('haproxy', 'h2c')]} proto h2\n{job('http')}  default_backend be\n"
                  f"frontend h2tls\n  bind 127.0.0.1:{PORT[('haproxy', 'h2-tls')]} ssl crt {both} alpn h2,http/1.1\n"
-                 "  default_backend be\n")
+                 f"{job('https')}  default_backend be\n")
     return run.write(os.path.join(tmp, "haproxy-h2.cfg"), run.haproxy_text(frontends, tls=True))
 
 
-def nginx_config(tmp, cert, key):
+def nginx_config(tmp, cert, key, same_job=False):
     servers = "\n".join(f"    server 127.0.0.1:{p};" for p in run.BACKEND_PORTS)
-    location = 'location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }'
+    job = ("proxy_set_header X-Forwarded-For $remote_addr; proxy_set_header X-Forwarded-Proto $scheme; "
+           "proxy_set_header X-Forwarded-Host $host; proxy_set_header X-Request-Id $request_id; "
+           "add_header X-Request-Id $request_id always; ") if same_job else ""
+    location = f'location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; {job}}}'
     return run.write(os.path.join(tmp, "nginx-h2.conf"), f"""
 daemon off; master_process off; worker_processes 1; error_log {tmp}/nginx-h2-error.log crit; pid {tmp}/nginx-h2.pid;
 events {{ worker_connections 20000; }}
@@ -115,7 +132,7 @@ http {{
 """)
 
 
-def start(name, tmp, lb, cert, key, both):
+def start(name, tmp, lb, cert, key, both, same_job=False):
     """The proxy's processes by scenario (HAProxy and nginx serve both from one process)."""
     env = dict(os.environ, RUST_LOG="warn")
     if name in LB_METRICS:
@@ -124,8 +141,8 @@ def start(name, tmp, lb, cert, key, both):
             procs[scenario] = subprocess.Popen(["taskset", "-c", run.PROXY_CORE, lb, config],
                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     else:
-        cmd = (["haproxy", "-db", "-f", haproxy_config(tmp, both)] if name == "haproxy"
-               else ["nginx", "-c", nginx_config(tmp, cert, key)])
+        cmd = (["haproxy", "-db", "-f", haproxy_config(tmp, both, same_job)] if name == "haproxy"
+               else ["nginx", "-c", nginx_config(tmp, cert, key, same_job)])
         proc = subprocess.Popen(["taskset", "-c", run.PROXY_CORE] + cmd, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         procs = {scenario: proc for scenario in SCENARIOS}
@@ -165,6 +182,8 @@ def main():
     parser.add_argument("--duration", type=int, default=10, help="seconds per h2load run")
     parser.add_argument("--quick", action="store_true", help="1 round of 2 s: proves the script works")
     parser.add_argument("--lb", default=run.LB, help="the lb binary (default: target/release/lb)")
+    parser.add_argument("--same-job", action="store_true",
+                        help="HAProxy and nginx add the forwarding fields and request id lb adds")
     parser.add_argument("--lb-b", metavar="BINARY", help="a second lb build, run as `lb-b` in the same rounds")
     parser.add_argument("--out", default=os.path.join(run.ROOT, "docs", "performance-h2-run.md"))
     parser.add_argument("--proxies", default="lb,haproxy,nginx")
@@ -192,7 +211,7 @@ def main():
         for port in run.BACKEND_PORTS:
             run.wait_port(port)
         for name in proxies:
-            procs[name] = start(name, tmp, builds.get(name, args.lb), cert, key, both)
+            procs[name] = start(name, tmp, builds.get(name, args.lb), cert, key, both, args.same_job)
             for scenario in SCENARIOS:
                 h2load(name, scenario, 1, tmp)  # warm the upstream pool
         for scenario in SCENARIOS:
@@ -226,7 +245,8 @@ def main():
 def report(args, proxies, results):
     """run.py's paired table for lb and the peers (`lb-b` is not a peer), then the user/system
     split and, with `--lb-b`, the second build against the first."""
-    command = f"bench/h2.py --rounds {args.rounds} --duration {args.duration}" + (f" --lb-b {args.lb_b}" if args.lb_b else "")
+    command = (f"bench/h2.py --rounds {args.rounds} --duration {args.duration}"
+               + (" --same-job" if args.same_job else "") + (f" --lb-b {args.lb_b}" if args.lb_b else ""))
     run.report_rounds(args.out, [
         f"# HTTP/2 benchmark run: `{command}`",
         "",

@@ -285,6 +285,12 @@ impl<S: ClientStream> TimedIo<S> {
         }
     }
 
+    /// Makes the socket's close a reset (`SO_LINGER` 0): the way a tunnel passes on the other
+    /// side's abort, so the client cannot take it for an orderly end.
+    pub fn reset_on_close(&mut self) {
+        let _ = self.inner.tcp().set_zero_linger();
+    }
+
     /// Waits, holding no buffer, until the released connection's client sends again
     /// (`Ok(true)`), or its idle timeout passes (`Ok(false)`).
     pub fn poll_parked(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {

@@ -11,7 +11,10 @@
 //! the idle timeout. The tunnel also closes when either socket fails, when no byte moved
 //! either way for `server.upgrade_idle_timeout` (the client connection's timer, which sees
 //! every byte of both directions), and at the end of `server.shutdown_grace` once shutdown has
-//! begun. While open it holds the backend's in-flight slot and counts in
+//! begun. A side that fails (a reset, an HTTP/2 stream's `RST_STREAM(CANCEL)`, a write that
+//! fails) is passed on as an abort, not an end: the other side's TCP connection is closed with a
+//! reset and its HTTP/2 stream reset with `CANCEL` (RFC 8441 §5), so that it cannot take a
+//! broken tunnel for one closed in order. While open it holds the backend's in-flight slot and counts in
 //! `lb_upgraded_connections{backend}`.
 
 use std::io;
@@ -35,6 +38,9 @@ pub(crate) trait TunnelClient: AsyncRead + AsyncWrite + Unpin {
     fn time_as_tunnel(&mut self, idle_timeout: std::time::Duration);
     /// Ready with an error once the connection has been idle too long.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error>;
+    /// The backend's side failed: the client's is to be aborted rather than ended, when it is
+    /// dropped.
+    fn reset_on_close(&mut self) {}
 }
 
 impl<S: ClientStream> TunnelClient for TimedIo<S> {
@@ -45,6 +51,22 @@ impl<S: ClientStream> TunnelClient for TimedIo<S> {
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         TimedIo::poll_idle(self, cx)
     }
+
+    fn reset_on_close(&mut self) {
+        TimedIo::reset_on_close(self);
+    }
+}
+
+/// Why a tunnel closed.
+enum Closed {
+    /// A side ended its stream, and the end was passed on.
+    Ended,
+    /// The client's side failed: its read or a write to it.
+    ClientFailed(io::Error),
+    /// The backend's side failed.
+    BackendFailed(io::Error),
+    /// No byte moved for the idle timeout, or the shutdown grace ran out.
+    TimedOut(io::Error),
 }
 
 /// Carries the tunnel until it closes. `held`: the client's bytes read after its upgrade
@@ -67,13 +89,25 @@ pub(crate) async fn run<C: TunnelClient>(
     let mut down = Half::with(from_backend);
     let mut shutdown = std::pin::pin!(shared.shutdown.started());
     let mut grace_over: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    let ended = std::future::poll_fn(|cx| {
+    let closed = std::future::poll_fn(|cx| {
         match up.poll_copy(cx, Pin::new(&mut *io), Pin::new(&mut backend)) {
-            Poll::Ready(result) => return Poll::Ready(result),
+            Poll::Ready(Ok(())) => return Poll::Ready(Closed::Ended),
+            Poll::Ready(Err(Broke::Reader(error))) => {
+                return Poll::Ready(Closed::ClientFailed(error));
+            }
+            Poll::Ready(Err(Broke::Writer(error))) => {
+                return Poll::Ready(Closed::BackendFailed(error));
+            }
             Poll::Pending => {}
         }
         match down.poll_copy(cx, Pin::new(&mut backend), Pin::new(&mut *io)) {
-            Poll::Ready(result) => return Poll::Ready(result),
+            Poll::Ready(Ok(())) => return Poll::Ready(Closed::Ended),
+            Poll::Ready(Err(Broke::Reader(error))) => {
+                return Poll::Ready(Closed::BackendFailed(error));
+            }
+            Poll::Ready(Err(Broke::Writer(error))) => {
+                return Poll::Ready(Closed::ClientFailed(error));
+            }
             Poll::Pending => {}
         }
         if grace_over.is_none() && shutdown.as_mut().poll(cx).is_ready() {
@@ -82,16 +116,33 @@ pub(crate) async fn run<C: TunnelClient>(
         if let Some(sleep) = &mut grace_over
             && sleep.as_mut().poll(cx).is_ready()
         {
-            return Poll::Ready(Err(io::Error::other("shutdown grace over")));
+            let error = io::Error::other("shutdown grace over");
+            return Poll::Ready(Closed::TimedOut(error));
         }
         // A write that waits does not read the client: its timer is watched here too.
-        io.poll_idle(cx).map(Err)
+        io.poll_idle(cx).map(Closed::TimedOut)
     })
     .await;
     guard.sent(down.moved);
-    if let Err(error) = ended {
-        tracing::debug!(%error, "tunnel closed");
+    match closed {
+        Closed::Ended => {}
+        Closed::ClientFailed(error) => {
+            tracing::debug!(%error, "tunnel aborted by the client's side");
+            backend.reset_on_close();
+        }
+        Closed::BackendFailed(error) => {
+            tracing::debug!(%error, "tunnel aborted by the backend's side");
+            io.reset_on_close();
+        }
+        Closed::TimedOut(error) => tracing::debug!(%error, "tunnel closed"),
     }
+}
+
+/// A direction's failure: of the side it reads, or of the side it writes.
+#[derive(Debug)]
+enum Broke {
+    Reader(io::Error),
+    Writer(io::Error),
 }
 
 /// One direction of the tunnel: what was read and not yet written.
@@ -128,7 +179,7 @@ impl Half {
         cx: &mut Context<'_>,
         mut reader: Pin<&mut R>,
         mut writer: Pin<&mut W>,
-    ) -> Poll<io::Result<()>>
+    ) -> Poll<Result<(), Broke>>
     where
         R: AsyncRead + ?Sized,
         W: AsyncWrite + ?Sized,
@@ -138,20 +189,21 @@ impl Half {
         }
         loop {
             while !self.buffer.is_empty() {
-                let written = ready!(writer.as_mut().poll_write(cx, &self.buffer))?;
+                let written =
+                    ready!(writer.as_mut().poll_write(cx, &self.buffer)).map_err(Broke::Writer)?;
                 if written == 0 {
-                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    return Poll::Ready(Err(Broke::Writer(io::ErrorKind::WriteZero.into())));
                 }
                 let _ = self.buffer.split_to(written);
                 self.moved += written as u64;
                 self.unflushed = true;
             }
             if self.unflushed {
-                ready!(writer.as_mut().poll_flush(cx))?;
+                ready!(writer.as_mut().poll_flush(cx)).map_err(Broke::Writer)?;
                 self.unflushed = false;
             }
             if self.eof {
-                ready!(writer.as_mut().poll_shutdown(cx))?;
+                ready!(writer.as_mut().poll_shutdown(cx)).map_err(Broke::Writer)?;
                 self.done = true;
                 return Poll::Ready(Ok(()));
             }
@@ -161,7 +213,8 @@ impl Half {
                 reader.as_mut(),
                 cx,
                 &mut self.buffer
-            ))?;
+            ))
+            .map_err(Broke::Reader)?;
             if read == 0 {
                 self.eof = true;
             }

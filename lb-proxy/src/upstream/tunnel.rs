@@ -84,6 +84,21 @@ pub enum TunnelStream {
     Http2(Box<H2Tunnel>),
 }
 
+impl TunnelStream {
+    /// Aborts the backend's side when the client's failed: a switched HTTP/1.1 connection's
+    /// close becomes a reset (`SO_LINGER` 0), an HTTP/2 stream is reset with `CANCEL` when it
+    /// is dropped (RFC 8441 §5: a tunnel's TCP reset).
+    pub fn reset_on_close(&mut self) {
+        if let TunnelStream::Http1(stream) = self {
+            let tcp = match stream {
+                UpstreamStream::Plain(tcp) => tcp,
+                UpstreamStream::Tls(tls) => tls.get_ref().0,
+            };
+            let _ = tcp.set_zero_linger();
+        }
+    }
+}
+
 impl AsyncRead for TunnelStream {
     fn poll_read(
         self: Pin<&mut Self>,

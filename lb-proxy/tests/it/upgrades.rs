@@ -345,3 +345,120 @@ async fn a_listener_with_h2c_tunnels_websocket_and_refuses_smuggling_too() {
     assert_eq!(fake.request_heads(), 1, "{received}");
     daemon.shutdown().await;
 }
+
+/// A backend that switches every request to a tunnel, then resets its connection when the
+/// tunnel brings it `abort`, closes it in order on `bye`, and otherwise reports how the
+/// balancer ended the tunnel: `eof` (in order) or `reset`.
+async fn tunnel_backend() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<&'static str>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (report, ended) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let report = report.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while find(&seen, b"\r\n\r\n").is_none() {
+                    match socket.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => seen.extend_from_slice(&chunk[..read]),
+                    }
+                }
+                let switch = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                              Connection: Upgrade\r\n\
+                              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+                if socket.write_all(switch.as_bytes()).await.is_err() {
+                    return;
+                }
+                let said = loop {
+                    match socket.read(&mut chunk).await {
+                        Ok(0) => break "eof",
+                        Ok(read) if &chunk[..read] == b"abort" => {
+                            socket.set_zero_linger().unwrap();
+                            return;
+                        }
+                        Ok(read) if &chunk[..read] == b"bye" => {
+                            let _ = socket.shutdown().await;
+                            let _ = socket.read(&mut chunk).await;
+                            return;
+                        }
+                        Ok(_) => {}
+                        Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {
+                            break "reset";
+                        }
+                        Err(_) => break "failed",
+                    }
+                };
+                let _ = report.send(said);
+            });
+        }
+    });
+    (addr, ended)
+}
+
+/// A client connection switched to a tunnel through the balancer at `addr`.
+async fn tunnel_through(addr: std::net::SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(handshake("/ws").as_bytes()).await.unwrap();
+    let (head, rest) = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert!(rest.is_empty(), "{rest:?}");
+    stream
+}
+
+/// A tunnel's side that fails is passed on as an abort: the other side's connection is reset
+/// (`SO_LINGER` 0), so that it cannot take a broken tunnel for one closed in order; an orderly
+/// close stays orderly.
+#[tokio::test]
+async fn a_tunnel_side_that_resets_is_reset_on_the_other() {
+    let (backend, mut ended) = tunnel_backend().await;
+    let specs = vec![("raw".to_owned(), backend, 1)];
+    let extra = "retry:\n  max_attempts: 1\nhealth_check:\n  enabled: false\n";
+    let daemon = lb_proxy::Daemon::start(parse(&config_yaml(&specs, extra)))
+        .await
+        .expect("balancer starts");
+    let addr = daemon.listen_addr;
+    let mut chunk = [0u8; 64];
+    let mut end_of = async |stream: &mut TcpStream| {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk));
+        read.await.expect("the tunnel ended within 10 s")
+    };
+    let reported = async |ended: &mut tokio::sync::mpsc::UnboundedReceiver<&'static str>| {
+        let next = tokio::time::timeout(Duration::from_secs(10), ended.recv()).await;
+        next.expect("the backend's side ended within 10 s").unwrap()
+    };
+
+    // The backend resets: so is the client.
+    let mut stream = tunnel_through(addr).await;
+    stream.write_all(b"abort").await.unwrap();
+    match end_of(&mut stream).await {
+        Err(error) => assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset),
+        Ok(read) => panic!("the backend's reset reached the client as a read of {read}"),
+    }
+    // The backend closes in order: so is the client.
+    let mut stream = tunnel_through(addr).await;
+    stream.write_all(b"bye").await.unwrap();
+    assert_eq!(end_of(&mut stream).await.unwrap(), 0);
+    // The client resets: so is the backend.
+    let stream = tunnel_through(addr).await;
+    stream.set_zero_linger().unwrap();
+    drop(stream);
+    assert_eq!(reported(&mut ended).await, "reset");
+    // The client closes in order: so is the backend.
+    let mut stream = tunnel_through(addr).await;
+    stream.shutdown().await.unwrap();
+    assert_eq!(reported(&mut ended).await, "eof");
+    assert_eq!(end_of(&mut stream).await.unwrap(), 0);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            upgraded(&daemon).await == 0.0
+        })
+        .await,
+        "a tunnel is still open"
+    );
+    daemon.shutdown().await;
+}

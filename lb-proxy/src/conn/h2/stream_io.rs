@@ -132,4 +132,6 @@ impl TunnelClient for TimedIo<StreamIo> {
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         TimedIo::poll_idle(self, cx)
     }
+
+    // `reset_on_close` is left as it is: h2 resets a stream dropped unfinished with `CANCEL`.
 }

@@ -47,3 +47,38 @@ async fn an_end_of_stream_is_passed_on_as_a_half_close() {
     let mut rest = Vec::new();
     assert_eq!(server.read_to_end(&mut rest).await.unwrap(), 0);
 }
+
+/// A reader that fails as a reset connection does.
+struct Reset;
+
+impl AsyncRead for Reset {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        _buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()))
+    }
+}
+
+/// The tunnel aborts the side that did not fail: a direction tells which of its two did.
+#[tokio::test]
+async fn a_direction_tells_a_failed_reader_from_a_failed_writer() {
+    let (mut to, _server) = duplex(64);
+    let mut half = Half::with(BytesMut::new());
+    let broke =
+        std::future::poll_fn(|cx| half.poll_copy(cx, Pin::new(&mut Reset), Pin::new(&mut to)))
+            .await;
+    assert!(
+        matches!(&broke, Err(Broke::Reader(error)) if error.kind() == io::ErrorKind::ConnectionReset),
+        "{broke:?}"
+    );
+    let (mut from_client, mut from) = duplex(64);
+    let (mut to, server) = duplex(64);
+    drop(server);
+    from_client.write_all(b"lost").await.unwrap();
+    let mut half = Half::with(BytesMut::new());
+    let broke =
+        std::future::poll_fn(|cx| half.poll_copy(cx, Pin::new(&mut from), Pin::new(&mut to))).await;
+    assert!(matches!(broke, Err(Broke::Writer(_))), "{broke:?}");
+}
