@@ -205,12 +205,7 @@ async fn cut_off_backend(
 async fn a_body_the_backend_cuts_off_with_a_quiet_reset_fails_at_the_client() {
     for length in [Some("100"), None] {
         let (backend, cut) = cut_off_backend(length).await;
-        let specs = vec![("cut".to_owned(), backend, 1)];
-        let extra = "server:\n  h2c: true\nupstream:\n  protocol: h2c\nretry:\n  max_attempts: 1\n\
-                     health_check:\n  enabled: false\n";
-        let daemon = lb_proxy::Daemon::start(parse(&config_yaml(&specs, extra)))
-            .await
-            .expect("balancer starts");
+        let daemon = balancer_to("cut", backend, H2C_BOTH_WAYS).await;
         let addr = daemon.listen_addr;
 
         let socket = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -304,12 +299,7 @@ async fn a_quiet_reset_after_a_whole_early_response_passes() {
             });
         }
     });
-    let specs = vec![("early".to_owned(), backend, 1)];
-    let extra =
-        "upstream:\n  protocol: h2c\nretry:\n  max_attempts: 1\nhealth_check:\n  enabled: false\n";
-    let daemon = lb_proxy::Daemon::start(parse(&config_yaml(&specs, extra)))
-        .await
-        .expect("balancer starts");
+    let daemon = balancer_to("early", backend, "upstream:\n  protocol: h2c\n").await;
     let mut client = tokio::net::TcpStream::connect(daemon.listen_addr)
         .await
         .unwrap();

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::fake_backend::{Behaviour, FakeBackend, read_until_closed};
 use crate::support::raw::{get_on, read_response};
-use crate::support::websocket::{active, handshake, upgraded};
+use crate::support::websocket::{active, h2_tunnel, handshake, upgraded};
 use crate::support::*;
 
 /// Reads a response head (up to its empty line) off `stream`, and what came after it.
@@ -346,9 +346,9 @@ async fn a_listener_with_h2c_tunnels_websocket_and_refuses_smuggling_too() {
     daemon.shutdown().await;
 }
 
-/// A backend that switches every request to a tunnel, then resets its connection when the
-/// tunnel brings it `abort`, closes it in order on `bye`, and otherwise reports how the
-/// balancer ended the tunnel: `eof` (in order) or `reset`.
+/// A backend that switches every request to a tunnel, then answers `ping` with `pong`, resets
+/// its connection when the tunnel brings it `abort`, closes it in order on `bye`, and otherwise
+/// reports how the balancer ended the tunnel: `eof` (in order) or `reset`.
 async fn tunnel_backend() -> (
     std::net::SocketAddr,
     tokio::sync::mpsc::UnboundedReceiver<&'static str>,
@@ -377,6 +377,11 @@ async fn tunnel_backend() -> (
                 let said = loop {
                     match socket.read(&mut chunk).await {
                         Ok(0) => break "eof",
+                        Ok(read) if &chunk[..read] == b"ping" => {
+                            if socket.write_all(b"pong").await.is_err() {
+                                break "failed";
+                            }
+                        }
                         Ok(read) if &chunk[..read] == b"abort" => {
                             socket.set_zero_linger().unwrap();
                             return;
@@ -416,11 +421,7 @@ async fn tunnel_through(addr: std::net::SocketAddr) -> TcpStream {
 #[tokio::test]
 async fn a_tunnel_side_that_resets_is_reset_on_the_other() {
     let (backend, mut ended) = tunnel_backend().await;
-    let specs = vec![("raw".to_owned(), backend, 1)];
-    let extra = "retry:\n  max_attempts: 1\nhealth_check:\n  enabled: false\n";
-    let daemon = lb_proxy::Daemon::start(parse(&config_yaml(&specs, extra)))
-        .await
-        .expect("balancer starts");
+    let daemon = balancer_to("raw", backend, "").await;
     let addr = daemon.listen_addr;
     let mut chunk = [0u8; 64];
     let mut end_of = async |stream: &mut TcpStream| {
@@ -460,5 +461,30 @@ async fn a_tunnel_side_that_resets_is_reset_on_the_other() {
         .await,
         "a tunnel is still open"
     );
+    daemon.shutdown().await;
+}
+
+/// The same with an HTTP/2 client (WebSocket over HTTP/2 to an HTTP/1.1 backend): the
+/// backend's reset resets the client's stream (`CANCEL`, RFC 8441 §5) rather than ending it, and
+/// the client's `CANCEL` resets the backend's connection.
+#[tokio::test]
+async fn an_http2_clients_tunnel_and_an_http11_backends_resets_cross() {
+    let (backend, mut ended) = tunnel_backend().await;
+    let daemon = balancer_to("raw", backend, "server:\n  h2c: true\n").await;
+    let addr = daemon.listen_addr;
+    let (mut up, mut down) = h2_tunnel(addr).await;
+    up.send_data("abort".into(), false).unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), down.data())
+        .await
+        .expect("the client's stream ended within 10 s");
+    match end {
+        Some(Err(error)) => assert_eq!(error.reason(), Some(h2::Reason::CANCEL), "{error}"),
+        other => panic!("the backend's reset reached the client as {other:?}"),
+    }
+    let (mut up, _down) = h2_tunnel(addr).await;
+    up.send_reset(h2::Reason::CANCEL);
+    let next = tokio::time::timeout(Duration::from_secs(10), ended.recv()).await;
+    let said = next.expect("the backend's side ended within 10 s");
+    assert_eq!(said, Some("reset"));
     daemon.shutdown().await;
 }

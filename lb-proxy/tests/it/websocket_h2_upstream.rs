@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::support::grpc::{connections, h2c_backend, h2c_balancer};
 use crate::support::raw::{get_on, read_response};
 use crate::support::websocket::{
-    active, echo_text_binary_and_large, h2_over, handshake, upgraded, websocket_over_h2,
+    active, echo_text_binary_and_large, h2_over, h2_tunnel, handshake, upgraded, websocket_over_h2,
 };
 use crate::support::*;
 
@@ -368,41 +368,6 @@ async fn tunnel_backend() -> (std::net::SocketAddr, Ended) {
     (addr, ended)
 }
 
-/// A WebSocket tunnel over HTTP/2 on each side, its `ping` answered: the client's stream.
-async fn open_tunnel(addr: std::net::SocketAddr) -> (h2::SendStream<bytes::Bytes>, h2::RecvStream) {
-    let socket = TcpStream::connect(addr).await.unwrap();
-    let (client, connection) = h2::client::handshake(socket).await.unwrap();
-    tokio::spawn(connection);
-    let mut client = client.ready().await.unwrap();
-    // Extended CONNECT waits for the balancer's SETTINGS_ENABLE_CONNECT_PROTOCOL.
-    let enabled = eventually(Duration::from_secs(5), || {
-        let enabled = client.is_extended_connect_protocol_enabled();
-        async move { enabled }
-    })
-    .await;
-    assert!(enabled, "the balancer offers extended CONNECT");
-    let mut request = http::Request::connect(format!("http://{addr}/ws"))
-        .header("sec-websocket-version", "13")
-        .body(())
-        .unwrap();
-    request
-        .extensions_mut()
-        .insert(h2::ext::Protocol::from_static("websocket"));
-    let (response, mut up) = client.send_request(request, false).unwrap();
-    let response = tokio::time::timeout(Duration::from_secs(10), response)
-        .await
-        .expect("the answer within 10 s")
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let mut down = response.into_body();
-    up.send_data("ping".into(), false).unwrap();
-    let pong = tokio::time::timeout(Duration::from_secs(10), down.data())
-        .await
-        .expect("the pong within 10 s");
-    assert_eq!(pong.unwrap().unwrap(), "pong");
-    (up, down)
-}
-
 /// How the backend's next tunnel stream ended.
 async fn reported(ended: &mut Ended) -> String {
     let next = tokio::time::timeout(Duration::from_secs(10), ended.recv()).await;
@@ -418,16 +383,11 @@ async fn reported(ended: &mut Ended) -> String {
 #[tokio::test]
 async fn a_tunnel_reset_on_one_side_is_reset_on_the_other() {
     let (backend, mut ended) = tunnel_backend().await;
-    let specs = vec![("tunnel".to_owned(), backend, 1)];
-    let extra = "server:\n  h2c: true\nupstream:\n  protocol: h2c\nretry:\n  max_attempts: 1\n\
-                 health_check:\n  enabled: false\n";
-    let daemon = lb_proxy::Daemon::start(parse(&config_yaml(&specs, extra)))
-        .await
-        .expect("balancer starts");
+    let daemon = balancer_to("tunnel", backend, H2C_BOTH_WAYS).await;
     let addr = daemon.listen_addr;
 
     // The backend aborts.
-    let (mut up, mut down) = open_tunnel(addr).await;
+    let (mut up, mut down) = h2_tunnel(addr).await;
     up.send_data("abort".into(), false).unwrap();
     let end = tokio::time::timeout(Duration::from_secs(10), down.data())
         .await
@@ -439,7 +399,7 @@ async fn a_tunnel_reset_on_one_side_is_reset_on_the_other() {
     assert!(closed(&daemon).await, "the tunnel still holds its backend");
 
     // The client aborts.
-    let (mut up, _down) = open_tunnel(addr).await;
+    let (mut up, _down) = h2_tunnel(addr).await;
     up.send_reset(h2::Reason::CANCEL);
     assert_eq!(reported(&mut ended).await, "Some(CANCEL)");
     assert!(closed(&daemon).await, "the tunnel still holds its backend");

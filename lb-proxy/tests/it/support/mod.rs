@@ -102,6 +102,19 @@ pub async fn balancer(backends: &[RunningBackend], extra: &str) -> Daemon {
     Daemon::start(parse(&yaml)).await.expect("balancer starts")
 }
 
+/// `extra` for a balancer that speaks h2c on both sides (prior knowledge from clients).
+pub const H2C_BOTH_WAYS: &str = "server:\n  h2c: true\nupstream:\n  protocol: h2c\n";
+
+/// A balancer in front of the one hand-written backend at `addr`, named `name`, that sends
+/// each request once (no retry), with `extra` configuration.
+pub async fn balancer_to(name: &str, addr: SocketAddr, extra: &str) -> Daemon {
+    let specs = [(name.to_owned(), addr, 1)];
+    let extra = format!("retry:\n  max_attempts: 1\n{extra}");
+    Daemon::start(parse(&config_yaml(&specs, &extra)))
+        .await
+        .expect("balancer starts")
+}
+
 /// A plain HTTP/1.1 client.
 pub fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build(HttpConnector::new())

@@ -87,3 +87,42 @@ where
     socket.send(Message::text(large.clone())).await.unwrap();
     assert_eq!(socket.next().await.unwrap().unwrap(), Message::text(large));
 }
+
+/// An HTTP/2 client's WebSocket tunnel through the balancer at `addr` (an extended `CONNECT`
+/// with the h2 crate, whose streams tell a reset from an orderly end, where hyper's upgraded
+/// stream does not), once the backend answered its `ping` with `pong`: the stream's two halves.
+pub async fn h2_tunnel(
+    addr: std::net::SocketAddr,
+) -> (h2::SendStream<bytes::Bytes>, h2::RecvStream) {
+    let socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(socket).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    // Extended CONNECT waits for the balancer's SETTINGS_ENABLE_CONNECT_PROTOCOL.
+    let enabled = super::eventually(std::time::Duration::from_secs(5), || {
+        let enabled = client.is_extended_connect_protocol_enabled();
+        async move { enabled }
+    })
+    .await;
+    assert!(enabled, "the balancer offers extended CONNECT");
+    let mut request = http::Request::connect(format!("http://{addr}/ws"))
+        .header("sec-websocket-version", "13")
+        .body(())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(h2::ext::Protocol::from_static("websocket"));
+    let (response, mut up) = client.send_request(request, false).unwrap();
+    let response = tokio::time::timeout(std::time::Duration::from_secs(10), response)
+        .await
+        .expect("the answer within 10 s")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut down = response.into_body();
+    up.send_data("ping".into(), false).unwrap();
+    let pong = tokio::time::timeout(std::time::Duration::from_secs(10), down.data())
+        .await
+        .expect("the pong within 10 s");
+    assert_eq!(pong.unwrap().unwrap(), "pong");
+    (up, down)
+}
