@@ -126,3 +126,15 @@ pub async fn h2_tunnel(
     assert_eq!(pong.unwrap().unwrap(), "pong");
     (up, down)
 }
+
+/// Checks that the client's stream of a tunnel ends in a reset with `CANCEL` (RFC 8441 §5: an
+/// abort), not in an orderly end, within 10 s.
+pub async fn assert_cancelled(down: &mut h2::RecvStream) {
+    let end = tokio::time::timeout(std::time::Duration::from_secs(10), down.data())
+        .await
+        .expect("the client's stream ended within 10 s");
+    match end {
+        Some(Err(error)) => assert_eq!(error.reason(), Some(h2::Reason::CANCEL), "{error}"),
+        other => panic!("the backend's abort reached the client as {other:?}"),
+    }
+}
