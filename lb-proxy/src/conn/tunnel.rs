@@ -14,8 +14,8 @@
 //! begun. A side that fails (a reset, an HTTP/2 stream's `RST_STREAM(CANCEL)`, a write that
 //! fails) is passed on as an abort, not an end: the other side's TCP connection is closed with a
 //! reset and its HTTP/2 stream reset with `CANCEL` (RFC 8441 §5), so that it cannot take a
-//! broken tunnel for one closed in order. While open it holds the backend's in-flight slot and counts in
-//! `lb_upgraded_connections{backend}`.
+//! broken tunnel for one closed in order. While open it holds the backend's in-flight slot and
+//! counts in `lb_upgraded_connections{backend}`.
 
 use std::io;
 use std::pin::Pin;
