@@ -11,11 +11,14 @@
 //! the idle timeout. The tunnel also closes when either socket fails, when no byte moved
 //! either way for `server.upgrade_idle_timeout` (the client connection's timer, which sees
 //! every byte of both directions), and at the end of `server.shutdown_grace` once shutdown has
-//! begun. A side that fails (a reset, an HTTP/2 stream's `RST_STREAM(CANCEL)`, a write that
-//! fails) is passed on as an abort, not an end: the other side's TCP connection is closed with a
+//! begun. A side that aborts (a TCP reset, an HTTP/2 stream reset, a write to a side that is
+//! gone) is passed on as an abort, not an end: the other side's TCP connection is closed with a
 //! reset and its HTTP/2 stream reset with `CANCEL` (RFC 8441 §5), so that it cannot take a
-//! broken tunnel for one closed in order. While open it holds the backend's in-flight slot and
-//! counts in `lb_upgraded_connections{backend}`.
+//! broken tunnel for one closed in order. Other failures close the other side as an end does: a
+//! TLS stream cut without `close_notify` above all, which browsers and servers often leave out
+//! after their WebSocket closing handshake, and which a reset would turn into lost bytes (a
+//! reset discards what the other side has not yet read). While open it holds the backend's
+//! in-flight slot and counts in `lb_upgraded_connections{backend}`.
 
 use std::io;
 use std::pin::Pin;
@@ -127,15 +130,30 @@ pub(crate) async fn run<C: TunnelClient>(
     match closed {
         Closed::Ended => {}
         Closed::ClientFailed(error) => {
-            tracing::debug!(%error, "tunnel aborted by the client's side");
-            backend.reset_on_close();
+            tracing::debug!(%error, "tunnel closed: the client's side failed");
+            if is_abort(&error) {
+                backend.reset_on_close();
+            }
         }
         Closed::BackendFailed(error) => {
-            tracing::debug!(%error, "tunnel aborted by the backend's side");
-            io.reset_on_close();
+            tracing::debug!(%error, "tunnel closed: the backend's side failed");
+            if is_abort(&error) {
+                io.reset_on_close();
+            }
         }
         Closed::TimedOut(error) => tracing::debug!(%error, "tunnel closed"),
     }
+}
+
+/// Whether a side's failure is an abort, to pass on as one: a TCP reset, an HTTP/2 stream's
+/// reset (each side's stream reports it as `ConnectionReset`), a write to a side that is gone.
+fn is_abort(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
 }
 
 /// A direction's failure: of the side it reads, or of the side it writes.

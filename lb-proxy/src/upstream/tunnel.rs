@@ -107,8 +107,19 @@ impl AsyncRead for TunnelStream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             TunnelStream::Http1(stream) => Pin::new(stream).poll_read(cx, buf),
-            TunnelStream::Http2(tunnel) => Pin::new(&mut tunnel.io).poll_read(cx, buf),
+            TunnelStream::Http2(tunnel) => Pin::new(&mut tunnel.io)
+                .poll_read(cx, buf)
+                .map_err(stream_reset),
         }
+    }
+}
+
+/// hyper's upgraded stream reports the backend's reset of the stream (an error not of I/O) as
+/// `Other`; it is the tunnel's abort, as a TCP reset would be.
+fn stream_reset(error: io::Error) -> io::Error {
+    match error.kind() {
+        io::ErrorKind::Other => io::Error::new(io::ErrorKind::ConnectionReset, error),
+        _ => error,
     }
 }
 

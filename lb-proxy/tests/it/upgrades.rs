@@ -18,7 +18,7 @@ use crate::support::websocket::{active, assert_cancelled, h2_tunnel, handshake, 
 use crate::support::*;
 
 /// Reads a response head (up to its empty line) off `stream`, and what came after it.
-async fn read_head(stream: &mut TcpStream) -> (String, Vec<u8>) {
+async fn read_head<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> (String, Vec<u8>) {
     let mut bytes = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -406,7 +406,7 @@ async fn tunnel_backend() -> (
 }
 
 /// A client connection switched to a tunnel through the balancer at `addr`.
-async fn tunnel_through(addr: std::net::SocketAddr) -> TcpStream {
+pub(crate) async fn tunnel_through(addr: std::net::SocketAddr) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(handshake("/ws").as_bytes()).await.unwrap();
     let (head, rest) = read_head(&mut stream).await;
@@ -480,5 +480,40 @@ async fn an_http2_clients_tunnel_and_an_http11_backends_resets_cross() {
     let next = tokio::time::timeout(Duration::from_secs(10), ended.recv()).await;
     let said = next.expect("the backend's side ended within 10 s");
     assert_eq!(said, Some("reset"));
+    daemon.shutdown().await;
+}
+
+/// A TLS client that leaves without `close_notify` (browsers often do, after the WebSocket
+/// closing handshake) ends the tunnel as an orderly close does: the backend reads an end, not a
+/// reset, which would discard bytes it had not read yet.
+#[tokio::test]
+async fn a_tls_client_gone_without_close_notify_ends_the_tunnel_in_order() {
+    use crate::support::tls::{TempDir, TestCa, client_config, connect, tls_section};
+    let (backend, mut ended) = tunnel_backend().await;
+    let (dir, ca) = (TempDir::new("tunnel-tls"), TestCa::new("tunnel ca"));
+    let leaf = ca.leaf(&["ws.test"]);
+    dir.write("cert.pem", &leaf.cert);
+    dir.write("key.pem", &leaf.key);
+    let server = format!(
+        "server:\n{}",
+        tls_section(&dir.0, &[("cert.pem", "key.pem")], "")
+    );
+    let daemon = balancer_to("raw", backend, &server).await;
+    let config = client_config(&ca.pem);
+    let mut stream = connect(daemon.listen_addr, "ws.test", &config)
+        .await
+        .unwrap();
+    stream.write_all(handshake("/ws").as_bytes()).await.unwrap();
+    let (head, _) = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    stream.write_all(b"ping").await.unwrap();
+    let mut pong = [0u8; 4];
+    stream.read_exact(&mut pong).await.unwrap();
+    assert_eq!(&pong, b"pong");
+    // The TCP connection closes; no close_notify was sent.
+    drop(stream);
+    let next = tokio::time::timeout(Duration::from_secs(10), ended.recv()).await;
+    let said = next.expect("the backend's side ended within 10 s");
+    assert_eq!(said, Some("eof"));
     daemon.shutdown().await;
 }

@@ -401,3 +401,28 @@ async fn a_tunnel_reset_on_one_side_is_reset_on_the_other() {
 
     daemon.shutdown().await;
 }
+
+/// An HTTP/1.1 client's tunnel to an HTTP/2 backend: the backend's `CANCEL` resets the client's
+/// connection, where hyper's upgraded stream alone would have ended it in order.
+#[tokio::test]
+async fn an_http11_clients_tunnel_is_reset_when_the_h2_backend_cancels() {
+    use tokio::io::AsyncReadExt;
+    let (backend, _ended) = tunnel_backend().await;
+    let daemon = balancer_to("tunnel", backend, "upstream:\n  protocol: h2c\n").await;
+    let mut stream = crate::upgrades::tunnel_through(daemon.listen_addr).await;
+    stream.write_all(b"ping").await.unwrap();
+    let mut pong = [0u8; 4];
+    stream.read_exact(&mut pong).await.unwrap();
+    assert_eq!(&pong, b"pong");
+    stream.write_all(b"abort").await.unwrap();
+    let mut chunk = [0u8; 16];
+    let end = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+        .await
+        .expect("the tunnel ended within 10 s");
+    match end {
+        Err(error) => assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset),
+        Ok(read) => panic!("the backend's CANCEL reached the client as a read of {read}"),
+    }
+    assert!(closed(&daemon).await, "the tunnel still holds its backend");
+    daemon.shutdown().await;
+}
