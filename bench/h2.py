@@ -22,9 +22,11 @@ backend `X-Forwarded-For`, `-Proto` and `-Host` and a new request id (`X-Request
 random UUID, nginx its `$request_id`), and return the id to the client. Without it they forward
 the request as it came (their defaults), which is less work than lb's defaults.
 
-`--lb-b BINARY` runs a second lb build, `lb-b`, in the same rounds (its own ports, the same
-configuration) and reports its CPU against `lb`'s paired round by round: a change worth 1-2 %
-cannot be told apart from this machine's drift between separate runs, but it can within one.
+`--lb-b BINARY` runs a second lb build, `lb-b`, in the same rounds (the same configuration) and
+reports its CPU against `lb`'s paired round by round: a change worth 1-2 % cannot be told apart
+from this machine's drift between separate runs, but it can within one. The two builds swap
+their ports every round (both restarted and warmed), since a port's own bias, about 5 % seen
+once by bench/ab.py, is not cancelled by pairing.
 
 Usage: bench/h2.py [--rounds N] [--duration SECS] [--quick] [--same-job] [--lb BINARY] [--lb-b BINARY]
                    [--out FILE]
@@ -49,12 +51,14 @@ PORT = {
 # The metrics listener of each lb build, by scenario: its first port, then one per scenario.
 LB_METRICS = {"lb": 18390, "lb-b": 18392}
 SCENARIOS = ["h2c", "h2-tls"]
+# Whose ports (and metrics ports) each lb build listens on this round: swapped every round.
+SLOT = {"lb": "lb", "lb-b": "lb-b"}
 CONNECTIONS, STREAMS = 4, 32
 
 
 def url(name, scenario):
     scheme = "https" if scenario == "h2-tls" else "http"
-    return f"{scheme}://127.0.0.1:{PORT[(name, scenario)]}/"
+    return f"{scheme}://127.0.0.1:{PORT[(SLOT.get(name, name), scenario)]}/"
 
 
 def lb_config(tmp, cert, key, name="lb"):
@@ -68,10 +72,10 @@ def lb_config(tmp, cert, key, name="lb"):
         else:
             server = (f"  tls:\n    certificates: [{{cert: {cert}, key: {key}}}]\n"
                       f"    min_version: \"1.3\"\n    session_tickets: false\n    watch: false\n")
-        metrics = LB_METRICS[name] + SCENARIOS.index(scenario)
+        metrics = LB_METRICS[SLOT[name]] + SCENARIOS.index(scenario)
         configs[scenario] = run.write(os.path.join(tmp, f"{name}-{scenario}.yaml"), f"""
 server:
-  listen: 127.0.0.1:{PORT[(name, scenario)]}
+  listen: 127.0.0.1:{PORT[(SLOT[name], scenario)]}
   workers: 1
   max_client_connections: 20000
 {server}metrics:
@@ -147,8 +151,19 @@ def start(name, tmp, lb, cert, key, both, same_job=False):
                                 stderr=subprocess.DEVNULL)
         procs = {scenario: proc for scenario in SCENARIOS}
     for scenario in SCENARIOS:
-        run.wait_port(PORT[(name, scenario)])
+        run.wait_port(PORT[(SLOT.get(name, name), scenario)])
     return procs
+
+
+def swap_slots(procs, tmp, builds, cert, key, both, scenario):
+    """Restarts both lb builds on each other's ports, and warms them for `scenario`."""
+    for name in ("lb", "lb-b"):
+        for proc in procs.pop(name).values():
+            run.stop_proxy(proc)
+    SLOT["lb"], SLOT["lb-b"] = SLOT["lb-b"], SLOT["lb"]
+    for name in ("lb", "lb-b"):
+        procs[name] = start(name, tmp, builds[name], cert, key, both)
+        h2load(name, scenario, 1, tmp)
 
 
 def h2load(name, scenario, duration, tmp):
@@ -216,6 +231,8 @@ def main():
                 h2load(name, scenario, 1, tmp)  # warm the upstream pool
         for scenario in SCENARIOS:
             for round_index in range(args.rounds):
+                if "lb-b" in procs and (SLOT["lb"] == "lb") != (round_index % 2 == 0):
+                    swap_slots(procs, tmp, builds, cert, key, both, scenario)
                 order = proxies[round_index % len(proxies):] + proxies[:round_index % len(proxies)]
                 for name in order:
                     proc = procs[name][scenario]
@@ -226,7 +243,8 @@ def main():
                     user, system = (user1 - user0) * per_request, (system1 - system0) * per_request
                     results[(name, scenario)].append(dict(rps=rps, p50=p50, p99=p99, failed=failed,
                                                           cpu=user + system, user=user, system=system))
-                    print(f"round {round_index + 1} {name:8} {scenario:7} {rps:9.0f} req/s p50 {p50:6.2f} ms "
+                    port = PORT[(SLOT.get(name, name), scenario)]
+                    print(f"round {round_index + 1} {name:8} {scenario:7} :{port} {rps:9.0f} req/s p50 {p50:6.2f} ms "
                           f"p99 {p99:6.2f} ms cpu {user + system:6.1f} us/req (user {user:4.1f}) "
                           f"failed {failed}", flush=True)
     finally:
