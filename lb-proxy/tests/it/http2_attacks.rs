@@ -1,9 +1,9 @@
 //! HTTP/2 attacks from raw frames, each cut by a limit and counted in
 //! `lb_http2_connections_closed_total{reason}` while other clients keep being served:
 //! rapid reset (HEADERS and RST_STREAM back to back, CVE-2023-44487), a CONTINUATION flood
-//! (frames without END_HEADERS, CVE-2024-27316 and kin) and one huge header block, and a
-//! client that never opens its flow-control window for a response; and malformed requests,
-//! none of which may reach the backend.
+//! (frames without END_HEADERS, CVE-2024-27316 and kin) and one huge header block, a flood of
+//! empty DATA frames, and a client that never opens its flow-control window for a response;
+//! and malformed requests, none of which may reach the backend.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use crate::support::*;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
@@ -199,6 +200,42 @@ async fn a_continuation_flood_is_cut_by_the_frame_cap_and_counted() {
     daemon.shutdown().await;
 }
 
+/// Empty `DATA` frames cost the balancer a frame each and carry nothing (CVE-2019-9518): an
+/// upload made of them is cut by h2's cap (100 a connection), and a body that ends in an empty
+/// frame, as many clients write it, is not.
+#[tokio::test]
+async fn a_flood_of_empty_data_frames_is_cut_and_counted() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, "server:\n  h2c: true\n").await;
+    let addr = daemon.listen_addr;
+    let mut post = request_block("t", "/echo");
+    post[0] = 0x83; // :method POST
+    let flood = tokio::spawn(async move {
+        let mut stream = raw_h2(addr, &[]).await;
+        let mut out = frame(HEADERS, END_HEADERS, 1, &post);
+        for _ in 0..1_000 {
+            out.extend(frame(DATA, 0, 1, &[]));
+        }
+        let _ = stream.write_all(&out).await;
+        goaway_code(&mut stream, Duration::from_secs(10)).await
+    });
+    served_meanwhile(addr).await;
+    assert_eq!(flood.await.unwrap(), Some(ENHANCE_YOUR_CALM));
+    assert_eq!(closed(&daemon, "data_flood").await, 1.0);
+
+    // A body of one byte, then an empty frame that ends it: answered, nothing counted.
+    let mut stream = raw_h2(addr, &[]).await;
+    let mut post = request_block("t", "/echo");
+    post[0] = 0x83;
+    let mut out = frame(HEADERS, END_HEADERS, 1, &post);
+    out.extend(frame(DATA, 0, 1, b"a"));
+    out.extend(frame(DATA, END_STREAM, 1, &[]));
+    stream.write_all(&out).await.unwrap();
+    assert_eq!(first_answer(&mut stream).await, Some((HEADERS, 0x88))); // :status 200
+    assert_eq!(closed(&daemon, "data_flood").await, 1.0);
+    daemon.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_client_that_never_opens_its_window_is_closed_and_counted() {
     let fleet = backends(1).await;
@@ -342,7 +379,7 @@ async fn malformed_requests_never_reach_the_backend() {
             false => frame(HEADERS, END_HEADERS, 1, &block),
         };
         if !data.is_empty() {
-            out.extend(frame(0x0, END_STREAM, 1, data));
+            out.extend(frame(DATA, END_STREAM, 1, data));
         }
         stream.write_all(&out).await.unwrap();
         let answer = first_answer(&mut stream).await;
