@@ -236,6 +236,40 @@ async fn a_flood_of_empty_data_frames_is_cut_and_counted() {
     daemon.shutdown().await;
 }
 
+/// A `PING` acknowledgement the balancer never asked for is a warning in h2's log: a client
+/// sending them would write the balancer's log at will, a line per 17 bytes. The daemon's log
+/// (at `info`) holds none of them.
+#[tokio::test]
+async fn unsolicited_ping_acks_do_not_write_the_log() {
+    use crate::support::process::{Lb, temp_dir};
+    let dir = temp_dir("h2-ping-acks");
+    let config = dir.join("lb.yaml");
+    let yaml = "server:\n  listen: 127.0.0.1:0\n  h2c: true\nbackends:\n  - address: 127.0.0.1:9\n";
+    std::fs::write(&config, yaml).unwrap();
+    let lb = Lb::start_logged(&config, &dir.join("lb.log")).await;
+    let mut stream = raw_h2(lb.lb.listen, &[]).await;
+    let mut out = frame(SETTINGS, 0x1, 0, &[]);
+    for _ in 0..1_000 {
+        out.extend(frame(PING, 0x1, 0, b"unasked!"));
+    }
+    // A PING of the client's own last: its answer shows the flood was read.
+    out.extend(frame(PING, 0, 0, b"lastping"));
+    stream.write_all(&out).await.unwrap();
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !frames_in(&bytes).contains(&(PING, 0, b"lastping".as_slice())) {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk)).await;
+        match read {
+            Ok(Ok(read @ 1..)) => bytes.extend_from_slice(&chunk[..read]),
+            other => panic!("no answer to the last PING: {other:?}"),
+        }
+    }
+    let log = lb.log();
+    assert!(log.contains("lb started"), "{log}");
+    assert!(!log.contains("PING"), "{log}");
+    assert!(log.lines().count() < 5, "{log}");
+}
+
 #[tokio::test]
 async fn a_client_that_never_opens_its_window_is_closed_and_counted() {
     let fleet = backends(1).await;

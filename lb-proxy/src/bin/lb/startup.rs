@@ -7,10 +7,13 @@ use lb_proxy::{Daemon, Reloader};
 /// Logs to stderr, with `filter` or `RUST_LOG` (default `info`): stdout carries the one
 /// machine-readable "listening on" line.
 pub(crate) fn init_logging(filter: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
     let filter = match filter {
-        Some(filter) => tracing_subscriber::EnvFilter::new(filter),
-        None => tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        Some(filter) => EnvFilter::new(with_quiet_peers(filter)),
+        None => std::env::var("RUST_LOG")
+            .ok()
+            .and_then(|text| EnvFilter::try_new(with_quiet_peers(&text)).ok())
+            .unwrap_or_else(|| EnvFilter::new(with_quiet_peers("info"))),
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -18,6 +21,22 @@ pub(crate) fn init_logging(filter: Option<&str>) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+/// `filter` with `h2=error` added, unless it says what to do with `h2` itself. h2 logs a
+/// warning for each `PING` acknowledgement it did not ask for, so a client could write the
+/// balancer's log at will, a line for every 17 bytes it sends; its other warnings name a
+/// connection it closed, which the balancer logs and counts itself.
+fn with_quiet_peers(filter: &str) -> String {
+    let names_h2 = filter.split(',').any(|directive| {
+        let target = directive.trim().split(['=', '[']).next().unwrap_or("");
+        target == "h2" || target.starts_with("h2::")
+    });
+    match names_h2 {
+        true => filter.to_owned(),
+        false if filter.trim().is_empty() => "h2=error".to_owned(),
+        false => format!("{filter},h2=error"),
+    }
 }
 
 /// The access log's target named on the command line: `-` is stdout, anything else a file.
@@ -196,6 +215,37 @@ impl Signals {
             _ => {
                 let _ = tokio::signal::ctrl_c().await;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn h2_is_quiet_unless_the_filter_names_it() {
+        let cases = [
+            ("info", "info,h2=error"),
+            ("", "h2=error"),
+            ("debug", "debug,h2=error"),
+            (
+                "lb_proxy=debug,hyper=warn",
+                "lb_proxy=debug,hyper=warn,h2=error",
+            ),
+            ("h2=debug", "h2=debug"),
+            ("info,h2::proto=trace", "info,h2::proto=trace"),
+            ("h2[conn]=debug", "h2[conn]=debug"),
+            ("h2", "h2"),
+            ("h2c=debug", "h2c=debug,h2=error"),
+            ("hyper=debug", "hyper=debug,h2=error"),
+        ];
+        for (given, used) in cases {
+            assert_eq!(with_quiet_peers(given), used, "{given:?}");
+            assert!(
+                tracing_subscriber::EnvFilter::try_new(used).is_ok(),
+                "{used:?}"
+            );
         }
     }
 }
