@@ -356,6 +356,14 @@ async fn malformed_requests_never_reach_the_backend() {
         (":path", "/x"),
     ];
     let with = |extra: &[(&'static str, &'static str)]| [&get[..], extra].concat();
+    let replaced = |at: usize, value: &'static str| {
+        let mut fields = get.to_vec();
+        fields[at].1 = value;
+        fields
+    };
+    let method = |value| replaced(0, value);
+    let authority = |value| replaced(2, value);
+    let path = |value| replaced(3, value);
     let post_5 = [
         (":method", "POST"),
         (":scheme", "http"),
@@ -403,6 +411,33 @@ async fn malformed_requests_never_reach_the_backend() {
             "more data than content-length",
             post_5.to_vec(),
             b"0123456789",
+        ),
+        // What would break the request line or the Host line an HTTP/1.1 backend reads.
+        ("a space in :path", path("/x HTTP/1.1"), b""),
+        ("CR LF in :path", path("/x\r\nx-injected: 1"), b""),
+        ("an empty :path", path(""), b""),
+        ("a :path without its slash", path("x"), b""),
+        ("a space in :method", method("GET /y"), b""),
+        ("an empty :method", method(""), b""),
+        ("a space in :authority", authority("a.example b"), b""),
+        (
+            "CR LF in :authority",
+            authority("a.example\r\nx-injected: 1"),
+            b"",
+        ),
+        ("userinfo in :authority", authority("user@a.example"), b""),
+        ("a colon in a name", with(&[("x:a", "1")]), b""),
+        ("upgrade", with(&[("upgrade", "websocket")]), b""),
+        ("keep-alive", with(&[("keep-alive", "5")]), b""),
+        (
+            "proxy-connection",
+            with(&[("proxy-connection", "close")]),
+            b"",
+        ),
+        (
+            ":protocol without CONNECT",
+            with(&[(":protocol", "websocket")]),
+            b"",
         ),
     ];
     for (name, fields, data) in cases {
