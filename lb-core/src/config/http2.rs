@@ -10,7 +10,9 @@
 //! `max(5, 1.25 × max_header_bytes / 16 KiB)` of them per header block). A client that takes
 //! none of a response's data (a zero flow-control window, or a socket it never reads) for
 //! `stalled_response_timeout` has its connection closed: otherwise it would hold the backend
-//! request and the balancer's buffers for as long as it likes.
+//! request and the balancer's buffers for as long as it likes. Each such close is counted; the
+//! log names the client of at most `logged_closes_per_second` of them, so that clients cannot
+//! fill the log (or a journal's rate limit) at the price of a connection a line.
 
 use std::time::Duration;
 
@@ -44,6 +46,9 @@ pub struct Http2Config {
     /// flow-control window stays shut, or it does not read its socket) closes the connection.
     #[serde(serialize_with = "duration::serialize")]
     pub stalled_response_timeout: Duration,
+    /// Connections closed for what their client did that are logged (`info`, with the client's
+    /// address) in any one second; the rest are counted only. 0: none is logged.
+    pub logged_closes_per_second: u32,
 }
 
 impl Default for Http2Config {
@@ -55,6 +60,7 @@ impl Default for Http2Config {
             max_pending_reset_streams: 20,
             max_local_error_reset_streams: 1024,
             stalled_response_timeout: Duration::from_secs(60),
+            logged_closes_per_second: 10,
         }
     }
 }
@@ -72,13 +78,14 @@ fn window(node: &Node) -> Result<u32, Problem> {
 
 /// Reads `server.http2`.
 pub(crate) fn http2(w: &mut Walker<'_>, s: &Section<'_>) -> Http2Config {
-    const FIELDS: [&str; 6] = [
+    const FIELDS: [&str; 7] = [
         "max_concurrent_streams",
         "initial_stream_window_bytes",
         "initial_connection_window_bytes",
         "max_pending_reset_streams",
         "max_local_error_reset_streams",
         "stalled_response_timeout",
+        "logged_closes_per_second",
     ];
     let d = Http2Config::default();
     let h = w.section(s.get("http2"), &s.field("http2"), &FIELDS);
@@ -129,6 +136,14 @@ pub(crate) fn http2(w: &mut Walker<'_>, s: &Section<'_>) -> Http2Config {
                 "stalled_response_timeout",
                 d.stalled_response_timeout,
                 super::walk::duration(true),
+            )
+            .value,
+        logged_closes_per_second: w
+            .get(
+                &h,
+                "logged_closes_per_second",
+                d.logged_closes_per_second,
+                int(0),
             )
             .value,
     }

@@ -340,7 +340,7 @@ fn cases() -> Vec<Case> {
                 "server:\n  upgrade_idle_timeout: 0s\n  http2:\n    max_concurrent_streams: 0\n    \
                  initial_stream_window_bytes: 1024\n    initial_connection_window_bytes: 4294967295\n    \
                  max_pending_reset_streams: 0\n    max_concurrent_stream: 1\n    \
-                 stalled_response_timeout: 0s\n",
+                 stalled_response_timeout: 0s\n    logged_closes_per_second: -1\n",
             ),
             vec![
                 (2, 25, "server.upgrade_idle_timeout", "must be greater than 0", ""),
@@ -350,6 +350,7 @@ fn cases() -> Vec<Case> {
                 (7, 32, "server.http2.max_pending_reset_streams", "must be at least 1", ""),
                 (8, 5, "server.http2.max_concurrent_stream", "unknown field \"max_concurrent_stream\"", "did you mean \"max_concurrent_streams\"?"),
                 (9, 31, "server.http2.stalled_response_timeout", "must be greater than 0", ""),
+                (10, 31, "server.http2.logged_closes_per_second", "must be at least 0, found -1", ""),
             ],
         ),
         (

@@ -270,6 +270,53 @@ async fn unsolicited_ping_acks_do_not_write_the_log() {
     assert!(log.lines().count() < 5, "{log}");
 }
 
+/// Each connection closed for its client's doing is counted, but only
+/// `logged_closes_per_second` are logged in any one second: a client opening connections only
+/// to break them cannot fill the log.
+#[tokio::test]
+async fn closes_are_all_counted_and_a_few_a_second_logged() {
+    use crate::support::process::{Lb, temp_dir};
+    let dir = temp_dir("h2-close-log");
+    let config = dir.join("lb.yaml");
+    let yaml = "server:\n  listen: 127.0.0.1:0\n  h2c: true\n  http2:\n    logged_closes_per_second: 2\n\
+                metrics:\n  listen: 127.0.0.1:0\nbackends:\n  - address: 127.0.0.1:9\n";
+    std::fs::write(&config, yaml).unwrap();
+    let lb = Lb::start_logged(&config, &dir.join("lb.log")).await;
+    let started = tokio::time::Instant::now();
+    for _ in 0..30 {
+        let mut stream = raw_h2(lb.lb.listen, &[]).await;
+        // A PING on a stream: a connection error (RFC 9113 §6.7).
+        stream
+            .write_all(&frame(PING, 0, 1, b"12345678"))
+            .await
+            .unwrap();
+        assert_eq!(
+            goaway_code(&mut stream, Duration::from_secs(10)).await,
+            Some(0x1)
+        );
+    }
+    let seconds = started.elapsed().as_secs() + 1;
+    let metrics = lb.lb.metrics.unwrap();
+    let counted = || async move {
+        let text = scrape_at(metrics).await;
+        let labels = ["reason=\"protocol_error\""];
+        metric_sum(&text, "lb_http2_connections_closed_total", &labels)
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            counted().await == 30.0
+        })
+        .await
+    );
+    let log = lb.log();
+    let lines = log.matches("HTTP/2 client connection closed").count() as u64;
+    assert!(
+        (1..=2 * seconds).contains(&lines),
+        "{lines} lines in about {seconds} s: {log}"
+    );
+    assert!(log.contains("reason=\"protocol_error\""), "{log}");
+}
+
 #[tokio::test]
 async fn a_client_that_never_opens_its_window_is_closed_and_counted() {
     let fleet = backends(1).await;

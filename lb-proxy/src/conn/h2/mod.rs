@@ -21,7 +21,9 @@
 //! - [`stall`]: responses that wait on a client that does not read.
 //! - [`idle`]: a connection with no stream for `server.idle_timeout`, whatever frames keep its
 //!   socket busy.
+//! - [`close_log`]: how many of the connections closed for their client's doing are logged.
 
+mod close_log;
 mod connect;
 mod goaway;
 mod idle;
@@ -87,6 +89,8 @@ pub(crate) struct H2Server {
     stalled_response_timeout: Duration,
     /// `server.idle_timeout`: how long a connection may have no stream.
     idle_timeout: Duration,
+    /// The lines logged for connections closed for what their client did.
+    close_log: close_log::CloseLog,
 }
 
 /// What the streams of one connection share.
@@ -120,6 +124,7 @@ impl H2Server {
             builder,
             stalled_response_timeout: http2.stalled_response_timeout,
             idle_timeout: server.idle_timeout,
+            close_log: close_log::CloseLog::new(http2.logged_closes_per_second),
         }
     }
 
@@ -156,23 +161,25 @@ impl H2Server {
             streams.stall.clone(),
         );
         let timeout = self.stalled_response_timeout;
-        tokio::select! {
+        let reason = tokio::select! {
             ended = serve(&self.builder, self.idle_timeout, io, streams) => {
                 if let Err(error) = ended {
                     tracing::debug!(%peer, %error, "client connection ended with an error");
                 }
+                conn.goaway.get().copied()
             }
-            () = stall.stalled(timeout) => {
-                tracing::info!(
-                    %peer, ?timeout,
-                    "HTTP/2 client connection closed: a response waited on the client too long"
-                );
-                shared.metrics.http2.closed("flow_control_stall");
-            }
-        }
-        if let Some(reason) = conn.goaway.get() {
-            tracing::info!(%peer, reason, "HTTP/2 client connection closed with GOAWAY");
-            shared.metrics.http2.closed(reason);
+            () = stall.stalled(timeout) => Some("flow_control_stall"),
+        };
+        let Some(reason) = reason else { return };
+        shared.metrics.http2.closed(reason);
+        match self.close_log.admit(crate::clock::now()) {
+            None => {}
+            Some(0) => tracing::info!(%peer, reason, "HTTP/2 client connection closed"),
+            Some(not_logged) => tracing::info!(
+                %peer, reason, not_logged,
+                "HTTP/2 client connection closed (and {not_logged} more since the last such line, \
+                 counted in lb_http2_connections_closed_total)"
+            ),
         }
     }
 }
