@@ -111,6 +111,45 @@ fn server(config: &Config, out: &mut Vec<ConfigWarning>) {
             "list http/1.1 after h2: [h2, http/1.1]",
         ));
     }
+    http2(s, out);
+}
+
+/// Streams per HTTP/2 connection past which a client's one connection holds more backend
+/// requests than any edge guidance allows for: ten times Envoy's 100 (nginx has 128).
+const MANY_STREAMS: u32 = 1_000;
+
+/// `server.http2`, where the listener offers HTTP/2 (`h2c`, or `h2` by ALPN).
+fn http2(s: &super::ServerConfig, out: &mut Vec<ConfigWarning>) {
+    let offered = s.h2c || (s.tls.as_ref()).is_some_and(|tls| tls.alpn.contains(&super::Alpn::H2));
+    if !offered {
+        return;
+    }
+    let h = &s.http2;
+    if h.initial_stream_window_bytes > h.initial_connection_window_bytes {
+        out.push(warning(
+            "server.http2.initial_stream_window_bytes",
+            &["server.http2.initial_connection_window_bytes"],
+            format!(
+                "is larger than initial_connection_window_bytes ({} > {}): a stream can never \
+                 have more than its connection's window, so an upload is slowed to that",
+                h.initial_stream_window_bytes, h.initial_connection_window_bytes
+            ),
+            "keep the connection's window at least the stream's (the defaults are 64 KiB and 1 MiB)",
+        ));
+    }
+    if h.max_concurrent_streams > MANY_STREAMS {
+        out.push(warning(
+            "server.http2.max_concurrent_streams",
+            &[],
+            format!(
+                "lets one client connection have {} requests at the backends at once, \
+                 more than {MANY_STREAMS}: a few clients can hold every backend's \
+                 max_connections",
+                h.max_concurrent_streams
+            ),
+            "keep it near 100 (Envoy's edge default; nginx uses 128) unless every client is your own",
+        ));
+    }
 }
 
 /// Whether the algorithm reads `weight`: `Some(true)` for the weighted ones, `Some(false)`
@@ -369,7 +408,7 @@ mod tests {
 
     #[test]
     fn each_rule_fires_on_its_case_only() {
-        let cases: [(&str, &[&str]); 13] = [
+        let cases: [(&str, &[&str]); 17] = [
             ("retry:\n  max_attempts: 2\n", &[]),
             (
                 "retry:\n  max_attempts: 2\n  retry_on: [connect_error, grpc_unavailable]\n",
@@ -418,6 +457,30 @@ mod tests {
                 "retry:\n  max_attempts: 2\nserver:\n  tls:\n    certificates: [{cert: a, key: b}]\n    \
                  alpn: [http/1.1, h2]\n",
                 &[],
+            ),
+            (
+                "retry:\n  max_attempts: 2\nserver:\n  h2c: true\n  http2:\n    \
+                 initial_stream_window_bytes: 2000000\n    max_concurrent_streams: 1001\n",
+                &[
+                    "server.http2.initial_stream_window_bytes",
+                    "server.http2.max_concurrent_streams",
+                ],
+            ),
+            (
+                "retry:\n  max_attempts: 2\nserver:\n  h2c: true\n  http2:\n    \
+                 initial_stream_window_bytes: 1048576\n    max_concurrent_streams: 1000\n",
+                &[],
+            ),
+            // Without HTTP/2 on the listener its limits are not judged.
+            (
+                "retry:\n  max_attempts: 2\nserver:\n  http2:\n    \
+                 initial_stream_window_bytes: 2000000\n    max_concurrent_streams: 5000\n",
+                &[],
+            ),
+            (
+                "retry:\n  max_attempts: 2\nserver:\n  tls:\n    certificates: [{cert: a, key: b}]\n  \
+                 http2:\n    max_concurrent_streams: 5000\n",
+                &["server.http2.max_concurrent_streams"],
             ),
         ];
         for (extra, want) in cases {
