@@ -279,6 +279,9 @@ impl Control {
                     changes = ?report.changes, needs_restart = ?report.needs_restart,
                     notes = ?report.notes, hash = %report.hash, "configuration reloaded"
                 );
+                super::log_warnings(lb_core::config::warnings(
+                    &self.shared.runtime.load().config,
+                ));
             }
             Err(error) => {
                 tracing::error!("reload refused, the running configuration stays: {error}");

@@ -158,6 +158,15 @@ impl Reloader {
 /// socket or a full disk must not hold the exit).
 const ACCESS_LOG_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
+/// Logs what `lb-cli check` warns of in a configuration (settings valid but likely wrong), as
+/// HAProxy and nginx warn at start: an operator who starts the daemon without checking still
+/// hears. Logged once it serves, so that a start that fails says only why.
+pub(crate) fn log_warnings(warnings: Vec<lb_core::config::ConfigWarning>) {
+    for warning in warnings {
+        tracing::warn!("configuration: {warning} (lb-cli check shows where)");
+    }
+}
+
 /// How often idle upstream connections are looked at.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -176,9 +185,11 @@ impl Daemon {
     /// A listener could not be bound, or the admin token could not be read.
     pub async fn start_with(config: Config, options: StartOptions) -> Result<Daemon, StartError> {
         let shutdown = Arc::new(Shutdown::default());
+        let warnings = lb_core::config::warnings(&config);
         // Boxed: the start runs once, and its future is large.
         let control = Arc::new(Box::pin(Control::start(config, options, shutdown.clone())).await?);
         let addresses = control.install().await;
+        log_warnings(warnings);
         let sweep = tokio::spawn(sweep_pools(control.clone()));
         Ok(Daemon {
             listen_addr: addresses.listen,

@@ -53,3 +53,42 @@ async fn sighup_with_an_invalid_file_keeps_serving_and_counts_the_failure() {
         1.0
     );
 }
+
+/// What `lb-cli check` warns of is logged once the daemon serves, and again by a reload that
+/// brings a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_warnings_are_logged_at_start_and_on_reload() {
+    let fleet = backends(2).await;
+    let specs = specs(&fleet);
+    let dir = temp_dir("config-warnings");
+    let path = dir.join("lb.yaml");
+    let h2c = "server:\n  h2c: true\n";
+    write_file(
+        &path,
+        &config_yaml(&specs, &format!("retry:\n  max_attempts: 3\n{h2c}")),
+    );
+    let lb = Lb::start_logged(&path, &dir.join("lb.log")).await;
+    let retries = "configuration: retry.max_attempts: 3 attempts for 2 backends";
+    assert!(lb.logs(retries).await, "{}", lb.log());
+
+    let streams =
+        format!("retry:\n  max_attempts: 2\n{h2c}  http2:\n    max_concurrent_streams: 5000\n");
+    write_file(&path, &config_yaml(&specs, &streams));
+    lb.lb.signal("HUP");
+    assert!(
+        lb.logs("configuration: server.http2.max_concurrent_streams")
+            .await,
+        "{}",
+        lb.log()
+    );
+    let log = lb.log();
+    assert_eq!(log.matches(retries).count(), 1, "{log}");
+    let line = log
+        .lines()
+        .find(|line| line.contains("http2.max_concurrent_streams"))
+        .unwrap();
+    assert!(
+        line.contains("WARN") && line.contains("lb-cli check"),
+        "{line}"
+    );
+}
