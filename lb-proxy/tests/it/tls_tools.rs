@@ -193,3 +193,55 @@ fn the_demo_certificate_is_valid_for_localhost_for_years() {
     let ca = lb_tls::parse_chain(&std::fs::read(dir.join("demo-ca.pem")).unwrap()).unwrap();
     assert_eq!(lb_tls::inspect(&ca[0]).unwrap().subject, bundle.leaf.issuer);
 }
+
+/// rustls logs a warning when a client asks to renegotiate (or sends a malformed hello): a line
+/// per connection that the client chooses. The daemon's log at `info` holds none; the
+/// balancer counts failed handshakes itself.
+#[tokio::test]
+async fn a_clients_renegotiation_does_not_write_the_log() {
+    use crate::support::process::{Lb, temp_dir};
+    let certs = root().join("config/examples/certs");
+    let dir = temp_dir("tls-renegotiation");
+    let config = dir.join("lb.yaml");
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\n  header_read_timeout: 1s\n  tls:\n    certificates:\n      - cert: {}\n        key: {}\n\
+         metrics:\n  enabled: false\nhealth_check:\n  enabled: false\nretry:\n  max_attempts: 1\n\
+         backends:\n  - address: 127.0.0.1:9\n",
+        certs.join("localhost.pem").display(),
+        certs.join("localhost-key.pem").display()
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let lb = Lb::start_logged(&config, &dir.join("lb.log")).await;
+    let connect = lb.lb.listen.to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = match Command::new("openssl")
+            .args(["s_client", "-tls1_2", "-connect", &connect])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(error) => {
+                assert!(
+                    std::env::var_os("LB_REQUIRE_TLS_TOOLS").is_none(),
+                    "openssl is required here: {error}"
+                );
+                eprintln!("openssl not found: skipping the renegotiation");
+                return None;
+            }
+        };
+        // `R`: renegotiate once the handshake is done. openssl then waits for an answer to its
+        // hello, which never comes: the balancer closes the connection at its header timeout.
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"R\n").unwrap();
+        Some(child.wait_with_output().unwrap())
+    })
+    .await
+    .unwrap();
+    let Some(output) = output else { return };
+    let said = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("RENEGOTIATING"), "{said}");
+    let log = lb.log();
+    assert!(log.contains("lb started"), "{log}");
+    assert!(!log.contains("WARN"), "{log}");
+}

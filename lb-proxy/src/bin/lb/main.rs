@@ -39,7 +39,7 @@ struct Args {
     #[arg(long)]
     check: bool,
     /// Log level or filter (overrides RUST_LOG), e.g. `debug` or `lb_proxy=debug` (release
-    /// builds compile out `trace`; the h2 crate logs at `error` unless the filter names `h2`).
+    /// builds compile out `trace`; h2 and rustls log at `error` unless the filter names them).
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
     /// Restarts that drop nothing: take the listening sockets over from the `lb` offering them

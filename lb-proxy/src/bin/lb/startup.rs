@@ -23,20 +23,35 @@ pub(crate) fn init_logging(filter: Option<&str>) {
         .init();
 }
 
-/// `filter` with `h2=error` added, unless it says what to do with `h2` itself. h2 logs a
-/// warning for each `PING` acknowledgement it did not ask for, so a client could write the
-/// balancer's log at will, a line for every 17 bytes it sends; its other warnings name a
-/// connection it closed, which the balancer logs and counts itself.
+/// Libraries that log at `warn` for what a peer sends, per frame or per connection: h2 for
+/// every `PING` acknowledgement it did not ask for (a line per 17 bytes a client sends), rustls
+/// for a client's renegotiation or a malformed hello. What they warn of the balancer logs and
+/// counts itself (HTTP/2 closes, TLS handshake failures), so by default they log errors only.
+const QUIET_LIBRARIES: [&str; 2] = ["h2", "rustls"];
+
+/// `filter` with `LIBRARY=error` added for each of [`QUIET_LIBRARIES`] it does not name itself.
 fn with_quiet_peers(filter: &str) -> String {
-    let names_h2 = filter.split(',').any(|directive| {
-        let target = directive.trim().split(['=', '[']).next().unwrap_or("");
-        target == "h2" || target.starts_with("h2::")
-    });
-    match names_h2 {
-        true => filter.to_owned(),
-        false if filter.trim().is_empty() => "h2=error".to_owned(),
-        false => format!("{filter},h2=error"),
+    let named = |library: &str| {
+        filter.split(',').any(|directive| {
+            let target = directive.trim().split(['=', '[']).next().unwrap_or("");
+            target == library
+                || target
+                    .strip_prefix(library)
+                    .is_some_and(|rest| rest.starts_with("::"))
+        })
+    };
+    let mut out = filter.trim().to_owned();
+    for library in QUIET_LIBRARIES
+        .into_iter()
+        .filter(|library| !named(library))
+    {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(library);
+        out.push_str("=error");
     }
+    out
 }
 
 /// The access log's target named on the command line: `-` is stdout, anything else a file.
@@ -224,21 +239,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn h2_is_quiet_unless_the_filter_names_it() {
+    fn peer_driven_libraries_are_quiet_unless_the_filter_names_them() {
         let cases = [
-            ("info", "info,h2=error"),
-            ("", "h2=error"),
-            ("debug", "debug,h2=error"),
+            ("info", "info,h2=error,rustls=error"),
+            ("", "h2=error,rustls=error"),
+            ("debug", "debug,h2=error,rustls=error"),
             (
                 "lb_proxy=debug,hyper=warn",
-                "lb_proxy=debug,hyper=warn,h2=error",
+                "lb_proxy=debug,hyper=warn,h2=error,rustls=error",
             ),
-            ("h2=debug", "h2=debug"),
-            ("info,h2::proto=trace", "info,h2::proto=trace"),
-            ("h2[conn]=debug", "h2[conn]=debug"),
-            ("h2", "h2"),
-            ("h2c=debug", "h2c=debug,h2=error"),
-            ("hyper=debug", "hyper=debug,h2=error"),
+            ("h2=debug", "h2=debug,rustls=error"),
+            ("info,h2::proto=trace", "info,h2::proto=trace,rustls=error"),
+            ("h2[conn]=debug", "h2[conn]=debug,rustls=error"),
+            ("h2,rustls=warn", "h2,rustls=warn"),
+            ("rustls::server=debug", "rustls::server=debug,h2=error"),
+            ("h2c=debug", "h2c=debug,h2=error,rustls=error"),
+            ("rustlsx=debug", "rustlsx=debug,h2=error,rustls=error"),
         ];
         for (given, used) in cases {
             assert_eq!(with_quiet_peers(given), used, "{given:?}");
