@@ -165,6 +165,15 @@ fn uses_weights(algorithm: Algorithm) -> Option<bool> {
     }
 }
 
+/// The algorithm that does what `algorithm` does with equal weights, when it has another name.
+fn unweighted_twin(algorithm: Algorithm) -> Option<&'static str> {
+    match algorithm {
+        Algorithm::WeightedRoundRobin => Some("round_robin"),
+        Algorithm::WeightedRandom => Some("random"),
+        _ => None,
+    }
+}
+
 fn weights(prefix: &str, pool: &PoolConfig, out: &mut Vec<ConfigWarning>) {
     let backends = &pool.backends;
     if backends.len() < 2 {
@@ -174,14 +183,19 @@ fn weights(prefix: &str, pool: &PoolConfig, out: &mut Vec<ConfigWarning>) {
     let first = backends[0].weight;
     let unequal = backends.iter().position(|b| b.weight != first);
     match (uses_weights(algorithm), unequal) {
-        (Some(true), None) => out.push(warning(
+        // least_connections with equal weights is plain least connections, which has no
+        // other name: only the weighted twins of round_robin and random are worth a word.
+        (Some(true), None) if unweighted_twin(algorithm).is_some() => out.push(warning(
             &format!("{prefix}load_balancer.algorithm"),
             &[],
             format!(
                 "{} is weighted but every backend has weight {first}, so the weights have no effect",
                 algorithm.as_str()
             ),
-            "give backends different weights, or use the unweighted variant",
+            &format!(
+                "give backends different weights, or use {}",
+                unweighted_twin(algorithm).unwrap_or_default()
+            ),
         )),
         (Some(true), Some(_)) => {
             let total: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
@@ -408,7 +422,7 @@ mod tests {
 
     #[test]
     fn each_rule_fires_on_its_case_only() {
-        let cases: [(&str, &[&str]); 17] = [
+        let cases: [(&str, &[&str]); 18] = [
             ("retry:\n  max_attempts: 2\n", &[]),
             (
                 "retry:\n  max_attempts: 2\n  retry_on: [connect_error, grpc_unavailable]\n",
@@ -443,6 +457,10 @@ mod tests {
             (
                 "retry:\n  max_attempts: 2\nload_balancer:\n  algorithm: weighted_random\n",
                 &["load_balancer.algorithm"],
+            ),
+            (
+                "retry:\n  max_attempts: 2\nload_balancer:\n  algorithm: least_connections\n",
+                &[],
             ),
             (
                 "retry:\n  max_attempts: 1\nhealth_check:\n  enabled: false\n",
