@@ -48,6 +48,15 @@ pub fn render(view: &View) -> String {
         error(t.error_pct),
         t.client_connections
     );
+    if !t.clients_closed.is_empty() {
+        let reasons: Vec<String> = (t.clients_closed.iter())
+            .map(|(reason, count)| format!("{reason} {count}"))
+            .collect();
+        out.push_str(&format!(
+            "HTTP/2 client connections closed for what the client did, since start: {}\n",
+            reasons.join(", ")
+        ));
+    }
     let header = [
         "BACKEND",
         "HEALTH",
@@ -109,6 +118,26 @@ demo-2   up      closed   0          6         0.0%    1
 demo-3   DOWN    closed   0          3         0.0%    1
 ";
         assert_eq!(table, expected);
+    }
+
+    #[test]
+    fn http2_clients_closed_get_a_line_of_their_own() {
+        let text = format!(
+            "{}lb_http2_connections_closed_total{{reason=\"rapid_reset\"}} 2\n\
+             lb_http2_connections_closed_total{{reason=\"data_flood\"}} 0\n\
+             lb_http2_connections_closed_total{{reason=\"protocol_error\"}} 1\n",
+            include_str!("../../lb-observe/tests/fixtures/demo3_down.txt")
+        );
+        let mut model = Model::new();
+        model.ingest(lb_observe::parse::parse(&text).unwrap(), Instant::now());
+        let table = render(model.view().unwrap());
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[1],
+            "HTTP/2 client connections closed for what the client did, since start: \
+             rapid_reset 2, protocol_error 1"
+        );
+        assert!(lines[2].starts_with("BACKEND"), "{table}");
     }
 
     #[test]

@@ -165,7 +165,7 @@ fn draw_header(frame: &mut Frame, area: Rect, screen: &Screen) {
         Some(view) => {
             let t = &view.totals;
             let health_style = if t.healthy < t.backends { RED } else { GREEN };
-            Line::from(vec![
+            let mut spans = vec![
                 Span::styled(format!("{} req/s", format_option(t.rate, 1, "")), BOLD),
                 Span::raw("  err "),
                 Span::styled(format_option(t.error_pct, 1, "%"), error_style(t.error_pct)),
@@ -176,7 +176,12 @@ fn draw_header(frame: &mut Frame, area: Rect, screen: &Screen) {
                 )),
                 Span::styled(format!("{}/{}", t.healthy, t.backends), health_style),
                 Span::raw(format!("  conns {}", t.client_connections)),
-            ])
+            ];
+            // Connections closed for what their HTTP/2 client did: shown while it happens.
+            if let Some(closed) = t.clients_closed_recently.filter(|closed| *closed > 0.0) {
+                spans.push(Span::styled(format!("  h2 closed {closed}"), YELLOW));
+            }
+            Line::from(spans)
         }
     };
     let header =

@@ -109,6 +109,12 @@ pub struct Totals {
     pub requests_total: f64,
     /// Requests in flight over all backends.
     pub in_flight: f64,
+    /// HTTP/2 client connections the balancer closed for what their client did
+    /// (`lb_http2_connections_closed_total`) since it started, by reason: the reasons with
+    /// a count, in the daemon's order of labels.
+    pub clients_closed: Vec<(String, f64)>,
+    /// Of them, those closed since the previous scrape (`None` for the first).
+    pub clients_closed_recently: Option<f64>,
 }
 
 /// What one scrape (and the one before it) says.
@@ -176,13 +182,27 @@ struct Snapshot {
     /// By backend label, including [`NO_BACKEND`].
     backends: BTreeMap<String, BackendScrape>,
     client_connections: f64,
+    /// `lb_http2_connections_closed_total` by reason.
+    clients_closed: Vec<(String, f64)>,
     received_at: Instant,
 }
 
 impl Snapshot {
     fn from_samples(samples: &Samples, received_at: Instant) -> Self {
         let mut backends: BTreeMap<String, BackendScrape> = BTreeMap::new();
+        let mut clients_closed: Vec<(String, f64)> = Vec::new();
         for sample in &samples.0 {
+            if sample.name == "lb_http2_connections_closed_total" {
+                let reason = sample.label("reason").unwrap_or("").to_owned();
+                match clients_closed
+                    .iter_mut()
+                    .find(|(known, _)| *known == reason)
+                {
+                    Some((_, count)) => *count += sample.value,
+                    None => clients_closed.push((reason, sample.value)),
+                }
+                continue;
+            }
             let Some(backend) = sample.label("backend") else {
                 continue;
             };
@@ -219,6 +239,7 @@ impl Snapshot {
         Self {
             backends,
             client_connections: samples.value("lb_client_connections").unwrap_or(0.0),
+            clients_closed,
             received_at,
         }
     }
@@ -356,8 +377,15 @@ impl Model {
         let per_second = |count: f64| window.map(|w| count / w.as_secs_f64());
 
         let mut rows = Vec::new();
+        let closed = |snapshot: &Snapshot| snapshot.clients_closed.iter().map(|(_, n)| n).sum();
         let mut totals = Totals {
             client_connections: current.client_connections,
+            clients_closed: (current.clients_closed.iter())
+                .filter(|(_, count)| *count > 0.0)
+                .cloned()
+                .collect(),
+            clients_closed_recently: (previous.as_ref().filter(|_| window.is_some()))
+                .map(|before| counter_delta(Some(closed(before)), closed(&current))),
             ..Totals::default()
         };
         let (mut all_requests, mut all_errors, mut backend_requests) = (0.0, 0.0, 0.0);

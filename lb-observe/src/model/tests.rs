@@ -172,3 +172,39 @@ fn counter_delta_rule() {
     assert_eq!(counter_delta(Some(3.0), 5.0), 2.0);
     assert_eq!(counter_delta(Some(9.0), 5.0), 5.0);
 }
+
+#[test]
+fn http2_clients_closed_are_totalled_by_reason_and_over_the_window() {
+    let scrape = |rapid: u32, protocol: u32| {
+        format!(
+            "{SCRAPE1}# TYPE lb_http2_connections_closed counter\n\
+             lb_http2_connections_closed_total{{reason=\"rapid_reset\"}} {rapid}\n\
+             lb_http2_connections_closed_total{{reason=\"data_flood\"}} 0\n\
+             lb_http2_connections_closed_total{{reason=\"protocol_error\"}} {protocol}\n"
+        )
+    };
+    let first = model_of(&[(&scrape(3, 1), 0)]);
+    let totals = &first.view().unwrap().totals;
+    let reasons = [
+        ("rapid_reset".to_owned(), 3.0),
+        ("protocol_error".to_owned(), 1.0),
+    ];
+    assert_eq!(totals.clients_closed, reasons);
+    assert_eq!(totals.clients_closed_recently, None);
+
+    let later = model_of(&[(&scrape(3, 1), 0), (&scrape(5, 2), 4)]);
+    let totals = &later.view().unwrap().totals;
+    assert_eq!(totals.clients_closed.len(), 2);
+    assert_eq!(totals.clients_closed_recently, Some(3.0));
+    // A restarted daemon counts from zero: what it counts now is new.
+    let restarted = model_of(&[(&scrape(5, 2), 0), (&scrape(1, 0), 4)]);
+    assert_eq!(
+        restarted.view().unwrap().totals.clients_closed_recently,
+        Some(1.0)
+    );
+    // A daemon without HTTP/2 (or older) has none.
+    let without = model_of(&[(SCRAPE1, 0), (SCRAPE2, 4)]);
+    let totals = &without.view().unwrap().totals;
+    assert!(totals.clients_closed.is_empty());
+    assert_eq!(totals.clients_closed_recently, Some(0.0));
+}

@@ -67,6 +67,35 @@ fn line_with<'a>(lines: &'a [String], needle: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no line with {needle:?} in\n{}", lines.join("\n")))
 }
 
+/// Connections closed for what their HTTP/2 client did show in the header while it happens,
+/// and not otherwise.
+#[test]
+fn http2_clients_closed_show_while_it_happens() {
+    let closed = |count: u32| {
+        format!("lb_http2_connections_closed_total{{reason=\"rapid_reset\"}} {count}\n")
+    };
+    let attacked = model(&[
+        &format!("{SCRAPE1}{}", closed(1)),
+        &format!("{SCRAPE2}{}", closed(4)),
+    ]);
+    let lines = render(&screen(&attacked, &Connection::Connected), 100, 24);
+    assert!(
+        line_with(&lines, "req/s").contains("h2 closed 3"),
+        "{}",
+        lines.join("\n")
+    );
+    let quiet = model(&[
+        &format!("{SCRAPE1}{}", closed(4)),
+        &format!("{SCRAPE2}{}", closed(4)),
+    ]);
+    let lines = render(&screen(&quiet, &Connection::Connected), 100, 24);
+    assert!(
+        !line_with(&lines, "req/s").contains("h2 closed"),
+        "{}",
+        lines.join("\n")
+    );
+}
+
 #[test]
 fn header_and_rows_at_80x24() {
     let model = model(&[SCRAPE1, SCRAPE2]);
