@@ -185,7 +185,11 @@ impl Daemon {
     /// A listener could not be bound, or the admin token could not be read.
     pub async fn start_with(config: Config, options: StartOptions) -> Result<Daemon, StartError> {
         let shutdown = Arc::new(Shutdown::default());
-        let warnings = lb_core::config::warnings(&config);
+        // The warnings are about the operator's file: the demo's and a test's have none.
+        let warnings = match options.source {
+            Some(_) => lb_core::config::warnings(&config),
+            None => Vec::new(),
+        };
         // Boxed: the start runs once, and its future is large.
         let control = Arc::new(Box::pin(Control::start(config, options, shutdown.clone())).await?);
         let addresses = control.install().await;
