@@ -122,28 +122,35 @@ async fn served_meanwhile(addr: SocketAddr) {
     }
 }
 
+/// Sends `attack` after the preface on a connection of its own while an ordinary client is
+/// served ([`served_meanwhile`]): the `GOAWAY` code the attack got.
+async fn attack_while_served(addr: SocketAddr, attack: Vec<u8>) -> Option<u32> {
+    let attacker = tokio::spawn(async move {
+        let mut stream = raw_h2(addr, &[]).await;
+        let _ = stream.write_all(&attack).await;
+        goaway_code(&mut stream, Duration::from_secs(10)).await
+    });
+    served_meanwhile(addr).await;
+    attacker.await.unwrap()
+}
+
 #[tokio::test]
 async fn rapid_reset_gets_goaway_and_is_counted() {
     let fleet = backends(1).await;
     let config = "server:\n  h2c: true\n  http2:\n    max_concurrent_streams: 5\n";
     let daemon = balancer(&fleet, config).await;
     let addr = daemon.listen_addr;
-    let attack = tokio::spawn(async move {
-        let mut stream = raw_h2(addr, &[]).await;
-        // HEADERS then RST_STREAM for 500 streams, in one write: every stream is reset before
-        // the balancer can take it.
-        let block = request_block("t", "/delay/2000");
-        let mut burst = Vec::new();
-        for n in 0..500u32 {
-            let id = 2 * n + 1;
-            burst.extend(frame(HEADERS, END_HEADERS | END_STREAM, id, &block));
-            burst.extend(frame(RST_STREAM, 0, id, &8u32.to_be_bytes())); // CANCEL
-        }
-        let _ = stream.write_all(&burst).await;
-        goaway_code(&mut stream, Duration::from_secs(10)).await
-    });
-    served_meanwhile(addr).await;
-    assert_eq!(attack.await.unwrap(), Some(ENHANCE_YOUR_CALM));
+    // HEADERS then RST_STREAM for 500 streams, in one write: every stream is reset before the
+    // balancer can take it.
+    let block = request_block("t", "/delay/2000");
+    let mut burst = Vec::new();
+    for n in 0..500u32 {
+        let id = 2 * n + 1;
+        burst.extend(frame(HEADERS, END_HEADERS | END_STREAM, id, &block));
+        burst.extend(frame(RST_STREAM, 0, id, &8u32.to_be_bytes())); // CANCEL
+    }
+    let answer = attack_while_served(addr, burst).await;
+    assert_eq!(answer, Some(ENHANCE_YOUR_CALM));
     assert_eq!(closed(&daemon, "rapid_reset").await, 1.0);
     let peak = fleet[0].stats().max_in_flight.load(Relaxed);
     assert!(peak <= 5 + 1, "{peak} requests at once upstream");
@@ -155,42 +162,32 @@ async fn a_continuation_flood_is_cut_by_the_frame_cap_and_counted() {
     let fleet = backends(1).await;
     let daemon = balancer(&fleet, "server:\n  h2c: true\n").await;
     let addr = daemon.listen_addr;
-    let flood = tokio::spawn(async move {
-        let mut stream = raw_h2(addr, &[]).await;
-        // A header block that never ends: HEADERS without END_HEADERS, then CONTINUATION
-        // frames, none with it, as many as the balancer will read.
-        let mut out = frame(HEADERS, END_STREAM, 1, &request_block("t", "/"));
-        for _ in 0..10_000 {
-            out.extend(frame(CONTINUATION, 0, 1, &[]));
-        }
-        let _ = stream.write_all(&out).await;
-        goaway_code(&mut stream, Duration::from_secs(10)).await
-    });
-    served_meanwhile(addr).await;
-    assert_eq!(flood.await.unwrap(), Some(ENHANCE_YOUR_CALM));
+    // A header block that never ends: HEADERS without END_HEADERS, then CONTINUATION frames,
+    // none with it, as many as the balancer will read.
+    let mut flood = frame(HEADERS, END_STREAM, 1, &request_block("t", "/"));
+    for _ in 0..10_000 {
+        flood.extend(frame(CONTINUATION, 0, 1, &[]));
+    }
+    let answer = attack_while_served(addr, flood).await;
+    assert_eq!(answer, Some(ENHANCE_YOUR_CALM));
     assert_eq!(closed(&daemon, "continuation_flood").await, 1.0);
 
     // One huge header block (a 1 MiB value) in 16 KiB frames: cut long before its end.
-    let huge = tokio::spawn(async move {
-        let mut stream = raw_h2(addr, &[]).await;
-        let mut block = request_block("t", "/");
-        block.push(0x00); // literal, new name
-        hpack_int(0x00, 7, 6, &mut block);
-        block.extend_from_slice(b"x-huge");
-        hpack_int(0x00, 7, 1 << 20, &mut block);
-        block.extend(std::iter::repeat_n(b'a', 1 << 20));
-        let mut chunks = block.chunks(16_384);
-        let mut out = frame(HEADERS, END_STREAM, 1, chunks.next().unwrap());
-        let count = chunks.len();
-        for (index, chunk) in chunks.enumerate() {
-            let flags = if index + 1 == count { END_HEADERS } else { 0 };
-            out.extend(frame(CONTINUATION, flags, 1, chunk));
-        }
-        let _ = stream.write_all(&out).await;
-        goaway_code(&mut stream, Duration::from_secs(10)).await
-    });
-    served_meanwhile(addr).await;
-    assert_eq!(huge.await.unwrap(), Some(ENHANCE_YOUR_CALM));
+    let mut block = request_block("t", "/");
+    block.push(0x00); // literal, new name
+    hpack_int(0x00, 7, 6, &mut block);
+    block.extend_from_slice(b"x-huge");
+    hpack_int(0x00, 7, 1 << 20, &mut block);
+    block.extend(std::iter::repeat_n(b'a', 1 << 20));
+    let mut chunks = block.chunks(16_384);
+    let mut huge = frame(HEADERS, END_STREAM, 1, chunks.next().unwrap());
+    let count = chunks.len();
+    for (index, chunk) in chunks.enumerate() {
+        let flags = if index + 1 == count { END_HEADERS } else { 0 };
+        huge.extend(frame(CONTINUATION, flags, 1, chunk));
+    }
+    let answer = attack_while_served(addr, huge).await;
+    assert_eq!(answer, Some(ENHANCE_YOUR_CALM));
     assert_eq!(closed(&daemon, "continuation_flood").await, 2.0);
     assert_eq!(
         fleet[0].stats().requests.load(Relaxed),
@@ -210,23 +207,16 @@ async fn a_flood_of_empty_data_frames_is_cut_and_counted() {
     let addr = daemon.listen_addr;
     let mut post = request_block("t", "/echo");
     post[0] = 0x83; // :method POST
-    let flood = tokio::spawn(async move {
-        let mut stream = raw_h2(addr, &[]).await;
-        let mut out = frame(HEADERS, END_HEADERS, 1, &post);
-        for _ in 0..1_000 {
-            out.extend(frame(DATA, 0, 1, &[]));
-        }
-        let _ = stream.write_all(&out).await;
-        goaway_code(&mut stream, Duration::from_secs(10)).await
-    });
-    served_meanwhile(addr).await;
-    assert_eq!(flood.await.unwrap(), Some(ENHANCE_YOUR_CALM));
+    let mut flood = frame(HEADERS, END_HEADERS, 1, &post);
+    for _ in 0..1_000 {
+        flood.extend(frame(DATA, 0, 1, &[]));
+    }
+    let answer = attack_while_served(addr, flood).await;
+    assert_eq!(answer, Some(ENHANCE_YOUR_CALM));
     assert_eq!(closed(&daemon, "data_flood").await, 1.0);
 
     // A body of one byte, then an empty frame that ends it: answered, nothing counted.
     let mut stream = raw_h2(addr, &[]).await;
-    let mut post = request_block("t", "/echo");
-    post[0] = 0x83;
     let mut out = frame(HEADERS, END_HEADERS, 1, &post);
     out.extend(frame(DATA, 0, 1, b"a"));
     out.extend(frame(DATA, END_STREAM, 1, &[]));
