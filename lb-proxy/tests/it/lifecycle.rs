@@ -42,6 +42,12 @@ fn check_flag_validates_and_exits_0() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(String::from_utf8_lossy(&output.stdout).contains("ok"));
+    // One backend and the default 3 attempts: valid, with the warning lb-cli check gives.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ok.yaml: warning: retry.max_attempts: 3 attempts for 1 backend"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -35,7 +35,7 @@ struct Args {
     /// Run a self-contained demo: three in-process backends behind the balancer.
     #[arg(long, conflicts_with = "check")]
     demo: bool,
-    /// Validate the configuration and exit (0 valid, 2 invalid).
+    /// Validate the configuration and exit (0 valid, 2 invalid); warnings go to stderr.
     #[arg(long)]
     check: bool,
     /// Log level or filter (overrides RUST_LOG), e.g. `debug` or `lb_proxy=debug` (release
@@ -77,6 +77,11 @@ fn main() -> ExitCode {
         },
     };
     if let (true, Some(config)) = (args.check, &config) {
+        // Warnings on stderr, as the daemon logs them at start (systemd's ExecStartPre shows
+        // them in the journal); they do not fail the check (`lb-cli check --strict` does).
+        for warning in lb_core::config::warnings(config) {
+            eprintln!("{}: warning: {warning}", args.config.display());
+        }
         println!(
             "{}: ok: {}",
             args.config.display(),
