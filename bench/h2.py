@@ -275,6 +275,16 @@ def report(args, proxies, results):
         split = ", ".join(f"{name} {run.med([r['user'] for r in results[(name, scenario)]]):.2f} + "
                           f"{run.med([r['system'] for r in results[(name, scenario)]]):.2f}" for name in proxies)
         lines.append(f"- {scenario}: {split}")
+    peers = [p for p in proxies if p not in ("lb", "lb-b")]
+    if "lb" in proxies and peers:
+        # A paired median of a few rounds moves with one disturbed round; the sums over all
+        # rounds are the other view of the same runs.
+        lines += ["", "lb's CPU summed over all rounds against each peer's:", ""]
+        for scenario in SCENARIOS:
+            mine = sum(r["cpu"] for r in results[("lb", scenario)])
+            pooled = ", ".join(f"{peer} {mine / sum(r['cpu'] for r in results[(peer, scenario)]):.3f}×"
+                               for peer in peers)
+            lines.append(f"- {scenario}: {pooled}")
     if "lb-b" in proxies and "lb" in proxies:
         lines += ["", "`lb-b` against `lb`, paired round by round (CPU: lower is better), median, range, "
                   "and the ratio of the summed CPU:", ""]
