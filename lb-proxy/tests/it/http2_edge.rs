@@ -321,3 +321,59 @@ async fn an_upload_the_client_cancels_never_reaches_the_backend_as_a_whole_reque
     }
     daemon.shutdown().await;
 }
+
+/// A body that ends short of its `content-length` after part of it went upstream: h2 finds the
+/// mismatch only at the end, when the backend already has the head and some bytes. The backend
+/// connection must be dropped, not pooled: the next request on it would be read as the rest
+/// of the body (a desync). The length is over what the balancer reads in full before it
+/// sends (64 KiB), so that the body streams.
+#[tokio::test]
+async fn an_upload_that_ends_short_of_its_length_never_desyncs_the_backend() {
+    use crate::support::fake_backend::{Behaviour, FakeBackend};
+    let fake = FakeBackend::start(vec![Behaviour::Respond("ok")]).await;
+    let yaml = config_yaml(
+        &[fake.spec("fake")],
+        "server:\n  h2c: true\nretry:\n  max_attempts: 1\n",
+    );
+    let daemon = lb_proxy::Daemon::start(parse(&yaml)).await.unwrap();
+    let addr = daemon.listen_addr;
+    let (mut client, connection) = h2::client::handshake(TcpStream::connect(addr).await.unwrap())
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::post(format!("http://{addr}/upload"))
+        .header("content-length", "100000")
+        .body(())
+        .unwrap();
+    client = client.ready().await.unwrap();
+    let (response, mut upload) = client.send_request(request, false).unwrap();
+    upload
+        .send_data(bytes::Bytes::from_static(b"first part"), false)
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            fake.received_text().contains("first part")
+        })
+        .await,
+        "the first bytes never reached the backend: {:?}",
+        fake.received_text()
+    );
+    upload.send_data(bytes::Bytes::new(), true).unwrap();
+    let answer = response.await.map(|response| response.status());
+    assert!(
+        !matches!(answer, Ok(status) if status.is_success()),
+        "a short upload was answered {answer:?}"
+    );
+    // The next request reaches the backend as itself, on a connection of its own.
+    client = client.ready().await.unwrap();
+    let request = http::Request::get(format!("http://{addr}/next"))
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(requests[0].0.starts_with("GET /next "), "{requests:?}");
+    assert_eq!(fake.connection_count(), 2);
+    daemon.shutdown().await;
+}
