@@ -377,3 +377,80 @@ async fn an_upload_that_ends_short_of_its_length_never_desyncs_the_backend() {
     assert_eq!(fake.connection_count(), 2);
     daemon.shutdown().await;
 }
+
+/// `server.max_request_body_bytes` holds for HTTP/2 uploads as for HTTP/1.1 ones: a declared
+/// length over it is refused with 413 before anything is sent; an upload without a length that
+/// crosses it is cut, and never reaches the backend as a whole request.
+#[tokio::test]
+async fn an_http2_upload_over_the_body_limit_never_reaches_the_backend_whole() {
+    use crate::support::fake_backend::{Behaviour, FakeBackend};
+    let fake = FakeBackend::start(vec![Behaviour::Respond("ok")]).await;
+    let yaml = config_yaml(
+        &[fake.spec("fake")],
+        "server:\n  h2c: true\n  max_request_body_bytes: 100000\nretry:\n  max_attempts: 1\n",
+    );
+    let daemon = lb_proxy::Daemon::start(parse(&yaml)).await.unwrap();
+    let addr = daemon.listen_addr;
+    let (mut client, connection) = h2::client::handshake(TcpStream::connect(addr).await.unwrap())
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+
+    let declared = http::Request::post(format!("http://{addr}/declared"))
+        .header("content-length", "100001")
+        .body(())
+        .unwrap();
+    client = client.ready().await.unwrap();
+    let (response, _upload) = client.send_request(declared, false).unwrap();
+    assert_eq!(response.await.unwrap().status(), 413);
+
+    let streamed = http::Request::post(format!("http://{addr}/streamed"))
+        .body(())
+        .unwrap();
+    client = client.ready().await.unwrap();
+    let (response, mut upload) = client.send_request(streamed, false).unwrap();
+    let chunk = bytes::Bytes::from(vec![b'a'; 10_000]);
+    let mut sent = 0;
+    let writer = async {
+        // 15 chunks of 10,000 bytes, as the window lets them go; the 11th crosses the limit.
+        while sent < 150_000 {
+            upload.reserve_capacity(chunk.len());
+            let capacity = std::future::poll_fn(|cx| upload.poll_capacity(cx)).await;
+            match capacity {
+                Some(Ok(room)) if room >= chunk.len() => {}
+                Some(Ok(_)) => continue,
+                _ => return,
+            }
+            if upload.send_data(chunk.clone(), false).is_err() {
+                return;
+            }
+            sent += chunk.len();
+        }
+        // The end, should the balancer still take it: without the limit, a whole request.
+        let _ = upload.send_data(bytes::Bytes::new(), true);
+    };
+    let (answer, ()) = tokio::join!(response, writer);
+    let answer = answer.map(|response| response.status());
+    assert!(
+        !matches!(answer, Ok(status) if status.is_success()),
+        "an upload over the limit was answered {answer:?}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            metric_sum(&scrape(&daemon).await, "lb_active_connections", &[]) == 0.0
+        })
+        .await,
+        "the backend request never ended"
+    );
+    let whole = eventually(Duration::from_millis(300), || async {
+        !fake.requests().is_empty()
+    })
+    .await;
+    assert!(
+        !whole,
+        "{:?}",
+        fake.requests().iter().map(|r| &r.0).collect::<Vec<_>>()
+    );
+    assert!(!fake.received_text().contains("/declared"));
+    daemon.shutdown().await;
+}
