@@ -149,3 +149,34 @@ async fn h2load_gets_every_request_answered_over_h2c() {
     assert!(text.contains("status codes: 2000 2xx"), "{text}");
     daemon.shutdown().await;
 }
+
+/// An HTTP/2 request may carry no more field lines than an HTTP/1.1 one (100, R15): 431, and
+/// nothing reaches the backend. A browser's cookie crumbs, one field upstream, count once.
+#[tokio::test]
+async fn an_http2_request_with_more_than_100_fields_is_431() {
+    let fleet = backends(1).await;
+    let daemon = balancer(&fleet, "server:\n  h2c: true\n").await;
+    let mut sender = h2_connection(daemon.listen_addr).await;
+    let with = |fields: usize, crumbs: usize| {
+        let mut request = request(daemon.listen_addr, "/");
+        let headers = request.headers_mut();
+        for i in 0..fields {
+            let name = http::HeaderName::try_from(format!("x-{i}")).unwrap();
+            headers.insert(name, http::HeaderValue::from_static("1"));
+        }
+        for i in 0..crumbs {
+            let crumb = http::HeaderValue::try_from(format!("c{i}=1")).unwrap();
+            headers.append(http::header::COOKIE, crumb);
+        }
+        request
+    };
+    sender.ready().await.unwrap();
+    let refused = sender.send_request(with(101, 0)).await.unwrap();
+    assert_eq!(refused.status(), 431);
+    assert_eq!(fleet[0].stats().requests.load(Relaxed), 0);
+    sender.ready().await.unwrap();
+    let crumbs = sender.send_request(with(90, 200)).await.unwrap();
+    assert_eq!(crumbs.status(), 200);
+    assert_eq!(fleet[0].stats().requests.load(Relaxed), 1);
+    daemon.shutdown().await;
+}

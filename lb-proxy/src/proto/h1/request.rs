@@ -402,6 +402,15 @@ pub fn check_parts(
         (None, Some(_)) => TargetForm::Authority,
         (None, None) => TargetForm::Origin,
     };
+    // At most MAX_FIELDS field lines, as an HTTP/1.1 head may have; an HTTP/2 client's cookie
+    // crumbs count once, being one field upstream (browsers send a crumb per cookie). Counted
+    // only past the limit: the map knows its size.
+    if parts.headers.len() > MAX_FIELDS {
+        let crumbs = parts.headers.get_all(header::COOKIE).iter().count();
+        if parts.headers.len() - crumbs + usize::from(crumbs > 0) > MAX_FIELDS {
+            return Err(RequestError::TooManyFields);
+        }
+    }
     let mut facts = FieldFacts::default();
     for (name, value) in &parts.headers {
         facts.read(FieldKind::of(name.as_str().as_bytes()), value.as_bytes());

@@ -430,3 +430,35 @@ fn an_http2_host_must_agree_with_the_authority_and_one_must_be_there() {
         assert_eq!(verdict.map(|_| ()), expected, "{authority:?} {host:?}");
     }
 }
+
+/// An HTTP/2 head may have no more field lines than an HTTP/1.1 head; cookie crumbs, one field
+/// upstream, count once.
+#[test]
+fn an_http2_head_has_at_most_max_fields_and_cookie_crumbs_count_once() {
+    let head = |fields: usize, crumbs: usize| {
+        let mut request = http::Request::get("http://a.example/x").version(http::Version::HTTP_2);
+        for i in 0..fields {
+            request = request.header(format!("x-{i}"), "1");
+        }
+        for i in 0..crumbs {
+            request = request.header(http::header::COOKIE, format!("c{i}=1"));
+        }
+        request.body(()).unwrap().into_parts().0
+    };
+    let cases = [
+        (MAX_FIELDS, 0, Ok(())),
+        (MAX_FIELDS + 1, 0, Err(RequestError::TooManyFields)),
+        (MAX_FIELDS - 1, 1, Ok(())),
+        (MAX_FIELDS - 1, 300, Ok(())),
+        (MAX_FIELDS, 1, Err(RequestError::TooManyFields)),
+        (0, 1_000, Ok(())),
+    ];
+    for (fields, crumbs, expected) in cases {
+        let verdict = check_parts(&head(fields, crumbs), &LIMITS, Framing::Length(0));
+        assert_eq!(
+            verdict.map(|_| ()),
+            expected,
+            "{fields} fields, {crumbs} crumbs"
+        );
+    }
+}
