@@ -22,6 +22,7 @@ mod hostile_clients;
 mod http2_attacks;
 mod http2_edge;
 mod http2_limits;
+mod http2_uploads;
 mod http2_upstream;
 mod http2_upstream_ping;
 mod idle_release;

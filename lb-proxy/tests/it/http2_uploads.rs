@@ -1,0 +1,190 @@
+//! HTTP/2 uploads that must never reach an HTTP/1.1 backend as a request that looks whole, nor
+//! leave its connection waiting for the rest: a body the client resets (security.md H9), one
+//! that ends short of its `content-length` after part of it went upstream, and one over
+//! `server.max_request_body_bytes` (H14). The backend is a fake that parses what it receives
+//! with its own framing, as a backend that trusts the balancer would.
+
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use crate::support::fake_backend::{Behaviour, FakeBackend};
+use crate::support::*;
+
+/// A fake backend answering `ok`, a balancer with `h2c` (and `server_extra` under `server:`)
+/// and one attempt per request in front of it, and an HTTP/2 client connected to it.
+async fn h2c_to_fake(
+    server_extra: &str,
+) -> (
+    FakeBackend,
+    lb_proxy::Daemon,
+    h2::client::SendRequest<bytes::Bytes>,
+) {
+    let fake = FakeBackend::start(vec![Behaviour::Respond("ok")]).await;
+    let yaml = config_yaml(
+        &[fake.spec("fake")],
+        &format!("server:\n  h2c: true\n{server_extra}retry:\n  max_attempts: 1\n"),
+    );
+    let daemon = lb_proxy::Daemon::start(parse(&yaml)).await.unwrap();
+    let stream = TcpStream::connect(daemon.listen_addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(stream).await.unwrap();
+    tokio::spawn(connection);
+    (fake, daemon, client)
+}
+
+#[tokio::test]
+async fn an_upload_the_client_cancels_never_reaches_the_backend_as_a_whole_request() {
+    let (fake, daemon, mut client) = h2c_to_fake("").await;
+    let addr = daemon.listen_addr;
+    for reason in [h2::Reason::CANCEL, h2::Reason::NO_ERROR] {
+        // No length: the upload goes to the backend chunked, where a quiet end of the body
+        // would be its last chunk.
+        let request = http::Request::post(format!("http://{addr}/upload"))
+            .body(())
+            .unwrap();
+        client = client.ready().await.unwrap();
+        let (_response, mut upload) = client.send_request(request, false).unwrap();
+        upload
+            .send_data(bytes::Bytes::from_static(b"part of it"), false)
+            .unwrap();
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                fake.received_text().contains("part of it")
+            })
+            .await,
+            "the first chunk never reached the backend"
+        );
+        upload.send_reset(reason);
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                metric_sum(&scrape(&daemon).await, "lb_active_connections", &[]) == 0.0
+            })
+            .await,
+            "the backend request never ended"
+        );
+        // Whatever the balancer sent is on its way to the fake, which parses it.
+        let whole = eventually(Duration::from_millis(300), || async {
+            !fake.requests().is_empty()
+        })
+        .await;
+        assert!(
+            !whole,
+            "a {reason:?} upload reached the backend as a whole request: {:?}",
+            fake.requests()
+        );
+    }
+    daemon.shutdown().await;
+}
+
+/// A body that ends short of its `content-length` after part of it went upstream: h2 finds the
+/// mismatch only at the end, when the backend already has the head and some bytes. The backend
+/// connection must be dropped, not pooled: the next request on it would be read as the rest
+/// of the body (a desync). The length is over what the balancer reads in full before it
+/// sends (64 KiB), so that the body streams.
+#[tokio::test]
+async fn an_upload_that_ends_short_of_its_length_never_desyncs_the_backend() {
+    let (fake, daemon, mut client) = h2c_to_fake("").await;
+    let addr = daemon.listen_addr;
+    let request = http::Request::post(format!("http://{addr}/upload"))
+        .header("content-length", "100000")
+        .body(())
+        .unwrap();
+    client = client.ready().await.unwrap();
+    let (response, mut upload) = client.send_request(request, false).unwrap();
+    upload
+        .send_data(bytes::Bytes::from_static(b"first part"), false)
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            fake.received_text().contains("first part")
+        })
+        .await,
+        "the first bytes never reached the backend: {:?}",
+        fake.received_text()
+    );
+    upload.send_data(bytes::Bytes::new(), true).unwrap();
+    let answer = response.await.map(|response| response.status());
+    assert!(
+        !matches!(answer, Ok(status) if status.is_success()),
+        "a short upload was answered {answer:?}"
+    );
+    // The next request reaches the backend as itself, on a connection of its own.
+    client = client.ready().await.unwrap();
+    let request = http::Request::get(format!("http://{addr}/next"))
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(requests[0].0.starts_with("GET /next "), "{requests:?}");
+    assert_eq!(fake.connection_count(), 2);
+    daemon.shutdown().await;
+}
+
+/// `server.max_request_body_bytes` holds for HTTP/2 uploads as for HTTP/1.1 ones: a declared
+/// length over it is refused with 413 before anything is sent; an upload without a length that
+/// crosses it is cut, and never reaches the backend as a whole request.
+#[tokio::test]
+async fn an_http2_upload_over_the_body_limit_never_reaches_the_backend_whole() {
+    let (fake, daemon, mut client) = h2c_to_fake("  max_request_body_bytes: 100000\n").await;
+    let addr = daemon.listen_addr;
+
+    let declared = http::Request::post(format!("http://{addr}/declared"))
+        .header("content-length", "100001")
+        .body(())
+        .unwrap();
+    client = client.ready().await.unwrap();
+    let (response, _upload) = client.send_request(declared, false).unwrap();
+    assert_eq!(response.await.unwrap().status(), 413);
+
+    let streamed = http::Request::post(format!("http://{addr}/streamed"))
+        .body(())
+        .unwrap();
+    client = client.ready().await.unwrap();
+    let (response, mut upload) = client.send_request(streamed, false).unwrap();
+    let chunk = bytes::Bytes::from(vec![b'a'; 10_000]);
+    let mut sent = 0;
+    let writer = async {
+        // 15 chunks of 10,000 bytes, as the window lets them go; the 11th crosses the limit.
+        while sent < 150_000 {
+            upload.reserve_capacity(chunk.len());
+            let capacity = std::future::poll_fn(|cx| upload.poll_capacity(cx)).await;
+            match capacity {
+                Some(Ok(room)) if room >= chunk.len() => {}
+                Some(Ok(_)) => continue,
+                _ => return,
+            }
+            if upload.send_data(chunk.clone(), false).is_err() {
+                return;
+            }
+            sent += chunk.len();
+        }
+        // The end, should the balancer still take it: without the limit, a whole request.
+        let _ = upload.send_data(bytes::Bytes::new(), true);
+    };
+    let (answer, ()) = tokio::join!(response, writer);
+    let answer = answer.map(|response| response.status());
+    assert!(
+        !matches!(answer, Ok(status) if status.is_success()),
+        "an upload over the limit was answered {answer:?}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            metric_sum(&scrape(&daemon).await, "lb_active_connections", &[]) == 0.0
+        })
+        .await,
+        "the backend request never ended"
+    );
+    let whole = eventually(Duration::from_millis(300), || async {
+        !fake.requests().is_empty()
+    })
+    .await;
+    assert!(
+        !whole,
+        "{:?}",
+        fake.requests().iter().map(|r| &r.0).collect::<Vec<_>>()
+    );
+    assert!(!fake.received_text().contains("/declared"));
+    daemon.shutdown().await;
+}
