@@ -32,6 +32,56 @@ async fn h2c_to_fake(
     (fake, daemon, client)
 }
 
+/// Starts `POST path` (with `content-length: length` when given) on `client` and sends `first`,
+/// returning once the fake has received it: the request's answer to come and its body stream.
+async fn upload_started(
+    client: &mut h2::client::SendRequest<bytes::Bytes>,
+    fake: &FakeBackend,
+    path: &str,
+    length: Option<u64>,
+    first: &'static [u8],
+) -> (h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>) {
+    let mut request = http::Request::post(path);
+    if let Some(length) = length {
+        request = request.header("content-length", length);
+    }
+    *client = client.clone().ready().await.unwrap();
+    let (response, mut upload) = client
+        .send_request(request.body(()).unwrap(), false)
+        .unwrap();
+    upload
+        .send_data(bytes::Bytes::from_static(first), false)
+        .unwrap();
+    let text = String::from_utf8_lossy(first).into_owned();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            fake.received_text().contains(&text)
+        })
+        .await,
+        "the first bytes never reached the backend: {:?}",
+        fake.received_text()
+    );
+    (response, upload)
+}
+
+/// Waits until the balancer has ended the backend request, then gives the heads of whatever
+/// reached the fake as a whole request meanwhile (what the balancer sent is on its way to the
+/// fake, which parses it).
+async fn whole_requests_once_ended(daemon: &lb_proxy::Daemon, fake: &FakeBackend) -> Vec<String> {
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            metric_sum(&scrape(daemon).await, "lb_active_connections", &[]) == 0.0
+        })
+        .await,
+        "the backend request never ended"
+    );
+    eventually(Duration::from_millis(300), || async {
+        !fake.requests().is_empty()
+    })
+    .await;
+    fake.requests().into_iter().map(|(head, _)| head).collect()
+}
+
 #[tokio::test]
 async fn an_upload_the_client_cancels_never_reaches_the_backend_as_a_whole_request() {
     let (fake, daemon, mut client) = h2c_to_fake("").await;
@@ -39,38 +89,19 @@ async fn an_upload_the_client_cancels_never_reaches_the_backend_as_a_whole_reque
     for reason in [h2::Reason::CANCEL, h2::Reason::NO_ERROR] {
         // No length: the upload goes to the backend chunked, where a quiet end of the body
         // would be its last chunk.
-        let request = http::Request::post(format!("http://{addr}/upload"))
-            .body(())
-            .unwrap();
-        client = client.ready().await.unwrap();
-        let (_response, mut upload) = client.send_request(request, false).unwrap();
-        upload
-            .send_data(bytes::Bytes::from_static(b"part of it"), false)
-            .unwrap();
-        assert!(
-            eventually(Duration::from_secs(5), || async {
-                fake.received_text().contains("part of it")
-            })
-            .await,
-            "the first chunk never reached the backend"
-        );
-        upload.send_reset(reason);
-        assert!(
-            eventually(Duration::from_secs(5), || async {
-                metric_sum(&scrape(&daemon).await, "lb_active_connections", &[]) == 0.0
-            })
-            .await,
-            "the backend request never ended"
-        );
-        // Whatever the balancer sent is on its way to the fake, which parses it.
-        let whole = eventually(Duration::from_millis(300), || async {
-            !fake.requests().is_empty()
-        })
+        let (_response, mut upload) = upload_started(
+            &mut client,
+            &fake,
+            &format!("http://{addr}/upload"),
+            None,
+            b"part of it",
+        )
         .await;
+        upload.send_reset(reason);
+        let whole = whole_requests_once_ended(&daemon, &fake).await;
         assert!(
-            !whole,
-            "a {reason:?} upload reached the backend as a whole request: {:?}",
-            fake.requests()
+            whole.is_empty(),
+            "a {reason:?} upload reached the backend as a whole request: {whole:?}"
         );
     }
     daemon.shutdown().await;
@@ -85,23 +116,9 @@ async fn an_upload_the_client_cancels_never_reaches_the_backend_as_a_whole_reque
 async fn an_upload_that_ends_short_of_its_length_never_desyncs_the_backend() {
     let (fake, daemon, mut client) = h2c_to_fake("").await;
     let addr = daemon.listen_addr;
-    let request = http::Request::post(format!("http://{addr}/upload"))
-        .header("content-length", "100000")
-        .body(())
-        .unwrap();
-    client = client.ready().await.unwrap();
-    let (response, mut upload) = client.send_request(request, false).unwrap();
-    upload
-        .send_data(bytes::Bytes::from_static(b"first part"), false)
-        .unwrap();
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            fake.received_text().contains("first part")
-        })
-        .await,
-        "the first bytes never reached the backend: {:?}",
-        fake.received_text()
-    );
+    let path = format!("http://{addr}/upload");
+    let (response, mut upload) =
+        upload_started(&mut client, &fake, &path, Some(100_000), b"first part").await;
     upload.send_data(bytes::Bytes::new(), true).unwrap();
     let answer = response.await.map(|response| response.status());
     assert!(
@@ -169,22 +186,8 @@ async fn an_http2_upload_over_the_body_limit_never_reaches_the_backend_whole() {
         !matches!(answer, Ok(status) if status.is_success()),
         "an upload over the limit was answered {answer:?}"
     );
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            metric_sum(&scrape(&daemon).await, "lb_active_connections", &[]) == 0.0
-        })
-        .await,
-        "the backend request never ended"
-    );
-    let whole = eventually(Duration::from_millis(300), || async {
-        !fake.requests().is_empty()
-    })
-    .await;
-    assert!(
-        !whole,
-        "{:?}",
-        fake.requests().iter().map(|r| &r.0).collect::<Vec<_>>()
-    );
+    let whole = whole_requests_once_ended(&daemon, &fake).await;
+    assert!(whole.is_empty(), "{whole:?}");
     assert!(!fake.received_text().contains("/declared"));
     daemon.shutdown().await;
 }
