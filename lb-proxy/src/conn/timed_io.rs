@@ -122,6 +122,13 @@ impl<T> TimedIo<T> {
         self.idle_timeout
     }
 
+    /// Whether the last write would have blocked: the client is not reading what it was sent.
+    /// With the idle timeout's error, it tells a client that took nothing for that long from
+    /// one that was merely quiet.
+    pub fn write_blocked(&self) -> bool {
+        self.write_blocked
+    }
+
     /// A request head has begun (its first byte is buffered): it must end within the header
     /// read timeout from now, unless it is already timed.
     pub fn start_head(&mut self) {

@@ -18,16 +18,16 @@ use tokio::net::TcpStream;
 
 use crate::support::*;
 
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(crate) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
+pub(crate) const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
-const PING: u8 = 0x6;
+pub(crate) const SETTINGS: u8 = 0x4;
+pub(crate) const PING: u8 = 0x6;
 const GOAWAY: u8 = 0x7;
 const CONTINUATION: u8 = 0x9;
-const END_STREAM: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
+pub(crate) const END_STREAM: u8 = 0x1;
+pub(crate) const END_HEADERS: u8 = 0x4;
 const ENHANCE_YOUR_CALM: u32 = 0xb;
 
 /// One HTTP/2 frame's bytes (RFC 9113 §4.1).
@@ -56,7 +56,7 @@ fn hpack_int(first: u8, n: u32, mut value: usize, out: &mut Vec<u8>) {
 }
 
 /// A header block for `GET path` on `authority` (static table names, literal values).
-fn request_block(authority: &str, path: &str) -> Vec<u8> {
+pub(crate) fn request_block(authority: &str, path: &str) -> Vec<u8> {
     let mut block = vec![0x82, 0x86]; // :method GET, :scheme http
     for (index, value) in [(4, path), (1, authority)] {
         hpack_int(0x00, 4, index, &mut block); // literal without indexing, indexed name
@@ -67,7 +67,7 @@ fn request_block(authority: &str, path: &str) -> Vec<u8> {
 }
 
 /// Opens a raw HTTP/2 connection: the preface and `settings` (id, value pairs).
-async fn raw_h2(addr: SocketAddr, settings: &[(u16, u32)]) -> TcpStream {
+pub(crate) async fn raw_h2(addr: SocketAddr, settings: &[(u16, u32)]) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut payload = Vec::new();
     for (id, value) in settings {
@@ -97,7 +97,7 @@ async fn goaway_code(stream: &mut TcpStream, limit: Duration) -> Option<u32> {
     goaway_in(&bytes)
 }
 
-async fn closed(daemon: &lb_proxy::Daemon, reason: &str) -> f64 {
+pub(crate) async fn closed(daemon: &lb_proxy::Daemon, reason: &str) -> f64 {
     let label = format!("reason=\"{reason}\"");
     metric_sum(
         &scrape(daemon).await,
@@ -107,7 +107,7 @@ async fn closed(daemon: &lb_proxy::Daemon, reason: &str) -> f64 {
 }
 
 /// An ordinary HTTP/2 client, answered 20 times while an attack runs.
-async fn served_meanwhile(addr: SocketAddr) {
+pub(crate) async fn served_meanwhile(addr: SocketAddr) {
     let stream = TcpStream::connect(addr).await.unwrap();
     let (mut sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
         .await
@@ -504,71 +504,8 @@ async fn malformed_requests_never_reach_the_backend() {
     daemon.shutdown().await;
 }
 
-/// Sends a PING every 10 s on `stream` until it is closed (within 300 s); the bytes read, and
-/// when it closed.
-async fn ping_until_closed(stream: &mut TcpStream) -> (Vec<u8>, tokio::time::Instant) {
-    let pinging = pings_until_closed(stream);
-    (tokio::time::timeout(Duration::from_secs(300), pinging).await).expect("still open at 300 s")
-}
-
-async fn pings_until_closed(stream: &mut TcpStream) -> (Vec<u8>, tokio::time::Instant) {
-    let mut bytes = Vec::new();
-    let mut chunk = [0u8; 16384];
-    loop {
-        if stream
-            .write_all(&frame(PING, 0, 0, b"12345678"))
-            .await
-            .is_err()
-        {
-            return (bytes, tokio::time::Instant::now());
-        }
-        let until = tokio::time::Instant::now() + Duration::from_secs(10);
-        while let Ok(read) = tokio::time::timeout_at(until, stream.read(&mut chunk)).await {
-            match read {
-                Ok(read @ 1..) => bytes.extend_from_slice(&chunk[..read]),
-                _ => return (bytes, tokio::time::Instant::now()),
-            }
-        }
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_connection_kept_busy_by_pings_alone_is_closed_at_the_idle_timeout() {
-    let fleet = backends(1).await;
-    let extra = "server:\n  h2c: true\n  idle_timeout: 40s\n  request_timeout: 120s\n";
-    let daemon = balancer(&fleet, extra).await;
-    // No stream at all: closed 40-50 s after it opened, whatever its PINGs.
-    let started = tokio::time::Instant::now();
-    let mut stream = raw_h2(daemon.listen_addr, &[]).await;
-    let (bytes, closed) = ping_until_closed(&mut stream).await;
-    let took = closed - started;
-    assert!(
-        took >= Duration::from_secs(40) && took <= Duration::from_secs(50),
-        "{took:?}"
-    );
-    assert_eq!(goaway_in(&bytes), Some(0), "a GOAWAY with NO_ERROR");
-
-    // A stream open for 60 s keeps it; the count starts again when the stream ends.
-    let started = tokio::time::Instant::now();
-    let mut stream = raw_h2(daemon.listen_addr, &[]).await;
-    let block = request_block(&daemon.listen_addr.to_string(), "/delay/60000");
-    let headers = frame(HEADERS, END_HEADERS | END_STREAM, 1, &block);
-    stream.write_all(&headers).await.unwrap();
-    let (bytes, closed) = ping_until_closed(&mut stream).await;
-    let took = closed - started;
-    assert!(
-        took >= Duration::from_secs(100) && took <= Duration::from_secs(110),
-        "{took:?}"
-    );
-    let answered = (frames_in(&bytes).iter())
-        .any(|(kind, stream, block)| (*kind, *stream, block.first()) == (HEADERS, 1, Some(&0x88)));
-    assert!(answered, "the response (:status 200) came first");
-    assert_eq!(goaway_in(&bytes), Some(0));
-    daemon.shutdown().await;
-}
-
 /// The frames in `bytes`, as the balancer wrote them: (type, stream, payload).
-fn frames_in(mut bytes: &[u8]) -> Vec<(u8, u32, &[u8])> {
+pub(crate) fn frames_in(mut bytes: &[u8]) -> Vec<(u8, u32, &[u8])> {
     let mut frames = Vec::new();
     while bytes.len() >= 9 {
         let len = usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]);
@@ -583,7 +520,7 @@ fn frames_in(mut bytes: &[u8]) -> Vec<(u8, u32, &[u8])> {
 }
 
 /// The error code of the first `GOAWAY` in `bytes`.
-fn goaway_in(bytes: &[u8]) -> Option<u32> {
+pub(crate) fn goaway_in(bytes: &[u8]) -> Option<u32> {
     frames_in(bytes)
         .into_iter()
         .find(|(kind, _, payload)| *kind == GOAWAY && payload.len() >= 8)

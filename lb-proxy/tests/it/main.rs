@@ -20,6 +20,7 @@ mod grpc;
 mod grpc_retry;
 mod hostile_clients;
 mod http2_attacks;
+mod http2_control_frames;
 mod http2_edge;
 mod http2_limits;
 mod http2_uploads;

@@ -166,7 +166,7 @@ impl H2Server {
                 if let Err(error) = ended {
                     tracing::debug!(%peer, %error, "client connection ended with an error");
                 }
-                conn.goaway.get().copied()
+                conn.closed_for.get().copied()
             }
             () = stall.stalled(timeout) => Some("flow_control_stall"),
         };

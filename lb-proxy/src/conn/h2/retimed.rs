@@ -1,6 +1,7 @@
 //! The socket under a connection another codec than ours drives (h2's, or hyper's HTTP/1 as
 //! the differential test's reference), and what the connection's requests share about it: the
-//! idle timeout a tunnel switches it to, and the reason of the `GOAWAY` it wrote.
+//! idle timeout a tunnel switches it to, and why it was closed for its client's doing (the
+//! reason of the `GOAWAY` it wrote, or a client that read nothing for the idle timeout).
 //!
 //! The codec owns the [`TimedIo`], so a tunnel reaches its timer through [`ConnShared`]: an
 //! HTTP/1.1 connection handed over for a tunnel takes `server.upgrade_idle_timeout` for good;
@@ -30,8 +31,12 @@ pub(crate) struct ConnShared {
     /// HTTP/2 streams carrying a tunnel now.
     tunnels: Mutex<usize>,
     idle_timeout: Duration,
-    /// Why the balancer sent `GOAWAY` with an error code, if it did.
-    pub(crate) goaway: OnceLock<&'static str>,
+    /// Why the balancer closed the connection for its client's doing, if it did: the reason
+    /// of a `GOAWAY` it sent with an error code, or `flow_control_stall` when the client read
+    /// nothing for the idle timeout while the balancer had bytes for it (a client flooding
+    /// `PING`s or `SETTINGS` without reading their answers is held back by its unread socket
+    /// until then).
+    pub(crate) closed_for: OnceLock<&'static str>,
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -46,7 +51,7 @@ impl ConnShared {
             retime: AtomicU64::new(0),
             tunnels: Mutex::new(0),
             idle_timeout,
-            goaway: OnceLock::new(),
+            closed_for: OnceLock::new(),
         }
     }
 
@@ -132,7 +137,18 @@ impl<S> Retimed<S> {
             written -= take;
         }
         if let Some(reason) = self.tap.closed {
-            let _ = self.conn.goaway.set(reason);
+            let _ = self.conn.closed_for.set(reason);
+        }
+    }
+
+    /// Notes why `polled` failed the connection when the idle timeout cut a client that was
+    /// not reading: that is the attack of a peer that never reads, not a quiet client.
+    fn note<T>(&self, polled: &Poll<io::Result<T>>) {
+        if let Poll::Ready(Err(error)) = polled
+            && error.kind() == io::ErrorKind::TimedOut
+            && self.io.write_blocked()
+        {
+            let _ = self.conn.closed_for.set("flow_control_stall");
         }
     }
 }
@@ -144,7 +160,9 @@ impl<S: ClientStream> AsyncRead for Retimed<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         self.check();
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        self.note(&polled);
+        polled
     }
 }
 
@@ -157,6 +175,7 @@ impl<S: ClientStream> AsyncWrite for Retimed<S> {
         self.check();
         let this = &mut *self;
         let polled = Pin::new(&mut this.io).poll_write(cx, data);
+        this.note(&polled);
         if this.tap.is_on()
             && let Poll::Ready(Ok(written)) = polled
         {
@@ -175,6 +194,7 @@ impl<S: ClientStream> AsyncWrite for Retimed<S> {
         self.check();
         let this = &mut *self;
         let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.note(&polled);
         if this.tap.is_on()
             && let Poll::Ready(Ok(written)) = polled
         {
@@ -188,7 +208,9 @@ impl<S: ClientStream> AsyncWrite for Retimed<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        self.note(&polled);
+        polled
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
