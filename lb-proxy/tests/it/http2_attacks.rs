@@ -417,6 +417,8 @@ async fn malformed_requests_never_reach_the_backend() {
         ),
         ("LF in a value", with(&[("x-a", "1\nx-injected: 1")]), b""),
         ("NUL in a value", with(&[("x-a", "1\x002")]), b""),
+        ("a space before a value", with(&[("x-a", " 1")]), b""),
+        ("a tab after a value", with(&[("x-a", "1\t")]), b""),
         ("upper case in a name", with(&[("X-Upper", "1")]), b""),
         ("space in a name", with(&[("x a", "1")]), b""),
         (

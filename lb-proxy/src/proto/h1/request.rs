@@ -413,7 +413,18 @@ pub fn check_parts(
     }
     let mut facts = FieldFacts::default();
     for (name, value) in &parts.headers {
-        facts.read(FieldKind::of(name.as_str().as_bytes()), value.as_bytes());
+        let value = value.as_bytes();
+        // A value starts and ends with a visible byte (RFC 9113 §8.2.1): HTTP/1.1's parser
+        // strips the whitespace around one, HPACK carries it, and what a backend makes of it
+        // is its own guess.
+        if let (Some(first), Some(last)) = (value.first(), value.last())
+            && (matches!(first, b' ' | b'\t') || matches!(last, b' ' | b'\t'))
+        {
+            return Err(RequestError::Malformed(
+                "a field value with whitespace at an end",
+            ));
+        }
+        facts.read(FieldKind::of(name.as_str().as_bytes()), value);
     }
     let mut conclusion = facts.conclude(parts.version, &parts.method, &form)?;
     if parts.version == Version::HTTP_2 {

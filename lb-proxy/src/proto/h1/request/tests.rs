@@ -431,6 +431,34 @@ fn an_http2_host_must_agree_with_the_authority_and_one_must_be_there() {
     }
 }
 
+/// A field value of an HTTP/2 head starts and ends with a visible byte (RFC 9113 §8.2.1);
+/// whitespace inside is kept.
+#[test]
+fn an_http2_field_value_with_whitespace_at_an_end_is_malformed() {
+    let cases = [
+        ("a", true),
+        ("a b", true),
+        ("a\tb", true),
+        ("", true),
+        (" a", false),
+        ("a ", false),
+        ("\ta", false),
+        ("a\t", false),
+        (" ", false),
+    ];
+    for (value, valid) in cases {
+        let parts = http::Request::get("http://a.example/x")
+            .version(http::Version::HTTP_2)
+            .header("x-a", value)
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let verdict = check_parts(&parts, &LIMITS, Framing::Length(0));
+        assert_eq!(verdict.is_ok(), valid, "{value:?}: {verdict:?}");
+    }
+}
+
 /// An HTTP/2 head may have no more field lines than an HTTP/1.1 head; cookie crumbs, one field
 /// upstream, count once.
 #[test]
