@@ -41,13 +41,20 @@ pub fn render(view: &View) -> String {
     let t = &view.totals;
     let error = |e: Option<f64>| e.map_or_else(|| "-".to_owned(), |e| format!("{e:.1}%"));
     let mut out = format!(
-        "{} backends, {} healthy; {} requests, {} errors since start; {} client connections\n",
+        "{} backends, {} healthy; {} requests, {} errors since start; {} client connections",
         t.backends,
         t.healthy,
         t.requests_total,
         error(t.error_pct),
         t.client_connections
     );
+    if t.http2_connections > 0.0 {
+        out.push_str(&format!(
+            " ({} over HTTP/2, with {} streams open)",
+            t.http2_connections, t.http2_streams
+        ));
+    }
+    out.push('\n');
     if !t.clients_closed.is_empty() {
         let reasons: Vec<String> = (t.clients_closed.iter())
             .map(|(reason, count)| format!("{reason} {count}"))
@@ -138,6 +145,24 @@ demo-3   DOWN    closed   0          3         0.0%    1
              rapid_reset 2, protocol_error 1"
         );
         assert!(lines[2].starts_with("BACKEND"), "{table}");
+    }
+
+    #[test]
+    fn http2_connections_and_streams_join_the_first_line_when_there_are_any() {
+        let text = format!(
+            "{}lb_http2_client_connections 2\nlb_http2_client_streams 7\n",
+            include_str!("../../lb-observe/tests/fixtures/demo3_down.txt")
+        );
+        let mut model = Model::new();
+        model.ingest(lb_observe::parse::parse(&text).unwrap(), Instant::now());
+        let table = render(model.view().unwrap());
+        assert!(
+            table.starts_with(
+                "3 backends, 2 healthy; 16 requests, 6.2% errors since start; \
+                 0 client connections (2 over HTTP/2, with 7 streams open)\n"
+            ),
+            "{table}"
+        );
     }
 
     #[test]

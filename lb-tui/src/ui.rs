@@ -177,6 +177,12 @@ fn draw_header(frame: &mut Frame, area: Rect, screen: &Screen) {
                 Span::styled(format!("{}/{}", t.healthy, t.backends), health_style),
                 Span::raw(format!("  conns {}", t.client_connections)),
             ];
+            if t.http2_connections > 0.0 {
+                spans.push(Span::raw(format!(
+                    " (h2 {}, {} streams)",
+                    t.http2_connections, t.http2_streams
+                )));
+            }
             // Connections closed for what their HTTP/2 client did: shown while it happens.
             if let Some(closed) = t.clients_closed_recently.filter(|closed| *closed > 0.0) {
                 spans.push(Span::styled(format!("  h2 closed {closed}"), YELLOW));

@@ -105,6 +105,11 @@ pub struct Totals {
     pub backends: usize,
     /// `lb_client_connections`: client connections open now.
     pub client_connections: f64,
+    /// `lb_http2_client_connections`: of them, those speaking HTTP/2 (0 from a daemon that
+    /// predates the gauge).
+    pub http2_connections: f64,
+    /// `lb_http2_client_streams`: streams open on them.
+    pub http2_streams: f64,
     /// Requests answered since the daemon started.
     pub requests_total: f64,
     /// Requests in flight over all backends.
@@ -182,6 +187,8 @@ struct Snapshot {
     /// By backend label, including [`NO_BACKEND`].
     backends: BTreeMap<String, BackendScrape>,
     client_connections: f64,
+    http2_connections: f64,
+    http2_streams: f64,
     /// `lb_http2_connections_closed_total` by reason.
     clients_closed: Vec<(String, f64)>,
     received_at: Instant,
@@ -239,6 +246,8 @@ impl Snapshot {
         Self {
             backends,
             client_connections: samples.value("lb_client_connections").unwrap_or(0.0),
+            http2_connections: samples.value("lb_http2_client_connections").unwrap_or(0.0),
+            http2_streams: samples.value("lb_http2_client_streams").unwrap_or(0.0),
             clients_closed,
             received_at,
         }
@@ -380,6 +389,8 @@ impl Model {
         let closed = |snapshot: &Snapshot| snapshot.clients_closed.iter().map(|(_, n)| n).sum();
         let mut totals = Totals {
             client_connections: current.client_connections,
+            http2_connections: current.http2_connections,
+            http2_streams: current.http2_streams,
             clients_closed: (current.clients_closed.iter())
                 .filter(|(_, count)| *count > 0.0)
                 .cloned()

@@ -208,3 +208,23 @@ fn http2_clients_closed_are_totalled_by_reason_and_over_the_window() {
     assert!(totals.clients_closed.is_empty());
     assert_eq!(totals.clients_closed_recently, Some(0.0));
 }
+
+#[test]
+fn http2_connections_and_streams_open_are_read_and_zero_without_them() {
+    let scrape = format!(
+        "{SCRAPE1}# TYPE lb_http2_client_connections gauge\n\
+         lb_http2_client_connections 3\n\
+         # TYPE lb_http2_client_streams gauge\n\
+         lb_http2_client_streams 41\n"
+    );
+    let model = model_of(&[(&scrape, 0)]);
+    let totals = &model.view().unwrap().totals;
+    assert_eq!(
+        (totals.http2_connections, totals.http2_streams),
+        (3.0, 41.0)
+    );
+    // A daemon that predates the gauges shows none.
+    let older = model_of(&[(SCRAPE1, 0)]);
+    let totals = &older.view().unwrap().totals;
+    assert_eq!((totals.http2_connections, totals.http2_streams), (0.0, 0.0));
+}

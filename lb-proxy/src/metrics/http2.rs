@@ -1,8 +1,10 @@
-//! The HTTP/2 client family: connections the balancer closed because their client misbehaved,
-//! by what it did. Every reason exists from the start at zero, so `increase()` sees the first.
+//! The HTTP/2 client family: connections and streams open now, and connections the balancer
+//! closed because their client misbehaved, by what it did. Every reason exists from the start
+//! at zero, so `increase()` sees the first.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::tls::ReasonLabels;
@@ -17,9 +19,14 @@ pub const CLOSE_REASONS: [&str; 6] = [
     "protocol_error",
 ];
 
+/// `lb_http2_client_connections`, `lb_http2_client_streams` and
 /// `lb_http2_connections_closed_total{reason}`.
 #[derive(Debug, Default)]
 pub struct Http2Metrics {
+    /// HTTP/2 client connections open now (each also in `lb_client_connections`).
+    pub(crate) connections: Gauge,
+    /// Streams open now over HTTP/2 client connections: requests in flight, WebSockets.
+    pub(crate) streams: Gauge,
     closed: Family<ReasonLabels, Counter>,
 }
 
@@ -30,6 +37,16 @@ impl Http2Metrics {
         for reason in CLOSE_REASONS {
             let _ = metrics.closed.get_or_create(&ReasonLabels { reason });
         }
+        registry.register(
+            "lb_http2_client_connections",
+            "HTTP/2 client connections open (also counted in lb_client_connections)",
+            metrics.connections.clone(),
+        );
+        registry.register(
+            "lb_http2_client_streams",
+            "Streams open on HTTP/2 client connections: requests in flight and WebSockets",
+            metrics.streams.clone(),
+        );
         registry.register(
             "lb_http2_connections_closed",
             "HTTP/2 client connections the balancer closed for what their client did \

@@ -23,6 +23,7 @@ mod http2_attacks;
 mod http2_control_frames;
 mod http2_edge;
 mod http2_limits;
+mod http2_metrics;
 mod http2_uploads;
 mod http2_upstream;
 mod http2_upstream_ping;

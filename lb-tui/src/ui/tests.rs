@@ -96,6 +96,19 @@ fn http2_clients_closed_show_while_it_happens() {
     );
 }
 
+/// HTTP/2 connections and their streams join the connection count when there are any.
+#[test]
+fn http2_connections_and_streams_show_beside_the_connections() {
+    let h2 = "lb_http2_client_connections 2\nlb_http2_client_streams 9\n";
+    let with = model(&[SCRAPE1, &format!("{SCRAPE2}{h2}")]);
+    let lines = render(&screen(&with, &Connection::Connected), 100, 24);
+    let totals = line_with(&lines, "req/s");
+    assert!(totals.contains("conns 0 (h2 2, 9 streams)"), "{totals}");
+    let without = model(&[SCRAPE1, SCRAPE2]);
+    let lines = render(&screen(&without, &Connection::Connected), 100, 24);
+    assert!(!line_with(&lines, "req/s").contains("h2 "), "{lines:?}");
+}
+
 #[test]
 fn header_and_rows_at_80x24() {
     let model = model(&[SCRAPE1, SCRAPE2]);

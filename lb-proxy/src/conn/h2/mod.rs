@@ -22,7 +22,9 @@
 //! - [`idle`]: a connection with no stream for `server.idle_timeout`, whatever frames keep its
 //!   socket busy.
 //! - [`close_log`]: how many of the connections closed for their client's doing are logged.
+//! - [`census`]: the connection and its streams in the gauges of open ones.
 
+mod census;
 mod close_log;
 mod connect;
 mod goaway;
@@ -215,6 +217,8 @@ where
     let mut streams = FuturesUnordered::new();
     let mut no_streams = idle::NoStreams::new(idle_timeout);
     let peer = streams_share.client.peer;
+    let http2 = &shared.metrics.http2;
+    let mut census = census::Census::open(&http2.connections, &http2.streams);
     std::future::poll_fn(|cx| {
         if !stopping && stop.as_mut().poll(cx).is_ready() {
             // GOAWAY: no new streams; those in flight finish, then the connection closes.
@@ -235,8 +239,12 @@ where
                 }
                 Poll::Ready(Some(Err(error))) => return Poll::Ready(Err(error)),
                 Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Pending if stopping || !streams.is_empty() => return Poll::Pending,
+                Poll::Pending if stopping || !streams.is_empty() => {
+                    census.streams(streams.len());
+                    return Poll::Pending;
+                }
                 Poll::Pending => {
+                    census.streams(0);
                     if !no_streams.poll_expired(cx) {
                         return Poll::Pending;
                     }
