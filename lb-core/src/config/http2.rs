@@ -12,7 +12,11 @@
 //! `stalled_response_timeout` has its connection closed: otherwise it would hold the backend
 //! request and the balancer's buffers for as long as it likes. Each such close is counted; the
 //! log names the client of at most `logged_closes_per_second` of them, so that clients cannot
-//! fill the log (or a journal's rate limit) at the price of a connection a line.
+//! fill the log (or a journal's rate limit) at the price of a connection a line. The small
+//! request bodies the balancer reads in full before it picks a backend (so that a retry can
+//! send them again) are held to `max_buffered_body_bytes` per connection: without it, each of
+//! a connection's streams could hold one, and one connection as much memory as a hundred
+//! HTTP/1.1 connections.
 
 use std::time::Duration;
 
@@ -49,6 +53,10 @@ pub struct Http2Config {
     /// Connections closed for what their client did that are logged (`info`, with the client's
     /// address) in any one second; the rest are counted only. 0: none is logged.
     pub logged_closes_per_second: u32,
+    /// Bytes of small request bodies one connection's streams may hold at once, read in full
+    /// before a backend is picked so that a retry can send them again; a body that does not
+    /// fit streams through instead (and is not retried).
+    pub max_buffered_body_bytes: u64,
 }
 
 impl Default for Http2Config {
@@ -61,6 +69,7 @@ impl Default for Http2Config {
             max_local_error_reset_streams: 1024,
             stalled_response_timeout: Duration::from_secs(60),
             logged_closes_per_second: 10,
+            max_buffered_body_bytes: 1024 * 1024,
         }
     }
 }
@@ -78,7 +87,7 @@ fn window(node: &Node) -> Result<u32, Problem> {
 
 /// Reads `server.http2`.
 pub(crate) fn http2(w: &mut Walker<'_>, s: &Section<'_>) -> Http2Config {
-    const FIELDS: [&str; 7] = [
+    const FIELDS: [&str; 8] = [
         "max_concurrent_streams",
         "initial_stream_window_bytes",
         "initial_connection_window_bytes",
@@ -86,6 +95,7 @@ pub(crate) fn http2(w: &mut Walker<'_>, s: &Section<'_>) -> Http2Config {
         "max_local_error_reset_streams",
         "stalled_response_timeout",
         "logged_closes_per_second",
+        "max_buffered_body_bytes",
     ];
     let d = Http2Config::default();
     let h = w.section(s.get("http2"), &s.field("http2"), &FIELDS);
@@ -143,6 +153,14 @@ pub(crate) fn http2(w: &mut Walker<'_>, s: &Section<'_>) -> Http2Config {
                 &h,
                 "logged_closes_per_second",
                 d.logged_closes_per_second,
+                int(0),
+            )
+            .value,
+        max_buffered_body_bytes: w
+            .get(
+                &h,
+                "max_buffered_body_bytes",
+                d.max_buffered_body_bytes,
                 int(0),
             )
             .value,

@@ -340,7 +340,8 @@ fn cases() -> Vec<Case> {
                 "server:\n  upgrade_idle_timeout: 0s\n  http2:\n    max_concurrent_streams: 0\n    \
                  initial_stream_window_bytes: 1024\n    initial_connection_window_bytes: 4294967295\n    \
                  max_pending_reset_streams: 0\n    max_concurrent_stream: 1\n    \
-                 stalled_response_timeout: 0s\n    logged_closes_per_second: -1\n",
+                 stalled_response_timeout: 0s\n    logged_closes_per_second: -1\n    \
+                 max_buffered_body_bytes: 1MiB\n",
             ),
             vec![
                 (2, 25, "server.upgrade_idle_timeout", "must be greater than 0", ""),
@@ -351,6 +352,7 @@ fn cases() -> Vec<Case> {
                 (8, 5, "server.http2.max_concurrent_stream", "unknown field \"max_concurrent_stream\"", "did you mean \"max_concurrent_streams\"?"),
                 (9, 31, "server.http2.stalled_response_timeout", "must be greater than 0", ""),
                 (10, 31, "server.http2.logged_closes_per_second", "must be at least 0, found -1", ""),
+                (11, 30, "server.http2.max_buffered_body_bytes", "expected a whole number, found a string", ""),
             ],
         ),
         (

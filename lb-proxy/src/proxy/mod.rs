@@ -154,10 +154,13 @@ pub(crate) fn serve<'a>(
                 let method = MethodLabel::of(&request.parts.method);
                 respond::refuse(shared, &route.name, method, status, text).closing()
             };
+            // The room a buffered body takes on its HTTP/2 connection, held while it is.
+            let _held;
             let to_backend = match prepare::take_body(server, &mut request, &fault) {
                 Ok(prepare::Body::Ready(body)) => body,
                 // Boxed: most requests have no body to read first.
-                Ok(prepare::Body::Buffer(body)) => {
+                Ok(prepare::Body::Buffer(body, hold)) => {
+                    _held = hold;
                     match Box::pin(prepare::buffer(body, server.request_timeout, &fault)).await {
                         Ok(bytes) => ToBackend::Buffered(bytes),
                         Err((status, text)) => break 'answer refuse(&request, status, text),

@@ -13,6 +13,7 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use lb_core::retry::is_idempotent;
 
+use super::body::budget::BudgetHold;
 use super::body::replay::Replay;
 use super::body::{BodyFault, LimitedBody, ToBackend};
 use super::respond::{BAD_BODY, BODY_TIMEOUT, TOO_LARGE};
@@ -100,8 +101,9 @@ pub(crate) enum Body {
     /// Ready to send: nothing, or a body that streams through.
     Ready(ToBackend),
     /// A small body with a known length, to be read in full first ([`buffer`]) so that a retry
-    /// can send it again.
-    Buffer(LimitedBody),
+    /// can send it again; with the room it takes on its HTTP/2 connection, to be held until the
+    /// attempts are over.
+    Buffer(LimitedBody, Option<BudgetHold>),
 }
 
 /// A declared body over `server.max_request_body_bytes`: refused before anything is sent.
@@ -122,11 +124,20 @@ pub(crate) fn take_body(
     let Some(body) = request.body.take() else {
         return Ok(Body::Ready(ToBackend::Empty));
     };
+    // A small body is read in full, unless its HTTP/2 connection's other bodies hold all the
+    // room it may have (`server.http2.max_buffered_body_bytes`): it then streams through.
+    let buffered = match declared {
+        Some(length) if length <= REPLAY_BUFFER_BYTES => match body.buffer_budget() {
+            None => Some(None),
+            Some(budget) => budget.reserve(length).map(Some),
+        },
+        _ => None,
+    };
     let limit = server.max_request_body_bytes;
     let limited = LimitedBody::new(body, limit, fault.clone().unwrap_or_default());
-    Ok(match declared {
-        Some(length) if length <= REPLAY_BUFFER_BYTES => Body::Buffer(limited),
-        _ => Body::Ready(ToBackend::Streaming(limited)),
+    Ok(match buffered {
+        Some(hold) => Body::Buffer(limited, hold),
+        None => Body::Ready(ToBackend::Streaming(limited)),
     })
 }
 

@@ -191,3 +191,53 @@ async fn an_http2_upload_over_the_body_limit_never_reaches_the_backend_whole() {
     assert!(!fake.received_text().contains("/declared"));
     daemon.shutdown().await;
 }
+
+/// Small bodies with a known length are read in full before a backend is picked, so that a
+/// retry can send them again; on one connection, at most `server.http2.max_buffered_body_bytes`
+/// of them at once. Past it a body streams through, as a larger one does: a client's unfinished
+/// uploads cannot make the balancer hold a body per stream (security.md H16).
+#[tokio::test]
+async fn small_bodies_past_the_connections_buffer_room_stream_through() {
+    let room = "  http2:\n    max_buffered_body_bytes: 100000\n";
+    let (fake, daemon, mut client) = h2c_to_fake(room).await;
+    let addr = daemon.listen_addr;
+    let path = format!("http://{addr}/upload");
+    // 60,000 declared: read in full first, so its first bytes stay with the balancer.
+    client = client.ready().await.unwrap();
+    let request = http::Request::post(&path).header("content-length", 60_000);
+    let (held_response, mut held) = client
+        .send_request(request.body(()).unwrap(), false)
+        .unwrap();
+    let first = bytes::Bytes::from_static(b"held-by-the-balancer");
+    held.send_data(first.clone(), false).unwrap();
+    // 60,000 more do not fit the 40,000 left: this one streams to the backend at once.
+    let (_streamed_response, mut streamed) =
+        upload_started(&mut client, &fake, &path, Some(60_000), b"streamed-at-once").await;
+    assert!(
+        !fake.received_text().contains("held-by-the-balancer"),
+        "the first body went upstream before it was whole"
+    );
+    // The first ends: it reaches the backend whole.
+    let rest = vec![b'x'; 60_000 - first.len()];
+    held.send_data(rest.into(), true).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), held_response)
+        .await
+        .expect("answered")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let whole = fake.requests();
+    assert!(
+        whole
+            .iter()
+            .any(|(head, body)| head.contains("content-length: 60000")
+                && body.starts_with(b"held-by-the-balancer")
+                && body.len() == 60_000),
+        "{:?}",
+        whole
+            .iter()
+            .map(|(head, body)| (head, body.len()))
+            .collect::<Vec<_>>()
+    );
+    streamed.send_reset(h2::Reason::CANCEL);
+    daemon.shutdown().await;
+}

@@ -53,6 +53,7 @@ use super::OpenConnection;
 use super::stream::ClientStream;
 use super::timed_io::TimedIo;
 use crate::proxy::ClientInfo;
+use crate::proxy::body::budget::BufferBudget;
 use crate::runtime::Shared;
 use retimed::{ConnShared, Retimed};
 use stall::StallWatch;
@@ -91,6 +92,8 @@ pub(crate) struct H2Server {
     stalled_response_timeout: Duration,
     /// `server.idle_timeout`: how long a connection may have no stream.
     idle_timeout: Duration,
+    /// `server.http2.max_buffered_body_bytes`: each connection's room for bodies read in full.
+    max_buffered_body_bytes: u64,
     /// The lines logged for connections closed for what their client did.
     close_log: close_log::CloseLog,
 }
@@ -103,6 +106,8 @@ pub(crate) struct H2Conn {
     pub(crate) conn: Arc<ConnShared>,
     /// The connection's responses that wait on the client.
     pub(crate) stall: Arc<StallWatch>,
+    /// The connection's room for small bodies read in full before a backend is picked.
+    pub(crate) body_budget: Arc<BufferBudget>,
 }
 
 impl H2Server {
@@ -126,6 +131,7 @@ impl H2Server {
             builder,
             stalled_response_timeout: http2.stalled_response_timeout,
             idle_timeout: server.idle_timeout,
+            max_buffered_body_bytes: http2.max_buffered_body_bytes,
             close_log: close_log::CloseLog::new(http2.logged_closes_per_second),
         }
     }
@@ -148,6 +154,7 @@ impl H2Server {
             client,
             conn,
             stall: Arc::new(StallWatch::new()),
+            body_budget: BufferBudget::new(self.max_buffered_body_bytes),
         };
         self.serve(io, Arc::new(streams)).await;
     }

@@ -26,7 +26,10 @@ pub(super) async fn serve(
         return Box::pin(connect::serve(&conn, parts, recv, respond)).await;
     }
     let head_request = parts.method == Method::HEAD;
-    let body = (!recv.is_end_stream()).then(|| FromClient::H2(H2Body::new(recv, &parts.headers)));
+    let body = (!recv.is_end_stream()).then(|| {
+        let budget = conn.body_budget.clone();
+        FromClient::H2(H2Body::new(recv, &parts.headers, budget))
+    });
     // In a block of its own, so that the request path's future and the response's share
     // room in the stream's future.
     let reply = {

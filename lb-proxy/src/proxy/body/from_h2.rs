@@ -9,6 +9,7 @@
 //! a shorter one that looks whole (a chunked upload would otherwise end with its last chunk).
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -18,6 +19,7 @@ use http::header::CONTENT_LENGTH;
 use http_body::{Body, Frame, SizeHint};
 
 use super::BoxError;
+use super::budget::BufferBudget;
 use crate::proto::h1::framing;
 
 /// The body of a request on an HTTP/2 stream.
@@ -29,16 +31,25 @@ pub struct H2Body {
     remaining: Option<u64>,
     /// The data frames are over; trailers may follow.
     data_done: bool,
+    /// The connection's room for bodies read in full.
+    budget: Arc<BufferBudget>,
 }
 
 impl H2Body {
-    /// The body of a request with `headers`, arriving on `recv`.
-    pub fn new(recv: RecvStream, headers: &HeaderMap) -> Self {
+    /// The body of a request with `headers`, arriving on `recv`, on a connection with
+    /// `budget` for bodies read in full.
+    pub fn new(recv: RecvStream, headers: &HeaderMap, budget: Arc<BufferBudget>) -> Self {
         Self {
             recv,
             remaining: content_length(headers),
             data_done: false,
+            budget,
         }
+    }
+
+    /// The connection's room for bodies read in full.
+    pub fn budget(&self) -> &Arc<BufferBudget> {
+        &self.budget
     }
 }
 

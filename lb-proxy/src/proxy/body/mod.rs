@@ -9,6 +9,7 @@
 //!   backend's body streamed through, carrying the request's in-flight slot and metrics until the
 //!   last byte (or the client going away) so that counters can never leak.
 
+pub mod budget;
 pub mod from_h2;
 pub mod pipe;
 pub mod replay;
@@ -41,6 +42,17 @@ pub enum FromClient {
     H2(H2Body),
     /// Read by hyper's HTTP/1 server (the differential test's reference).
     Hyper(Incoming),
+}
+
+impl FromClient {
+    /// The room its connection has for small bodies read in full: on HTTP/2 only, where one
+    /// connection carries many requests.
+    pub(crate) fn buffer_budget(&self) -> Option<&Arc<budget::BufferBudget>> {
+        match self {
+            FromClient::H2(body) => Some(body.budget()),
+            FromClient::Pipe(_) | FromClient::Hyper(_) => None,
+        }
+    }
 }
 
 impl Body for FromClient {
