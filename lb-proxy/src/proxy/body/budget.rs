@@ -12,6 +12,9 @@
 //! held back by the backend's reading, not by the balancer's memory. Streaming rather than
 //! waiting for room cannot deadlock: a body waiting for room would leave its data unread in the
 //! connection's window, which the bodies holding the room may need to finish.
+//!
+//! The copy a gRPC call keeps for a retry (`retry.replay_buffer_bytes`) takes its limit from
+//! the same room while it is kept; a call that finds too little keeps none.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -218,6 +218,11 @@ pub struct LimitedBody {
 }
 
 impl LimitedBody {
+    /// The room its HTTP/2 connection has for bodies held in memory.
+    pub(crate) fn buffer_budget(&self) -> Option<&Arc<budget::BufferBudget>> {
+        self.inner.buffer_budget()
+    }
+
     /// Wraps `inner`; `fault` is raised if more than `limit` bytes arrive or the stream fails.
     pub fn new(inner: FromClient, limit: u64, fault: Arc<BodyFault>) -> Self {
         Self {

@@ -18,7 +18,9 @@
 //! The state sits behind a mutex that only the attempt in flight takes (once per frame), and
 //! the client's stream is polled under it: one attempt at a time reads it. Copies are real
 //! copies into one buffer, so the limit bounds the memory held, not only the bytes counted: a
-//! `Bytes` slice of the client's frame would pin the connection's whole read buffer.
+//! `Bytes` slice of the client's frame would pin the connection's whole read buffer. On an
+//! HTTP/2 connection the copy's limit is taken from the connection's room for bodies
+//! (`server.http2.max_buffered_body_bytes`) for as long as the copy is kept.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,6 +31,7 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
 use super::BoxError;
+use super::budget::BudgetHold;
 
 /// The client's body and the copy of what was forwarded, shared by a call's attempts.
 #[derive(Debug)]
@@ -48,6 +51,8 @@ struct State<B> {
     trailers: Option<HeaderMap>,
     /// Whether `copy` holds all that was forwarded: another attempt may then be sent.
     kept: bool,
+    /// The room the copy takes on its HTTP/2 connection, given back with the copy.
+    room: Option<BudgetHold>,
     /// The client's stream ended: nothing more will come from it.
     ended: bool,
     /// The attempt whose body may read; earlier ones are cut off.
@@ -64,13 +69,20 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
-    /// A body that keeps up to `limit` bytes of `source`.
+    /// A body that keeps up to `limit` bytes of `source`, taking no connection's room.
+    #[cfg(test)]
     pub fn new(source: B, limit: u64) -> Arc<Self> {
+        Self::holding(source, limit, None)
+    }
+
+    /// As [`Replay::new`], the copy taking `room` on its connection until it is dropped.
+    pub fn holding(source: B, limit: u64, room: Option<BudgetHold>) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
                 source,
                 copy: BytesMut::new(),
                 trailers: None,
+                room,
                 kept: true,
                 ended: false,
                 generation: 0,
@@ -129,6 +141,7 @@ impl<B> State<B> {
         self.kept = false;
         self.copy = BytesMut::new();
         self.trailers = None;
+        self.room = None;
     }
 }
 
@@ -354,6 +367,27 @@ mod tests {
         assert_eq!(read(&mut first, None).await, (b"def".to_vec(), Ok(true)));
         assert_eq!(replay.copied(), 0);
         assert!(!replay.rewind());
+    }
+
+    /// The room a copy takes on its HTTP/2 connection comes back when the copy goes: when the
+    /// call commits, or outgrows the limit, or when the call ends.
+    #[tokio::test]
+    async fn the_connections_room_comes_back_with_the_copy() {
+        use crate::proxy::body::budget::BufferBudget;
+        let budget = BufferBudget::new(10);
+        for outcome in ["commit", "outgrown", "dropped"] {
+            let frames = vec![data("abc"), data("def"), data("g")];
+            let replay = Replay::holding(script(frames), 5, budget.reserve(5));
+            assert!(budget.reserve(6).is_none(), "{outcome}: 5 of 10 taken");
+            let mut first = replay.body();
+            assert_eq!(read(&mut first, Some(1)).await.0, b"abc");
+            match outcome {
+                "commit" => replay.commit(),
+                "outgrown" => assert_eq!(read(&mut first, None).await.1, Ok(true)),
+                _ => drop((first, replay)),
+            }
+            assert!(budget.reserve(10).is_some(), "{outcome}: all 10 back");
+        }
     }
 
     #[tokio::test]
