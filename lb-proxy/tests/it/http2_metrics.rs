@@ -18,6 +18,16 @@ async fn gauges(daemon: &lb_proxy::Daemon) -> (f64, f64, f64) {
     )
 }
 
+/// Waits until the three gauges read `expected`: (client connections, HTTP/2 connections,
+/// HTTP/2 streams).
+async fn gauges_become(daemon: &lb_proxy::Daemon, expected: (f64, f64, f64)) {
+    let reached = eventually(Duration::from_secs(5), || async {
+        gauges(daemon).await == expected
+    })
+    .await;
+    assert!(reached, "{:?}, not {expected:?}", gauges(daemon).await);
+}
+
 #[tokio::test]
 async fn http2_connections_and_their_streams_in_flight_are_gauged() {
     let fleet = backends(1).await;
@@ -34,34 +44,13 @@ async fn http2_connections_and_their_streams_in_flight_are_gauged() {
             .unwrap();
         slow.push(tokio::spawn(sender.send_request(request)));
     }
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            gauges(&daemon).await == (2.0, 1.0, 3.0)
-        })
-        .await,
-        "{:?}",
-        gauges(&daemon).await
-    );
+    gauges_become(&daemon, (2.0, 1.0, 3.0)).await;
     for response in slow {
         assert_eq!(response.await.unwrap().unwrap().status(), 200);
     }
     // The streams ended; the connection is still open.
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            gauges(&daemon).await == (2.0, 1.0, 0.0)
-        })
-        .await,
-        "{:?}",
-        gauges(&daemon).await
-    );
+    gauges_become(&daemon, (2.0, 1.0, 0.0)).await;
     drop((sender, http1));
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            gauges(&daemon).await == (0.0, 0.0, 0.0)
-        })
-        .await,
-        "{:?}",
-        gauges(&daemon).await
-    );
+    gauges_become(&daemon, (0.0, 0.0, 0.0)).await;
     daemon.shutdown().await;
 }
