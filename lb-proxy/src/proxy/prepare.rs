@@ -234,18 +234,12 @@ pub(crate) fn http2_hints(prepared: &mut Prepared, headers: &http::HeaderMap, re
     if statuses != 0 && crate::proto::grpc::is_grpc(headers) {
         prepared.grpc_retry = Some(super::grpc::GrpcRetry { statuses, sent: 0 });
         if let Some(body) = prepared.to_backend.take_streaming() {
-            // On HTTP/2 the copy's limit is taken from the connection's room for bodies: a call
-            // that finds too little streams on without one (no retry after a status), as a
-            // call whose body outgrows the copy does.
-            let limit = retry.replay_buffer_bytes;
-            let room = match body.buffer_budget() {
-                None => Some(None),
-                Some(budget) => budget.reserve(limit).map(Some),
-            };
-            prepared.to_backend = match room {
-                Some(room) => ToBackend::Replayed(Replay::holding(body, limit, room)),
-                None => ToBackend::Streaming(body),
-            };
+            // On HTTP/2 the copy takes room from the connection's budget for bodies as it
+            // grows: one that finds none is dropped (no retry after a status), as one that
+            // outgrows `replay_buffer_bytes` is.
+            let room = body.buffer_budget().and_then(|budget| budget.reserve(0));
+            let replay = Replay::holding(body, retry.replay_buffer_bytes, room);
+            prepared.to_backend = ToBackend::Replayed(replay);
         }
     }
 }

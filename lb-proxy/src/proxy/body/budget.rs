@@ -13,8 +13,9 @@
 //! waiting for room cannot deadlock: a body waiting for room would leave its data unread in the
 //! connection's window, which the bodies holding the room may need to finish.
 //!
-//! The copy a gRPC call keeps for a retry (`retry.replay_buffer_bytes`) takes its limit from
-//! the same room while it is kept; a call that finds too little keeps none.
+//! The copy a gRPC call keeps for a retry (at most `retry.replay_buffer_bytes`) takes its room
+//! from the same budget as it grows, and gives it all back when it is dropped; a copy that finds
+//! no more room is dropped, as one that outgrows its limit is.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,6 +55,24 @@ impl BufferBudget {
     }
 }
 
+impl BudgetHold {
+    /// Takes `bytes` more room for the same body, if that much is left: a copy that grows as
+    /// its data arrives.
+    pub fn grow(&mut self, bytes: u64) -> bool {
+        let taken = self
+            .budget
+            .left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                left.checked_sub(bytes)
+            })
+            .is_ok();
+        if taken {
+            self.bytes += bytes;
+        }
+        taken
+    }
+}
+
 impl Drop for BudgetHold {
     fn drop(&mut self) {
         self.budget.left.fetch_add(self.bytes, Ordering::AcqRel);
@@ -75,7 +94,15 @@ mod tests {
         // An empty body takes no room, and always fits.
         assert!(budget.reserve(0).is_some());
         drop(first);
-        let again = budget.reserve(65_536).expect("room given back");
+        let mut again = budget.reserve(65_536).expect("room given back");
+        // A hold grows while room is left.
+        assert!(!again.grow(1));
+        drop(small);
+        assert!(again.grow(34_464));
+        assert!(!again.grow(1));
+        drop(again);
+        let small = budget.reserve(0).unwrap();
+        let again = budget.reserve(100_000).expect("all of it back");
         drop((small, again));
         assert_eq!(budget.left.load(Ordering::Acquire), 100_000);
         // No room at all: nothing is buffered.

@@ -19,8 +19,8 @@
 //! the client's stream is polled under it: one attempt at a time reads it. Copies are real
 //! copies into one buffer, so the limit bounds the memory held, not only the bytes counted: a
 //! `Bytes` slice of the client's frame would pin the connection's whole read buffer. On an
-//! HTTP/2 connection the copy's limit is taken from the connection's room for bodies
-//! (`server.http2.max_buffered_body_bytes`) for as long as the copy is kept.
+//! HTTP/2 connection the copy also takes room from the connection's budget for bodies
+//! (`server.http2.max_buffered_body_bytes`) as it grows, and is dropped when it finds none.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -51,7 +51,8 @@ struct State<B> {
     trailers: Option<HeaderMap>,
     /// Whether `copy` holds all that was forwarded: another attempt may then be sent.
     kept: bool,
-    /// The room the copy takes on its HTTP/2 connection, given back with the copy.
+    /// The room the copy has taken on its HTTP/2 connection, grown with it and given back
+    /// with it.
     room: Option<BudgetHold>,
     /// The client's stream ended: nothing more will come from it.
     ended: bool,
@@ -75,7 +76,8 @@ where
         Self::holding(source, limit, None)
     }
 
-    /// As [`Replay::new`], the copy taking `room` on its connection until it is dropped.
+    /// As [`Replay::new`], the copy growing `room` on its connection as it grows, and dropped
+    /// when the connection has no more.
     pub fn holding(source: B, limit: u64, room: Option<BudgetHold>) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
@@ -198,7 +200,12 @@ where
             Some(Ok(frame)) => {
                 if state.kept {
                     if let Some(data) = frame.data_ref() {
-                        if state.copy.len().saturating_add(data.len()) > limit {
+                        let within = state.copy.len().saturating_add(data.len()) <= limit;
+                        let room = match &mut state.room {
+                            Some(room) => within && room.grow(data.len() as u64),
+                            None => within,
+                        };
+                        if !room {
                             state.drop_copy();
                         } else {
                             state.copy.extend_from_slice(data);
@@ -369,23 +376,42 @@ mod tests {
         assert!(!replay.rewind());
     }
 
-    /// The room a copy takes on its HTTP/2 connection comes back when the copy goes: when the
-    /// call commits, or outgrows the limit, or when the call ends.
+    /// A copy takes room on its HTTP/2 connection as it grows, and gives it all back when it
+    /// goes: when the call commits, outgrows the limit or the connection's room, or ends.
     #[tokio::test]
-    async fn the_connections_room_comes_back_with_the_copy() {
+    async fn the_copy_grows_in_the_connections_room_and_gives_it_back() {
         use crate::proxy::body::budget::BufferBudget;
         let budget = BufferBudget::new(10);
-        for outcome in ["commit", "outgrown", "dropped"] {
-            let frames = vec![data("abc"), data("def"), data("g")];
-            let replay = Replay::holding(script(frames), 5, budget.reserve(5));
-            assert!(budget.reserve(6).is_none(), "{outcome}: 5 of 10 taken");
+        for (outcome, limit) in [
+            ("commit", 5),
+            ("outgrown", 5),
+            ("no room", 100),
+            ("dropped", 5),
+        ] {
+            let frames = vec![data("abc"), data("defgh"), data("ij")];
+            let replay = Replay::holding(script(frames), limit, budget.reserve(0));
             let mut first = replay.body();
             assert_eq!(read(&mut first, Some(1)).await.0, b"abc");
+            assert!(replay.kept());
+            assert!(
+                budget.reserve(8).is_none(),
+                "{outcome}: the copy's 3 of 10 taken"
+            );
+            let taken_elsewhere = (outcome == "no room").then(|| budget.reserve(3).unwrap());
             match outcome {
                 "commit" => replay.commit(),
-                "outgrown" => assert_eq!(read(&mut first, None).await.1, Ok(true)),
-                _ => drop((first, replay)),
+                "dropped" => drop((first, replay)),
+                _ => {
+                    // 8 bytes: past the limit of 5, or past the 4 left of the room.
+                    let rest = read(&mut first, None).await;
+                    assert_eq!(rest, (b"defghij".to_vec(), Ok(true)), "{outcome}");
+                    assert!(
+                        !replay.kept(),
+                        "{outcome}: the copy is dropped, the call streams on"
+                    );
+                }
             }
+            drop(taken_elsewhere);
             assert!(budget.reserve(10).is_some(), "{outcome}: all 10 back");
         }
     }
