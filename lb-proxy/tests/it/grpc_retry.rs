@@ -171,6 +171,37 @@ async fn a_streamed_call_past_the_replay_limit_is_not_retried() {
     assert_eq!(retries(&daemon, "grpc_status").await, 0.0);
 }
 
+/// On HTTP/2 a call's copy takes room from its connection's budget for bodies
+/// (`server.http2.max_buffered_body_bytes`, security.md H16) as it grows: one that finds none
+/// is dropped, and the call is not retried, as one past `replay_buffer_bytes` is not.
+#[tokio::test]
+async fn a_call_whose_copy_outgrows_its_connections_room_is_not_retried() {
+    for (room, retried) in [(1_000, false), (1_048_576, true)] {
+        let retry = format!(
+            "{RETRY_UNAVAILABLE}  replay_buffer_bytes: 8192\n\
+             server:\n  http2:\n    max_buffered_body_bytes: {room}\n"
+        );
+        let (daemon, first, other) = setup(&retry).await;
+        let mut client = grpc::connect(daemon.listen_addr).await;
+        let opening = EchoRequest {
+            code: Code::Unavailable as u32,
+            fail_on: first.name().to_owned(),
+            ..says(&"x".repeat(2000))
+        };
+        let requests = futures_util::stream::iter([opening, says("two")]);
+        let answer = client_streaming(&mut client, "Collect", requests).await;
+        assert_eq!(answer.is_ok(), retried, "room {room}: {answer:?}");
+        assert_eq!(calls(&other), u64::from(retried), "room {room}");
+        let expected = if retried { 1.0 } else { 0.0 };
+        assert_eq!(
+            retries(&daemon, "grpc_status").await,
+            expected,
+            "room {room}"
+        );
+        daemon.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn a_call_whose_response_began_is_never_retried() {
     let (daemon, first, other) = setup(RETRY_UNAVAILABLE).await;
