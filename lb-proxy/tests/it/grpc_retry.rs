@@ -152,17 +152,25 @@ async fn a_streamed_call_is_sent_again_then_goes_on_with_the_rest_of_the_stream(
     assert_eq!(retries(&daemon, "grpc_status").await, 1.0);
 }
 
+/// The messages of a client-streaming `Collect` call whose first (2,000 bytes) `backend`
+/// fails UNAVAILABLE.
+fn large_call_failing_on(
+    backend: &RunningBackend,
+) -> futures_util::stream::Iter<std::array::IntoIter<EchoRequest, 2>> {
+    let opening = EchoRequest {
+        code: Code::Unavailable as u32,
+        fail_on: backend.name().to_owned(),
+        ..says(&"x".repeat(2000))
+    };
+    futures_util::stream::iter([opening, says("two")])
+}
+
 #[tokio::test]
 async fn a_streamed_call_past_the_replay_limit_is_not_retried() {
     let retry = format!("{RETRY_UNAVAILABLE}  replay_buffer_bytes: 1024\n");
     let (daemon, first, other) = setup(&retry).await;
     let mut client = grpc::connect(daemon.listen_addr).await;
-    let opening = EchoRequest {
-        code: Code::Unavailable as u32,
-        fail_on: first.name().to_owned(),
-        ..says(&"x".repeat(2000))
-    };
-    let requests = futures_util::stream::iter([opening, says("two")]);
+    let requests = large_call_failing_on(&first);
     let status = client_streaming(&mut client, "Collect", requests)
         .await
         .expect_err("the first backend's status");
@@ -183,12 +191,7 @@ async fn a_call_whose_copy_outgrows_its_connections_room_is_not_retried() {
         );
         let (daemon, first, other) = setup(&retry).await;
         let mut client = grpc::connect(daemon.listen_addr).await;
-        let opening = EchoRequest {
-            code: Code::Unavailable as u32,
-            fail_on: first.name().to_owned(),
-            ..says(&"x".repeat(2000))
-        };
-        let requests = futures_util::stream::iter([opening, says("two")]);
+        let requests = large_call_failing_on(&first);
         let answer = client_streaming(&mut client, "Collect", requests).await;
         assert_eq!(answer.is_ok(), retried, "room {room}: {answer:?}");
         assert_eq!(calls(&other), u64::from(retried), "room {room}");
