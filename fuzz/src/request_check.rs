@@ -1,11 +1,12 @@
 //! Request heads: any bytes give a verdict, never a panic; a head that is accepted keeps every
 //! rule (no `CONNECT`, at most one `Host` and one on HTTP/1.1, `chunked` wins over a length and
 //! then closes the connection); the verdict is the same whatever follows the head and however
-//! the head is cut; and the head forwarded upstream parses back to the framing written.
+//! the head is cut; the head forwarded upstream parses back to the framing written; and the
+//! rules on a head another codec parsed (`check_parts`, for h2's and hyper's) accept it alike.
 
 use http::Method;
 use lb_proxy::proto::h1::framing::Framing;
-use lb_proxy::proto::h1::request::{Limits, RequestHead, parse};
+use lb_proxy::proto::h1::request::{Limits, RequestHead, check_parts, parse};
 use lb_proxy::proto::h1::write::{Forwarded, FramingField, UpstreamHead, write_request_head};
 
 const LIMITS: Limits = Limits {
@@ -52,6 +53,11 @@ pub fn check(data: &[u8]) {
     assert_eq!(again.length, head.length);
     assert_eq!(again.meta.body, head.meta.body);
     forwarded_head_parses_back(&head);
+    let checked = check_parts(&head.parts, &LIMITS, head.meta.body).unwrap_or_else(|error| {
+        panic!("check_parts refused ({error}) what parse accepted: {text:?}")
+    });
+    assert_eq!(checked.body, head.meta.body);
+    assert_eq!(checked.host, head.meta.host);
 }
 
 /// The upstream head written for `head` is one valid request whose framing is the one written.
