@@ -16,7 +16,9 @@
 //! request bodies the balancer reads in full before it picks a backend (so that a retry can
 //! send them again) are held to `max_buffered_body_bytes` per connection: without it, each of
 //! a connection's streams could hold one, and one connection as much memory as a hundred
-//! HTTP/1.1 connections.
+//! HTTP/1.1 connections. The request heads of a connection's streams are held to
+//! `max_buffered_head_bytes` in all for the same reason: each may be up to
+//! `server.max_header_bytes`, and a stream's head is held until its backend answers.
 
 use std::time::Duration;
 
@@ -57,6 +59,12 @@ pub struct Http2Config {
     /// before a backend is picked so that a retry can send them again; a body that does not
     /// fit streams through instead (and is not retried).
     pub max_buffered_body_bytes: u64,
+    /// Bytes of request heads (as HTTP/2 counts a header list: each field's name and value
+    /// and 32 more) one connection's streams may hold at once, from a head's arrival until
+    /// its backend answers; a stream whose head does not fit is refused (`REFUSED_STREAM`,
+    /// which a client may retry). At least `server.max_header_bytes`, so that a connection
+    /// with no other stream in flight takes any head the size limit admits.
+    pub max_buffered_head_bytes: u64,
 }
 
 impl Default for Http2Config {
@@ -70,6 +78,7 @@ impl Default for Http2Config {
             stalled_response_timeout: Duration::from_secs(60),
             logged_closes_per_second: 10,
             max_buffered_body_bytes: 1024 * 1024,
+            max_buffered_head_bytes: 1024 * 1024,
         }
     }
 }
@@ -87,7 +96,7 @@ fn window(node: &Node) -> Result<u32, Problem> {
 
 /// Reads `server.http2`.
 pub(crate) fn http2(w: &mut Walker<'_>, s: &Section<'_>) -> Http2Config {
-    const FIELDS: [&str; 8] = [
+    const FIELDS: [&str; 9] = [
         "max_concurrent_streams",
         "initial_stream_window_bytes",
         "initial_connection_window_bytes",
@@ -96,6 +105,7 @@ pub(crate) fn http2(w: &mut Walker<'_>, s: &Section<'_>) -> Http2Config {
         "stalled_response_timeout",
         "logged_closes_per_second",
         "max_buffered_body_bytes",
+        "max_buffered_head_bytes",
     ];
     let d = Http2Config::default();
     let h = w.section(s.get("http2"), &s.field("http2"), &FIELDS);
@@ -164,5 +174,34 @@ pub(crate) fn http2(w: &mut Walker<'_>, s: &Section<'_>) -> Http2Config {
                 int(0),
             )
             .value,
+        max_buffered_head_bytes: w
+            .get(
+                &h,
+                "max_buffered_head_bytes",
+                d.max_buffered_head_bytes,
+                int(0),
+            )
+            .value,
     }
+}
+
+/// `server.http2.max_buffered_head_bytes` must hold one head of `server.max_header_bytes`:
+/// with less, HTTP/2 would refuse heads that HTTP/1.1 takes, on every connection.
+pub(crate) fn check_head_room(w: &mut Walker<'_>, s: &Section<'_>, server: &super::ServerConfig) {
+    let room = server.http2.max_buffered_head_bytes;
+    let largest = server.max_header_bytes as u64;
+    if room >= largest {
+        return;
+    }
+    let pos = match s.get("http2").map(|node| &node.node) {
+        Some(Node::Map(entries)) => (entries.iter())
+            .find(|(key, _)| matches!(&key.node, Node::Str(name) if name == "max_buffered_head_bytes"))
+            .and_then(|(_, value)| value.pos),
+        _ => None,
+    };
+    let problem = Problem::new(format!(
+        "must be at least server.max_header_bytes ({largest}), found {room}"
+    ))
+    .hint("a connection must have room for one head of the largest size accepted");
+    w.report(pos, "server.http2.max_buffered_head_bytes", problem);
 }

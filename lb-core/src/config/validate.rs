@@ -254,6 +254,7 @@ fn server(w: &mut Walker<'_>, top: &Section<'_>) -> (ServerConfig, Got<SocketAdd
         ..config
     };
     tls::check_h2c(w, &s, &config);
+    super::http2::check_head_room(w, &s, &config);
     (config, listen, redirect_pos.flatten())
 }
 

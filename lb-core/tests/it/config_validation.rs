@@ -356,6 +356,11 @@ fn cases() -> Vec<Case> {
             ],
         ),
         (
+            "HTTP/2's room for request heads below one head of the largest size",
+            with_backends("server:\n  max_header_bytes: 65536\n  http2:\n    max_buffered_head_bytes: 65535\n"),
+            vec![(4, 30, "server.http2.max_buffered_head_bytes", "must be at least server.max_header_bytes (65536), found 65535", "a connection must have room for one head of the largest size accepted")],
+        ),
+        (
             "zero durations",
             with_backends("health_check:\n  interval: 0s\n  timeout: 0ms\nupstream:\n  connect_timeout: 0\n"),
             vec![

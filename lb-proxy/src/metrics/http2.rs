@@ -28,6 +28,8 @@ pub struct Http2Metrics {
     /// Streams open now over HTTP/2 client connections: requests in flight, WebSockets.
     pub(crate) streams: Gauge,
     closed: Family<ReasonLabels, Counter>,
+    /// Streams refused because their connection's room for request heads was taken.
+    refused: Counter,
 }
 
 impl Http2Metrics {
@@ -54,7 +56,19 @@ impl Http2Metrics {
              DATA frames, a response it never took, another protocol error)",
             metrics.closed.clone(),
         );
+        registry.register(
+            "lb_http2_streams_refused",
+            "HTTP/2 streams refused (REFUSED_STREAM, which a client may retry) because the \
+             request heads their connection's other streams hold left no room for theirs \
+             (server.http2.max_buffered_head_bytes)",
+            metrics.refused.clone(),
+        );
         metrics
+    }
+
+    /// Counts a stream refused for its connection's room for request heads.
+    pub(crate) fn refused_stream(&self) {
+        self.refused.inc();
     }
 
     /// Counts a connection closed for `reason`, one of [`CLOSE_REASONS`].

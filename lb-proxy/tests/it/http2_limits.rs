@@ -2,7 +2,8 @@
 //! never has more requests in flight upstream than `max_concurrent_streams`, however many
 //! streams it asks for, and a client that opens and cancels streams as fast as it can (rapid
 //! reset) neither exceeds that limit upstream nor keeps other clients from being served; the
-//! requests it cancelled free their backend slots.
+//! requests it cancelled free their backend slots. The request heads a connection's streams hold
+//! at once are bounded (`max_buffered_head_bytes`).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -178,5 +179,76 @@ async fn an_http2_request_with_more_than_100_fields_is_431() {
     let crumbs = sender.send_request(with(90, 200)).await.unwrap();
     assert_eq!(crumbs.status(), 200);
     assert_eq!(fleet[0].stats().requests.load(Relaxed), 1);
+    daemon.shutdown().await;
+}
+
+/// The request heads one connection's streams hold at once are bounded
+/// (`server.http2.max_buffered_head_bytes`, security.md H17): a stream whose head does not fit
+/// what the others left is refused with `REFUSED_STREAM` (a client may send it again), and
+/// counted; a smaller head still fits, and the room comes back as the others are answered.
+#[tokio::test]
+async fn a_head_past_the_connections_room_for_heads_is_refused_until_room_comes_back() {
+    let fleet = backends(1).await;
+    // Room for three heads of about 12.1 KB each, not four.
+    let room = "server:\n  h2c: true\n  max_header_bytes: 16384\n  http2:\n    \
+                max_buffered_head_bytes: 40000\n";
+    let daemon = balancer(&fleet, room).await;
+    let addr = daemon.listen_addr;
+    let mut sender = h2_connection(addr).await;
+    // One exchange first, so that the client knows the balancer's SETTINGS.
+    assert_eq!(
+        sender
+            .send_request(request(addr, "/"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let large = |path: &str| {
+        let mut request = request(addr, path);
+        let pad = http::HeaderValue::try_from("p".repeat(12_000)).unwrap();
+        request.headers_mut().insert("x-pad", pad);
+        request
+    };
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        sender.ready().await.unwrap();
+        held.push(tokio::spawn(sender.send_request(large("/delay/1500"))));
+    }
+    // Sent after the three on the same connection: the balancer takes them in order.
+    sender.ready().await.unwrap();
+    let refused = sender.send_request(large("/")).await;
+    let reason = (refused.as_ref().err())
+        .and_then(|error| std::error::Error::source(error))
+        .and_then(|source| source.downcast_ref::<h2::Error>())
+        .and_then(h2::Error::reason);
+    assert_eq!(
+        reason,
+        Some(h2::Reason::REFUSED_STREAM),
+        "{:?}",
+        refused.map(|response| response.status())
+    );
+    // A small head fits what is left.
+    sender.ready().await.unwrap();
+    assert_eq!(
+        sender
+            .send_request(request(addr, "/"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    for answer in held {
+        assert_eq!(answer.await.unwrap().unwrap().status(), 200);
+    }
+    // Their room came back: a large head is taken again.
+    sender.ready().await.unwrap();
+    assert_eq!(sender.send_request(large("/")).await.unwrap().status(), 200);
+    let metrics = scrape(&daemon).await;
+    assert_eq!(
+        metric_sum(&metrics, "lb_http2_streams_refused_total", &[]),
+        1.0
+    );
+    assert_eq!(fleet[0].stats().requests.load(Relaxed), 6);
     daemon.shutdown().await;
 }

@@ -22,6 +22,7 @@ use crate::conn::timed_io::TimedIo;
 use crate::conn::tunnel;
 use crate::metrics::MethodLabel;
 use crate::proxy::body::ToClient;
+use crate::proxy::body::budget::BudgetHold;
 use crate::proxy::{ParsedUpgrade, handle_parsed, respond, websocket};
 
 /// What a WebSocket's `2xx` without a switch becomes.
@@ -33,6 +34,7 @@ pub(super) async fn serve(
     mut parts: http::request::Parts,
     recv: RecvStream,
     mut responder: SendResponse<Bytes>,
+    head_room: BudgetHold,
 ) {
     let (shared, client) = (&*conn.shared, &conn.client);
     let Some(protocol) = parts.extensions.remove::<h2::ext::Protocol>() else {
@@ -43,7 +45,9 @@ pub(super) async fn serve(
             None,
             ParsedUpgrade::No
         ));
-        if let Some(reply) = until_reset(&mut responder, answer).await {
+        let answered = until_reset(&mut responder, answer).await;
+        drop(head_room);
+        if let Some(reply) = answered {
             send::respond(&mut responder, reply.into_h2_response(false), &conn.stall).await;
         }
         return;
@@ -53,6 +57,7 @@ pub(super) async fn serve(
     let has_body = (parts.headers.get(http::header::CONTENT_LENGTH))
         .is_some_and(|length| length.as_bytes() != b"0");
     if let Err(refused) = websocket::to_upgrade(&mut parts, protocol.as_str(), has_body, nonce) {
+        drop(head_room);
         let status = refused.status();
         let text = format!("{} {refused}\n", status.as_str());
         let method = MethodLabel::of(&Method::CONNECT);
@@ -67,7 +72,10 @@ pub(super) async fn serve(
         None,
         ParsedUpgrade::ExtendedConnect
     ));
-    let Some(mut reply) = until_reset(&mut responder, answer).await else {
+    let answered = until_reset(&mut responder, answer).await;
+    // The head went with the request path: a tunnel that opens holds none of it.
+    drop(head_room);
+    let Some(mut reply) = answered else {
         return;
     };
     if reply.status == StatusCode::SWITCHING_PROTOCOLS

@@ -23,11 +23,13 @@
 //!   socket busy.
 //! - [`close_log`]: how many of the connections closed for their client's doing are logged.
 //! - [`census`]: the connection and its streams in the gauges of open ones.
+//! - [`head_room`]: the request heads a connection's streams may hold at once.
 
 mod census;
 mod close_log;
 mod connect;
 mod goaway;
+mod head_room;
 mod idle;
 pub(crate) mod retimed;
 mod send;
@@ -94,6 +96,8 @@ pub(crate) struct H2Server {
     idle_timeout: Duration,
     /// `server.http2.max_buffered_body_bytes`: each connection's room for bodies read in full.
     max_buffered_body_bytes: u64,
+    /// `server.http2.max_buffered_head_bytes`: each connection's room for request heads.
+    max_buffered_head_bytes: u64,
     /// The lines logged for connections closed for what their client did.
     close_log: close_log::CloseLog,
 }
@@ -108,6 +112,8 @@ pub(crate) struct H2Conn {
     pub(crate) stall: Arc<StallWatch>,
     /// The connection's room for small bodies read in full before a backend is picked.
     pub(crate) body_budget: Arc<BufferBudget>,
+    /// The connection's room for the request heads of its streams ([`head_room`]).
+    head_budget: Arc<BufferBudget>,
 }
 
 impl H2Server {
@@ -132,6 +138,7 @@ impl H2Server {
             stalled_response_timeout: http2.stalled_response_timeout,
             idle_timeout: server.idle_timeout,
             max_buffered_body_bytes: http2.max_buffered_body_bytes,
+            max_buffered_head_bytes: http2.max_buffered_head_bytes,
             close_log: close_log::CloseLog::new(http2.logged_closes_per_second),
         }
     }
@@ -155,6 +162,7 @@ impl H2Server {
             conn,
             stall: Arc::new(StallWatch::new()),
             body_budget: BufferBudget::new(self.max_buffered_body_bytes),
+            head_budget: BufferBudget::new(self.max_buffered_head_bytes),
         };
         self.serve(io, Arc::new(streams)).await;
     }
@@ -235,12 +243,17 @@ where
         loop {
             while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
             match connection.poll_accept(cx) {
-                Poll::Ready(Some(Ok((request, respond)))) => {
+                Poll::Ready(Some(Ok((request, mut respond)))) => {
                     no_streams.busy();
+                    let bytes = head_room::head_bytes(&request);
+                    let Some(head_room) = streams_share.head_budget.reserve(bytes) else {
+                        head_room::refuse(&mut respond, bytes, &shared.metrics);
+                        continue;
+                    };
                     // Written into its allocation, not built on the stack and copied there.
                     let served = Box::write(
                         Box::new_uninit(),
-                        stream::serve(streams_share.clone(), request, respond),
+                        stream::serve(streams_share.clone(), request, respond, head_room),
                     );
                     streams.push(Box::into_pin(served));
                 }

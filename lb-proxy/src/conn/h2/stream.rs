@@ -11,19 +11,23 @@ use h2::server::SendResponse;
 use http::{Method, Request};
 
 use super::{H2Conn, connect, send};
+use crate::proxy::body::budget::BudgetHold;
 use crate::proxy::body::{FromClient, H2Body};
 use crate::proxy::{ParsedUpgrade, handle_parsed};
 
-/// Serves one stream until its response is sent, or the client resets it.
+/// Serves one stream until its response is sent, or the client resets it. `head_room`: the
+/// room its head takes in the connection's ([`super::head_room`]), given back once the request
+/// path is over.
 pub(super) async fn serve(
     conn: Arc<H2Conn>,
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
+    head_room: BudgetHold,
 ) {
     let (parts, recv) = request.into_parts();
     if parts.method == Method::CONNECT {
         // Boxed: a CONNECT stream is rare, and its future would take room in every one.
-        return Box::pin(connect::serve(&conn, parts, recv, respond)).await;
+        return Box::pin(connect::serve(&conn, parts, recv, respond, head_room)).await;
     }
     let head_request = parts.method == Method::HEAD;
     let body = (!recv.is_end_stream()).then(|| {
@@ -40,7 +44,10 @@ pub(super) async fn serve(
             body,
             ParsedUpgrade::No,
         ));
-        match until_reset(&mut respond, answer).await {
+        let answered = until_reset(&mut respond, answer).await;
+        // The request path is over, and its head dropped with it.
+        drop(head_room);
+        match answered {
             Some(reply) => reply,
             None => return,
         }
