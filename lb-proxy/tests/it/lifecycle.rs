@@ -257,6 +257,17 @@ async fn demo_serves_three_backends_and_stops_cleanly() {
         text.contains("lb_backend_health_status{backend=\"demo-3\"}"),
         "{text}"
     );
+    // HTTP/2 with prior knowledge, as the banner suggests trying.
+    let stream = tokio::net::TcpStream::connect(listen).await.unwrap();
+    let mut h2 = crate::support::websocket::h2_over(stream).await;
+    let request = http::Request::get(format!("http://{listen}/"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let answer = h2.send_request(request).await.unwrap();
+    assert_eq!(
+        (answer.status(), answer.version()),
+        (http::StatusCode::OK, http::Version::HTTP_2)
+    );
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())

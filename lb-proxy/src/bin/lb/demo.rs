@@ -30,11 +30,12 @@ pub(crate) async fn start_backends() -> std::io::Result<Vec<RunningBackend>> {
 }
 
 /// The demo configuration over `backends`: round robin, fast health checks, breakers and
-/// retries on, the proxy on 127.0.0.1:8080, metrics on 127.0.0.1:9090 and the admin API on
-/// 127.0.0.1:9091 (loopback, so no token).
+/// retries on, the proxy on 127.0.0.1:8080 (HTTP/1.1, and HTTP/2 with prior knowledge, so that
+/// `curl --http2-prior-knowledge` works as the README says), metrics on 127.0.0.1:9090 and the
+/// admin API on 127.0.0.1:9091 (loopback, so no token).
 pub(crate) fn config(backends: &[RunningBackend]) -> Result<Config, ConfigErrors> {
     let mut yaml = String::from(
-        "server:\n  listen: 127.0.0.1:8080\n  shutdown_grace: 5s\n\
+        "server:\n  listen: 127.0.0.1:8080\n  h2c: true\n  shutdown_grace: 5s\n\
          load_balancer:\n  algorithm: round_robin\n\
          health_check:\n  interval: 1s\n  timeout: 500ms\n  unhealthy_threshold: 2\n  healthy_threshold: 2\n\
          circuit_breaker:\n  failure_threshold: 5\n  open_duration: 10s\n\
@@ -83,6 +84,9 @@ pub(crate) fn banner(
         "    for i in $(seq 6); do curl -s http://{listen}/; done\n"
     ));
     text.push_str(&format!("    curl -s http://{listen}/echo\n"));
+    text.push_str(&format!(
+        "    curl -s --http2-prior-knowledge -o /dev/null -w '%{{http_code}} over HTTP/%{{http_version}}\\n' http://{listen}/\n"
+    ));
     text.push_str(&format!(
         "    curl -s -o /dev/null -w '%{{http_code}}\\n' http://{listen}/status/503\n"
     ));
