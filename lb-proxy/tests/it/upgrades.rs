@@ -347,8 +347,9 @@ async fn a_listener_with_h2c_tunnels_websocket_and_refuses_smuggling_too() {
 }
 
 /// A backend that switches every request to a tunnel, then answers `ping` with `pong`, resets
-/// its connection when the tunnel brings it `abort`, closes it in order on `bye`, and otherwise
-/// reports how the balancer ended the tunnel: `eof` (in order) or `reset`.
+/// its connection when the tunnel brings it `abort`, closes it in order on `bye`, sends 1 MB on
+/// `flood`, and otherwise reports how the balancer ended the tunnel: `eof` (in order) or
+/// `reset`.
 async fn tunnel_backend() -> (
     std::net::SocketAddr,
     tokio::sync::mpsc::UnboundedReceiver<&'static str>,
@@ -385,6 +386,10 @@ async fn tunnel_backend() -> (
                         Ok(read) if &chunk[..read] == b"abort" => {
                             socket.set_zero_linger().unwrap();
                             return;
+                        }
+                        Ok(read) if &chunk[..read] == b"flood" => {
+                            // Written as the tunnel takes it; reads resume once all is taken.
+                            let _ = socket.write_all(&vec![b'x'; 1 << 20]).await;
                         }
                         Ok(read) if &chunk[..read] == b"bye" => {
                             let _ = socket.shutdown().await;
@@ -480,6 +485,40 @@ async fn an_http2_clients_tunnel_and_an_http11_backends_resets_cross() {
     let next = tokio::time::timeout(Duration::from_secs(10), ended.recv()).await;
     let said = next.expect("the backend's side ended within 10 s");
     assert_eq!(said, Some("reset"));
+    daemon.shutdown().await;
+}
+
+/// An HTTP/2 client whose tunnel has bytes to take and which keeps its window shut is a
+/// response that waits on its client: its connection is closed after
+/// `server.http2.stalled_response_timeout` and counted as `flow_control_stall`, not held until
+/// the tunnel's idle timeout (5 minutes by default).
+#[tokio::test]
+async fn an_http2_tunnel_whose_client_keeps_its_window_shut_is_closed_as_a_stall() {
+    let (backend, mut ended) = tunnel_backend().await;
+    let config = "server:\n  h2c: true\n  http2:\n    stalled_response_timeout: 1s\n";
+    let daemon = balancer_to("raw", backend, config).await;
+    let addr = daemon.listen_addr;
+    // The client never releases what it receives: its window shuts at 64 KiB.
+    let (mut up, _down) = h2_tunnel(addr).await;
+    up.send_data("flood".into(), false).unwrap();
+    let closed = eventually(Duration::from_secs(10), || async {
+        crate::http2_attacks::closed(&daemon, "flow_control_stall").await == 1.0
+    })
+    .await;
+    assert!(closed, "the stalled tunnel's connection was not closed");
+    // The tunnel is gone, and with it the backend's connection.
+    let next = tokio::time::timeout(Duration::from_secs(10), ended.recv()).await;
+    assert!(
+        next.expect("the backend's side ended within 10 s")
+            .is_some()
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            upgraded(&daemon).await == 0.0 && active(&daemon).await == 0.0
+        })
+        .await,
+        "the stalled tunnel still holds its backend"
+    );
     daemon.shutdown().await;
 }
 

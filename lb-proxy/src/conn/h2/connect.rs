@@ -92,7 +92,8 @@ pub(super) async fn serve(
         };
         let idle_timeout = shared.runtime.load().config.server.upgrade_idle_timeout;
         let _open = conn.conn.tunnel_opened(idle_timeout);
-        let mut io = TimedIo::new(StreamIo::new(stream, recv), idle_timeout, None);
+        let io = StreamIo::new(stream, recv, conn.stall.clone());
+        let mut io = TimedIo::new(io, idle_timeout, None);
         tunnel::run(&mut io, &mut BytesMut::new(), backend, shared).await;
         return;
     }

@@ -10,6 +10,9 @@
 //! connection's [`StallWatch`] advances the tick, and a body still waiting from a tick at least
 //! a whole timeout old closes the connection (counted as `flow_control_stall`).
 //!
+//! A WebSocket tunnel over HTTP/2 counts the same way while a write waits for the client's
+//! window ([`super::stream_io`]).
+//!
 //! Counting by tick costs a response two relaxed atomic additions on memory the connection
 //! already holds: no allocation, no lock and no clock read (docs/performance.md, item 32).
 
@@ -55,15 +58,15 @@ impl StallWatch {
         }
     }
 
-    /// Counts a body as waiting from now on; the tick it is counted in.
-    fn start_waiting(&self) -> u64 {
+    /// Counts a body (or a tunnel's write) as waiting from now on; the tick it is counted in.
+    pub(super) fn start_waiting(&self) -> u64 {
         let tick = self.tick.load(Ordering::Relaxed);
         self.waiting[slot(tick)].fetch_add(1, Ordering::Relaxed);
         tick
     }
 
     /// Uncounts a body that waited since `tick`.
-    fn stop_waiting(&self, tick: u64) {
+    pub(super) fn stop_waiting(&self, tick: u64) {
         self.waiting[slot(tick)].fetch_sub(1, Ordering::Relaxed);
     }
 

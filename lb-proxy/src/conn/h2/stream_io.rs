@@ -3,10 +3,14 @@
 //! it; what the tunnel writes goes out as data within the window the client gives. A reset
 //! from the client, or the connection ending, fails both ways: RFC 8441 §5 makes
 //! `RST_STREAM(CANCEL)` the tunnel's abort (a TCP reset), so the backend's side is aborted too,
-//! not ended in order as after `END_STREAM`.
+//! not ended in order as after `END_STREAM`. A tunnel with bytes for a client that keeps its
+//! window shut counts as a response waiting on its client ([`StallWatch`]): past
+//! `server.http2.stalled_response_timeout` the connection closes as for any such response,
+//! rather than holding the backend's connection until the tunnel's idle timeout.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -14,6 +18,7 @@ use bytes::{Buf, Bytes};
 use h2::{Reason, RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::stall::StallWatch;
 use crate::conn::timed_io::TimedIo;
 use crate::conn::tunnel::TunnelClient;
 
@@ -25,16 +30,35 @@ pub(super) struct StreamIo {
     held: Bytes,
     /// The stream's end was sent.
     ended: bool,
+    /// The connection's watch on responses that wait for their client.
+    stall: Arc<StallWatch>,
+    /// The tick a write has waited for the client's window since.
+    waiting_since: Option<u64>,
 }
 
 impl StreamIo {
-    pub(super) fn new(send: SendStream<Bytes>, recv: RecvStream) -> Self {
+    pub(super) fn new(send: SendStream<Bytes>, recv: RecvStream, stall: Arc<StallWatch>) -> Self {
         Self {
             send,
             recv,
             held: Bytes::new(),
             ended: false,
+            stall,
+            waiting_since: None,
         }
+    }
+
+    /// A write found room, or gave up: it no longer waits on the client.
+    fn stop_waiting(&mut self) {
+        if let Some(tick) = self.waiting_since.take() {
+            self.stall.stop_waiting(tick);
+        }
+    }
+}
+
+impl Drop for StreamIo {
+    fn drop(&mut self) {
+        self.stop_waiting();
     }
 }
 
@@ -87,18 +111,29 @@ impl AsyncWrite for StreamIo {
         this.send.reserve_capacity(data.len());
         let room = loop {
             match this.send.capacity() {
-                0 => match ready!(this.send.poll_capacity(cx)) {
-                    Some(Ok(_)) => {}
-                    Some(Err(error)) => {
+                0 => match this.send.poll_capacity(cx) {
+                    Poll::Ready(Some(Ok(_))) => {}
+                    Poll::Ready(Some(Err(error))) => {
+                        this.stop_waiting();
                         let error =
                             to_io(error).unwrap_or_else(|| io::ErrorKind::BrokenPipe.into());
                         return Poll::Ready(Err(error));
                     }
-                    None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+                    Poll::Ready(None) => {
+                        this.stop_waiting();
+                        return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+                    }
+                    Poll::Pending => {
+                        if this.waiting_since.is_none() {
+                            this.waiting_since = Some(this.stall.start_waiting());
+                        }
+                        return Poll::Pending;
+                    }
                 },
                 room => break room,
             }
         };
+        this.stop_waiting();
         let take = room.min(data.len());
         match this
             .send
