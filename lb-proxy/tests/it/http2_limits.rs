@@ -196,14 +196,12 @@ async fn a_head_past_the_connections_room_for_heads_is_refused_until_room_comes_
     let addr = daemon.listen_addr;
     let mut sender = h2_connection(addr).await;
     // One exchange first, so that the client knows the balancer's SETTINGS.
-    assert_eq!(
-        sender
-            .send_request(request(addr, "/"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    let small = async |sender: &mut http2::SendRequest<Empty<Bytes>>| {
+        sender.ready().await.unwrap();
+        let response = sender.send_request(request(addr, "/")).await.unwrap();
+        assert_eq!(response.status(), 200);
+    };
+    small(&mut sender).await;
     let large = |path: &str| {
         let mut request = request(addr, path);
         let pad = http::HeaderValue::try_from("p".repeat(12_000)).unwrap();
@@ -229,15 +227,7 @@ async fn a_head_past_the_connections_room_for_heads_is_refused_until_room_comes_
         refused.map(|response| response.status())
     );
     // A small head fits what is left.
-    sender.ready().await.unwrap();
-    assert_eq!(
-        sender
-            .send_request(request(addr, "/"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    small(&mut sender).await;
     for answer in held {
         assert_eq!(answer.await.unwrap().unwrap().status(), 200);
     }
