@@ -1,5 +1,6 @@
 //! The bytes of small request bodies one HTTP/2 connection's streams may hold at once
-//! (`server.http2.max_buffered_body_bytes`).
+//! (`server.http2.max_buffered_body_bytes`). The same kind of budget bounds the request heads
+//! they hold (`server.http2.max_buffered_head_bytes`, [`crate::conn::h2`]'s `head_room`).
 //!
 //! A body with a known length up to 64 KiB is read in full before a backend is picked, so that
 //! a retry can send it again, and held until the request's attempts are over. On HTTP/1.1 a
