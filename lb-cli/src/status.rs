@@ -64,6 +64,13 @@ pub fn render(view: &View) -> String {
             reasons.join(", ")
         ));
     }
+    if t.http2_streams_refused > 0.0 {
+        out.push_str(&format!(
+            "HTTP/2 streams refused for want of room for their request heads \
+             (server.http2.max_buffered_head_bytes), since start: {}\n",
+            t.http2_streams_refused
+        ));
+    }
     let header = [
         "BACKEND",
         "HEALTH",
@@ -128,11 +135,12 @@ demo-3   DOWN    closed   0          3         0.0%    1
     }
 
     #[test]
-    fn http2_clients_closed_get_a_line_of_their_own() {
+    fn http2_clients_closed_and_streams_refused_get_lines_of_their_own() {
         let text = format!(
             "{}lb_http2_connections_closed_total{{reason=\"rapid_reset\"}} 2\n\
              lb_http2_connections_closed_total{{reason=\"data_flood\"}} 0\n\
-             lb_http2_connections_closed_total{{reason=\"protocol_error\"}} 1\n",
+             lb_http2_connections_closed_total{{reason=\"protocol_error\"}} 1\n\
+             lb_http2_streams_refused_total 4\n",
             include_str!("../../lb-observe/tests/fixtures/demo3_down.txt")
         );
         let mut model = Model::new();
@@ -144,7 +152,12 @@ demo-3   DOWN    closed   0          3         0.0%    1
             "HTTP/2 client connections closed for what the client did, since start: \
              rapid_reset 2, protocol_error 1"
         );
-        assert!(lines[2].starts_with("BACKEND"), "{table}");
+        assert_eq!(
+            lines[2],
+            "HTTP/2 streams refused for want of room for their request heads \
+             (server.http2.max_buffered_head_bytes), since start: 4"
+        );
+        assert!(lines[3].starts_with("BACKEND"), "{table}");
     }
 
     #[test]

@@ -120,6 +120,9 @@ pub struct Totals {
     pub clients_closed: Vec<(String, f64)>,
     /// Of them, those closed since the previous scrape (`None` for the first).
     pub clients_closed_recently: Option<f64>,
+    /// HTTP/2 streams refused since the daemon started because their connection's room for
+    /// request heads was taken (`lb_http2_streams_refused_total`; 0 from a daemon without it).
+    pub http2_streams_refused: f64,
 }
 
 /// What one scrape (and the one before it) says.
@@ -191,6 +194,7 @@ struct Snapshot {
     http2_streams: f64,
     /// `lb_http2_connections_closed_total` by reason.
     clients_closed: Vec<(String, f64)>,
+    http2_streams_refused: f64,
     received_at: Instant,
 }
 
@@ -249,6 +253,7 @@ impl Snapshot {
             http2_connections: samples.value("lb_http2_client_connections").unwrap_or(0.0),
             http2_streams: samples.value("lb_http2_client_streams").unwrap_or(0.0),
             clients_closed,
+            http2_streams_refused: (samples.value("lb_http2_streams_refused_total")).unwrap_or(0.0),
             received_at,
         }
     }
@@ -391,6 +396,7 @@ impl Model {
             client_connections: current.client_connections,
             http2_connections: current.http2_connections,
             http2_streams: current.http2_streams,
+            http2_streams_refused: current.http2_streams_refused,
             clients_closed: (current.clients_closed.iter())
                 .filter(|(_, count)| *count > 0.0)
                 .cloned()
