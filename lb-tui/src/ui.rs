@@ -187,6 +187,12 @@ fn draw_header(frame: &mut Frame, area: Rect, screen: &Screen) {
             if let Some(closed) = t.clients_closed_recently.filter(|closed| *closed > 0.0) {
                 spans.push(Span::styled(format!("  h2 closed {closed}"), YELLOW));
             }
+            // Streams refused for want of room for their heads: shown while it happens.
+            if let Some(refused) =
+                (t.http2_streams_refused_recently).filter(|refused| *refused > 0.0)
+            {
+                spans.push(Span::styled(format!("  h2 refused {refused}"), YELLOW));
+            }
             Line::from(spans)
         }
     };

@@ -123,6 +123,8 @@ pub struct Totals {
     /// HTTP/2 streams refused since the daemon started because their connection's room for
     /// request heads was taken (`lb_http2_streams_refused_total`; 0 from a daemon without it).
     pub http2_streams_refused: f64,
+    /// Of them, those refused since the previous scrape (`None` for the first).
+    pub http2_streams_refused_recently: Option<f64>,
 }
 
 /// What one scrape (and the one before it) says.
@@ -403,6 +405,12 @@ impl Model {
                 .collect(),
             clients_closed_recently: (previous.as_ref().filter(|_| window.is_some()))
                 .map(|before| counter_delta(Some(closed(before)), closed(&current))),
+            http2_streams_refused_recently: (previous.as_ref().filter(|_| window.is_some())).map(
+                |before| {
+                    let refused = current.http2_streams_refused;
+                    counter_delta(Some(before.http2_streams_refused), refused)
+                },
+            ),
             ..Totals::default()
         };
         let (mut all_requests, mut all_errors, mut backend_requests) = (0.0, 0.0, 0.0);

@@ -96,6 +96,25 @@ fn http2_clients_closed_show_while_it_happens() {
     );
 }
 
+/// HTTP/2 streams refused for want of room for their heads show in the header while it
+/// happens, and not otherwise.
+#[test]
+fn http2_streams_refused_show_while_it_happens() {
+    let refused = |count: u32| format!("lb_http2_streams_refused_total {count}\n");
+    let header = |scrapes: [u32; 2]| {
+        let model = model(&[
+            &format!("{SCRAPE1}{}", refused(scrapes[0])),
+            &format!("{SCRAPE2}{}", refused(scrapes[1])),
+        ]);
+        let lines = render(&screen(&model, &Connection::Connected), 100, 24);
+        line_with(&lines, "req/s").to_owned()
+    };
+    let refusing = header([2, 7]);
+    assert!(refusing.contains("h2 refused 5"), "{refusing}");
+    let quiet = header([7, 7]);
+    assert!(!quiet.contains("h2 refused"), "{quiet}");
+}
+
 /// HTTP/2 connections and their streams join the connection count when there are any.
 #[test]
 fn http2_connections_and_streams_show_beside_the_connections() {
