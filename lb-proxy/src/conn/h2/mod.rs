@@ -235,7 +235,10 @@ where
     let http2 = &shared.metrics.http2;
     let mut census = census::Census::open(&http2.connections, &http2.streams);
     std::future::poll_fn(|cx| {
-        if !stopping && stop.as_mut().poll(cx).is_ready() {
+        // `stop` was polled while the handshake ran, which registered this task with it: the
+        // start of shutdown wakes the task, and the flag tells, without the signal's lock that
+        // polling it again would take on every wake.
+        if !stopping && shared.shutdown.is_started() {
             // GOAWAY: no new streams; those in flight finish, then the connection closes.
             stopping = true;
             connection.graceful_shutdown();
