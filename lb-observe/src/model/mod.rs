@@ -394,6 +394,11 @@ impl Model {
 
         let mut rows = Vec::new();
         let closed = |snapshot: &Snapshot| snapshot.clients_closed.iter().map(|(_, n)| n).sum();
+        // A counter's increase since the previous scrape (`None` for the first).
+        let recently = |count: &dyn Fn(&Snapshot) -> f64| {
+            (previous.as_ref().filter(|_| window.is_some()))
+                .map(|before| counter_delta(Some(count(before)), count(&current)))
+        };
         let mut totals = Totals {
             client_connections: current.client_connections,
             http2_connections: current.http2_connections,
@@ -403,14 +408,8 @@ impl Model {
                 .filter(|(_, count)| *count > 0.0)
                 .cloned()
                 .collect(),
-            clients_closed_recently: (previous.as_ref().filter(|_| window.is_some()))
-                .map(|before| counter_delta(Some(closed(before)), closed(&current))),
-            http2_streams_refused_recently: (previous.as_ref().filter(|_| window.is_some())).map(
-                |before| {
-                    let refused = current.http2_streams_refused;
-                    counter_delta(Some(before.http2_streams_refused), refused)
-                },
-            ),
+            clients_closed_recently: recently(&closed),
+            http2_streams_refused_recently: recently(&|s| s.http2_streams_refused),
             ..Totals::default()
         };
         let (mut all_requests, mut all_errors, mut backend_requests) = (0.0, 0.0, 0.0);

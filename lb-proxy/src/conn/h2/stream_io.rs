@@ -111,25 +111,24 @@ impl AsyncWrite for StreamIo {
         this.send.reserve_capacity(data.len());
         let room = loop {
             match this.send.capacity() {
-                0 => match this.send.poll_capacity(cx) {
-                    Poll::Ready(Some(Ok(_))) => {}
-                    Poll::Ready(Some(Err(error))) => {
-                        this.stop_waiting();
-                        let error =
-                            to_io(error).unwrap_or_else(|| io::ErrorKind::BrokenPipe.into());
-                        return Poll::Ready(Err(error));
-                    }
-                    Poll::Ready(None) => {
-                        this.stop_waiting();
-                        return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
-                    }
-                    Poll::Pending => {
+                0 => {
+                    let Poll::Ready(polled) = this.send.poll_capacity(cx) else {
                         if this.waiting_since.is_none() {
                             this.waiting_since = Some(this.stall.start_waiting());
                         }
                         return Poll::Pending;
+                    };
+                    this.stop_waiting();
+                    match polled {
+                        Some(Ok(_)) => {}
+                        Some(Err(error)) => {
+                            let error =
+                                to_io(error).unwrap_or_else(|| io::ErrorKind::BrokenPipe.into());
+                            return Poll::Ready(Err(error));
+                        }
+                        None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
                     }
-                },
+                }
                 room => break room,
             }
         };
